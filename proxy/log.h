@@ -1,0 +1,34 @@
+// Structured logging: one line per event, logfmt or JSON, quiet by default (info: lifecycle only).
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace pgtandem::proxy::log {
+
+enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+enum class Format { kLogfmt, kJson };
+
+void configure(Level level, Format format);
+bool parse_level(std::string_view s, Level* out);
+bool enabled(Level level);
+
+using Field = std::pair<std::string_view, std::string_view>;
+void write(Level level, std::string_view msg, std::initializer_list<Field> fields = {});
+
+inline void debug(std::string_view msg, std::initializer_list<Field> f = {}) {
+  if (enabled(Level::kDebug)) write(Level::kDebug, msg, f);
+}
+inline void info(std::string_view msg, std::initializer_list<Field> f = {}) {
+  if (enabled(Level::kInfo)) write(Level::kInfo, msg, f);
+}
+inline void warn(std::string_view msg, std::initializer_list<Field> f = {}) {
+  if (enabled(Level::kWarn)) write(Level::kWarn, msg, f);
+}
+inline void error(std::string_view msg, std::initializer_list<Field> f = {}) {
+  write(Level::kError, msg, f);
+}
+
+}  // namespace pgtandem::proxy::log

@@ -1,0 +1,75 @@
+// pgtandem: a PostgreSQL wire-protocol proxy for zero-downtime database migrations.
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: pgtandem --config FILE\n"
+    "       pgtandem --check-config FILE\n"
+    "       pgtandem --version | --help\n"
+    "\n"
+    "A PostgreSQL wire-protocol proxy for zero-downtime migrations: clients connect to pgtandem,\n"
+    "which answers them from the primary target (old or new, per the config).\n"
+    "\n"
+    "Options:\n"
+    "  --config FILE         run with the TOML configuration in FILE\n"
+    "  --check-config FILE   validate FILE, print errors as file:line:column: message, exit 0 if valid\n"
+    "  --version             print the version and exit\n"
+    "  --help                print this help and exit\n";
+
+int check_config(const std::string& path) {
+  auto result = pgtandem::config::load_file(path);
+  if (!result.ok()) {
+    for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return 1;
+  }
+  std::printf("%s: configuration is valid\n", path.c_str());
+  return 0;
+}
+
+int run(const std::string& path) {
+  using namespace pgtandem;
+  auto result = config::load_file(path);
+  if (!result.ok()) {
+    for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return 1;
+  }
+  const config::Config& cfg = *result.config;
+  proxy::log::Level level = proxy::log::Level::kInfo;
+  proxy::log::parse_level(cfg.log.level, &level);
+  proxy::log::configure(level, cfg.log.format == "json" ? proxy::log::Format::kJson
+                                                        : proxy::log::Format::kLogfmt);
+  proxy::Server server(cfg);
+  std::string error;
+  if (!server.start(&error)) {
+    proxy::log::error("cannot start", {{"error", error}});
+    return 1;
+  }
+  return server.run_until_signal();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (argc == 2 && std::strcmp(argv[1], "--version") == 0) {
+    std::printf("pgtandem %s (%s)\n", PGTANDEM_VERSION, PGTANDEM_IO_BACKEND);
+    return 0;
+  }
+  if (argc == 3 && std::strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
+  if (argc == 3 && std::strcmp(argv[1], "--config") == 0) return run(argv[2]);
+  std::fputs(kUsage, stderr);
+  return 2;
+}

@@ -1,0 +1,296 @@
+#include "proxy/server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <list>
+
+#include "protocol/errors.h"
+#include "proxy/admin_http.h"
+#include "proxy/log.h"
+#include "proxy/session.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+namespace pgtandem::proxy {
+
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+std::string fatal_too_many(std::string_view message) {
+  std::string out;
+  protocol::encode_error_response(out, "FATAL", "53300", message, {});
+  return out;
+}
+
+// Refuses a connection the way the server does when it is full: FATAL 53300. The client's
+// startup packet is drained first (for at most a second), so the error is not lost to a reset.
+asio::awaitable<void> drain(Socket& socket) {
+  char tmp[1024];
+  for (;;) {
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp), kNoThrow);
+    if (ec) co_return;
+  }
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(kNoThrow);
+}
+
+asio::awaitable<void> refuse(Socket socket, std::string bytes) {
+  co_await asio::async_write(socket, asio::buffer(bytes), kNoThrow);
+  boost::system::error_code ec;
+  socket.shutdown(asio::socket_base::shutdown_send, ec);
+  co_await (drain(socket) || sleep_for(std::chrono::seconds(1)));
+  socket.close(ec);
+}
+
+}  // namespace
+
+Worker::Worker(size_t index, ServerState& state) : index_(index), state_(state) {}
+
+void Worker::adopt(int family, int protocol, int fd) {
+  sessions_.fetch_add(1, std::memory_order_relaxed);
+  asio::post(io_, [this, family, protocol, fd] {
+    Socket socket(io_, asio::generic::stream_protocol(family, protocol), fd);
+    asio::co_spawn(
+        io_,
+        [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
+          state_.metrics->client_connected();
+          co_await run_session(*this, std::move(s));
+          state_.metrics->client_disconnected();
+          state_.clients.fetch_sub(1, std::memory_order_relaxed);
+          sessions_.fetch_sub(1, std::memory_order_relaxed);
+        },
+        asio::detached);
+  });
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(io_);
+    io_.run();
+  });
+}
+
+void Worker::stop() { io_.stop(); }
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+struct Server::Impl {
+  config::Config config;
+  ServerState state;
+  std::unique_ptr<Metrics> metrics;
+  std::list<Worker> workers;
+  std::list<Acceptor> acceptors;
+  std::unique_ptr<AdminServer> admin;
+  std::string unix_socket_path;
+
+  asio::awaitable<void> accept_loop(Worker& worker, Acceptor& acceptor, bool tcp);
+  Worker& pick_worker(Worker& self);
+};
+
+Worker& Server::Impl::pick_worker(Worker& self) {
+  // SO_REUSEPORT spreads connections by a hash of the 4-tuple, which leaves workers unevenly
+  // loaded with few clients (8 pgbench clients on 2 workers often split 6/2). A connection stays
+  // with the worker that accepted it unless another one has at least two fewer sessions.
+  Worker* best = &self;
+  uint32_t best_load = self.sessions().load(std::memory_order_relaxed);
+  for (Worker& w : workers) {
+    uint32_t load = w.sessions().load(std::memory_order_relaxed);
+    if (load + 1 < best_load) {
+      best = &w;
+      best_load = load;
+    }
+  }
+  return *best;
+}
+
+asio::awaitable<void> Server::Impl::accept_loop(Worker& worker, Acceptor& acceptor, bool tcp) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(worker.io(), kNoThrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      // EMFILE and friends: back off briefly instead of spinning.
+      log::warn("accept failed", {{"error", ec.message()}});
+      asio::steady_timer t(worker.io(), std::chrono::milliseconds(50));
+      co_await t.async_wait(kNoThrow);
+      continue;
+    }
+    const auto& limits = config.limits;
+    if (state.clients.load(std::memory_order_relaxed) >= limits.max_client_connections) {
+      metrics->rejected(RejectReason::kTooManyClients);
+      asio::co_spawn(worker.io(), refuse(std::move(socket), fatal_too_many("sorry, too many clients already")),
+                     asio::detached);
+      continue;
+    }
+    if (state.unauthenticated.load(std::memory_order_relaxed) >= limits.max_unauthenticated) {
+      metrics->rejected(RejectReason::kTooManyUnauthenticated);
+      asio::co_spawn(worker.io(),
+                     refuse(std::move(socket),
+                            fatal_too_many("sorry, too many clients already: pgtandem is at "
+                                           "max_unauthenticated connections still logging in")),
+                     asio::detached);
+      continue;
+    }
+    state.clients.fetch_add(1, std::memory_order_relaxed);
+    state.unauthenticated.fetch_add(1, std::memory_order_relaxed);
+    if (tcp) set_tcp_options(socket);
+    Worker& target = pick_worker(worker);
+    const int family = socket.local_endpoint().protocol().family();
+    const int protocol = socket.local_endpoint().protocol().protocol();
+    target.adopt(family, protocol, socket.release());
+  }
+}
+
+Server::Server(config::Config config) : impl_(std::make_unique<Impl>()) {
+  impl_->config = std::move(config);
+}
+
+Server::~Server() { stop(); }
+
+bool Server::start(std::string* error) {
+  Impl& im = *impl_;
+  auto cfg = std::make_shared<const config::Config>(im.config);
+  im.state.config = cfg;
+  im.state.limits.max_message_size = cfg->limits.max_message_size;
+  if (!resolve_targets(*cfg, &im.state.targets, error)) return false;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < im.state.targets.size(); ++i) {
+    names.push_back(im.state.targets[i].name);
+    if (im.state.targets[i].name == cfg->primary) im.state.primary = i;
+  }
+  im.metrics = std::make_unique<Metrics>(names);
+  im.state.metrics = im.metrics.get();
+
+  size_t nworkers = cfg->workers;
+  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < nworkers; ++i) {
+    Worker& w = im.workers.emplace_back(i, im.state);
+    im.state.workers.push_back(&w);
+    im.metrics->add_worker(&w.stats());
+  }
+
+  // Each worker gets its own SO_REUSEPORT listener per TCP address, so accepting never crosses
+  // threads; the Unix socket (no SO_REUSEPORT for AF_UNIX) is served by worker 0.
+  for (const auto& addr : cfg->listen) {
+    std::string host = addr.host;
+    if (host == "*") host = "0.0.0.0";
+    if (host == "localhost") host = "127.0.0.1";
+    boost::system::error_code ec;
+    auto ip = asio::ip::make_address(host, ec);
+    if (ec) {
+      *error = "invalid listen address \"" + addr.host + "\"";
+      return false;
+    }
+    asio::ip::tcp::endpoint tcp_ep(ip, addr.port);
+    for (Worker& w : im.workers) {
+      Acceptor& a = im.acceptors.emplace_back(w.io());
+      Endpoint ep(tcp_ep);
+      a.open(ep.protocol(), ec);
+      if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) a.set_option(ReusePort(true), ec);
+      if (!ec) a.bind(ep, ec);
+      if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        *error = "cannot listen on " + host + ":" + std::to_string(addr.port) + ": " + ec.message();
+        return false;
+      }
+      asio::co_spawn(w.io(), im.accept_loop(w, a, true), asio::detached);
+    }
+  }
+  if (!cfg->unix_socket_dir.empty() && !cfg->listen.empty()) {
+    im.unix_socket_path =
+        cfg->unix_socket_dir + "/.s.PGSQL." + std::to_string(cfg->listen.front().port);
+    ::unlink(im.unix_socket_path.c_str());
+    Worker& w = im.workers.front();
+    Acceptor& a = im.acceptors.emplace_back(w.io());
+    Endpoint ep{asio::local::stream_protocol::endpoint(im.unix_socket_path)};
+    boost::system::error_code ec;
+    a.open(ep.protocol(), ec);
+    if (!ec) a.bind(ep, ec);
+    if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      *error = "cannot listen on " + im.unix_socket_path + ": " + ec.message();
+      return false;
+    }
+    ::chmod(im.unix_socket_path.c_str(), 0777);
+    asio::co_spawn(w.io(), im.accept_loop(w, a, false), asio::detached);
+  }
+
+  if (cfg->admin.listen_port != 0) {
+    AdminHandlers handlers;
+    Metrics* m = im.metrics.get();
+    handlers.metrics = [m] { return m->serialize(); };
+    handlers.healthy = [] { return true; };
+    im.admin = std::make_unique<AdminServer>(cfg->admin.listen_host, cfg->admin.listen_port,
+                                             std::move(handlers));
+    std::string admin_error;
+    if (!im.admin->start(&admin_error)) {
+      *error = "cannot start admin endpoint: " + admin_error;
+      return false;
+    }
+  }
+
+  for (Worker& w : im.workers) w.start();
+  std::string listen_desc;
+  for (const auto& a : cfg->listen) {
+    if (!listen_desc.empty()) listen_desc += ",";
+    listen_desc += a.host + ":" + std::to_string(a.port);
+  }
+  log::info("pgtandem started",
+            {{"version", PGTANDEM_VERSION},
+             {"io_backend", PGTANDEM_IO_BACKEND},
+             {"listen", listen_desc},
+             {"workers", std::to_string(nworkers)},
+             {"primary", cfg->primary},
+             {"admin", cfg->admin.listen_port
+                           ? cfg->admin.listen_host + ":" + std::to_string(cfg->admin.listen_port)
+                           : std::string("off")}});
+  return true;
+}
+
+int Server::run_until_signal() {
+  asio::io_context io(1);
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  int received = 0;
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (!ec) received = sig;
+  });
+  io.run();
+  log::info("shutting down", {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
+  stop();
+  return 0;
+}
+
+void Server::stop() {
+  if (!impl_) return;
+  if (impl_->admin) impl_->admin->stop();
+  for (Worker& w : impl_->workers) w.stop();
+  for (Worker& w : impl_->workers) w.join();
+  if (!impl_->unix_socket_path.empty()) ::unlink(impl_->unix_socket_path.c_str());
+  impl_->unix_socket_path.clear();
+}
+
+}  // namespace pgtandem::proxy

@@ -1,0 +1,76 @@
+#include "proxy/upstream.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+namespace pgtandem::proxy {
+
+using namespace asio::experimental::awaitable_operators;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+void set_tcp_options(Socket& socket) {
+  int one = 1;
+  // TCP_NODELAY: we send whole message spans; Nagle would add a round-trip delay to small ones.
+  ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+asio::awaitable<boost::system::error_code> connect_target(Socket& socket,
+                                                          const TargetEndpoint& target,
+                                                          std::chrono::milliseconds timeout) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto result = co_await (socket.async_connect(target.endpoint, kNoThrow) ||
+                          timer.async_wait(kNoThrow));
+  if (result.index() == 1) {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    co_return asio::error::timed_out;
+  }
+  auto [ec] = std::get<0>(result);
+  if (ec) co_return ec;
+  if (target.tcp) set_tcp_options(socket);
+  co_return boost::system::error_code{};
+}
+
+bool resolve_targets(const config::Config& config, std::vector<TargetEndpoint>* out,
+                     std::string* error) {
+  out->clear();
+  for (const auto& t : config.targets) {
+    TargetEndpoint te;
+    te.name = t.name;
+    if (!t.unix_socket_dir.empty()) {
+      std::string path = t.unix_socket_dir + "/.s.PGSQL." + std::to_string(t.port);
+      te.endpoint = Endpoint(asio::local::stream_protocol::endpoint(path));
+      te.description = path;
+      te.tcp = false;
+    } else {
+      // Resolved once at startup: targets are addressed by IP in practice, and a lookup per
+      // connection would put the resolver on the connect path.
+      addrinfo hints{};
+      hints.ai_family = AF_UNSPEC;
+      hints.ai_socktype = SOCK_STREAM;
+      addrinfo* res = nullptr;
+      int rc = ::getaddrinfo(t.host.c_str(), std::to_string(t.port).c_str(), &hints, &res);
+      if (rc != 0 || res == nullptr) {
+        *error = "cannot resolve target \"" + t.name + "\" host \"" + t.host + "\": " + gai_strerror(rc);
+        return false;
+      }
+      te.endpoint = Endpoint(res->ai_addr, res->ai_addrlen, IPPROTO_TCP);
+      ::freeaddrinfo(res);
+      te.description = t.host + ":" + std::to_string(t.port);
+    }
+    out->push_back(std::move(te));
+  }
+  return true;
+}
+
+}  // namespace pgtandem::proxy

@@ -1,0 +1,24 @@
+// Connecting to a target.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <system_error>
+
+#include "proxy/worker.h"
+
+namespace pgtandem::proxy {
+
+// Connects `socket` (on the caller's executor) to the target within `timeout`; sets TCP_NODELAY
+// and keepalive for TCP. Returns an error code instead of throwing.
+asio::awaitable<boost::system::error_code> connect_target(Socket& socket, const TargetEndpoint& target,
+                                                          std::chrono::milliseconds timeout);
+
+// Builds endpoints from config; false with *error when a host cannot be resolved.
+bool resolve_targets(const config::Config& config, std::vector<TargetEndpoint>* out,
+                     std::string* error);
+
+void set_tcp_options(Socket& socket);
+
+}  // namespace pgtandem::proxy

@@ -1,0 +1,78 @@
+// A worker: one thread, one io_context (concurrency hint 1: no internal locking), its own
+// listeners, and the sessions it serves. Nothing on the data path is shared between workers.
+#pragma once
+
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "protocol/framing.h"
+#include "proxy/cancel_registry.h"
+#include "proxy/metrics.h"
+#include "proxy/stats.h"
+
+namespace pgtandem::proxy {
+
+namespace asio = boost::asio;
+using Socket = asio::generic::stream_protocol::socket;
+using Endpoint = asio::generic::stream_protocol::endpoint;
+
+struct TargetEndpoint {
+  std::string name;
+  std::string description;  // "127.0.0.1:5432" or the socket path, for messages
+  Endpoint endpoint;
+  bool tcp = true;
+};
+
+class Worker;
+
+// State shared by all workers. Read-mostly; the counters are touched per connection, not per message.
+struct ServerState {
+  std::shared_ptr<const config::Config> config;
+  std::vector<TargetEndpoint> targets;  // index = target id (also the WorkerStats index)
+  size_t primary = 0;
+  protocol::Limits limits;
+  Metrics* metrics = nullptr;
+  CancelRegistry cancels;
+  std::atomic<uint32_t> unauthenticated{0};
+  std::atomic<uint32_t> clients{0};
+  std::vector<Worker*> workers;
+};
+
+class Worker {
+ public:
+  Worker(size_t index, ServerState& state);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  size_t index() const { return index_; }
+  asio::io_context& io() { return io_; }
+  ServerState& state() { return state_; }
+  WorkerStats& stats() { return stats_; }
+
+  // Sessions served by this worker now; read by other workers' acceptors to balance load.
+  std::atomic<uint32_t>& sessions() { return sessions_; }
+
+  // Starts serving `socket` (created on any io_context) on this worker's thread.
+  void adopt(int protocol_family, int protocol, int fd);
+
+  void start();
+  void stop();
+  void join();
+
+ private:
+  size_t index_;
+  ServerState& state_;
+  asio::io_context io_{1};
+  WorkerStats stats_;
+  std::atomic<uint32_t> sessions_{0};
+  std::thread thread_;
+};
+
+}  // namespace pgtandem::proxy
