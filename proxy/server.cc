@@ -37,7 +37,7 @@ using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>
 
 std::string fatal_too_many(std::string_view message) {
   std::string out;
-  protocol::encode_error_response(out, "FATAL", "53300", message, {});
+  protocol::encode_error_response(out, protocol::Severity::kFatal, protocol::sqlstate::kTooManyConnections, message);
   return out;
 }
 
@@ -129,7 +129,7 @@ Worker& Server::Impl::pick_worker(Worker& self) {
 
 asio::awaitable<void> Server::Impl::accept_loop(Worker& worker, Acceptor& acceptor, bool tcp) {
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(worker.io(), kNoThrow);
+    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
       // EMFILE and friends: back off briefly instead of spinning.
@@ -158,9 +158,8 @@ asio::awaitable<void> Server::Impl::accept_loop(Worker& worker, Acceptor& accept
     state.unauthenticated.fetch_add(1, std::memory_order_relaxed);
     if (tcp) set_tcp_options(socket);
     Worker& target = pick_worker(worker);
-    const int family = socket.local_endpoint().protocol().family();
-    const int protocol = socket.local_endpoint().protocol().protocol();
-    target.adopt(family, protocol, socket.release());
+    const int family = acceptor.local_endpoint().protocol().family();
+    target.adopt(family, tcp ? IPPROTO_TCP : 0, socket.release());
   }
 }
 

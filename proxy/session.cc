@@ -55,7 +55,9 @@ class Session {
   asio::awaitable<AuthResult> startup_and_login();
   asio::awaitable<bool> fill(size_t n);
   asio::awaitable<void> answer_and_close(const std::string& bytes);
-  asio::awaitable<void> forward_cancel(uint32_t length);
+  asio::awaitable<void> answer_startup_error(protocol::StartupError error,
+                                             const protocol::StartupMessage& msg);
+  asio::awaitable<void> forward_cancel(std::string_view packet);
   asio::awaitable<AuthResult> relay_login();
   asio::awaitable<void> deadline(std::chrono::milliseconds d);
   asio::awaitable<void> pump_frontend();
@@ -93,7 +95,7 @@ class Session {
 
 std::string fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {}) {
   std::string out;
-  protocol::encode_error_response(out, "FATAL", sqlstate, message, detail);
+  protocol::encode_error_response(out, protocol::Severity::kFatal, sqlstate, message, detail);
   return out;
 }
 
@@ -175,55 +177,69 @@ asio::awaitable<void> Session::answer_and_close(const std::string& bytes) {
   close_client();
 }
 
+// Answers a bad startup packet exactly as the server would: its FATAL, or a silent close.
+asio::awaitable<void> Session::answer_startup_error(protocol::StartupError error,
+                                                    const protocol::StartupMessage& msg) {
+  std::string out;
+  protocol::answer_startup_error(error, msg, out);
+  co_await answer_and_close(out);
+}
+
 asio::awaitable<AuthResult> Session::startup_and_login() {
   bool ssl_done = false;
   bool gss_done = false;
   for (;;) {
-    if (!co_await fill(8)) co_return AuthResult::kDone;
+    // The server judges the length word as soon as it has it, so do we.
+    if (!co_await fill(4)) co_return AuthResult::kDone;
     auto frame = protocol::decode_startup_frame(in_);
+    if (frame.status == Status::kNeedMore) {
+      if (!co_await fill(8)) co_return AuthResult::kDone;
+      frame = protocol::decode_startup_frame(in_);
+    }
     if (frame.status == Status::kInvalid) {
-      // The server logs "invalid length of startup packet" and closes without a word.
       state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
+      co_await answer_startup_error(frame.error, {});
       co_return AuthResult::kDone;
     }
     if (!co_await fill(frame.length)) co_return AuthResult::kDone;
-    const uint32_t code = frame.code;
+    const std::string_view packet = std::string_view(in_).substr(0, frame.length);
 
-    if (code == protocol::kCancelRequestCode) {
-      co_await forward_cancel(frame.length);
-      co_return AuthResult::kDone;
-    }
-    if ((code == protocol::kSslRequestCode && !ssl_done) ||
-        (code == protocol::kGssEncRequestCode && !gss_done)) {
-      const bool ssl = code == protocol::kSslRequestCode;
-      if (in_.size() > frame.length) {
-        // Bytes sent before our answer would travel unencrypted if we had said yes; the
-        // server refuses them for that reason (CVE-2021-23214), and so do we.
-        state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
-        co_await answer_and_close(protocol::startup_error_answer(
-            ssl ? protocol::StartupError::kDataAfterSslRequest
-                : protocol::StartupError::kDataAfterGssRequest,
-            code));
+    switch (protocol::classify_startup_code(frame.code, ssl_done, gss_done)) {
+      case protocol::StartupKind::kCancelRequest:
+        co_await forward_cancel(packet);
         co_return AuthResult::kDone;
+      case protocol::StartupKind::kSslRequest:
+      case protocol::StartupKind::kGssEncRequest: {
+        const auto kind = protocol::classify_startup_code(frame.code, ssl_done, gss_done);
+        // TLS and GSS encryption are not offered (yet): 'N' lets the client go on in clear
+        // text, exactly as a server without ssl=on answers.
+        static const char kNo = 'N';
+        auto [ec, n] = co_await asio::async_write(client_, asio::buffer(&kNo, 1), kNoThrow);
+        if (ec) co_return AuthResult::kDone;
+        // Bytes sent with the request, before our answer, would have travelled unencrypted had
+        // we said yes; the server refuses them for that reason (CVE-2021-23214), and so do we.
+        auto err = protocol::check_after_encryption_request(kind, in_.size() - frame.length);
+        if (err != protocol::StartupError::kNone) {
+          state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
+          co_await answer_startup_error(err, {});
+          co_return AuthResult::kDone;
+        }
+        (kind == protocol::StartupKind::kSslRequest ? ssl_done : gss_done) = true;
+        in_.erase(0, frame.length);
+        continue;
       }
-      // TLS and GSS encryption are not offered (yet): 'N' lets the client go on in clear text,
-      // exactly as a server without ssl=on answers.
-      in_.erase(0, frame.length);
-      static const char kNo = 'N';
-      auto [ec, n] = co_await asio::async_write(client_, asio::buffer(&kNo, 1), kNoThrow);
-      if (ec) co_return AuthResult::kDone;
-      (ssl ? ssl_done : gss_done) = true;
-      continue;
+      case protocol::StartupKind::kStartupMessage:
+        break;
     }
 
     protocol::StartupMessage msg;
-    auto err = protocol::parse_startup_message(std::string_view(in_).substr(0, frame.length), msg);
+    auto err = protocol::parse_startup_message(packet, msg);
     if (err != protocol::StartupError::kNone) {
       state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
-      co_await answer_and_close(protocol::startup_error_answer(err, code));
+      co_await answer_startup_error(err, msg);
       co_return AuthResult::kDone;
     }
-    startup_packet_.assign(in_, 0, frame.length);
+    startup_packet_.assign(packet);
     in_.erase(0, frame.length);
     break;
   }
@@ -362,14 +378,15 @@ asio::awaitable<AuthResult> Session::relay_login() {
   }
 }
 
-asio::awaitable<void> Session::forward_cancel(uint32_t length) {
-  protocol::CancelKey key;
-  if (!protocol::parse_cancel_request(std::string_view(in_).substr(0, length), key)) {
+asio::awaitable<void> Session::forward_cancel(std::string_view packet) {
+  protocol::CancelRequest key;
+  if (!protocol::parse_cancel_request(packet, key)) {
+    // Wrong length: the server logs "invalid length of startup packet" and closes silently.
     state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
-    co_return;  // the server closes silently on a malformed cancel packet
+    co_return;
   }
   size_t target = state_.primary;
-  bool local = state_.cancels.find(key.pid, key.secret, &target);
+  bool local = state_.cancels.find(key.process_id, key.secret_key, &target);
   state_.metrics->cancel_request(local);
   // The key is the server's own, so the request is forwarded unchanged; a session on another
   // pgtandem replica is on the primary too, and the server ignores keys it does not know.
@@ -380,7 +397,7 @@ asio::awaitable<void> Session::forward_cancel(uint32_t length) {
     state_.metrics->upstream_connect_failed(target);
     co_return;
   }
-  co_await asio::async_write(s, asio::buffer(in_.data(), length), kNoThrow);
+  co_await asio::async_write(s, asio::buffer(packet), kNoThrow);
   // The server closes once it has delivered the signal; waiting for that keeps PQcancel's promise
   // that the cancel was processed when it returns.
   char tmp[64];

@@ -1,0 +1,48 @@
+// Admin HTTP endpoint: GET /metrics (Prometheus text format) and GET /healthz, on its own thread
+// and io_context so that a slow scraper never touches a worker. No Asio or Beast in this header.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace pgtandem::proxy {
+
+// Called on the admin thread, one request at a time: they must be safe to call concurrently with
+// the workers. An exception thrown by a handler becomes a 500 response.
+struct AdminHandlers {
+  std::function<std::string()> metrics;  // Prometheus text exposition body; unset: /metrics is 404
+  std::function<bool()> healthy;         // /healthz: 200 "ok\n" or 503; unset: always healthy
+};
+
+class AdminServer {
+ public:
+  static constexpr size_t kMaxHeaderBytes = 8 * 1024;  // larger request headers get 431 and close
+  static constexpr size_t kMaxBodyBytes = 8 * 1024;    // larger request bodies get 413 and close
+  static constexpr int kIdleTimeoutSeconds = 30;       // a connection idle this long is closed
+  static constexpr size_t kMaxConnections = 64;        // beyond this, new connections are closed
+
+  // host: numeric IPv4/IPv6 (no brackets), "localhost", or "*" / "" for all interfaces.
+  // port: 0 picks an ephemeral port (tests); see port().
+  AdminServer(std::string host, uint16_t port, AdminHandlers handlers);
+  ~AdminServer();  // stops and joins
+
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // Binds (SO_REUSEADDR), listens, and starts the admin thread. False with *error on failure.
+  // Call once.
+  bool start(std::string* error);
+  uint16_t port() const;  // the bound port once start() succeeded, else 0
+  // Closes the listener and every connection, then joins the thread. Idempotent. Not from a
+  // handler (it would join its own thread).
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgtandem::proxy
