@@ -1,4 +1,5 @@
-// pgtandem configuration: TOML file -> plain validated structs. toml++ never appears in this header.
+// pgtandem configuration: TOML file -> plain validated structs. No toml++ in this header.
+// Every key, type and default: docs/configuration.md.
 #pragma once
 
 #include <cstdint>
@@ -10,12 +11,13 @@
 namespace pgtandem::config {
 
 struct ListenAddress {
-  std::string host;  // numeric IPv4, IPv6 without brackets ("::1"), "localhost", or "*" (all interfaces)
+  // Numeric IPv4, IPv6 without brackets ("::1"), "localhost", or "*" (all interfaces).
+  std::string host;
   uint16_t port = 0;
 };
 
 struct Target {
-  std::string name;             // "old" or "new"
+  std::string name;  // "old" or "new"
   std::string host = "127.0.0.1";
   uint16_t port = 5432;
   std::string unix_socket_dir;  // when set, connect over <dir>/.s.PGSQL.<port> instead of TCP
@@ -25,7 +27,7 @@ struct Limits {
   uint32_t max_message_size = 0x3fffffff - 1;  // bytes; server's own cap by default
   uint32_t startup_timeout_ms = 10000;         // client must finish startup+auth within this
   uint32_t connect_timeout_ms = 5000;          // TCP connect to a target
-  uint32_t max_unauthenticated = 1000;         // concurrent clients still in startup/auth, all workers
+  uint32_t max_unauthenticated = 1000;         // clients still in startup/auth, all workers
   uint32_t max_client_connections = 10000;     // concurrent clients, all workers
 };
 
@@ -36,16 +38,16 @@ struct Admin {
 };
 
 struct Log {
-  std::string level = "info";  // debug | info | warn | error
+  std::string level = "info";     // debug | info | warn | error
   std::string format = "logfmt";  // logfmt | json
 };
 
 struct Config {
   std::vector<ListenAddress> listen = {{"127.0.0.1", 6432}};  // at least one
-  std::string unix_socket_dir;        // optional: also listen on <dir>/.s.PGSQL.<first listen port>
-  uint32_t workers = 0;               // 0 = one per core
-  std::string primary = "old";        // name of the target that is the source of truth
-  std::vector<Target> targets;        // exactly "old" and "new"
+  std::string unix_socket_dir;  // optional: also listen on <dir>/.s.PGSQL.<first listen port>
+  uint32_t workers = 0;         // 0 = one per core
+  std::string primary = "old";  // name of the target that is the source of truth
+  std::vector<Target> targets;  // exactly "old" and "new"
   Limits limits;
   Admin admin;
   Log log;
@@ -63,7 +65,7 @@ struct Error {
   uint32_t line = 0;    // 1-based; 0 when not tied to a place in the file
   uint32_t column = 0;  // 1-based
   std::string message;
-  std::string to_string() const;  // "file:line:column: message"
+  std::string to_string() const;  // "file:line:column: message", or "file: message" if line == 0
 };
 
 struct LoadResult {
@@ -77,7 +79,7 @@ struct LoadResult {
 LoadResult load_file(const std::string& path);
 LoadResult load_string(std::string_view toml, const std::string& source_name = "<string>");
 
-// Stable 64-bit FNV-1a of the file's bytes as 16 lowercase hex digits, for audit logs (old/new hash).
+// Stable 64-bit FNV-1a of the file's bytes as 16 lowercase hex digits, for the audit log.
 std::string config_hash(std::string_view file_contents);
 
 // "host:port", with IPv6 hosts in brackets ("[::1]:6432"), for logs and messages.

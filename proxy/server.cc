@@ -213,7 +213,7 @@ bool Server::start(std::string* error) {
       if (!ec) a.bind(ep, ec);
       if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {
-        *error = "cannot listen on " + host + ":" + std::to_string(addr.port) + ": " + ec.message();
+        *error = "cannot listen on " + config::format_host_port(host, addr.port) + ": " + ec.message();
         return false;
       }
       asio::co_spawn(w.io(), im.accept_loop(w, a, true), asio::detached);
@@ -256,7 +256,7 @@ bool Server::start(std::string* error) {
   std::string listen_desc;
   for (const auto& a : cfg->listen) {
     if (!listen_desc.empty()) listen_desc += ",";
-    listen_desc += a.host + ":" + std::to_string(a.port);
+    listen_desc += config::format_host_port(a.host, a.port);
   }
   log::info("pgtandem started",
             {{"version", PGTANDEM_VERSION},
@@ -264,8 +264,8 @@ bool Server::start(std::string* error) {
              {"listen", listen_desc},
              {"workers", std::to_string(nworkers)},
              {"primary", cfg->primary},
-             {"admin", cfg->admin.listen_port
-                           ? cfg->admin.listen_host + ":" + std::to_string(cfg->admin.listen_port)
+             {"admin", cfg->admin.enabled()
+                           ? config::format_host_port(cfg->admin.listen_host, cfg->admin.listen_port)
                            : std::string("off")}});
   return true;
 }

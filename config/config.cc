@@ -1,0 +1,591 @@
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <sstream>
+#include <type_traits>
+#include <utility>
+
+namespace pgtandem::config {
+namespace {
+
+constexpr int64_t kMaxWorkers = 1024;
+constexpr int64_t kMinMessageSize = 1024;
+constexpr int64_t kMaxMessageSize = 0x3fffffff - 1;  // the server's own MaxAllocSize - 1
+constexpr int64_t kMaxTimeoutMs = 24LL * 60 * 60 * 1000;
+constexpr int64_t kMaxConnections = 1000000;
+// sockaddr_un::sun_path is 108 bytes including the terminating NUL.
+constexpr size_t kMaxUnixSocketPath = 107;
+// A config file is small; anything bigger is a mistake (wrong path), not a config.
+constexpr std::streamoff kMaxFileSize = 16 << 20;
+
+std::string_view type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+bool is_ipv4(const std::string& s) {
+  in_addr addr;
+  return inet_pton(AF_INET, s.c_str(), &addr) == 1;
+}
+
+bool is_ipv6(const std::string& s) {
+  in6_addr addr;
+  return inet_pton(AF_INET6, s.c_str(), &addr) == 1;
+}
+
+// RFC 1123 host name syntax (letters, digits, '-', '.'; '_' tolerated as DNS in clusters uses it).
+bool is_host_name(std::string_view s) {
+  if (s.empty() || s.size() > 253 || s.front() == '.' || s.front() == '-') return false;
+  size_t label = 0;
+  for (char c : s) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok || ++label > 63) return false;
+  }
+  return true;
+}
+
+size_t decimal_digits(uint32_t v) {
+  size_t n = 1;
+  while (v >= 10) {
+    v /= 10;
+    ++n;
+  }
+  return n;
+}
+
+// "<dir>/.s.PGSQL.<port>", the name PostgreSQL and libpq use.
+size_t unix_socket_path_length(const std::string& dir, uint16_t port) {
+  return dir.size() + std::strlen("/.s.PGSQL.") + decimal_digits(port);
+}
+
+// Parses "host:port", "[v6]:port", "*:port". Returns an explanation on failure.
+std::optional<std::string> parse_host_port(std::string_view text, bool allow_port_zero,
+                                           ListenAddress* out) {
+  std::string host;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos) return "missing ']' after IPv6 address";
+    host = std::string(text.substr(1, close - 1));
+    if (!is_ipv6(host)) return "'" + host + "' is not a valid IPv6 address";
+    if (close + 1 >= text.size() || text[close + 1] != ':') {
+      return "missing port (expected \"[ipv6]:port\")";
+    }
+    port_text = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return "missing port (expected \"host:port\")";
+    host = std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return "IPv6 addresses must be in brackets, e.g. \"[::1]:6432\"";
+    }
+    if (host.empty()) return "missing host (use \"*:port\" for all interfaces)";
+    if (host != "*" && host != "localhost" && !is_ipv4(host)) {
+      return "host '" + host +
+             "' must be a numeric IPv4 address, a bracketed IPv6 address, 'localhost' or '*'";
+    }
+  }
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return "port '" + std::string(port_text) + "' is not a number";
+  }
+  uint32_t port = 0;
+  for (char c : port_text) port = port * 10 + static_cast<uint32_t>(c - '0');
+  if (port > 65535 || (port == 0 && !allow_port_zero)) {
+    return "port " + std::to_string(port) +
+           (allow_port_zero ? " is out of range 0..65535" : " is out of range 1..65535");
+  }
+  out->host = std::move(host);
+  out->port = static_cast<uint16_t>(port);
+  return std::nullopt;
+}
+
+// Walks the parsed document against the fixed schema. Every problem becomes an Error; walking
+// continues past errors so that one run reports everything.
+class Validator {
+ public:
+  explicit Validator(std::string file) : file_(std::move(file)) {}
+
+  void validate(const toml::table& root, Config& out) {
+    bool targets_seen = false;
+    for (auto&& [key, node] : root) {
+      const std::string_view k = key.str();
+      if (k == "primary") {
+        primary_node_ = &node;
+        if (auto v = get_string(node, "primary")) out.primary = *v;
+      } else if (k == "workers") {
+        set_uint(node, "workers", 0, kMaxWorkers, out.workers);
+      } else if (k == "listen") {
+        if (auto* t = get_table(node, "listen")) validate_listen(*t, out);
+      } else if (k == "targets") {
+        targets_seen = true;
+        if (auto* t = get_table(node, "targets")) validate_targets(*t, out);
+      } else if (k == "limits") {
+        if (auto* t = get_table(node, "limits")) validate_limits(*t, out.limits);
+      } else if (k == "admin") {
+        if (auto* t = get_table(node, "admin")) validate_admin(*t, out);
+      } else if (k == "log") {
+        if (auto* t = get_table(node, "log")) validate_log(*t, out.log);
+      } else {
+        unknown_key(key, "at top level");
+      }
+    }
+    if (!targets_seen) {
+      error(nullptr, "missing [targets.old] and [targets.new]: both targets are required");
+    }
+    if (primary_node_ != nullptr && primary_node_->is_string() && out.primary != "old" &&
+        out.primary != "new") {
+      error(&primary_node_->source(),
+            "primary must name a target ('old' or 'new'), got '" + out.primary + "'");
+    }
+    check_cross_section(out);
+  }
+
+  std::vector<Error> take_errors() {
+    // Errors tied to a place come in file order; the others (missing sections) after them.
+    std::stable_sort(errors_.begin(), errors_.end(), [](const Error& a, const Error& b) {
+      const bool a_placed = a.line != 0;
+      const bool b_placed = b.line != 0;
+      if (a_placed != b_placed) return a_placed;
+      if (a.line != b.line) return a.line < b.line;
+      return a.column < b.column;
+    });
+    return std::move(errors_);
+  }
+
+ private:
+  void error(const toml::source_region* where, std::string message) {
+    Error e;
+    e.file = file_;
+    if (where != nullptr) {
+      e.line = where->begin.line;
+      e.column = where->begin.column;
+    }
+    e.message = std::move(message);
+    errors_.push_back(std::move(e));
+  }
+
+  void unknown_key(const toml::key& key, std::string_view where) {
+    error(&key.source(), "unknown key '" + std::string(key.str()) + "' " + std::string(where));
+  }
+
+  void wrong_type(const toml::node& node, std::string_view what, std::string_view expected) {
+    error(&node.source(), std::string(what) + " must be " + std::string(expected) + ", got " +
+                              std::string(type_name(node.type())));
+  }
+
+  const toml::table* get_table(const toml::node& node, std::string_view what) {
+    if (const auto* t = node.as_table()) return t;
+    wrong_type(node, what, "a table");
+    return nullptr;
+  }
+
+  std::optional<std::string> get_string(const toml::node& node, std::string_view what) {
+    if (const auto* s = node.as_string()) return s->get();
+    wrong_type(node, what, "a string");
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> get_int(const toml::node& node, std::string_view what, int64_t lo,
+                                 int64_t hi) {
+    const auto* i = node.as_integer();
+    if (i == nullptr) {
+      wrong_type(node, what, "an integer");
+      return std::nullopt;
+    }
+    const int64_t v = i->get();
+    if (v < lo || v > hi) {
+      error(&node.source(), std::string(what) + " must be in " + std::to_string(lo) + ".." +
+                                std::to_string(hi) + ", got " + std::to_string(v));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  template <typename T>
+  void set_uint(const toml::node& node, std::string_view what, int64_t lo, int64_t hi, T& out) {
+    static_assert(std::is_unsigned_v<T>);
+    if (auto v = get_int(node, what, lo, hi)) out = static_cast<T>(*v);
+  }
+
+  void set_enum(const toml::node& node, std::string_view what,
+                std::initializer_list<std::string_view> allowed, std::string& out) {
+    auto v = get_string(node, what);
+    if (!v) return;
+    if (std::find(allowed.begin(), allowed.end(), *v) != allowed.end()) {
+      out = *v;
+      return;
+    }
+    std::string list;
+    for (auto a : allowed) {
+      if (!list.empty()) list += ", ";
+      list += "'" + std::string(a) + "'";
+    }
+    error(&node.source(), std::string(what) + " must be one of " + list + ", got '" + *v + "'");
+  }
+
+  // An absolute directory whose socket file name fits in sockaddr_un.
+  void check_unix_socket_dir(const toml::node& node, std::string_view what, const std::string& dir,
+                             uint16_t port) {
+    if (dir.empty()) return;
+    if (dir.front() != '/') {
+      error(&node.source(), std::string(what) + " must be an absolute path, got '" + dir + "'");
+      return;
+    }
+    if (unix_socket_path_length(dir, port) > kMaxUnixSocketPath) {
+      error(&node.source(), std::string(what) + " is too long: '" + dir + "/.s.PGSQL." +
+                                std::to_string(port) + "' exceeds " +
+                                std::to_string(kMaxUnixSocketPath) + " bytes");
+    }
+  }
+
+  void validate_listen(const toml::table& table, Config& out) {
+    const toml::node* dir_node = nullptr;
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "addresses") {
+        validate_listen_addresses(node, out);
+      } else if (k == "unix_socket_dir") {
+        dir_node = &node;
+        if (auto v = get_string(node, "listen.unix_socket_dir")) out.unix_socket_dir = *v;
+      } else {
+        unknown_key(key, "in [listen]");
+      }
+    }
+    if (dir_node != nullptr && dir_node->is_string() && !out.listen.empty()) {
+      check_unix_socket_dir(*dir_node, "listen.unix_socket_dir", out.unix_socket_dir,
+                            out.listen.front().port);
+    }
+  }
+
+  void validate_listen_addresses(const toml::node& node, Config& out) {
+    const auto* array = node.as_array();
+    if (array == nullptr) {
+      wrong_type(node, "listen.addresses", "an array of strings");
+      return;
+    }
+    if (array->empty()) {
+      error(&node.source(), "listen.addresses must not be empty");
+      return;
+    }
+    std::vector<ListenAddress> addresses;
+    for (const toml::node& element : *array) {
+      auto text = get_string(element, "listen.addresses element");
+      if (!text) continue;
+      ListenAddress address;
+      if (auto why = parse_host_port(*text, /*allow_port_zero=*/false, &address)) {
+        error(&element.source(), "listen address '" + *text + "': " + *why);
+        continue;
+      }
+      const bool duplicate = std::any_of(
+          addresses.begin(), addresses.end(),
+          [&](const ListenAddress& a) { return a.host == address.host && a.port == address.port; });
+      if (duplicate) {
+        error(&element.source(), "duplicate listen address '" + *text + "'");
+        continue;
+      }
+      addresses.push_back(std::move(address));
+    }
+    out.listen = std::move(addresses);
+  }
+
+  void validate_targets(const toml::table& table, Config& out) {
+    const toml::table* old_table = nullptr;
+    const toml::table* new_table = nullptr;
+    bool old_seen = false;
+    bool new_seen = false;
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "old") {
+        old_seen = true;
+        old_table = get_table(node, "targets.old");
+      } else if (k == "new") {
+        new_seen = true;
+        new_table = get_table(node, "targets.new");
+      } else {
+        unknown_key(key, "in [targets] (the targets are 'old' and 'new')");
+      }
+    }
+    // Point at [targets] when it was written out; an implicit one has no place of its own.
+    const toml::source_region* where = table.source().begin.line != 0 ? &table.source() : nullptr;
+    if (!old_seen) error(where, "missing [targets.old]: both targets 'old' and 'new' are required");
+    if (!new_seen) error(where, "missing [targets.new]: both targets 'old' and 'new' are required");
+
+    Target old_target;
+    old_target.name = "old";
+    Target new_target;
+    new_target.name = "new";
+    const size_t errors_before = errors_.size();
+    if (old_table != nullptr) validate_target(*old_table, old_target);
+    if (new_table != nullptr) validate_target(*new_table, new_target);
+    out.targets = {std::move(old_target), std::move(new_target)};
+
+    // Mirroring into the server that also serves as primary would apply every write twice.
+    // Skipped when a target had errors: its defaults would make a misleading second error.
+    if (old_table != nullptr && new_table != nullptr && errors_.size() == errors_before) {
+      const Target& a = out.targets[0];
+      const Target& b = out.targets[1];
+      const bool same = a.port == b.port && a.unix_socket_dir == b.unix_socket_dir &&
+                        (!a.unix_socket_dir.empty() || a.host == b.host);
+      if (same) {
+        const std::string server = a.unix_socket_dir.empty()
+                                       ? format_host_port(a.host, a.port)
+                                       : a.unix_socket_dir + "/.s.PGSQL." + std::to_string(a.port);
+        error(&new_table->source(), "targets 'old' and 'new' are the same server (" + server +
+                                        "): every mirrored write would be applied twice");
+      }
+    }
+  }
+
+  void validate_target(const toml::table& table, Target& out) {
+    const std::string prefix = "targets." + out.name + ".";
+    const std::string where = "in [targets." + out.name + "]";
+    const toml::node* dir_node = nullptr;
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "host") {
+        auto v = get_string(node, prefix + "host");
+        if (!v) continue;
+        if (!is_ipv4(*v) && !is_ipv6(*v) && !is_host_name(*v)) {
+          error(&node.source(), prefix + "host '" + *v +
+                                    "' is not an IP address (IPv6 without brackets) or host name");
+          continue;
+        }
+        out.host = *v;
+      } else if (k == "port") {
+        set_uint(node, prefix + "port", 1, 65535, out.port);
+      } else if (k == "unix_socket_dir") {
+        dir_node = &node;
+        if (auto v = get_string(node, prefix + "unix_socket_dir")) out.unix_socket_dir = *v;
+      } else {
+        unknown_key(key, where);
+      }
+    }
+    if (dir_node != nullptr && dir_node->is_string()) {
+      check_unix_socket_dir(*dir_node, prefix + "unix_socket_dir", out.unix_socket_dir, out.port);
+    }
+  }
+
+  void validate_limits(const toml::table& table, Limits& out) {
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "max_message_size") {
+        set_uint(node, "limits.max_message_size", kMinMessageSize, kMaxMessageSize,
+                 out.max_message_size);
+      } else if (k == "startup_timeout_ms") {
+        set_uint(node, "limits.startup_timeout_ms", 1, kMaxTimeoutMs, out.startup_timeout_ms);
+      } else if (k == "connect_timeout_ms") {
+        set_uint(node, "limits.connect_timeout_ms", 1, kMaxTimeoutMs, out.connect_timeout_ms);
+      } else if (k == "max_unauthenticated") {
+        set_uint(node, "limits.max_unauthenticated", 1, kMaxConnections, out.max_unauthenticated);
+      } else if (k == "max_client_connections") {
+        set_uint(node, "limits.max_client_connections", 1, kMaxConnections,
+                 out.max_client_connections);
+      } else {
+        unknown_key(key, "in [limits]");
+      }
+    }
+  }
+
+  void validate_admin(const toml::table& table, Config& out) {
+    for (auto&& [key, node] : table) {
+      if (key.str() != "listen") {
+        unknown_key(key, "in [admin]");
+        continue;
+      }
+      admin_node_ = &node;
+      auto text = get_string(node, "admin.listen");
+      if (!text) continue;
+      if (text->empty()) {
+        out.admin.listen_port = 0;
+        continue;
+      }
+      ListenAddress address;
+      if (auto why = parse_host_port(*text, /*allow_port_zero=*/true, &address)) {
+        error(&node.source(), "admin.listen '" + *text + "': " + *why);
+        continue;
+      }
+      out.admin.listen_host = std::move(address.host);
+      out.admin.listen_port = address.port;
+    }
+  }
+
+  void validate_log(const toml::table& table, Log& out) {
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "level") {
+        set_enum(node, "log.level", {"debug", "info", "warn", "error"}, out.level);
+      } else if (k == "format") {
+        set_enum(node, "log.format", {"logfmt", "json"}, out.format);
+      } else {
+        unknown_key(key, "in [log]");
+      }
+    }
+  }
+
+  void check_cross_section(const Config& out) {
+    if (!out.admin.enabled()) return;
+    for (const auto& a : out.listen) {
+      if (a.host == out.admin.listen_host && a.port == out.admin.listen_port) {
+        error(admin_node_ != nullptr ? &admin_node_->source() : nullptr,
+              "admin.listen " + format_host_port(a.host, a.port) + " is also in listen.addresses");
+      }
+    }
+  }
+
+  std::string file_;
+  std::vector<Error> errors_;
+  const toml::node* primary_node_ = nullptr;
+  const toml::node* admin_node_ = nullptr;
+};
+
+}  // namespace
+
+std::string Error::to_string() const {
+  std::string out = file;
+  if (line != 0) {
+    out += ':' + std::to_string(line) + ':' + std::to_string(column);
+  }
+  out += ": ";
+  out += message;
+  return out;
+}
+
+std::string config_hash(std::string_view file_contents) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a 64 offset basis
+  for (unsigned char c : file_contents) {
+    h ^= c;
+    h *= 0x100000001b3ULL;  // FNV-1a 64 prime
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = kHex[h & 0xf];
+    h >>= 4;
+  }
+  return out;
+}
+
+std::string format_host_port(std::string_view host, uint16_t port) {
+  const bool v6 = host.find(':') != std::string_view::npos;
+  std::string out;
+  if (v6) out += '[';
+  out += host;
+  if (v6) out += ']';
+  out += ':';
+  out += std::to_string(port);
+  return out;
+}
+
+LoadResult load_string(std::string_view toml, const std::string& source_name) {
+  LoadResult result;
+  // The only exceptions that can get here are toml++'s parse_error (this toml++ build throws) and
+  // allocation failure; load_* promises never to throw, so both end as errors.
+  try {
+    result.source_hash = config_hash(toml);
+    toml::table root;
+    try {
+      root = toml::parse(toml, source_name);
+    } catch (const toml::parse_error& e) {
+      Error error;
+      error.file = source_name;
+      error.line = e.source().begin.line;
+      error.column = e.source().begin.column;
+      error.message = std::string(e.description());
+      result.errors.push_back(std::move(error));
+      return result;
+    }
+    Config config;
+    Validator validator(source_name);
+    validator.validate(root, config);
+    result.errors = validator.take_errors();
+    if (result.errors.empty()) result.config = std::move(config);
+  } catch (const std::exception& e) {
+    result.config.reset();
+    result.errors.push_back(Error{source_name, 0, 0, std::string("internal error: ") + e.what()});
+  } catch (...) {
+    result.config.reset();
+    result.errors.push_back(Error{source_name, 0, 0, "internal error"});
+  }
+  return result;
+}
+
+LoadResult load_file(const std::string& path) {
+  try {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      const int err = errno;
+      LoadResult result;
+      result.errors.push_back(
+          Error{path, 0, 0, std::string("cannot open file: ") + std::strerror(err)});
+      return result;
+    }
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (size < 0 || !in) {
+      LoadResult result;
+      result.errors.push_back(Error{path, 0, 0, "cannot read file (is it a directory?)"});
+      return result;
+    }
+    if (size > kMaxFileSize) {
+      LoadResult result;
+      result.errors.push_back(Error{path, 0, 0,
+                                    "file is " + std::to_string(size) + " bytes, more than " +
+                                        std::to_string(kMaxFileSize) + ": not a config file"});
+      return result;
+    }
+    std::ostringstream contents;
+    contents << in.rdbuf();
+    if (in.bad()) {
+      LoadResult result;
+      result.errors.push_back(Error{path, 0, 0, "cannot read file"});
+      return result;
+    }
+    return load_string(contents.str(), path);
+  } catch (const std::exception& e) {
+    LoadResult result;
+    result.errors.push_back(Error{path, 0, 0, std::string("cannot read file: ") + e.what()});
+    return result;
+  }
+}
+
+}  // namespace pgtandem::config
