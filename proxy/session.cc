@@ -474,7 +474,8 @@ asio::awaitable<void> Session::pump_frontend() {
     if (send > 0) {
       auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(buf, send), kNoThrow);
       if (ec) {
-        close_client();
+        // The server is gone. The client is left to the other pump, which still delivers what
+        // the server said last (say, FATAL 57P01 after pg_terminate_backend) and then closes.
         co_return;
       }
       stats_.bytes[kFrontendDir].add(send);
