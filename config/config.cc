@@ -164,6 +164,12 @@ class Validator {
         if (auto* t = get_table(node, "admin")) validate_admin(*t, out);
       } else if (k == "log") {
         if (auto* t = get_table(node, "log")) validate_log(*t, out.log);
+      } else if (k == "mirror_writes") {
+        set_bool(node, "mirror_writes", out.mirror_writes);
+      } else if (k == "mirror") {
+        if (auto* t = get_table(node, "mirror")) validate_mirror(*t, out.mirror);
+      } else if (k == "classifier") {
+        if (auto* t = get_table(node, "classifier")) validate_classifier(*t, out.classifier);
       } else {
         unknown_key(key, "at top level");
       }
@@ -238,6 +244,33 @@ class Validator {
       return std::nullopt;
     }
     return v;
+  }
+
+  void set_bool(const toml::node& node, std::string_view what, bool& out) {
+    if (const auto* b = node.as_boolean()) {
+      out = b->get();
+      return;
+    }
+    wrong_type(node, what, "a boolean");
+  }
+
+  void set_string_list(const toml::node& node, std::string_view what,
+                       std::vector<std::string>& out) {
+    const auto* array = node.as_array();
+    if (array == nullptr) {
+      wrong_type(node, what, "an array of strings");
+      return;
+    }
+    out.clear();
+    for (const toml::node& element : *array) {
+      if (auto v = get_string(element, std::string(what) + " element")) {
+        if (v->empty()) {
+          error(&element.source(), std::string(what) + " elements must not be empty");
+          continue;
+        }
+        out.push_back(*v);
+      }
+    }
   }
 
   template <typename T>
@@ -445,6 +478,54 @@ class Validator {
       }
       out.admin.listen_host = std::move(address.host);
       out.admin.listen_port = address.port;
+    }
+  }
+
+  void validate_mirror(const toml::table& table, Mirror& out) {
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "credentials_file") {
+        if (auto v = get_string(node, "mirror.credentials_file")) out.credentials_file = *v;
+      } else if (k == "session_queue_bytes") {
+        set_uint(node, "mirror.session_queue_bytes", 64 << 10, int64_t{1} << 40,
+                 out.session_queue_bytes);
+      } else if (k == "global_queue_bytes") {
+        set_uint(node, "mirror.global_queue_bytes", 1 << 20, int64_t{1} << 40,
+                 out.global_queue_bytes);
+      } else if (k == "overflow") {
+        set_enum(node, "mirror.overflow", {"journal", "block"}, out.overflow);
+      } else if (k == "journal_path") {
+        auto v = get_string(node, "mirror.journal_path");
+        if (v && v->empty()) {
+          error(&node.source(), "mirror.journal_path must not be empty");
+        } else if (v) {
+          out.journal_path = *v;
+        }
+      } else if (k == "journal_fsync") {
+        set_enum(node, "mirror.journal_fsync", {"always", "interval", "never"}, out.journal_fsync);
+      } else if (k == "journal_fsync_interval_ms") {
+        set_uint(node, "mirror.journal_fsync_interval_ms", 1, kMaxTimeoutMs,
+                 out.journal_fsync_interval_ms);
+      } else if (k == "reconnect_interval_ms") {
+        set_uint(node, "mirror.reconnect_interval_ms", 1, kMaxTimeoutMs, out.reconnect_interval_ms);
+      } else {
+        unknown_key(key, "in [mirror]");
+      }
+    }
+  }
+
+  void validate_classifier(const toml::table& table, Classifier& out) {
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "read_only_functions") {
+        set_string_list(node, "classifier.read_only_functions", out.read_only_functions);
+      } else if (k == "writing_functions") {
+        set_string_list(node, "classifier.writing_functions", out.writing_functions);
+      } else if (k == "unknown_function_is_write") {
+        set_bool(node, "classifier.unknown_function_is_write", out.unknown_function_is_write);
+      } else {
+        unknown_key(key, "in [classifier]");
+      }
     }
   }
 

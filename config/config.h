@@ -37,6 +37,30 @@ struct Admin {
   bool enabled() const { return listen_port != 0; }
 };
 
+// Write mirroring (issue 3): every write the primary executed is applied on the other target.
+struct Mirror {
+  // pgtandem's own credentials for the targets, in pgpass format (host:port:database:user:password).
+  // Mirror connections log in as the client's user with the password found here; no entry
+  // means no password (trust).
+  std::string credentials_file;
+  uint64_t session_queue_bytes = 8u << 20;   // writes waiting for the mirror, per session
+  uint64_t global_queue_bytes = 256u << 20;  // the same, all sessions together
+  // When a queue is full: "journal" (default: the write goes to the journal and the client goes
+  // on) or "block" (the client's next request waits for room: backpressure instead of lag).
+  std::string overflow = "journal";
+  std::string journal_path = "pgtandem-mirror.journal";
+  std::string journal_fsync = "interval";  // always | interval | never
+  uint32_t journal_fsync_interval_ms = 100;
+  uint32_t reconnect_interval_ms = 1000;  // after a failure, how soon a session tries the target again
+};
+
+// Statement classification knobs.
+struct Classifier {
+  std::vector<std::string> read_only_functions;  // never writes, whatever pg_proc says
+  std::vector<std::string> writing_functions;    // always writes
+  bool unknown_function_is_write = true;
+};
+
 struct Log {
   std::string level = "info";     // debug | info | warn | error
   std::string format = "logfmt";  // logfmt | json
@@ -48,7 +72,10 @@ struct Config {
   uint32_t workers = 0;         // 0 = one per core
   std::string primary = "old";  // name of the target that is the source of truth
   std::vector<Target> targets;  // exactly "old" and "new"
+  bool mirror_writes = false;         // apply the primary's writes on the other target too
   Limits limits;
+  Mirror mirror;
+  Classifier classifier;
   Admin admin;
   Log log;
 
@@ -58,6 +85,7 @@ struct Config {
     return nullptr;
   }
   const Target& primary_target() const { return *find_target(primary); }
+  const Target& secondary_target() const { return *find_target(primary == "old" ? "new" : "old"); }
 };
 
 struct Error {

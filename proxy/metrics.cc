@@ -76,12 +76,69 @@ class WorkerStatsCollectable : public prometheus::Collectable {
       lat.metric.push_back(std::move(cm));
     }
     out.push_back(std::move(lat));
+
+    prometheus::MetricFamily lag{
+        "pgtandem_mirror_lag_seconds",
+        "Time from the primary's answer to the mirror having applied the same write",
+        prometheus::MetricType::Histogram,
+        {}};
+    {
+      prometheus::ClientMetric cm;
+      uint64_t cumulative = 0;
+      uint64_t sum_ns = 0;
+      for (size_t i = 0; i <= LatencyHistogram::kBounds.size(); ++i) {
+        for (const auto* w : workers_) cumulative += w->mirror_lag.bucket(i);
+        prometheus::ClientMetric::Bucket b;
+        b.cumulative_count = cumulative;
+        b.upper_bound = i < LatencyHistogram::kBounds.size()
+                            ? LatencyHistogram::kBounds[i]
+                            : std::numeric_limits<double>::infinity();
+        cm.histogram.bucket.push_back(b);
+      }
+      for (const auto* w : workers_) sum_ns += w->mirror_lag.sum_ns();
+      cm.histogram.sample_count = cumulative;
+      cm.histogram.sample_sum = static_cast<double>(sum_ns) * 1e-9;
+      lag.metric.push_back(std::move(cm));
+    }
+    out.push_back(std::move(lag));
+
+    if (queue_bytes_ != nullptr) {
+      prometheus::MetricFamily q{"pgtandem_mirror_queue_bytes",
+                                 "Bytes of writes waiting for the mirror, all sessions",
+                                 prometheus::MetricType::Gauge,
+                                 {}};
+      prometheus::ClientMetric cm;
+      cm.gauge.value = static_cast<double>(queue_bytes_->load(std::memory_order_relaxed));
+      q.metric.push_back(cm);
+      out.push_back(std::move(q));
+    }
+    if (journal_bytes_) {
+      prometheus::MetricFamily j{"pgtandem_mirror_journal_bytes",
+                                 "Size of the mirror journal file",
+                                 prometheus::MetricType::Gauge,
+                                 {}};
+      prometheus::ClientMetric cm;
+      cm.gauge.value = static_cast<double>(journal_bytes_());
+      j.metric.push_back(cm);
+      out.push_back(std::move(j));
+    }
     return out;
   }
 
  private:
   std::vector<std::string> targets_;
   mutable std::mutex mu_;
+
+ public:
+  void set_mirror_sources(const std::atomic<int64_t>* q, std::function<uint64_t()> j) {
+    std::lock_guard lock(mu_);
+    queue_bytes_ = q;
+    journal_bytes_ = std::move(j);
+  }
+
+ private:
+  const std::atomic<int64_t>* queue_bytes_ = nullptr;
+  std::function<uint64_t()> journal_bytes_;
   std::vector<const WorkerStats*> workers_;
 };
 
@@ -96,6 +153,9 @@ struct Metrics::Impl {
   prometheus::Counter* rejected[3] = {};
   prometheus::Counter* protocol_errors[3] = {};
   prometheus::Counter* cancels[2] = {};
+  prometheus::Counter* mirror_writes[4] = {};
+  prometheus::Family<prometheus::Counter>* divergences = nullptr;
+  prometheus::Counter* nondeterministic = nullptr;
 };
 
 Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique<Impl>()) {
@@ -136,6 +196,28 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                  .Register(r);
   impl_->cancels[0] = &cr.Add({{"session", "other"}});
   impl_->cancels[1] = &cr.Add({{"session", "local"}});
+  auto& mw = prometheus::BuildCounter()
+                 .Name("pgtandem_mirror_writes_total")
+                 .Help("Writes for the mirror target, by outcome")
+                 .Register(r);
+  impl_->mirror_writes[0] = &mw.Add({{"outcome", "applied"}});
+  impl_->mirror_writes[1] = &mw.Add({{"outcome", "failed"}});
+  impl_->mirror_writes[2] = &mw.Add({{"outcome", "journaled"}});
+  impl_->mirror_writes[3] = &mw.Add({{"outcome", "skipped_rollback"}});
+  impl_->divergences = &prometheus::BuildCounter()
+                            .Name("pgtandem_mirror_divergences_total")
+                            .Help("Mirrored writes whose outcome differed from the primary's, by kind")
+                            .Register(r);
+  for (const char* kind : {"row_count", "command", "error_on_mirror", "error_on_primary",
+                           "error_code", "statements"}) {
+    impl_->divergences->Add({{"kind", kind}});
+  }
+  impl_->nondeterministic = &prometheus::BuildCounter()
+                                 .Name("pgtandem_mirror_nondeterministic_writes_total")
+                                 .Help("Mirrored writes with now(), random(), nextval(), serial "
+                                       "defaults...: the targets may store different values")
+                                 .Register(r)
+                                 .Add({});
   prometheus::BuildGauge()
       .Name("pgtandem_build_info")
       .Help("Build information")
@@ -158,6 +240,18 @@ void Metrics::protocol_error(ProtocolErrorKind kind) {
   impl_->protocol_errors[static_cast<int>(kind)]->Increment();
 }
 void Metrics::cancel_request(bool known_session) { impl_->cancels[known_session ? 1 : 0]->Increment(); }
+
+void Metrics::mirror_write(MirrorOutcome outcome) {
+  impl_->mirror_writes[static_cast<int>(outcome)]->Increment();
+}
+void Metrics::mirror_divergence(std::string_view kind) {
+  impl_->divergences->Add({{"kind", std::string(kind)}}).Increment();
+}
+void Metrics::mirror_nondeterministic() { impl_->nondeterministic->Increment(); }
+void Metrics::set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
+                                 std::function<uint64_t()> journal_bytes) {
+  impl_->hot->set_mirror_sources(queue_bytes, std::move(journal_bytes));
+}
 
 std::string Metrics::serialize() const {
   auto families = impl_->registry->Collect();

@@ -5,7 +5,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <atomic>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/stats.h"
@@ -20,6 +23,7 @@ namespace pgtandem::proxy {
 
 enum class RejectReason { kStartupTimeout, kTooManyUnauthenticated, kTooManyClients };
 enum class ProtocolErrorKind { kClientFraming, kClientStartup, kBackendFraming };
+enum class MirrorOutcome { kApplied, kFailed, kJournaled, kSkippedRollback };
 
 class Metrics {
  public:
@@ -38,6 +42,14 @@ class Metrics {
   void rejected(RejectReason reason);
   void protocol_error(ProtocolErrorKind kind);
   void cancel_request(bool known_session);
+
+  void mirror_write(MirrorOutcome outcome);
+  // kind: row_count | command | error_on_mirror | error_on_primary | error_code | statements
+  void mirror_divergence(std::string_view kind);
+  void mirror_nondeterministic();
+  // Read at scrape time: the queue gauge and the journal's size.
+  void set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
+                          std::function<uint64_t()> journal_bytes);
 
   std::string serialize() const;  // Prometheus text exposition format 0.0.4
 

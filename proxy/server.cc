@@ -21,6 +21,7 @@
 
 #include "protocol/errors.h"
 #include "proxy/admin_http.h"
+#include "proxy/journal.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 #include "proxy/upstream.h"
@@ -65,6 +66,9 @@ asio::awaitable<void> refuse(Socket socket, std::string bytes) {
 }
 
 }  // namespace
+
+ServerState::ServerState() = default;
+ServerState::~ServerState() = default;
 
 Worker::Worker(size_t index, ServerState& state) : index_(index), state_(state) {}
 
@@ -182,6 +186,40 @@ bool Server::start(std::string* error) {
   }
   im.metrics = std::make_unique<Metrics>(names);
   im.state.metrics = im.metrics.get();
+  im.state.process_tag = std::to_string(::getpid()) + "." +
+                         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+  for (size_t i = 0; i < im.state.targets.size(); ++i) {
+    if (i != im.state.primary) im.state.secondary = i;
+  }
+  im.state.functions.read_only = routing::FunctionSet(cfg->classifier.read_only_functions);
+  im.state.functions.writing = routing::FunctionSet(cfg->classifier.writing_functions);
+  if (cfg->mirror_writes) {
+    const auto& m = cfg->mirror;
+    if (!m.credentials_file.empty()) {
+      auto pg = config::load_pgpass_file(m.credentials_file);
+      if (!pg.ok()) {
+        *error = "cannot read mirror.credentials_file: " +
+                 (pg.errors.empty() ? std::string("unknown error") : pg.errors.front().to_string());
+        return false;
+      }
+      im.state.pgpass = std::make_shared<const config::Pgpass>(std::move(*pg.pgpass));
+    }
+    FsyncPolicy policy = m.journal_fsync == "always"  ? FsyncPolicy::kAlways
+                         : m.journal_fsync == "never" ? FsyncPolicy::kNever
+                                                      : FsyncPolicy::kInterval;
+    std::string journal_error;
+    im.state.journal = Journal::open(m.journal_path, policy, m.journal_fsync_interval_ms,
+                                     &journal_error);
+    if (!im.state.journal) {
+      // Without a journal a write the mirror cannot apply would be lost: refuse to start.
+      *error = "cannot open mirror journal " + m.journal_path + ": " + journal_error;
+      return false;
+    }
+    Journal* j = im.state.journal.get();
+    im.metrics->set_mirror_sources(&im.state.mirror_queue_bytes, [j] { return j->bytes(); });
+  }
 
   size_t nworkers = cfg->workers;
   if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
@@ -264,6 +302,7 @@ bool Server::start(std::string* error) {
              {"listen", listen_desc},
              {"workers", std::to_string(nworkers)},
              {"primary", cfg->primary},
+             {"mirror_writes", cfg->mirror_writes ? "on" : "off"},
              {"admin", cfg->admin.enabled()
                            ? config::format_host_port(cfg->admin.listen_host, cfg->admin.listen_port)
                            : std::string("off")}});

@@ -17,7 +17,9 @@
 #include "protocol/message_types.h"
 #include "protocol/startup.h"
 #include "proxy/log.h"
+#include "proxy/mirror.h"
 #include "proxy/upstream.h"
+#include "routing/write_capture.h"
 
 namespace pgtandem::proxy {
 namespace {
@@ -64,6 +66,8 @@ class Session {
   asio::awaitable<void> pump_backend();
   void close_client();
   void close_backend();
+  void start_mirror();
+  void on_capture_ready();
 
   Worker& worker_;
   ServerState& state_;
@@ -79,7 +83,7 @@ class Session {
   int32_t backend_secret_ = 0;
   bool have_key_ = false;
 
-  std::unique_ptr<char[]> fbuf_;
+  std::vector<char> fbuf_;  // grows past its initial size only to hold a whole message to mirror
   std::unique_ptr<char[]> bbuf_;
   size_t fend_ = 0;
   size_t bend_ = 0;
@@ -91,6 +95,12 @@ class Session {
 
   // An error pgtandem itself must report (its own limits), injected at a message boundary only.
   std::string pending_fatal_;
+
+  // Write mirroring: what the client sends and the primary answers feeds the capture, whose
+  // released units go to the mirror link. Both are null when mirror_writes is off.
+  std::unique_ptr<routing::WriteCapture> capture_;
+  std::shared_ptr<MirrorLink> mirror_;
+  uint64_t reported_skips_ = 0;
 };
 
 std::string fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {}) {
@@ -123,11 +133,12 @@ asio::awaitable<void> Session::run() {
   }
 
   if (have_key_) st.cancels.add(backend_pid_, backend_secret_, target_);
-  fbuf_ = std::make_unique_for_overwrite<char[]>(kFrontendBufferSize);
+  if (st.config->mirror_writes) start_mirror();
+  fbuf_.resize(kFrontendBufferSize);
   bbuf_ = std::make_unique_for_overwrite<char[]>(kBackendBufferSize);
   // Bytes the client sent right behind its last login message belong to the session.
   if (!in_.empty() && in_.size() <= kFrontendBufferSize) {
-    std::memcpy(fbuf_.get(), in_.data(), in_.size());
+    std::memcpy(fbuf_.data(), in_.data(), in_.size());
     fend_ = in_.size();
   }
   if (!backend_login_leftover_.empty() && backend_login_leftover_.size() <= kBackendBufferSize) {
@@ -141,9 +152,42 @@ asio::awaitable<void> Session::run() {
 
   co_await (pump_frontend() && pump_backend());
 
+  // The mirror applies what it was given even after the client left.
+  if (mirror_) mirror_->finish();
   if (have_key_) st.cancels.remove(backend_pid_, backend_secret_);
   close_backend();
   close_client();
+}
+
+void Session::start_mirror() {
+  protocol::StartupMessage startup;
+  if (protocol::parse_startup_message(startup_packet_, startup) != protocol::StartupError::kNone) {
+    return;  // cannot happen: the same packet passed this check at login
+  }
+  MirrorContext ctx;
+  ctx.session_id = state_.process_tag + "-" +
+                   std::to_string(state_.next_session.fetch_add(1, std::memory_order_relaxed));
+  ctx.user = std::string(startup.user());
+  ctx.database = std::string(startup.database());
+  for (const auto& [k, v] : startup.params) {
+    if (k == "user" || k == "database") continue;
+    ctx.params.emplace_back(k, v);
+  }
+  routing::WriteCapture::Options opts;
+  opts.classifier.functions = &state_.functions;
+  opts.classifier.catalog = state_.catalog.empty() ? nullptr : &state_.catalog;
+  opts.classifier.unknown_function_is_write = state_.config->classifier.unknown_function_is_write;
+  opts.cache = &worker_.classification_cache();
+  capture_ = std::make_unique<routing::WriteCapture>(opts);
+  mirror_ = MirrorLink::start(worker_, std::move(ctx), state_.secondary);
+}
+
+void Session::on_capture_ready() {
+  mirror_->push(capture_->take(), *capture_);
+  const uint64_t skips = capture_->stats().skipped_rollback;
+  for (; reported_skips_ < skips; ++reported_skips_) {
+    state_.metrics->mirror_write(MirrorOutcome::kSkippedRollback);
+  }
 }
 
 asio::awaitable<void> Session::deadline(std::chrono::milliseconds d) {
@@ -407,10 +451,15 @@ asio::awaitable<void> Session::forward_cancel(std::string_view packet) {
 }
 
 asio::awaitable<void> Session::pump_frontend() {
-  FrameScanner scanner(protocol::Direction::kFrontend, state_.limits, kKeepLimit);
-  char* buf = fbuf_.get();
+  // With mirroring on, every message must be seen whole (its bytes go to the mirror), so the
+  // keep limit is the message size limit and the buffer grows for a large statement; otherwise
+  // large messages stream through the fixed buffer untouched.
+  const size_t keep_limit =
+      capture_ ? size_t{state_.limits.max_message_size} + 1 : kKeepLimit;
+  FrameScanner scanner(protocol::Direction::kFrontend, state_.limits, keep_limit);
   size_t end = fend_;
   bool unscanned = end > 0;
+  const bool block_on_full = mirror_ && state_.config->mirror.overflow == "block";
 
   struct Visitor {
     Session* s;
@@ -419,8 +468,12 @@ asio::awaitable<void> Session::pump_frontend() {
     void request() {
       if (s->outstanding_++ == 0) s->request_start_ = Clock::now();
     }
-    bool on_message(const Header& h, std::string_view) {
+    bool on_message(const Header& h, std::string_view body) {
       ++messages;
+      if (s->capture_) {
+        s->capture_->on_frontend(
+            h, std::string_view(body.data() - protocol::kHeaderSize, body.size() + protocol::kHeaderSize));
+      }
       switch (h.type) {
         case protocol::frontend::kQuery:
         case protocol::frontend::kSync:
@@ -434,13 +487,31 @@ asio::awaitable<void> Session::pump_frontend() {
           return true;
       }
     }
-    bool on_stream_start(const Header& h) { return on_message(h, {}); }
+    bool on_stream_start(const Header& h) {
+      ++messages;
+      switch (h.type) {
+        case protocol::frontend::kQuery:
+        case protocol::frontend::kSync:
+        case protocol::frontend::kFunctionCall:
+          request();
+          return true;
+        default:
+          return true;
+      }
+    }
   };
 
   for (;;) {
+    if (block_on_full) {
+      // overflow = "block": the client's next request waits until the mirror has room.
+      while (mirror_->over_limit()) {
+        asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
+        co_await t.async_wait(kNoThrow);
+      }
+    }
     if (!unscanned) {
       auto [ec, n] = co_await client_.async_read_some(
-          asio::buffer(buf + end, kFrontendBufferSize - end), kNoThrow);
+          asio::buffer(fbuf_.data() + end, fbuf_.size() - end), kNoThrow);
       if (ec) {
         // The client is gone. Closing the server connection (never a forged Terminate in the
         // middle of a message) makes the server roll back an open transaction, as it would
@@ -451,6 +522,7 @@ asio::awaitable<void> Session::pump_frontend() {
       end += n;
     }
     unscanned = false;
+    char* buf = fbuf_.data();
     Visitor v{this};
     auto r = scanner.scan(std::string_view(buf, end), v);
     size_t send = r.forward;
@@ -487,10 +559,16 @@ asio::awaitable<void> Session::pump_frontend() {
     }
     end -= send;
     if (end > 0) std::memmove(buf, buf + send, end);
-    if (end == kFrontendBufferSize) {
-      // Cannot happen with kKeepLimit < buffer size; guard the invariant anyway.
-      close_backend();
-      co_return;
+    if (end == fbuf_.size()) {
+      // A kept message is larger than the buffer (mirroring only): grow, up to the limit.
+      if (fbuf_.size() >= keep_limit) {
+        close_backend();
+        co_return;
+      }
+      fbuf_.resize(std::min(fbuf_.size() * 2, keep_limit));
+    } else if (end == 0 && fbuf_.size() > 4 * kFrontendBufferSize) {
+      fbuf_.resize(kFrontendBufferSize);
+      fbuf_.shrink_to_fit();
     }
   }
 }
@@ -506,16 +584,28 @@ asio::awaitable<void> Session::pump_backend() {
     Session* s;
     LatencyHistogram* latency;
     uint64_t messages = 0;
-    bool on_message(const Header& h, std::string_view) {
+    bool on_message(const Header& h, std::string_view body) {
       ++messages;
-      if (h.type == protocol::backend::kReadyForQuery && s->outstanding_ > 0 &&
-          --s->outstanding_ == 0) {
-        latency->observe(Clock::now() - s->request_start_);
+      switch (h.type) {
+        case protocol::backend::kReadyForQuery: {
+          const auto now = Clock::now();
+          if (s->outstanding_ > 0 && --s->outstanding_ == 0) latency->observe(now - s->request_start_);
+          if (s->capture_ && s->capture_->on_backend(h, body, now)) s->on_capture_ready();
+          return true;
+        }
+        case protocol::backend::kCommandComplete:
+        case protocol::backend::kErrorResponse:
+          if (s->capture_) s->capture_->on_backend(h, body, {});
+          return true;
+        default:
+          return true;
       }
-      return true;
     }
-    bool on_stream_start(const Header&) {
+    bool on_stream_start(const Header& h) {
       ++messages;
+      if (s->capture_ && h.type == protocol::backend::kErrorResponse) {
+        s->capture_->on_backend(h, {}, {});
+      }
       return true;
     }
   };

@@ -50,6 +50,7 @@ struct alignas(64) WorkerStats {
   RelaxedCounter bytes[2];
   RelaxedCounter messages[2];
   LatencyHistogram query_latency[kMaxTargets];
+  LatencyHistogram mirror_lag;  // primary's answer -> mirror applied, per unit
 };
 
 }  // namespace pgtandem::proxy

@@ -12,10 +12,13 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/pgpass.h"
 #include "protocol/framing.h"
 #include "proxy/cancel_registry.h"
 #include "proxy/metrics.h"
 #include "proxy/stats.h"
+#include "routing/classifier.h"
+#include "routing/classifier_cache.h"
 
 namespace pgtandem::proxy {
 
@@ -31,6 +34,7 @@ struct TargetEndpoint {
 };
 
 class Worker;
+class Journal;
 
 // State shared by all workers. Read-mostly; the counters are touched per connection, not per message.
 struct ServerState {
@@ -43,6 +47,21 @@ struct ServerState {
   std::atomic<uint32_t> unauthenticated{0};
   std::atomic<uint32_t> clients{0};
   std::vector<Worker*> workers;
+
+  // Mirroring (config.mirror_writes).
+  size_t secondary = 1;                        // the target writes are mirrored to
+  std::unique_ptr<Journal> journal;            // where unapplied mirrored writes go
+  std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
+  std::atomic<int64_t> mirror_queue_bytes{0};  // all sessions' mirror queues together
+  // A target found down is not tried again by every session until this time (steady clock, ns).
+  std::atomic<int64_t> target_down_until[kMaxTargets] = {};
+  routing::FunctionLists functions;            // from [classifier]
+  routing::VolatilityCatalog catalog;          // learned from the primary's pg_proc at start
+  std::string process_tag;                     // distinguishes this process in session ids
+  std::atomic<uint64_t> next_session{1};
+
+  ServerState();
+  ~ServerState();
 };
 
 class Worker {
@@ -55,6 +74,8 @@ class Worker {
   asio::io_context& io() { return io_; }
   ServerState& state() { return state_; }
   WorkerStats& stats() { return stats_; }
+  // Statement classifications are cached per worker: no lock, and hot statements stay hot.
+  routing::ClassificationCache& classification_cache() { return classification_cache_; }
 
   // Sessions served by this worker now; read by other workers' acceptors to balance load.
   std::atomic<uint32_t>& sessions() { return sessions_; }
@@ -71,6 +92,7 @@ class Worker {
   ServerState& state_;
   asio::io_context io_{1};
   WorkerStats stats_;
+  routing::ClassificationCache classification_cache_;
   std::atomic<uint32_t> sessions_{0};
   std::thread thread_;
 };

@@ -1,0 +1,347 @@
+#include "proxy/mirror.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cstring>
+
+#include "protocol/message_types.h"
+#include "protocol/messages.h"
+#include "proxy/backend_login.h"
+#include "proxy/log.h"
+#include "proxy/upstream.h"
+
+namespace pgtandem::proxy {
+
+namespace {
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kReadBufferSize = 16 * 1024;
+constexpr size_t kMaxStateUnits = 256;
+constexpr size_t kMaxStateBytes = 256 * 1024;
+using Clock = std::chrono::steady_clock;
+
+std::string describe(const std::vector<routing::Outcome>& outcomes) {
+  std::string s;
+  for (const auto& o : outcomes) {
+    if (!s.empty()) s += ", ";
+    s += o.is_error() ? "ERROR " + o.sqlstate : o.tag;
+  }
+  return s.empty() ? "(no statement)" : s;
+}
+}  // namespace
+
+std::shared_ptr<MirrorLink> MirrorLink::start(Worker& worker, MirrorContext context,
+                                              size_t target) {
+  auto link = std::make_shared<MirrorLink>(worker, std::move(context), target);
+  asio::co_spawn(worker.io(), [link]() { return link->run(); }, asio::detached);
+  return link;
+}
+
+MirrorLink::MirrorLink(Worker& worker, MirrorContext context, size_t target)
+    : worker_(worker),
+      state_(worker.state()),
+      context_(std::move(context)),
+      target_(target),
+      socket_(worker.io()),
+      wake_(worker.io()) {}
+
+bool MirrorLink::over_limit() const {
+  const auto& m = state_.config->mirror;
+  return queued_bytes_ > m.session_queue_bytes ||
+         static_cast<uint64_t>(state_.mirror_queue_bytes.load(std::memory_order_relaxed)) >
+             m.global_queue_bytes;
+}
+
+void MirrorLink::account(int64_t delta) {
+  queued_bytes_ += delta;
+  state_.mirror_queue_bytes.fetch_add(delta, std::memory_order_relaxed);
+}
+
+void MirrorLink::push(std::vector<routing::MirrorUnit> units, const routing::WriteCapture& capture) {
+  const auto& m = state_.config->mirror;
+  for (auto& u : units) {
+    // Keep the Parse of every statement a unit binds: a journal entry must carry it.
+    for (const auto& name : u.binds) {
+      const std::string* parse = capture.parse_message(name);
+      if (parse == nullptr) continue;
+      auto it = std::find_if(parses_.begin(), parses_.end(),
+                             [&](const auto& p) { return p.first == name; });
+      if (it == parses_.end()) {
+        parses_.emplace_back(name, *parse);
+      } else if (it->second != *parse) {
+        it->second = *parse;
+      }
+    }
+    if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
+    const uint64_t size = u.bytes.size();
+    const bool full = queued_bytes_ + size > m.session_queue_bytes ||
+                      static_cast<uint64_t>(state_.mirror_queue_bytes.load(
+                          std::memory_order_relaxed)) + size > m.global_queue_bytes;
+    if (full && m.overflow == "journal" && !degraded_) {
+      // The queue is bounded: rather than grow or drop, the write goes to the journal, and the
+      // session's later writes follow it there to keep their order.
+      degrade("queue_full", "mirror queue over its byte limit");
+    }
+    if (degraded_ && queue_.empty() && !busy_) {
+      journal(u, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
+      continue;
+    }
+    account(static_cast<int64_t>(size));
+    queue_.push_back(std::move(u));
+  }
+  wake_.cancel();
+}
+
+void MirrorLink::finish() {
+  finished_ = true;
+  wake_.cancel();
+}
+
+void MirrorLink::degrade(std::string reason, std::string detail) {
+  if (degraded_) return;
+  degraded_ = true;
+  degraded_reason_ = std::move(reason);
+  degraded_detail_ = std::move(detail);
+  log::warn("mirror degraded: session writes go to the journal",
+            {{"session", context_.session_id},
+             {"target", state_.targets[target_].name},
+             {"reason", degraded_reason_},
+             {"detail", degraded_detail_}});
+}
+
+void MirrorLink::remember_state(const routing::MirrorUnit& unit) {
+  if (!unit.session_state) return;
+  state_units_.push_back(unit.bytes);
+  state_bytes_ += unit.bytes.size();
+  // Bounded: a session that SETs forever keeps its most recent settings.
+  while (state_units_.size() > kMaxStateUnits || state_bytes_ > kMaxStateBytes) {
+    state_bytes_ -= state_units_.front().size();
+    state_units_.erase(state_units_.begin());
+  }
+}
+
+void MirrorLink::journal(routing::MirrorUnit& unit, std::string_view reason,
+                         std::string_view detail, bool uncertain) {
+  JournalEntry e;
+  e.target = state_.targets[target_].name;
+  e.reason = std::string(reason);
+  e.detail = std::string(detail);
+  e.uncertain = uncertain;
+  e.session.id = context_.session_id;
+  e.session.user = context_.user;
+  e.session.database = context_.database;
+  e.session.params = context_.params;
+  e.session.state = state_units_;
+  for (const auto& name : unit.binds) {
+    auto it = std::find_if(parses_.begin(), parses_.end(),
+                           [&](const auto& p) { return p.first == name; });
+    if (it != parses_.end()) e.session.prepared.push_back(*it);
+  }
+  remember_state(unit);
+  e.unit = std::move(unit);
+  const bool ok = state_.journal != nullptr && state_.journal->append(std::move(e)) != 0;
+  state_.metrics->mirror_write(ok ? MirrorOutcome::kJournaled : MirrorOutcome::kFailed);
+  if (!ok) {
+    log::error("mirrored write lost: journal unavailable",
+               {{"session", context_.session_id}, {"reason", reason}});
+  }
+}
+
+asio::awaitable<bool> MirrorLink::connect() {
+  const TargetEndpoint& target = state_.targets[target_];
+  const auto& cfg = *state_.config;
+  // A target found down recently is not tried again by every session.
+  const int64_t now_ns = Clock::now().time_since_epoch().count();
+  const int64_t down_until = state_.target_down_until[target_].load(std::memory_order_relaxed);
+  if (now_ns < down_until) {
+    degrade("target_unavailable", "target marked down after a recent failure");
+    co_return false;
+  }
+  auto mark_down = [&] {
+    state_.target_down_until[target_].store(
+        now_ns + std::chrono::nanoseconds(std::chrono::milliseconds(cfg.mirror.reconnect_interval_ms))
+                     .count(),
+        std::memory_order_relaxed);
+  };
+  socket_ = Socket(worker_.io());
+  auto ec = co_await connect_target(socket_, target,
+                                    std::chrono::milliseconds(cfg.limits.connect_timeout_ms));
+  if (ec) {
+    state_.metrics->upstream_connect_failed(target_);
+    mark_down();
+    degrade("target_unavailable", ec.message());
+    co_return false;
+  }
+  const config::Target* t = cfg.find_target(target.name);
+  LoginParams p;
+  p.user = context_.user;
+  p.database = context_.database;
+  p.extra = context_.params;
+  p.pgpass = state_.pgpass.get();
+  p.pgpass_host = t->unix_socket_dir.empty() ? t->host : "localhost";
+  p.pgpass_port = t->port;
+  p.timeout = std::chrono::milliseconds(cfg.limits.connect_timeout_ms);
+  LoginResult r = co_await login_backend(socket_, p);
+  if (!r.ok) {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    if (r.error == LoginError::kIo || r.error == LoginError::kTimeout) mark_down();
+    degrade("login_failed", r.sqlstate + " " + r.message);
+    co_return false;
+  }
+  rbuf_.resize(kReadBufferSize);
+  rend_ = r.leftover.size() <= rbuf_.size() ? r.leftover.size() : 0;
+  if (rend_ > 0) std::memcpy(rbuf_.data(), r.leftover.data(), rend_);
+  connected_ = true;
+  co_return true;
+}
+
+// Reads the target's answers until `responses` ReadyForQuery messages; false on a lost connection.
+asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
+                                                std::vector<routing::Outcome>* out) {
+  protocol::FrameScanner scanner(protocol::Direction::kBackend, state_.limits, 8 * 1024);
+  struct Visitor {
+    std::vector<routing::Outcome>* out;
+    uint32_t remaining;
+    bool on_message(const protocol::Header& h, std::string_view body) {
+      switch (h.type) {
+        case protocol::backend::kCommandComplete: {
+          protocol::CommandComplete cc;
+          if (protocol::decode(body, cc)) out->push_back({std::string(cc.tag), {}});
+          return true;
+        }
+        case protocol::backend::kErrorResponse: {
+          protocol::ErrorResponse e;
+          std::string_view code = protocol::decode(body, e) ? e.sqlstate() : "";
+          out->push_back({{}, std::string(code.empty() ? "XX000" : code)});
+          return true;
+        }
+        case protocol::backend::kReadyForQuery:
+          return --remaining > 0;
+        default:
+          return true;
+      }
+    }
+    bool on_stream_start(const protocol::Header& h) {
+      if (h.type == protocol::backend::kErrorResponse) out->push_back({{}, "XX000"});
+      return true;
+    }
+  } v{out, responses};
+  if (responses == 0) co_return true;
+  for (;;) {
+    if (rend_ > 0) {
+      auto r = scanner.scan(std::string_view(rbuf_.data(), rend_), v);
+      if (r.status == protocol::Status::kInvalid) co_return false;
+      rend_ -= r.forward;
+      if (rend_ > 0) std::memmove(rbuf_.data(), rbuf_.data() + r.forward, rend_);
+      if (v.remaining == 0) co_return true;
+    }
+    auto [ec, n] = co_await socket_.async_read_some(
+        asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_), kNoThrow);
+    if (ec) co_return false;
+    rend_ += n;
+  }
+}
+
+void MirrorLink::compare(const routing::MirrorUnit& unit,
+                         const std::vector<routing::Outcome>& mirror) {
+  if (mirror == unit.primary) return;
+  // Name the first difference: what an operator needs to look for.
+  std::string_view kind = "statements";
+  const size_t n = std::min(mirror.size(), unit.primary.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto& p = unit.primary[i];
+    const auto& m = mirror[i];
+    if (p == m) continue;
+    if (!p.is_error() && m.is_error()) {
+      kind = "error_on_mirror";
+    } else if (p.is_error() && !m.is_error()) {
+      kind = "error_on_primary";
+    } else if (p.is_error()) {
+      kind = "error_code";
+    } else if (protocol::command_tag_name(p.tag) == protocol::command_tag_name(m.tag)) {
+      kind = "row_count";
+    } else {
+      kind = "command";
+    }
+    break;
+  }
+  state_.metrics->mirror_divergence(kind);
+  log::warn("mirror divergence", {{"session", context_.session_id},
+                                  {"target", state_.targets[target_].name},
+                                  {"kind", kind},
+                                  {"statement", unit.first_sql},
+                                  {"primary", describe(unit.primary)},
+                                  {"mirror", describe(mirror)}});
+}
+
+asio::awaitable<void> MirrorLink::apply(routing::MirrorUnit& unit) {
+  if (!connected_ && !co_await connect()) {
+    journal(unit, degraded_reason_, degraded_detail_, false);
+    co_return;
+  }
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit.bytes), kNoThrow);
+  std::vector<routing::Outcome> outcomes;
+  if (ec || !co_await read_outcomes(unit.responses, &outcomes)) {
+    // Whether the target applied the unit before the connection broke cannot be known.
+    connected_ = false;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    degrade("connection_lost", ec ? ec.message() : "connection closed while applying");
+    journal(unit, "connection_lost", degraded_detail_, !ec);
+    co_return;
+  }
+  worker_.stats().mirror_lag.observe(Clock::now() - unit.primary_done);
+  compare(unit, outcomes);
+  bool mirror_failed = false;
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    if (outcomes[i].is_error() && (i >= unit.primary.size() || !unit.primary[i].is_error())) {
+      mirror_failed = true;
+    }
+  }
+  if (mirror_failed) {
+    // The target refused what the primary accepted: the unit did not apply (a unit is one
+    // transaction), so it is journaled for an operator or a later replay.
+    journal(unit, "mirror_error", describe(outcomes), false);
+    co_return;
+  }
+  remember_state(unit);
+  state_.metrics->mirror_write(MirrorOutcome::kApplied);
+}
+
+asio::awaitable<void> MirrorLink::run() {
+  auto self = shared_from_this();  // the link lives until its queue is drained
+  for (;;) {
+    while (queue_.empty()) {
+      if (finished_) {
+        if (connected_) {
+          std::string terminate;
+          protocol::end_message(terminate,
+                                protocol::begin_message(terminate, protocol::frontend::kTerminate));
+          co_await asio::async_write(socket_, asio::buffer(terminate), kNoThrow);
+          boost::system::error_code ignored;
+          socket_.close(ignored);
+        }
+        co_return;
+      }
+      wake_.expires_at(asio::steady_timer::time_point::max());
+      co_await wake_.async_wait(kNoThrow);
+    }
+    busy_ = true;
+    routing::MirrorUnit unit = std::move(queue_.front());
+    queue_.pop_front();
+    const int64_t size = static_cast<int64_t>(unit.bytes.size());
+    if (degraded_) {
+      journal(unit, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
+    } else {
+      co_await apply(unit);
+    }
+    account(-size);
+    busy_ = false;
+  }
+}
+
+}  // namespace pgtandem::proxy

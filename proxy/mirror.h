@@ -1,0 +1,81 @@
+// The mirror leg of a session: applies the units WriteCapture released, in order, on a connection
+// of its own to the other target, compares each outcome with the primary's, and journals whatever
+// it cannot apply. The client never waits for it: units are queued and applied by a coroutine of
+// their own, which outlives the client session until its queue is drained.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "proxy/journal.h"
+#include "proxy/worker.h"
+#include "routing/write_capture.h"
+
+namespace pgtandem::proxy {
+
+struct MirrorContext {
+  std::string session_id;
+  std::string user;
+  std::string database;
+  std::vector<std::pair<std::string, std::string>> params;  // startup params but user/database
+};
+
+class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
+ public:
+  // Creates the link and starts its coroutine on the worker.
+  static std::shared_ptr<MirrorLink> start(Worker& worker, MirrorContext context, size_t target);
+
+  MirrorLink(Worker& worker, MirrorContext context, size_t target);
+
+  // Queues units released by the capture (never blocks). `capture` supplies the Parse messages of
+  // the statements the units bind, for journal entries.
+  void push(std::vector<routing::MirrorUnit> units, const routing::WriteCapture& capture);
+  // The client session ended: apply what is queued, then close.
+  void finish();
+  // Nothing queued and nothing in flight: every write of the session is on the target.
+  bool drained() const { return queue_.empty() && !busy_; }
+  bool over_limit() const;
+
+ private:
+  asio::awaitable<void> run();
+  asio::awaitable<bool> connect();
+  asio::awaitable<void> apply(routing::MirrorUnit& unit);
+  asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<routing::Outcome>* out);
+  void journal(routing::MirrorUnit& unit, std::string_view reason, std::string_view detail,
+               bool uncertain);
+  void degrade(std::string reason, std::string detail);
+  void compare(const routing::MirrorUnit& unit, const std::vector<routing::Outcome>& mirror);
+  void remember_state(const routing::MirrorUnit& unit);
+  void account(int64_t delta);
+
+  Worker& worker_;
+  ServerState& state_;
+  MirrorContext context_;
+  size_t target_;
+  Socket socket_;
+  asio::steady_timer wake_;
+  std::deque<routing::MirrorUnit> queue_;
+  uint64_t queued_bytes_ = 0;
+  bool busy_ = false;
+  bool finished_ = false;
+  bool connected_ = false;
+  // Once one unit of the session could not be applied, every later one is journaled too, so that
+  // replay applies them after it, in the session's order.
+  bool degraded_ = false;
+  std::string degraded_reason_;
+  std::string degraded_detail_;
+  std::vector<char> rbuf_;
+  size_t rend_ = 0;
+  std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
+  size_t state_bytes_ = 0;
+  std::vector<std::pair<std::string, std::string>> parses_;  // name -> Parse, for binds
+};
+
+}  // namespace pgtandem::proxy

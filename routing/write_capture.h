@@ -1,0 +1,124 @@
+// Which of a session's requests must be applied on the mirror, and when.
+//
+// Pure policy, fed the session's protocol messages in both directions (DESIGN.md "Mirroring
+// writes"). A request is what one ReadyForQuery answers: a simple Query (plus any COPY data that
+// follows it), or an extended-protocol batch up to its Sync. When the primary's ReadyForQuery for
+// a request arrives, the capture decides:
+//   - reads are never mirrored;
+//   - outside a transaction, a write or session-state request that succeeded on the primary is
+//     released as a MirrorUnit at once; one that failed is dropped (the server rolled it back);
+//   - inside an explicit transaction, requests are held; a COMMIT releases them all as one unit,
+//     a ROLLBACK (or a failed COMMIT, whose tag is ROLLBACK) discards them.
+// Statements of a transaction that failed on the primary before a ROLLBACK TO SAVEPOINT stay in
+// the unit: the mirror runs the same sequence and reaches the same state.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/framing.h"
+#include "routing/classifier.h"
+#include "routing/classifier_cache.h"
+
+namespace pgtandem::routing {
+
+// The primary's (or mirror's) answer to one statement: its CommandComplete tag, or the SQLSTATE
+// of its ErrorResponse.
+struct Outcome {
+  std::string tag;       // "INSERT 0 1", "COMMIT", ... ; empty for an error
+  std::string sqlstate;  // empty for success
+  bool operator==(const Outcome&) const = default;
+  bool is_error() const { return !sqlstate.empty(); }
+};
+
+struct MirrorUnit {
+  std::string bytes;          // frontend messages, whole, in the order the primary received them
+  uint32_t responses = 0;     // ReadyForQuery messages the unit's requests produce
+  std::vector<Outcome> primary;
+  // Named prepared statements the unit binds (so a journal entry can carry their Parse).
+  std::vector<std::string> binds;
+  bool session_state = false;      // contains SET/RESET/DISCARD/PREPARE/...: part of session context
+  bool transaction = false;        // an explicit transaction, BEGIN..COMMIT
+  bool nondeterministic = false;   // now(), random(), nextval(), serial defaults...
+  std::string first_sql;           // for logs: the first statement text, truncated
+  std::chrono::steady_clock::time_point primary_done{};  // when the primary answered
+};
+
+struct CaptureStats {
+  uint64_t released = 0;          // units released to the mirror
+  uint64_t skipped_rollback = 0;  // transactions or autocommit writes the primary rolled back
+  uint64_t skipped_read = 0;      // read requests (never mirrored)
+  uint64_t nondeterministic = 0;  // released units flagged nondeterministic
+};
+
+class WriteCapture {
+ public:
+  struct Options {
+    ClassifierOptions classifier;
+    ClassificationCache* cache = nullptr;  // the worker's; optional
+    size_t max_sql_in_unit = 200;          // first_sql truncation
+  };
+  explicit WriteCapture(Options options);
+
+  // A whole frontend message as it was forwarded (type byte and length included).
+  void on_frontend(const protocol::Header& header, std::string_view message);
+  // A backend message (body only is enough: only C, E, Z, 1 and G/H/W are read).
+  // `now` stamps released units. Returns true when units were released (take them with take()).
+  bool on_backend(const protocol::Header& header, std::string_view body,
+                  std::chrono::steady_clock::time_point now);
+
+  std::vector<MirrorUnit> take();  // released units, in release order
+
+  bool in_transaction() const { return txn_status_ != 'I'; }
+  // Requests forwarded to the primary whose ReadyForQuery has not come back yet.
+  size_t outstanding() const { return inflight_.size(); }
+  const CaptureStats& stats() const { return stats_; }
+  const PreparedStatements& prepared() const { return prepared_; }
+  // The Parse message of a named statement, as the client sent it (for journal entries).
+  const std::string* parse_message(std::string_view name) const;
+
+ private:
+  struct Request {
+    std::string bytes;
+    uint32_t responses = 0;
+    StatementKind kind = StatementKind::kRead;
+    bool session_state = false;
+    bool txn_control = false;
+    bool nondeterministic = false;
+    std::vector<std::string> binds;
+    std::vector<Outcome> outcomes;
+    // Named statements whose Parse is in this request; registered once the primary accepts them.
+    std::vector<std::pair<std::string, Classification>> parses;
+    std::vector<std::pair<std::string, std::string>> parse_bytes;  // name -> Parse message
+    std::vector<std::string> closes;  // statements closed by this request
+    bool discard_all = false;
+    std::string first_sql;
+  };
+
+  Classification classify(std::string_view sql);
+  const Classification* find_statement(std::string_view name) const;
+  void note(Request& r, const Classification& c, std::string_view sql);
+  void close_request(Request&& r);
+  void finish_request(Request&& r, char status, std::chrono::steady_clock::time_point now);
+  void release(std::vector<Request>& requests, std::chrono::steady_clock::time_point now);
+
+  Options options_;
+  Request open_;                  // extended-protocol batch being built (until Sync)
+  bool open_has_messages_ = false;
+  std::deque<Request> inflight_;  // closed, sent to the primary, awaiting ReadyForQuery
+  std::vector<Request> txn_;      // requests of the current explicit transaction
+  char txn_status_ = 'I';
+  PreparedStatements prepared_;
+  std::unordered_map<std::string, std::string> parse_messages_;  // name -> Parse bytes
+  std::vector<std::pair<std::string, std::string>> parse_bytes_pending_;  // of the open batch
+  Classification unnamed_;        // the unnamed statement's classification
+  std::vector<MirrorUnit> released_;
+  CaptureStats stats_;
+};
+
+}  // namespace pgtandem::routing

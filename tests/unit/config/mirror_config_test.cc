@@ -1,0 +1,96 @@
+// The [mirror] and [classifier] sections and the mirror_writes switch.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.h"
+
+namespace pgtandem::config {
+namespace {
+
+constexpr const char* kTargets = R"(
+[targets.old]
+host = "127.0.0.1"
+port = 5432
+[targets.new]
+host = "127.0.0.1"
+port = 5433
+)";
+
+TEST(MirrorConfig, DefaultsAreOffAndJournalOnOverflow) {
+  auto r = load_string(kTargets);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.config->mirror_writes);
+  EXPECT_EQ(r.config->mirror.overflow, "journal");
+  EXPECT_EQ(r.config->mirror.journal_fsync, "interval");
+  EXPECT_EQ(r.config->mirror.session_queue_bytes, 8u << 20);
+  EXPECT_TRUE(r.config->classifier.unknown_function_is_write);
+  EXPECT_EQ(r.config->secondary_target().name, "new");
+}
+
+TEST(MirrorConfig, FullSection) {
+  auto r = load_string(std::string(R"(mirror_writes = true
+primary = "new"
+[mirror]
+credentials_file = "/etc/pgtandem/pgpass"
+session_queue_bytes = 1048576
+global_queue_bytes = 67108864
+overflow = "block"
+journal_path = "/var/lib/pgtandem/j.log"
+journal_fsync = "always"
+journal_fsync_interval_ms = 50
+reconnect_interval_ms = 250
+[classifier]
+read_only_functions = ["my_pure_fn", "app.lookup"]
+writing_functions = ["audit.log_event"]
+unknown_function_is_write = false
+)") + kTargets);
+  ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  const Config& c = *r.config;
+  EXPECT_TRUE(c.mirror_writes);
+  EXPECT_EQ(c.secondary_target().name, "old");
+  EXPECT_EQ(c.mirror.credentials_file, "/etc/pgtandem/pgpass");
+  EXPECT_EQ(c.mirror.session_queue_bytes, 1048576u);
+  EXPECT_EQ(c.mirror.global_queue_bytes, 67108864u);
+  EXPECT_EQ(c.mirror.overflow, "block");
+  EXPECT_EQ(c.mirror.journal_path, "/var/lib/pgtandem/j.log");
+  EXPECT_EQ(c.mirror.journal_fsync, "always");
+  EXPECT_EQ(c.mirror.journal_fsync_interval_ms, 50u);
+  EXPECT_EQ(c.mirror.reconnect_interval_ms, 250u);
+  ASSERT_EQ(c.classifier.read_only_functions.size(), 2u);
+  EXPECT_EQ(c.classifier.read_only_functions[1], "app.lookup");
+  ASSERT_EQ(c.classifier.writing_functions.size(), 1u);
+  EXPECT_FALSE(c.classifier.unknown_function_is_write);
+}
+
+TEST(MirrorConfig, ErrorsCarryLineAndColumn) {
+  auto r = load_string(std::string(R"(mirror_writes = "yes"
+[mirror]
+overflow = "drop"
+journal_fsync = "sometimes"
+session_queue_bytes = 10
+bogus = 1
+[classifier]
+read_only_functions = "f"
+writing_functions = ["", 3]
+)") + kTargets, "t.toml");
+  ASSERT_FALSE(r.ok());
+  std::vector<std::string> got;
+  for (const auto& e : r.errors) got.push_back(e.to_string());
+  ASSERT_EQ(got.size(), 8u) << ::testing::PrintToString(got);
+  EXPECT_EQ(got[0], "t.toml:1:17: mirror_writes must be a boolean, got string");
+  EXPECT_EQ(got[1].rfind("t.toml:3:12: mirror.overflow must be one of 'journal', 'block'", 0), 0u)
+      << got[1];
+  EXPECT_EQ(got[2].rfind("t.toml:4:17: mirror.journal_fsync must be one of", 0), 0u) << got[2];
+  EXPECT_EQ(got[3].rfind("t.toml:5:23: mirror.session_queue_bytes must be in", 0), 0u) << got[3];
+  EXPECT_EQ(got[4], "t.toml:6:1: unknown key 'bogus' in [mirror]");
+  EXPECT_EQ(got[5].rfind("t.toml:8:23: classifier.read_only_functions must be an array", 0), 0u)
+      << got[5];
+  EXPECT_EQ(got[6], "t.toml:9:22: classifier.writing_functions elements must not be empty");
+  EXPECT_EQ(got[7].rfind("t.toml:9:26: classifier.writing_functions element must be a string", 0),
+            0u)
+      << got[7];
+}
+
+}  // namespace
+}  // namespace pgtandem::config
