@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "proxy/log.h"
+#include "proxy/replay.h"
 #include "proxy/server.h"
 
 namespace {
@@ -14,6 +15,7 @@ namespace {
 constexpr const char* kUsage =
     "Usage: pgtandem --config FILE\n"
     "       pgtandem --check-config FILE\n"
+    "       pgtandem replay --config FILE --journal FILE [--dry-run]\n"
     "       pgtandem --version | --help\n"
     "\n"
     "A PostgreSQL wire-protocol proxy for zero-downtime migrations: clients connect to pgtandem,\n"
@@ -22,6 +24,10 @@ constexpr const char* kUsage =
     "Options:\n"
     "  --config FILE         run with the TOML configuration in FILE\n"
     "  --check-config FILE   validate FILE, print errors as file:line:column: message, exit 0 if valid\n"
+    "  replay                apply the mirror journal's unapplied writes to their target, in order;\n"
+    "                        what was applied is recorded in FILE.applied, so running it again\n"
+    "                        never applies an entry twice (exit 0: all applied, 1: stopped at a\n"
+    "                        failure, 2: applied, with divergences)\n"
     "  --version             print the version and exit\n"
     "  --help                print this help and exit\n";
 
@@ -67,6 +73,9 @@ int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "--version") == 0) {
     std::printf("pgtandem %s (%s)\n", PGTANDEM_VERSION, PGTANDEM_IO_BACKEND);
     return 0;
+  }
+  if (argc >= 2 && std::strcmp(argv[1], "replay") == 0) {
+    return pgtandem::proxy::replay_main(argc - 1, argv + 1);
   }
   if (argc == 3 && std::strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
   if (argc == 3 && std::strcmp(argv[1], "--config") == 0) return run(argv[2]);

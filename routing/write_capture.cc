@@ -1,5 +1,6 @@
 #include "routing/write_capture.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "protocol/message_types.h"
@@ -33,14 +34,18 @@ void WriteCapture::note(Request& r, const Classification& c, std::string_view sq
   }
   switch (c.session) {
     case SessionOp::kPrepare:
-      if (auto name = prepared_statement_name(sql)) r.parses.emplace_back(*name, c);
+      if (auto name = prepared_statement_name(sql)) {
+        r.statement_ops.push_back({StatementOp::kAdd, std::move(*name), c, {}});
+      }
       break;
     case SessionOp::kDeallocate:
-      if (auto name = prepared_statement_name(sql)) r.closes.push_back(*name);
+      if (auto name = prepared_statement_name(sql)) {
+        r.statement_ops.push_back({StatementOp::kRemove, std::move(*name), {}, {}});
+      }
       break;
     case SessionOp::kDeallocateAll:
     case SessionOp::kDiscardAll:
-      r.discard_all = true;
+      r.statement_ops.push_back({StatementOp::kClear, {}, {}, {}});
       break;
     default:
       break;
@@ -84,15 +89,18 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
         Classification as_request = c;
         // Preparing is not executing: the request is session state unless a Bind executes it.
         as_request.kind = StatementKind::kSessionState;
+        as_request.txn = TxnControl::kNone;  // preparing BEGIN starts no transaction
         as_request.nondeterministic = false;
         as_request.may_use_defaults = false;
         note(open_, as_request, p.query);
       }
+      const bool mirror_needs = !p.name.empty() && c.kind != StatementKind::kRead;
+      open_.statement_messages.emplace_back(mirror_needs ? std::string(message) : std::string());
       if (p.name.empty()) {
         unnamed_ = c;
       } else {
-        open_.parses.emplace_back(std::string(p.name), c);
-        parse_bytes_pending_.emplace_back(std::string(p.name), std::string(message));
+        open_.statement_ops.push_back(
+            {StatementOp::kAdd, std::string(p.name), c, std::string(message)});
       }
       return;
     }
@@ -118,9 +126,11 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
       open_has_messages_ = true;
       open_.bytes.append(message);
       protocol::Close cl;
-      if (protocol::decode(body, cl) && cl.target == protocol::kTargetStatement &&
-          !cl.name.empty()) {
-        open_.closes.emplace_back(cl.name);
+      const bool statement = protocol::decode(body, cl) &&
+                             cl.target == protocol::kTargetStatement && !cl.name.empty();
+      open_.statement_messages.emplace_back(statement ? std::string(message) : std::string());
+      if (statement) {
+        open_.statement_ops.push_back({StatementOp::kRemove, std::string(cl.name), {}, {}});
         // Closing must reach the mirror too, or a later Parse of the same name fails there.
         Classification state;
         state.kind = StatementKind::kSessionState;
@@ -137,6 +147,7 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
     case fe::kSync:
       open_.bytes.append(message);
       open_.responses = 1;
+      open_.synced = true;
       close_request(std::move(open_));
       open_ = Request{};
       open_has_messages_ = false;
@@ -166,22 +177,44 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
 }
 
 const Classification* WriteCapture::find_statement(std::string_view name) const {
-  // Parsed in the batch being built, or in one still waiting for its ReadyForQuery, or known.
-  for (auto it = open_.parses.rbegin(); it != open_.parses.rend(); ++it) {
-    if (it->first == name) return &it->second;
-  }
-  for (auto r = inflight_.rbegin(); r != inflight_.rend(); ++r) {
-    for (auto it = r->parses.rbegin(); it != r->parses.rend(); ++it) {
-      if (it->first == name) return &it->second;
+  // Parsed (or closed) in the batch being built, or in one still waiting for its ReadyForQuery,
+  // or known. A statement closed since is unknown: nullptr.
+  auto search = [&](const Request& r, bool& decided) -> const Classification* {
+    for (auto op = r.statement_ops.rbegin(); op != r.statement_ops.rend(); ++op) {
+      if (op->kind == StatementOp::kClear || op->name == name) {
+        decided = true;
+        return op->kind == StatementOp::kAdd ? &op->classification : nullptr;
+      }
     }
-  }
-  return prepared_.find(name);
+    return nullptr;
+  };
+  bool decided = false;
+  const Classification* c = search(open_, decided);
+  for (auto r = inflight_.rbegin(); !decided && r != inflight_.rend(); ++r) c = search(*r, decided);
+  return decided ? c : prepared_.find(name);
 }
 
-void WriteCapture::close_request(Request&& r) {
-  for (auto& [name, bytes] : parse_bytes_pending_) r.parse_bytes.emplace_back(name, std::move(bytes));
-  parse_bytes_pending_.clear();
-  inflight_.push_back(std::move(r));
+void WriteCapture::close_request(Request&& r) { inflight_.push_back(std::move(r)); }
+
+WriteCapture::Request* WriteCapture::answering() {
+  // The server answers requests in order. With nothing sent up to a Sync waiting, the answer is
+  // to the batch being built: the client flushed before its Sync.
+  if (!inflight_.empty()) return &inflight_.front();
+  return open_has_messages_ ? &open_ : nullptr;
+}
+
+void WriteCapture::absorb(Request& into, Request&& from) {
+  into.bytes += from.bytes;
+  if (from.kind > into.kind) into.kind = from.kind;
+  into.session_state |= from.session_state;
+  into.txn_control |= from.txn_control;
+  into.nondeterministic |= from.nondeterministic;
+  for (auto& b : from.binds) into.binds.push_back(std::move(b));
+  for (auto& o : from.outcomes) into.outcomes.push_back(std::move(o));
+  for (auto& op : from.statement_ops) into.statement_ops.push_back(std::move(op));
+  for (auto& m : from.statement_messages) into.statement_messages.push_back(std::move(m));
+  into.statement_completions += from.statement_completions;
+  if (into.first_sql.empty()) into.first_sql = std::move(from.first_sql);
 }
 
 bool WriteCapture::on_backend(const protocol::Header& header, std::string_view body,
@@ -189,20 +222,30 @@ bool WriteCapture::on_backend(const protocol::Header& header, std::string_view b
   switch (header.type) {
     case be::kCommandComplete: {
       protocol::CommandComplete cc;
-      if (!inflight_.empty() && protocol::decode(body, cc)) {
-        inflight_.front().outcomes.push_back(Outcome{std::string(cc.tag), {}});
+      Request* r = answering();
+      if (r != nullptr && protocol::decode(body, cc)) {
+        r->outcomes.push_back(Outcome{std::string(cc.tag), {}});
       }
       return false;
     }
     case be::kErrorResponse: {
       // An error too large to be seen whole (body empty) still counts as an error.
       protocol::ErrorResponse e;
-      if (!inflight_.empty()) {
+      if (Request* r = answering()) {
         std::string_view code = protocol::decode(body, e) ? e.sqlstate() : std::string_view{};
-        inflight_.front().outcomes.push_back(Outcome{{}, std::string(code.empty() ? "XX000" : code)});
+        r->outcomes.push_back(Outcome{{}, std::string(code.empty() ? "XX000" : code)});
       }
       return false;
     }
+    case be::kParseComplete:
+    case be::kCloseComplete:
+      if (Request* r = answering()) ++r->statement_completions;
+      return false;
+    case be::kCopyInResponse:
+      // During COPY IN the server ignores Sync: libpq sends one right after the Execute of an
+      // extended-protocol COPY and another after CopyDone, and one ReadyForQuery answers both.
+      if (!inflight_.empty() && inflight_.front().synced) inflight_.front().sync_ignored = true;
+      return false;
     case be::kReadyForQuery: {
       protocol::ReadyForQuery z;
       if (!protocol::decode(body, z)) return false;
@@ -212,6 +255,10 @@ bool WriteCapture::on_backend(const protocol::Header& header, std::string_view b
       }
       Request r = std::move(inflight_.front());
       inflight_.pop_front();
+      if (r.sync_ignored && !inflight_.empty()) {
+        absorb(r, std::move(inflight_.front()));
+        inflight_.pop_front();
+      }
       finish_request(std::move(r), z.status, now);
       txn_status_ = z.status;
       return !released_.empty();
@@ -229,13 +276,12 @@ bool has_error(const std::vector<Outcome>& outcomes) {
   return false;
 }
 
-// The tag of the statement that ended the transaction: COMMIT, or ROLLBACK (also what the server
-// answers to a COMMIT of a failed transaction), or PREPARE TRANSACTION.
-bool ends_committed(const std::vector<Outcome>& outcomes) {
-  for (auto it = outcomes.rbegin(); it != outcomes.rend(); ++it) {
-    if (it->is_error()) return false;
-    if (it->tag == "COMMIT" || it->tag == "PREPARE TRANSACTION") return true;
-    if (it->tag == "ROLLBACK") return false;
+// Whether a transaction committed among these statements: COMMIT (also COMMIT AND CHAIN, or a
+// COMMIT followed by more statements in one simple Query), or PREPARE TRANSACTION. The server
+// answers ROLLBACK to a COMMIT of a failed transaction.
+bool commits(const std::vector<Outcome>& outcomes) {
+  for (const auto& o : outcomes) {
+    if (o.tag == "COMMIT" || o.tag == "PREPARE TRANSACTION") return true;
   }
   return false;
 }
@@ -244,17 +290,28 @@ bool ends_committed(const std::vector<Outcome>& outcomes) {
 
 void WriteCapture::finish_request(Request&& r, char status,
                                   std::chrono::steady_clock::time_point now) {
-  // The session's named statements follow what the primary was sent; a Parse the primary
-  // rejected leaves a name the server does not know, which only makes a later Bind fail there too.
-  for (auto& [name, c] : r.parses) prepared_.add(name, c);
-  for (auto& [name, bytes] : r.parse_bytes) parse_messages_[name] = std::move(bytes);
-  for (const auto& name : r.closes) {
-    prepared_.remove(name);
-    parse_messages_.erase(name);
-  }
-  if (r.discard_all) {
-    prepared_.clear();
-    parse_messages_.clear();
+  // The session's named statements follow what the primary was sent, in message order; a Parse
+  // the primary rejected leaves a name the server does not know, which only makes a later Bind
+  // fail there too.
+  for (auto& op : r.statement_ops) {
+    switch (op.kind) {
+      case StatementOp::kAdd:
+        prepared_.add(op.name, op.classification);
+        if (op.parse.empty()) {
+          parse_messages_.erase(op.name);
+        } else {
+          parse_messages_[op.name] = std::move(op.parse);
+        }
+        break;
+      case StatementOp::kRemove:
+        prepared_.remove(op.name);
+        parse_messages_.erase(op.name);
+        break;
+      case StatementOp::kClear:
+        prepared_.clear();
+        parse_messages_.clear();
+        break;
+    }
   }
 
   const bool was_in_txn = txn_status_ != 'I';
@@ -264,45 +321,54 @@ void WriteCapture::finish_request(Request&& r, char status,
     ++stats_.skipped_read;
     if (was_in_txn && !now_in_txn) {
       // A read ended the transaction (say, an implicit rollback): decide on what was held.
-      std::vector<Request> txn = std::move(txn_);
+      if (!txn_.empty()) ++stats_.skipped_rollback;
+      release_statements(txn_, now);
       txn_.clear();
-      if (!txn.empty()) ++stats_.skipped_rollback;
+      mirror_in_txn_ = false;
     }
     return;
   }
   if (!was_in_txn && !now_in_txn) {
-    // Autocommit (or a whole transaction inside one request): applied only if it committed.
-    const bool rolled_back = has_error(r.outcomes) || (r.txn_control && !ends_committed(r.outcomes) &&
-                                                       !r.outcomes.empty() &&
-                                                       r.outcomes.back().tag == "ROLLBACK");
-    if (rolled_back) {
-      ++stats_.skipped_rollback;
-      return;
-    }
+    // Autocommit (or whole transactions inside one request): applied unless nothing in it
+    // committed. The mirror runs the same statements and fails or rolls back where the primary did.
+    const bool rolled_back =
+        !commits(r.outcomes) &&
+        (has_error(r.outcomes) ||
+         (r.txn_control && !r.outcomes.empty() && r.outcomes.back().tag == "ROLLBACK"));
     std::vector<Request> one;
     one.push_back(std::move(r));
+    if (rolled_back) {
+      ++stats_.skipped_rollback;
+      release_statements(one, now);
+      return;
+    }
     release(one, now);
     return;
   }
   if (now_in_txn) {
     // BEGIN, or a statement inside the transaction (failed ones too: the mirror must reach the
     // same state through the same ROLLBACK TO SAVEPOINT).
-    const bool committed_midway = was_in_txn && r.txn_control && ends_committed(r.outcomes);
+    const bool committed_midway = r.txn_control && commits(r.outcomes);
     txn_.push_back(std::move(r));
     if (committed_midway) {
       // COMMIT AND CHAIN, or "COMMIT; BEGIN; ..." in one request: what came before is committed.
       release(txn_, now);
       txn_.clear();
+      // The mirror is now inside the transaction that request opened: however it ends on the
+      // primary, the rest must reach the mirror to end it there too.
+      mirror_in_txn_ = true;
     }
     return;
   }
   // The transaction ended in this request.
-  const bool committed = ends_committed(r.outcomes);
+  const bool committed = commits(r.outcomes) || mirror_in_txn_;
+  mirror_in_txn_ = false;
   txn_.push_back(std::move(r));
   if (committed) {
     release(txn_, now);
   } else {
     ++stats_.skipped_rollback;
+    release_statements(txn_, now);
   }
   txn_.clear();
 }
@@ -315,21 +381,47 @@ void WriteCapture::release(std::vector<Request>& requests,
   for (const auto& r : requests) total += r.bytes.size();
   u.bytes.reserve(total);
   bool txn_control = false;
+  bool state = false;
+  bool writes = false;
   for (auto& r : requests) {
     u.bytes += r.bytes;
     u.responses += r.responses;
     for (auto& o : r.outcomes) u.primary.push_back(std::move(o));
     for (auto& b : r.binds) u.binds.push_back(std::move(b));
-    u.session_state |= r.session_state && r.kind == StatementKind::kSessionState;
+    state |= r.session_state && r.kind == StatementKind::kSessionState;
+    writes |= r.kind >= StatementKind::kWrite;
     u.nondeterministic |= r.nondeterministic;
     txn_control |= r.txn_control;
     if (u.first_sql.empty()) u.first_sql = std::move(r.first_sql);
   }
+  // The proxy replays session-state units on a new mirror connection and before journal entries:
+  // a unit that also changes data must not be one, or its writes would be applied twice.
+  u.session_state = state && !writes;
   u.transaction = txn_control;
   u.primary_done = now;
   ++stats_.released;
   if (u.nondeterministic) ++stats_.nondeterministic;
   released_.push_back(std::move(u));
+}
+
+// Named statements are not transactional: a Parse or Close the primary completed stands after the
+// request or transaction around it was rolled back, so the mirror gets those messages alone.
+void WriteCapture::release_statements(const std::vector<Request>& requests,
+                                      std::chrono::steady_clock::time_point now) {
+  Request r;
+  for (const auto& held : requests) {
+    const size_t done = std::min<size_t>(held.statement_completions,
+                                         held.statement_messages.size());
+    for (size_t i = 0; i < done; ++i) r.bytes += held.statement_messages[i];
+  }
+  if (r.bytes.empty()) return;
+  protocol::encode(r.bytes, protocol::Sync{});
+  r.responses = 1;
+  r.kind = StatementKind::kSessionState;
+  r.session_state = true;
+  std::vector<Request> one;
+  one.push_back(std::move(r));
+  release(one, now);
 }
 
 std::vector<MirrorUnit> WriteCapture::take() {

@@ -10,7 +10,12 @@
 //   - inside an explicit transaction, requests are held; a COMMIT releases them all as one unit,
 //     a ROLLBACK (or a failed COMMIT, whose tag is ROLLBACK) discards them.
 // Statements of a transaction that failed on the primary before a ROLLBACK TO SAVEPOINT stay in
-// the unit: the mirror runs the same sequence and reaches the same state.
+// the unit: the mirror runs the same sequence and reaches the same state. For the same reason a
+// request in which anything committed ("BEGIN; ...; COMMIT; <failing statement>") is released
+// whole, and once a unit has left the mirror inside a transaction (COMMIT AND CHAIN), the rest of
+// that transaction is released however it ends. Named prepared statements are not transactional:
+// the Parse and Close messages the primary completed in a request or transaction that is not
+// released still reach the mirror, alone.
 #pragma once
 
 #include <chrono>
@@ -67,7 +72,7 @@ class WriteCapture {
 
   // A whole frontend message as it was forwarded (type byte and length included).
   void on_frontend(const protocol::Header& header, std::string_view message);
-  // A backend message (body only is enough: only C, E, Z, 1 and G/H/W are read).
+  // A backend message (body only is enough: only C, E, Z, 1, 3 and G are read).
   // `now` stamps released units. Returns true when units were released (take them with take()).
   bool on_backend(const protocol::Header& header, std::string_view body,
                   std::chrono::steady_clock::time_point now);
@@ -83,6 +88,14 @@ class WriteCapture {
   const std::string* parse_message(std::string_view name) const;
 
  private:
+  // What a request does to the session's named statements, in message order.
+  struct StatementOp {
+    enum Kind : uint8_t { kAdd, kRemove, kClear };
+    Kind kind = kAdd;
+    std::string name;
+    Classification classification;  // kAdd
+    std::string parse;               // kAdd by a protocol Parse: the message
+  };
   struct Request {
     std::string bytes;
     uint32_t responses = 0;
@@ -90,13 +103,16 @@ class WriteCapture {
     bool session_state = false;
     bool txn_control = false;
     bool nondeterministic = false;
+    bool synced = false;        // an extended-protocol batch ended by its Sync
+    bool sync_ignored = false;  // ... whose Sync the server ignored: COPY IN started
     std::vector<std::string> binds;
     std::vector<Outcome> outcomes;
-    // Named statements whose Parse is in this request; registered once the primary accepts them.
-    std::vector<std::pair<std::string, Classification>> parses;
-    std::vector<std::pair<std::string, std::string>> parse_bytes;  // name -> Parse message
-    std::vector<std::string> closes;  // statements closed by this request
-    bool discard_all = false;
+    std::vector<StatementOp> statement_ops;
+    // Every Parse and Close message in order (the bytes only where the mirror needs them), and
+    // how many the primary completed: it completes them in order and skips the rest of a batch
+    // after an error.
+    std::vector<std::string> statement_messages;
+    uint32_t statement_completions = 0;
     std::string first_sql;
   };
 
@@ -104,8 +120,12 @@ class WriteCapture {
   const Classification* find_statement(std::string_view name) const;
   void note(Request& r, const Classification& c, std::string_view sql);
   void close_request(Request&& r);
+  Request* answering();
+  static void absorb(Request& into, Request&& from);
   void finish_request(Request&& r, char status, std::chrono::steady_clock::time_point now);
   void release(std::vector<Request>& requests, std::chrono::steady_clock::time_point now);
+  void release_statements(const std::vector<Request>& requests,
+                          std::chrono::steady_clock::time_point now);
 
   Options options_;
   Request open_;                  // extended-protocol batch being built (until Sync)
@@ -113,9 +133,9 @@ class WriteCapture {
   std::deque<Request> inflight_;  // closed, sent to the primary, awaiting ReadyForQuery
   std::vector<Request> txn_;      // requests of the current explicit transaction
   char txn_status_ = 'I';
+  bool mirror_in_txn_ = false;    // a released unit left the mirror inside the current transaction
   PreparedStatements prepared_;
   std::unordered_map<std::string, std::string> parse_messages_;  // name -> Parse bytes
-  std::vector<std::pair<std::string, std::string>> parse_bytes_pending_;  // of the open batch
   Classification unnamed_;        // the unnamed statement's classification
   std::vector<MirrorUnit> released_;
   CaptureStats stats_;
