@@ -523,6 +523,10 @@ class Validator {
         set_string_list(node, "classifier.writing_functions", out.writing_functions);
       } else if (k == "unknown_function_is_write") {
         set_bool(node, "classifier.unknown_function_is_write", out.unknown_function_is_write);
+      } else if (k == "catalog_user") {
+        if (auto v = get_string(node, "classifier.catalog_user")) out.catalog_user = *v;
+      } else if (k == "catalog_database") {
+        if (auto v = get_string(node, "classifier.catalog_database")) out.catalog_database = *v;
       } else {
         unknown_key(key, "in [classifier]");
       }

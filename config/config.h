@@ -59,6 +59,11 @@ struct Classifier {
   std::vector<std::string> read_only_functions;  // never writes, whatever pg_proc says
   std::vector<std::string> writing_functions;    // always writes
   bool unknown_function_is_write = true;
+  // Learn function volatility from the primary's pg_proc at start (as Pgpool-II does) by logging
+  // in as this user (password from mirror.credentials_file); empty: don't, and functions the
+  // classifier does not know count as unknown_function_is_write says.
+  std::string catalog_user;
+  std::string catalog_database;  // default: the user name, as on the server
 };
 
 struct Log {

@@ -21,6 +21,7 @@
 
 #include "protocol/errors.h"
 #include "proxy/admin_http.h"
+#include "proxy/catalog_loader.h"
 #include "proxy/journal.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
@@ -290,6 +291,24 @@ bool Server::start(std::string* error) {
     }
   }
 
+  if (cfg->mirror_writes && !cfg->classifier.catalog_user.empty()) {
+    // Off the accept path: sessions that start before it arrives classify without it (unknown
+    // functions count as writes by default), later ones use it.
+    ServerState* st = &im.state;
+    asio::co_spawn(
+        im.workers.front().io(),
+        [st]() -> asio::awaitable<void> {
+          std::string why;
+          auto catalog = co_await load_volatility_catalog(*st, st->primary, &why);
+          if (!catalog) {
+            log::warn("function volatility not learned", {{"error", why}});
+            co_return;
+          }
+          log::info("function volatility learned", {{"functions", std::to_string(catalog->size())}});
+          st->catalog.store(std::move(catalog), std::memory_order_release);
+        },
+        asio::detached);
+  }
   for (Worker& w : im.workers) w.start();
   std::string listen_desc;
   for (const auto& a : cfg->listen) {

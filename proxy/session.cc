@@ -99,6 +99,7 @@ class Session {
   // Write mirroring: what the client sends and the primary answers feeds the capture, whose
   // released units go to the mirror link. Both are null when mirror_writes is off.
   std::unique_ptr<routing::WriteCapture> capture_;
+  std::shared_ptr<const routing::VolatilityCatalog> catalog_;
   std::shared_ptr<MirrorLink> mirror_;
   uint64_t reported_skips_ = 0;
 };
@@ -175,7 +176,9 @@ void Session::start_mirror() {
   }
   routing::WriteCapture::Options opts;
   opts.classifier.functions = &state_.functions;
-  opts.classifier.catalog = state_.catalog.empty() ? nullptr : &state_.catalog;
+  catalog_ = state_.catalog.load(std::memory_order_acquire);
+  opts.classifier.catalog = catalog_.get();
+  opts.classifier.generation = catalog_ ? 1 : 0;
   opts.classifier.unknown_function_is_write = state_.config->classifier.unknown_function_is_write;
   opts.cache = &worker_.classification_cache();
   capture_ = std::make_unique<routing::WriteCapture>(opts);

@@ -56,7 +56,8 @@ struct ServerState {
   // A target found down is not tried again by every session until this time (steady clock, ns).
   std::atomic<int64_t> target_down_until[kMaxTargets] = {};
   routing::FunctionLists functions;            // from [classifier]
-  routing::VolatilityCatalog catalog;          // learned from the primary's pg_proc at start
+  // Learned from the primary's pg_proc at start; sessions take it when they begin.
+  std::atomic<std::shared_ptr<const routing::VolatilityCatalog>> catalog;
   std::string process_tag;                     // distinguishes this process in session ids
   std::atomic<uint64_t> next_session{1};
 
