@@ -126,8 +126,8 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
       open_has_messages_ = true;
       open_.bytes.append(message);
       protocol::Close cl;
-      const bool statement = protocol::decode(body, cl) &&
-                             cl.target == protocol::kTargetStatement && !cl.name.empty();
+      const bool statement =
+          protocol::decode(body, cl) && cl.target == protocol::kTargetStatement && !cl.name.empty();
       open_.statement_messages.emplace_back(statement ? std::string(message) : std::string());
       if (statement) {
         open_.statement_ops.push_back({StatementOp::kRemove, std::string(cl.name), {}, {}});
@@ -331,10 +331,9 @@ void WriteCapture::finish_request(Request&& r, char status,
   if (!was_in_txn && !now_in_txn) {
     // Autocommit (or whole transactions inside one request): applied unless nothing in it
     // committed. The mirror runs the same statements and fails or rolls back where the primary did.
-    const bool rolled_back =
-        !commits(r.outcomes) &&
-        (has_error(r.outcomes) ||
-         (r.txn_control && !r.outcomes.empty() && r.outcomes.back().tag == "ROLLBACK"));
+    const bool ended_in_rollback =
+        r.txn_control && !r.outcomes.empty() && r.outcomes.back().tag == "ROLLBACK";
+    const bool rolled_back = !commits(r.outcomes) && (has_error(r.outcomes) || ended_in_rollback);
     std::vector<Request> one;
     one.push_back(std::move(r));
     if (rolled_back) {
@@ -410,8 +409,8 @@ void WriteCapture::release_statements(const std::vector<Request>& requests,
                                       std::chrono::steady_clock::time_point now) {
   Request r;
   for (const auto& held : requests) {
-    const size_t done = std::min<size_t>(held.statement_completions,
-                                         held.statement_messages.size());
+    const size_t done =
+        std::min<size_t>(held.statement_completions, held.statement_messages.size());
     for (size_t i = 0; i < done; ++i) r.bytes += held.statement_messages[i];
   }
   if (r.bytes.empty()) return;
