@@ -112,8 +112,26 @@ void MirrorLink::degrade(std::string reason, std::string detail) {
              {"detail", degraded_detail_}});
 }
 
+namespace {
+// Only Parse/Close/Describe/Sync/Flush: prepared statements, which a journal entry carries for
+// what it binds (JournalSession::prepared). Keeping them as state too would prepare twice.
+bool only_prepares(std::string_view bytes) {
+  size_t pos = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    if (type != protocol::frontend::kParse && type != protocol::frontend::kClose &&
+        type != protocol::frontend::kDescribe && type != protocol::frontend::kSync &&
+        type != protocol::frontend::kFlush) {
+      return false;
+    }
+    pos += 1 + protocol::read_u32(bytes.data() + pos + 1);
+  }
+  return true;
+}
+}  // namespace
+
 void MirrorLink::remember_state(const routing::MirrorUnit& unit) {
-  if (!unit.session_state) return;
+  if (!unit.session_state || only_prepares(unit.bytes)) return;
   state_units_.push_back(unit.bytes);
   state_bytes_ += unit.bytes.size();
   // Bounded: a session that SETs forever keeps its most recent settings.
