@@ -36,7 +36,9 @@ struct LoginParams {
   // server). With neither, only trust logins succeed.
   std::optional<std::string> password;
   const config::Pgpass* pgpass = nullptr;
-  std::string pgpass_host;  // the target's configured host ("localhost" for a Unix socket)
+  // Matched against the file's hostname field as libpq does: the target's configured host; for
+  // a Unix socket its directory, or "localhost" for the default directory /var/run/postgresql.
+  std::string pgpass_host;
   uint16_t pgpass_port = 5432;
 
   // The whole login, from sending the StartupMessage to ReadyForQuery.
