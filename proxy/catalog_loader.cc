@@ -35,7 +35,7 @@ asio::awaitable<std::shared_ptr<const routing::VolatilityCatalog>> load_volatili
   p.database = cfg.classifier.catalog_database;
   p.application_name = "pgtandem-catalog";
   p.pgpass = state.pgpass.get();
-  p.pgpass_host = t->unix_socket_dir.empty() ? t->host : "localhost";
+  p.pgpass_host = pgpass_host(*t);
   p.pgpass_port = t->port;
   p.timeout = timeout;
   LoginResult login = co_await login_backend(socket, p);

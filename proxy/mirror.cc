@@ -199,7 +199,7 @@ asio::awaitable<bool> MirrorLink::connect() {
   p.database = context_.database;
   p.extra = context_.params;
   p.pgpass = state_.pgpass.get();
-  p.pgpass_host = t->unix_socket_dir.empty() ? t->host : "localhost";
+  p.pgpass_host = pgpass_host(*t);
   p.pgpass_port = t->port;
   p.timeout = std::chrono::milliseconds(cfg.limits.connect_timeout_ms);
   LoginResult r = co_await login_backend(socket_, p);

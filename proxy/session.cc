@@ -165,6 +165,11 @@ void Session::start_mirror() {
   if (protocol::parse_startup_message(startup_packet_, startup) != protocol::StartupError::kNone) {
     return;  // cannot happen: the same packet passed this check at login
   }
+  // A replication connection streams WAL; there is nothing to mirror.
+  if (const std::string_view rep = startup.find("replication"); !rep.empty()) {
+    bool on = false;
+    if (rep == "database" || (protocol::parse_server_bool(rep, on) && on)) return;
+  }
   MirrorContext ctx;
   ctx.session_id = state_.process_tag + "-" +
                    std::to_string(state_.next_session.fetch_add(1, std::memory_order_relaxed));

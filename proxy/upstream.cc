@@ -41,6 +41,11 @@ asio::awaitable<boost::system::error_code> connect_target(Socket& socket,
   co_return boost::system::error_code{};
 }
 
+std::string pgpass_host(const config::Target& target) {
+  if (target.unix_socket_dir.empty()) return target.host;
+  return target.unix_socket_dir == "/var/run/postgresql" ? "localhost" : target.unix_socket_dir;
+}
+
 bool resolve_targets(const config::Config& config, std::vector<TargetEndpoint>* out,
                      std::string* error) {
   out->clear();

@@ -21,4 +21,8 @@ bool resolve_targets(const config::Config& config, std::vector<TargetEndpoint>* 
 
 void set_tcp_options(Socket& socket);
 
+// The host name a pgpass line must carry for this target, as libpq looks it up: the configured
+// host, or for a Unix socket the directory ("localhost" for the default /var/run/postgresql).
+std::string pgpass_host(const config::Target& target);
+
 }  // namespace pgtandem::proxy
