@@ -27,7 +27,7 @@ constexpr const char* kUsage =
     "  replay                apply the mirror journal's unapplied writes to their target, in order;\n"
     "                        what was applied is recorded in FILE.applied, so running it again\n"
     "                        never applies an entry twice (exit 0: all applied, 1: stopped at a\n"
-    "                        failure, 2: applied, with divergences)\n"
+    "                        failure, 2: applied with divergences or a torn last line, 64: usage)\n"
     "  --version             print the version and exit\n"
     "  --help                print this help and exit\n";
 

@@ -123,6 +123,9 @@ struct UnitScan {
   // Named statements the unit parses or closes: unknown afterwards (the Parse may have failed).
   std::vector<std::string> touched;
   bool may_deallocate = false;  // a simple Query that may DEALLOCATE or DISCARD
+  // Only Parse/Close/Describe/Sync/Flush: the mirror keeps such a session-state unit out of the
+  // session's state (prepared statements travel in `prepared`).
+  bool only_prepares = true;
 };
 
 bool contains_word_ci(std::string_view text, std::string_view word) {
@@ -157,7 +160,12 @@ bool scan_unit(std::string_view bytes, UnitScan* out, std::string* error) {
     }
     std::string_view body = bytes.substr(pos + protocol::kHeaderSize, h.header.body_size());
     bool ok = true;
-    switch (h.header.type) {
+    const char type = h.header.type;
+    if (type != protocol::frontend::kParse && type != protocol::frontend::kClose &&
+        type != protocol::frontend::kDescribe && type != protocol::frontend::kSync &&
+        type != protocol::frontend::kFlush)
+      out->only_prepares = false;
+    switch (type) {
       case protocol::frontend::kQuery: {
         protocol::Query q;
         ok = protocol::decode(body, q);
@@ -708,7 +716,7 @@ class Replayer {
       p.extra.emplace_back(name, value);
     }
     p.pgpass = pgpass_ ? &*pgpass_ : nullptr;
-    p.pgpass_host = t.unix_socket_dir.empty() ? t.host : "localhost";
+    p.pgpass_host = pgpass_host(t);
     p.pgpass_port = t.port;
     p.timeout = opts_.login_timeout;
     LoginResult failed_login;
@@ -858,6 +866,10 @@ class Replayer {
     }
     forget_statements(*c, scan);
     if (!end_transaction(*c, x, &notes, &error)) return failed(e, key, error);
+    // The mirror adds a session-state unit to the state of the session's later entries even when
+    // the unit itself was journaled: this connection has run it now, and must not run it again
+    // as state (a second PREPARE or DEALLOCATE would fail).
+    if (e.unit.session_state && !scan.only_prepares) c->state.push_back(e.unit.bytes);
     if (x.outcomes != e.unit.primary) {
       std::string d = "primary=" + describe(e.unit.primary) + " target=" + describe(x.outcomes);
       for (const auto& err : x.errors) d += " (" + printable(err) + ")";
