@@ -20,6 +20,7 @@
 #include <list>
 
 #include "protocol/errors.h"
+#include "protocol/startup.h"
 #include "proxy/admin_http.h"
 #include "proxy/catalog_loader.h"
 #include "proxy/journal.h"
@@ -43,13 +44,31 @@ std::string fatal_too_many(std::string_view message) {
   return out;
 }
 
-// Refuses a connection the way the server does when it is full: FATAL 53300. The client's
-// startup packet is drained first (for at most a second), so the error is not lost to a reset.
-asio::awaitable<void> drain(Socket& socket) {
+// Reads startup packets until the client's StartupMessage (or CancelRequest) has arrived,
+// answering SSLRequest/GSSENCRequest with 'N' on the way; false on EOF or a malformed packet.
+asio::awaitable<bool> read_startup(Socket& socket) {
+  std::string in;
   char tmp[1024];
   for (;;) {
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp), kNoThrow);
-    if (ec) co_return;
+    while (in.size() < 8) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp), kNoThrow);
+      if (ec) co_return false;
+      in.append(tmp, n);
+    }
+    auto frame = protocol::decode_startup_frame(in);
+    if (frame.status != protocol::Status::kComplete) co_return false;
+    while (in.size() < frame.length) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp), kNoThrow);
+      if (ec) co_return false;
+      in.append(tmp, n);
+    }
+    if (frame.code != protocol::kSslRequestCode && frame.code != protocol::kGssEncRequestCode) {
+      co_return true;
+    }
+    static const char kNo = 'N';
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(&kNo, 1), kNoThrow);
+    if (ec) co_return false;
+    in.erase(0, frame.length);
   }
 }
 
@@ -58,11 +77,17 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
   co_await timer.async_wait(kNoThrow);
 }
 
+// Refuses a connection the way the server does when it is full: it answers an SSLRequest, reads
+// the startup packet, then sends FATAL 53300. Answering before the startup packet would make
+// libpq (sslmode=prefer) report "server sent an error response during SSL exchange" instead of
+// the reason. Bounded to a second, so refused clients cannot hold resources.
 asio::awaitable<void> refuse(Socket socket, std::string bytes) {
-  co_await asio::async_write(socket, asio::buffer(bytes), kNoThrow);
+  auto r = co_await (read_startup(socket) || sleep_for(std::chrono::seconds(1)));
+  if (r.index() == 0 && std::get<0>(r)) {
+    co_await asio::async_write(socket, asio::buffer(bytes), kNoThrow);
+  }
   boost::system::error_code ec;
   socket.shutdown(asio::socket_base::shutdown_send, ec);
-  co_await (drain(socket) || sleep_for(std::chrono::seconds(1)));
   socket.close(ec);
 }
 

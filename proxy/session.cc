@@ -66,6 +66,7 @@ class Session {
   asio::awaitable<void> pump_backend();
   void close_client();
   void close_backend();
+  void release_login_slot();
   void start_mirror();
   void on_capture_ready();
 
@@ -82,6 +83,7 @@ class Session {
   int32_t backend_pid_ = 0;
   int32_t backend_secret_ = 0;
   bool have_key_ = false;
+  bool holds_login_slot_ = true;  // counted in ServerState::unauthenticated
 
   std::vector<char> fbuf_;  // grows past its initial size only to hold a whole message to mirror
   std::unique_ptr<char[]> bbuf_;
@@ -126,7 +128,7 @@ asio::awaitable<void> Session::run() {
       log::debug("startup timeout");
     }
   }
-  st.unauthenticated.fetch_sub(1, std::memory_order_relaxed);
+  release_login_slot();
   if (login != AuthResult::kReady) {
     close_backend();
     close_client();
@@ -201,6 +203,12 @@ void Session::on_capture_ready() {
 asio::awaitable<void> Session::deadline(std::chrono::milliseconds d) {
   asio::steady_timer timer(worker_.io(), d);
   co_await timer.async_wait(kNoThrow);
+}
+
+void Session::release_login_slot() {
+  if (!holds_login_slot_) return;
+  holds_login_slot_ = false;
+  state_.unauthenticated.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Session::close_client() {
@@ -386,6 +394,9 @@ asio::awaitable<AuthResult> Session::relay_login() {
         state_.metrics->protocol_error(ProtocolErrorKind::kBackendFraming);
         co_return AuthResult::kDone;
       }
+      // Logged in: the slot is free before the client can see ReadyForQuery and open the next
+      // connection.
+      if (v.ready) release_login_slot();
       if (r.forward > 0) {
         auto [wec, wn] = co_await asio::async_write(
             client_, asio::buffer(bin.data() + scanned, r.forward), kNoThrow);
