@@ -1,0 +1,68 @@
+// GoogleTest fixtures shared by the integration tests.
+//
+// Most tests are value-parameterized on `Via`: the same test runs against PostgreSQL directly
+// (proving the test itself is right) and through the shared pgtandem. Tests that compare pgtandem
+// with the server run the scenario on both and compare; under `direct` they compare the server
+// with itself, which checks that the scenario is deterministic.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+
+#include "tests/integration/harness.h"
+
+namespace pgtandem::it {
+
+enum class Via { kDirect, kProxy };
+
+inline std::string via_name(const ::testing::TestParamInfo<Via>& info) {
+  return info.param == Via::kDirect ? "direct" : "pgtandem";
+}
+
+// Base for tests that need the clusters; dumps log tails when a test failed.
+class ClusterTest : public ::testing::Test {
+ protected:
+  PgCluster& old_cluster() { return Env::get().old_cluster(); }
+  PgCluster& new_cluster() { return Env::get().new_cluster(); }
+  Endpoint direct() { return old_cluster().endpoint(); }
+  // A name unique in this run, for tables, channels and databases.
+  std::string unique(const std::string& base);
+  // Make sure a server that a previous test stopped or crashed is back.
+  void SetUp() override;
+  void TearDown() override;
+  void dump_proxy_log(ProxyProcess& p, const char* label);
+};
+
+class ViaTest : public ClusterTest, public ::testing::WithParamInterface<Via> {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  bool via_proxy() const { return GetParam() == Via::kProxy; }
+  const Endpoint& ep() const { return ep_; }
+  std::string suffix() const { return via_proxy() ? "pgtandem" : "direct"; }
+  std::string unique(const std::string& base) { return ClusterTest::unique(base + "_" + suffix()); }
+
+ private:
+  Endpoint ep_;
+};
+
+#define PGTANDEM_INSTANTIATE_VIA(suite)                                                         \
+  INSTANTIATE_TEST_SUITE_P(                                                                     \
+      Via, suite, ::testing::Values(::pgtandem::it::Via::kDirect, ::pgtandem::it::Via::kProxy), \
+      ::pgtandem::it::via_name)
+
+// Tests of pgtandem itself (limits, admin, Unix socket, CLI): each starts the proxies it needs.
+class ProxyTest : public ClusterTest {
+ protected:
+  // A dedicated pgtandem with these options (old/new ports filled in); throws if it cannot start.
+  ProxyProcess& start_proxy(ProxyOptions options);
+  ProxyProcess& start_proxy() { return start_proxy(Env::get().default_proxy_options()); }
+  void TearDown() override;
+
+ private:
+  std::vector<std::unique_ptr<ProxyProcess>> proxies_;
+};
+
+}  // namespace pgtandem::it
