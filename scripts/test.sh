@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Install dependencies, build, and run every ctest test (unit and integration labels).
+#
+#   scripts/test.sh [--sanitize] [--no-deps] [--build-dir DIR]
+#
+#   --sanitize   also build with -DPGTANDEM_SANITIZE=ON (ASan+UBSan) in build-asan and run the unit
+#                and integration tests there
+#   --no-deps    skip scripts/install-deps.sh
+#
+# Ends with one line `N passed, N failed` (summed over all runs) and exits non-zero when any test
+# failed, no test ran, or a build failed. CTEST_PARALLEL_LEVEL and CTEST_TIMEOUT (seconds per test,
+# default 300) are honoured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=0
+deps=1
+build_dir=build
+while (($#)); do
+  case $1 in
+    --sanitize) sanitize=1; shift ;;
+    --no-deps) deps=0; shift ;;
+    --build-dir) build_dir=$2; shift 2 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+start=$SECONDS
+passed=0
+failed=0
+status=0
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/pgtandem-test.XXXXXX")
+trap 'rm -rf "$logdir"' EXIT
+
+step() { printf '\n==> %s (%ds)\n' "$*" "$((SECONDS - start))"; }
+
+# run_ctest NAME DIR [ctest args...]: run ctest in DIR and add its counts to the totals.
+run_ctest() {
+  local name=$1 dir=$2
+  shift 2
+  local log=$logdir/$name.log rc=0
+  step "ctest in $dir $*"
+  ctest --test-dir "$dir" --output-on-failure --timeout "${CTEST_TIMEOUT:-300}" "$@" 2>&1 |
+    tee "$log" || rc=$?
+  local summary p f total
+  summary=$(grep -Eo '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+  if [[ -z $summary ]]; then
+    echo "test.sh: $name: ctest ran no test (or did not finish)" >&2
+    status=1
+    ((rc == 0)) || failed=$((failed + 1))
+    return 0
+  fi
+  f=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$summary")
+  total=$(sed -E 's/.*out of ([0-9]+)/\1/' <<<"$summary")
+  p=$((total - f))
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if ((rc != 0 || f != 0)); then status=1; fi
+}
+
+finish() {
+  printf '\n(total %ds)\n' "$((SECONDS - start))"
+  echo "$passed passed, $failed failed"
+  exit "$status"
+}
+
+if ((deps)); then
+  step "install dependencies"
+  scripts/install-deps.sh
+fi
+
+step "build $build_dir"
+if ! scripts/build.sh --build-dir "$build_dir" -DPGTANDEM_TESTS=ON; then
+  echo "test.sh: build of $build_dir failed" >&2
+  status=1
+  failed=$((failed + 1))
+  finish
+fi
+run_ctest main "$build_dir"
+
+if ((sanitize)); then
+  step "build build-asan (ASan+UBSan)"
+  if scripts/build.sh --build-dir build-asan --type Debug -DPGTANDEM_SANITIZE=ON \
+    -DPGTANDEM_TESTS=ON -DPGTANDEM_BENCH=OFF; then
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1} \
+      UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+      run_ctest asan build-asan -L 'unit|integration'
+  else
+    echo "test.sh: build of build-asan failed" >&2
+    status=1
+    failed=$((failed + 1))
+  fi
+fi
+
+finish
