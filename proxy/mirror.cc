@@ -36,6 +36,7 @@ std::string describe(const std::vector<routing::Outcome>& outcomes) {
 std::shared_ptr<MirrorLink> MirrorLink::start(Worker& worker, MirrorContext context,
                                               size_t target) {
   auto link = std::make_shared<MirrorLink>(worker, std::move(context), target);
+  worker.add_mirror_link(link);
   asio::co_spawn(worker.io(), [link]() { return link->run(); }, asio::detached);
   return link;
 }
@@ -93,6 +94,24 @@ void MirrorLink::push(std::vector<routing::MirrorUnit> units, const routing::Wri
     queue_.push_back(std::move(u));
   }
   wake_.cancel();
+}
+
+void MirrorLink::journal_pending(std::string_view reason) {
+  // Runs on the worker while the link's coroutine is suspended (or done): it never resumes after
+  // this, so the unit it was applying is journaled as uncertain, the queued ones as they are.
+  if (in_flight_ != nullptr) {
+    const int64_t size = static_cast<int64_t>(in_flight_->bytes.size());
+    journal(*in_flight_, reason, "pgtandem stopped while the target was applying it", true);
+    in_flight_ = nullptr;
+    account(-size);
+  }
+  while (!queue_.empty()) {
+    const int64_t size = static_cast<int64_t>(queue_.front().bytes.size());
+    journal(queue_.front(), reason, "pgtandem stopped before the target applied it", false);
+    queue_.pop_front();
+    account(-size);
+  }
+  finished_ = true;
 }
 
 void MirrorLink::finish() {
@@ -322,7 +341,9 @@ asio::awaitable<void> MirrorLink::apply(routing::MirrorUnit& unit) {
   }
   if (mirror_failed) {
     // The target refused what the primary accepted: the unit did not apply (a unit is one
-    // transaction), so it is journaled for an operator or a later replay.
+    // transaction), so it is journaled for an operator or a later replay, and the session's
+    // later writes follow it there: applied directly they would overtake it.
+    degrade("mirror_error", describe(outcomes));
     journal(unit, "mirror_error", describe(outcomes), false);
     co_return;
   }
@@ -355,7 +376,9 @@ asio::awaitable<void> MirrorLink::run() {
     if (degraded_) {
       journal(unit, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
     } else {
+      in_flight_ = &unit;
       co_await apply(unit);
+      in_flight_ = nullptr;
     }
     account(-size);
     busy_ = false;

@@ -39,6 +39,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   void push(std::vector<routing::MirrorUnit> units, const routing::WriteCapture& capture);
   // The client session ended: apply what is queued, then close.
   void finish();
+  // pgtandem is stopping: everything not yet applied goes to the journal now (on the worker).
+  void journal_pending(std::string_view reason);
   // Nothing queued and nothing in flight: every write of the session is on the target.
   bool drained() const { return queue_.empty() && !busy_; }
   bool over_limit() const;
@@ -64,6 +66,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::deque<routing::MirrorUnit> queue_;
   uint64_t queued_bytes_ = 0;
   bool busy_ = false;
+  routing::MirrorUnit* in_flight_ = nullptr;  // being applied (lives in run()'s frame)
   bool finished_ = false;
   bool connected_ = false;
   // Once one unit of the session could not be applied, every later one is journaled too, so that

@@ -24,6 +24,9 @@
 #include "proxy/admin_http.h"
 #include "proxy/catalog_loader.h"
 #include "proxy/journal.h"
+#include "proxy/mirror.h"
+
+#include <future>
 #include "proxy/log.h"
 #include "proxy/session.h"
 #include "proxy/upstream.h"
@@ -115,6 +118,20 @@ void Worker::adopt(int family, int protocol, int fd) {
   });
 }
 
+void Worker::add_mirror_link(const std::shared_ptr<MirrorLink>& link) {
+  if (mirror_links_.size() >= 64 && mirror_links_.size() % 64 == 0) {
+    std::erase_if(mirror_links_, [](const auto& w) { return w.expired(); });
+  }
+  mirror_links_.push_back(link);
+}
+
+void Worker::journal_pending_mirror_writes() {
+  for (auto& weak : mirror_links_) {
+    if (auto link = weak.lock()) link->journal_pending("shutdown");
+  }
+  mirror_links_.clear();
+}
+
 void Worker::start() {
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
@@ -136,6 +153,7 @@ struct Server::Impl {
   std::list<Acceptor> acceptors;
   std::unique_ptr<AdminServer> admin;
   std::string unix_socket_path;
+  bool stopped = false;
 
   asio::awaitable<void> accept_loop(Worker& worker, Acceptor& acceptor, bool tcp);
   Worker& pick_worker(Worker& self);
@@ -367,8 +385,23 @@ int Server::run_until_signal() {
 }
 
 void Server::stop() {
-  if (!impl_) return;
+  if (!impl_ || impl_->stopped) return;
+  impl_->stopped = true;
   if (impl_->admin) impl_->admin->stop();
+  // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
+  // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)
+  if (impl_->state.journal) {
+    std::vector<std::future<void>> done;
+    for (Worker& w : impl_->workers) {
+      auto p = std::make_shared<std::promise<void>>();
+      done.push_back(p->get_future());
+      asio::post(w.io(), [&w, p] {
+        w.journal_pending_mirror_writes();
+        p->set_value();
+      });
+    }
+    for (auto& f : done) f.wait_for(std::chrono::seconds(5));
+  }
   for (Worker& w : impl_->workers) w.stop();
   for (Worker& w : impl_->workers) w.join();
   if (!impl_->unix_socket_path.empty()) ::unlink(impl_->unix_socket_path.c_str());

@@ -35,6 +35,7 @@ struct TargetEndpoint {
 
 class Worker;
 class Journal;
+class MirrorLink;
 
 // State shared by all workers. Read-mostly; the counters are touched per connection, not per message.
 struct ServerState {
@@ -81,6 +82,11 @@ class Worker {
   // Sessions served by this worker now; read by other workers' acceptors to balance load.
   std::atomic<uint32_t>& sessions() { return sessions_; }
 
+  // Mirror links started on this worker (weak: a link lives as long as its queue). On stop, what
+  // they have not applied is journaled instead of dropped.
+  void add_mirror_link(const std::shared_ptr<MirrorLink>& link);
+  void journal_pending_mirror_writes();
+
   // Starts serving `socket` (created on any io_context) on this worker's thread.
   void adopt(int protocol_family, int protocol, int fd);
 
@@ -95,6 +101,7 @@ class Worker {
   WorkerStats stats_;
   routing::ClassificationCache classification_cache_;
   std::atomic<uint32_t> sessions_{0};
+  std::vector<std::weak_ptr<MirrorLink>> mirror_links_;  // touched on the worker thread only
   std::thread thread_;
 };
 
