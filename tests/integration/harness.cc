@@ -858,8 +858,29 @@ void PgCluster::create_database(const std::string& dbname) const {
 }
 
 void PgCluster::signal_backend(pid_t backend_pid, int sig) const {
+  // A backend killed with SIGKILL makes the postmaster end every session and reinitialize;
+  // until that cycle is over, a ping can still succeed and the next connection then meets
+  // "the database system is in recovery mode". Wait for the cycle's log line, then for readiness.
+  auto restarts = [this] {
+    const std::string log = read_file(log_file());
+    size_t n = 0;
+    for (size_t pos = 0; (pos = log.find("all server processes terminated; reinitializing", pos)) !=
+                         std::string::npos;
+         ++pos) {
+      ++n;
+    }
+    return n;
+  };
+  const size_t before = sig == SIGKILL ? restarts() : 0;
   if (::kill(backend_pid, sig) != 0)
     fail(errno_text("kill backend " + std::to_string(backend_pid)));
+  if (sig != SIGKILL) return;
+  if (!poll_until([&] { return restarts() > before; }, milliseconds(60000), milliseconds(50)))
+    fail("cluster " + name_ + " did not reinitialize after a backend was killed");
+  const std::string ping = conninfo() + " connect_timeout=2";
+  if (!poll_until([&] { return PQping(ping.c_str()) == PQPING_OK; }, milliseconds(60000),
+                  milliseconds(50)))
+    fail("cluster " + name_ + " not ready after crash restart");
 }
 
 bool PgCluster::backend_exists(pid_t backend_pid) const {
