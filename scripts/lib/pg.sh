@@ -305,12 +305,20 @@ pg_cpu_us() {
 
 # CPU time in microseconds of a PostgreSQL cluster: the postmaster, its live children (backends,
 # background workers) and the children it has reaped. Grows monotonically over the cluster's life.
+# A backend that has exited but is not reaped yet (a zombie) shows no CPU time anywhere, so wait
+# (up to 2 s) until the postmaster has reaped them all.
 pg_cluster_cpu_us() {
-  local pm ticks child
+  local pm ticks child zombies children
   pm=$(head -n 1 "$(pg_datadir "$1")/postmaster.pid")
+  for _ in $(seq 100); do
+    children=$(pgrep -P "$pm" || true)
+    zombies=$(ps -o stat= -p "${children//$'\n'/,}" 2>/dev/null | grep -c '^Z' || true)
+    [[ $zombies == 0 ]] && break
+    sleep 0.02
+  done
   pg_stat_ticks "$pm" 1 || return 1
   ticks=$PG_TICKS
-  for child in $(pgrep -P "$pm" || true); do
+  for child in $children; do
     if pg_stat_ticks "$child" 2>/dev/null; then ticks=$((ticks + PG_TICKS)); fi
   done
   echo $((ticks * 1000000 / PG_CLK_TCK))
