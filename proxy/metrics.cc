@@ -6,11 +6,32 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <limits>
 #include <mutex>
 
 namespace pgtandem::proxy {
 
 namespace {
+
+// One Prometheus histogram summed over the workers' LatencyHistograms.
+template <typename Get>
+prometheus::ClientMetric sum_histograms(const std::vector<const WorkerStats*>& workers, Get get) {
+  prometheus::ClientMetric cm;
+  uint64_t cumulative = 0;
+  uint64_t sum_ns = 0;
+  for (size_t i = 0; i <= LatencyHistogram::kBounds.size(); ++i) {
+    for (const auto* w : workers) cumulative += get(*w).bucket(i);
+    prometheus::ClientMetric::Bucket b;
+    b.cumulative_count = cumulative;
+    b.upper_bound = i < LatencyHistogram::kBounds.size() ? LatencyHistogram::kBounds[i]
+                                                         : std::numeric_limits<double>::infinity();
+    cm.histogram.bucket.push_back(b);
+  }
+  for (const auto* w : workers) sum_ns += get(*w).sum_ns();
+  cm.histogram.sample_count = cumulative;
+  cm.histogram.sample_sum = static_cast<double>(sum_ns) * 1e-9;
+  return cm;
+}
 
 // Aggregates the per-worker hot-path stats at scrape time.
 class WorkerStatsCollectable : public prometheus::Collectable {
@@ -57,22 +78,11 @@ class WorkerStatsCollectable : public prometheus::Collectable {
         prometheus::MetricType::Histogram,
         {}};
     for (size_t t = 0; t < targets_.size() && t < kMaxTargets; ++t) {
-      prometheus::ClientMetric cm;
+      prometheus::ClientMetric cm =
+          sum_histograms(workers_, [t](const WorkerStats& w) -> const LatencyHistogram& {
+            return w.query_latency[t];
+          });
       cm.label = {{"target", targets_[t]}};
-      uint64_t cumulative = 0;
-      uint64_t sum_ns = 0;
-      for (size_t i = 0; i <= LatencyHistogram::kBounds.size(); ++i) {
-        for (const auto* w : workers_) cumulative += w->query_latency[t].bucket(i);
-        prometheus::ClientMetric::Bucket b;
-        b.cumulative_count = cumulative;
-        b.upper_bound = i < LatencyHistogram::kBounds.size()
-                            ? LatencyHistogram::kBounds[i]
-                            : std::numeric_limits<double>::infinity();
-        cm.histogram.bucket.push_back(b);
-      }
-      for (const auto* w : workers_) sum_ns += w->query_latency[t].sum_ns();
-      cm.histogram.sample_count = cumulative;
-      cm.histogram.sample_sum = static_cast<double>(sum_ns) * 1e-9;
       lat.metric.push_back(std::move(cm));
     }
     out.push_back(std::move(lat));
@@ -82,24 +92,8 @@ class WorkerStatsCollectable : public prometheus::Collectable {
         "Time from the primary's answer to the mirror having applied the same write",
         prometheus::MetricType::Histogram,
         {}};
-    {
-      prometheus::ClientMetric cm;
-      uint64_t cumulative = 0;
-      uint64_t sum_ns = 0;
-      for (size_t i = 0; i <= LatencyHistogram::kBounds.size(); ++i) {
-        for (const auto* w : workers_) cumulative += w->mirror_lag.bucket(i);
-        prometheus::ClientMetric::Bucket b;
-        b.cumulative_count = cumulative;
-        b.upper_bound = i < LatencyHistogram::kBounds.size()
-                            ? LatencyHistogram::kBounds[i]
-                            : std::numeric_limits<double>::infinity();
-        cm.histogram.bucket.push_back(b);
-      }
-      for (const auto* w : workers_) sum_ns += w->mirror_lag.sum_ns();
-      cm.histogram.sample_count = cumulative;
-      cm.histogram.sample_sum = static_cast<double>(sum_ns) * 1e-9;
-      lag.metric.push_back(std::move(cm));
-    }
+    lag.metric.push_back(sum_histograms(
+        workers_, [](const WorkerStats& w) -> const LatencyHistogram& { return w.mirror_lag; }));
     out.push_back(std::move(lag));
 
     if (queue_bytes_ != nullptr) {
