@@ -272,8 +272,8 @@ print()
 print("tps and latency: medians over the rounds. tps vs direct and +lat: ratio or difference to the direct"
       " run of the same round, then the median. proxy CPU: the proxy's utime+stime per transaction."
       " total CPU: pgbench + both PostgreSQL clusters + the proxy, per transaction. CPU-bound vs direct:"
-      " direct's total CPU / this target's, the tps ratio to expect when the cores are the limit; it"
-      " holds steady on a busy machine where tps does not.")
+      " direct's total CPU / this target's, the tps ratio to expect when the cores are the limit; at"
+      " c=8 it holds steady on a busy machine where tps does not.")
 EOF
 echo
 cat "$out/results.md"

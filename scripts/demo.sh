@@ -80,7 +80,14 @@ curl -fsS "http://127.0.0.1:$PGTANDEM_ADMIN_PORT/metrics" >"$metrics" ||
   pg_log "warning: could not scrape /metrics"
 
 history_old=$(pg_psql old -d bench -Atc 'SELECT count(*) FROM pgbench_history')
-history_new=$(pg_psql new -d bench -Atc 'SELECT count(*) FROM pgbench_history')
+# The mirror applies writes asynchronously: give it a moment to drain.
+history_new=-1
+for _ in $(seq 50); do
+  n=$(pg_psql new -d bench -Atc 'SELECT count(*) FROM pgbench_history')
+  [[ $n == "$history_new" ]] && break
+  history_new=$n
+  sleep 0.2
+done
 
 echo
 echo "=== pgtandem demo: pgbench -c $clients -j $jobs -T $duration, scale $scale, TCP loopback, $(nproc) cores ==="
@@ -94,7 +101,9 @@ for w in select tpcb; do
 done
 echo
 if ((mirror)); then
-  echo "pgbench_history rows after TPC-B: old $history_old, new $history_new (write mirroring on)"
+  read -r _ _ mirrored_txns _ <<<"${result[tpcb-pgtandem]}"
+  echo "write mirroring on: $mirrored_txns TPC-B transactions through pgtandem;" \
+    "pgbench_history rows on new: $history_new (on old: $history_old, the direct run's included)"
 else
   echo "pgbench_history rows after TPC-B: old $history_old, new $history_new" \
     "(write mirroring off: --mirror turns it on)"
