@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pgtandem::config {
@@ -66,6 +67,64 @@ struct Classifier {
   std::string catalog_database;  // default: the user name, as on the server
 };
 
+// Read routing (issue 4). `[routing]` holds what all rules share; `[[routes]]` are the rules,
+// first match wins. Only reads are ever routed away from the primary (the proxy enforces that:
+// transactions, writes, pinned sessions and read-your-writes stay on the primary).
+struct RouteMatch {
+  // Every list that is given must match (AND across keys); within a list, any entry (OR).
+  // Empty list = that key is not a condition.
+  std::vector<std::string> users;
+  std::vector<std::string> databases;
+  std::vector<std::string> application_names;
+  std::vector<std::string> client_cidrs;  // "10.0.0.0/8", "::1/128", "192.168.1.7" (= /32)
+  // Tables the statement references, as written or schema-qualified ("accounts", "public.accounts"),
+  // compared lowercase for unquoted names. Any listed table referenced => match.
+  std::vector<std::string> tables;
+  // libpg_query fingerprints (16 hex digits, as pg_query_fingerprint gives them).
+  std::vector<std::string> fingerprints;
+  // sqlcommenter-style comment tags, e.g. /* tenant='42',route='canary' */: every key listed
+  // must be present with one of its values.
+  std::vector<std::pair<std::string, std::vector<std::string>>> tags;
+};
+
+struct Route {
+  std::string name;  // unique; default "route-<index>" (1-based); used in metrics and logs
+  RouteMatch match;
+  // Action: exactly one of `target` or `percent`.
+  std::string target;            // "old" | "new" | "primary": all matched reads go there
+  std::optional<double> percent;  // 0..100: that share of matched reads to "new", rest to primary
+  // What the percentage hashes: "session" (default) | "user" | "application_name" |
+  // "client_address" | "tag:<name>" (falls back to session when the tag is absent).
+  std::string hash_key = "session";
+  std::optional<double> shadow_sample_rate;  // issue 5: 0..1, per rule; unset = [shadow] default
+  uint32_t line = 0;  // where the rule is in the file, for logs
+};
+
+struct Routing {
+  // Consistent hashing seed. Same seed + same key => same decision on every replica. Changing it
+  // reshuffles every percentage rule.
+  std::string hash_seed = "pgtandem";
+  // Read-your-writes: after a session writes, its reads stay on the primary until its mirrored
+  // writes are applied on the other target. Off only for testing/benchmarks.
+  bool read_your_writes = true;
+  // A routed read that fails on the other target for a connection or availability reason is
+  // retried on the primary (outside transactions).
+  bool fallback_to_primary = true;
+};
+
+// Circuit breaker per non-primary target: too many failures (or shadow mismatches) among routed
+// reads over a sliding window send every read back to the primary for a cool-down; then a few
+// trial reads (half-open) decide whether to close it again.
+struct Breaker {
+  bool enabled = true;
+  uint32_t window_ms = 30000;
+  uint32_t min_requests = 20;        // in the window, before the rate is judged
+  double error_rate = 0.2;           // 0..1: failures / routed reads over the window
+  double mismatch_rate = 0.05;       // 0..1: shadow mismatches / shadow reads (issue 5)
+  uint32_t cooldown_ms = 30000;      // open for this long, then half-open
+  uint32_t half_open_requests = 5;   // successes in a row that close it again
+};
+
 struct Log {
   std::string level = "info";     // debug | info | warn | error
   std::string format = "logfmt";  // logfmt | json
@@ -81,6 +140,9 @@ struct Config {
   Limits limits;
   Mirror mirror;
   Classifier classifier;
+  Routing routing;
+  std::vector<Route> routes;
+  Breaker breaker;
   Admin admin;
   Log log;
 
