@@ -13,7 +13,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: pgtandem --config FILE\n"
+    "Usage: pgtandem --config FILE [--audit-log FILE]\n"
     "       pgtandem --check-config FILE\n"
     "       pgtandem replay --config FILE --journal FILE [--dry-run]\n"
     "       pgtandem --version | --help\n"
@@ -22,7 +22,11 @@ constexpr const char* kUsage =
     "which answers them from the primary target (old or new, per the config).\n"
     "\n"
     "Options:\n"
-    "  --config FILE         run with the TOML configuration in FILE\n"
+    "  --config FILE         run with the TOML configuration in FILE; SIGHUP or a change of FILE\n"
+    "                        reloads it (an invalid file is rejected and changes nothing)\n"
+    "  --audit-log FILE      append every applied or rejected config (time, source, hashes,\n"
+    "                        changes, errors) to FILE as a JSON line, fsync'd; without it, they\n"
+    "                        go to the log only\n"
     "  --check-config FILE   validate FILE, print errors as file:line:column: message, exit 0 if valid\n"
     "  replay                apply the mirror journal's unapplied writes to their target, in order;\n"
     "                        what was applied is recorded in FILE.applied, so running it again\n"
@@ -41,8 +45,11 @@ int check_config(const std::string& path) {
   return 0;
 }
 
-int run(const std::string& path) {
+int run(const std::string& path, const std::string& audit_log) {
   using namespace pgtandem;
+  // A SIGHUP while starting (a ConfigMap update, an eager operator) must not terminate pgtandem:
+  // ignored until Server::start() installs the reload handler.
+  std::signal(SIGHUP, SIG_IGN);
   auto result = config::load_file(path);
   if (!result.ok()) {
     for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
@@ -53,7 +60,11 @@ int run(const std::string& path) {
   proxy::log::parse_level(cfg.log.level, &level);
   proxy::log::configure(level, cfg.log.format == "json" ? proxy::log::Format::kJson
                                                         : proxy::log::Format::kLogfmt);
-  proxy::Server server(cfg);
+  proxy::ServerOptions options;
+  options.config_path = path;
+  options.config_hash = result.source_hash;
+  options.audit_log_path = audit_log;
+  proxy::Server server(cfg, std::move(options));
   std::string error;
   if (!server.start(&error)) {
     proxy::log::error("cannot start", {{"error", error}});
@@ -78,7 +89,18 @@ int main(int argc, char** argv) {
     return pgtandem::proxy::replay_main(argc - 1, argv + 1);
   }
   if (argc == 3 && std::strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
-  if (argc == 3 && std::strcmp(argv[1], "--config") == 0) return run(argv[2]);
+  if (argc == 3 || argc == 5) {
+    std::string config;
+    std::string audit_log;
+    bool ok = true;
+    for (int i = 1; i + 1 < argc; i += 2) {
+      std::string_view opt = argv[i];
+      std::string* slot = opt == "--config" ? &config : opt == "--audit-log" ? &audit_log : nullptr;
+      if (slot == nullptr || !slot->empty() || argv[i + 1][0] == '\0') ok = false;
+      if (slot != nullptr) *slot = argv[i + 1];
+    }
+    if (ok && !config.empty()) return run(config, audit_log);
+  }
   std::fputs(kUsage, stderr);
   return 2;
 }

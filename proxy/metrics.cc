@@ -6,7 +6,9 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <array>
 #include <limits>
+#include <map>
 #include <mutex>
 
 namespace pgtandem::proxy {
@@ -136,6 +138,120 @@ class WorkerStatsCollectable : public prometheus::Collectable {
   std::vector<const WorkerStats*> workers_;
 };
 
+// Route decision counters. Each worker owns one RouteCounters (single writer, relaxed), with a bank
+// per generation modulo kRouteBanks, so a session that still decides with the previous snapshot's
+// rules (until its transaction boundary) is counted under that snapshot's rule names. Counts are
+// kept across reloads, by rule name: when a bank is reused for a new generation, what it counted
+// so far is folded into per-name totals first. Only a session deciding with a snapshot
+// kRouteBanks generations old is counted under the wrong names.
+constexpr size_t kRouteBanks = 4;
+constexpr size_t kRouteSlots = kMaxRouteRules + 2;  // 0: default, 1..256: rules, 257: other
+constexpr size_t kDefaultSlot = 0;
+constexpr size_t kOtherSlot = kMaxRouteRules + 1;
+// Names of rules that existed once are kept (their counters must not go back); past this many,
+// further ones are folded into "other".
+constexpr size_t kMaxRetiredRuleNames = 1024;
+
+struct alignas(64) RouteCounters {
+  RelaxedCounter decisions[kRouteBanks][kRouteSlots][kMaxTargets];
+};
+
+class RouteCollectable : public prometheus::Collectable {
+ public:
+  explicit RouteCollectable(std::vector<std::string> targets) : targets_(std::move(targets)) {}
+
+  // Before serving starts: the vector is not resized afterwards, so workers index it unlocked.
+  RouteCounters* add_worker() {
+    std::lock_guard lock(mu_);
+    workers_.push_back(std::make_unique<RouteCounters>());
+    return workers_.back().get();
+  }
+  const std::vector<std::unique_ptr<RouteCounters>>& workers() const { return workers_; }
+
+  void set_rules(uint64_t generation, std::vector<std::string> names) {
+    std::lock_guard lock(mu_);
+    Bank& bank = banks_[generation % kRouteBanks];
+    if (bank.generation != 0) {
+      for (size_t s = 0; s < kRouteSlots; ++s) {
+        for (size_t t = 0; t < kMaxTargets; ++t) {
+          const uint64_t now = sum(generation % kRouteBanks, s, t);
+          const uint64_t delta = now - bank.base[s][t];
+          bank.base[s][t] = now;
+          if (delta != 0) retired_slot(label(bank, s))[t] += delta;
+        }
+      }
+    }
+    bank.generation = generation;
+    bank.names = std::move(names);
+    current_ = generation;
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::lock_guard lock(mu_);
+    std::map<std::string, std::array<uint64_t, kMaxTargets>> totals = retired_;
+    totals.try_emplace("default");
+    for (size_t b = 0; b < kRouteBanks; ++b) {
+      const Bank& bank = banks_[b];
+      if (bank.generation == 0) continue;
+      if (bank.generation == current_)
+        for (const auto& n : bank.names) totals.try_emplace(n);
+      for (size_t s = 0; s < kRouteSlots; ++s) {
+        for (size_t t = 0; t < kMaxTargets; ++t) {
+          const uint64_t delta = sum(b, s, t) - bank.base[s][t];
+          if (delta != 0) totals[label(bank, s)][t] += delta;
+        }
+      }
+    }
+    prometheus::MetricFamily f{"pgtandem_route_decisions_total",
+                               "Reads routed, by the rule that decided (default: none matched) "
+                               "and the target they went to",
+                               prometheus::MetricType::Counter,
+                               {}};
+    for (const auto& [rule, counts] : totals) {
+      for (size_t t = 0; t < targets_.size() && t < kMaxTargets; ++t) {
+        prometheus::ClientMetric cm;
+        cm.label = {{"rule", rule}, {"target", targets_[t]}};
+        cm.counter.value = static_cast<double>(counts[t]);
+        f.metric.push_back(std::move(cm));
+      }
+    }
+    return {std::move(f)};
+  }
+
+ private:
+  struct Bank {
+    uint64_t generation = 0;  // 0: never used
+    std::vector<std::string> names;
+    uint64_t base[kRouteSlots][kMaxTargets] = {};  // counted before this generation took the bank
+  };
+
+  static std::string label(const Bank& bank, size_t slot) {
+    if (slot == kDefaultSlot) return "default";
+    if (slot == kOtherSlot || slot - 1 >= bank.names.size()) return "other";
+    return bank.names[slot - 1];
+  }
+
+  std::array<uint64_t, kMaxTargets>& retired_slot(const std::string& name) {
+    auto it = retired_.find(name);
+    if (it != retired_.end()) return it->second;
+    if (retired_.size() >= kMaxRetiredRuleNames) return retired_["other"];
+    return retired_[name];
+  }
+
+  uint64_t sum(size_t bank, size_t slot, size_t target) const {
+    uint64_t total = 0;
+    for (const auto& w : workers_) total += w->decisions[bank][slot][target].get();
+    return total;
+  }
+
+  std::vector<std::string> targets_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<RouteCounters>> workers_;
+  Bank banks_[kRouteBanks];
+  uint64_t current_ = 0;
+  std::map<std::string, std::array<uint64_t, kMaxTargets>> retired_;
+};
+
 }  // namespace
 
 struct Metrics::Impl {
@@ -150,6 +266,17 @@ struct Metrics::Impl {
   prometheus::Counter* mirror_writes[4] = {};
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
   prometheus::Counter* nondeterministic = nullptr;
+
+  prometheus::Counter* reloads[3] = {};
+  prometheus::Gauge* generation = nullptr;
+  prometheus::Family<prometheus::Gauge>* config_info = nullptr;
+  prometheus::Gauge* config_info_current = nullptr;
+  std::shared_ptr<RouteCollectable> routes;
+  std::vector<RouteCounters*> route_workers;  // index = worker index; fixed once serving
+  std::vector<std::array<prometheus::Counter*, 3>> fallbacks;  // [target][reason]
+  std::vector<prometheus::Gauge*> breaker_state;
+  std::vector<prometheus::Counter*> breaker_trips;
+  std::vector<std::array<prometheus::Counter*, 4>> secondary_connects;  // [target][outcome]
 };
 
 Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique<Impl>()) {
@@ -212,6 +339,55 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                                        "defaults...: the targets may store different values")
                                  .Register(r)
                                  .Add({});
+  auto& reloads = prometheus::BuildCounter()
+                      .Name("pgtandem_config_reloads_total")
+                      .Help("Config reloads (SIGHUP or file change), by outcome: applied, invalid "
+                            "(rejected, the running config stays), unchanged (same bytes)")
+                      .Register(r);
+  impl_->reloads[0] = &reloads.Add({{"outcome", "applied"}});
+  impl_->reloads[1] = &reloads.Add({{"outcome", "invalid"}});
+  impl_->reloads[2] = &reloads.Add({{"outcome", "unchanged"}});
+  impl_->generation = &prometheus::BuildGauge()
+                           .Name("pgtandem_config_generation")
+                           .Help("Generation of the running config: 1 at start, +1 per applied "
+                                 "reload")
+                           .Register(r)
+                           .Add({});
+  impl_->config_info = &prometheus::BuildGauge()
+                            .Name("pgtandem_config_info")
+                            .Help("The running config file's hash (64-bit FNV-1a of its bytes); "
+                                  "always 1")
+                            .Register(r);
+  impl_->routes = std::make_shared<RouteCollectable>(target_names);
+  auto& fb = prometheus::BuildCounter()
+                 .Name("pgtandem_route_fallbacks_total")
+                 .Help("Routed reads retried on the primary, by the target that failed and why: "
+                       "connect, error, unavailable")
+                 .Register(r);
+  auto& bs = prometheus::BuildGauge()
+                 .Name("pgtandem_breaker_state")
+                 .Help("Circuit breaker of reads routed to a target: 0 closed, 1 open, 2 half-open")
+                 .Register(r);
+  auto& bt = prometheus::BuildCounter()
+                 .Name("pgtandem_breaker_trips_total")
+                 .Help("Times a target's circuit breaker opened")
+                 .Register(r);
+  auto& sc = prometheus::BuildCounter()
+                 .Name("pgtandem_route_secondary_connects_total")
+                 .Help("Connections opened for routed reads to a target that is not the primary, "
+                       "by outcome: ok, connect_failed, timeout, login_failed")
+                 .Register(r);
+  for (const auto& t : target_names) {
+    impl_->fallbacks.push_back({&fb.Add({{"target", t}, {"reason", "connect"}}),
+                                &fb.Add({{"target", t}, {"reason", "error"}}),
+                                &fb.Add({{"target", t}, {"reason", "unavailable"}})});
+    impl_->breaker_state.push_back(&bs.Add({{"target", t}}));
+    impl_->breaker_trips.push_back(&bt.Add({{"target", t}}));
+    impl_->secondary_connects.push_back({&sc.Add({{"target", t}, {"outcome", "ok"}}),
+                                         &sc.Add({{"target", t}, {"outcome", "connect_failed"}}),
+                                         &sc.Add({{"target", t}, {"outcome", "timeout"}}),
+                                         &sc.Add({{"target", t}, {"outcome", "login_failed"}})});
+  }
   prometheus::BuildGauge()
       .Name("pgtandem_build_info")
       .Help("Build information")
@@ -222,7 +398,10 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
 
 Metrics::~Metrics() = default;
 
-void Metrics::add_worker(const WorkerStats* stats) { impl_->hot->add(stats); }
+void Metrics::add_worker(const WorkerStats* stats) {
+  impl_->hot->add(stats);
+  impl_->route_workers.push_back(impl_->routes->add_worker());
+}
 void Metrics::session_started() { impl_->sessions->Increment(); }
 void Metrics::client_connected() { impl_->clients->Increment(); }
 void Metrics::client_disconnected() { impl_->clients->Decrement(); }
@@ -247,11 +426,57 @@ void Metrics::set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
   impl_->hot->set_mirror_sources(queue_bytes, std::move(journal_bytes));
 }
 
+void Metrics::config_reload(ConfigReloadOutcome outcome) {
+  impl_->reloads[static_cast<int>(outcome)]->Increment();
+}
+
+void Metrics::set_config(uint64_t generation, const std::string& hash) {
+  if (impl_->config_info_current != nullptr) impl_->config_info->Remove(impl_->config_info_current);
+  impl_->config_info_current = &impl_->config_info->Add({{"hash", hash}});
+  impl_->config_info_current->Set(1);
+  impl_->generation->Set(static_cast<double>(generation));
+}
+
+void Metrics::set_route_rules(uint64_t generation, std::vector<std::string> rule_names) {
+  impl_->routes->set_rules(generation, std::move(rule_names));
+}
+
+void Metrics::route_decision(size_t worker, uint64_t generation, int rule, size_t target) noexcept {
+  const auto& workers = impl_->route_workers;
+  if (worker >= workers.size() || target >= kMaxTargets) return;
+  const size_t slot = rule < 0                                     ? kDefaultSlot
+                      : static_cast<size_t>(rule) < kMaxRouteRules ? static_cast<size_t>(rule) + 1
+                                                                   : kOtherSlot;
+  workers[worker]->decisions[generation % kRouteBanks][slot][target].add();
+}
+
+void Metrics::route_fallback(size_t target, RouteFallbackReason reason) {
+  if (target < impl_->fallbacks.size())
+    impl_->fallbacks[target][static_cast<size_t>(reason)]->Increment();
+}
+
+void Metrics::set_breaker_state(size_t target, BreakerState state) {
+  if (target < impl_->breaker_state.size())
+    impl_->breaker_state[target]->Set(static_cast<double>(static_cast<int>(state)));
+}
+
+void Metrics::breaker_trip(size_t target) {
+  if (target < impl_->breaker_trips.size()) impl_->breaker_trips[target]->Increment();
+}
+
+void Metrics::route_secondary_connect(size_t target, SecondaryConnectOutcome outcome) {
+  if (target < impl_->secondary_connects.size())
+    impl_->secondary_connects[target][static_cast<size_t>(outcome)]->Increment();
+}
+
 std::string Metrics::serialize() const {
   auto families = impl_->registry->Collect();
-  auto hot = impl_->hot->Collect();
-  families.insert(families.end(), std::make_move_iterator(hot.begin()),
-                  std::make_move_iterator(hot.end()));
+  for (const auto* c : {static_cast<const prometheus::Collectable*>(impl_->hot.get()),
+                        static_cast<const prometheus::Collectable*>(impl_->routes.get())}) {
+    auto more = c->Collect();
+    families.insert(families.end(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+  }
   return prometheus::TextSerializer().Serialize(families);
 }
 

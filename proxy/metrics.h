@@ -25,6 +25,23 @@ enum class RejectReason { kStartupTimeout, kTooManyUnauthenticated, kTooManyClie
 enum class ProtocolErrorKind { kClientFraming, kClientStartup, kBackendFraming };
 enum class MirrorOutcome { kApplied, kFailed, kJournaled, kSkippedRollback };
 
+// Config reloads (issue 4): applied, rejected (parse or validation errors), or the file's bytes
+// were those already running.
+enum class ConfigReloadOutcome { kApplied, kInvalid, kUnchanged };
+// Why a routed read was retried on the primary: the other target could not be reached (connect,
+// login), it answered with a connection-class error, or it was known to be down (breaker open,
+// target marked down) when the read was about to go there.
+enum class RouteFallbackReason { kConnect, kError, kUnavailable };
+// Exported as 0, 1, 2.
+enum class BreakerState { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
+// A session's connection to the non-primary target for routed reads: ok, TCP connect failed or
+// timed out, or login (authentication, replayed session state) failed.
+enum class SecondaryConnectOutcome { kOk, kConnectFailed, kTimeout, kLoginFailed };
+
+// Route decisions are counted per rule index of the snapshot that decided; rules from this index
+// on share the label rule="other".
+inline constexpr size_t kMaxRouteRules = 256;
+
 class Metrics {
  public:
   // target_names: index -> config name ("old", "new"); the same index is used in WorkerStats.
@@ -50,6 +67,27 @@ class Metrics {
   // Read at scrape time: the queue gauge and the journal's size.
   void set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                           std::function<uint64_t()> journal_bytes);
+
+  // --- Config reloads (called by the reloader, on one thread) ---
+  void config_reload(ConfigReloadOutcome outcome);
+  // pgtandem_config_generation and pgtandem_config_info{hash} (the previous hash's series goes).
+  void set_config(uint64_t generation, const std::string& hash);
+  // The rule names of snapshot `generation` (index = RuleSet rule index), before that snapshot is
+  // published: route_decision() for that generation is labelled with them.
+  void set_route_rules(uint64_t generation, std::vector<std::string> rule_names);
+
+  // --- Read routing (called by sessions) ---
+  // Hot path, once per routed-or-not read: no lock, no allocation, no shared cache line. Call on
+  // worker `worker`'s own thread (worker = the order of add_worker(), i.e. Worker::index()).
+  // generation: ConfigSnapshot::generation of the snapshot whose rules decided; rule:
+  // RouteDecision::rule (-1 = no rule matched: rule="default"); target: index into
+  // ServerState::targets where the read went.
+  void route_decision(size_t worker, uint64_t generation, int rule, size_t target) noexcept;
+  // A routed read retried on the primary; target: the one that failed.
+  void route_fallback(size_t target, RouteFallbackReason reason);
+  void set_breaker_state(size_t target, BreakerState state);
+  void breaker_trip(size_t target);  // closed or half-open -> open
+  void route_secondary_connect(size_t target, SecondaryConnectOutcome outcome);
 
   std::string serialize() const;  // Prometheus text exposition format 0.0.4
 

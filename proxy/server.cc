@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <functional>
 #include <list>
 
 #include "protocol/errors.h"
@@ -28,6 +29,7 @@
 
 #include <future>
 #include "proxy/log.h"
+#include "proxy/reload.h"
 #include "proxy/session.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
@@ -147,15 +149,22 @@ void Worker::join() {
 
 struct Server::Impl {
   config::Config config;
+  ServerOptions options;
+  // The main thread's loop (run_until_signal): signals and config reloads. Declared before what
+  // has handlers on it.
+  asio::io_context main_io{1};
+  std::unique_ptr<asio::signal_set> signals;
   ServerState state;
   std::unique_ptr<Metrics> metrics;
   std::list<Worker> workers;
   std::list<Acceptor> acceptors;
   std::unique_ptr<AdminServer> admin;
   std::string unix_socket_path;
+  std::unique_ptr<Reloader> reloader;
   bool stopped = false;
 
   asio::awaitable<void> accept_loop(Worker& worker, Acceptor& acceptor, bool tcp);
+  bool open_mirror(const config::Config& cfg, std::string* error);
   Worker& pick_worker(Worker& self);
 };
 
@@ -211,14 +220,50 @@ asio::awaitable<void> Server::Impl::accept_loop(Worker& worker, Acceptor& accept
   }
 }
 
-Server::Server(config::Config config) : impl_(std::make_unique<Impl>()) {
+// What mirroring needs besides the config: pgtandem's credentials and the journal. At start when
+// mirror_writes is on, or at the first reload that switches it on (before that snapshot is
+// published, so no session that sees mirror_writes can miss them).
+bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
+  const auto& m = cfg.mirror;
+  std::shared_ptr<const config::Pgpass> pgpass;
+  if (!m.credentials_file.empty()) {
+    auto pg = config::load_pgpass_file(m.credentials_file);
+    if (!pg.ok()) {
+      *error = "cannot read mirror.credentials_file: " +
+               (pg.errors.empty() ? std::string("unknown error") : pg.errors.front().to_string());
+      return false;
+    }
+    pgpass = std::make_shared<const config::Pgpass>(std::move(*pg.pgpass));
+  }
+  FsyncPolicy policy = m.journal_fsync == "always"  ? FsyncPolicy::kAlways
+                       : m.journal_fsync == "never" ? FsyncPolicy::kNever
+                                                    : FsyncPolicy::kInterval;
+  std::string journal_error;
+  auto journal = Journal::open(m.journal_path, policy, m.journal_fsync_interval_ms, &journal_error);
+  if (!journal) {
+    // Without a journal a write the mirror cannot apply would be lost: refuse to start.
+    *error = "cannot open mirror journal " + m.journal_path + ": " + journal_error;
+    return false;
+  }
+  state.pgpass = std::move(pgpass);
+  state.journal = std::move(journal);
+  Journal* j = state.journal.get();
+  metrics->set_mirror_sources(&state.mirror_queue_bytes, [j] { return j->bytes(); });
+  return true;
+}
+
+Server::Server(config::Config config, ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->config = std::move(config);
+  impl_->options = std::move(options);
 }
 
 Server::~Server() { stop(); }
 
 bool Server::start(std::string* error) {
   Impl& im = *impl_;
+  // From here on SIGHUP is a reload request, never the default action (terminate); signals that
+  // arrive before run_until_signal() wait in the signal_set.
+  im.signals = std::make_unique<asio::signal_set>(im.main_io, SIGTERM, SIGINT, SIGHUP);
   auto cfg = std::make_shared<const config::Config>(im.config);
   im.state.config = cfg;
   im.state.limits.max_message_size = cfg->limits.max_message_size;
@@ -239,31 +284,18 @@ bool Server::start(std::string* error) {
   }
   im.state.functions.read_only = routing::FunctionSet(cfg->classifier.read_only_functions);
   im.state.functions.writing = routing::FunctionSet(cfg->classifier.writing_functions);
-  if (cfg->mirror_writes) {
-    const auto& m = cfg->mirror;
-    if (!m.credentials_file.empty()) {
-      auto pg = config::load_pgpass_file(m.credentials_file);
-      if (!pg.ok()) {
-        *error = "cannot read mirror.credentials_file: " +
-                 (pg.errors.empty() ? std::string("unknown error") : pg.errors.front().to_string());
-        return false;
-      }
-      im.state.pgpass = std::make_shared<const config::Pgpass>(std::move(*pg.pgpass));
-    }
-    FsyncPolicy policy = m.journal_fsync == "always"  ? FsyncPolicy::kAlways
-                         : m.journal_fsync == "never" ? FsyncPolicy::kNever
-                                                      : FsyncPolicy::kInterval;
-    std::string journal_error;
-    im.state.journal = Journal::open(m.journal_path, policy, m.journal_fsync_interval_ms,
-                                     &journal_error);
-    if (!im.state.journal) {
-      // Without a journal a write the mirror cannot apply would be lost: refuse to start.
-      *error = "cannot open mirror journal " + m.journal_path + ": " + journal_error;
-      return false;
-    }
-    Journal* j = im.state.journal.get();
-    im.metrics->set_mirror_sources(&im.state.mirror_queue_bytes, [j] { return j->bytes(); });
-  }
+  if (cfg->mirror_writes && !im.open_mirror(*cfg, error)) return false;
+
+  Reloader::Options reload_options;
+  reload_options.config_path = im.options.config_path;
+  reload_options.audit_log_path = im.options.audit_log_path;
+  reload_options.prepare = [&im](const config::Config& next, std::string* why) {
+    if (!next.mirror_writes || im.state.journal) return true;
+    return im.open_mirror(next, why);
+  };
+  im.reloader = std::make_unique<Reloader>(im.main_io, im.state, std::move(reload_options));
+  // Generation 1, before any worker runs: sessions always find a snapshot.
+  if (!im.reloader->publish_initial(cfg, im.options.config_hash, error)) return false;
 
   size_t nworkers = cfg->workers;
   if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
@@ -352,6 +384,13 @@ bool Server::start(std::string* error) {
         },
         asio::detached);
   }
+  if (!im.options.config_path.empty()) {
+    std::string watch_error;
+    if (!im.reloader->watch(&watch_error)) {
+      log::warn("config file not watched: reload with SIGHUP",
+                {{"config", im.options.config_path}, {"error", watch_error}});
+    }
+  }
   for (Worker& w : im.workers) w.start();
   std::string listen_desc;
   for (const auto& a : cfg->listen) {
@@ -372,13 +411,22 @@ bool Server::start(std::string* error) {
 }
 
 int Server::run_until_signal() {
-  asio::io_context io(1);
-  asio::signal_set signals(io, SIGTERM, SIGINT);
+  Impl& im = *impl_;
+  if (!im.signals) return 1;  // not started
   int received = 0;
-  signals.async_wait([&](boost::system::error_code ec, int sig) {
-    if (!ec) received = sig;
-  });
-  io.run();
+  std::function<void(boost::system::error_code, int)> on_signal =
+      [&](boost::system::error_code ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+          im.reloader->reload(ReloadSource::kSighup);
+          im.signals->async_wait(on_signal);
+          return;
+        }
+        received = sig;
+        im.main_io.stop();
+      };
+  im.signals->async_wait(on_signal);
+  im.main_io.run();
   log::info("shutting down", {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
   stop();
   return 0;
@@ -387,6 +435,7 @@ int Server::run_until_signal() {
 void Server::stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
+  if (impl_->reloader) impl_->reloader->stop();
   if (impl_->admin) impl_->admin->stop();
   // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
   // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)

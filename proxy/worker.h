@@ -14,11 +14,13 @@
 #include "config/config.h"
 #include "config/pgpass.h"
 #include "protocol/framing.h"
+#include "proxy/breakers.h"
 #include "proxy/cancel_registry.h"
 #include "proxy/metrics.h"
 #include "proxy/stats.h"
 #include "routing/classifier.h"
 #include "routing/classifier_cache.h"
+#include "routing/route_rules.h"
 
 namespace pgtandem::proxy {
 
@@ -37,9 +39,24 @@ class Worker;
 class Journal;
 class MirrorLink;
 
+// What a hot reload swaps (issue 4): the validated config and what is compiled from it. Immutable;
+// sessions hold a shared_ptr and pick up a newer one at a transaction boundary (they compare
+// ServerState::snapshot_generation, a relaxed load, before touching the atomic shared_ptr).
+struct ConfigSnapshot {
+  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<const routing::RuleSet> rules;
+  uint64_t generation = 0;  // 1 for the config pgtandem started with, +1 per applied reload
+  std::string hash;         // config::config_hash() of the file's bytes
+  size_t primary = 0;       // index into ServerState::targets of config->primary
+};
+
 // State shared by all workers. Read-mostly; the counters are touched per connection, not per message.
 struct ServerState {
+  // The config pgtandem started with. Restart-only settings (listen, targets, workers, admin,
+  // limits) are read from here; everything a reload may change is read from `snapshot`.
   std::shared_ptr<const config::Config> config;
+  std::atomic<std::shared_ptr<const ConfigSnapshot>> snapshot;
+  std::atomic<uint64_t> snapshot_generation{0};
   std::vector<TargetEndpoint> targets;  // index = target id (also the WorkerStats index)
   size_t primary = 0;
   protocol::Limits limits;
@@ -59,6 +76,7 @@ struct ServerState {
   routing::FunctionLists functions;            // from [classifier]
   // Learned from the primary's pg_proc at start; sessions take it when they begin.
   std::atomic<std::shared_ptr<const routing::VolatilityCatalog>> catalog;
+  Breakers breakers;                           // per routed-to target (issue 4)
   std::string process_tag;                     // distinguishes this process in session ids
   std::atomic<uint64_t> next_session{1};
 

@@ -1055,11 +1055,13 @@ void ProxyProcess::start() {
   if (bin.empty() || access(bin.c_str(), X_OK) != 0)
     fail("pgtandem binary not found (" + (bin.empty() ? std::string("not configured") : bin) +
          "); build the `pgtandem` target or set PGTANDEM_BIN");
-  if (port_ == 0) port_ = free_tcp_port();
-  if (options_.admin && admin_port_ == 0) admin_port_ = free_tcp_port();
+  reserve_ports();
   write_config();
   stopped_ = false;
-  child_.spawn({bin, "--config", config_path()}, log_path());
+  std::vector<std::string> argv = {
+      bin, "--config", options_.config_file.empty() ? config_path() : options_.config_file};
+  argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
+  child_.spawn(argv, log_path());
   wait_listening();
 }
 
@@ -1067,7 +1069,20 @@ void ProxyProcess::send_signal(int sig) {
   if (child_.alive()) ::kill(child_.pid(), sig);
 }
 
+void ProxyProcess::reserve_ports() {
+  if (port_ == 0) port_ = free_tcp_port();
+  if (options_.admin && admin_port_ == 0) admin_port_ = free_tcp_port();
+}
+
 void ProxyProcess::write_config() {
+  if (options_.unix_socket) mkdir(dir_.file("sock").c_str(), 0755);
+  // Write-then-rename, so a watcher never sees a half-written file.
+  write_file(config_path() + ".tmp", render_config());
+  if (rename((config_path() + ".tmp").c_str(), config_path().c_str()) != 0)
+    fail(errno_text("rename config"));
+}
+
+std::string ProxyProcess::render_config() const {
   std::ostringstream t;
   auto extra_lines = [&](const std::string& section) {
     auto it = options_.section_lines.find(section);
@@ -1078,11 +1093,7 @@ void ProxyProcess::write_config() {
   t << "workers = " << options_.workers << "\n";
   extra_lines("");
   t << "\n[listen]\naddresses = [\"127.0.0.1:" << port_ << "\"]\n";
-  if (options_.unix_socket) {
-    std::string sock = dir_.file("sock");
-    mkdir(sock.c_str(), 0755);
-    t << "unix_socket_dir = \"" << sock << "\"\n";
-  }
+  if (options_.unix_socket) t << "unix_socket_dir = \"" << dir_.file("sock") << "\"\n";
   extra_lines("listen");
   t << "\n[targets.old]\nhost = \"127.0.0.1\"\nport = " << options_.old_port << "\n";
   extra_lines("targets.old");
@@ -1100,10 +1111,7 @@ void ProxyProcess::write_config() {
   t << "\n[admin]\nlisten = \"127.0.0.1:" << (options_.admin ? admin_port_ : 0) << "\"\n";
   extra_lines("admin");
   if (!options_.extra_toml.empty()) t << "\n" << options_.extra_toml << "\n";
-  // Write-then-rename, so a watcher never sees a half-written file.
-  write_file(config_path() + ".tmp", t.str());
-  if (rename((config_path() + ".tmp").c_str(), config_path().c_str()) != 0)
-    fail(errno_text("rename config"));
+  return t.str();
 }
 
 void ProxyProcess::wait_listening() {

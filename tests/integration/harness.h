@@ -219,6 +219,11 @@ struct ProxyOptions {
   // "listen", "targets.old", "targets.new", "limits", "admin"): TOML forbids reopening a table.
   std::map<std::string, std::vector<std::string>> section_lines;
   std::string extra_toml;  // appended verbatim after everything (new tables)
+  // Extra command-line arguments after `--config FILE` (e.g. {"--audit-log", path}).
+  std::vector<std::string> extra_args;
+  // When set, pgtandem is started with `--config config_file` (which the test prepares, e.g. a
+  // ConfigMap-style symlink, with render_config()) instead of the file write_config() writes.
+  std::string config_file;
 };
 
 struct HttpResponse {
@@ -261,6 +266,10 @@ class ProxyProcess {
   // For reload tests: change options(), write_config(), then send_signal(SIGHUP). Ports stay.
   ProxyOptions& options() { return options_; }
   void write_config();
+  // The TOML write_config() writes, for tests that put it somewhere else (config_file).
+  std::string render_config() const;
+  // Picks the listen and admin ports now (start() keeps them), so render_config() is final.
+  void reserve_ports();
   void send_signal(int sig);
   bool stop(milliseconds timeout = milliseconds(10000));  // SIGTERM then SIGKILL; true if clean
   void kill();                                            // SIGKILL
