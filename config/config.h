@@ -105,7 +105,10 @@ struct Routing {
   // reshuffles every percentage rule.
   std::string hash_seed = "pgtandem";
   // Read-your-writes: after a session writes, its reads stay on the primary until its mirrored
-  // writes are applied on the other target. Off only for testing/benchmarks.
+  // writes are applied on the other target (routed reads share the mirror's connection, so with
+  // mirror_writes on this always holds). With mirror_writes off the other target never gets the
+  // session's writes: true (default) keeps such a session's reads on the primary for good; false
+  // routes them anyway (stale reads of its own writes accepted).
   bool read_your_writes = true;
   // A routed read that fails on the other target for a connection or availability reason is
   // retried on the primary (outside transactions).

@@ -263,6 +263,8 @@ struct Metrics::Impl {
   prometheus::Counter* rejected[3] = {};
   prometheus::Counter* protocol_errors[3] = {};
   prometheus::Counter* cancels[2] = {};
+  prometheus::Counter* flips[2] = {};
+  prometheus::Counter* kept[4] = {};
   prometheus::Counter* mirror_writes[4] = {};
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
   prometheus::Counter* nondeterministic = nullptr;
@@ -317,6 +319,22 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                  .Register(r);
   impl_->cancels[0] = &cr.Add({{"session", "other"}});
   impl_->cancels[1] = &cr.Add({{"session", "local"}});
+  auto& fl = prometheus::BuildCounter()
+                 .Name("pgtandem_primary_flips_total")
+                 .Help("Sessions at a primary flip: moved to the new primary at a transaction "
+                       "boundary, or closed (asked to reconnect) because they could not be moved")
+                 .Register(r);
+  impl_->flips[0] = &fl.Add({{"outcome", "closed"}});
+  impl_->flips[1] = &fl.Add({{"outcome", "moved"}});
+  auto& kp = prometheus::BuildCounter()
+                 .Name("pgtandem_route_kept_on_primary_total")
+                 .Help("Reads a rule sent to the other target that stayed on the primary, by the "
+                       "safety rule that kept them")
+                 .Register(r);
+  impl_->kept[0] = &kp.Add({{"reason", "transaction"}});
+  impl_->kept[1] = &kp.Add({{"reason", "pinned"}});
+  impl_->kept[2] = &kp.Add({{"reason", "read_your_writes"}});
+  impl_->kept[3] = &kp.Add({{"reason", "breaker_open"}});
   auto& mw = prometheus::BuildCounter()
                  .Name("pgtandem_mirror_writes_total")
                  .Help("Writes for the mirror target, by outcome")
@@ -411,6 +429,10 @@ void Metrics::upstream_connect_failed(size_t target) {
 void Metrics::rejected(RejectReason reason) { impl_->rejected[static_cast<int>(reason)]->Increment(); }
 void Metrics::protocol_error(ProtocolErrorKind kind) {
   impl_->protocol_errors[static_cast<int>(kind)]->Increment();
+}
+void Metrics::primary_flip(bool moved) { impl_->flips[moved ? 1 : 0]->Increment(); }
+void Metrics::route_kept(RouteKeptReason reason) {
+  impl_->kept[static_cast<size_t>(reason)]->Increment();
 }
 void Metrics::cancel_request(bool known_session) { impl_->cancels[known_session ? 1 : 0]->Increment(); }
 

@@ -31,6 +31,17 @@ std::string describe(const std::vector<routing::Outcome>& outcomes) {
   }
   return s.empty() ? "(no statement)" : s;
 }
+// ReadyForQuery messages a unit's bytes produce: one per Query, one per Sync.
+uint32_t count_responses(std::string_view bytes) {
+  uint32_t n = 0;
+  size_t pos = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    if (type == protocol::frontend::kQuery || type == protocol::frontend::kSync) ++n;
+    pos += 1 + protocol::read_u32(bytes.data() + pos + 1);
+  }
+  return n;
+}
 }  // namespace
 
 std::shared_ptr<MirrorLink> MirrorLink::start(Worker& worker, MirrorContext context,
@@ -50,7 +61,9 @@ MirrorLink::MirrorLink(Worker& worker, MirrorContext context, size_t target)
       wake_(worker.io()) {}
 
 bool MirrorLink::over_limit() const {
-  const auto& m = state_.config->mirror;
+  // [mirror] may change on reload; the snapshot holds the current one.
+  const auto snap = state_.snapshot.load(std::memory_order_acquire);
+  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   return queued_bytes_ > m.session_queue_bytes ||
          static_cast<uint64_t>(state_.mirror_queue_bytes.load(std::memory_order_relaxed)) >
              m.global_queue_bytes;
@@ -62,7 +75,8 @@ void MirrorLink::account(int64_t delta) {
 }
 
 void MirrorLink::push(std::vector<routing::MirrorUnit> units, const routing::WriteCapture& capture) {
-  const auto& m = state_.config->mirror;
+  const auto snap = state_.snapshot.load(std::memory_order_acquire);
+  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   for (auto& u : units) {
     // Keep the Parse of every statement a unit binds: a journal entry must carry it.
     for (const auto& name : u.binds) {
@@ -187,14 +201,14 @@ void MirrorLink::journal(routing::MirrorUnit& unit, std::string_view reason,
   }
 }
 
-asio::awaitable<bool> MirrorLink::connect() {
+asio::awaitable<bool> MirrorLink::connect(std::string* error) {
   const TargetEndpoint& target = state_.targets[target_];
   const auto& cfg = *state_.config;
   // A target found down recently is not tried again by every session.
   const int64_t now_ns = Clock::now().time_since_epoch().count();
   const int64_t down_until = state_.target_down_until[target_].load(std::memory_order_relaxed);
   if (now_ns < down_until) {
-    degrade("target_unavailable", "target marked down after a recent failure");
+    *error = "target marked down after a recent failure";
     co_return false;
   }
   auto mark_down = [&] {
@@ -209,7 +223,7 @@ asio::awaitable<bool> MirrorLink::connect() {
   if (ec) {
     state_.metrics->upstream_connect_failed(target_);
     mark_down();
-    degrade("target_unavailable", ec.message());
+    *error = ec.message();
     co_return false;
   }
   const config::Target* t = cfg.find_target(target.name);
@@ -226,12 +240,23 @@ asio::awaitable<bool> MirrorLink::connect() {
     boost::system::error_code ignored;
     socket_.close(ignored);
     if (r.error == LoginError::kIo || r.error == LoginError::kTimeout) mark_down();
-    degrade("login_failed", r.sqlstate + " " + r.message);
+    *error = "login failed: " + r.sqlstate + " " + r.message;
     co_return false;
   }
+  key_ = r.key;
   rbuf_.resize(kReadBufferSize);
   rend_ = r.leftover.size() <= rbuf_.size() ? r.leftover.size() : 0;
   if (rend_ > 0) std::memcpy(rbuf_.data(), r.leftover.data(), rend_);
+  // A reconnection (after a routed read lost the connection): the session's settings again.
+  bool replayed = true;
+  if (!state_units_.empty()) replayed = co_await replay_state();
+  if (!replayed) {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    *error = "replaying the session's state failed";
+    co_return false;
+  }
+  ++epoch_;
   connected_ = true;
   co_return true;
 }
@@ -315,14 +340,60 @@ void MirrorLink::compare(const routing::MirrorUnit& unit,
                                   {"mirror", describe(mirror)}});
 }
 
+asio::awaitable<bool> MirrorLink::replay_state() {
+  for (const auto& unit : state_units_) {
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit), kNoThrow);
+    if (ec) co_return false;
+    std::vector<routing::Outcome> outcomes;
+    const bool read = co_await read_outcomes(count_responses(unit), &outcomes);
+    if (!read) co_return false;
+    for (const auto& o : outcomes) {
+      if (o.is_error()) co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<Socket*> MirrorLink::lend(std::string* error) {
+  lent_ = true;
+  // (No co_await inside && or ||: GCC 12 miscompiles coroutines that do that.)
+  if (!connected_) {
+    const bool ok = co_await connect(error);
+    if (!ok) {
+      lent_ = false;
+      wake_.cancel();
+      co_return nullptr;
+    }
+  }
+  co_return &socket_;
+}
+
+void MirrorLink::give_back(bool broken, bool mirrors_writes) {
+  lent_ = false;
+  if (broken) {
+    connected_ = false;
+    rend_ = 0;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    if (mirrors_writes) degrade("connection_lost", "connection lost during a routed read");
+  }
+  wake_.cancel();  // units queued meanwhile
+}
+
 asio::awaitable<void> MirrorLink::apply(routing::MirrorUnit& unit) {
-  if (!connected_ && !co_await connect()) {
-    journal(unit, degraded_reason_, degraded_detail_, false);
-    co_return;
+  if (!connected_) {
+    std::string error;
+    if (!co_await connect(&error)) {
+      degrade(error.starts_with("login failed") ? "login_failed" : "target_unavailable", error);
+      journal(unit, degraded_reason_, degraded_detail_, false);
+      co_return;
+    }
   }
   auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit.bytes), kNoThrow);
   std::vector<routing::Outcome> outcomes;
-  if (ec || !co_await read_outcomes(unit.responses, &outcomes)) {
+  bool read_ok = false;
+  if (!ec) read_ok = co_await read_outcomes(unit.responses, &outcomes);
+  if (!read_ok) {
     // Whether the target applied the unit before the connection broke cannot be known.
     connected_ = false;
     boost::system::error_code ignored;
@@ -354,8 +425,8 @@ asio::awaitable<void> MirrorLink::apply(routing::MirrorUnit& unit) {
 asio::awaitable<void> MirrorLink::run() {
   auto self = shared_from_this();  // the link lives until its queue is drained
   for (;;) {
-    while (queue_.empty()) {
-      if (finished_) {
+    while (queue_.empty() || lent_) {
+      if (finished_ && !lent_) {
         if (connected_) {
           std::string terminate;
           protocol::end_message(terminate,

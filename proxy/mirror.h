@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/backend_login.h"
 #include "proxy/journal.h"
 #include "proxy/worker.h"
 #include "routing/write_capture.h"
@@ -45,9 +46,41 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   bool drained() const { return queue_.empty() && !busy_; }
   bool over_limit() const;
 
+  // Routed reads (issue 4) borrow the link's connection: it carries the session's replayed state
+  // (startup parameters, SET, prepared statements) and, once drained, every write the session
+  // made, so a read served on it sees the session's own writes. Only while drained and healthy.
+  bool can_lend() const { return drained() && !lent_ && !degraded_ && !finished_; }
+  // Connects (and logs in) if needed. nullptr if the target cannot be reached: the link itself is
+  // not degraded by that (no write was lost), but the target is marked down for a while.
+  asio::awaitable<Socket*> lend(std::string* error);
+  // Bytes already read from the lent socket beyond the last answer (the borrower continues them).
+  std::vector<char>& read_buffer() { return rbuf_; }
+  size_t& read_end() { return rend_; }
+  // `broken`: the borrower left the connection in an unknown state: it is closed. The next
+  // connection has the session's settings replayed but not the statements earlier units
+  // prepared, so a link that mirrors writes degrades (its later writes go to the journal); one
+  // that only serves routed reads reconnects lazily.
+  void give_back(bool broken, bool mirrors_writes);
+  // The server's key for the link's connection (to forward cancels once it serves the client).
+  const BackendKey& backend_key() const { return key_; }
+  size_t target() const { return target_; }
+  // A primary flip swapped connections: the link's (lent) socket is now the session's former
+  // primary connection, to `target`, with `key`.
+  void retarget(size_t target, BackendKey key) {
+    target_ = target;
+    key_ = key;
+    connected_ = true;
+    rend_ = 0;
+    if (rbuf_.empty()) rbuf_.resize(16 * 1024);
+  }
+  bool connected() const { return connected_; }
+  // Incremented at every new connection: what was prepared on the previous one is gone.
+  uint64_t epoch() const { return epoch_; }
+
  private:
   asio::awaitable<void> run();
-  asio::awaitable<bool> connect();
+  asio::awaitable<bool> connect(std::string* error);
+  asio::awaitable<bool> replay_state();
   asio::awaitable<void> apply(routing::MirrorUnit& unit);
   asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<routing::Outcome>* out);
   void journal(routing::MirrorUnit& unit, std::string_view reason, std::string_view detail,
@@ -66,6 +99,9 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::deque<routing::MirrorUnit> queue_;
   uint64_t queued_bytes_ = 0;
   bool busy_ = false;
+  bool lent_ = false;
+  uint64_t epoch_ = 0;
+  BackendKey key_;
   routing::MirrorUnit* in_flight_ = nullptr;  // being applied (lives in run()'s frame)
   bool finished_ = false;
   bool connected_ = false;

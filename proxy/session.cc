@@ -6,19 +6,25 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <unordered_set>
 
 #include "protocol/errors.h"
 #include "protocol/message_types.h"
 #include "protocol/startup.h"
 #include "proxy/log.h"
 #include "proxy/mirror.h"
+#include "proxy/routed_read.h"
 #include "proxy/upstream.h"
+#include "routing/route_rules.h"
 #include "routing/write_capture.h"
 
 namespace pgtandem::proxy {
@@ -49,7 +55,11 @@ class Session {
         state_(worker.state()),
         stats_(worker.stats()),
         client_(std::move(client)),
-        backend_(worker.io()) {}
+        backend_(worker.io()),
+        answered_(worker.io()),
+        client_free_(worker.io()),
+        flip_front_(worker.io()),
+        flip_back_(worker.io()) {}
 
   asio::awaitable<void> run();
 
@@ -67,8 +77,18 @@ class Session {
   void close_client();
   void close_backend();
   void release_login_slot();
-  void start_mirror();
+  void start_secondary();
   void on_capture_ready();
+  void refresh_snapshot();
+  bool route_candidate(std::string_view sql);
+  asio::awaitable<bool> serve_routed(std::string_view request);
+  bool rewrite_for_secondary(std::string_view request, bool prepare);
+  asio::awaitable<void> lock_client();
+  void unlock_client();
+  asio::awaitable<bool> flip_primary(size_t to);
+  asio::awaitable<void> park_backend();
+  asio::awaitable<void> refuse_after_flip(std::string_view why);
+  struct RouteObserver;
 
   Worker& worker_;
   ServerState& state_;
@@ -104,6 +124,47 @@ class Session {
   std::shared_ptr<const routing::VolatilityCatalog> catalog_;
   std::shared_ptr<MirrorLink> mirror_;
   uint64_t reported_skips_ = 0;
+  bool mirror_writes_ = false;  // units that write go to the link (else only session state)
+
+  // Read routing (issue 4). The rules come from the config snapshot, picked up between requests
+  // when nothing is outstanding (so never inside a transaction). A read routed away from the
+  // primary is served on the mirror link's connection: it has the session's state replayed and,
+  // once drained, the session's own writes (read-your-writes).
+  std::shared_ptr<const ConfigSnapshot> snap_;
+  uint64_t snap_generation_ = 0;
+  routing::SessionInfo route_info_;
+  std::optional<routing::RuleSet::SessionRoutes> routes_;
+  bool pinned_ = false;            // temp table, advisory lock, LISTEN...: primary only
+  bool wrote_unmirrored_ = false;  // wrote with mirror_writes off: the other target lacks it
+  bool primary_is_old_ = true;
+  routing::RouteDecision decision_;  // of the request being diverted
+  // Named statements a routed read binds are prepared on the secondary lazily, once per
+  // connection, under a name of pgtandem's own (so they never collide with the statements the
+  // mirror applies there); the request's Bind/Describe are rewritten to use it.
+  std::string routed_statement_;  // the named statement the diverted request binds ("" if none)
+  std::string rewritten_;         // the request as sent to the secondary (reused buffer)
+  std::unordered_set<std::string> link_prepared_;
+  uint64_t link_epoch_ = 0;
+  // pump_frontend waits on `answered_` for the primary to answer what precedes a routed read;
+  // pump_backend cancels it when outstanding_ drops. Writes to the client are serialised by
+  // client_busy_ (pump_backend and a routed read never write at once).
+  asio::steady_timer answered_;
+  bool waiting_answers_ = false;
+  asio::steady_timer client_free_;
+  bool client_busy_ = false;
+  bool client_waiters_ = false;
+
+  // Primary flip (issue 4): the key of the connection serving the session now (the client's own
+  // login until a flip), and the handshake that parks pump_backend while the connections swap.
+  int32_t primary_pid_ = 0;
+  int32_t primary_secret_ = 0;
+  CancelRegistry::Entry primary_cancel_key() const {
+    return {target_, primary_pid_, primary_secret_};
+  }
+  bool flipping_ = false;
+  bool backend_parked_ = false;
+  asio::steady_timer flip_front_;
+  asio::steady_timer flip_back_;
 };
 
 std::string fatal(std::string_view sqlstate, std::string_view message, std::string_view detail = {}) {
@@ -135,8 +196,10 @@ asio::awaitable<void> Session::run() {
     co_return;
   }
 
+  primary_pid_ = backend_pid_;
+  primary_secret_ = backend_secret_;
   if (have_key_) st.cancels.add(backend_pid_, backend_secret_, target_);
-  if (st.config->mirror_writes) start_mirror();
+  start_secondary();
   fbuf_.resize(kFrontendBufferSize);
   bbuf_ = std::make_unique_for_overwrite<char[]>(kBackendBufferSize);
   // Bytes the client sent right behind its last login message belong to the session.
@@ -162,7 +225,14 @@ asio::awaitable<void> Session::run() {
   close_client();
 }
 
-void Session::start_mirror() {
+void Session::start_secondary() {
+  snap_ = state_.snapshot.load(std::memory_order_acquire);
+  snap_generation_ = snap_ ? snap_->generation : 0;
+  mirror_writes_ = snap_ ? snap_->config->mirror_writes : state_.config->mirror_writes;
+  const bool routes = snap_ && snap_->rules && !snap_->rules->empty();
+  // A session that begins with neither mirroring nor routes needs no second leg; one that begins
+  // with routes keeps its state on the link, so later reloads can route it.
+  if (!mirror_writes_ && !routes) return;
   protocol::StartupMessage startup;
   if (protocol::parse_startup_message(startup_packet_, startup) != protocol::StartupError::kNone) {
     return;  // cannot happen: the same packet passed this check at login
@@ -189,11 +259,58 @@ void Session::start_mirror() {
   opts.classifier.unknown_function_is_write = state_.config->classifier.unknown_function_is_write;
   opts.cache = &worker_.classification_cache();
   capture_ = std::make_unique<routing::WriteCapture>(opts);
-  mirror_ = MirrorLink::start(worker_, std::move(ctx), state_.secondary);
+  // The other target: the primary's mirror, and where reads are routed.
+  mirror_ = MirrorLink::start(worker_, std::move(ctx), target_ == 0 ? 1 : 0);
+
+  primary_is_old_ = state_.targets[target_].name == "old";
+  route_info_.user = std::string(startup.user());
+  route_info_.database = std::string(startup.database().empty() ? startup.user() : startup.database());
+  route_info_.application_name = std::string(startup.find("application_name"));
+  route_info_.session_key =
+      (uint64_t{static_cast<uint32_t>(backend_pid_)} << 32) ^ static_cast<uint32_t>(backend_secret_);
+  boost::system::error_code ec;
+  const Endpoint peer = client_.remote_endpoint(ec);
+  if (!ec && peer.data()->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(peer.data());
+    route_info_.client = routing::IpAddress::from_v4(ntohl(in->sin_addr.s_addr));
+  } else if (!ec && peer.data()->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(peer.data());
+    route_info_.client = routing::IpAddress::from_v6(in6->sin6_addr.s6_addr);
+  }
+  if (route_info_.client) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (peer.data()->sa_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer.data())->sin_addr, text, sizeof text);
+    } else {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer.data())->sin6_addr, text, sizeof text);
+    }
+    route_info_.client_address = text;
+  }
+  if (snap_ && snap_->rules) routes_.emplace(snap_->rules->for_session(route_info_));
+}
+
+void Session::refresh_snapshot() {
+  if (state_.snapshot_generation.load(std::memory_order_acquire) == snap_generation_) return;
+  snap_ = state_.snapshot.load(std::memory_order_acquire);
+  if (!snap_) return;
+  snap_generation_ = snap_->generation;
+  routes_.reset();
+  if (snap_->rules) routes_.emplace(snap_->rules->for_session(route_info_));
 }
 
 void Session::on_capture_ready() {
-  mirror_->push(capture_->take(), *capture_);
+  auto units = capture_->take();
+  if (!mirror_writes_) {
+    // Routing without mirroring: only the session's state goes to the link (so reads routed there
+    // see the same settings and prepared statements). A write is not applied there, so from now on
+    // the other target lacks what this session wrote: its reads stay on the primary.
+    std::erase_if(units, [&](const routing::MirrorUnit& u) {
+      if (u.session_state) return false;
+      wrote_unmirrored_ = true;
+      return true;
+    });
+  }
+  if (!units.empty()) mirror_->push(std::move(units), *capture_);
   const uint64_t skips = capture_->stats().skipped_rollback;
   for (; reported_skips_ < skips; ++reported_skips_) {
     state_.metrics->mirror_write(MirrorOutcome::kSkippedRollback);
@@ -307,7 +424,11 @@ asio::awaitable<AuthResult> Session::startup_and_login() {
   // Log in on the primary with the client's own startup packet, byte for byte: every parameter
   // (options, application_name, _pq_ extensions) reaches the server, which also answers any
   // protocol version negotiation itself.
-  target_ = state_.primary;
+  {
+    // The primary of the config now (a reload may have flipped it).
+    auto snap = state_.snapshot.load(std::memory_order_acquire);
+    target_ = snap ? snap->primary : state_.primary;
+  }
   const TargetEndpoint& target = state_.targets[target_];
   backend_ = Socket(worker_.io());
   auto ec = co_await connect_target(
@@ -448,11 +569,20 @@ asio::awaitable<void> Session::forward_cancel(std::string_view packet) {
     state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
     co_return;
   }
-  size_t target = state_.primary;
-  bool local = state_.cancels.find(key.process_id, key.secret_key, &target);
+  auto snap = state_.snapshot.load(std::memory_order_acquire);
+  CancelRegistry::Entry entry{snap ? snap->primary : state_.primary, key.process_id, key.secret_key};
+  bool local = state_.cancels.find(key.process_id, key.secret_key, &entry);
   state_.metrics->cancel_request(local);
+  const size_t target = entry.target;
   // The key is the server's own, so the request is forwarded unchanged; a session on another
-  // pgtandem replica is on the primary too, and the server ignores keys it does not know.
+  // pgtandem replica is on the primary too, and the server ignores keys it does not know. A
+  // session now served by another connection (a flip, a routed read) is cancelled with that
+  // connection's key.
+  std::string translated;
+  if (entry.pid != key.process_id || entry.secret != key.secret_key) {
+    protocol::encode_cancel_request(translated, {entry.pid, entry.secret});
+    packet = translated;
+  }
   Socket s(worker_.io());
   auto ec = co_await connect_target(s, state_.targets[target],
                                     std::chrono::milliseconds(state_.config->limits.connect_timeout_ms));
@@ -469,6 +599,39 @@ asio::awaitable<void> Session::forward_cancel(std::string_view packet) {
   (void)r;
 }
 
+// Whether a read may leave the primary, as far as the statement itself tells (the rest is decided
+// when it is dispatched): a plain read that neither pins the session nor changes its state.
+bool Session::route_candidate(std::string_view sql) {
+  routing::ClassifierOptions opts;
+  opts.functions = &state_.functions;
+  opts.catalog = catalog_.get();
+  opts.generation = catalog_ ? 1 : 0;
+  opts.unknown_function_is_write = state_.config->classifier.unknown_function_is_write;
+  opts.prepared = &capture_->prepared();
+  const routing::Classification c =
+      routing::classify_cached(sql, opts, &worker_.classification_cache());
+  if (c.pins_session) pinned_ = true;
+  if (c.session == routing::SessionOp::kDeallocateAll || c.session == routing::SessionOp::kDiscardAll) {
+    link_prepared_.clear();  // mirrored there too (session state): prepare again when needed
+  }
+  return c.kind == routing::StatementKind::kRead && !c.pins_session &&
+         (c.session == routing::SessionOp::kNone || c.session == routing::SessionOp::kShow) &&
+         !c.uses_session_prepared;
+}
+
+namespace {
+// The statement and portal names at the start of a Bind body, without decoding its parameters.
+bool bind_names(std::string_view body, std::string_view* portal, std::string_view* statement) {
+  const size_t p = body.find('\0');
+  if (p == std::string_view::npos) return false;
+  const size_t q = body.find('\0', p + 1);
+  if (q == std::string_view::npos) return false;
+  *portal = body.substr(0, p);
+  *statement = body.substr(p + 1, q - p - 1);
+  return true;
+}
+}  // namespace
+
 asio::awaitable<void> Session::pump_frontend() {
   // With mirroring on, every message must be seen whole (its bytes go to the mirror), so the
   // keep limit is the message size limit and the buffer grows for a large statement; otherwise
@@ -478,14 +641,60 @@ asio::awaitable<void> Session::pump_frontend() {
   FrameScanner scanner(protocol::Direction::kFrontend, state_.limits, keep_limit);
   size_t end = fend_;
   bool unscanned = end > 0;
-  const bool block_on_full = mirror_ && state_.config->mirror.overflow == "block";
+  const bool block_on_full = mirror_ && snap_ && snap_->config->mirror.overflow == "block";
+  // An extended-protocol batch whose first messages went to the primary before its Sync arrived
+  // belongs to the primary: only batches seen whole in one scan can be routed.
+  bool batch_started_earlier = false;
 
   struct Visitor {
     Session* s;
+    const char* base;
+    bool routing;  // some rule may route this session's reads: look at each request
+    bool batch_started_earlier;
     uint64_t messages = 0;
     bool terminate = false;
+    // The request being scanned: where it began in the buffer, and whether it may be routed.
+    size_t request_begin = 0;
+    bool in_request = false;
+    bool routable = true;
+    bool parsed_unnamed = false;
+    std::string_view sql = {};  // of the request's statement, for rules that look at it
+    // Set when the scan stopped at the end of a request to serve on the secondary.
+    bool divert = false;
+    size_t divert_begin = 0;
+
     void request() {
       if (s->outstanding_++ == 0) s->request_start_ = Clock::now();
+    }
+    void begin(const Header&, std::string_view body) {
+      if (in_request) return;
+      in_request = true;
+      request_begin = static_cast<size_t>(body.data() - protocol::kHeaderSize - base);
+      routable = !batch_started_earlier;
+      batch_started_earlier = false;
+      parsed_unnamed = false;
+      sql = {};
+      s->routed_statement_.clear();
+    }
+    // The request just ended: stop here if its statement may leave the primary.
+    bool end_request() {
+      in_request = false;
+      if (!routable || !routing || s->pinned_) return true;
+      const auto& routes = *s->routes_;
+      if (routes.depends_on_statement()) {
+        routing::StatementInfo info(sql);
+        s->decision_ = routes.decide(info);
+      } else {
+        s->decision_ = routes.fixed();
+      }
+      if (!routing::routes_to_secondary(s->decision_.target, s->primary_is_old_)) {
+        s->state_.metrics->route_decision(s->worker_.index(), s->snap_->generation,
+                                          s->decision_.rule, s->target_);
+        return true;
+      }
+      divert = true;
+      divert_begin = request_begin;
+      return false;
     }
     bool on_message(const Header& h, std::string_view body) {
       ++messages;
@@ -493,16 +702,96 @@ asio::awaitable<void> Session::pump_frontend() {
         s->capture_->on_frontend(
             h, std::string_view(body.data() - protocol::kHeaderSize, body.size() + protocol::kHeaderSize));
       }
+      begin(h, body);
       switch (h.type) {
         case protocol::frontend::kQuery:
+          request();
+          if (routing) {
+            std::string_view q = body.substr(0, body.empty() ? 0 : body.size() - 1);
+            sql = q;
+            routable = routable && s->route_candidate(q);
+            return end_request();
+          }
+          in_request = false;
+          return true;
         case protocol::frontend::kSync:
+          request();
+          if (routing) return end_request();
+          in_request = false;
+          return true;
         case protocol::frontend::kFunctionCall:
           request();
+          in_request = false;
           return true;
         case protocol::frontend::kTerminate:
           terminate = true;
           return false;
+        case protocol::frontend::kParse:
+          if (routing) {
+            protocol::Parse p;
+            if (!protocol::decode(body, p) || !p.name.empty()) {
+              // A named statement must exist on the primary: its Parse never leaves it. Its copy
+              // on the secondary, if any, is stale now.
+              routable = false;
+              if (!p.query.empty()) s->route_candidate(p.query);  // pinning
+              if (!p.name.empty() && !s->link_prepared_.empty()) {
+                s->link_prepared_.erase(std::string(p.name));
+              }
+            } else {
+              parsed_unnamed = true;
+              if (sql.empty()) sql = p.query;
+              routable = routable && s->route_candidate(p.query);
+            }
+          }
+          return true;
+        case protocol::frontend::kBind:
+          if (routing && routable) {
+            std::string_view portal, statement;
+            if (!bind_names(body, &portal, &statement) || !portal.empty()) {
+              routable = false;
+            } else if (statement.empty()) {
+              routable = parsed_unnamed;  // the unnamed statement lives where its Parse went
+            } else {
+              const routing::Classification* c = s->capture_->prepared().find(statement);
+              routable = c != nullptr && c->kind == routing::StatementKind::kRead &&
+                         c->session == routing::SessionOp::kNone && !c->pins_session &&
+                         s->capture_->parse_message(statement) != nullptr &&
+                         (s->routed_statement_.empty() || s->routed_statement_ == statement);
+              if (routable) s->routed_statement_.assign(statement);
+              if (routable && sql.empty()) {
+                if (const std::string* parse = s->capture_->parse_message(statement)) {
+                  protocol::Parse p;
+                  if (parse->size() > protocol::kHeaderSize &&
+                      protocol::decode(std::string_view(*parse).substr(protocol::kHeaderSize), p)) {
+                    sql = p.query;
+                  }
+                }
+              }
+            }
+          }
+          return true;
+        case protocol::frontend::kDescribe:
+          if (routing && routable) {
+            protocol::Describe d;
+            if (!protocol::decode(body, d)) {
+              routable = false;
+            } else if (d.target == protocol::kTargetStatement && !d.name.empty()) {
+              const routing::Classification* c = s->capture_->prepared().find(d.name);
+              routable = c != nullptr && c->kind == routing::StatementKind::kRead &&
+                         c->session == routing::SessionOp::kNone && !c->pins_session &&
+                         s->capture_->parse_message(d.name) != nullptr &&
+                         (s->routed_statement_.empty() || s->routed_statement_ == d.name);
+              if (routable) s->routed_statement_.assign(d.name);
+            } else if (d.target == protocol::kTargetPortal && !d.name.empty()) {
+              routable = false;  // a named portal lives where its Bind ran
+            }
+          }
+          return true;
+        case protocol::frontend::kExecute:
+          return true;
         default:
+          // Close, Flush, COPY data: not part of a routable read.
+          if (routing) routable = false;
           return true;
       }
     }
@@ -513,8 +802,15 @@ asio::awaitable<void> Session::pump_frontend() {
         case protocol::frontend::kSync:
         case protocol::frontend::kFunctionCall:
           request();
+          in_request = false;
           return true;
         default:
+          // A streamed message is forwarded in pieces: its request cannot be routed.
+          if (!in_request) {
+            in_request = true;
+            batch_started_earlier = false;
+          }
+          routable = false;
           return true;
       }
     }
@@ -541,10 +837,19 @@ asio::awaitable<void> Session::pump_frontend() {
       end += n;
     }
     unscanned = false;
+    // A reload takes effect between requests, never inside a transaction.
+    if (capture_ && outstanding_ == 0 && !capture_->in_transaction() && !batch_started_earlier) {
+      refresh_snapshot();
+      if (snap_ && snap_->primary != target_) {
+        const bool moved = co_await flip_primary(snap_->primary);  // never co_await inside &&
+        if (!moved) co_return;
+      }
+    }
     char* buf = fbuf_.data();
-    Visitor v{this};
+    const bool routing = routes_ && routes_->routes_anything() && !pinned_;
+    Visitor v{this, buf, routing, batch_started_earlier};
     auto r = scanner.scan(std::string_view(buf, end), v);
-    size_t send = r.forward;
+    size_t send = v.divert ? v.divert_begin : r.forward;
     bool stop = v.terminate;
     if (r.status == Status::kInvalid) {
       state_.metrics->protocol_error(ProtocolErrorKind::kClientFraming);
@@ -576,8 +881,23 @@ asio::awaitable<void> Session::pump_frontend() {
       if (!pending_fatal_.empty()) close_backend();
       co_return;
     }
-    end -= send;
-    if (end > 0) std::memmove(buf, buf + send, end);
+    size_t consumed = send;
+    if (v.divert) {
+      const std::string_view request(buf + v.divert_begin, r.forward - v.divert_begin);
+      if (!co_await serve_routed(request)) {
+        state_.metrics->route_decision(worker_.index(), snap_->generation, decision_.rule, target_);
+        auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(request), kNoThrow);
+        if (ec) co_return;
+        stats_.bytes[kFrontendDir].add(request.size());
+      }
+      consumed = r.forward;
+      unscanned = consumed < end;  // the scan stopped at the routed request: go on from there
+    }
+    // What is left of an extended-protocol batch went to the primary already (it is kept whole
+    // in the buffer only while it is incomplete, and then not forwarded yet).
+    batch_started_earlier = v.in_request && !v.divert;
+    end -= consumed;
+    if (end > 0) std::memmove(buf, buf + consumed, end);
     if (end == fbuf_.size()) {
       // A kept message is larger than the buffer (mirroring only): grow, up to the limit.
       if (fbuf_.size() >= keep_limit) {
@@ -592,12 +912,295 @@ asio::awaitable<void> Session::pump_frontend() {
   }
 }
 
+// Feeds what the client receives from a routed read to the capture, as pump_backend does for the
+// primary's answers: the capture keeps the session's request/answer bookkeeping.
+struct Session::RouteObserver final : BackendObserver {
+  Session* s;
+  explicit RouteObserver(Session* session) : s(session) {}
+  void on_backend(const Header& h, std::string_view body) override {
+    switch (h.type) {
+      case protocol::backend::kReadyForQuery:
+        if (s->capture_->on_backend(h, body, Clock::now())) s->on_capture_ready();
+        break;
+      case protocol::backend::kCommandComplete:
+      case protocol::backend::kErrorResponse:
+      case protocol::backend::kParseComplete:
+      case protocol::backend::kCloseComplete:
+        s->capture_->on_backend(h, body, {});
+        break;
+      default:
+        break;
+    }
+  }
+};
+
+asio::awaitable<void> Session::lock_client() {
+  while (client_busy_) {
+    client_waiters_ = true;
+    client_free_.expires_at(asio::steady_timer::time_point::max());
+    co_await client_free_.async_wait(kNoThrow);
+  }
+  client_busy_ = true;
+}
+
+void Session::unlock_client() {
+  client_busy_ = false;
+  if (client_waiters_) {
+    client_waiters_ = false;
+    client_free_.cancel();
+  }
+}
+
+// The request as the secondary must see it: the named statement it binds renamed to pgtandem's
+// copy, prepared first (Close, then Parse: Close of a statement that does not exist is no error)
+// when `prepare`. False if the request cannot be rewritten (then it stays on the primary).
+bool Session::rewrite_for_secondary(std::string_view request, bool prepare) {
+  const std::string* parse_bytes = capture_->parse_message(routed_statement_);
+  if (parse_bytes == nullptr || parse_bytes->size() < protocol::kHeaderSize) return false;
+  protocol::Parse parse;
+  if (!protocol::decode(std::string_view(*parse_bytes).substr(protocol::kHeaderSize), parse)) {
+    return false;
+  }
+  std::string name = "pgtandem_";
+  name += routed_statement_;
+  rewritten_.clear();
+  if (prepare) {
+    protocol::encode(rewritten_, protocol::Close{protocol::kTargetStatement, name});
+    parse.name = name;
+    protocol::encode(rewritten_, parse);
+  }
+  size_t pos = 0;
+  while (pos + protocol::kHeaderSize <= request.size()) {
+    const char type = request[pos];
+    const size_t len = protocol::read_u32(request.data() + pos + 1);
+    const std::string_view msg = request.substr(pos, len + 1);
+    const std::string_view body = msg.substr(protocol::kHeaderSize);
+    pos += len + 1;
+    if (type == protocol::frontend::kBind) {
+      std::string_view portal, statement;
+      if (bind_names(body, &portal, &statement) && statement == routed_statement_) {
+        // Same message with the statement name replaced: portal, name, then the rest verbatim.
+        const size_t begin = protocol::begin_message(rewritten_, type);
+        rewritten_.append(portal);
+        rewritten_ += '\0';
+        rewritten_.append(name);
+        rewritten_ += '\0';
+        rewritten_.append(body.substr(portal.size() + statement.size() + 2));
+        protocol::end_message(rewritten_, begin);
+        continue;
+      }
+    } else if (type == protocol::frontend::kDescribe) {
+      protocol::Describe d;
+      if (protocol::decode(body, d) && d.target == protocol::kTargetStatement &&
+          d.name == routed_statement_) {
+        protocol::encode(rewritten_, protocol::Describe{protocol::kTargetStatement, name});
+        continue;
+      }
+    }
+    rewritten_.append(msg);
+  }
+  return true;
+}
+
+// Serves the read request (the last one counted in outstanding_) on the secondary. False when it
+// must go to the primary instead: nothing of it reached the client then.
+asio::awaitable<bool> Session::serve_routed(std::string_view request) {
+  // Everything before it must have been answered (and written to the client) first: answers
+  // reach the client in request order.
+  while (outstanding_ > 1 || client_busy_) {
+    waiting_answers_ = true;
+    answered_.expires_at(asio::steady_timer::time_point::max());
+    co_await answered_.async_wait(kNoThrow);
+  }
+  waiting_answers_ = false;
+  const size_t secondary = mirror_->target();
+  const auto now = Clock::now();
+  // The safety rules, judged now that everything before it has been answered.
+  std::optional<RouteKeptReason> kept;
+  if (capture_->in_transaction()) {
+    kept = RouteKeptReason::kTransaction;  // a transaction stays on one target
+  } else if (pinned_) {
+    kept = RouteKeptReason::kPinned;
+  } else if (wrote_unmirrored_ && snap_->config->routing.read_your_writes) {
+    kept = RouteKeptReason::kReadYourWrites;
+  } else if (!mirror_->can_lend()) {
+    // Read-your-writes: the session's writes are not all applied there yet, or the link failed
+    // (then its later writes go to the journal: the target never catches up for this session).
+    kept = RouteKeptReason::kReadYourWrites;
+  } else if (!state_.breakers.allow(state_, secondary, snap_->config->breaker, snap_->generation,
+                                    now)) {
+    kept = RouteKeptReason::kBreakerOpen;
+  }
+  if (kept) {
+    state_.metrics->route_kept(*kept);
+    co_return false;  // counted as a decision for the primary by the caller
+  }
+
+  std::string error;
+  const bool was_connected = mirror_->connected();
+  Socket* server = co_await mirror_->lend(&error);
+  if (!was_connected) {
+    state_.metrics->route_secondary_connect(
+        secondary, server != nullptr              ? SecondaryConnectOutcome::kOk
+                   : error.starts_with("login")   ? SecondaryConnectOutcome::kLoginFailed
+                                                  : SecondaryConnectOutcome::kConnectFailed);
+  }
+  if (server == nullptr) {
+    state_.breakers.record(state_, secondary, false, Clock::now());
+    state_.metrics->route_fallback(secondary, RouteFallbackReason::kConnect);
+    log::debug("routed read falls back to the primary",
+               {{"target", state_.targets[secondary].name}, {"reason", "connect"}, {"error", error}});
+    co_return false;
+  }
+  std::string_view to_send = request;
+  uint32_t injected = 0;
+  bool preparing = false;
+  if (!routed_statement_.empty()) {
+    if (link_epoch_ != mirror_->epoch()) {
+      link_prepared_.clear();
+      link_epoch_ = mirror_->epoch();
+    }
+    preparing = !link_prepared_.contains(routed_statement_);
+    if (!rewrite_for_secondary(request, preparing)) {
+      mirror_->give_back(false, mirror_writes_);
+      co_return false;
+    }
+    to_send = rewritten_;
+    injected = preparing ? 2 : 0;
+  }
+  co_await lock_client();
+  RouteObserver observer(this);
+  const BackendKey& link_key = mirror_->backend_key();
+  const bool redirect = have_key_ && link_key.present;
+  if (redirect) {
+    state_.cancels.redirect(backend_pid_, backend_secret_,
+                            {secondary, link_key.process_id, link_key.secret_key});
+  }
+  const auto started = Clock::now();
+  RoutedReadResult r = co_await serve_routed_read(*server, mirror_->read_buffer(),
+                                                  mirror_->read_end(), to_send, injected, client_,
+                                                  state_.limits, observer);
+  unlock_client();
+  if (redirect) state_.cancels.redirect(backend_pid_, backend_secret_, primary_cancel_key());
+  mirror_->give_back(!r.connection_usable, mirror_writes_);
+  if (preparing && r.outcome == RoutedReadOutcome::kServed) link_prepared_.insert(routed_statement_);
+  switch (r.outcome) {
+    case RoutedReadOutcome::kServed:
+      state_.breakers.record(state_, secondary, !r.error_in_answer, Clock::now());
+      state_.metrics->route_decision(worker_.index(), snap_->generation, decision_.rule, secondary);
+      stats_.bytes[kFrontendDir].add(request.size());
+      if (outstanding_ > 0 && --outstanding_ == 0) {
+        stats_.query_latency[secondary].observe(Clock::now() - started);
+      }
+      co_return true;
+    case RoutedReadOutcome::kRetry:
+      state_.breakers.record(state_, secondary, false, Clock::now());
+      state_.metrics->route_fallback(secondary, r.reason == "unavailable"
+                                                    ? RouteFallbackReason::kUnavailable
+                                                    : r.reason == "error" ? RouteFallbackReason::kError
+                                                                          : RouteFallbackReason::kConnect);
+      log::debug("routed read falls back to the primary",
+                 {{"target", state_.targets[secondary].name},
+                  {"reason", r.reason},
+                  {"sqlstate", r.sqlstate}});
+      co_return false;
+    case RoutedReadOutcome::kClientGone:
+    case RoutedReadOutcome::kBrokenAfterCommit:
+      // Part of the answer reached the client: the session cannot go on consistently.
+      state_.breakers.record(state_, secondary, false, Clock::now());
+      log::warn("routed read failed mid-answer: closing the session",
+                {{"target", state_.targets[secondary].name}});
+      close_backend();
+      close_client();
+      co_return true;
+  }
+  co_return true;
+}
+
+asio::awaitable<void> Session::park_backend() {
+  backend_parked_ = true;
+  flip_front_.cancel();
+  while (flipping_) {
+    flip_back_.expires_at(asio::steady_timer::time_point::max());
+    co_await flip_back_.async_wait(kNoThrow);
+  }
+  backend_parked_ = false;
+}
+
+// The session cannot follow a flip transparently: tell the client to reconnect (it will reach the
+// new primary), as a server shutting down would.
+asio::awaitable<void> Session::refuse_after_flip(std::string_view why) {
+  log::warn("session closed at primary flip", {{"reason", why}});
+  state_.metrics->primary_flip(false);
+  co_await lock_client();
+  const std::string bytes =
+      fatal("57P01", "pgtandem: the primary changed to \"" + state_.targets[snap_->primary].name +
+                         "\"; reconnect",
+            std::string(why));
+  co_await asio::async_write(client_, asio::buffer(bytes), kNoThrow);
+  unlock_client();
+  close_backend();
+  close_client();
+}
+
+// Moves the session to a new primary at a request boundary (nothing outstanding, no transaction):
+// the mirror link's connection, which has the session's state and, once drained, all its writes,
+// becomes the primary leg, and the session's old primary connection becomes the mirror, so later
+// writes flow back to the old primary and a flip back loses nothing. False if the session closed.
+asio::awaitable<bool> Session::flip_primary(size_t to) {
+  if (!mirror_ || wrote_unmirrored_) {
+    co_await refuse_after_flip(mirror_ ? "the session wrote while mirror_writes was off"
+                                       : "the session has no connection to the new primary");
+    co_return false;
+  }
+  // Every write of the session must be on the new primary before it serves the session.
+  const auto give_up = Clock::now() + std::chrono::milliseconds(
+                                          state_.config->limits.connect_timeout_ms);
+  while (!mirror_->drained() && Clock::now() < give_up) {
+    asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
+    co_await t.async_wait(kNoThrow);
+  }
+  if (!mirror_->can_lend()) {
+    co_await refuse_after_flip("the session's mirrored writes are not all applied on the new primary");
+    co_return false;
+  }
+  std::string error;
+  Socket* other = co_await mirror_->lend(&error);
+  if (other == nullptr) {
+    co_await refuse_after_flip("the new primary is unreachable: " + error);
+    co_return false;
+  }
+  // Park pump_backend (its read on the old connection is cancelled), swap, let it go on.
+  flipping_ = true;
+  backend_.cancel();
+  while (!backend_parked_) {
+    flip_front_.expires_at(asio::steady_timer::time_point::max());
+    co_await flip_front_.async_wait(kNoThrow);
+  }
+  const size_t from = target_;
+  std::swap(backend_, *other);
+  const BackendKey new_key = mirror_->backend_key();
+  mirror_->retarget(from, BackendKey{true, primary_pid_, primary_secret_});
+  mirror_->give_back(false, mirror_writes_);
+  primary_pid_ = new_key.process_id;
+  primary_secret_ = new_key.secret_key;
+  target_ = to;
+  primary_is_old_ = state_.targets[to].name == "old";
+  if (have_key_) state_.cancels.redirect(backend_pid_, backend_secret_, primary_cancel_key());
+  flipping_ = false;
+  flip_back_.cancel();
+  state_.metrics->primary_flip(true);
+  log::debug("session moved to the new primary",
+             {{"from", state_.targets[from].name}, {"to", state_.targets[to].name}});
+  co_return true;
+}
+
 asio::awaitable<void> Session::pump_backend() {
   FrameScanner scanner(protocol::Direction::kBackend, state_.limits, kKeepLimit);
   char* buf = bbuf_.get();
   size_t end = bend_;
   bool unscanned = end > 0;
-  LatencyHistogram& latency = stats_.query_latency[target_];
+  LatencyHistogram* latency = &stats_.query_latency[target_];
 
   struct Visitor {
     Session* s;
@@ -614,6 +1217,9 @@ asio::awaitable<void> Session::pump_backend() {
         }
         case protocol::backend::kCommandComplete:
         case protocol::backend::kErrorResponse:
+        case protocol::backend::kParseComplete:
+        case protocol::backend::kCloseComplete:
+        case protocol::backend::kCopyInResponse:
           if (s->capture_) s->capture_->on_backend(h, body, {});
           return true;
         default:
@@ -631,13 +1237,20 @@ asio::awaitable<void> Session::pump_backend() {
 
   for (;;) {
     if (!unscanned) {
+      if (flipping_) {
+        co_await park_backend();
+        latency = &stats_.query_latency[target_];
+      }
       auto [ec, n] = co_await backend_.async_read_some(
           asio::buffer(buf + end, kBackendBufferSize - end), kNoThrow);
-      if (ec) break;
+      if (ec) {
+        if (flipping_) continue;  // cancelled for a flip: park, then read the new primary
+        break;
+      }
       end += n;
     }
     unscanned = false;
-    Visitor v{this, &latency};
+    Visitor v{this, latency};
     auto r = scanner.scan(std::string_view(buf, end), v);
     if (r.status == Status::kInvalid) {
       // A server does not send malformed frames; if one does, pass on what is whole and stop.
@@ -649,13 +1262,18 @@ asio::awaitable<void> Session::pump_backend() {
       co_return;
     }
     if (r.forward > 0) {
+      if (client_busy_) co_await lock_client();  // a routed read is writing (rare: notices)
+      else client_busy_ = true;
       auto [ec, n] = co_await asio::async_write(client_, asio::buffer(buf, r.forward), kNoThrow);
+      unlock_client();
       if (ec) {
         close_backend();
         co_return;
       }
       stats_.bytes[kBackendDir].add(r.forward);
       stats_.messages[kBackendDir].add(v.messages);
+      // A routed read waits for everything before it to reach the client.
+      if (waiting_answers_ && outstanding_ <= 1) answered_.cancel();
     }
     end -= r.forward;
     if (end > 0) std::memmove(buf, buf + r.forward, end);

@@ -1,0 +1,352 @@
+// Read routing end to end (issue 4, "Metrics and tests"): dedicated pgtandems in front of the two
+// clusters with [[routes]] rules. Which target served a read is visible in the data: each test
+// database has a table `whoami` holding 'old' on old and 'new' on new, so a read of it through
+// pgtandem answers with the name of the target that ran it.
+//
+// Covered: 0% leaves new untouched (its own statistics) and 100% sends every read there; 50% by
+// user gives each user one target, the same on two pgtandem replicas, about half on new; reads in
+// transactions, after a write without mirroring and in pinned sessions stay on the primary, while
+// extended-protocol reads (unnamed and named statements) are routed; read-your-writes with 100% of
+// reads on new; new stopped with reads routed to it (fallback, breaker trip and reset); pgbench -S
+// while the percentage is reloaded 0 -> 25 -> 100 -> 0; and a primary flip and back under pgbench
+// TPC-B, with identical data afterwards.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <csignal>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/fixture.h"
+#include "tests/integration/harness.h"
+
+namespace pgtandem::it {
+namespace {
+
+constexpr milliseconds kDeadline{120000};
+
+class RoutingTest : public ProxyTest {
+ protected:
+  void TearDown() override {
+    if (HasFailure() && !new_cluster().running()) {
+      try {
+        new_cluster().start();
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "cannot restart new: " << e.what();
+      }
+    }
+    ProxyTest::TearDown();
+    for (const auto& db : databases_) {
+      for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+        try {
+          if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+        } catch (const std::exception&) {
+        }
+      }
+    }
+  }
+
+  // A database on both clusters with whoami = the cluster's name, readable by everyone.
+  std::string make_db(const std::string& base) {
+    std::string db = unique("route_" + base);
+    for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+      c->create_database(db);
+      c->exec("CREATE TABLE whoami (v text); INSERT INTO whoami VALUES ('" + c->name() +
+                  "'); GRANT SELECT ON whoami TO PUBLIC;"
+                  "CREATE TABLE t (id int PRIMARY KEY, note text); GRANT ALL ON t TO PUBLIC",
+              db);
+    }
+    databases_.push_back(db);
+    return db;
+  }
+
+  ProxyOptions options(const std::string& routes_toml, bool mirror) {
+    ProxyOptions o = Env::get().default_proxy_options();
+    if (mirror) {
+      o.section_lines[""].push_back("mirror_writes = true");
+      journal_dir_ = std::make_unique<TempDir>("pgtandem-routing-it");
+      o.extra_toml = "[mirror]\njournal_path = \"" + journal_dir_->file("mirror.journal") + "\"\n";
+    }
+    o.extra_toml += routes_toml;
+    return o;
+  }
+
+  static std::string whoami(PGconn* c) { return query_value(c, "SELECT v FROM whoami"); }
+
+  static std::string whoami_extended(PGconn* c) {
+    ResultPtr r(PQexecParams(c, "SELECT v FROM whoami WHERE $1::int = 1", 1, nullptr,
+                             std::vector<const char*>{"1"}.data(), nullptr, nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) return std::string("error: ") + PQerrorMessage(c);
+    return PQgetvalue(r.get(), 0, 0);
+  }
+
+  // Sequential scans of whoami on `c` (its statistics, flushed at least once a second).
+  static long seq_scans(PgCluster& c, const std::string& db) {
+    return std::stol(c.query_value(
+        "SELECT pg_stat_force_next_flush(); SELECT seq_scan FROM pg_stat_user_tables "
+        "WHERE relname = 'whoami'",
+        db));
+  }
+
+  static double decisions(const ProxyProcess& p, const std::string& target) {
+    return p.metrics().sum("pgtandem_route_decisions_total", {{"target", target}});
+  }
+
+  void reload(ProxyProcess& p, const std::string& routes_toml, bool mirror) {
+    std::string base = options("", mirror).extra_toml;
+    p.options().extra_toml = base + routes_toml;
+    p.write_config();
+    p.send_signal(SIGHUP);
+  }
+
+  // Waits until a reload with this many applied reloads in total has taken effect.
+  void wait_reloads(const ProxyProcess& p, double applied) {
+    const auto until = std::chrono::steady_clock::now() + kDeadline;
+    double got = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      got = p.metrics().sum("pgtandem_config_reloads_total", {{"outcome", "applied"}});
+      if (got >= applied) return;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    FAIL() << "reload not applied: " << got << " of " << applied << "\n" << tail(p.log_text());
+  }
+
+  std::unique_ptr<TempDir> journal_dir_;
+  std::vector<std::string> databases_;
+};
+
+TEST_F(RoutingTest, ZeroPercentLeavesNewUntouchedAndHundredSendsEveryRead) {
+  const std::string db = make_db("zero");
+  ProxyProcess& zero = start_proxy(options("[[routes]]\npercent = 0\n", false));
+  const long before = seq_scans(new_cluster(), db);
+  for (int i = 0; i < 3; ++i) {
+    ConnPtr c = connect(zero.endpoint().conninfo("", db));
+    for (int j = 0; j < 10; ++j) {
+      ASSERT_EQ(whoami(c.get()), "old");
+      ASSERT_EQ(whoami_extended(c.get()), "old");
+    }
+  }
+  std::this_thread::sleep_for(milliseconds(1500));  // statistics are flushed within a second
+  EXPECT_EQ(seq_scans(new_cluster(), db), before) << "new saw reads with 0% routed to it";
+  EXPECT_EQ(decisions(zero, "new"), 0);
+
+  ProxyProcess& all = start_proxy(options("[[routes]]\npercent = 100\n", false));
+  ConnPtr c = connect(all.endpoint().conninfo("", db));
+  for (int j = 0; j < 10; ++j) {
+    ASSERT_EQ(whoami(c.get()), "new");
+    ASSERT_EQ(whoami_extended(c.get()), "new");
+  }
+  EXPECT_GE(decisions(all, "new"), 20);
+  std::string last;
+  EXPECT_TRUE(poll_until([&] { return seq_scans(new_cluster(), db) >= before + 20; }, kDeadline))
+      << "new's statistics do not show the routed reads";
+}
+
+TEST_F(RoutingTest, FiftyPercentByUserIsStablePerUserAndAcrossReplicas) {
+  const std::string db = make_db("byuser");
+  const int kUsers = 24;
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    std::string sql;
+    for (int i = 0; i < kUsers; ++i) {
+      sql += "DO $$BEGIN CREATE ROLE route_u" + std::to_string(i) +
+             " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$;";
+    }
+    c->exec(sql);
+  }
+  const std::string rule = "[[routes]]\nname = \"half\"\npercent = 50\nhash_key = \"user\"\n";
+  ProxyProcess& a = start_proxy(options(rule, false));
+  ProxyProcess& b = start_proxy(options(rule, false));
+  int on_new = 0;
+  for (int i = 0; i < kUsers; ++i) {
+    const std::string user = "route_u" + std::to_string(i);
+    std::set<std::string> seen;
+    for (ProxyProcess* p : {&a, &b}) {
+      for (int k = 0; k < 2; ++k) {
+        ConnPtr c = connect(p->endpoint().conninfo("user=" + user, db));
+        for (int j = 0; j < 3; ++j) {
+          seen.insert(whoami(c.get()));
+          seen.insert(whoami_extended(c.get()));
+        }
+      }
+    }
+    ASSERT_EQ(seen.size(), 1u) << user << " was routed to both targets";
+    if (*seen.begin() == "new") ++on_new;
+  }
+  // About half: a binomial(24, 0.5) is within 4..20 with probability > 0.999.
+  EXPECT_GE(on_new, 4);
+  EXPECT_LE(on_new, 20);
+  EXPECT_GT(a.metrics().sum("pgtandem_route_decisions_total", {{"rule", "half"}, {"target", "new"}}), 0);
+}
+
+TEST_F(RoutingTest, TransactionsWritesAndPinnedSessionsStayOnThePrimary) {
+  const std::string db = make_db("safety");
+  ProxyProcess& p = start_proxy(options("[[routes]]\ntarget = \"new\"\n", false));
+  {
+    ConnPtr c = connect(p.endpoint().conninfo("", db));
+    EXPECT_EQ(whoami(c.get()), "new");
+    EXPECT_EQ(whoami_extended(c.get()), "new");
+    // A named statement, prepared where the session's state lives, is routed too.
+    ResultPtr prep(PQprepare(c.get(), "who", "SELECT v FROM whoami", 0, nullptr));
+    ASSERT_EQ(PQresultStatus(prep.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+    ResultPtr r(PQexecPrepared(c.get(), "who", 0, nullptr, nullptr, nullptr, 0));
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
+    EXPECT_EQ(std::string(PQgetvalue(r.get(), 0, 0)), "new");
+    // A transaction stays on one target: the primary.
+    exec(c.get(), "BEGIN");
+    EXPECT_EQ(whoami(c.get()), "old");
+    EXPECT_EQ(whoami_extended(c.get()), "old");
+    exec(c.get(), "COMMIT");
+    exec(c.get(), "BEGIN READ ONLY");
+    EXPECT_EQ(whoami(c.get()), "old");
+    exec(c.get(), "COMMIT");
+    EXPECT_EQ(whoami(c.get()), "new");
+    // A SET reaches the routed reads too.
+    exec(c.get(), "SET application_name = 'routed-app'");
+    EXPECT_EQ(query_value(c.get(), "SELECT current_setting('application_name') || '@' || v FROM whoami"),
+              "routed-app@new");
+    // Without mirroring, new never gets this write: the session's reads stay on the primary.
+    exec(c.get(), "INSERT INTO t VALUES (1, 'x')");
+    EXPECT_EQ(whoami(c.get()), "old");
+    EXPECT_EQ(query_value(c.get(), "SELECT count(*) FROM t"), "1");
+  }
+  {
+    ConnPtr c = connect(p.endpoint().conninfo("", db));
+    EXPECT_EQ(whoami(c.get()), "new");
+    exec(c.get(), "CREATE TEMP TABLE tmp (x int)");
+    EXPECT_EQ(whoami(c.get()), "old") << "a session with a temp table must stay on the primary";
+  }
+  {
+    ConnPtr c = connect(p.endpoint().conninfo("", db));
+    exec(c.get(), "LISTEN chan");
+    EXPECT_EQ(whoami(c.get()), "old") << "a listening session must stay on the primary";
+  }
+  {
+    ConnPtr c = connect(p.endpoint().conninfo("", db));
+    EXPECT_EQ(query_value(c.get(), "SELECT pg_try_advisory_lock(42)::text"), "true");
+    EXPECT_EQ(whoami(c.get()), "old") << "a session holding an advisory lock stays on the primary";
+  }
+}
+
+TEST_F(RoutingTest, ReadYourWritesWithEveryReadRoutedToNew) {
+  const std::string db = make_db("ryw");
+  ProxyProcess& p = start_proxy(options("[[routes]]\npercent = 100\n", true));
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  EXPECT_EQ(whoami(c.get()), "new");
+  for (int i = 1; i <= 200; ++i) {
+    exec(c.get(), "INSERT INTO t VALUES (" + std::to_string(i) + ", 'w')");
+    ASSERT_EQ(query_value(c.get(), "SELECT count(*) FROM t WHERE id = " + std::to_string(i)), "1")
+        << "read " << i << " did not see the session's own write";
+    ASSERT_EQ(whoami_extended(c.get()).substr(0, 1) != "e", true);
+  }
+  // Reads went to new whenever the mirror had caught up; let it catch up and check.
+  ASSERT_TRUE(poll_until([&] { return whoami(c.get()) == "new"; }, kDeadline));
+  EXPECT_GT(decisions(p, "new"), 1);
+  EXPECT_EQ(new_cluster().query_value("SELECT count(*) FROM t", db), "200");
+}
+
+TEST_F(RoutingTest, NewStoppedWithReadsRoutedThereCostsNoClientError) {
+  const std::string db = make_db("down");
+  ProxyProcess& p = start_proxy(options(
+      "[[routes]]\npercent = 100\n[breaker]\nmin_requests = 5\nerror_rate = 0.5\ncooldown_ms = 500\n"
+      "half_open_requests = 2\n",
+      false));
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  ConnPtr other = connect(p.endpoint().conninfo("", db));
+  EXPECT_EQ(whoami(c.get()), "new");
+  new_cluster().stop();
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(whoami(c.get()), "old") << "read " << i;
+    ASSERT_EQ(whoami_extended(other.get()), "old") << "read " << i;
+  }
+  Metrics m = p.metrics();
+  EXPECT_GT(m.sum("pgtandem_route_fallbacks_total"), 0) << m.text();
+  EXPECT_GE(m.sum("pgtandem_breaker_trips_total", {{"target", "new"}}), 1) << m.text();
+  new_cluster().start();
+  // After the cool-down, trial reads close the breaker and reads go to new again.
+  EXPECT_TRUE(poll_until([&] {
+    ConnPtr fresh = connect(p.endpoint().conninfo("", db));
+    return whoami(fresh.get()) == "new" &&
+           p.metrics().sum("pgtandem_breaker_state", {{"target", "new"}}) == 0;
+  }, kDeadline)) << p.metrics().text();
+}
+
+TEST_F(RoutingTest, PercentReloadedUnderPgbenchCostsNoTransaction) {
+  const std::string db = make_db("reload");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  ProxyProcess& p = start_proxy(options("[[routes]]\npercent = 0\n", false));
+  ProcessResult bench;
+  std::thread t([&] {
+    bench = run_pgbench(p.endpoint(), {"-S", "-c", "4", "-j", "2", "-T", "14", "-M", "extended"},
+                        db, milliseconds(300000));
+  });
+  double applied = 0;
+  for (int pct : {25, 100, 0, 25}) {
+    std::this_thread::sleep_for(milliseconds(3000));
+    reload(p, "[[routes]]\npercent = " + std::to_string(pct) + "\n", false);
+    wait_reloads(p, ++applied);
+  }
+  t.join();
+  ASSERT_TRUE(bench.ok()) << bench.describe();
+  PgbenchSummary s = parse_pgbench(bench.out);
+  ASSERT_TRUE(s.parsed) << bench.out;
+  EXPECT_EQ(s.failed, 0);
+  EXPECT_GT(s.processed, 0);
+  EXPECT_GT(decisions(p, "new"), 0) << "no read ever reached new";
+}
+
+TEST_F(RoutingTest, PrimaryFlipAndBackUnderTpcbLosesNothing) {
+  const std::string db = make_db("flip");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  ProxyProcess& p = start_proxy(options("", true));
+  for (const char* mode : {"prepared", "simple"}) {
+    ProcessResult bench;
+    std::thread t([&] {
+      bench = run_pgbench(p.endpoint(), {"-c", "4", "-j", "2", "-T", "12", "-M", mode}, db,
+                          milliseconds(300000));
+    });
+    std::this_thread::sleep_for(milliseconds(4000));
+    p.options().primary = "new";
+    p.write_config();
+    p.send_signal(SIGHUP);
+    std::this_thread::sleep_for(milliseconds(4000));
+    p.options().primary = "old";
+    p.write_config();
+    p.send_signal(SIGHUP);
+    t.join();
+    ASSERT_TRUE(bench.ok()) << mode << ": " << bench.describe() << "\n" << tail(p.log_text());
+    PgbenchSummary s = parse_pgbench(bench.out);
+    ASSERT_TRUE(s.parsed) << bench.out;
+    EXPECT_EQ(s.failed, 0) << mode;
+    EXPECT_GT(s.processed, 0) << mode;
+  }
+  Metrics m = p.metrics();
+  EXPECT_GE(m.sum("pgtandem_primary_flips_total", {{"outcome", "moved"}}), 8) << m.text();
+  // Every write reached both: wait for the mirrors to drain, then compare.
+  auto state = [&](PgCluster& c) {
+    return c.query_value(
+        "SELECT (SELECT sum(abalance) FROM pgbench_accounts) || '/' ||"
+        " (SELECT md5(string_agg(t::text, ',' ORDER BY tid)) FROM pgbench_tellers t) || '/' ||"
+        " (SELECT md5(string_agg(b::text, ',' ORDER BY bid)) FROM pgbench_branches b) || '/' ||"
+        " (SELECT count(*) FROM pgbench_history)",
+        db);
+  };
+  std::string o, n;
+  EXPECT_TRUE(poll_until([&] {
+    o = state(old_cluster());
+    n = state(new_cluster());
+    return o == n;
+  }, kDeadline)) << "old " << o << " vs new " << n;
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_divergences_total"), 0);
+}
+
+}  // namespace
+}  // namespace pgtandem::it
