@@ -431,7 +431,7 @@ void Metrics::protocol_error(ProtocolErrorKind kind) {
   impl_->protocol_errors[static_cast<int>(kind)]->Increment();
 }
 void Metrics::primary_flip(bool moved) { impl_->flips[moved ? 1 : 0]->Increment(); }
-void Metrics::route_kept(RouteKeptReason reason) {
+void Metrics::route_kept(routing::KeptReason reason) {
   impl_->kept[static_cast<size_t>(reason)]->Increment();
 }
 void Metrics::cancel_request(bool known_session) { impl_->cancels[known_session ? 1 : 0]->Increment(); }

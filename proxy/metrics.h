@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "proxy/stats.h"
+#include "routing/route_safety.h"
 
 namespace prometheus {
 class Counter;
@@ -32,8 +33,6 @@ enum class ConfigReloadOutcome { kApplied, kInvalid, kUnchanged };
 // login), it answered with a connection-class error, or it was known to be down (breaker open,
 // target marked down) when the read was about to go there.
 enum class RouteFallbackReason { kConnect, kError, kUnavailable };
-// Why a read a rule sent to the other target stayed on the primary.
-enum class RouteKeptReason { kTransaction, kPinned, kReadYourWrites, kBreakerOpen };
 // Exported as 0, 1, 2.
 enum class BreakerState { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
 // A session's connection to the non-primary target for routed reads: ok, TCP connect failed or
@@ -63,7 +62,8 @@ class Metrics {
   void cancel_request(bool known_session);
   // A session at a primary flip: moved, or closed because it could not be moved.
   void primary_flip(bool moved);
-  void route_kept(RouteKeptReason reason);
+  // A read a rule sent to the other target stayed on the primary (routing/route_safety.h).
+  void route_kept(routing::KeptReason reason);
 
   void mirror_write(MirrorOutcome outcome);
   // kind: row_count | command | error_on_mirror | error_on_primary | error_code | statements

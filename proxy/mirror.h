@@ -70,6 +70,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
     target_ = target;
     key_ = key;
     connected_ = true;
+    ++epoch_;  // another connection: what routed reads prepared is not there
     rend_ = 0;
     if (rbuf_.empty()) rbuf_.resize(16 * 1024);
   }

@@ -25,6 +25,7 @@
 #include "proxy/routed_read.h"
 #include "proxy/upstream.h"
 #include "routing/route_rules.h"
+#include "routing/route_safety.h"
 #include "routing/write_capture.h"
 
 namespace pgtandem::proxy {
@@ -86,6 +87,7 @@ class Session {
   asio::awaitable<void> lock_client();
   void unlock_client();
   asio::awaitable<bool> flip_primary(size_t to);
+  asio::awaitable<bool> prepare_all_statements(Socket& server);
   asio::awaitable<void> park_backend();
   asio::awaitable<void> refuse_after_flip(std::string_view why);
   struct RouteObserver;
@@ -306,7 +308,8 @@ void Session::on_capture_ready() {
     // the other target lacks what this session wrote: its reads stay on the primary.
     std::erase_if(units, [&](const routing::MirrorUnit& u) {
       if (u.session_state) return false;
-      wrote_unmirrored_ = true;
+      // A committed read-only transaction (BEGIN ... COMMIT around reads) changed nothing.
+      if (u.writes) wrote_unmirrored_ = true;
       return true;
     });
   }
@@ -1016,20 +1019,18 @@ asio::awaitable<bool> Session::serve_routed(std::string_view request) {
   const size_t secondary = mirror_->target();
   const auto now = Clock::now();
   // The safety rules, judged now that everything before it has been answered.
-  std::optional<RouteKeptReason> kept;
-  if (capture_->in_transaction()) {
-    kept = RouteKeptReason::kTransaction;  // a transaction stays on one target
-  } else if (pinned_) {
-    kept = RouteKeptReason::kPinned;
-  } else if (wrote_unmirrored_ && snap_->config->routing.read_your_writes) {
-    kept = RouteKeptReason::kReadYourWrites;
-  } else if (!mirror_->can_lend()) {
-    // Read-your-writes: the session's writes are not all applied there yet, or the link failed
-    // (then its later writes go to the journal: the target never catches up for this session).
-    kept = RouteKeptReason::kReadYourWrites;
-  } else if (!state_.breakers.allow(state_, secondary, snap_->config->breaker, snap_->generation,
-                                    now)) {
-    kept = RouteKeptReason::kBreakerOpen;
+  routing::RouteSafety safety;
+  safety.in_transaction = capture_->in_transaction();
+  safety.pinned = pinned_;
+  safety.writes_pending = !mirror_->drained();
+  safety.link_usable = mirror_->can_lend() || !mirror_->drained();
+  safety.wrote_unmirrored = wrote_unmirrored_;
+  safety.read_your_writes = snap_->config->routing.read_your_writes;
+  auto kept = routing::keep_on_primary(safety);
+  // The breaker is asked last: in half-open it counts the trial reads it admits.
+  if (!kept && !state_.breakers.allow(state_, secondary, snap_->config->breaker, snap_->generation,
+                                      now)) {
+    kept = routing::KeptReason::kBreakerOpen;
   }
   if (kept) {
     state_.metrics->route_kept(*kept);
@@ -1143,6 +1144,46 @@ asio::awaitable<void> Session::refuse_after_flip(std::string_view why) {
   close_client();
 }
 
+asio::awaitable<bool> Session::prepare_all_statements(Socket& server) {
+  const auto& parses = capture_->parse_messages();
+  if (parses.empty()) co_return true;
+  std::string batch;
+  for (const auto& [name, parse] : parses) {
+    protocol::encode(batch, protocol::Close{protocol::kTargetStatement, name});
+    batch.append(parse);
+  }
+  protocol::encode(batch, protocol::Sync{});
+  auto [ec, n] = co_await asio::async_write(server, asio::buffer(batch), kNoThrow);
+  if (ec) co_return false;
+  // The answer: CloseComplete and ParseComplete pairs, then ReadyForQuery; any error fails.
+  auto& rbuf = mirror_->read_buffer();
+  size_t& rend = mirror_->read_end();
+  FrameScanner scanner(protocol::Direction::kBackend, state_.limits, 8 * 1024);
+  struct Visitor {
+    bool error = false;
+    bool ready = false;
+    bool on_message(const Header& h, std::string_view) {
+      if (h.type == protocol::backend::kErrorResponse) error = true;
+      if (h.type == protocol::backend::kReadyForQuery) ready = true;
+      return !ready;
+    }
+    bool on_stream_start(const Header&) { return true; }
+  } v;
+  for (;;) {
+    if (rend > 0) {
+      auto r = scanner.scan(std::string_view(rbuf.data(), rend), v);
+      if (r.status == Status::kInvalid) co_return false;
+      rend -= r.forward;
+      if (rend > 0) std::memmove(rbuf.data(), rbuf.data() + r.forward, rend);
+      if (v.ready) co_return !v.error;
+    }
+    auto [rec, rn] = co_await server.async_read_some(
+        asio::buffer(rbuf.data() + rend, rbuf.size() - rend), kNoThrow);
+    if (rec) co_return false;
+    rend += rn;
+  }
+}
+
 // Moves the session to a new primary at a request boundary (nothing outstanding, no transaction):
 // the mirror link's connection, which has the session's state and, once drained, all its writes,
 // becomes the primary leg, and the session's old primary connection becomes the mirror, so later
@@ -1168,6 +1209,14 @@ asio::awaitable<bool> Session::flip_primary(size_t to) {
   Socket* other = co_await mirror_->lend(&error);
   if (other == nullptr) {
     co_await refuse_after_flip("the new primary is unreachable: " + error);
+    co_return false;
+  }
+  // The mirror has the statements of the session's writes; its reads' statements were never
+  // mirrored. Prepare them all there under their own names (Close first: no error if absent).
+  const bool prepared = co_await prepare_all_statements(*other);
+  if (!prepared) {
+    mirror_->give_back(true, mirror_writes_);
+    co_await refuse_after_flip("preparing the session's statements on the new primary failed");
     co_return false;
   }
   // Park pump_backend (its read on the old connection is cancelled), swap, let it go on.

@@ -59,6 +59,7 @@ enum WordFlag : uint16_t {
   kDefault = 1 << 5,
   kAnalyze = 1 << 6,
   kTemp = 1 << 7,  // TEMP, TEMPORARY
+  kOverriding = 1 << 8,
 };
 
 struct WordInfo {
@@ -104,7 +105,7 @@ constexpr auto kWordEntries = std::to_array<W>({
     // Other words that matter.
     {"into", {R | kSuspicious | kNoCallAfter}}, {"share", {kSuspicious}},
     {"as", {R | kNoCallAfter}}, {"recursive", {kNoCallAfter}}, {"default", {R | kDefault}},
-    {"temp", {kTemp}}, {"temporary", {kTemp}},
+    {"temp", {kTemp}}, {"temporary", {kTemp}}, {"overriding", {kOverriding}},
     {"current_date", {R | kTimeValue}}, {"current_time", {R | kTimeValue}},
     {"current_timestamp", {R | kTimeValue}}, {"localtime", {R | kTimeValue}},
     {"localtimestamp", {R | kTimeValue}},
@@ -136,6 +137,8 @@ constexpr auto kWordEntries = std::to_array<W>({
 });
 // clang-format on
 constexpr WordMap kWords(kWordEntries);
+constexpr const WordInfo* kInto = kWords.find("into");
+constexpr const WordInfo* kAs = kWords.find("as");
 
 const WordInfo* word_info(const Token& t) {
   return t.kind == TokenKind::kWord ? kWords.find_word(t.text) : nullptr;
@@ -191,8 +194,16 @@ struct Scan {
   bool saw_temp = false;
   bool saw_analyze = false;
   bool saw_default = false;
+  bool saw_overriding = false;
   bool merge_insert_without_columns = false;
   size_t prepare_body = std::string_view::npos;  // after PREPARE name [(types)] AS
+  // INSERT INTO target [AS alias] (columns): the list, matched as it goes by against the columns
+  // of the target that the catalog flags (column_defaults.h).
+  bool insert_has_list = false;
+  bool insert_list_closed = false;
+  bool insert_list_unnamed = false;  // an entry the lexer cannot name (the parser can)
+  const ColumnDefaults::Columns* insert_flagged = nullptr;
+  uint64_t insert_listed = 0;  // bit k: flagged column k is listed
 
   size_t limit() const { return std::min(count, kHead); }
   Token tok(size_t i) const { return head[i].token(); }
@@ -201,10 +212,56 @@ struct Scan {
   }
 };
 
+// The table a DML statement names in its head, from token `at`: name [. name [. name]] (the
+// last is the table, the one before it the schema). False when the head does not hold it.
+struct Target {
+  size_t next = 0;   // the token after the name
+  size_t parts = 0;  // 1 to 3
+};
+
+bool target_at(const Scan& s, size_t at, Target* out) {
+  size_t i = at;
+  if (s.head_is(i, "only")) ++i;  // UPDATE ONLY t, MERGE INTO ONLY t: a reserved word
+  size_t parts = 0;
+  for (;;) {
+    if (i >= s.limit() || !is_name_token(s.tok(i))) return false;
+    ++parts;
+    ++i;
+    if (parts == 3 || i >= s.limit() || s.head[i].kind != TokenKind::kDot) break;
+    ++i;
+  }
+  out->next = i;
+  out->parts = parts;
+  return true;
+}
+
+// The flagged columns of the table `target` names, or nullptr (a name the lexer cannot spell
+// counts as unknown: such a statement went to the parser already).
+const ColumnDefaults::Columns* flagged_columns(const Scan& s, const Target& target,
+                                               const ColumnDefaults& defaults) {
+  const Token name = s.tok(target.next - 1);
+  // A bare word keeps its size and folds its first byte: most tables are ruled out unbuilt.
+  if (name.kind == TokenKind::kWord && name.text.size() <= kMaxIdentifierBytes &&
+      !defaults.maybe(name.text.size(), ascii_lower(name.text[0]))) {
+    return nullptr;
+  }
+  Identifier table;
+  Identifier schema;
+  schema.size = 0;
+  if (!normalize_identifier(name, &table)) return nullptr;
+  if (target.parts >= 2 && !normalize_identifier(s.tok(target.next - 3), &schema)) return nullptr;
+  return defaults.find(schema.view(), table.view());
+}
+
+const ColumnDefaults* column_defaults_of(const ClassifierOptions& opts) {
+  if (opts.catalog == nullptr || opts.catalog->column_defaults().empty()) return nullptr;
+  return &opts.catalog->column_defaults();
+}
+
 class PieceScanner {
  public:
   PieceScanner(std::string_view sql, Lexer* lexer, const ClassifierOptions& opts)
-      : sql_(sql), lexer_(lexer), opts_(opts) {}
+      : sql_(sql), lexer_(lexer), opts_(opts), defaults_(column_defaults_of(opts)) {}
 
   Scan run();
 
@@ -223,6 +280,8 @@ class PieceScanner {
   }
   void on_left_paren(Scan* s);
   void resolve_call(Scan* s, FunctionEffect effect, bool unresolvable);
+  void begin_insert_list(Scan* s);
+  void insert_list(Scan* s, const Token& t, const WordInfo* info, int depth);
   size_t offset_of(const Token& t) const {
     return static_cast<size_t>(t.text.data() - sql_.data());
   }
@@ -236,6 +295,11 @@ class PieceScanner {
   bool pending_call_ = false;
   bool pending_unresolvable_ = false;
   FunctionEffect pending_effect_ = FunctionEffect::kRead;
+  const ColumnDefaults* defaults_;
+  // Where an INSERT is relative to its column list; in_list_ while kFirst or kInside.
+  enum class List : uint8_t { kBefore, kFirst, kInside, kAfter } list_ = List::kBefore;
+  bool in_list_ = false;
+  bool entry_start_ = false;
 };
 
 Scan PieceScanner::run() {
@@ -271,6 +335,7 @@ Scan PieceScanner::run() {
     if (s.count < kHead) s.head[s.count] = RawToken::of(t);
     ++s.count;
     s.end = offset_of(t) + t.text.size();
+    if (in_list_) insert_list(&s, t, info, depth);
 
     switch (t.kind) {
       case TokenKind::kWord:
@@ -280,6 +345,7 @@ Scan PieceScanner::run() {
           if (info->flags & kDefault) s.saw_default = true;
           if (info->flags & kAnalyze) s.saw_analyze = true;
           if (info->flags & kTemp) s.saw_temp = true;
+          if (info->flags & kOverriding) s.saw_overriding = true;
           if (s.command == Command::kPrepare && s.count >= 3 && depth == 0 &&
               s.prepare_body == std::string_view::npos && is_word(t, "as")) {
             s.prepare_body = s.end;
@@ -299,6 +365,9 @@ Scan PieceScanner::run() {
         if (t.kind == TokenKind::kUnicodeIdentifier) s.needs_parser = true;
         break;
       case TokenKind::kLeftParen:
+        if (depth == 0 && s.command == Command::kInsert && list_ == List::kBefore) {
+          begin_insert_list(&s);
+        }
         ++depth;
         on_left_paren(&s);
         break;
@@ -320,6 +389,84 @@ Scan PieceScanner::run() {
   }
   if (pending_call_) resolve_call(&s, pending_effect_, pending_unresolvable_);
   return s;
+}
+
+// An INSERT's first "(" at depth 0 (in the head, not yet in the ring): its column list if it
+// comes right after INSERT INTO target [AS alias].
+void PieceScanner::begin_insert_list(Scan* s) {
+  list_ = List::kAfter;
+  // VALUES (, SELECT (: no list. A table cannot be named so without quotes.
+  if (ring_size_ == 0 || has_flag(back(0).info, kSubquery)) return;
+  // The recent tokens (keyword entries already looked up) show the common shapes; the head the
+  // rest (a qualified name with an alias).
+  size_t last = ring_size_ >= 3 && back(1).info == kAs ? 2 : 0;  // the target's last part
+  size_t before = last + 1;
+  while (before + 1 < std::min<size_t>(ring_size_, 4) && back(before).raw.kind == TokenKind::kDot &&
+         is_name_token(back(before + 1).token())) {
+    before += 2;
+  }
+  Target target;
+  if (ring_size_ > before && before < 4 && back(before).info == kInto &&
+      is_name_token(back(last).token()) && is_name_token(back(0).token())) {
+    target.next = s->count - 1 - last;
+    target.parts = (before - last + 1) / 2;
+  } else {
+    if (!s->head_is(1, "into") || !target_at(*s, 2, &target)) return;
+    size_t i = target.next;
+    if (s->head_is(i, "as")) i += 2;
+    if (i + 1 != s->count) return;  // VALUES (, SELECT ... (: not right after the target
+  }
+  list_ = List::kFirst;
+  in_list_ = true;
+  if (defaults_ != nullptr) s->insert_flagged = flagged_columns(*s, target, *defaults_);
+}
+
+// A token after the "(" that begin_insert_list() took for a column list; `depth` is before `t`.
+void PieceScanner::insert_list(Scan* s, const Token& t, const WordInfo* info, int depth) {
+  if (list_ == List::kFirst) {
+    // "(SELECT" or "((" opens a query instead.
+    if (!is_name_token(t) || has_flag(info, kSubquery)) {
+      list_ = List::kAfter;
+      in_list_ = false;
+      return;
+    }
+    s->insert_has_list = true;
+    // Only a table with flagged columns needs the list read further.
+    list_ = s->insert_flagged != nullptr ? List::kInside : List::kAfter;
+    in_list_ = list_ == List::kInside;
+    entry_start_ = true;
+  } else if (depth == 1 && t.kind == TokenKind::kRightParen) {
+    s->insert_list_closed = true;
+    list_ = List::kAfter;
+    in_list_ = false;
+    return;
+  } else if (depth == 1 && t.kind == TokenKind::kComma) {
+    entry_start_ = true;
+    return;
+  }
+  // A column, or a column's field or subscript (a.b, a[1]): the entry's first name counts.
+  if (!entry_start_ || s->insert_flagged == nullptr) return;
+  entry_start_ = false;
+  const ColumnDefaults::Columns& flagged = *s->insert_flagged;
+  int k = -1;
+  if (t.kind == TokenKind::kWord && t.text.size() <= kMaxIdentifierBytes) {
+    // A bare word folds to lowercase: compare without building the name.
+    for (size_t i = 0; i < flagged.size() && k < 0; ++i) {
+      const std::string_view name = flagged.name(i);
+      if (name.size() != t.text.size()) continue;
+      size_t j = 0;
+      while (j < name.size() && ascii_lower(t.text[j]) == name[j]) ++j;
+      if (j == name.size()) k = static_cast<int>(i);
+    }
+  } else {
+    Identifier column;
+    if (!normalize_identifier(t, &column)) {
+      s->insert_list_unnamed = true;
+      return;
+    }
+    k = flagged.index_of(column.view());
+  }
+  if (k >= 0 && k < 64) s->insert_listed |= uint64_t{1} << k;
 }
 
 // `(` just arrived (not yet in the ring): is the name before it a function being called?
@@ -384,6 +531,7 @@ void PieceScanner::resolve_call(Scan* s, FunctionEffect effect, bool unresolvabl
       break;
     case FunctionEffect::kWrite:
     case FunctionEffect::kWriteNondeterministic:
+    case FunctionEffect::kPrimaryOnly:
       // Certain for DML; for a read the parser confirms it is a call at all.
       s->facts.apply(effect);
       s->needs_parser = s->needs_parser || s->command == Command::kSelect;
@@ -498,7 +646,11 @@ Classification decide_execute(const Scan& s, const ClassifierOptions& opts) {
     if (const Classification* known = opts.prepared->find(name.view())) c = *known;
   }
   // Arguments are evaluated: EXECUTE p(nextval('s')) writes whatever p does.
-  if (s.facts.write) c.kind = std::max(c.kind, StatementKind::kWrite);
+  if (s.facts.primary_only) {
+    c.primary_only_mixed = internal::needs_mirror_besides_primary_only(c) || s.facts.write;
+    c.primary_only = true;
+  }
+  if (s.facts.write || s.facts.primary_only) c.kind = std::max(c.kind, StatementKind::kWrite);
   c.nondeterministic = c.nondeterministic || s.facts.nondeterministic;
   c.session = SessionOp::kExecute;
   c.uses_session_prepared = true;
@@ -514,7 +666,8 @@ Classification decide(const Scan& s, std::string_view sql, const Lexer& lexer,
   const Facts& f = s.facts;
   switch (command) {
     case Command::kSelect:
-      if (s.suspicious || s.needs_parser || f.write || f.session != SessionOp::kNone) {
+      if (s.suspicious || s.needs_parser || f.write || f.primary_only ||
+          f.session != SessionOp::kNone) {
         return from_parser(s, sql, lexer, opts);
       }
       return with_facts(StatementKind::kRead, f);
@@ -524,19 +677,41 @@ Classification decide(const Scan& s, std::string_view sql, const Lexer& lexer,
     case Command::kMerge: {
       if (s.needs_parser) return from_parser(s, sql, lexer, opts);
       Classification c = with_facts(StatementKind::kWrite, f);
+      c.primary_only_mixed = c.primary_only;  // the statement writes by itself
+      const ColumnDefaults* cd = column_defaults_of(opts);
+      Target target;
       if (command == Command::kInsert) {
-        c.may_use_defaults = s.saw_default || ![&s] {
-          // INSERT INTO name [. name] [AS alias] ( column ... ; "(SELECT" is a query instead.
-          size_t i = 2;
-          if (!s.head_is(1, "into") || i >= s.limit() || !is_name_token(s.tok(i))) return false;
-          ++i;
-          if (i + 1 < s.limit() && s.head[i].kind == TokenKind::kDot) i += 2;
-          if (s.head_is(i, "as")) i += 2;
-          if (i >= s.limit() || s.head[i].kind != TokenKind::kLeftParen) return false;
-          return i + 1 < s.limit() && !has_flag(word_info(s.tok(i + 1)), kSubquery);
-        }();
+        c.may_use_defaults = s.saw_default || !s.insert_has_list;
+        if (cd == nullptr) return c;
+        const ColumnDefaults::Columns* flagged = s.insert_flagged;
+        if (!s.insert_has_list) {
+          // A statement whose target the head does not show is rare: let the tree find it.
+          if (!s.head_is(1, "into") || !target_at(s, 2, &target)) {
+            return from_parser(s, sql, lexer, opts);
+          }
+          flagged = flagged_columns(s, target, *cd);
+        }
+        if (flagged == nullptr) return c;
+        // Which column a DEFAULT fills, or which values OVERRIDING USER VALUE ignores: the tree.
+        if (s.saw_default || s.saw_overriding || s.insert_list_unnamed) {
+          return from_parser(s, sql, lexer, opts);
+        }
+        // Without a column list the values fill the columns in table order, unknown here.
+        const uint64_t all =
+            flagged->size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << flagged->size()) - 1;
+        if (!s.insert_has_list || !s.insert_list_closed || flagged->size() > 64 ||
+            s.insert_listed != all) {
+          c.nondeterministic = true;
+        }
       } else if (command != Command::kDelete) {
         c.may_use_defaults = s.saw_default || s.merge_insert_without_columns;
+        // SET col = DEFAULT, or MERGE's INSERT: which columns the tree says.
+        if (cd != nullptr && (command == Command::kMerge || s.saw_default)) {
+          const size_t at = command == Command::kMerge ? 2 : 1;
+          if (!target_at(s, at, &target) || flagged_columns(s, target, *cd) != nullptr) {
+            return from_parser(s, sql, lexer, opts);
+          }
+        }
       }
       return c;
     }
@@ -551,6 +726,17 @@ Classification decide(const Scan& s, std::string_view sql, const Lexer& lexer,
     case Command::kDoOrCall: {
       Classification c = with_facts(StatementKind::kWrite, f);
       c.nondeterministic = true;  // a procedure body is opaque
+      if (s.head_is(0, "do")) {
+        // A DO body that names pg_terminate_backend() may well call it: keep it off the mirror.
+        for (size_t i = 1; i < s.limit(); ++i) {
+          const TokenKind k = s.head[i].kind;
+          if ((k == TokenKind::kString || k == TokenKind::kDollarString) &&
+              internal::mentions_primary_only(s.tok(i).text)) {
+            c.primary_only = true;
+          }
+        }
+      }
+      c.primary_only_mixed = c.primary_only;  // what else the body or procedure does is unknown
       return c;
     }
     case Command::kBegin:

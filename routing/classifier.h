@@ -17,6 +17,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "routing/column_defaults.h"
+
 namespace pgtandem::routing {
 
 // Ordered by how much of the session it affects; combining statements keeps the larger.
@@ -67,27 +69,43 @@ enum class SessionOp : uint8_t {
   kCursor,  // DECLARE (kind of its query), FETCH, MOVE, CLOSE (kRead)
 };
 
+// The flags are one bit each so that a Classification fits in 8 bytes and is returned in a
+// register: assembling a larger one byte by byte for the return cost store-forwarding stalls,
+// about 25 ns of a 220 ns classification.
 struct Classification {
   StatementKind kind = StatementKind::kUnknown;
   TxnControl txn = TxnControl::kNone;    // the last one, for several statements
   SessionOp session = SessionOp::kNone;  // the last one; may be set on a write too (set_config)
-  // For session == kPrepare: what executing the prepared statement does.
+  // For session == kPrepare: what executing the prepared statement does. The flags below describe
+  // the prepared body too (preparing runs nothing), except in a text of several statements.
   StatementKind prepared_kind = StatementKind::kUnknown;
   // now()/CURRENT_TIMESTAMP/clock_timestamp()/random()/gen_random_uuid()/nextval()/volatile
   // functions: the same statement gives different data on another target.
-  bool nondeterministic = false;
+  bool nondeterministic : 1 = false;
   // INSERT without a column list, DEFAULT VALUES or DEFAULT: serial/identity defaults may run.
-  bool may_use_defaults = false;
+  // With the catalog's column defaults (column_defaults.h), an INSERT, COPY FROM or SET that
+  // leaves a serial, identity or volatile-default column of a known table to its default is
+  // nondeterministic too, column list or not.
+  bool may_use_defaults : 1 = false;
+  // Calls a function that acts on the server it runs on: pg_terminate_backend(pid),
+  // pg_cancel_backend(pid), pg_reload_conf(), pg_switch_wal(), replication slots ... On the mirror
+  // the pid means another backend, or nothing. Never mirrored; kind is kWrite at least, so
+  // routing keeps it on the primary.
+  bool primary_only : 1 = false;
+  // With primary_only: the same text also writes, changes session state or controls a transaction,
+  // all of which the mirror then misses.
+  bool primary_only_mixed : 1 = false;
   // Temporary tables, advisory locks, LISTEN, DECLARE ... WITH HOLD: stay on the primary.
-  bool pins_session = false;
-  bool multi_statement = false;
-  bool used_parser = false;
+  bool pins_session : 1 = false;
+  bool multi_statement : 1 = false;
+  bool used_parser : 1 = false;
   // The result came from the session's prepared statements (EXECUTE): never cached.
-  bool uses_session_prepared = false;
+  bool uses_session_prepared : 1 = false;
   uint16_t statement_count = 0;  // 0 for an empty query; saturates
 
   bool operator==(const Classification&) const = default;
 };
+static_assert(sizeof(Classification) <= 8);
 
 std::string_view to_string(StatementKind kind);
 std::string_view to_string(TxnControl txn);
@@ -123,9 +141,10 @@ struct FunctionLists {
 
 enum class Volatility : uint8_t { kImmutable, kStable, kVolatile };
 
-// Function volatility learned from the primary's pg_proc. Overloads and same-named functions in
-// other schemas merge to the most volatile: the classifier does not resolve argument types or
-// search_path.
+// What the classifier learns from the primary's catalog: function volatility from pg_proc, and the
+// columns whose defaults differ between servers (column_defaults.h). Overloads and same-named
+// functions in other schemas merge to the most volatile: the classifier does not resolve argument
+// types or search_path.
 class VolatilityCatalog {
  public:
   // pg_proc.provolatile: 'i', 's' or 'v'.
@@ -133,13 +152,17 @@ class VolatilityCatalog {
   void add(std::string_view schema, std::string_view name, Volatility v);
   // Unqualified names look across all schemas.
   std::optional<Volatility> find(std::string_view schema, std::string_view name) const;
-  size_t size() const { return by_qualified_name_.size(); }
+  size_t size() const { return by_qualified_name_.size(); }  // functions
   bool empty() const { return by_qualified_name_.empty(); }
+
+  const ColumnDefaults& column_defaults() const { return column_defaults_; }
+  ColumnDefaults& mutable_column_defaults() { return column_defaults_; }
 
  private:
   std::unordered_map<std::string, Volatility, TransparentStringHash, std::equal_to<>> by_name_;
   std::unordered_map<std::string, Volatility, TransparentStringHash, std::equal_to<>>
       by_qualified_name_;
+  ColumnDefaults column_defaults_;
 };
 
 // A session's prepared statements by name. SQL PREPARE and protocol Parse share one namespace in
@@ -175,6 +198,10 @@ struct ClassifierOptions {
 
 // Classify the text of a simple Query (one or more statements) or of a Parse.
 Classification classify(std::string_view sql, const ClassifierOptions& opts);
+
+// A fast-path FunctionCall (protocol message 'F') names its function by OID: true for the built-in
+// primary-only functions (pg_terminate_backend() ...), whose OIDs are fixed in every release.
+bool is_primary_only_function_oid(uint32_t oid);
 
 // The statement name a PREPARE, EXECUTE or DEALLOCATE refers to, as the server stores it
 // (so the proxy can keep PreparedStatements); nullopt for other statements and DEALLOCATE ALL.

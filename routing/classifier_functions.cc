@@ -49,25 +49,42 @@ constexpr auto kBuiltinEntries = std::to_array<Entry>({
     {"lo_lseek64", E::kWrite}, {"lo_tell", E::kWrite}, {"lo_tell64", E::kWrite},
     {"pg_notify", E::kWrite}, {"txid_current", E::kWrite}, {"txid_current_if_assigned", E::kWrite},
     {"pg_current_xact_id", E::kWrite}, {"pg_current_xact_id_if_assigned", E::kWrite},
-    {"pg_terminate_backend", E::kWrite}, {"pg_cancel_backend", E::kWrite},
-    {"pg_reload_conf", E::kWrite}, {"pg_rotate_logfile", E::kWrite}, {"pg_switch_wal", E::kWrite},
-    {"pg_create_restore_point", E::kWrite}, {"pg_stat_reset", E::kWrite},
-    {"pg_stat_reset_shared", E::kWrite}, {"pg_stat_reset_single_table_counters", E::kWrite},
-    {"pg_stat_reset_single_function_counters", E::kWrite}, {"pg_stat_reset_slru", E::kWrite},
-    {"pg_stat_reset_replication_slot", E::kWrite}, {"pg_stat_clear_snapshot", E::kWrite},
-    {"pg_logical_slot_get_changes", E::kWrite}, {"pg_logical_slot_get_binary_changes", E::kWrite},
-    {"pg_replication_slot_advance", E::kWrite}, {"pg_create_physical_replication_slot", E::kWrite},
-    {"pg_create_logical_replication_slot", E::kWrite}, {"pg_drop_replication_slot", E::kWrite},
-    {"pg_copy_physical_replication_slot", E::kWrite},
-    {"pg_copy_logical_replication_slot", E::kWrite}, {"pg_promote", E::kWrite},
-    {"pg_wal_replay_pause", E::kWrite}, {"pg_wal_replay_resume", E::kWrite},
-    {"pg_backup_start", E::kWrite}, {"pg_backup_stop", E::kWrite},
-    {"pg_import_system_collations", E::kWrite}, {"pg_replication_origin_create", E::kWrite},
-    {"pg_replication_origin_drop", E::kWrite}, {"pg_replication_origin_advance", E::kWrite},
-    {"pg_replication_origin_session_setup", E::kWrite},
-    {"pg_replication_origin_session_reset", E::kWrite},
-    {"pg_replication_origin_xact_setup", E::kWrite},
-    {"pg_replication_origin_xact_reset", E::kWrite}, {"pg_logical_emit_message", E::kWrite},
+    // Primary only: they act on the server they run on (its backends, configuration, WAL,
+    // statistics, replication slots and origins), where a pid or slot on the mirror is another
+    // one or none. Older releases' names too: the primary may be one.
+    {"pg_terminate_backend", E::kPrimaryOnly}, {"pg_cancel_backend", E::kPrimaryOnly},
+    {"pg_reload_conf", E::kPrimaryOnly}, {"pg_rotate_logfile", E::kPrimaryOnly},
+    {"pg_rotate_logfile_old", E::kPrimaryOnly}, {"pg_switch_wal", E::kPrimaryOnly},
+    {"pg_switch_xlog", E::kPrimaryOnly}, {"pg_create_restore_point", E::kPrimaryOnly},
+    {"pg_log_backend_memory_contexts", E::kPrimaryOnly}, {"pg_promote", E::kPrimaryOnly},
+    {"pg_wal_replay_pause", E::kPrimaryOnly}, {"pg_wal_replay_resume", E::kPrimaryOnly},
+    {"pg_xlog_replay_pause", E::kPrimaryOnly}, {"pg_xlog_replay_resume", E::kPrimaryOnly},
+    {"pg_backup_start", E::kPrimaryOnly}, {"pg_backup_stop", E::kPrimaryOnly},
+    {"pg_start_backup", E::kPrimaryOnly}, {"pg_stop_backup", E::kPrimaryOnly},
+    {"pg_stat_reset", E::kPrimaryOnly}, {"pg_stat_reset_shared", E::kPrimaryOnly},
+    {"pg_stat_reset_single_table_counters", E::kPrimaryOnly},
+    {"pg_stat_reset_single_function_counters", E::kPrimaryOnly},
+    {"pg_stat_reset_slru", E::kPrimaryOnly}, {"pg_stat_reset_replication_slot", E::kPrimaryOnly},
+    {"pg_stat_reset_subscription_stats", E::kPrimaryOnly},
+    {"pg_logical_slot_get_changes", E::kPrimaryOnly},
+    {"pg_logical_slot_get_binary_changes", E::kPrimaryOnly},
+    {"pg_logical_slot_peek_changes", E::kPrimaryOnly},
+    {"pg_logical_slot_peek_binary_changes", E::kPrimaryOnly},
+    {"pg_replication_slot_advance", E::kPrimaryOnly},
+    {"pg_create_physical_replication_slot", E::kPrimaryOnly},
+    {"pg_create_logical_replication_slot", E::kPrimaryOnly},
+    {"pg_drop_replication_slot", E::kPrimaryOnly},
+    {"pg_copy_physical_replication_slot", E::kPrimaryOnly},
+    {"pg_copy_logical_replication_slot", E::kPrimaryOnly},
+    {"pg_replication_origin_create", E::kPrimaryOnly},
+    {"pg_replication_origin_drop", E::kPrimaryOnly},
+    {"pg_replication_origin_advance", E::kPrimaryOnly},
+    {"pg_replication_origin_session_setup", E::kPrimaryOnly},
+    {"pg_replication_origin_session_reset", E::kPrimaryOnly},
+    {"pg_replication_origin_xact_setup", E::kPrimaryOnly},
+    {"pg_replication_origin_xact_reset", E::kPrimaryOnly},
+    {"pg_stat_clear_snapshot", E::kWrite}, {"pg_import_system_collations", E::kWrite},
+    {"pg_logical_emit_message", E::kWrite},
     {"pg_advisory_lock", E::kAdvisoryLock}, {"pg_advisory_lock_shared", E::kAdvisoryLock},
     {"pg_advisory_unlock", E::kAdvisoryLock}, {"pg_advisory_unlock_shared", E::kAdvisoryLock},
     {"pg_advisory_unlock_all", E::kAdvisoryLock}, {"pg_try_advisory_lock", E::kAdvisoryLock},
@@ -195,10 +212,13 @@ constexpr StaticStringMap<FunctionEffect, 16> kExtensions(kExtensionEntries);
 
 FunctionEffect function_effect(std::string_view schema, std::string_view name,
                                const ClassifierOptions& opts) {
-  const FunctionLists* lists = opts.functions;
-  if (lists != nullptr && lists->writing.contains_any_schema(name)) return E::kWrite;
   const bool builtin_schema = schema.empty() || schema == "pg_catalog";
   const FunctionEffect* builtin = builtin_schema ? kBuiltins.find(name) : nullptr;
+  // Before the configured lists: listing pg_cancel_backend as read-only must not let it reach the
+  // mirror, where the pid is another backend.
+  if (builtin != nullptr && *builtin == E::kPrimaryOnly) return E::kPrimaryOnly;
+  const FunctionLists* lists = opts.functions;
+  if (lists != nullptr && lists->writing.contains_any_schema(name)) return E::kWrite;
   if (builtin != nullptr && *builtin != E::kRead) return *builtin;
   if (const FunctionEffect* ext = kExtensions.find(name)) return *ext;
   if (lists != nullptr && lists->read_only.contains(schema, name)) return E::kRead;
@@ -211,12 +231,41 @@ FunctionEffect function_effect(std::string_view schema, std::string_view name,
   return opts.unknown_function_is_write ? E::kWriteNondeterministic : E::kRead;
 }
 
+bool mentions_primary_only(std::string_view text) {
+  auto word_byte = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '$';
+  };
+  char lower[kMaxIdentifierBytes];
+  for (size_t i = 0; i < text.size();) {
+    if (!word_byte(text[i])) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && word_byte(text[end])) ++end;
+    const size_t n = end - i;
+    if (n <= sizeof(lower) && (text[i] == 'p' || text[i] == 'P')) {
+      for (size_t k = 0; k < n; ++k) lower[k] = ascii_lower(text[i + k]);
+      const FunctionEffect* e = kBuiltins.find(std::string_view(lower, n));
+      if (e != nullptr && *e == E::kPrimaryOnly) return true;
+    }
+    i = end;
+  }
+  return false;
+}
+
 void merge(Classification* total, const Classification& next) {
   if (next.statement_count == 0) return;
   if (total->statement_count == 0) {
     *total = next;
     return;
   }
+  // Before kind and session change: what each side needs mirrored besides primary-only calls.
+  const bool besides =
+      needs_mirror_besides_primary_only(*total) || needs_mirror_besides_primary_only(next);
+  total->primary_only = total->primary_only || next.primary_only;
+  total->primary_only_mixed = total->primary_only && besides;
   total->kind = std::max(total->kind, next.kind);
   if (next.txn != TxnControl::kNone) total->txn = next.txn;
   if (next.session != SessionOp::kNone) total->session = next.session;
@@ -232,6 +281,16 @@ void merge(Classification* total, const Classification& next) {
 }
 
 }  // namespace internal
+
+bool is_primary_only_function_oid(uint32_t oid) {
+  // pg_proc.dat OIDs of the primary-only built-ins above, as of PostgreSQL 15. Renamed functions
+  // kept their OIDs (pg_switch_xlog is pg_switch_wal's 2848); 2173 is pg_stop_backup() before 15.
+  static constexpr uint32_t kOids[] = {
+      2096, 2171, 2172, 2173, 2274, 2307, 2621, 2622, 2739, 2848, 3071, 3072, 3098, 3436,
+      3775, 3776, 3777, 3779, 3780, 3782, 3783, 3784, 3785, 3786, 3878, 4099, 4220, 4221,
+      4222, 4223, 4224, 4543, 6003, 6004, 6006, 6007, 6010, 6011, 6012, 6170, 6232};
+  return std::find(std::begin(kOids), std::end(kOids), oid) != std::end(kOids);
+}
 
 namespace {
 

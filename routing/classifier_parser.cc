@@ -47,6 +47,17 @@ class TreeWalker {
   void visit(uint32_t v, Facts* f);
   void visit_node(std::string_view type, uint32_t body, Facts* f);
   void function_call(uint32_t body, Facts* f);
+  // Column defaults (column_defaults.h) of the table a RangeVar-like object names, or nullptr.
+  const ColumnDefaults::Columns* flagged(uint32_t relation) const;
+  bool insert_uses_flagged_defaults(uint32_t body) const;
+  bool merge_uses_flagged_defaults(uint32_t body) const;
+  bool copy_uses_flagged_defaults(uint32_t body) const;
+  // Inserted columns (a list of ResTarget) and value rows (lists of expressions): is a flagged
+  // column left out, or given DEFAULT?
+  bool leaves_flagged_defaults(const ColumnDefaults::Columns& columns, uint32_t targets,
+                               const std::vector<uint32_t>& rows) const;
+  // SET column = DEFAULT for a flagged column (UPDATE, ON CONFLICT DO UPDATE, MERGE).
+  bool sets_flagged_default(const ColumnDefaults::Columns& columns, uint32_t targets) const;
   Classification statement(std::string_view type, uint32_t body);
   Classification transaction(uint32_t body);
   Classification variable_set(uint32_t body);
@@ -99,6 +110,16 @@ void TreeWalker::visit_node(std::string_view type, uint32_t body, Facts* f) {
   } else if (type == "InsertStmt") {
     f->write = true;
     if (t_.get(body, "cols") == kNone) f->may_use_defaults = true;
+    if (insert_uses_flagged_defaults(body)) f->volatile_defaults = true;
+  } else if (type == "UpdateStmt") {
+    f->write = true;
+    const ColumnDefaults::Columns* columns = flagged(t_.get(body, "relation"));
+    if (columns != nullptr && sets_flagged_default(*columns, t_.get(body, "targetList"))) {
+      f->volatile_defaults = true;
+    }
+  } else if (type == "MergeStmt") {
+    f->write = true;
+    if (merge_uses_flagged_defaults(body)) f->volatile_defaults = true;
   } else if (type == "MergeWhenClause") {
     if (str(body, "commandType") == "CMD_INSERT" && t_.get(body, "targetList") == kNone) {
       f->may_use_defaults = true;
@@ -146,6 +167,110 @@ void TreeWalker::function_call(uint32_t body, Facts* f) {
   if (f->session == SessionOp::kNone || f->session == SessionOp::kSetLocal) {
     f->session = local ? SessionOp::kSetLocal : SessionOp::kSet;
   }
+}
+
+const ColumnDefaults::Columns* TreeWalker::flagged(uint32_t relation) const {
+  if (opts_.catalog == nullptr || t_.type(relation) != Type::kObject) return nullptr;
+  const ColumnDefaults& defaults = opts_.catalog->column_defaults();
+  if (defaults.empty()) return nullptr;
+  return defaults.find(str(relation, "schemaname"), str(relation, "relname"));
+}
+
+bool TreeWalker::leaves_flagged_defaults(const ColumnDefaults::Columns& columns, uint32_t targets,
+                                         const std::vector<uint32_t>& rows) const {
+  // Without a column list the values fill the table's columns in order, which is not known here.
+  if (t_.type(targets) != Type::kArray) return true;
+  std::vector<int> position(columns.size(), -1);
+  int at = 0;
+  for (uint32_t c = t_.at(targets).first_child; c != kNone; c = t_.at(c).next, ++at) {
+    const int k = columns.index_of(str(t_.get(c, "ResTarget"), "name"));
+    if (k >= 0 && position[k] < 0) position[k] = at;
+  }
+  for (const int p : position) {
+    if (p < 0) return true;
+  }
+  for (const uint32_t row : rows) {
+    if (t_.type(row) != Type::kArray) continue;
+    int i = 0;
+    for (uint32_t v = t_.at(row).first_child; v != kNone; v = t_.at(v).next, ++i) {
+      if (t_.get(v, "SetToDefault") == kNone) continue;
+      if (std::find(position.begin(), position.end(), i) != position.end()) return true;
+    }
+  }
+  return false;
+}
+
+bool TreeWalker::sets_flagged_default(const ColumnDefaults::Columns& columns,
+                                      uint32_t targets) const {
+  if (t_.type(targets) != Type::kArray) return false;
+  for (uint32_t c = t_.at(targets).first_child; c != kNone; c = t_.at(c).next) {
+    const uint32_t target = t_.get(c, "ResTarget");
+    if (columns.index_of(str(target, "name")) < 0) continue;
+    uint32_t value = t_.get(target, "val");
+    // SET (a, b) = (DEFAULT, 1): this column's value is the colno-th of the row.
+    if (const uint32_t multi = t_.get(value, "MultiAssignRef"); multi != kNone) {
+      const uint32_t args = t_.get(t_.get(t_.get(multi, "source"), "RowExpr"), "args");
+      const std::string_view colno = t_.number(t_.get(multi, "colno"));
+      int n = 0;
+      for (char d : colno) n = (d >= '0' && d <= '9') ? n * 10 + (d - '0') : n;
+      value = t_.type(args) == Type::kArray ? t_.at(args).first_child : kNone;
+      for (int i = 1; i < n && value != kNone; ++i) value = t_.at(value).next;
+    }
+    if (t_.get(value, "SetToDefault") != kNone) return true;
+  }
+  return false;
+}
+
+bool TreeWalker::insert_uses_flagged_defaults(uint32_t body) const {
+  const ColumnDefaults::Columns* columns = flagged(t_.get(body, "relation"));
+  if (columns == nullptr) return false;
+  // The supplied values of identity columns are ignored; conservatively, of every flagged column.
+  if (str(body, "override") == "OVERRIDING_USER_VALUE") return true;
+  std::vector<uint32_t> rows;
+  const uint32_t values = t_.get(t_.get(t_.get(body, "selectStmt"), "SelectStmt"), "valuesLists");
+  if (t_.type(values) == Type::kArray) {
+    for (uint32_t r = t_.at(values).first_child; r != kNone; r = t_.at(r).next) {
+      rows.push_back(t_.get(t_.get(r, "List"), "items"));
+    }
+  }
+  if (leaves_flagged_defaults(*columns, t_.get(body, "cols"), rows)) return true;
+  const uint32_t conflict = t_.get(body, "onConflictClause");
+  return sets_flagged_default(*columns, t_.get(conflict, "targetList"));
+}
+
+bool TreeWalker::merge_uses_flagged_defaults(uint32_t body) const {
+  const ColumnDefaults::Columns* columns = flagged(t_.get(body, "relation"));
+  if (columns == nullptr) return false;
+  const uint32_t clauses = t_.get(body, "mergeWhenClauses");
+  if (t_.type(clauses) != Type::kArray) return false;
+  for (uint32_t c = t_.at(clauses).first_child; c != kNone; c = t_.at(c).next) {
+    const uint32_t clause = t_.get(c, "MergeWhenClause");
+    const std::string command = str(clause, "commandType");
+    if (command == "CMD_INSERT") {
+      if (str(clause, "override") == "OVERRIDING_USER_VALUE") return true;
+      if (leaves_flagged_defaults(*columns, t_.get(clause, "targetList"),
+                                  {t_.get(clause, "values")})) {
+        return true;
+      }
+    } else if (command == "CMD_UPDATE") {
+      if (sets_flagged_default(*columns, t_.get(clause, "targetList"))) return true;
+    }
+  }
+  return false;
+}
+
+bool TreeWalker::copy_uses_flagged_defaults(uint32_t body) const {
+  const ColumnDefaults::Columns* columns = flagged(t_.get(body, "relation"));
+  if (columns == nullptr) return false;
+  // Without a column list COPY FROM gives every column (but generated ones) a value.
+  const uint32_t list = t_.get(body, "attlist");
+  if (t_.type(list) != Type::kArray) return false;
+  std::vector<bool> listed(columns->size(), false);
+  for (uint32_t c = t_.at(list).first_child; c != kNone; c = t_.at(c).next) {
+    const int k = columns->index_of(string_node(c));
+    if (k >= 0) listed[k] = true;
+  }
+  return std::find(listed.begin(), listed.end(), false) != listed.end();
 }
 
 Classification TreeWalker::statement(uint32_t wrapper) {
@@ -244,10 +369,12 @@ Classification TreeWalker::copy(uint32_t body) {
   Facts f;
   visit(body, &f);
   // FROM loads rows; TO PROGRAM runs a command and TO 'file' writes on the server: primary only.
-  if (t_.is_true(t_.get(body, "is_from")) || t_.is_true(t_.get(body, "is_program")) ||
-      t_.get(body, "filename") != kNone) {
+  const bool from = t_.is_true(t_.get(body, "is_from"));
+  if (from || t_.is_true(t_.get(body, "is_program")) || t_.get(body, "filename") != kNone) {
+    if (from && copy_uses_flagged_defaults(body)) f.volatile_defaults = true;
     Classification c = single(StatementKind::kWrite);
     f.flags_into(&c);
+    c.primary_only_mixed = c.primary_only;
     return c;
   }
   const uint32_t query = t_.get(body, "query");
@@ -264,7 +391,11 @@ Classification TreeWalker::execute(uint32_t body) {
   }
   Facts f;
   visit(t_.get(body, "params"), &f);
-  if (f.write) c.kind = std::max(c.kind, StatementKind::kWrite);
+  if (f.primary_only) {
+    c.primary_only_mixed = internal::needs_mirror_besides_primary_only(c) || f.write;
+    c.primary_only = true;
+  }
+  if (f.write || f.primary_only) c.kind = std::max(c.kind, StatementKind::kWrite);
   c.nondeterministic = c.nondeterministic || f.nondeterministic;
   c.pins_session = c.pins_session || f.pins_session;
   c.session = SessionOp::kExecute;
@@ -337,6 +468,23 @@ Classification TreeWalker::statement(std::string_view type, uint32_t body) {
   } else if (type == "DoStmt" || type == "CallStmt") {
     c = single(StatementKind::kWrite);
     c.nondeterministic = true;  // a procedure body is opaque
+    if (type == "DoStmt") {
+      // A DO body that names pg_terminate_backend() may well call it: keep it off the mirror.
+      const uint32_t args = t_.get(body, "args");
+      for (uint32_t a = t_.type(args) == Type::kArray ? t_.at(args).first_child : kNone; a != kNone;
+           a = t_.at(a).next) {
+        const uint32_t def = t_.get(a, "DefElem");
+        if (str(def, "defname") == "as" &&
+            internal::mentions_primary_only(string_node(t_.get(def, "arg")))) {
+          c.primary_only = true;
+        }
+      }
+    } else {
+      Facts f;
+      visit(t_.get(t_.get(body, "funccall"), "args"), &f);
+      c.primary_only = f.primary_only;
+    }
+    c.primary_only_mixed = c.primary_only;  // what else the body or procedure does is unknown
   } else {
     // DDL, NOTIFY, LOCK, VACUUM, GRANT ...: writes. The walk still finds temporary objects and
     // nondeterministic expressions (CREATE TABLE AS SELECT random()).
@@ -345,8 +493,16 @@ Classification TreeWalker::statement(std::string_view type, uint32_t body) {
     // Not run now: a DEFAULT in CREATE TABLE or an INSERT in a rule's action.
     f.session = SessionOp::kNone;
     f.may_use_defaults = false;
+    f.volatile_defaults = false;
+    // Definitions store a primary-only call for later: the mirror needs the object all the same.
+    if (type == "ViewStmt" || type == "RuleStmt" || type == "CreateFunctionStmt" ||
+        type == "CreateTrigStmt" || type == "CreatePolicyStmt" || type == "AlterPolicyStmt" ||
+        type == "CreateStmt" || type == "CreateDomainStmt") {
+      f.primary_only = false;
+    }
     c = single(StatementKind::kWrite);
     f.flags_into(&c);
+    c.primary_only_mixed = c.primary_only;
   }
   c.used_parser = true;
   return c;

@@ -279,6 +279,12 @@ size_t clip_utf8(const char* data, size_t size) {
 }  // namespace
 
 bool normalize_identifier(const Token& token, Identifier* out) {
+  if (token.kind == TokenKind::kWord && token.text.size() <= kMaxIdentifierBytes) {
+    // The common case needs no clipping.
+    for (size_t i = 0; i < token.text.size(); ++i) out->data[i] = ascii_lower(token.text[i]);
+    out->size = token.text.size();
+    return true;
+  }
   // Build the whole name first (up to a bound), then clip as the server does.
   char buf[kMaxIdentifierBytes * 4 + 4];
   size_t len = 0;

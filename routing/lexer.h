@@ -80,7 +80,7 @@ inline constexpr size_t kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1
 // An identifier as the server stores it: bare words lowercased (ASCII only, as for UTF-8
 // databases), quotes removed and "" unescaped, truncated to 63 bytes on a UTF-8 boundary.
 struct Identifier {
-  std::array<char, kMaxIdentifierBytes + 1> data{};
+  std::array<char, kMaxIdentifierBytes + 1> data;  // only [0, size) is set: not cleared per use
   size_t size = 0;
   std::string_view view() const { return {data.data(), size}; }
 };

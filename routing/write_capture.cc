@@ -22,7 +22,17 @@ Classification WriteCapture::classify(std::string_view sql) {
   return routing::classify(sql, opts);
 }
 
-void WriteCapture::note(Request& r, const Classification& c, std::string_view sql) {
+void WriteCapture::note(Request& r, const Classification& c, std::string_view sql, bool executes) {
+  if (executes) {
+    // A PREPARE alone runs nothing: its flags are the prepared body's.
+    const bool prepares = c.session == SessionOp::kPrepare && !c.multi_statement;
+    if (c.primary_only && !prepares) {
+      r.primary_only = true;
+      r.besides_primary_only = r.besides_primary_only || c.primary_only_mixed;
+    } else if (c.kind != StatementKind::kRead) {
+      r.besides_primary_only = true;
+    }
+  }
   if (c.kind > r.kind) r.kind = c.kind;
   if (c.kind == StatementKind::kTransactionControl || c.txn != TxnControl::kNone) {
     r.txn_control = true;
@@ -92,7 +102,7 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
         as_request.txn = TxnControl::kNone;  // preparing BEGIN starts no transaction
         as_request.nondeterministic = false;
         as_request.may_use_defaults = false;
-        note(open_, as_request, p.query);
+        note(open_, as_request, p.query, false);
       }
       const bool mirror_needs = !p.name.empty() && c.kind != StatementKind::kRead;
       open_.statement_messages.emplace_back(mirror_needs ? std::string(message) : std::string());
@@ -118,6 +128,15 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
         if (!b.statement.empty() && c.kind != StatementKind::kRead) {
           open_.binds.emplace_back(b.statement);
         }
+        // A skipped request is logged: name it by its statement's text.
+        const std::string* parse = c.primary_only && open_.first_sql.empty() && !b.statement.empty()
+                                       ? parse_message(b.statement)
+                                       : nullptr;
+        protocol::Parse p;
+        if (parse != nullptr &&
+            protocol::decode(std::string_view(*parse).substr(protocol::kHeaderSize), p)) {
+          open_.first_sql.assign(p.query.substr(0, options_.max_sql_in_unit));
+        }
       }
       note(open_, c, {});
       return;
@@ -134,7 +153,7 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
         // Closing must reach the mirror too, or a later Parse of the same name fails there.
         Classification state;
         state.kind = StatementKind::kSessionState;
-        note(open_, state, {});
+        note(open_, state, {}, false);
       }
       return;
     }
@@ -157,6 +176,11 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
       r.bytes.append(message);
       r.kind = StatementKind::kUnknown;  // a fast-path call can do anything
       r.responses = 1;
+      protocol::FunctionCall call;
+      if (protocol::decode(body, call) && is_primary_only_function_oid(call.function_oid)) {
+        r.primary_only = true;
+        r.first_sql = "fast-path call of function " + std::to_string(call.function_oid);
+      }
       close_request(std::move(r));
       return;
     }
@@ -209,6 +233,8 @@ void WriteCapture::absorb(Request& into, Request&& from) {
   into.session_state |= from.session_state;
   into.txn_control |= from.txn_control;
   into.nondeterministic |= from.nondeterministic;
+  into.primary_only |= from.primary_only;
+  into.besides_primary_only |= from.besides_primary_only;
   for (auto& b : from.binds) into.binds.push_back(std::move(b));
   for (auto& o : from.outcomes) into.outcomes.push_back(std::move(o));
   for (auto& op : from.statement_ops) into.statement_ops.push_back(std::move(op));
@@ -259,9 +285,10 @@ bool WriteCapture::on_backend(const protocol::Header& header, std::string_view b
         absorb(r, std::move(inflight_.front()));
         inflight_.pop_front();
       }
+      skipped_now_ = false;
       finish_request(std::move(r), z.status, now);
       txn_status_ = z.status;
-      return !released_.empty();
+      return !released_.empty() || skipped_now_;
     }
     default:
       return false;
@@ -316,15 +343,22 @@ void WriteCapture::finish_request(Request&& r, char status,
 
   const bool was_in_txn = txn_status_ != 'I';
   const bool now_in_txn = status != 'I';
+  const bool primary_only = r.primary_only;
+  if (primary_only) skip_primary_only(r, was_in_txn || now_in_txn);
   const bool mirrorable = r.kind != StatementKind::kRead;
   if (!mirrorable) {
-    ++stats_.skipped_read;
+    if (!primary_only) ++stats_.skipped_read;
     if (was_in_txn && !now_in_txn) {
       // A read ended the transaction (say, an implicit rollback): decide on what was held.
-      if (!txn_.empty()) ++stats_.skipped_rollback;
-      release_statements(txn_, now);
+      if (txn_primary_only_) {
+        end_transaction_unmirrored(now);
+      } else {
+        if (!txn_.empty()) ++stats_.skipped_rollback;
+        release_statements(txn_, now);
+      }
       txn_.clear();
       mirror_in_txn_ = false;
+      txn_primary_only_ = false;
     }
     return;
   }
@@ -347,7 +381,7 @@ void WriteCapture::finish_request(Request&& r, char status,
   if (now_in_txn) {
     // BEGIN, or a statement inside the transaction (failed ones too: the mirror must reach the
     // same state through the same ROLLBACK TO SAVEPOINT).
-    const bool committed_midway = r.txn_control && commits(r.outcomes);
+    const bool committed_midway = r.txn_control && commits(r.outcomes) && !txn_primary_only_;
     txn_.push_back(std::move(r));
     if (committed_midway) {
       // COMMIT AND CHAIN, or "COMMIT; BEGIN; ..." in one request: what came before is committed.
@@ -361,15 +395,63 @@ void WriteCapture::finish_request(Request&& r, char status,
   }
   // The transaction ended in this request.
   const bool committed = commits(r.outcomes) || mirror_in_txn_;
-  mirror_in_txn_ = false;
   txn_.push_back(std::move(r));
-  if (committed) {
+  if (txn_primary_only_) {
+    end_transaction_unmirrored(now);
+  } else if (committed) {
     release(txn_, now);
   } else {
     ++stats_.skipped_rollback;
     release_statements(txn_, now);
   }
   txn_.clear();
+  mirror_in_txn_ = false;
+  txn_primary_only_ = false;
+}
+
+void WriteCapture::skip_primary_only(Request& r, bool in_transaction) {
+  ++stats_.skipped_primary_only;
+  skipped_now_ = true;
+  const bool lost = r.besides_primary_only;
+  // Applying the rest of the transaction without this request would leave the mirror with part of
+  // what the primary committed whole; leaving all of it out keeps the mirror at a state the
+  // primary had (and the loss is reported, for verify/repair).
+  if (lost && in_transaction) txn_primary_only_ = true;
+  if (skips_.size() < kMaxPendingSkips) skips_.push_back({r.first_sql, lost});
+  // What still reaches the mirror of it: the named statements it prepared or closed.
+  Request kept;
+  const size_t done = std::min<size_t>(r.statement_completions, r.statement_messages.size());
+  for (size_t i = 0; i < done; ++i) kept.bytes += r.statement_messages[i];
+  if (kept.bytes.empty()) {
+    kept.kind = StatementKind::kRead;
+  } else {
+    protocol::encode(kept.bytes, protocol::Sync{});
+    kept.responses = 1;
+    kept.kind = StatementKind::kSessionState;
+    kept.session_state = true;
+  }
+  kept.statement_messages = std::move(r.statement_messages);
+  kept.statement_completions = r.statement_completions;
+  kept.first_sql = std::move(r.first_sql);
+  r = std::move(kept);
+}
+
+// A transaction holding a request that mixes primary-only calls with writes ended: only its
+// completed Parse and Close messages reach the mirror. If a unit already opened the transaction
+// there (COMMIT AND CHAIN), it is rolled back: what followed it on the primary never arrives.
+void WriteCapture::end_transaction_unmirrored(std::chrono::steady_clock::time_point now) {
+  release_statements(txn_, now);
+  if (!mirror_in_txn_) return;
+  Request rollback;
+  protocol::encode(rollback.bytes, protocol::Query{"ROLLBACK"});
+  rollback.responses = 1;
+  rollback.kind = StatementKind::kTransactionControl;
+  rollback.txn_control = true;
+  rollback.outcomes.push_back(Outcome{"ROLLBACK", {}});
+  rollback.first_sql = "ROLLBACK";
+  std::vector<Request> one;
+  one.push_back(std::move(rollback));
+  release(one, now);
 }
 
 void WriteCapture::release(std::vector<Request>& requests,
@@ -396,6 +478,7 @@ void WriteCapture::release(std::vector<Request>& requests,
   // The proxy replays session-state units on a new mirror connection and before journal entries:
   // a unit that also changes data must not be one, or its writes would be applied twice.
   u.session_state = state && !writes;
+  u.writes = writes;
   u.transaction = txn_control;
   u.primary_done = now;
   ++stats_.released;
@@ -426,6 +509,12 @@ void WriteCapture::release_statements(const std::vector<Request>& requests,
 std::vector<MirrorUnit> WriteCapture::take() {
   std::vector<MirrorUnit> out;
   out.swap(released_);
+  return out;
+}
+
+std::vector<PrimaryOnlySkip> WriteCapture::take_skips() {
+  std::vector<PrimaryOnlySkip> out;
+  out.swap(skips_);
   return out;
 }
 

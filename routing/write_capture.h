@@ -16,9 +16,18 @@
 // that transaction is released however it ends. Named prepared statements are not transactional:
 // the Parse and Close messages the primary completed in a request or transaction that is not
 // released still reach the mirror, alone.
+//
+// Primary-only calls (pg_terminate_backend(pid) ...: Classification::primary_only) never reach the
+// mirror, where they would act on another server's backends. A request making them is not
+// mirrored (its Parse and Close messages aside) and is reported by take_skips(). A request cannot
+// be mirrored in part (the extended protocol and a single statement cannot be split), so when it
+// also writes, changes session state or controls a transaction, that is lost to the mirror; inside
+// an explicit transaction, all of the transaction is then left out rather than applying it in part,
+// so that the mirror never holds half of a transaction the primary committed whole.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -50,6 +59,7 @@ struct MirrorUnit {
   bool session_state = false;      // contains SET/RESET/DISCARD/PREPARE/...: part of session context
   bool transaction = false;        // an explicit transaction, BEGIN..COMMIT
   bool nondeterministic = false;   // now(), random(), nextval(), serial defaults...
+  bool writes = false;             // changes data (not only session state or transaction control)
   std::string first_sql;           // for logs: the first statement text, truncated
   std::chrono::steady_clock::time_point primary_done{};  // when the primary answered
 };
@@ -59,6 +69,15 @@ struct CaptureStats {
   uint64_t skipped_rollback = 0;  // transactions or autocommit writes the primary rolled back
   uint64_t skipped_read = 0;      // read requests (never mirrored)
   uint64_t nondeterministic = 0;  // released units flagged nondeterministic
+  uint64_t skipped_primary_only = 0;  // requests not mirrored: they call primary-only functions
+};
+
+// A request left off the mirror because it calls primary-only functions.
+struct PrimaryOnlySkip {
+  std::string first_sql;  // truncated like MirrorUnit::first_sql
+  // It also wrote, changed session state or controlled a transaction: that is missing on the
+  // mirror, and so is the rest of the explicit transaction around it (worth a warning).
+  bool lost_writes = false;
 };
 
 class WriteCapture {
@@ -73,11 +92,16 @@ class WriteCapture {
   // A whole frontend message as it was forwarded (type byte and length included).
   void on_frontend(const protocol::Header& header, std::string_view message);
   // A backend message (body only is enough: only C, E, Z, 1, 3 and G are read).
-  // `now` stamps released units. Returns true when units were released (take them with take()).
+  // `now` stamps released units. Returns true when units were released or requests skipped as
+  // primary-only (take them with take() and take_skips()).
   bool on_backend(const protocol::Header& header, std::string_view body,
                   std::chrono::steady_clock::time_point now);
 
   std::vector<MirrorUnit> take();  // released units, in release order
+  // Requests skipped as primary-only since the last call, oldest first; at most kMaxPendingSkips
+  // are kept (stats().skipped_primary_only counts them all).
+  std::vector<PrimaryOnlySkip> take_skips();
+  static constexpr size_t kMaxPendingSkips = 64;
 
   bool in_transaction() const { return txn_status_ != 'I'; }
   // Requests forwarded to the primary whose ReadyForQuery has not come back yet.
@@ -86,6 +110,10 @@ class WriteCapture {
   const PreparedStatements& prepared() const { return prepared_; }
   // The Parse message of a named statement, as the client sent it (for journal entries).
   const std::string* parse_message(std::string_view name) const;
+  // Every named statement's Parse message (name -> bytes): a primary flip prepares them all.
+  const std::unordered_map<std::string, std::string>& parse_messages() const {
+    return parse_messages_;
+  }
 
  private:
   // What a request does to the session's named statements, in message order.
@@ -103,6 +131,8 @@ class WriteCapture {
     bool session_state = false;
     bool txn_control = false;
     bool nondeterministic = false;
+    bool primary_only = false;          // executes a primary-only call
+    bool besides_primary_only = false;  // executes something else the mirror needs
     bool synced = false;        // an extended-protocol batch ended by its Sync
     bool sync_ignored = false;  // ... whose Sync the server ignored: COPY IN started
     std::vector<std::string> binds;
@@ -118,7 +148,8 @@ class WriteCapture {
 
   Classification classify(std::string_view sql);
   const Classification* find_statement(std::string_view name) const;
-  void note(Request& r, const Classification& c, std::string_view sql);
+  // `executes`: a Query or a Bind runs `c`; a Parse or Close only names a statement.
+  void note(Request& r, const Classification& c, std::string_view sql, bool executes = true);
   void close_request(Request&& r);
   Request* answering();
   static void absorb(Request& into, Request&& from);
@@ -126,6 +157,8 @@ class WriteCapture {
   void release(std::vector<Request>& requests, std::chrono::steady_clock::time_point now);
   void release_statements(const std::vector<Request>& requests,
                           std::chrono::steady_clock::time_point now);
+  void skip_primary_only(Request& r, bool in_transaction);
+  void end_transaction_unmirrored(std::chrono::steady_clock::time_point now);
 
   Options options_;
   Request open_;                  // extended-protocol batch being built (until Sync)
@@ -134,10 +167,15 @@ class WriteCapture {
   std::vector<Request> txn_;      // requests of the current explicit transaction
   char txn_status_ = 'I';
   bool mirror_in_txn_ = false;    // a released unit left the mirror inside the current transaction
+  // The current transaction holds a request mixing primary-only calls with what the mirror needs:
+  // none of the transaction is mirrored.
+  bool txn_primary_only_ = false;
   PreparedStatements prepared_;
   std::unordered_map<std::string, std::string> parse_messages_;  // name -> Parse bytes
   Classification unnamed_;        // the unnamed statement's classification
   std::vector<MirrorUnit> released_;
+  std::vector<PrimaryOnlySkip> skips_;
+  bool skipped_now_ = false;  // a request was skipped as primary-only in this on_backend()
   CaptureStats stats_;
 };
 

@@ -697,6 +697,63 @@ TEST_F(MirrorTest, VolatilityLearnedFromTheCatalogMakesASelectAWrite) {
   nondeterministic_scenario(p, db);
 }
 
+// A serial column left to its default gets another value from new's own sequence: with the
+// catalog's column defaults, an INSERT that omits it counts as nondeterministic; one that lists
+// every column with constants does not.
+TEST_F(MirrorTest, SerialDefaultBehindAColumnListIsCountedAsNondeterministic) {
+  std::string db = make_db("serial", "CREATE TABLE items (id serial PRIMARY KEY, name text)");
+  ProxyProcess& p = start_mirror_proxy(
+      {}, "\n[classifier]\ncatalog_user = \"postgres\"\ncatalog_database = \"" + db + "\"\n");
+  ASSERT_TRUE(poll_until(
+      [&] { return p.log_text().find("function volatility learned") != std::string::npos; },
+      milliseconds(60000), milliseconds(100)))
+      << "the catalog was not loaded; log:\n"
+      << tail(p.log_text());
+  EXPECT_NE(p.log_text().find("column defaults learned"), std::string::npos) << tail(p.log_text());
+  ConnPtr c = client(p, db);
+  const MirrorCounters before = counters(p);
+  exec(c.get(), "INSERT INTO items (id, name) VALUES (1000, 'explicit')");
+  wait_marker(db, "SELECT count(*) FROM items WHERE id = 1000", p);
+  if (HasFatalFailure()) return;
+  const MirrorCounters explicit_columns = counters(p);
+  EXPECT_EQ(explicit_columns.nondeterministic, before.nondeterministic)
+      << explicit_columns.describe();
+  exec(c.get(), "INSERT INTO items (name) VALUES ('serial')");
+  wait_marker(db, "SELECT count(*) FROM items WHERE name = 'serial'", p);
+  if (HasFatalFailure()) return;
+  const MirrorCounters after = counters(p);
+  EXPECT_EQ(after.nondeterministic - before.nondeterministic, 1) << after.describe();
+  EXPECT_EQ(after.divergences, 0) << after.describe();
+}
+
+// pg_terminate_backend(pid) acts on the server it runs on: mirrored, it would end whatever
+// backend has that pid on new. A backend on new, whose pid the client names, survives.
+TEST_F(MirrorTest, TerminateBackendIsNotMirrored) {
+  std::string db = make_db("terminate", "CREATE TABLE t (id int PRIMARY KEY)");
+  ProxyProcess& p = start_mirror_proxy();
+  ConnPtr bystander = connect(new_cluster().conninfo(db));
+  const std::string pid = query_value(bystander.get(), "SELECT pg_backend_pid()");
+  ConnPtr c = client(p, db);
+  // On old that pid is most likely no backend (a warning and false), or one of old's own.
+  exec(c.get(), "SELECT pg_terminate_backend(" + pid + ") FROM pg_stat_activity WHERE pid = " +
+                    pid + " AND datname = current_database()");
+  {
+    const std::string sql = "SELECT pg_cancel_backend($1::int)";
+    const char* values[] = {pid.c_str()};
+    ResultPtr r(PQexecParams(c.get(), sql.c_str(), 1, nullptr, values, nullptr, nullptr, 0));
+    EXPECT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
+  }
+  exec(c.get(), "SELECT pg_terminate_backend(" + pid + ")");
+  exec(c.get(), "INSERT INTO t VALUES (1)");
+  wait_marker(db, "SELECT count(*) FROM t WHERE id = 1", p);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(query_value(bystander.get(), "SELECT 42"), "42")
+      << "the backend on new was terminated through the mirror";
+  const MirrorCounters after = counters(p);
+  EXPECT_EQ(after.divergences, 0) << after.describe();
+  EXPECT_EQ(after.journaled + after.failed, 0) << after.describe();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. new stopped mid-run: clients see nothing; the journal gets the rest; replay repairs.
 

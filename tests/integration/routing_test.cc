@@ -191,9 +191,13 @@ TEST_F(RoutingTest, TransactionsWritesAndPinnedSessionsStayOnThePrimary) {
     // A named statement, prepared where the session's state lives, is routed too.
     ResultPtr prep(PQprepare(c.get(), "who", "SELECT v FROM whoami", 0, nullptr));
     ASSERT_EQ(PQresultStatus(prep.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
-    ResultPtr r(PQexecPrepared(c.get(), "who", 0, nullptr, nullptr, nullptr, 0));
-    ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
-    EXPECT_EQ(std::string(PQgetvalue(r.get(), 0, 0)), "new");
+    std::string who;
+    EXPECT_TRUE(poll_until([&] {
+      ResultPtr r(PQexecPrepared(c.get(), "who", 0, nullptr, nullptr, nullptr, 0));
+      EXPECT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
+      who = PQresultStatus(r.get()) == PGRES_TUPLES_OK ? PQgetvalue(r.get(), 0, 0) : "error";
+      return who == "new";
+    }, kDeadline)) << who;
     // A transaction stays on one target: the primary.
     exec(c.get(), "BEGIN");
     EXPECT_EQ(whoami(c.get()), "old");
@@ -203,10 +207,15 @@ TEST_F(RoutingTest, TransactionsWritesAndPinnedSessionsStayOnThePrimary) {
     EXPECT_EQ(whoami(c.get()), "old");
     exec(c.get(), "COMMIT");
     EXPECT_EQ(whoami(c.get()), "new");
-    // A SET reaches the routed reads too.
+    // A SET reaches the routed reads too: the mirror applies it (asynchronously: until then reads
+    // stay on the primary), and a read served by new never misses it.
     exec(c.get(), "SET application_name = 'routed-app'");
-    EXPECT_EQ(query_value(c.get(), "SELECT current_setting('application_name') || '@' || v FROM whoami"),
-              "routed-app@new");
+    std::string seen;
+    EXPECT_TRUE(poll_until([&] {
+      seen = query_value(c.get(), "SELECT current_setting('application_name') || '@' || v FROM whoami");
+      EXPECT_EQ(seen.substr(0, seen.find('@')), "routed-app");
+      return seen == "routed-app@new";
+    }, kDeadline)) << seen;
     // Without mirroring, new never gets this write: the session's reads stay on the primary.
     exec(c.get(), "INSERT INTO t VALUES (1, 'x')");
     EXPECT_EQ(whoami(c.get()), "old");

@@ -97,6 +97,8 @@ TEST(ClassifierAgreement, LexerAndParserAgreeOnKindForLexerDecidedRows) {
     EXPECT_EQ(parsed.nondeterministic, lexed.nondeterministic);
     EXPECT_EQ(parsed.may_use_defaults, lexed.may_use_defaults);
     EXPECT_EQ(parsed.pins_session, lexed.pins_session);
+    EXPECT_EQ(parsed.primary_only, lexed.primary_only);
+    EXPECT_EQ(parsed.primary_only_mixed, lexed.primary_only_mixed);
     EXPECT_EQ(parsed.statement_count, lexed.statement_count);
   }
 }

@@ -16,6 +16,8 @@ enum Flag : uint8_t {
   kD = 2,  // may_use_defaults
   kP = 4,  // pins_session
   kM = 8,  // multi_statement
+  kO = 16,  // primary_only
+  kX = 32,  // primary_only_mixed
 };
 enum class Path : uint8_t { kAny, kLexer, kParser };
 
@@ -238,7 +240,7 @@ inline constexpr Row kRows[] = {
     {"SELECT 1 FROM t WHERE f(x)", W, kN, P},
     {"SELECT ñextval('s')", W, kN, P},
     {"SELECT txid_current()", W, 0, P},
-    {"SELECT pg_terminate_backend(123)", W, 0, P},
+    {"SELECT pg_terminate_backend(123)", W, kO, P},
     {"SELECT dblink_exec('conn', 'DELETE FROM t')", W, 0, P},
     {"TABLE t; SELECT nextval('s')", W, kN | kM, A},
     {"SELECT set_config('search_path', 'x', false)", S, 0, P, kNoTxn, Op::kSet},
@@ -503,6 +505,69 @@ inline constexpr Row kRows[] = {
     {"SELECT (1; DELETE FROM t", U, 0, P},
     {"DELETE", W, 0, L},
     {"SELECT 1 FROM t WHERE a = (SELECT 1", R, 0, L},
+    // --- Primary-only calls: they act on the server they run on and never reach the mirror.
+    {"SELECT pg_terminate_backend(12345)", W, kO, P},
+    {"select PG_CANCEL_BACKEND(42)", W, kO, P},
+    {"SELECT pg_catalog.pg_cancel_backend(42)", W, kO, P},
+    {"SELECT \"pg_cancel_backend\"(42)", W, kO, P},
+    {"SELECT \"pg_catalog\".pg_terminate_backend(42, 5000)", W, kO, P},
+    {"SELECT myschema.pg_cancel_backend(42)", W, kN, P},  // not the built-in
+    {"SELECT \"PG_CANCEL_BACKEND\"(42)", W, kN, P},       // not the built-in either
+    {"SELECT pg_reload_conf()", W, kO, P},
+    {"SELECT pg_rotate_logfile()", W, kO, P},
+    {"SELECT pg_promote(true, 60)", W, kO, P},
+    {"SELECT pg_switch_wal()", W, kO, P},
+    {"SELECT pg_create_restore_point('before-migration')", W, kO, P},
+    {"SELECT pg_log_backend_memory_contexts(pg_backend_pid())", W, kO, P},
+    {"SELECT pg_wal_replay_pause()", W, kO, P},
+    {"SELECT pg_backup_start('label')", W, kO, P},
+    {"SELECT pg_stat_reset()", W, kO, P},
+    {"SELECT * FROM pg_create_logical_replication_slot('s', 'pgoutput')", W, kO, P},
+    {"SELECT pg_drop_replication_slot('s')", W, kO, P},
+    {"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+     "WHERE datname = 'app' AND pid <> pg_backend_pid()", W, kO, P},
+    {"SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE state = 'idle'", W, kO, P},
+    {"VALUES (pg_reload_conf())", W, kO, P},
+    {"(SELECT pg_reload_conf())", W, kO, P},
+    {"SELECT pg_sleep(1), pg_cancel_backend(42)", W, kN | kO, P},
+    {"SELECT 1; SELECT pg_reload_conf()", W, kO | kM, P},
+    {"COPY (SELECT pg_cancel_backend(42)) TO STDOUT", W, kO, P},
+    {"DECLARE c CURSOR FOR SELECT pg_cancel_backend(42)", W, kO, P, kNoTxn, Op::kCursor},
+    {"EXPLAIN ANALYZE SELECT pg_terminate_backend(42)", W, kO, P},
+    {"PREPARE kill (int) AS SELECT pg_terminate_backend($1)", S, kO, P, kNoTxn, Op::kPrepare},
+    // ... and with something the mirror needs: that is lost to it.
+    {"SELECT pg_cancel_backend(42), nextval('s')", W, kN | kO | kX, P},
+    {"SELECT pg_cancel_backend(42), set_config('a', 'b', false)", W, kO | kX, P, kNoTxn, Op::kSet},
+    {"SELECT pg_cancel_backend(42) FROM t FOR UPDATE", W, kO | kX, P},
+    {"WITH d AS (DELETE FROM sessions RETURNING pid) SELECT pg_terminate_backend(pid) FROM d", W,
+     kO | kX, P},
+    {"INSERT INTO t (a) VALUES (pg_cancel_backend(42))", W, kO | kX, L},
+    {"INSERT INTO audit (ok) SELECT pg_terminate_backend(pid) FROM pg_stat_activity", W, kO | kX,
+     L},
+    {"UPDATE t SET a = pg_reload_conf()", W, kO | kX, L},
+    {"DELETE FROM t WHERE pg_cancel_backend(a)", W, kO | kX, L},
+    {"DELETE FROM t; SELECT pg_reload_conf()", W, kO | kX | kM, P},
+    {"SELECT pg_reload_conf(); DELETE FROM t", W, kO | kX | kM, P},
+    {"BEGIN; SELECT pg_reload_conf(); COMMIT", W, kO | kX | kM, P, Tx::kCommit},
+    {"SET search_path = app; SELECT pg_cancel_backend(42)", W, kO | kX | kM, P, kNoTxn, Op::kSet},
+    {"CREATE TABLE killed AS SELECT pg_terminate_backend(pid) FROM pg_stat_activity", W, kO | kX,
+     P},
+    {"DO $$ BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity; END $$", W,
+     kN | kO | kX, L},
+    {"DO 'BEGIN PERFORM PG_RELOAD_CONF(); END'", W, kN | kO | kX, L},
+    {"CALL p(pg_cancel_backend(42))", W, kN | kO | kX, L},
+    {"EXECUTE p(pg_cancel_backend(42))", U, kO | kX, L, kNoTxn, Op::kExecute},
+    // Named, not called; stored for later; not run at all.
+    {"SELECT pg_terminate_backend FROM t", R, 0, L},
+    {"SELECT * FROM pg_stat_activity WHERE query NOT LIKE '%pg_terminate_backend(%'", R, 0, L},
+    {"SELECT 'SELECT pg_reload_conf()'", R, 0, L},
+    {"SELECT 1 -- pg_terminate_backend(42)", R, 0, L},
+    {"EXPLAIN SELECT pg_terminate_backend(42)", R, 0, L},
+    {"CREATE VIEW killers AS SELECT pg_cancel_backend(pid) FROM pg_stat_activity", W, 0, P},
+    {"CREATE FUNCTION kill(p int) RETURNS bool LANGUAGE sql RETURN pg_terminate_backend(p)", W, 0,
+     P},
+    {"DO $$ BEGIN RAISE NOTICE 'pg_stat_activity'; END $$", W, kN, L},
+    {"SELECT set_config('search_path', 'app', false)", S, 0, P, kNoTxn, Op::kSet},
 };
 // clang-format on
 

@@ -15,8 +15,10 @@ namespace {
 using table::kD;
 using table::kM;
 using table::kN;
+using table::kO;
 using table::kP;
 using table::kRows;
+using table::kX;
 using table::Path;
 using table::Row;
 
@@ -26,6 +28,8 @@ std::string describe(const Classification& c) {
   if (c.may_use_defaults) s += " may_use_defaults";
   if (c.pins_session) s += " pins_session";
   if (c.multi_statement) s += " multi_statement";
+  if (c.primary_only) s += " primary_only";
+  if (c.primary_only_mixed) s += " primary_only_mixed";
   if (c.used_parser) s += " used_parser";
   if (c.txn != TxnControl::kNone) s += " txn=" + std::string(to_string(c.txn));
   if (c.session != SessionOp::kNone) s += " session=" + std::string(to_string(c.session));
@@ -50,6 +54,8 @@ TEST(ClassifierTable, EveryRow) {
     EXPECT_EQ(c.may_use_defaults, (row.flags & kD) != 0);
     EXPECT_EQ(c.pins_session, (row.flags & kP) != 0);
     EXPECT_EQ(c.multi_statement, (row.flags & kM) != 0);
+    EXPECT_EQ(c.primary_only, (row.flags & kO) != 0);
+    EXPECT_EQ(c.primary_only_mixed, (row.flags & kX) != 0);
     EXPECT_EQ(c.txn, row.txn);
     EXPECT_EQ(c.session, row.session);
     if (row.path == Path::kLexer) {
@@ -58,6 +64,36 @@ TEST(ClassifierTable, EveryRow) {
       EXPECT_TRUE(c.used_parser);
     }
   }
+}
+
+TEST(ClassifierTable, PrimaryOnlyIsNeverRoutableAsARead) {
+  // Routing keeps writes on the primary: a primary-only statement must be one, whatever the
+  // configured function lists say.
+  FunctionLists lists;
+  lists.read_only.add("pg_cancel_backend");
+  lists.read_only.add("pg_catalog.pg_reload_conf");
+  ClassifierOptions opts;
+  opts.functions = &lists;
+  opts.unknown_function_is_write = false;
+  for (std::string_view sql : {"SELECT pg_cancel_backend(42)", "SELECT pg_reload_conf()",
+                               "SELECT pg_catalog.pg_cancel_backend(42)"}) {
+    const Classification c = classify(sql, opts);
+    EXPECT_EQ(c.kind, StatementKind::kWrite) << sql;
+    EXPECT_TRUE(c.primary_only) << sql;
+    EXPECT_FALSE(c.pins_session) << sql;
+  }
+  for (const Row& row : kRows) {
+    if ((row.flags & kO) == 0 || row.session == SessionOp::kPrepare) continue;
+    EXPECT_GE(classify(row.sql, ClassifierOptions{}).kind, StatementKind::kWrite) << row.sql;
+  }
+}
+
+TEST(ClassifierTable, PrimaryOnlyFunctionOids) {
+  EXPECT_TRUE(is_primary_only_function_oid(2096));   // pg_terminate_backend
+  EXPECT_TRUE(is_primary_only_function_oid(2171));   // pg_cancel_backend
+  EXPECT_TRUE(is_primary_only_function_oid(2621));   // pg_reload_conf
+  EXPECT_FALSE(is_primary_only_function_oid(955));   // lowrite
+  EXPECT_FALSE(is_primary_only_function_oid(2026));  // pg_backend_pid
 }
 
 TEST(ClassifierTable, NothingIsEverClassifiedMoreLeniently) {

@@ -360,8 +360,10 @@ class Driver {
       }
       const bool released = capture.on_backend(m.header, m.body, now);
       auto units = capture.take();
-      EXPECT_EQ(released, !units.empty());
+      auto skips = capture.take_skips();
+      EXPECT_EQ(released, !units.empty() || !skips.empty());
       for (auto& u : units) this->units.push_back(std::move(u));
+      for (auto& k : skips) this->skips.push_back(std::move(k));
     }
   }
   void run(const std::vector<Step>& steps) {
@@ -371,6 +373,7 @@ class Driver {
   WriteCapture capture;
   Clock::time_point now = kNow;
   std::vector<MirrorUnit> units;
+  std::vector<PrimaryOnlySkip> skips;
   size_t ready_seen = 0;
   size_t ready_unmatched = 0;
 };
@@ -394,6 +397,7 @@ struct Case {
   std::vector<ExpectedUnit> units;
   CaptureStats stats;
   bool in_transaction = false;  // after the last step
+  std::vector<PrimaryOnlySkip> skips = {};
 };
 
 std::vector<Step> operator+(std::vector<Step> a, const std::vector<Step>& b) {
@@ -406,12 +410,13 @@ std::vector<Step> operator+(std::vector<Step> a, Step b) {
 }
 
 CaptureStats stats(uint64_t released, uint64_t skipped_rollback, uint64_t skipped_read,
-                   uint64_t nondeterministic = 0) {
+                   uint64_t nondeterministic = 0, uint64_t skipped_primary_only = 0) {
   CaptureStats s;
   s.released = released;
   s.skipped_rollback = skipped_rollback;
   s.skipped_read = skipped_read;
   s.nondeterministic = nondeterministic;
+  s.skipped_primary_only = skipped_primary_only;
   return s;
 }
 
@@ -1371,10 +1376,183 @@ std::vector<Case> other_cases() {
   return c;
 }
 
+// Primary-only calls (pg_terminate_backend(pid) ...) never reach the mirror: requests making only
+// them are skipped (their named-statement messages aside); one that also writes is skipped with
+// what it writes, and inside an explicit transaction the whole transaction is.
+std::vector<Case> primary_only_cases() {
+  std::vector<Case> c;
+  constexpr std::string_view kKill = "SELECT pg_terminate_backend(12345)";
+  constexpr std::string_view kKillParam = "SELECT pg_terminate_backend($1)";
+  const std::string insert_and_cancel = std::string(kInsert) + "; SELECT pg_cancel_backend(42)";
+  c.push_back({"TerminateBackendIsNotMirrored",
+               exchange(query(kKill), rows("t", 'I')),
+               {},
+               stats(0, 0, 0, 0, 1),
+               false,
+               {{std::string(kKill), false}}});
+  c.push_back({"FailedTerminateBackendIsNotMirroredEither",
+               exchange(query(kKill), failed("42501", 'I')),
+               {},
+               stats(0, 0, 0, 0, 1),
+               false,
+               {{std::string(kKill), false}}});
+  c.push_back({"ReloadConfInMixedCase",
+               exchange(query("select PG_CATALOG.PG_RELOAD_CONF()"), rows("t", 'I')),
+               {},
+               stats(0, 0, 0, 0, 1),
+               false,
+               {{"select PG_CATALOG.PG_RELOAD_CONF()", false}}});
+  c.push_back({"UnnamedStatementExtendedProtocol",
+               exchange(query_params(kKillParam, {"12345"}),
+                        parse_complete() + bind_complete() + row_description("v") + data_row("t") +
+                            command_complete("SELECT 1") + ready('I')),
+               {},
+               stats(0, 0, 0, 0, 1),
+               false,
+               {{std::string(kKillParam), false}}});
+  // The named statement's Parse still reaches the mirror (a later Close or Parse of the same name
+  // must find it there), its execution does not.
+  c.push_back({"NamedStatementPreparedAndExecutedInOneBatch",
+               exchange(parse("kill", kKillParam) + bind_msg("", "kill", {"12345"}) + execute() +
+                            sync_msg(),
+                        parse_complete() + bind_complete() + data_row("t") +
+                            command_complete("SELECT 1") + ready('I')),
+               {{.bytes = parse("kill", kKillParam) + sync_msg(), .session_state = true}},
+               stats(1, 0, 0, 0, 1),
+               false,
+               {{std::string(kKillParam), false}}});
+  c.push_back(
+      {"NamedStatementPreparedThenExecuted",
+       exchange(prepare("kill", kKillParam), prepare_done('I')) +
+           exchange(query_prepared("kill", {"12345"}), prepared_rows("t", 'I')) +
+           exchange(close_msg(proto::kTargetStatement, "kill") + sync_msg(),
+                    close_complete() + ready('I')),
+       {{.bytes = prepare("kill", kKillParam), .session_state = true},
+        {.bytes = close_msg(proto::kTargetStatement, "kill") + sync_msg(), .session_state = true}},
+       stats(2, 0, 0, 0, 1),
+       false,
+       {{std::string(kKillParam), false}}});
+  c.push_back(
+      {"SqlPrepareIsMirroredItsExecuteIsNot",
+       exchange(query("PREPARE kill (int) AS SELECT pg_terminate_backend($1)"),
+                done("PREPARE", 'I')) +
+           exchange(query("EXECUTE kill(12345)"), rows("t", 'I')) +
+           exchange(query("DEALLOCATE kill"), done("DEALLOCATE", 'I')),
+       {{.bytes = query("PREPARE kill (int) AS SELECT pg_terminate_backend($1)"),
+         .primary = {ok("PREPARE")},
+         .session_state = true},
+        {.bytes = query("DEALLOCATE kill"), .primary = {ok("DEALLOCATE")}, .session_state = true}},
+       stats(2, 0, 0, 0, 1),
+       false,
+       {{"EXECUTE kill(12345)", false}}});
+  // Alone in a transaction, the call is left out and the rest of the transaction is mirrored.
+  c.push_back({"AloneInsideATransaction",
+               exchange(query("BEGIN"), done("BEGIN", 'T')) +
+                   exchange(query(kInsert), done("INSERT 0 1", 'T')) +
+                   exchange(query(kKill), rows("t", 'T')) +
+                   exchange(query("COMMIT"), done("COMMIT", 'I')),
+               {{.bytes = query("BEGIN") + query(kInsert) + query("COMMIT"),
+                 .responses = 3,
+                 .primary = {ok("BEGIN"), ok("INSERT 0 1"), ok("COMMIT")},
+                 .transaction = true}},
+               stats(1, 0, 0, 0, 1),
+               false,
+               {{std::string(kKill), false}}});
+  c.push_back({"MixedWithAWriteInAutocommit",
+               exchange(query(insert_and_cancel), command_complete("INSERT 0 1") +
+                                                      row_description("v") + data_row("t") +
+                                                      command_complete("SELECT 1") + ready('I')),
+               {},
+               stats(0, 0, 0, 0, 1),
+               false,
+               {{insert_and_cancel, true}}});
+  c.push_back(
+      {"MixedInsideATransactionLeavesAllOfItOut",
+       exchange(query("BEGIN"), done("BEGIN", 'T')) +
+           exchange(query(kUpdate), done("UPDATE 1", 'T')) +
+           exchange(query(insert_and_cancel),
+                    command_complete("INSERT 0 1") + command_complete("SELECT 1") + ready('T')) +
+           exchange(query(kInsert2), done("INSERT 0 1", 'T')) +
+           exchange(query("COMMIT"), done("COMMIT", 'I')) +
+           exchange(query(kInsert), done("INSERT 0 1", 'I')),
+       {{.bytes = query(kInsert), .primary = {ok("INSERT 0 1")}}},
+       stats(1, 0, 0, 0, 1),
+       false,
+       {{insert_and_cancel, true}}});
+  const std::string whole_txn =
+      "BEGIN; " + std::string(kInsert) + "; SELECT pg_reload_conf(); COMMIT";
+  c.push_back(
+      {"MixedWholeTransactionInOneQuery",
+       exchange(query(whole_txn), command_complete("BEGIN") + command_complete("INSERT 0 1") +
+                                      command_complete("SELECT 1") + done("COMMIT", 'I')),
+       {},
+       stats(0, 0, 0, 0, 1),
+       false,
+       {{whole_txn, true}}});
+  c.push_back({"MixedRequestOpensTheTransaction",
+               exchange(query("BEGIN; SELECT pg_cancel_backend(42)"),
+                        command_complete("BEGIN") + command_complete("SELECT 1") + ready('T')) +
+                   exchange(query(kInsert), done("INSERT 0 1", 'T')) +
+                   exchange(query("COMMIT"), done("COMMIT", 'I')),
+               {},
+               stats(0, 0, 0, 0, 1),
+               false,
+               {{"BEGIN; SELECT pg_cancel_backend(42)", true}}});
+  c.push_back(
+      {"MixedTransactionRolledBackCountsOnce",
+       exchange(query("BEGIN"), done("BEGIN", 'T')) +
+           exchange(query(insert_and_cancel),
+                    command_complete("INSERT 0 1") + command_complete("SELECT 1") + ready('T')) +
+           exchange(query("ROLLBACK"), done("ROLLBACK", 'I')),
+       {},
+       stats(0, 0, 0, 0, 1),
+       false,
+       {{insert_and_cancel, true}}});
+  // After COMMIT AND CHAIN the mirror is inside the chained transaction: it is rolled back there.
+  c.push_back(
+      {"MixedAfterCommitAndChainRollsTheMirrorBack",
+       exchange(query("BEGIN"), done("BEGIN", 'T')) +
+           exchange(query(kInsert), done("INSERT 0 1", 'T')) +
+           exchange(query("COMMIT AND CHAIN"), done("COMMIT", 'T')) +
+           exchange(query(kInsert2), done("INSERT 0 1", 'T')) +
+           exchange(query(insert_and_cancel),
+                    command_complete("INSERT 0 1") + command_complete("SELECT 1") + ready('T')) +
+           exchange(query("COMMIT"), done("COMMIT", 'I')),
+       {{.bytes = query("BEGIN") + query(kInsert) + query("COMMIT AND CHAIN"),
+         .responses = 3,
+         .primary = {ok("BEGIN"), ok("INSERT 0 1"), ok("COMMIT")},
+         .transaction = true},
+        {.bytes = query("ROLLBACK"), .primary = {ok("ROLLBACK")}, .transaction = true}},
+       stats(2, 0, 0, 0, 1),
+       false,
+       {{insert_and_cancel, true}}});
+  // A Bind of a statement whose text also writes: the batch is lost to the mirror.
+  const std::string cte =
+      "WITH d AS (DELETE FROM sessions RETURNING pid) "
+      "SELECT pg_terminate_backend(pid) FROM d";
+  c.push_back(
+      {"SingleStatementWritingAndTerminating",
+       exchange(query_params(cte), parse_complete() + bind_complete() + row_description("v") +
+                                       data_row("t") + command_complete("SELECT 1") + ready('I')),
+       {},
+       stats(0, 0, 0, 0, 1),
+       false,
+       {{cte, true}}});
+  c.push_back({"FastPathCallOfPgTerminateBackend",
+               exchange(function_call(2096 /* pg_terminate_backend */, {"12345"}),
+                        function_call_response("t") + ready('I')),
+               {},
+               stats(0, 0, 0, 0, 1),
+               false,
+               {{"fast-path call of function 2096", false}}});
+  return c;
+}
+
 std::vector<Case> all_cases() {
   std::vector<Case> all;
   for (auto part : {simple_protocol_cases(), session_state_cases(), nondeterministic_cases(),
-                    extended_protocol_cases(), pipelining_cases(), copy_cases(), other_cases()}) {
+                    extended_protocol_cases(), pipelining_cases(), copy_cases(), other_cases(),
+                    primary_only_cases()}) {
     for (auto& c : part) all.push_back(std::move(c));
   }
   return all;
@@ -1414,6 +1592,12 @@ TEST_P(WriteCaptureSequence, ReleasesExactlyTheCommittedWrites) {
   EXPECT_EQ(s.skipped_rollback, c.stats.skipped_rollback);
   EXPECT_EQ(s.skipped_read, c.stats.skipped_read);
   EXPECT_EQ(s.nondeterministic, c.stats.nondeterministic);
+  EXPECT_EQ(s.skipped_primary_only, c.stats.skipped_primary_only);
+  ASSERT_EQ(d.skips.size(), c.skips.size());
+  for (size_t i = 0; i < c.skips.size(); ++i) {
+    EXPECT_EQ(d.skips[i].first_sql, c.skips[i].first_sql) << "skip " << i;
+    EXPECT_EQ(d.skips[i].lost_writes, c.skips[i].lost_writes) << "skip " << i;
+  }
   EXPECT_EQ(d.capture.in_transaction(), c.in_transaction);
   EXPECT_EQ(d.capture.outstanding(), 0u);
   EXPECT_EQ(d.ready_unmatched, 0u);
