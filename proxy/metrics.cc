@@ -265,7 +265,7 @@ struct Metrics::Impl {
   prometheus::Counter* cancels[2] = {};
   prometheus::Counter* flips[2] = {};
   prometheus::Counter* kept[4] = {};
-  prometheus::Counter* mirror_writes[4] = {};
+  prometheus::Counter* mirror_writes[5] = {};
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
   prometheus::Counter* nondeterministic = nullptr;
 
@@ -343,6 +343,7 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
   impl_->mirror_writes[1] = &mw.Add({{"outcome", "failed"}});
   impl_->mirror_writes[2] = &mw.Add({{"outcome", "journaled"}});
   impl_->mirror_writes[3] = &mw.Add({{"outcome", "skipped_rollback"}});
+  impl_->mirror_writes[4] = &mw.Add({{"outcome", "skipped_primary_only"}});
   impl_->divergences = &prometheus::BuildCounter()
                             .Name("pgtandem_mirror_divergences_total")
                             .Help("Mirrored writes whose outcome differed from the primary's, by kind")

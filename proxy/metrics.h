@@ -24,7 +24,9 @@ namespace pgtandem::proxy {
 
 enum class RejectReason { kStartupTimeout, kTooManyUnauthenticated, kTooManyClients };
 enum class ProtocolErrorKind { kClientFraming, kClientStartup, kBackendFraming };
-enum class MirrorOutcome { kApplied, kFailed, kJournaled, kSkippedRollback };
+// skipped_primary_only: a request calling pg_terminate_backend() and the like, which act on the
+// server they run on, is never mirrored (nor journaled: a replay would run the call).
+enum class MirrorOutcome { kApplied, kFailed, kJournaled, kSkippedRollback, kSkippedPrimaryOnly };
 
 // Config reloads (issue 4): applied, rejected (parse or validation errors), or the file's bytes
 // were those already running.

@@ -126,6 +126,7 @@ class Session {
   std::shared_ptr<const routing::VolatilityCatalog> catalog_;
   std::shared_ptr<MirrorLink> mirror_;
   uint64_t reported_skips_ = 0;
+  uint64_t reported_primary_only_ = 0;
   bool mirror_writes_ = false;  // units that write go to the link (else only session state)
 
   // Read routing (issue 4). The rules come from the config snapshot, picked up between requests
@@ -296,6 +297,9 @@ void Session::refresh_snapshot() {
   snap_ = state_.snapshot.load(std::memory_order_acquire);
   if (!snap_) return;
   snap_generation_ = snap_->generation;
+  // Mirroring switched on or off by a reload applies from this transaction on (a session that
+  // began with neither mirroring nor routes has no link, and keeps that until it reconnects).
+  mirror_writes_ = snap_->config->mirror_writes;
   routes_.reset();
   if (snap_->rules) routes_.emplace(snap_->rules->for_session(route_info_));
 }
@@ -317,6 +321,19 @@ void Session::on_capture_ready() {
   const uint64_t skips = capture_->stats().skipped_rollback;
   for (; reported_skips_ < skips; ++reported_skips_) {
     state_.metrics->mirror_write(MirrorOutcome::kSkippedRollback);
+  }
+  const uint64_t primary_only = capture_->stats().skipped_primary_only;
+  for (; reported_primary_only_ < primary_only; ++reported_primary_only_) {
+    state_.metrics->mirror_write(MirrorOutcome::kSkippedPrimaryOnly);
+  }
+  for (const auto& skip : capture_->take_skips()) {
+    if (skip.lost_writes) {
+      // The request also wrote (or its transaction did): the mirror lacks that now.
+      log::warn("primary-only call not mirrored, with the writes of its request or transaction",
+                {{"statement", skip.first_sql}});
+    } else {
+      log::info("primary-only call not mirrored", {{"statement", skip.first_sql}});
+    }
   }
 }
 
