@@ -579,7 +579,7 @@ void ResultDigest::on_error(std::string_view body) {
     return;
   }
   const std::string_view state = e.sqlstate().substr(0, sqlstate_.size());
-  std::memcpy(sqlstate_.data(), state.data(), state.size());
+  std::copy(state.begin(), state.end(), sqlstate_.begin());
   sqlstate_size_ = state.size();
   BoundedWriter w(&error_message_, kMaxMessage);
   w.put(e.message());
