@@ -8,6 +8,7 @@
 
 #include "protocol/framing.h"
 #include "protocol/messages.h"
+#include "routing/hash.h"
 
 namespace pgtandem::routing {
 namespace {
@@ -30,14 +31,7 @@ inline uint64_t mum(uint64_t x, uint64_t y) {
 }
 
 // MurmurHash3's finalizer and SplitMix64's: bijections, one per lane.
-inline uint64_t fmix_a(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
+inline uint64_t fmix_a(uint64_t h) { return hash::fmix64(h); }
 inline uint64_t fmix_b(uint64_t h) {
   h ^= h >> 30;
   h *= 0xbf58476d1ce4e5b9ull;

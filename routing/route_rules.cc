@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "routing/hash.h"
+
 namespace pgtandem::routing {
 
 // ---- IpAddress ----
@@ -52,27 +54,9 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
 
 namespace {
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
-constexpr uint64_t kFnvPrime = 0x100000001b3ull;
-
-uint64_t fnv1a(uint64_t h, std::string_view s) {
-  for (char c : s) {
-    h ^= static_cast<uint8_t>(c);
-    h *= kFnvPrime;
-  }
-  return h;
-}
-
-// MurmurHash3's finalizer: FNV-1a alone mixes its last bytes poorly into the high bits, and keys
-// such as session ids differ only in their last digits.
-uint64_t fmix64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
+using hash::fmix64;
+using hash::fnv1a;
+using hash::kFnvOffset;
 
 }  // namespace
 

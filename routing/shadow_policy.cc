@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "routing/lexer.h"
+#include "routing/hash.h"
 
 namespace pgtandem::routing {
 namespace {
@@ -130,26 +131,8 @@ class ShapeScanner {
   NondeterministicReason reason_ = NondeterministicReason::kNone;
 };
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
-constexpr uint64_t kFnvPrime = 0x100000001b3ull;
-
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = kFnvOffset;
-  for (char c : s) {
-    h ^= static_cast<uint8_t>(c);
-    h *= kFnvPrime;
-  }
-  return h;
-}
-
-uint64_t fmix64(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
+using hash::fmix64;
+using hash::fnv1a;
 
 bool sample_hashed(uint64_t seed_hash, uint64_t key, double rate) {
   if (!(rate > 0)) return false;  // NaN too
