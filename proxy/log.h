@@ -12,6 +12,9 @@ enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 enum class Format { kLogfmt, kJson };
 
 void configure(Level level, Format format);
+
+// Appends `s` as a JSON string literal (quotes, escapes); for JSON lines written elsewhere too.
+void append_json_string(std::string& out, std::string_view s);
 bool parse_level(std::string_view s, Level* out);
 bool enabled(Level level);
 

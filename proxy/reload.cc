@@ -28,43 +28,11 @@ namespace {
 // ConfigMap update renames the `..data` symlink (moved_to) and deletes the old directory.
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB;
 
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
-}
-
 void append_json_array(std::string& out, const std::vector<std::string>& v) {
   out.push_back('[');
   for (size_t i = 0; i < v.size(); ++i) {
     if (i != 0) out.push_back(',');
-    append_json_string(out, v[i]);
+    log::append_json_string(out, v[i]);
   }
   out.push_back(']');
 }
@@ -141,17 +109,17 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
 
 std::string audit_json(const AuditEntry& e) {
   std::string out = "{\"time\":";
-  append_json_string(out, rfc3339_utc(e.time));
+  log::append_json_string(out, rfc3339_utc(e.time));
   out += ",\"source\":";
-  append_json_string(out, to_string(e.source));
+  log::append_json_string(out, to_string(e.source));
   out += ",\"outcome\":";
-  append_json_string(out, to_string(e.outcome));
+  log::append_json_string(out, to_string(e.outcome));
   out += ",\"config\":";
-  append_json_string(out, e.config_path);
+  log::append_json_string(out, e.config_path);
   out += ",\"hash_before\":";
-  append_json_string(out, e.hash_before);
+  log::append_json_string(out, e.hash_before);
   out += ",\"hash_after\":";
-  append_json_string(out, e.hash_after);
+  log::append_json_string(out, e.hash_after);
   out += ",\"generation\":" + std::to_string(e.generation);
   out += ",\"changes\":";
   append_json_array(out, e.changes);
