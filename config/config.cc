@@ -253,6 +253,8 @@ class Validator {
         validate_routes(node, out.routes);
       } else if (k == "breaker") {
         if (auto* t = get_table(node, "breaker")) validate_breaker(*t, out.breaker);
+      } else if (k == "shadow") {
+        if (auto* t = get_table(node, "shadow")) validate_shadow(*t, out.shadow);
       } else {
         unknown_key(key, "at top level");
       }
@@ -876,6 +878,31 @@ class Validator {
       return;
     }
     out = *v;
+  }
+
+  void validate_shadow(const toml::table& table, Shadow& out) {
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "sample_rate") {
+        if (auto v = get_number(node, "shadow.sample_rate", 0, 1)) out.sample_rate = *v;
+      } else if (k == "max_per_second") {
+        if (auto v = get_number(node, "shadow.max_per_second", 0, 1e6)) out.max_per_second = *v;
+      } else if (k == "statement_timeout_ms") {
+        set_uint(node, "shadow.statement_timeout_ms", 1, kMaxTimeoutMs, out.statement_timeout_ms);
+      } else if (k == "mismatch_log") {
+        if (auto v = get_string(node, "shadow.mismatch_log")) out.mismatch_log = *v;
+      } else if (k == "redact_values") {
+        set_bool(node, "shadow.redact_values", out.redact_values);
+      } else if (k == "ignore_columns") {
+        set_string_list(node, "shadow.ignore_columns", out.ignore_columns);
+      } else if (k == "float_significant_digits") {
+        if (auto v = get_int(node, "shadow.float_significant_digits", 1, 17)) {
+          out.float_significant_digits = static_cast<int>(*v);
+        }
+      } else {
+        unknown_key(key, "in [shadow]");
+      }
+    }
   }
 
   void validate_log(const toml::table& table, Log& out) {

@@ -110,8 +110,10 @@ struct Routing {
   // session's writes: true (default) keeps such a session's reads on the primary for good; false
   // routes them anyway (stale reads of its own writes accepted).
   bool read_your_writes = true;
-  // A routed read that fails on the other target for a connection or availability reason is
-  // retried on the primary (outside transactions).
+  // A routed read that fails on the other target before any of its answer reached the client (an
+  // error, or a lost connection) is run on the primary instead. false: the other target's error
+  // answer reaches the client as it is (to see new's errors during a canary); a connection lost
+  // before any answer still falls back, as there is nothing else to give the client.
   bool fallback_to_primary = true;
 };
 
@@ -126,6 +128,18 @@ struct Breaker {
   double mismatch_rate = 0.05;       // 0..1: shadow mismatches / shadow reads (issue 5)
   uint32_t cooldown_ms = 30000;      // open for this long, then half-open
   uint32_t half_open_requests = 5;   // successes in a row that close it again
+};
+
+// Shadow reads (issue 5): a sampled read served by the primary also runs on the other target, off
+// the client's path, and the two answers are compared (routing/result_digest.h).
+struct Shadow {
+  double sample_rate = 0;              // 0..1 of eligible reads; a rule's shadow_sample_rate wins
+  double max_per_second = 0;           // shadow reads started per second, whole process; 0 = no cap
+  uint32_t statement_timeout_ms = 5000;  // longest wait for the other target's answer
+  std::string mismatch_log;            // JSON lines file of mismatches; "" = structured log only
+  bool redact_values = false;          // rows in the mismatch log show "<redacted>" values
+  std::vector<std::string> ignore_columns;  // column names left out of every comparison
+  std::optional<int> float_significant_digits;  // 1..17: floats compare rounded to this many digits
 };
 
 struct Log {
@@ -146,6 +160,7 @@ struct Config {
   Routing routing;
   std::vector<Route> routes;
   Breaker breaker;
+  Shadow shadow;
   Admin admin;
   Log log;
 

@@ -55,6 +55,10 @@ std::string format_value(const std::optional<double>& v) {
   return v ? format_value(*v) : std::string("(unset)");
 }
 
+std::string format_value(const std::optional<int>& v) {
+  return v ? std::to_string(*v) : std::string("(unset)");
+}
+
 std::string format_value(const std::vector<std::string>& v) {
   std::string out = "[";
   for (size_t i = 0; i < v.size(); ++i) {
@@ -240,6 +244,17 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   d.field("breaker.mismatch_rate", bb.mismatch_rate, ba.mismatch_rate);
   d.field("breaker.cooldown_ms", bb.cooldown_ms, ba.cooldown_ms);
   d.field("breaker.half_open_requests", bb.half_open_requests, ba.half_open_requests);
+
+  const auto& sb = before.shadow;
+  const auto& sa = after.shadow;
+  d.field("shadow.sample_rate", sb.sample_rate, sa.sample_rate);
+  d.field("shadow.max_per_second", sb.max_per_second, sa.max_per_second);
+  d.field("shadow.statement_timeout_ms", sb.statement_timeout_ms, sa.statement_timeout_ms);
+  d.field("shadow.mismatch_log", sb.mismatch_log, sa.mismatch_log);
+  d.field("shadow.redact_values", sb.redact_values, sa.redact_values);
+  d.field("shadow.ignore_columns", sb.ignore_columns, sa.ignore_columns);
+  d.field("shadow.float_significant_digits", sb.float_significant_digits,
+          sa.float_significant_digits);
 
   d.field("log.level", before.log.level, after.log.level);
   d.field("log.format", before.log.format, after.log.format);

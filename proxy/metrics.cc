@@ -279,6 +279,9 @@ struct Metrics::Impl {
   std::vector<prometheus::Gauge*> breaker_state;
   std::vector<prometheus::Counter*> breaker_trips;
   std::vector<std::array<prometheus::Counter*, 4>> secondary_connects;  // [target][outcome]
+  prometheus::Counter* shadow_reads[4] = {};
+  prometheus::Family<prometheus::Counter>* shadow_skips = nullptr;
+  prometheus::Family<prometheus::Counter>* shadow_mismatches = nullptr;
 };
 
 Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique<Impl>()) {
@@ -407,6 +410,25 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                                          &sc.Add({{"target", t}, {"outcome", "timeout"}}),
                                          &sc.Add({{"target", t}, {"outcome", "login_failed"}})});
   }
+  auto& sr = prometheus::BuildCounter()
+                 .Name("pgtandem_shadow_reads_total")
+                 .Help("Sampled reads run on the other target too, by outcome: match, mismatch, "
+                       "skipped (not run), dropped (rate limit, timeout, other target failed)")
+                 .Register(r);
+  impl_->shadow_reads[0] = &sr.Add({{"outcome", "match"}});
+  impl_->shadow_reads[1] = &sr.Add({{"outcome", "mismatch"}});
+  impl_->shadow_reads[2] = &sr.Add({{"outcome", "skipped"}});
+  impl_->shadow_reads[3] = &sr.Add({{"outcome", "dropped"}});
+  impl_->shadow_skips = &prometheus::BuildCounter()
+                             .Name("pgtandem_shadow_skips_total")
+                             .Help("Sampled reads not shadowed, by reason")
+                             .Register(r);
+  impl_->shadow_mismatches = &prometheus::BuildCounter()
+                                  .Name("pgtandem_shadow_mismatches_total")
+                                  .Help("Shadow reads whose answers differed, by the first "
+                                        "difference: error, columns, row_count, rows, row_order, "
+                                        "command_tag")
+                                  .Register(r);
   prometheus::BuildGauge()
       .Name("pgtandem_build_info")
       .Help("Build information")
@@ -490,6 +512,18 @@ void Metrics::breaker_trip(size_t target) {
 void Metrics::route_secondary_connect(size_t target, SecondaryConnectOutcome outcome) {
   if (target < impl_->secondary_connects.size())
     impl_->secondary_connects[target][static_cast<size_t>(outcome)]->Increment();
+}
+
+void Metrics::shadow_read(ShadowOutcome outcome) {
+  impl_->shadow_reads[static_cast<int>(outcome)]->Increment();
+}
+void Metrics::shadow_skip(std::string_view reason) {
+  impl_->shadow_reads[static_cast<int>(ShadowOutcome::kSkipped)]->Increment();
+  impl_->shadow_skips->Add({{"reason", std::string(reason)}}).Increment();
+}
+void Metrics::shadow_mismatch(std::string_view kind) {
+  impl_->shadow_reads[static_cast<int>(ShadowOutcome::kMismatch)]->Increment();
+  impl_->shadow_mismatches->Add({{"kind", std::string(kind)}}).Increment();
 }
 
 std::string Metrics::serialize() const {

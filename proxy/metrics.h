@@ -41,6 +41,11 @@ enum class BreakerState { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
 // timed out, or login (authentication, replayed session state) failed.
 enum class SecondaryConnectOutcome { kOk, kConnectFailed, kTimeout, kLoginFailed };
 
+// A shadow read (issue 5): both answers compared equal or not; skipped (not run: noise control,
+// the other target's connection busy, a request or row too large...); dropped (over the rate limit,
+// the other target unreachable, timed out or failed mid-answer).
+enum class ShadowOutcome { kMatch, kMismatch, kSkipped, kDropped };
+
 // Route decisions are counted per rule index of the snapshot that decided; rules from this index
 // on share the label rule="other".
 inline constexpr size_t kMaxRouteRules = 256;
@@ -95,6 +100,13 @@ class Metrics {
   void set_breaker_state(size_t target, BreakerState state);
   void breaker_trip(size_t target);  // closed or half-open -> open
   void route_secondary_connect(size_t target, SecondaryConnectOutcome outcome);
+
+  // --- Shadow reads (issue 5; rare next to the data path: sampled reads only) ---
+  void shadow_read(ShadowOutcome outcome);
+  // A skipped shadow read also counts its reason (and shadow_read(kSkipped)).
+  void shadow_skip(std::string_view reason);
+  // kind: routing::to_string(MismatchKind) (also counts shadow_read(kMismatch)).
+  void shadow_mismatch(std::string_view kind);
 
   std::string serialize() const;  // Prometheus text exposition format 0.0.4
 

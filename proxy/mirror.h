@@ -50,6 +50,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // (startup parameters, SET, prepared statements) and, once drained, every write the session
   // made, so a read served on it sees the session's own writes. Only while drained and healthy.
   bool can_lend() const { return drained() && !lent_ && !degraded_ && !finished_; }
+  bool lent() const { return lent_; }
   // Connects (and logs in) if needed. nullptr if the target cannot be reached: the link itself is
   // not degraded by that (no write was lost), but the target is marked down for a while.
   asio::awaitable<Socket*> lend(std::string* error);

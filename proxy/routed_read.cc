@@ -61,7 +61,8 @@ bool is_availability_error(std::string_view s) {
 
 asio::awaitable<RoutedReadResult> serve_routed_read(Socket& server, std::vector<char>& rbuf,
                                                     size_t& rend, std::string_view request,
-                                                    uint32_t injected, Socket& client,
+                                                    uint32_t injected, bool retry_errors,
+                                                    Socket& client,
                                                     const protocol::Limits& limits,
                                                     BackendObserver& observer) {
   RoutedReadResult result;
@@ -88,6 +89,7 @@ asio::awaitable<RoutedReadResult> serve_routed_read(Socket& server, std::vector<
     bool failed;
     uint32_t* injected;
     size_t* drop_front;
+    bool retry_errors;
     bool decisive = false;  // stopped at the message that decides (commit or fail)
     bool ready = false;
     bool error_seen = false;
@@ -95,7 +97,7 @@ asio::awaitable<RoutedReadResult> serve_routed_read(Socket& server, std::vector<
     bool on_message(const protocol::Header& h, std::string_view body) {
       if (h.type == protocol::backend::kErrorResponse) {
         error_seen = true;
-        if (!committed && !failed) {
+        if (!committed && !failed && retry_errors) {
           protocol::ErrorResponse e;
           if (protocol::decode(body, e)) sqlstate = std::string(e.sqlstate());
           failed = true;
@@ -130,7 +132,7 @@ asio::awaitable<RoutedReadResult> serve_routed_read(Socket& server, std::vector<
 
   for (;;) {
     if (rend > 0) {
-      Visitor v{&observer, committed, failed, &injected, &drop_front};
+      Visitor v{&observer, committed, failed, &injected, &drop_front, retry_errors};
       auto r = scanner.scan(std::string_view(rbuf.data(), rend), v);
       if (r.status == protocol::Status::kInvalid) {
         result.connection_usable = false;

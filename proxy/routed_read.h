@@ -46,9 +46,11 @@ struct RoutedReadResult {
 // `rbuf`/`rend`: the secondary connection's read buffer and the bytes already in it.
 // `injected`: how many ParseComplete/CloseComplete answer messages pgtandem prefixed to the
 // client's request (statements prepared lazily on the secondary): they are not the client's.
+// `retry_errors` false: an error answer commits like any other (the client sees it).
 asio::awaitable<RoutedReadResult> serve_routed_read(Socket& server, std::vector<char>& rbuf,
                                                     size_t& rend, std::string_view request,
-                                                    uint32_t injected, Socket& client,
+                                                    uint32_t injected, bool retry_errors,
+                                                    Socket& client,
                                                     const protocol::Limits& limits,
                                                     BackendObserver& observer);
 

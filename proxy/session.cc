@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -23,9 +24,11 @@
 #include "proxy/log.h"
 #include "proxy/mirror.h"
 #include "proxy/routed_read.h"
+#include "proxy/shadow.h"
 #include "proxy/upstream.h"
 #include "routing/route_rules.h"
 #include "routing/route_safety.h"
+#include "routing/shadow_policy.h"
 #include "routing/write_capture.h"
 
 namespace pgtandem::proxy {
@@ -46,6 +49,28 @@ constexpr size_t kKeepLimit = 8 * 1024;
 // During login, messages are small; anything larger than this is streamed and ends the login
 // relay (the server itself will reject it).
 constexpr size_t kAuthKeepLimit = 70 * 1024;
+// A sampled read whose request is larger than this is not shadowed (its bytes are copied).
+constexpr size_t kShadowMaxRequest = 64 * 1024;
+constexpr size_t kShadowStatementLog = 1024;
+
+// Whether a config shadows any read: its [shadow] rate or some rule's.
+bool shadow_configured(const config::Config& c) {
+  if (c.shadow.sample_rate > 0) return true;
+  for (const auto& r : c.routes) {
+    if (r.shadow_sample_rate && *r.shadow_sample_rate > 0) return true;
+  }
+  return false;
+}
+
+// MurmurHash3's fmix64: spreads a session's read counter over the key space.
+uint64_t fmix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb53ca7b0a1b3ULL;
+  k ^= k >> 33;
+  return k;
+}
 
 enum class AuthResult { kReady, kDone };
 
@@ -82,6 +107,10 @@ class Session {
   void on_capture_ready();
   void refresh_snapshot();
   bool route_candidate(std::string_view sql);
+  void refresh_shadow_settings();
+  routing::ShadowSampler& shadow_sampler();
+  void consider_shadow(std::string_view request, std::string_view sql, bool cursor);
+  void on_shadow_answer(const Header& h, std::string_view body);
   asio::awaitable<bool> serve_routed(std::string_view request);
   bool rewrite_for_secondary(std::string_view request, bool prepare);
   asio::awaitable<void> lock_client();
@@ -148,6 +177,15 @@ class Session {
   std::string rewritten_;         // the request as sent to the secondary (reused buffer)
   std::unordered_set<std::string> link_prepared_;
   uint64_t link_epoch_ = 0;
+  // The classification route_candidate() saw last (noise control for shadow reads).
+  routing::Classification last_classification_;
+
+  // Shadow reads (issue 5): a sampled read that stays on the primary runs on the link too, after
+  // the primary answered. `shadow_` collects the primary's answer while it is being forwarded.
+  bool shadowing_ = false;  // the snapshot's config shadows some reads
+  std::shared_ptr<const routing::DigestOptions> shadow_options_;
+  std::shared_ptr<ShadowRead> shadow_;
+  uint64_t shadow_seq_ = 0;
   // pump_frontend waits on `answered_` for the primary to answer what precedes a routed read;
   // pump_backend cancels it when outstanding_ drops. Writes to the client are serialised by
   // client_busy_ (pump_backend and a routed read never write at once).
@@ -233,9 +271,10 @@ void Session::start_secondary() {
   snap_generation_ = snap_ ? snap_->generation : 0;
   mirror_writes_ = snap_ ? snap_->config->mirror_writes : state_.config->mirror_writes;
   const bool routes = snap_ && snap_->rules && !snap_->rules->empty();
-  // A session that begins with neither mirroring nor routes needs no second leg; one that begins
-  // with routes keeps its state on the link, so later reloads can route it.
-  if (!mirror_writes_ && !routes) return;
+  refresh_shadow_settings();
+  // A session that begins with neither mirroring, routes nor shadow reads needs no second leg; one
+  // that begins with routes keeps its state on the link, so later reloads can route it.
+  if (!mirror_writes_ && !routes && !shadowing_) return;
   protocol::StartupMessage startup;
   if (protocol::parse_startup_message(startup_packet_, startup) != protocol::StartupError::kNone) {
     return;  // cannot happen: the same packet passed this check at login
@@ -300,6 +339,7 @@ void Session::refresh_snapshot() {
   // Mirroring switched on or off by a reload applies from this transaction on (a session that
   // began with neither mirroring nor routes has no link, and keeps that until it reconnects).
   mirror_writes_ = snap_->config->mirror_writes;
+  refresh_shadow_settings();
   routes_.reset();
   if (snap_->rules) routes_.emplace(snap_->rules->for_session(route_info_));
 }
@@ -630,6 +670,7 @@ bool Session::route_candidate(std::string_view sql) {
   opts.prepared = &capture_->prepared();
   const routing::Classification c =
       routing::classify_cached(sql, opts, &worker_.classification_cache());
+  last_classification_ = c;
   if (c.pins_session) pinned_ = true;
   if (c.session == routing::SessionOp::kDeallocateAll || c.session == routing::SessionOp::kDiscardAll) {
     link_prepared_.clear();  // mirrored there too (session state): prepare again when needed
@@ -637,6 +678,124 @@ bool Session::route_candidate(std::string_view sql) {
   return c.kind == routing::StatementKind::kRead && !c.pins_session &&
          (c.session == routing::SessionOp::kNone || c.session == routing::SessionOp::kShow) &&
          !c.uses_session_prepared;
+}
+
+void Session::refresh_shadow_settings() {
+  const config::Config& c = snap_ ? *snap_->config : *state_.config;
+  shadowing_ = shadow_configured(c);
+  if (!shadowing_) {
+    shadow_options_.reset();
+    return;
+  }
+  auto options = std::make_shared<routing::DigestOptions>();
+  options->ignore_columns = c.shadow.ignore_columns;
+  options->float_significant_digits = c.shadow.float_significant_digits;
+  shadow_options_ = std::move(options);
+}
+
+routing::ShadowSampler& Session::shadow_sampler() {
+  // One per worker thread: the rate limit takes no lock, and each worker admits its share of it.
+  // Rebuilt when another config snapshot (or another server, in tests) asks.
+  struct PerWorker {
+    const ServerState* state = nullptr;
+    uint64_t generation = 0;
+    std::optional<routing::ShadowSampler> sampler;
+  };
+  thread_local PerWorker w;
+  if (!w.sampler || w.state != &state_ || w.generation != snap_->generation) {
+    const auto& c = *snap_->config;
+    std::optional<routing::ShadowSampler::RateLimit> limit;
+    if (c.shadow.max_per_second > 0) {
+      const double share =
+          c.shadow.max_per_second / static_cast<double>(std::max<size_t>(1, state_.workers.size()));
+      limit = routing::ShadowSampler::RateLimit{share, std::max(1.0, share)};
+    }
+    w.sampler.emplace(c.routing.hash_seed, limit);
+    w.state = &state_;
+    w.generation = snap_->generation;
+  }
+  return *w.sampler;
+}
+
+// A read that stays on the primary: sample it, and if it is to be shadowed, collect the primary's
+// answer (pump_backend) and run it on the link once that answer is complete.
+void Session::consider_shadow(std::string_view request, std::string_view sql, bool cursor) {
+  if (!mirror_ || !shadow_options_ || shadow_ || !snap_) return;
+  const double rate = decision_.shadow_sample_rate.value_or(snap_->config->shadow.sample_rate);
+  if (!(rate > 0)) return;
+  // Only a read alone in flight and outside a transaction: the primary's next answer is its own,
+  // and it saw what the other target holds once the session's writes are applied there.
+  if (outstanding_ != 1 || capture_->in_transaction()) return;
+  const uint64_t key = route_info_.session_key ^ fmix64(++shadow_seq_);
+  switch (shadow_sampler().decide(key, rate, Clock::now())) {
+    case routing::ShadowSampler::Outcome::kNotSampled:
+      return;
+    case routing::ShadowSampler::Outcome::kRateLimited:
+      state_.metrics->shadow_read(ShadowOutcome::kDropped);
+      return;
+    case routing::ShadowSampler::Outcome::kSampled:
+      break;
+  }
+  std::string_view skip;
+  routing::ReadShape shape;
+  if (cursor) {
+    skip = "cursor";
+  } else if (!routed_statement_.empty()) {
+    skip = "named_statement";  // first slice: only simple Query and unnamed-statement batches
+  } else if (request.size() > kShadowMaxRequest) {
+    skip = "too_large";
+  } else if (last_classification_.multi_statement) {
+    skip = "multi_statement";
+  } else if (wrote_unmirrored_ || !mirror_->drained()) {
+    skip = "writes_pending";  // the other target lacks (or does not yet have) the session's writes
+  } else if (!mirror_->can_lend()) {
+    skip = "busy";
+  } else {
+    shape = routing::analyze_read(sql, last_classification_);
+    if (shape.nondeterministic != routing::NondeterministicReason::kNone) {
+      skip = routing::to_string(shape.nondeterministic);
+    }
+  }
+  if (!skip.empty()) {
+    state_.metrics->shadow_skip(skip);
+    return;
+  }
+  auto read = std::make_shared<ShadowRead>(shadow_options_, shape.top_level_order_by);
+  read->request.assign(request);
+  read->statement.assign(sql.substr(0, kShadowStatementLog));
+  read->rule = decision_.rule >= 0 && snap_->rules
+                   ? snap_->rules->rule_name(static_cast<size_t>(decision_.rule))
+                   : std::string("default");
+  shadow_ = std::move(read);
+}
+
+// pump_backend: the primary's answer to the read being shadowed, up to its ReadyForQuery.
+void Session::on_shadow_answer(const Header& h, std::string_view body) {
+  if (h.type != protocol::backend::kReadyForQuery) {
+    shadow_->on_primary(h, body);
+    return;
+  }
+  std::shared_ptr<ShadowRead> read = std::move(shadow_);
+  shadow_.reset();
+  if (read->abandoned) {
+    state_.metrics->shadow_skip("row_too_large");
+    return;
+  }
+  if (body.empty() || body[0] != 'I') {
+    state_.metrics->shadow_skip("transaction");
+    return;
+  }
+  if (read->results != 1) {
+    state_.metrics->shadow_skip("multi_statement");
+    return;
+  }
+  const auto& c = snap_->config->shadow;
+  ShadowRunOptions options;
+  options.timeout_ms = c.statement_timeout_ms;
+  options.mirror_writes = mirror_writes_;
+  options.redact_values = c.redact_values;
+  options.mismatch_log = c.mismatch_log;
+  start_shadow_read(worker_, mirror_, std::move(read), std::move(options));
 }
 
 namespace {
@@ -695,11 +854,17 @@ asio::awaitable<void> Session::pump_frontend() {
       parsed_unnamed = false;
       sql = {};
       s->routed_statement_.clear();
+      s->last_classification_ = {};
     }
-    // The request just ended: stop here if its statement may leave the primary.
-    bool end_request() {
+    // The request just ended (its last message's body is `last`): stop here if its statement may
+    // leave the primary; else it may be shadowed.
+    bool end_request(std::string_view last) {
       in_request = false;
-      if (!routable || !routing || s->pinned_) return true;
+      if (!routing || s->pinned_) return true;
+      // A cursor is no routable read, but a sampled one is counted as a skipped shadow read.
+      const bool cursor = !routable && s->shadowing_ &&
+                          s->last_classification_.session == routing::SessionOp::kCursor;
+      if (!routable && !cursor) return true;
       const auto& routes = *s->routes_;
       if (routes.depends_on_statement()) {
         routing::StatementInfo info(sql);
@@ -707,9 +872,20 @@ asio::awaitable<void> Session::pump_frontend() {
       } else {
         s->decision_ = routes.fixed();
       }
+      if (cursor) {
+        s->consider_shadow({}, sql, true);
+        return true;
+      }
       if (!routing::routes_to_secondary(s->decision_.target, s->primary_is_old_)) {
         s->state_.metrics->route_decision(s->worker_.index(), s->snap_->generation,
                                           s->decision_.rule, s->target_);
+        if (s->shadowing_) {
+          const char* request_end = last.data() + last.size();
+          s->consider_shadow(
+              std::string_view(base + request_begin, static_cast<size_t>(request_end - base) -
+                                                         request_begin),
+              sql, false);
+        }
         return true;
       }
       divert = true;
@@ -730,13 +906,13 @@ asio::awaitable<void> Session::pump_frontend() {
             std::string_view q = body.substr(0, body.empty() ? 0 : body.size() - 1);
             sql = q;
             routable = routable && s->route_candidate(q);
-            return end_request();
+            return end_request(body);
           }
           in_request = false;
           return true;
         case protocol::frontend::kSync:
           request();
-          if (routing) return end_request();
+          if (routing) return end_request(body);
           in_request = false;
           return true;
         case protocol::frontend::kFunctionCall:
@@ -866,7 +1042,7 @@ asio::awaitable<void> Session::pump_frontend() {
       }
     }
     char* buf = fbuf_.data();
-    const bool routing = routes_ && routes_->routes_anything() && !pinned_;
+    const bool routing = routes_ && (routes_->routes_anything() || shadowing_) && !pinned_;
     Visitor v{this, buf, routing, batch_started_earlier};
     auto r = scanner.scan(std::string_view(buf, end), v);
     size_t send = v.divert ? v.divert_begin : r.forward;
@@ -1096,7 +1272,8 @@ asio::awaitable<bool> Session::serve_routed(std::string_view request) {
   }
   const auto started = Clock::now();
   RoutedReadResult r = co_await serve_routed_read(*server, mirror_->read_buffer(),
-                                                  mirror_->read_end(), to_send, injected, client_,
+                                                  mirror_->read_end(), to_send, injected,
+                                                  snap_->config->routing.fallback_to_primary, client_,
                                                   state_.limits, observer);
   unlock_client();
   if (redirect) state_.cancels.redirect(backend_pid_, backend_secret_, primary_cancel_key());
@@ -1214,7 +1391,8 @@ asio::awaitable<bool> Session::flip_primary(size_t to) {
   // Every write of the session must be on the new primary before it serves the session.
   const auto give_up = Clock::now() + std::chrono::milliseconds(
                                           state_.config->limits.connect_timeout_ms);
-  while (!mirror_->drained() && Clock::now() < give_up) {
+  // (A shadow read may hold the connection: it gives it back within its timeout.)
+  while ((!mirror_->drained() || mirror_->lent()) && Clock::now() < give_up) {
     asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
     co_await t.async_wait(kNoThrow);
   }
@@ -1274,6 +1452,7 @@ asio::awaitable<void> Session::pump_backend() {
     uint64_t messages = 0;
     bool on_message(const Header& h, std::string_view body) {
       ++messages;
+      if (s->shadow_) s->on_shadow_answer(h, body);
       switch (h.type) {
         case protocol::backend::kReadyForQuery: {
           const auto now = Clock::now();
@@ -1294,6 +1473,7 @@ asio::awaitable<void> Session::pump_backend() {
     }
     bool on_stream_start(const Header& h) {
       ++messages;
+      if (s->shadow_) s->shadow_->on_primary_streamed();
       if (s->capture_ && h.type == protocol::backend::kErrorResponse) {
         s->capture_->on_backend(h, {}, {});
       }

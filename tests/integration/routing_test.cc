@@ -282,6 +282,28 @@ TEST_F(RoutingTest, NewStoppedWithReadsRoutedThereCostsNoClientError) {
   }, kDeadline)) << p.metrics().text();
 }
 
+TEST_F(RoutingTest, AnErrorOnNewFallsBackUnlessFallbackIsOff) {
+  const std::string db = make_db("fallback");
+  new_cluster().exec("ALTER TABLE whoami RENAME TO whoami_gone", db);  // the read fails on new only
+  ProxyProcess& with = start_proxy(options("[[routes]]\npercent = 100\n", false));
+  ConnPtr c = connect(with.endpoint().conninfo("", db));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(whoami(c.get()), "old");
+    EXPECT_EQ(whoami_extended(c.get()), "old");
+  }
+  EXPECT_GE(with.metrics().sum("pgtandem_route_fallbacks_total", {{"reason", "error"}}), 10);
+  EXPECT_EQ(query_value(c.get(), "SELECT 'still usable'"), "still usable");
+
+  ProxyProcess& without =
+      start_proxy(options("[routing]\nfallback_to_primary = false\n[[routes]]\npercent = 100\n", false));
+  ConnPtr d = connect(without.endpoint().conninfo("", db));
+  ResultPtr r(PQexec(d.get(), "SELECT v FROM whoami"));
+  EXPECT_EQ(PQresultStatus(r.get()), PGRES_FATAL_ERROR);
+  EXPECT_STREQ(PQresultErrorField(r.get(), PG_DIAG_SQLSTATE), "42P01") << PQerrorMessage(d.get());
+  // The session goes on: the error was an answer like any other.
+  EXPECT_EQ(query_value(d.get(), "SELECT 'still usable'"), "still usable");
+}
+
 TEST_F(RoutingTest, PercentReloadedUnderPgbenchCostsNoTransaction) {
   const std::string db = make_db("reload");
   for (PgCluster* c : {&old_cluster(), &new_cluster()}) {

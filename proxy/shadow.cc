@@ -1,0 +1,371 @@
+#include "proxy/shadow.h"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+
+#include "protocol/message_types.h"
+#include "proxy/log.h"
+#include "proxy/metrics.h"
+#include "proxy/mirror.h"
+#include "routing/shadow_policy.h"
+
+namespace pgtandem::proxy {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// As pump_backend's: a shadow's DataRow larger than this streams and cannot be digested.
+constexpr size_t kKeepLimit = 8 * 1024;
+constexpr double kMismatchLogPerSecond = 10;
+
+void append_json_string(std::string &out, std::string_view s) {
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+// "(id=<redacted>, name=<redacted>)" from columns_rendered() ("id:23, name:25"): the shape of a row
+// without its values.
+std::string redacted_row(const routing::ResultDigest &d, const std::string &row) {
+  if (row.empty()) return row;
+  const std::string cols = d.columns_rendered();
+  std::string out = "(";
+  size_t pos = 0;
+  bool first = true;
+  while (pos < cols.size()) {
+    size_t end = cols.find(", ", pos);
+    if (end == std::string::npos) end = cols.size();
+    std::string_view col = std::string_view(cols).substr(pos, end - pos);
+    if (const size_t colon = col.rfind(':'); colon != std::string_view::npos)
+      col = col.substr(0, colon);
+    if (!first) out += ", ";
+    first = false;
+    out.append(col);
+    out += "=<redacted>";
+    pos = end + 2;
+  }
+  out += ')';
+  return out;
+}
+
+// Multiset digests: a row of `a` that occurs more often in `a` than in `b`, looked for among the
+// rows both samples are known to hold (compare() reports one side's row only; the log shows one of
+// each side when the samples have one).
+std::string more_often_in(const routing::ResultDigest &a, const routing::ResultDigest &b) {
+  if (a.ordered()) return {};
+  constexpr uint64_t kAll = ~uint64_t{0};
+  const uint64_t bound = std::min(a.sample_complete() ? kAll : a.sample_bound(),
+                                  b.sample_complete() ? kAll : b.sample_bound());
+  const bool all = bound == kAll;
+  for (const auto &row : a.sample()) {
+    if (!all && row.hash.a >= bound) continue;
+    size_t in_a = 0;
+    size_t in_b = 0;
+    for (const auto &r : a.sample()) in_a += r.hash == row.hash ? 1 : 0;
+    for (const auto &r : b.sample()) in_b += r.hash == row.hash ? 1 : 0;
+    if (in_a > in_b) return a.render(row);
+  }
+  return {};
+}
+
+void append_side(std::string &out, std::string_view name, const routing::ResultDigest &d,
+                 const std::string &row, bool redact) {
+  out += ",\"";
+  out += name;
+  out += "\":{\"rows\":";
+  out += std::to_string(d.row_count());
+  out += ",\"digest\":";
+  append_json_string(out, routing::to_hex(d.ordered() ? d.ordered_digest() : d.rows_digest()));
+  if (d.failed()) {
+    out += ",\"sqlstate\":";
+    append_json_string(out, d.sqlstate());
+  }
+  out += ",\"row\":";
+  append_json_string(out, redact ? redacted_row(d, row) : row);
+  out += '}';
+}
+
+// Process-wide: at most kMismatchLogPerSecond lines, appended to the configured file.
+class MismatchLog {
+ public:
+  static MismatchLog &get() {
+    static MismatchLog log;
+    return log;
+  }
+  bool admit() {
+    std::lock_guard lock(mu_);
+    return bucket_.try_take(Clock::now());
+  }
+  void append(const std::string &path, const std::string &line) {
+    std::lock_guard lock(mu_);
+    if (path != path_) {
+      if (file_ != nullptr) std::fclose(file_);
+      file_ = std::fopen(path.c_str(), "a");
+      path_ = path;
+      if (file_ == nullptr) log::warn("cannot open the shadow mismatch log", {{"path", path}});
+    }
+    if (file_ == nullptr) return;
+    std::fwrite(line.data(), 1, line.size(), file_);
+    std::fputc('\n', file_);
+    std::fflush(file_);
+  }
+
+ private:
+  MismatchLog() : bucket_(kMismatchLogPerSecond, kMismatchLogPerSecond) {}
+  std::mutex mu_;
+  routing::TokenBucket bucket_;
+  std::string path_;
+  FILE *file_ = nullptr;
+};
+
+struct ShadowAnswer {
+  bool usable = false;    // the connection sits at ReadyForQuery
+  bool streamed = false;  // a message was too large to digest
+  uint32_t results = 0;
+};
+
+// Sends the request on the link's connection and digests the answer up to ReadyForQuery.
+asio::awaitable<void> run_on_link(Socket &server, MirrorLink &link, std::string_view request,
+                                  routing::ResultDigest &digest, const protocol::Limits &limits,
+                                  ShadowAnswer &answer) {
+  auto [wec, wn] = co_await asio::async_write(server, asio::buffer(request), kNoThrow);
+  if (wec) co_return;
+  auto &rbuf = link.read_buffer();
+  size_t &rend = link.read_end();
+  if (rbuf.size() < 16 * 1024) rbuf.resize(16 * 1024);
+  protocol::FrameScanner scanner(protocol::Direction::kBackend, limits, kKeepLimit);
+  struct Visitor {
+    routing::ResultDigest *digest;
+    ShadowAnswer *answer;
+    bool ready = false;
+    bool on_message(const protocol::Header &h, std::string_view body) {
+      switch (h.type) {
+        case protocol::backend::kRowDescription:
+          digest->on_row_description(body);
+          break;
+        case protocol::backend::kDataRow:
+          digest->on_data_row(body);
+          break;
+        case protocol::backend::kCommandComplete:
+          digest->on_command_complete(body);
+          ++answer->results;
+          break;
+        case protocol::backend::kErrorResponse:
+          digest->on_error(body);
+          ++answer->results;
+          break;
+        case protocol::backend::kReadyForQuery:
+          ready = true;
+          return false;
+        default:
+          break;
+      }
+      return true;
+    }
+    bool on_stream_start(const protocol::Header &) {
+      answer->streamed = true;
+      return true;
+    }
+  } v{&digest, &answer};
+  for (;;) {
+    if (rend > 0) {
+      auto r = scanner.scan(std::string_view(rbuf.data(), rend), v);
+      if (r.status == protocol::Status::kInvalid) co_return;
+      rend -= r.forward;
+      if (rend > 0) std::memmove(rbuf.data(), rbuf.data() + r.forward, rend);
+      if (v.ready) {
+        answer.usable = true;
+        co_return;
+      }
+    }
+    if (rend == rbuf.size()) co_return;  // cannot happen: whole messages are at most kKeepLimit
+    auto [rec, rn] = co_await server.async_read_some(
+        asio::buffer(rbuf.data() + rend, rbuf.size() - rend), kNoThrow);
+    if (rec) co_return;
+    rend += rn;
+  }
+}
+
+asio::awaitable<void> deadline(asio::io_context &io, std::chrono::milliseconds d) {
+  asio::steady_timer timer(io, d);
+  co_await timer.async_wait(kNoThrow);
+}
+
+void report(ServerState &state, const ShadowRead &read, const routing::ResultDigest &shadow,
+            const routing::Comparison &c, size_t target, const ShadowRunOptions &options) {
+  state.metrics->shadow_mismatch(routing::to_string(c.kind));
+  if (!MismatchLog::get().admit()) return;
+  const std::string &target_name = state.targets[target].name;
+  const auto now = std::chrono::system_clock::now();
+  const int64_t unix_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  log::warn("shadow read mismatch", {{"target", target_name},
+                                     {"rule", read.rule},
+                                     {"kind", routing::to_string(c.kind)},
+                                     {"detail", c.detail},
+                                     {"statement", read.statement}});
+  if (options.mismatch_log.empty()) return;
+  MismatchLog::get().append(options.mismatch_log, mismatch_json(read, shadow, c, target_name,
+                                                                options.redact_values, unix_ms));
+}
+
+asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> link,
+                                 std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
+  ServerState &state = worker.state();
+  // The session may have written, routed a read or started another shadow meanwhile: the link is
+  // the mirror's first; a shadow read never waits for it.
+  if (!link->can_lend()) {
+    state.metrics->shadow_skip("busy");
+    co_return;
+  }
+  std::string error;
+  Socket *server = co_await link->lend(&error);
+  if (server == nullptr) {
+    state.metrics->shadow_read(ShadowOutcome::kDropped);
+    log::debug("shadow read dropped", {{"reason", "connect"}, {"error", error}});
+    co_return;
+  }
+  const size_t target = link->target();
+  routing::ResultDigest shadow(read->options.get(), read->primary.ordered());
+  ShadowAnswer answer;
+  const auto started = Clock::now();
+  const auto limit = std::chrono::milliseconds(options.timeout_ms);
+  bool timed_out = false;
+  if (options.mirror_writes) {
+    // Never break a link that mirrors writes: wait for the answer, however long.
+    co_await run_on_link(*server, *link, read->request, shadow, state.limits, answer);
+    timed_out = Clock::now() - started > limit;
+  } else {
+    auto r = co_await (run_on_link(*server, *link, read->request, shadow, state.limits, answer) ||
+                       deadline(worker.io(), limit));
+    timed_out = r.index() == 1;
+  }
+  // A connection left mid-answer is closed; one that only serves routed reads reconnects lazily.
+  link->give_back(!answer.usable, options.mirror_writes);
+  if (timed_out || !answer.usable) {
+    state.metrics->shadow_read(ShadowOutcome::kDropped);
+    log::debug("shadow read dropped", {{"reason", timed_out ? "timeout" : "connection_lost"},
+                                       {"statement", read->statement}});
+    co_return;
+  }
+  if (answer.streamed) {
+    state.metrics->shadow_skip("row_too_large");
+    co_return;
+  }
+  if (answer.results != 1) {
+    state.metrics->shadow_skip("multi_statement");
+    co_return;
+  }
+  const routing::Comparison c = routing::compare(read->primary, shadow);
+  const bool mismatch = c.kind != routing::MismatchKind::kNone;
+  state.breakers.record_shadow(state, target, mismatch, Clock::now());
+  if (!mismatch) {
+    state.metrics->shadow_read(ShadowOutcome::kMatch);
+    co_return;
+  }
+  report(state, *read, shadow, c, target, options);
+}
+
+}  // namespace
+
+void ShadowRead::on_primary(const protocol::Header &h, std::string_view body) {
+  switch (h.type) {
+    case protocol::backend::kRowDescription:
+      primary.on_row_description(body);
+      break;
+    case protocol::backend::kDataRow:
+      primary.on_data_row(body);
+      break;
+    case protocol::backend::kCommandComplete:
+      primary.on_command_complete(body);
+      ++results;
+      break;
+    case protocol::backend::kErrorResponse:
+      primary.on_error(body);
+      ++results;
+      break;
+    default:
+      break;
+  }
+}
+
+void start_shadow_read(Worker &worker, std::shared_ptr<MirrorLink> link,
+                       std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
+  asio::co_spawn(worker.io(),
+                 run_shadow(worker, std::move(link), std::move(read), std::move(options)),
+                 asio::detached);
+}
+
+std::string mismatch_json(const ShadowRead &read, const routing::ResultDigest &shadow,
+                          const routing::Comparison &c, std::string_view target, bool redact,
+                          int64_t unix_ms) {
+  std::string out = "{\"time\":";
+  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char when[96];
+  std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(unix_ms % 1000));
+  append_json_string(out, when);
+  out += ",\"target\":";
+  append_json_string(out, target);
+  out += ",\"rule\":";
+  append_json_string(out, read.rule);
+  out += ",\"statement\":";
+  append_json_string(out, read.statement);
+  out += ",\"kind\":";
+  append_json_string(out, routing::to_string(c.kind));
+  out += ",\"detail\":";
+  append_json_string(out, c.detail);
+  std::string primary_row = c.primary_row;
+  std::string shadow_row = c.shadow_row;
+  if (c.evidence == routing::RowEvidence::kOnlyShadow)
+    primary_row = more_often_in(read.primary, shadow);
+  if (c.evidence == routing::RowEvidence::kOnlyPrimary)
+    shadow_row = more_often_in(shadow, read.primary);
+  append_side(out, "primary", read.primary, primary_row, redact);
+  append_side(out, "shadow", shadow, shadow_row, redact);
+  out += '}';
+  return out;
+}
+
+}  // namespace pgtandem::proxy
