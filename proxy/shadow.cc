@@ -30,37 +30,6 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kKeepLimit = 8 * 1024;
 constexpr double kMismatchLogPerSecond = 10;
 
-void append_json_string(std::string &out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
 
 // "(id=<redacted>, name=<redacted>)" from columns_rendered() ("id:23, name:25"): the shape of a row
 // without its values.
@@ -113,13 +82,13 @@ void append_side(std::string &out, std::string_view name, const routing::ResultD
   out += "\":{\"rows\":";
   out += std::to_string(d.row_count());
   out += ",\"digest\":";
-  append_json_string(out, routing::to_hex(d.ordered() ? d.ordered_digest() : d.rows_digest()));
+  log::append_json_string(out, routing::to_hex(d.ordered() ? d.ordered_digest() : d.rows_digest()));
   if (d.failed()) {
     out += ",\"sqlstate\":";
-    append_json_string(out, d.sqlstate());
+    log::append_json_string(out, d.sqlstate());
   }
   out += ",\"row\":";
-  append_json_string(out, redact ? redacted_row(d, row) : row);
+  log::append_json_string(out, redact ? redacted_row(d, row) : row);
   out += '}';
 }
 
@@ -345,17 +314,17 @@ std::string mismatch_json(const ShadowRead &read, const routing::ResultDigest &s
   std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(unix_ms % 1000));
-  append_json_string(out, when);
+  log::append_json_string(out, when);
   out += ",\"target\":";
-  append_json_string(out, target);
+  log::append_json_string(out, target);
   out += ",\"rule\":";
-  append_json_string(out, read.rule);
+  log::append_json_string(out, read.rule);
   out += ",\"statement\":";
-  append_json_string(out, read.statement);
+  log::append_json_string(out, read.statement);
   out += ",\"kind\":";
-  append_json_string(out, routing::to_string(c.kind));
+  log::append_json_string(out, routing::to_string(c.kind));
   out += ",\"detail\":";
-  append_json_string(out, c.detail);
+  log::append_json_string(out, c.detail);
   std::string primary_row = c.primary_row;
   std::string shadow_row = c.shadow_row;
   if (c.evidence == routing::RowEvidence::kOnlyShadow)
