@@ -273,7 +273,56 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
   report(state, *read, shadow, c, target, options);
 }
 
+std::string iso_time(int64_t unix_ms) {
+  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char when[96];
+  std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(unix_ms % 1000));
+  return when;
+}
+
 }  // namespace
+
+std::string shadow_status_json(const ServerState &state, size_t limit) {
+  const auto &table = state.shadow_mismatches;
+  std::string out = "{\"mismatches_total\":" + std::to_string(table.total()) +
+                    ",\"other\":" + std::to_string(table.other()) + ",\"table\":[";
+  bool first = true;
+  for (const auto &e : table.top(limit)) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"fingerprint\":";
+    log::append_json_string(out, e.fingerprint);
+    out += ",\"query\":";
+    log::append_json_string(out, e.query);
+    out += ",\"count\":" + std::to_string(e.count) + ",\"kinds\":{";
+    bool first_kind = true;
+    for (size_t k = 1; k < e.by_kind.size(); ++k) {
+      if (e.by_kind[k] == 0) continue;
+      if (!first_kind) out += ',';
+      first_kind = false;
+      log::append_json_string(out, routing::to_string(static_cast<routing::MismatchKind>(k)));
+      out += ':' + std::to_string(e.by_kind[k]);
+    }
+    out += "},\"persistent\":" + std::to_string(e.persistent) +
+           ",\"transient\":" + std::to_string(e.transient) + ",\"first_seen\":";
+    log::append_json_string(out, iso_time(e.first_seen_ms));
+    out += ",\"last_seen\":";
+    log::append_json_string(out, iso_time(e.last_seen_ms));
+    out += ",\"rule\":";
+    log::append_json_string(out, e.rule);
+    out += ",\"target\":";
+    log::append_json_string(out, e.target);
+    out += ",\"example\":";
+    log::append_json_string(out, e.example);
+    out += '}';
+  }
+  out += "]}";
+  return out;
+}
 
 void ShadowRead::on_primary(const protocol::Header &h, std::string_view body) {
   switch (h.type) {
@@ -307,14 +356,7 @@ std::string mismatch_json(const ShadowRead &read, const routing::ResultDigest &s
                           const routing::Comparison &c, std::string_view target, bool redact,
                           int64_t unix_ms) {
   std::string out = "{\"time\":";
-  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char when[96];
-  std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_ms % 1000));
-  log::append_json_string(out, when);
+  log::append_json_string(out, iso_time(unix_ms));
   out += ",\"target\":";
   log::append_json_string(out, target);
   out += ",\"rule\":";

@@ -52,6 +52,13 @@ struct ShadowRunOptions {
 void start_shadow_read(Worker &worker, std::shared_ptr<MirrorLink> link,
                        std::shared_ptr<ShadowRead> read, ShadowRunOptions options);
 
+// The shadow section of the admin `/status` JSON: a JSON object (no trailing newline) with the
+// totals and the mismatch table, highest count first:
+//   {"mismatches_total":N,"other":N,"table":[{"fingerprint":"..","query":"..","count":N,
+//     "kinds":{"rows":N,..},"persistent":N,"transient":N,"first_seen":"..","last_seen":"..",
+//     "rule":"..","target":"..","example":".."}, ...]}
+std::string shadow_status_json(const ServerState &state, size_t limit = 50);
+
 // The mismatch log's JSON line (no newline), exposed for tests.
 std::string mismatch_json(const ShadowRead &read, const routing::ResultDigest &shadow,
                           const routing::Comparison &comparison, std::string_view target,

@@ -20,6 +20,7 @@
 #include "proxy/stats.h"
 #include "routing/classifier.h"
 #include "routing/classifier_cache.h"
+#include "routing/mismatch_table.h"
 #include "routing/route_rules.h"
 
 namespace pgtandem::proxy {
@@ -77,6 +78,7 @@ struct ServerState {
   // Learned from the primary's pg_proc at start; sessions take it when they begin.
   std::atomic<std::shared_ptr<const routing::VolatilityCatalog>> catalog;
   Breakers breakers;                           // per routed-to target (issue 4)
+  routing::MismatchTable shadow_mismatches;    // by fingerprint, for /status (issue 5)
   std::string process_tag;                     // distinguishes this process in session ids
   std::atomic<uint64_t> next_session{1};
 
