@@ -889,6 +889,8 @@ class Validator {
         if (auto v = get_number(node, "shadow.max_per_second", 0, 1e6)) out.max_per_second = *v;
       } else if (k == "statement_timeout_ms") {
         set_uint(node, "shadow.statement_timeout_ms", 1, kMaxTimeoutMs, out.statement_timeout_ms);
+      } else if (k == "recheck_delay_ms") {
+        set_uint(node, "shadow.recheck_delay_ms", 0, kMaxTimeoutMs, out.recheck_delay_ms);
       } else if (k == "mismatch_log") {
         if (auto v = get_string(node, "shadow.mismatch_log")) out.mismatch_log = *v;
       } else if (k == "redact_values") {

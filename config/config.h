@@ -140,6 +140,9 @@ struct Shadow {
   bool redact_values = false;          // rows in the mismatch log show "<redacted>" values
   std::vector<std::string> ignore_columns;  // column names left out of every comparison
   std::optional<int> float_significant_digits;  // 1..17: floats compare rounded to this many digits
+  // On a mismatch, run the read again on both targets after this delay and classify it persistent
+  // or transient (pgtandem_shadow_rechecks_total); 0 = no recheck.
+  uint32_t recheck_delay_ms = 0;
 };
 
 struct Log {

@@ -250,6 +250,7 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   d.field("shadow.sample_rate", sb.sample_rate, sa.sample_rate);
   d.field("shadow.max_per_second", sb.max_per_second, sa.max_per_second);
   d.field("shadow.statement_timeout_ms", sb.statement_timeout_ms, sa.statement_timeout_ms);
+  d.field("shadow.recheck_delay_ms", sb.recheck_delay_ms, sa.recheck_delay_ms);
   d.field("shadow.mismatch_log", sb.mismatch_log, sa.mismatch_log);
   d.field("shadow.redact_values", sb.redact_values, sa.redact_values);
   d.field("shadow.ignore_columns", sb.ignore_columns, sa.ignore_columns);

@@ -282,6 +282,9 @@ struct Metrics::Impl {
   prometheus::Counter* shadow_reads[4] = {};
   prometheus::Family<prometheus::Counter>* shadow_skips = nullptr;
   prometheus::Family<prometheus::Counter>* shadow_mismatches = nullptr;
+  prometheus::Family<prometheus::Counter>* shadow_drops = nullptr;
+  prometheus::Family<prometheus::Counter>* shadow_fingerprints = nullptr;
+  prometheus::Family<prometheus::Counter>* shadow_rechecks = nullptr;
 };
 
 Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique<Impl>()) {
@@ -429,6 +432,21 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                                         "difference: error, columns, row_count, rows, row_order, "
                                         "command_tag")
                                   .Register(r);
+  impl_->shadow_drops = &prometheus::BuildCounter()
+                             .Name("pgtandem_shadow_drops_total")
+                             .Help("Sampled reads whose shadow did not run or finish, by reason")
+                             .Register(r);
+  impl_->shadow_fingerprints =
+      &prometheus::BuildCounter()
+           .Name("pgtandem_shadow_mismatches_by_fingerprint_total")
+           .Help("Shadow mismatches by libpg_query fingerprint of the statement; the first 50 "
+                 "fingerprints get a label each, later ones count as \"other\" (see /status)")
+           .Register(r);
+  impl_->shadow_rechecks = &prometheus::BuildCounter()
+                                .Name("pgtandem_shadow_rechecks_total")
+                                .Help("Mismatches run again on both targets after a delay: "
+                                      "persistent, transient, failed")
+                                .Register(r);
   prometheus::BuildGauge()
       .Name("pgtandem_build_info")
       .Help("Build information")
@@ -524,6 +542,16 @@ void Metrics::shadow_skip(std::string_view reason) {
 void Metrics::shadow_mismatch(std::string_view kind) {
   impl_->shadow_reads[static_cast<int>(ShadowOutcome::kMismatch)]->Increment();
   impl_->shadow_mismatches->Add({{"kind", std::string(kind)}}).Increment();
+}
+void Metrics::shadow_drop(std::string_view reason) {
+  impl_->shadow_reads[static_cast<int>(ShadowOutcome::kDropped)]->Increment();
+  impl_->shadow_drops->Add({{"reason", std::string(reason)}}).Increment();
+}
+void Metrics::shadow_mismatch_fingerprint(std::string_view label) {
+  impl_->shadow_fingerprints->Add({{"fingerprint", std::string(label)}}).Increment();
+}
+void Metrics::shadow_recheck(std::string_view result) {
+  impl_->shadow_rechecks->Add({{"result", std::string(result)}}).Increment();
 }
 
 std::string Metrics::serialize() const {

@@ -107,6 +107,13 @@ class Metrics {
   void shadow_skip(std::string_view reason);
   // kind: routing::to_string(MismatchKind) (also counts shadow_read(kMismatch)).
   void shadow_mismatch(std::string_view kind);
+  // A sampled read that could not run or finish (also counts shadow_read(kDropped)): rate_limit,
+  // queue_full, busy, connect, timeout, connection_lost, link_unavailable, session_closed.
+  void shadow_drop(std::string_view reason);
+  // label: the fingerprint's MismatchTable label (bounded: the table's capacity + "other").
+  void shadow_mismatch_fingerprint(std::string_view label);
+  // result: persistent | transient | failed (the recheck could not run both sides).
+  void shadow_recheck(std::string_view result);
 
   std::string serialize() const;  // Prometheus text exposition format 0.0.4
 

@@ -52,6 +52,13 @@ std::shared_ptr<MirrorLink> MirrorLink::start(Worker& worker, MirrorContext cont
   return link;
 }
 
+std::shared_ptr<MirrorLink> MirrorLink::start_like(const MirrorLink& model, size_t target) {
+  auto link = start(model.worker_, model.context_, target);
+  link->state_units_ = model.state_units_;
+  link->state_bytes_ = model.state_bytes_;
+  return link;
+}
+
 MirrorLink::MirrorLink(Worker& worker, MirrorContext context, size_t target)
     : worker_(worker),
       state_(worker.state()),
@@ -77,6 +84,7 @@ void MirrorLink::account(int64_t delta) {
 void MirrorLink::push(std::vector<routing::MirrorUnit> units, const routing::WriteCapture& capture) {
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
+  pushed_ += units.size();
   for (auto& u : units) {
     // Keep the Parse of every statement a unit binds: a journal entry must carry it.
     for (const auto& name : u.binds) {

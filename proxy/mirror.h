@@ -33,6 +33,10 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Creates the link and starts its coroutine on the worker.
   static std::shared_ptr<MirrorLink> start(Worker& worker, MirrorContext context, size_t target);
 
+  // A link to `target` with `model`'s login and session settings (startup parameters and the
+  // SET-like units it applied), nothing queued: shadow rechecks run on such short-lived links.
+  static std::shared_ptr<MirrorLink> start_like(const MirrorLink& model, size_t target);
+
   MirrorLink(Worker& worker, MirrorContext context, size_t target);
 
   // Queues units released by the capture (never blocks). `capture` supplies the Parse messages of
@@ -78,6 +82,9 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   bool connected() const { return connected_; }
   // Incremented at every new connection: what was prepared on the previous one is gone.
   uint64_t epoch() const { return epoch_; }
+  // Units ever pushed (writes and session state): a shadow read sampled at one count compares
+  // against the data the link holds only while the count stays the same.
+  uint64_t pushed() const { return pushed_; }
 
  private:
   asio::awaitable<void> run();
@@ -103,6 +110,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   bool busy_ = false;
   bool lent_ = false;
   uint64_t epoch_ = 0;
+  uint64_t pushed_ = 0;
   BackendKey key_;
   routing::MirrorUnit* in_flight_ = nullptr;  // being applied (lives in run()'s frame)
   bool finished_ = false;

@@ -29,6 +29,7 @@
 #include "routing/route_rules.h"
 #include "routing/route_safety.h"
 #include "routing/shadow_policy.h"
+#include "routing/shadow_request.h"
 #include "routing/write_capture.h"
 
 namespace pgtandem::proxy {
@@ -51,7 +52,6 @@ constexpr size_t kKeepLimit = 8 * 1024;
 constexpr size_t kAuthKeepLimit = 70 * 1024;
 // A sampled read whose request is larger than this is not shadowed (its bytes are copied).
 constexpr size_t kShadowMaxRequest = 64 * 1024;
-constexpr size_t kShadowStatementLog = 1024;
 
 // Whether a config shadows any read: its [shadow] rate or some rule's.
 bool shadow_configured(const config::Config& c) {
@@ -185,6 +185,7 @@ class Session {
   bool shadowing_ = false;  // the snapshot's config shadows some reads
   std::shared_ptr<const routing::DigestOptions> shadow_options_;
   std::shared_ptr<ShadowRead> shadow_;
+  std::unique_ptr<ShadowLane> shadow_lane_;  // created with the first shadow read
   uint64_t shadow_seq_ = 0;
   // pump_frontend waits on `answered_` for the primary to answer what precedes a routed read;
   // pump_backend cancels it when outstanding_ drops. Writes to the client are serialised by
@@ -260,6 +261,7 @@ asio::awaitable<void> Session::run() {
   co_await (pump_frontend() && pump_backend());
 
   // The mirror applies what it was given even after the client left.
+  if (shadow_lane_) shadow_lane_->close();
   if (mirror_) mirror_->finish();
   if (have_key_) st.cancels.remove(backend_pid_, backend_secret_);
   close_backend();
@@ -731,25 +733,29 @@ void Session::consider_shadow(std::string_view request, std::string_view sql, bo
     case routing::ShadowSampler::Outcome::kNotSampled:
       return;
     case routing::ShadowSampler::Outcome::kRateLimited:
-      state_.metrics->shadow_read(ShadowOutcome::kDropped);
+      state_.metrics->shadow_drop("rate_limit");
       return;
     case routing::ShadowSampler::Outcome::kSampled:
       break;
   }
   std::string_view skip;
   routing::ReadShape shape;
+  std::string shadow_request;
   if (cursor) {
     skip = "cursor";
-  } else if (!routed_statement_.empty()) {
-    skip = "named_statement";  // first slice: only simple Query and unnamed-statement batches
   } else if (request.size() > kShadowMaxRequest) {
     skip = "too_large";
   } else if (last_classification_.multi_statement) {
     skip = "multi_statement";
   } else if (wrote_unmirrored_ || !mirror_->drained()) {
     skip = "writes_pending";  // the other target lacks (or does not yet have) the session's writes
-  } else if (!mirror_->can_lend()) {
-    skip = "busy";
+  } else if (!routing::shadow_request(
+                 request,
+                 [this](std::string_view name) -> const std::string* {
+                   return capture_ ? capture_->parse_message(name) : nullptr;
+                 },
+                 &shadow_request)) {
+    skip = "named_statement";  // a statement pgtandem does not know the text of
   } else {
     shape = routing::analyze_read(sql, last_classification_);
     if (shape.nondeterministic != routing::NondeterministicReason::kNone) {
@@ -760,9 +766,14 @@ void Session::consider_shadow(std::string_view request, std::string_view sql, bo
     state_.metrics->shadow_skip(skip);
     return;
   }
+  if (shadow_lane_ && shadow_lane_->full()) {
+    state_.metrics->shadow_drop("queue_full");  // the other target is slower than the primary
+    return;
+  }
   auto read = std::make_shared<ShadowRead>(shadow_options_, shape.top_level_order_by);
-  read->request.assign(request);
-  read->statement.assign(sql.substr(0, kShadowStatementLog));
+  read->request = std::move(shadow_request);
+  read->statement.assign(sql);
+  read->link_units = mirror_->pushed();
   read->rule = decision_.rule >= 0 && snap_->rules
                    ? snap_->rules->rule_name(static_cast<size_t>(decision_.rule))
                    : std::string("default");
@@ -795,7 +806,9 @@ void Session::on_shadow_answer(const Header& h, std::string_view body) {
   options.mirror_writes = mirror_writes_;
   options.redact_values = c.redact_values;
   options.mismatch_log = c.mismatch_log;
-  start_shadow_read(worker_, mirror_, std::move(read), std::move(options));
+  options.recheck_delay_ms = c.recheck_delay_ms;
+  if (!shadow_lane_) shadow_lane_ = std::make_unique<ShadowLane>(worker_, mirror_);
+  shadow_lane_->submit(std::move(read), std::move(options));
 }
 
 namespace {

@@ -12,12 +12,16 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <atomic>
+#include <deque>
 #include <mutex>
+#include <utility>
 
 #include "protocol/message_types.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/mirror.h"
+#include "routing/route_rules.h"
 #include "routing/shadow_policy.h"
 
 namespace pgtandem::proxy {
@@ -29,6 +33,7 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // As pump_backend's: a shadow's DataRow larger than this streams and cannot be digested.
 constexpr size_t kKeepLimit = 8 * 1024;
 constexpr double kMismatchLogPerSecond = 10;
+constexpr size_t kStatementLog = 1024;  // statement bytes in a log line
 
 
 // "(id=<redacted>, name=<redacted>)" from columns_rendered() ("id:23, name:25"): the shape of a row
@@ -198,37 +203,142 @@ asio::awaitable<void> deadline(asio::io_context &io, std::chrono::milliseconds d
   co_await timer.async_wait(kNoThrow);
 }
 
-void report(ServerState &state, const ShadowRead &read, const routing::ResultDigest &shadow,
+int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Rechecks open two connections each: few at a time, process-wide.
+constexpr int kMaxRechecks = 4;
+std::atomic<int> rechecks_in_flight{0};
+
+// One side of a recheck: the request on a fresh link to `target` with the session's settings.
+asio::awaitable<void> recheck_side(Worker &worker, std::shared_ptr<MirrorLink> link,
+                                   const std::string &request, routing::ResultDigest &digest,
+                                   ShadowAnswer &answer) {
+  std::string error;
+  Socket *server = co_await link->lend(&error);
+  if (server != nullptr) {
+    co_await run_on_link(*server, *link, request, digest, worker.state().limits, answer);
+    link->give_back(!answer.usable, false);
+  }
+  link->finish();
+}
+
+// On a mismatch: after the delay, the same request on both targets at once, on connections of
+// their own (the session's may be busy or gone): agreeing now means the first answers differed
+// because of timing (a write landed between the two runs), not because the data differ.
+asio::awaitable<void> recheck(Worker &worker, std::shared_ptr<MirrorLink> model,
+                              std::shared_ptr<ShadowRead> read, size_t shadow_target,
+                              std::string fingerprint, ShadowRunOptions options) {
+  ServerState &state = worker.state();
+  asio::steady_timer timer(worker.io(), std::chrono::milliseconds(options.recheck_delay_ms));
+  co_await timer.async_wait(kNoThrow);
+  const auto snap = state.snapshot.load(std::memory_order_acquire);
+  const size_t primary = snap ? snap->primary : state.primary;
+  auto on_primary = MirrorLink::start_like(*model, primary);
+  auto on_shadow = MirrorLink::start_like(*model, shadow_target);
+  routing::ResultDigest p(read->options.get(), read->primary.ordered());
+  routing::ResultDigest s(read->options.get(), read->primary.ordered());
+  ShadowAnswer pa;
+  ShadowAnswer sa;
+  auto both = co_await ((recheck_side(worker, on_primary, read->request, p, pa) &&
+                         recheck_side(worker, on_shadow, read->request, s, sa)) ||
+                        deadline(worker.io(), std::chrono::milliseconds(options.timeout_ms)));
+  // Both sides are done (or were cancelled by the deadline, perhaps mid-lend): close them.
+  for (const auto &l : {on_primary, on_shadow}) {
+    if (l->lent()) l->give_back(true, false);
+    l->finish();
+  }
+  std::string_view result;
+  if (both.index() == 1 || !pa.usable || !sa.usable || pa.streamed || sa.streamed) {
+    result = "failed";
+  } else {
+    const bool persistent = routing::compare(p, s).kind != routing::MismatchKind::kNone;
+    result = persistent ? "persistent" : "transient";
+    state.shadow_mismatches.record_recheck(fingerprint, persistent);
+  }
+  rechecks_in_flight.fetch_sub(1, std::memory_order_relaxed);
+  state.metrics->shadow_recheck(result);
+  log::info("shadow mismatch rechecked", {{"result", std::string(result)},
+                                          {"fingerprint", fingerprint},
+                                          {"target", state.targets[shadow_target].name},
+                                          {"rule", read->rule}});
+}
+
+void report(Worker &worker, const std::shared_ptr<MirrorLink> &link,
+            const std::shared_ptr<ShadowRead> &read, const routing::ResultDigest &shadow,
             const routing::Comparison &c, size_t target, const ShadowRunOptions &options) {
+  ServerState &state = worker.state();
   state.metrics->shadow_mismatch(routing::to_string(c.kind));
-  if (!MismatchLog::get().admit()) return;
   const std::string &target_name = state.targets[target].name;
-  const auto now = std::chrono::system_clock::now();
-  const int64_t unix_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  log::warn("shadow read mismatch", {{"target", target_name},
-                                     {"rule", read.rule},
-                                     {"kind", routing::to_string(c.kind)},
-                                     {"detail", c.detail},
-                                     {"statement", read.statement}});
+  const int64_t unix_ms = unix_now_ms();
+  // Off the data path: a mismatch costs a parse or two (~10 us).
+  const std::string fingerprint = routing::statement_fingerprint(read->statement);
+  const std::string normalized = routing::normalize_statement(read->statement);
+  const std::string label = state.shadow_mismatches.record(
+      fingerprint, c.kind, normalized, c.detail, read->rule, target_name, unix_ms);
+  state.metrics->shadow_mismatch_fingerprint(label);
+  if (options.recheck_delay_ms > 0 && !fingerprint.empty()) {
+    if (rechecks_in_flight.fetch_add(1, std::memory_order_relaxed) < kMaxRechecks) {
+      asio::co_spawn(worker.io(), recheck(worker, link, read, target, fingerprint, options),
+                     asio::detached);
+    } else {
+      rechecks_in_flight.fetch_sub(1, std::memory_order_relaxed);
+      state.metrics->shadow_recheck("failed");
+    }
+  }
+  if (!MismatchLog::get().admit()) return;
+  log::warn("shadow read mismatch",
+            {{"target", target_name},
+             {"rule", read->rule},
+             {"kind", routing::to_string(c.kind)},
+             {"fingerprint", fingerprint},
+             {"detail", c.detail},
+             {"statement", read->statement.substr(0, kStatementLog)}});
   if (options.mismatch_log.empty()) return;
-  MismatchLog::get().append(options.mismatch_log, mismatch_json(read, shadow, c, target_name,
-                                                                options.redact_values, unix_ms));
+  MismatchLog::get().append(options.mismatch_log,
+                            mismatch_json(*read, shadow, c, target_name, options.redact_values,
+                                          unix_ms, fingerprint, normalized));
+}
+
+// Waits (briefly) until the link can run `read`: it may be serving a routed read or an earlier
+// shadow read. False when the read cannot be compared any more or cannot run (counted).
+asio::awaitable<bool> wait_for_link(Worker &worker, MirrorLink &link, const ShadowRead &read,
+                                    Clock::time_point give_up) {
+  ServerState &state = worker.state();
+  for (;;) {
+    if (link.pushed() != read.link_units) {
+      // The session wrote or changed a setting after the read: the other target would answer
+      // from other data than the primary did.
+      state.metrics->shadow_skip("writes_pending");
+      co_return false;
+    }
+    if (link.can_lend()) co_return true;
+    if (!link.lent()) {
+      state.metrics->shadow_drop("link_unavailable");  // degraded, or the session ended
+      co_return false;
+    }
+    if (Clock::now() >= give_up) {
+      state.metrics->shadow_drop("busy");
+      co_return false;
+    }
+    asio::steady_timer timer(worker.io(), std::chrono::milliseconds(2));
+    co_await timer.async_wait(kNoThrow);
+  }
 }
 
 asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> link,
                                  std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
   ServerState &state = worker.state();
-  // The session may have written, routed a read or started another shadow meanwhile: the link is
-  // the mirror's first; a shadow read never waits for it.
-  if (!link->can_lend()) {
-    state.metrics->shadow_skip("busy");
-    co_return;
-  }
+  const auto limit = std::chrono::milliseconds(options.timeout_ms);
+  const bool ready = co_await wait_for_link(worker, *link, *read, Clock::now() + limit);
+  if (!ready) co_return;
   std::string error;
   Socket *server = co_await link->lend(&error);
   if (server == nullptr) {
-    state.metrics->shadow_read(ShadowOutcome::kDropped);
+    state.metrics->shadow_drop("connect");
     log::debug("shadow read dropped", {{"reason", "connect"}, {"error", error}});
     co_return;
   }
@@ -236,7 +346,6 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
   routing::ResultDigest shadow(read->options.get(), read->primary.ordered());
   ShadowAnswer answer;
   const auto started = Clock::now();
-  const auto limit = std::chrono::milliseconds(options.timeout_ms);
   bool timed_out = false;
   if (options.mirror_writes) {
     // Never break a link that mirrors writes: wait for the answer, however long.
@@ -250,9 +359,9 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
   // A connection left mid-answer is closed; one that only serves routed reads reconnects lazily.
   link->give_back(!answer.usable, options.mirror_writes);
   if (timed_out || !answer.usable) {
-    state.metrics->shadow_read(ShadowOutcome::kDropped);
+    state.metrics->shadow_drop(timed_out ? "timeout" : "connection_lost");
     log::debug("shadow read dropped", {{"reason", timed_out ? "timeout" : "connection_lost"},
-                                       {"statement", read->statement}});
+                                       {"statement", read->statement.substr(0, kStatementLog)}});
     co_return;
   }
   if (answer.streamed) {
@@ -270,7 +379,7 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
     state.metrics->shadow_read(ShadowOutcome::kMatch);
     co_return;
   }
-  report(state, *read, shadow, c, target, options);
+  report(worker, link, read, shadow, c, target, options);
 }
 
 std::string iso_time(int64_t unix_ms) {
@@ -285,6 +394,50 @@ std::string iso_time(int64_t unix_ms) {
 }
 
 }  // namespace
+
+struct ShadowLane::State {
+  std::shared_ptr<MirrorLink> link;
+  std::deque<std::pair<std::shared_ptr<ShadowRead>, ShadowRunOptions>> queue;
+  bool running = false;
+  bool closed = false;
+};
+
+namespace {
+asio::awaitable<void> drain_lane(Worker &worker, std::shared_ptr<ShadowLane::State> lane) {
+  while (!lane->queue.empty()) {
+    auto [read, options] = std::move(lane->queue.front());
+    lane->queue.pop_front();
+    if (lane->closed) {
+      worker.state().metrics->shadow_drop("session_closed");
+      continue;
+    }
+    co_await run_shadow(worker, lane->link, std::move(read), std::move(options));
+  }
+  lane->running = false;
+}
+}  // namespace
+
+ShadowLane::ShadowLane(Worker &worker, std::shared_ptr<MirrorLink> link)
+    : worker_(worker), state_(std::make_shared<State>()) {
+  state_->link = std::move(link);
+}
+
+bool ShadowLane::full() const { return state_->queue.size() >= kMaxQueued; }
+
+void ShadowLane::close() { state_->closed = true; }
+
+bool ShadowLane::submit(std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
+  if (full()) {
+    worker_.state().metrics->shadow_drop("queue_full");
+    return false;
+  }
+  state_->queue.emplace_back(std::move(read), std::move(options));
+  if (!state_->running) {
+    state_->running = true;
+    asio::co_spawn(worker_.io(), drain_lane(worker_, state_), asio::detached);
+  }
+  return true;
+}
 
 std::string shadow_status_json(const ServerState &state, size_t limit) {
   const auto &table = state.shadow_mismatches;
@@ -345,24 +498,22 @@ void ShadowRead::on_primary(const protocol::Header &h, std::string_view body) {
   }
 }
 
-void start_shadow_read(Worker &worker, std::shared_ptr<MirrorLink> link,
-                       std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
-  asio::co_spawn(worker.io(),
-                 run_shadow(worker, std::move(link), std::move(read), std::move(options)),
-                 asio::detached);
-}
-
 std::string mismatch_json(const ShadowRead &read, const routing::ResultDigest &shadow,
                           const routing::Comparison &c, std::string_view target, bool redact,
-                          int64_t unix_ms) {
+                          int64_t unix_ms, std::string_view fingerprint,
+                          std::string_view normalized) {
   std::string out = "{\"time\":";
   log::append_json_string(out, iso_time(unix_ms));
   out += ",\"target\":";
   log::append_json_string(out, target);
   out += ",\"rule\":";
   log::append_json_string(out, read.rule);
+  out += ",\"fingerprint\":";
+  log::append_json_string(out, fingerprint);
   out += ",\"statement\":";
-  log::append_json_string(out, read.statement);
+  log::append_json_string(out, std::string_view(read.statement).substr(0, kStatementLog));
+  out += ",\"normalized\":";
+  log::append_json_string(out, normalized.substr(0, kStatementLog));
   out += ",\"kind\":";
   log::append_json_string(out, routing::to_string(c.kind));
   out += ",\"detail\":";

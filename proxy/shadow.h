@@ -32,11 +32,16 @@ struct ShadowRead {
 
   std::shared_ptr<const routing::DigestOptions> options;
   routing::ResultDigest primary;
-  std::string request;    // the client's bytes: a simple Query, or a whole batch up to Sync
-  std::string statement;  // for the mismatch log, cut at 1 KB
+  // What runs on the other target: the client's simple Query, or its batch up to Sync with named
+  // statements turned into the unnamed one (routing/shadow_request.h): self-contained.
+  std::string request;
+  std::string statement;  // the SQL (the log cuts it at 1 KB; fingerprinted on a mismatch)
   std::string rule;       // the rule that matched the read, "default" if none
   uint32_t results = 0;   // CommandComplete/ErrorResponse seen in the primary's answer
   bool abandoned = false;
+  // MirrorLink::pushed() when the read was sampled (the link was drained then): a shadow read
+  // whose session has pushed more since runs against other data than the primary saw: skipped.
+  uint64_t link_units = 0;
 };
 
 struct ShadowRunOptions {
@@ -46,11 +51,31 @@ struct ShadowRunOptions {
   bool mirror_writes = false;
   bool redact_values = false;
   std::string mismatch_log;  // "" = pgtandem's own log only
+  // On a mismatch, run the read again on both targets after this delay (on connections of their
+  // own, with the session's settings) and classify it persistent or transient; 0 = no recheck.
+  uint32_t recheck_delay_ms = 0;
 };
 
-// Runs `read` on `link` (if it can be lent now; else it is skipped as "busy"), compares and counts.
-void start_shadow_read(Worker &worker, std::shared_ptr<MirrorLink> link,
-                       std::shared_ptr<ShadowRead> read, ShadowRunOptions options);
+// A session's shadow reads waiting for its link. The link runs one thing at a time (the session's
+// mirrored writes first, routed reads, shadow reads); shadow reads queue here, a few at most, and
+// run one after another off the client's path. A full lane drops the newest sample (counted).
+class ShadowLane {
+ public:
+  static constexpr size_t kMaxQueued = 4;
+
+  ShadowLane(Worker &worker, std::shared_ptr<MirrorLink> link);
+  // False (and the read is counted dropped, reason "queue_full") when kMaxQueued wait already.
+  bool submit(std::shared_ptr<ShadowRead> read, ShadowRunOptions options);
+  bool full() const;
+  // The session ended: what still waits is dropped once the running read is done.
+  void close();
+
+  struct State;  // shared with the coroutine that drains it (shadow.cc)
+
+ private:
+  Worker &worker_;
+  std::shared_ptr<State> state_;
+};
 
 // The shadow section of the admin `/status` JSON: a JSON object (no trailing newline) with the
 // totals and the mismatch table, highest count first:
@@ -62,6 +87,7 @@ std::string shadow_status_json(const ServerState &state, size_t limit = 50);
 // The mismatch log's JSON line (no newline), exposed for tests.
 std::string mismatch_json(const ShadowRead &read, const routing::ResultDigest &shadow,
                           const routing::Comparison &comparison, std::string_view target,
-                          bool redact_values, int64_t unix_ms);
+                          bool redact_values, int64_t unix_ms, std::string_view fingerprint,
+                          std::string_view normalized);
 
 }  // namespace pgtandem::proxy

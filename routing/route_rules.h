@@ -65,6 +65,9 @@ std::vector<std::string> referenced_tables(std::string_view sql);
 
 // libpg_query fingerprint as 16 lowercase hex digits; "" on a syntax error. ~4 us.
 std::string statement_fingerprint(std::string_view sql);
+// The statement with its constants replaced by $n (pg_query_normalize), for logs and /status;
+// the statement itself when it does not parse. Off the data path (mismatches only).
+std::string normalize_statement(std::string_view sql);
 
 // The seeded consistent hash of a key: a point in [0, 10000) (basis points). A rule with percent
 // p sends the key to `new` iff hash_point(seed, rule_name?, key) < p * 100, so raising p only adds

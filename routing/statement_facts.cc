@@ -123,4 +123,14 @@ std::string statement_fingerprint(std::string_view sql) {
   return fingerprint;
 }
 
+std::string normalize_statement(std::string_view sql) {
+  if (sql.find('\0') != std::string_view::npos) return std::string(sql.substr(0, sql.find('\0')));
+  const std::string text(sql);
+  PgQueryNormalizeResult result = pg_query_normalize(text.c_str());
+  std::string normalized =
+      result.error == nullptr && result.normalized_query != nullptr ? result.normalized_query : text;
+  pg_query_free_normalize_result(result);
+  return normalized;
+}
+
 }  // namespace pgtandem::routing

@@ -2,7 +2,8 @@
 // the two clusters, a database with the same tables on both. Reads served by the primary (old) run
 // on new too; the counters and the mismatch log say whether they agreed.
 //
-// Covered: pgbench -S on identical data (matches only); a row changed on new (a read touching it is
+// Covered: pgbench -S on identical data, simple and prepared (matches only); named statements,
+// fingerprints; recheck (persistent vs transient); the flipped phase (primary new, shadows on old); a row changed on new (a read touching it is
 // a "rows" mismatch logged with that row, one not touching it matches); a column added on new
 // ("columns"); a table missing on new ("error"); LIMIT without ORDER BY (skipped, not compared);
 // redact_values; reads after mirrored writes (mirror_writes = true: compared once applied, never a
@@ -51,9 +52,11 @@ class ShadowTest : public ProxyTest {
     return db;
   }
 
-  ProxyProcess &start(const std::string &shadow_toml = "sample_rate = 1\n") {
+  ProxyProcess &start(const std::string &shadow_toml = "sample_rate = 1\n",
+                      const std::string &primary = "old") {
     dir_ = std::make_unique<TempDir>("pgtandem-shadow-it");
     ProxyOptions o = Env::get().default_proxy_options();
+    o.primary = primary;
     o.extra_toml =
         "[shadow]\nmismatch_log = \"" + dir_->file("mismatches.jsonl") + "\"\n" + shadow_toml;
     return start_proxy(o);
@@ -76,6 +79,9 @@ class ShadowTest : public ProxyTest {
   static double skips(const ProxyProcess &p, const std::string &reason) {
     return p.metrics().sum("pgtandem_shadow_skips_total", {{"reason", reason}});
   }
+  static double drops(const ProxyProcess &p, const std::string &reason) {
+    return p.metrics().sum("pgtandem_shadow_drops_total", {{"reason", reason}});
+  }
   static double compared(const ProxyProcess &p) { return reads(p, "match") + reads(p, "mismatch"); }
 
   // Waits until `n` shadow reads in all were compared (or skipped/dropped).
@@ -89,6 +95,9 @@ class ShadowTest : public ProxyTest {
   std::vector<std::string> databases_;
 };
 
+// The acceptance run: identical data, pgbench -S for 10 s with every read sampled, in both the
+// simple protocol and with prepared (named) statements: not one mismatch, and the shadow reads
+// really ran (compared), not just skipped.
 TEST_F(ShadowTest, PgbenchOnIdenticalDataMatchesOnly) {
   const std::string db = make_db("bench");
   for (PgCluster *c : {&old_cluster(), &new_cluster()}) {
@@ -96,18 +105,119 @@ TEST_F(ShadowTest, PgbenchOnIdenticalDataMatchesOnly) {
     ASSERT_TRUE(r.ok()) << r.describe();
   }
   ProxyProcess &p = start();
-  auto bench = run_pgbench(p.endpoint(), {"-S", "-c", "2", "-T", "5"}, db, milliseconds(120000));
-  ASSERT_TRUE(bench.ok()) << bench.describe();
-  PgbenchSummary s = parse_pgbench(bench.out);
-  ASSERT_TRUE(s.parsed) << bench.out;
-  EXPECT_EQ(s.failed, 0);
-  std::this_thread::sleep_for(milliseconds(500));
-  EXPECT_GT(reads(p, "match"), 0) << p.metrics().text();
+  long transactions = 0;
+  for (const char *mode : {"simple", "prepared"}) {
+    const double compared_before = compared(p);
+    auto bench = run_pgbench(p.endpoint(), {"-S", "-M", mode, "-c", "2", "-T", "5"}, db,
+                             milliseconds(120000));
+    ASSERT_TRUE(bench.ok()) << bench.describe();
+    PgbenchSummary s = parse_pgbench(bench.out);
+    ASSERT_TRUE(s.parsed) << bench.out;
+    EXPECT_EQ(s.failed, 0);
+    transactions += s.processed;
+    // Sampled, and compared: -M prepared binds named statements, shadowed as unnamed copies.
+    ASSERT_TRUE(poll_until([&] { return compared(p) > compared_before; }, kDeadline))
+        << mode << "\n" << p.metrics().text();
+  }
+  // Every sampled read is accounted for: compared, skipped or dropped.
+  ASSERT_TRUE(poll_until(
+      [&] {
+        return compared(p) + reads(p, "skipped") + reads(p, "dropped") >=
+               static_cast<double>(transactions);
+      },
+      kDeadline))
+      << p.metrics().text();
   EXPECT_EQ(reads(p, "mismatch"), 0) << p.metrics().text() << mismatch_log();
   EXPECT_EQ(mismatch_log(), "");
+  EXPECT_EQ(skips(p, "named_statement"), 0) << p.metrics().text();
   std::printf(
-      "[shadow] pgbench -S: %ld transactions; shadow match=%g skipped=%g (busy %g) dropped=%g\n",
-      s.processed, reads(p, "match"), reads(p, "skipped"), skips(p, "busy"), reads(p, "dropped"));
+      "[shadow] pgbench -S (simple + prepared, 10 s): %ld transactions; shadow match=%g "
+      "skipped=%g dropped=%g (queue_full %g, busy %g)\n",
+      transactions, reads(p, "match"), reads(p, "skipped"), reads(p, "dropped"),
+      drops(p, "queue_full"), drops(p, "busy"));
+}
+
+// A prepared (named) statement is shadowed too: a mismatch on a changed row, found with its
+// fingerprint (the bounded per-fingerprint metric), the normalized query in the log.
+TEST_F(ShadowTest, NamedStatementMismatchIsCountedByFingerprint) {
+  const std::string db = make_db("named");
+  new_cluster().exec("UPDATE t SET note = 'changed on new' WHERE id = 4", db);
+  ProxyProcess &p = start();
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  ResultPtr prep(PQprepare(c.get(), "by_id", "SELECT note FROM t WHERE id = $1::int", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(prep.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+  for (const char *id : {"3", "4", "5", "4"}) {
+    ResultPtr r(PQexecPrepared(c.get(), "by_id", 1, std::vector<const char *>{id}.data(), nullptr,
+                               nullptr, 0));
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
+    EXPECT_EQ(std::string(PQgetvalue(r.get(), 0, 0)), std::string("note ") + id)
+        << "the client always gets the primary's answer";
+  }
+  wait_done(p, 4);
+  EXPECT_EQ(reads(p, "match"), 2) << p.metrics().text();
+  EXPECT_EQ(mismatches(p, "rows"), 2) << p.metrics().text();
+  ASSERT_TRUE(poll_until([&] { return !mismatch_log().empty(); }, kDeadline));
+  const std::string log = mismatch_log();
+  EXPECT_NE(log.find("\"normalized\":\"SELECT note FROM t WHERE id = $1::int\""), std::string::npos)
+      << log;
+  const size_t at = log.find("\"fingerprint\":\"");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string fingerprint = log.substr(at + 15, 16);
+  EXPECT_EQ(p.metrics().sum("pgtandem_shadow_mismatches_by_fingerprint_total",
+                            {{"fingerprint", fingerprint}}),
+            2)
+      << p.metrics().text();
+  // The same statement written with another constant has the same fingerprint.
+  exec(c.get(), "SELECT note FROM t WHERE id = 4");
+  EXPECT_TRUE(poll_until([&] { return mismatches(p, "rows") == 3; }, kDeadline));
+  EXPECT_EQ(p.metrics().sum("pgtandem_shadow_mismatches_by_fingerprint_total", {}), 3);
+}
+
+// On a mismatch, the recheck runs the read on both targets again after a delay: a difference in
+// the data stays (persistent); one fixed meanwhile was transient.
+TEST_F(ShadowTest, RecheckClassifiesPersistentAndTransient) {
+  const std::string db = make_db("recheck");
+  new_cluster().exec("UPDATE t SET note = 'stays different' WHERE id = 2", db);
+  new_cluster().exec("UPDATE t SET note = 'fixed soon' WHERE id = 9", db);
+  ProxyProcess &p = start("sample_rate = 1\nrecheck_delay_ms = 3000\n");
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  auto rechecks = [&](const std::string &result) {
+    return p.metrics().sum("pgtandem_shadow_rechecks_total", {{"result", result}});
+  };
+  EXPECT_EQ(query_value(c.get(), "SELECT note FROM t WHERE id = 2"), "note 2");
+  EXPECT_EQ(query_value(c.get(), "SELECT note FROM t WHERE id = 9"), "note 9");
+  ASSERT_TRUE(poll_until([&] { return mismatches(p, "rows") == 2; }, kDeadline))
+      << p.metrics().text();
+  // Fixed on new before the recheck runs (3 s after the mismatch).
+  new_cluster().exec("UPDATE t SET note = 'note 9' WHERE id = 9", db);
+  ASSERT_TRUE(poll_until([&] { return rechecks("persistent") + rechecks("transient") +
+                                          rechecks("failed") >= 2; },
+                         kDeadline))
+      << p.metrics().text();
+  EXPECT_EQ(rechecks("persistent"), 1) << p.metrics().text();
+  EXPECT_EQ(rechecks("transient"), 1) << p.metrics().text();
+  EXPECT_EQ(rechecks("failed"), 0) << p.metrics().text();
+  // The session is unaffected: it goes on reading.
+  EXPECT_EQ(query_value(c.get(), "SELECT count(*) FROM t"), "10");
+}
+
+// After the flip (primary new), shadow reads run on old: a row that differs on old is a mismatch
+// counted against target old.
+TEST_F(ShadowTest, FlippedPhaseShadowsOnOld) {
+  const std::string db = make_db("flipped");
+  old_cluster().exec("UPDATE t SET note = 'stale on old' WHERE id = 5", db);
+  ProxyProcess &p = start("sample_rate = 1\n", "new");
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  EXPECT_EQ(query_value(c.get(), "SELECT note FROM t WHERE id = 5"), "note 5")
+      << "new is the primary: its answer reaches the client";
+  EXPECT_EQ(query_value(c.get(), "SELECT note FROM t WHERE id = 6"), "note 6");
+  wait_done(p, 2);
+  EXPECT_EQ(reads(p, "match"), 1) << p.metrics().text();
+  EXPECT_EQ(mismatches(p, "rows"), 1) << p.metrics().text();
+  ASSERT_TRUE(poll_until([&] { return !mismatch_log().empty(); }, kDeadline));
+  const std::string log = mismatch_log();
+  EXPECT_NE(log.find("\"target\":\"old\""), std::string::npos) << log;
+  EXPECT_NE(log.find("stale on old"), std::string::npos) << log;
 }
 
 TEST_F(ShadowTest, ChangedRowIsAMismatchOnlyForReadsTouchingIt) {

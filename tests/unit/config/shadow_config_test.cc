@@ -30,6 +30,7 @@ TEST(ShadowConfig, DefaultsAreOff) {
   EXPECT_FALSE(s.redact_values);
   EXPECT_TRUE(s.ignore_columns.empty());
   EXPECT_FALSE(s.float_significant_digits.has_value());
+  EXPECT_EQ(s.recheck_delay_ms, 0u) << "no recheck unless asked";
 }
 
 TEST(ShadowConfig, FullSection) {
@@ -41,6 +42,7 @@ mismatch_log = "/var/log/pgtandem/shadow.jsonl"
 redact_values = true
 ignore_columns = ["updated_at", "version"]
 float_significant_digits = 12
+recheck_delay_ms = 2000
 )");
   ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0].to_string());
   const Shadow &s = r.config->shadow;
@@ -53,6 +55,7 @@ float_significant_digits = 12
   EXPECT_EQ(s.ignore_columns[1], "version");
   ASSERT_TRUE(s.float_significant_digits.has_value());
   EXPECT_EQ(*s.float_significant_digits, 12);
+  EXPECT_EQ(s.recheck_delay_ms, 2000u);
 }
 
 TEST(ShadowConfig, IntegerRateIsANumber) {
@@ -69,6 +72,11 @@ void expect_error(const std::string &text, uint32_t line, uint32_t column,
   EXPECT_EQ(r.errors[0].line, line) << r.errors[0].to_string();
   EXPECT_EQ(r.errors[0].column, column) << r.errors[0].to_string();
   EXPECT_NE(r.errors[0].message.find(fragment), std::string::npos) << r.errors[0].to_string();
+}
+
+TEST(ShadowConfig, RecheckDelayMustBeANonNegativeInteger) {
+  expect_error("[shadow]\nrecheck_delay_ms = -1\n", 2, 20, "shadow.recheck_delay_ms");
+  expect_error("[shadow]\nrecheck_delay_ms = \"1s\"\n", 2, 20, "shadow.recheck_delay_ms");
 }
 
 TEST(ShadowConfig, RateOutOfRange) {

@@ -330,6 +330,14 @@ TEST(RouteFingerprint, SameQueryDifferentConstants) {
   EXPECT_EQ(statement_fingerprint(std::string_view("SELECT 1\0", 9)), "");
 }
 
+TEST(RouteFingerprint, NormalizeReplacesConstants) {
+  EXPECT_EQ(normalize_statement("SELECT * FROM accounts WHERE id = 42 AND name = 'bob'"),
+            "SELECT * FROM accounts WHERE id = $1 AND name = $2");
+  EXPECT_EQ(normalize_statement("SELECT a FROM t WHERE b = $1"), "SELECT a FROM t WHERE b = $1");
+  EXPECT_EQ(normalize_statement("SELEC 1"), "SELEC 1") << "unparsable: as it is";
+  EXPECT_EQ(normalize_statement(std::string_view("SELECT 1\0x", 10)), "SELECT 1");
+}
+
 // ---- hashing ----
 
 TEST(RouteHash, KnownValues) {
