@@ -332,6 +332,16 @@ class Validator {
   }
 
   // An integer or a float in lo..hi (NaN is out of every range).
+  // A finite number > 0.
+  std::optional<double> get_positive(const toml::node& node, std::string_view what) {
+    auto v = get_number(node, what, -1e308, 1e308);
+    if (v && !(*v > 0)) {
+      error(&node.source(), std::string(what) + " must be greater than 0");
+      return std::nullopt;
+    }
+    return v;
+  }
+
   std::optional<double> get_number(const toml::node& node, std::string_view what, double lo,
                                    double hi) {
     double v = 0;
@@ -827,6 +837,20 @@ class Validator {
         out.hash_key = *v;
       } else if (k == "shadow_sample_rate") {
         if (auto v = get_number(node, key_what, 0, 1)) out.shadow_sample_rate = *v;
+      } else if (k == "shadow_ignore_columns") {
+        std::vector<std::string> v;
+        set_string_list(node, key_what, v);
+        out.shadow_ignore_columns = std::move(v);
+      } else if (k == "shadow_float_significant_digits") {
+        if (auto v = get_int(node, key_what, 1, 17)) {
+          out.shadow_float_significant_digits = static_cast<int>(*v);
+        }
+      } else if (k == "shadow_float_tolerance") {
+        if (auto v = get_positive(node, key_what)) out.shadow_float_tolerance = *v;
+      } else if (k == "shadow_ignore_column_order") {
+        bool v = false;
+        set_bool(node, key_what, v);
+        out.shadow_ignore_column_order = v;
       } else {
         unknown_key(key, "in " + what);
       }
@@ -901,6 +925,10 @@ class Validator {
         if (auto v = get_int(node, "shadow.float_significant_digits", 1, 17)) {
           out.float_significant_digits = static_cast<int>(*v);
         }
+      } else if (k == "float_tolerance") {
+        if (auto v = get_positive(node, "shadow.float_tolerance")) out.float_tolerance = *v;
+      } else if (k == "ignore_column_order") {
+        set_bool(node, "shadow.ignore_column_order", out.ignore_column_order);
       } else {
         unknown_key(key, "in [shadow]");
       }

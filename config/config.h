@@ -97,6 +97,11 @@ struct Route {
   // "client_address" | "tag:<name>" (falls back to session when the tag is absent).
   std::string hash_key = "session";
   std::optional<double> shadow_sample_rate;  // issue 5: 0..1, per rule; unset = [shadow] default
+  // Comparison options for the shadow reads of this rule's reads; unset = the [shadow] value.
+  std::optional<std::vector<std::string>> shadow_ignore_columns;
+  std::optional<int> shadow_float_significant_digits;
+  std::optional<double> shadow_float_tolerance;
+  std::optional<bool> shadow_ignore_column_order;
   uint32_t line = 0;  // where the rule is in the file, for logs
 };
 
@@ -140,6 +145,8 @@ struct Shadow {
   bool redact_values = false;          // rows in the mismatch log show "<redacted>" values
   std::vector<std::string> ignore_columns;  // column names left out of every comparison
   std::optional<int> float_significant_digits;  // 1..17: floats compare rounded to this many digits
+  std::optional<double> float_tolerance;  // > 0: floats equal within this absolute difference
+  bool ignore_column_order = false;       // columns matched by name, not position
   // On a mismatch, run the read again on both targets after this delay and classify it persistent
   // or transient (pgtandem_shadow_rechecks_total); 0 = no recheck.
   uint32_t recheck_delay_ms = 0;

@@ -59,6 +59,15 @@ std::string format_value(const std::optional<int>& v) {
   return v ? std::to_string(*v) : std::string("(unset)");
 }
 
+std::string format_value(const std::optional<bool>& v) {
+  return v ? format_value(*v) : std::string("(unset)");
+}
+
+std::string format_value(const std::vector<std::string>& v);
+std::string format_value(const std::optional<std::vector<std::string>>& v) {
+  return v ? format_value(*v) : std::string("(unset)");
+}
+
 std::string format_value(const std::vector<std::string>& v) {
   std::string out = "[";
   for (size_t i = 0; i < v.size(); ++i) {
@@ -141,6 +150,12 @@ void diff_route(Differ& d, const config::Route& b, const config::Route& a) {
   d.field(p + "percent", b.percent, a.percent);
   d.field(p + "hash_key", b.hash_key, a.hash_key);
   d.field(p + "shadow_sample_rate", b.shadow_sample_rate, a.shadow_sample_rate);
+  d.field(p + "shadow_ignore_columns", b.shadow_ignore_columns, a.shadow_ignore_columns);
+  d.field(p + "shadow_float_significant_digits", b.shadow_float_significant_digits,
+          a.shadow_float_significant_digits);
+  d.field(p + "shadow_float_tolerance", b.shadow_float_tolerance, a.shadow_float_tolerance);
+  d.field(p + "shadow_ignore_column_order", b.shadow_ignore_column_order,
+          a.shadow_ignore_column_order);
 }
 
 void diff_routes(Differ& d, const std::vector<config::Route>& before,
@@ -256,6 +271,8 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   d.field("shadow.ignore_columns", sb.ignore_columns, sa.ignore_columns);
   d.field("shadow.float_significant_digits", sb.float_significant_digits,
           sa.float_significant_digits);
+  d.field("shadow.float_tolerance", sb.float_tolerance, sa.float_tolerance);
+  d.field("shadow.ignore_column_order", sb.ignore_column_order, sa.ignore_column_order);
 
   d.field("log.level", before.log.level, after.log.level);
   d.field("log.format", before.log.format, after.log.format);

@@ -184,6 +184,7 @@ class Session {
   // the primary answered. `shadow_` collects the primary's answer while it is being forwarded.
   bool shadowing_ = false;  // the snapshot's config shadows some reads
   std::shared_ptr<const routing::DigestOptions> shadow_options_;
+  std::vector<std::shared_ptr<const routing::DigestOptions>> shadow_rule_options_;  // null: global
   std::shared_ptr<ShadowRead> shadow_;
   std::unique_ptr<ShadowLane> shadow_lane_;  // created with the first shadow read
   uint64_t shadow_seq_ = 0;
@@ -692,6 +693,25 @@ void Session::refresh_shadow_settings() {
   auto options = std::make_shared<routing::DigestOptions>();
   options->ignore_columns = c.shadow.ignore_columns;
   options->float_significant_digits = c.shadow.float_significant_digits;
+  options->float_absolute_tolerance = c.shadow.float_tolerance;
+  options->ignore_column_order = c.shadow.ignore_column_order;
+  // A rule's own comparison options (rule index = its place in [[routes]]) over [shadow]'s.
+  shadow_rule_options_.assign(c.routes.size(), nullptr);
+  for (size_t i = 0; i < c.routes.size(); ++i) {
+    const config::Route& r = c.routes[i];
+    if (!r.shadow_ignore_columns && !r.shadow_float_significant_digits &&
+        !r.shadow_float_tolerance && !r.shadow_ignore_column_order) {
+      continue;
+    }
+    auto own = std::make_shared<routing::DigestOptions>(*options);
+    if (r.shadow_ignore_columns) own->ignore_columns = *r.shadow_ignore_columns;
+    if (r.shadow_float_significant_digits) {
+      own->float_significant_digits = r.shadow_float_significant_digits;
+    }
+    if (r.shadow_float_tolerance) own->float_absolute_tolerance = r.shadow_float_tolerance;
+    if (r.shadow_ignore_column_order) own->ignore_column_order = *r.shadow_ignore_column_order;
+    shadow_rule_options_[i] = std::move(own);
+  }
   shadow_options_ = std::move(options);
 }
 
@@ -770,7 +790,12 @@ void Session::consider_shadow(std::string_view request, std::string_view sql, bo
     state_.metrics->shadow_drop("queue_full");  // the other target is slower than the primary
     return;
   }
-  auto read = std::make_shared<ShadowRead>(shadow_options_, shape.top_level_order_by);
+  std::shared_ptr<const routing::DigestOptions> options = shadow_options_;
+  if (decision_.rule >= 0 && static_cast<size_t>(decision_.rule) < shadow_rule_options_.size() &&
+      shadow_rule_options_[static_cast<size_t>(decision_.rule)]) {
+    options = shadow_rule_options_[static_cast<size_t>(decision_.rule)];
+  }
+  auto read = std::make_shared<ShadowRead>(std::move(options), shape.top_level_order_by);
   read->request = std::move(shadow_request);
   read->statement.assign(sql);
   read->link_units = mirror_->pushed();

@@ -173,6 +173,23 @@ TEST_F(ShadowTest, NamedStatementMismatchIsCountedByFingerprint) {
   EXPECT_EQ(p.metrics().sum("pgtandem_shadow_mismatches_by_fingerprint_total", {}), 3);
 }
 
+// A rule's own comparison options: its reads ignore the column that differs; other reads do not.
+TEST_F(ShadowTest, RuleComparisonOptionsApplyToItsReadsOnly) {
+  const std::string db = make_db("ruleopts");
+  new_cluster().exec("UPDATE t SET note = 'rewritten by the migration' WHERE id = 8", db);
+  ProxyProcess &p = start(
+      "sample_rate = 1\n\n[[routes]]\nname = \"reports\"\napplication_names = [\"reports\"]\n"
+      "target = \"primary\"\nshadow_ignore_columns = [\"note\"]\n");
+  ConnPtr reports = connect(p.endpoint().conninfo("", db) + " application_name=reports");
+  EXPECT_EQ(query_value(reports.get(), "SELECT id, note FROM t WHERE id = 8"), "8");
+  wait_done(p, 1);
+  EXPECT_EQ(reads(p, "match"), 1) << "note is ignored for the reports rule\n" << p.metrics().text();
+  ConnPtr other = connect(p.endpoint().conninfo("", db) + " application_name=web");
+  EXPECT_EQ(query_value(other.get(), "SELECT id, note FROM t WHERE id = 8"), "8");
+  wait_done(p, 2);
+  EXPECT_EQ(mismatches(p, "rows"), 1) << p.metrics().text();
+}
+
 // On a mismatch, the recheck runs the read on both targets again after a delay: a difference in
 // the data stays (persistent); one fixed meanwhile was transient.
 TEST_F(ShadowTest, RecheckClassifiesPersistentAndTransient) {

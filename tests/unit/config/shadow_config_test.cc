@@ -74,6 +74,47 @@ void expect_error(const std::string &text, uint32_t line, uint32_t column,
   EXPECT_NE(r.errors[0].message.find(fragment), std::string::npos) << r.errors[0].to_string();
 }
 
+TEST(ShadowConfig, ComparisonOptions) {
+  auto r = load("[shadow]\nfloat_tolerance = 0.001\nignore_column_order = true\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0].to_string();
+  EXPECT_DOUBLE_EQ(r.config->shadow.float_tolerance.value(), 0.001);
+  EXPECT_TRUE(r.config->shadow.ignore_column_order);
+  expect_error("[shadow]\nfloat_tolerance = 0\n", 2, 19, "shadow.float_tolerance must be greater than 0");
+  expect_error("[shadow]\nfloat_tolerance = -1.5\n", 2, 19, "greater than 0");
+  expect_error("[shadow]\nignore_column_order = 1\n", 2, 23, "shadow.ignore_column_order");
+}
+
+TEST(ShadowConfig, PerRuleComparisonOptions) {
+  auto r = load(R"([[routes]]
+name = "reports"
+target = "primary"
+shadow_ignore_columns = ["generated_at"]
+shadow_float_significant_digits = 6
+shadow_float_tolerance = 0.5
+shadow_ignore_column_order = true
+
+[[routes]]
+name = "plain"
+target = "primary"
+)");
+  ASSERT_TRUE(r.ok()) << r.errors[0].to_string();
+  const auto &a = r.config->routes[0];
+  ASSERT_TRUE(a.shadow_ignore_columns.has_value());
+  EXPECT_EQ(a.shadow_ignore_columns->at(0), "generated_at");
+  EXPECT_EQ(a.shadow_float_significant_digits.value(), 6);
+  EXPECT_DOUBLE_EQ(a.shadow_float_tolerance.value(), 0.5);
+  EXPECT_EQ(a.shadow_ignore_column_order.value(), true);
+  const auto &b = r.config->routes[1];
+  EXPECT_FALSE(b.shadow_ignore_columns.has_value()) << "unset: the [shadow] value applies";
+  EXPECT_FALSE(b.shadow_float_significant_digits.has_value());
+  EXPECT_FALSE(b.shadow_float_tolerance.has_value());
+  EXPECT_FALSE(b.shadow_ignore_column_order.has_value());
+  auto bad = load("[[routes]]\ntarget = \"primary\"\nshadow_float_significant_digits = 18\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.errors[0].message.find("shadow_float_significant_digits"), std::string::npos)
+      << bad.errors[0].to_string();
+}
+
 TEST(ShadowConfig, RecheckDelayMustBeANonNegativeInteger) {
   expect_error("[shadow]\nrecheck_delay_ms = -1\n", 2, 20, "shadow.recheck_delay_ms");
   expect_error("[shadow]\nrecheck_delay_ms = \"1s\"\n", 2, 20, "shadow.recheck_delay_ms");
