@@ -209,6 +209,11 @@ int64_t unix_now_ms() {
       .count();
 }
 
+// What queued shadow reads hold (their requests), process-wide: past this, samples are dropped
+// ("memory"). Per session the lane holds kMaxQueued at most; this bounds many sessions together.
+constexpr int64_t kMaxQueuedBytes = 64 << 20;
+std::atomic<int64_t> queued_bytes{0};
+
 // Rechecks open two connections each: few at a time, process-wide.
 constexpr int kMaxRechecks = 4;
 std::atomic<int> rechecks_in_flight{0};
@@ -407,6 +412,7 @@ asio::awaitable<void> drain_lane(Worker &worker, std::shared_ptr<ShadowLane::Sta
   while (!lane->queue.empty()) {
     auto [read, options] = std::move(lane->queue.front());
     lane->queue.pop_front();
+    queued_bytes.fetch_sub(static_cast<int64_t>(read->request.size()), std::memory_order_relaxed);
     if (lane->closed) {
       worker.state().metrics->shadow_drop("session_closed");
       continue;
@@ -429,6 +435,12 @@ void ShadowLane::close() { state_->closed = true; }
 bool ShadowLane::submit(std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
   if (full()) {
     worker_.state().metrics->shadow_drop("queue_full");
+    return false;
+  }
+  const auto size = static_cast<int64_t>(read->request.size());
+  if (queued_bytes.fetch_add(size, std::memory_order_relaxed) + size > kMaxQueuedBytes) {
+    queued_bytes.fetch_sub(size, std::memory_order_relaxed);
+    worker_.state().metrics->shadow_drop("memory");
     return false;
   }
   state_->queue.emplace_back(std::move(read), std::move(options));
