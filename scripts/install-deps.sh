@@ -17,6 +17,8 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 pgbouncer pgpool2
   # script helpers
   python3 procps curl util-linux
+  # deploy/ checks (tests/deploy): promtool validates the alert rules and dashboard queries
+  prometheus python3-yaml
 )
 
 missing=()
