@@ -892,9 +892,18 @@ bool PgCluster::backend_exists(pid_t backend_pid) const {
 // HTTP and metrics
 
 HttpResponse http_get(uint16_t port, const std::string& path, milliseconds timeout) {
+  return http_request(port, "GET", path, {}, "", timeout);
+}
+
+HttpResponse http_request(uint16_t port, const std::string& method, const std::string& path,
+                          const std::vector<std::string>& headers, const std::string& body,
+                          milliseconds timeout) {
   RawClient c = RawClient::connect_tcp("127.0.0.1", port, timeout);
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                    "\r\nConnection: close\r\nUser-Agent: pgtandem-it\r\n\r\n";
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" +
+                    std::to_string(port) + "\r\nConnection: close\r\nUser-Agent: pgtandem-it\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  if (method != "GET") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
   if (!c.send(req)) fail("http_get: send failed");
   std::string data;
   auto deadline = Clock::now() + timeout;
