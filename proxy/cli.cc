@@ -89,6 +89,7 @@ int resolve(Options& o, bool want_token, std::string* host, std::string* port) {
   if (!o.config.empty()) {
     auto loaded = config::load_file(o.config);
     if (!loaded.ok()) {
+      std::fprintf(stderr, "%s is invalid (so pgtandem would reject it too):\n", o.config.c_str());
       for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
       return 1;
     }

@@ -426,7 +426,7 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
     record(source, ConfigReloadOutcome::kUnchanged, {}, {});
     const std::string generation = std::to_string(current_->generation);
     log::write(
-        source == ReloadSource::kSighup ? log::Level::kInfo : log::Level::kDebug,
+        source == ReloadSource::kFileWatch ? log::Level::kDebug : log::Level::kInfo,
         "config unchanged",
         {{"source", to_string(source)}, {"hash", current_->hash}, {"generation", generation}});
     return ConfigReloadOutcome::kUnchanged;
