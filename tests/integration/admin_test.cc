@@ -363,6 +363,7 @@ TEST_F(ShutdownTest, SigtermDuringPgbenchAbortsNoTransactionMidway) {
   // Every client that was cut off was cut off before a transaction began (command 0, BEGIN),
   // never inside one.
   const std::string all = r.out + r.err;
+  if (std::getenv("PGTANDEM_IT_VERBOSE") != nullptr) std::fprintf(stderr, "pgbench:\n%s\n", all.c_str());
   std::regex aborted("aborted in command (\\d+)");
   int aborts = 0;
   for (std::sregex_iterator it(all.begin(), all.end(), aborted), end; it != end; ++it) {

@@ -1075,6 +1075,8 @@ void ProxyProcess::start() {
 }
 
 void ProxyProcess::send_signal(int sig) {
+  // A test that asks pgtandem to exit (SIGTERM, SIGINT) checks the exit itself.
+  if (sig == SIGTERM || sig == SIGINT) stopped_ = true;
   if (child_.alive()) ::kill(child_.pid(), sig);
 }
 
