@@ -257,6 +257,37 @@ TEST_F(AdminTest, StatementLogIsOffByDefaultAndOneLinePerRequestWhenOn) {
   EXPECT_FALSE(contains(quiet.log_text(), "quiet_marker_1")) << quiet.log_text();
 }
 
+TEST_F(AdminTest, BreakerResetClosesAnOpenBreaker) {
+  const std::string table = unique("only_on_old");
+  old_cluster().exec("CREATE TABLE " + table + " AS SELECT 1 AS v");
+  ProxyOptions o = options();
+  // Every read goes to new, where the table is missing: each one fails there (and falls back to
+  // old), until the breaker opens; a long cool-down keeps it open.
+  o.extra_toml =
+      "[[routes]]\npercent = 100\n[breaker]\nmin_requests = 5\nerror_rate = 0.5\n"
+      "cooldown_ms = 3600000\n";
+  ProxyProcess& p = start_proxy(o);
+  {
+    ConnPtr c = connect(p.endpoint().conninfo());
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(query_value(c.get(), "SELECT v FROM " + table), "1");
+  }
+  const std::string before = http_get(p.admin_port(), "/status").body;
+  old_cluster().exec("DROP TABLE " + table);
+  ASSERT_TRUE(contains(before, "\"breakers\":{\"old\":\"closed\",\"new\":\"open\"}")) << before;
+  ProcessResult st = run_process({pgtandem_binary(), "status", "--admin", admin_address(p)});
+  EXPECT_TRUE(contains(st.out, "breaker open")) << st.out;
+
+  EXPECT_EQ(post(p, "/breaker/reset?target=new", "").status, 401);
+  const HttpResponse r = post(p, "/breaker/reset?target=new", kToken);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(contains(r.body, "\"reset\":1")) << r.body;
+  EXPECT_TRUE(contains(r.body, "\"new\":\"closed\"")) << r.body;
+  const std::string after = http_get(p.admin_port(), "/status").body;
+  EXPECT_TRUE(contains(after, "\"breakers\":{\"old\":\"closed\",\"new\":\"closed\"}")) << after;
+  EXPECT_EQ(p.metrics().sum("pgtandem_breaker_state", {{"target", "new"}}), 0);
+  EXPECT_TRUE(contains(p.log_text(), "circuit breakers reset by the operator")) << p.log_text();
+}
+
 // --- Shutdown ---------------------------------------------------------------------------------
 
 class ShutdownTest : public AdminTest {
