@@ -241,6 +241,8 @@ class Validator {
         if (auto* t = get_table(node, "admin")) validate_admin(*t, out);
       } else if (k == "log") {
         if (auto* t = get_table(node, "log")) validate_log(*t, out.log);
+      } else if (k == "shutdown") {
+        if (auto* t = get_table(node, "shutdown")) validate_shutdown(*t, out.shutdown);
       } else if (k == "mirror_writes") {
         set_bool(node, "mirror_writes", out.mirror_writes);
       } else if (k == "mirror") {
@@ -574,7 +576,33 @@ class Validator {
   }
 
   void validate_admin(const toml::table& table, Config& out) {
+    const toml::node* token_node = nullptr;
+    const toml::node* token_file_node = nullptr;
     for (auto&& [key, node] : table) {
+      if (key.str() == "token") {
+        token_node = &node;
+        if (auto v = get_string(node, "admin.token")) {
+          if (v->empty()) {
+            error(&node.source(), "admin.token is empty; leave it out to disable POST endpoints");
+          } else if (v->find_first_of(" \t\r\n") != std::string::npos) {
+            error(&node.source(), "admin.token must not contain whitespace");
+          } else {
+            out.admin.token = std::move(*v);
+          }
+        }
+        continue;
+      }
+      if (key.str() == "token_file") {
+        token_file_node = &node;
+        if (auto v = get_string(node, "admin.token_file")) {
+          if (v->empty()) {
+            error(&node.source(), "admin.token_file is empty");
+          } else {
+            out.admin.token_file = std::move(*v);
+          }
+        }
+        continue;
+      }
       if (key.str() != "listen") {
         unknown_key(key, "in [admin]");
         continue;
@@ -593,6 +621,19 @@ class Validator {
       }
       out.admin.listen_host = std::move(address.host);
       out.admin.listen_port = address.port;
+    }
+    if (token_node != nullptr && token_file_node != nullptr) {
+      error(&token_file_node->source(), "admin.token and admin.token_file are both set; use one");
+    }
+  }
+
+  void validate_shutdown(const toml::table& table, Shutdown& out) {
+    for (auto&& [key, node] : table) {
+      if (key.str() == "drain_timeout_ms") {
+        set_uint(node, "shutdown.drain_timeout_ms", 0, 3600000, out.drain_timeout_ms);
+      } else {
+        unknown_key(key, "in [shutdown]");
+      }
     }
   }
 
@@ -942,6 +983,8 @@ class Validator {
         set_enum(node, "log.level", {"debug", "info", "warn", "error"}, out.level);
       } else if (k == "format") {
         set_enum(node, "log.format", {"logfmt", "json"}, out.format);
+      } else if (k == "statements") {
+        set_bool(node, "log.statements", out.statements);
       } else {
         unknown_key(key, "in [log]");
       }

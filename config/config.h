@@ -35,7 +35,18 @@ struct Limits {
 struct Admin {
   std::string listen_host = "127.0.0.1";  // localhost by default; same forms as ListenAddress::host
   uint16_t listen_port = 9930;            // 0 disables the admin listener
+  // Bearer token for the mutating endpoints (POST /reload, POST /breaker/reset): either inline or
+  // read from a file at start (its contents trimmed of surrounding whitespace); at most one of
+  // the two. Neither: those endpoints answer 403.
+  std::string token;
+  std::string token_file;
   bool enabled() const { return listen_port != 0; }
+};
+
+// Graceful shutdown (SIGTERM): how long sessions get to reach an idle boundary and the mirror
+// queues to drain before pgtandem journals what is left and exits.
+struct Shutdown {
+  uint32_t drain_timeout_ms = 30000;
 };
 
 // Write mirroring (issue 3): every write the primary executed is applied on the other target.
@@ -155,6 +166,7 @@ struct Shadow {
 struct Log {
   std::string level = "info";     // debug | info | warn | error
   std::string format = "logfmt";  // logfmt | json
+  bool statements = false;        // one info line per client request (statement cut at 1 KB)
 };
 
 struct Config {
@@ -172,6 +184,7 @@ struct Config {
   Breaker breaker;
   Shadow shadow;
   Admin admin;
+  Shutdown shutdown;
   Log log;
 
   const Target* find_target(const std::string& name) const {

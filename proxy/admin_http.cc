@@ -289,14 +289,60 @@ asio::awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
 
 Response AdminServer::Impl::handle(const Request& req) {
   std::string_view path(req.target().data(), req.target().size());
-  if (const size_t query = path.find('?'); query != std::string_view::npos) {
-    path = path.substr(0, query);
+  std::string_view query;
+  if (const size_t q = path.find('?'); q != std::string_view::npos) {
+    query = path.substr(q + 1);
+    path = path.substr(0, q);
   }
   const unsigned version = req.version();
+  const bool get = req.method() == http::verb::get;
+  const bool is_post_path = path == "/reload" || path == "/breaker/reset";
+  const bool is_get_path = path == "/metrics" || path == "/healthz" ||
+                           (path == "/readyz" && handlers_.ready) ||
+                           (path == "/status" && handlers_.status);
   Response res;
-  if (path != "/metrics" && path != "/healthz") {
+  auto from_reply = [&](const AdminReply& r) {
+    Response out{static_cast<http::status>(r.status), version};
+    out.set(http::field::server, "pgtandem");
+    out.set(http::field::content_type, r.content_type);
+    out.body() = r.body;
+    return out;
+  };
+  if (is_post_path && ((path == "/reload" && handlers_.reload) ||
+                       (path == "/breaker/reset" && handlers_.breaker_reset))) {
+    if (req.method() != http::verb::post) {
+      res = text_response(http::status::method_not_allowed, version, "method not allowed\n");
+      res.set(http::field::allow, "POST");
+    } else {
+      const auto auth = req.find(http::field::authorization);
+      const std::string_view header =
+          auth == req.end() ? std::string_view() : std::string_view(auth->value().data(),
+                                                                    auth->value().size());
+      switch (check_bearer(header, handlers_.token)) {
+        case BearerCheck::kNotConfigured:
+          res = text_response(http::status::forbidden, version,
+                              "POST endpoints are disabled: set [admin] token or token_file in "
+                              "the config and restart pgtandem\n");
+          break;
+        case BearerCheck::kMissing:
+        case BearerCheck::kWrong:
+          log::warn("admin request refused: bad or missing token", {{"path", path}});
+          res = text_response(http::status::unauthorized, version,
+                              "missing or wrong bearer token\n");
+          res.set(http::field::www_authenticate, "Bearer realm=\"pgtandem\"");
+          break;
+        case BearerCheck::kOk:
+          try {
+            res = from_reply(path == "/reload" ? handlers_.reload() : handlers_.breaker_reset(query));
+          } catch (...) {
+            res = text_response(http::status::internal_server_error, version, "internal error\n");
+          }
+          break;
+      }
+    }
+  } else if (!is_get_path) {
     res = text_response(http::status::not_found, version, "not found\n");
-  } else if (req.method() != http::verb::get) {
+  } else if (!get) {
     res = text_response(http::status::method_not_allowed, version, "method not allowed\n");
     res.set(http::field::allow, "GET");
   } else if (path == "/metrics") {
@@ -309,6 +355,24 @@ Response AdminServer::Impl::handle(const Request& req) {
       } catch (...) {
         res = text_response(http::status::internal_server_error, version, "metrics unavailable\n");
       }
+    }
+  } else if (path == "/readyz") {
+    std::string why;
+    bool ready = false;
+    try {
+      ready = handlers_.ready(&why);
+    } catch (...) {
+      why = "readiness check failed";
+    }
+    res = ready ? text_response(http::status::ok, version, "ready\n")
+                : text_response(http::status::service_unavailable, version,
+                                "not ready: " + why + "\n");
+  } else if (path == "/status") {
+    try {
+      res = text_response(http::status::ok, version, handlers_.status());
+      res.set(http::field::content_type, "application/json");
+    } catch (...) {
+      res = text_response(http::status::internal_server_error, version, "status unavailable\n");
     }
   } else {
     bool healthy = true;
@@ -328,6 +392,37 @@ Response AdminServer::Impl::handle(const Request& req) {
     res.keep_alive(false);
   }
   return res;
+}
+
+bool constant_time_equal(std::string_view given, std::string_view expected) {
+  // Every byte of `given` is compared against some byte of `expected`; the length difference is
+  // folded in, so the loop never ends early and its duration reveals nothing about `expected`.
+  unsigned diff = given.size() == expected.size() ? 0u : 1u;
+  if (expected.empty()) return false;
+  for (size_t i = 0; i < given.size(); ++i) {
+    diff |= static_cast<unsigned char>(given[i]) ^
+            static_cast<unsigned char>(expected[i % expected.size()]);
+  }
+  return diff == 0;
+}
+
+BearerCheck check_bearer(std::string_view authorization, std::string_view token) {
+  if (token.empty()) return BearerCheck::kNotConfigured;
+  while (!authorization.empty() && authorization.front() == ' ') authorization.remove_prefix(1);
+  if (authorization.empty()) return BearerCheck::kMissing;
+  constexpr std::string_view kScheme = "bearer ";
+  if (authorization.size() < kScheme.size()) return BearerCheck::kWrong;
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    // The scheme is case-insensitive (RFC 9110); the token is not.
+    const char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != kScheme[i]) {
+      return BearerCheck::kWrong;
+    }
+  }
+  std::string_view given = authorization.substr(kScheme.size());
+  while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  while (!given.empty() && given.back() == ' ') given.remove_suffix(1);
+  return constant_time_equal(given, token) ? BearerCheck::kOk : BearerCheck::kWrong;
 }
 
 AdminServer::AdminServer(std::string host, uint16_t port, AdminHandlers handlers)

@@ -1,5 +1,7 @@
-// Admin HTTP endpoint: GET /metrics (Prometheus text format) and GET /healthz, on its own thread
-// and io_context so that a slow scraper never touches a worker. No Asio or Beast in this header.
+// Admin HTTP endpoint, on its own thread and io_context so that a slow scraper never touches a
+// worker: GET /metrics (Prometheus text format), /healthz, /readyz, /status (JSON), and the
+// mutating POST /reload and POST /breaker/reset, which need `Authorization: Bearer <token>`.
+// No Asio or Beast in this header.
 #pragma once
 
 #include <cstddef>
@@ -7,15 +9,39 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace pgtandem::proxy {
+
+struct AdminReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
 
 // Called on the admin thread, one request at a time: they must be safe to call concurrently with
 // the workers. An exception thrown by a handler becomes a 500 response.
 struct AdminHandlers {
   std::function<std::string()> metrics;  // Prometheus text exposition body; unset: /metrics is 404
   std::function<bool()> healthy;         // /healthz: 200 "ok\n" or 503; unset: always healthy
+  // /readyz: true = 200 "ready"; false = 503 with *why; unset: /readyz is 404.
+  std::function<bool(std::string* why)> ready;
+  std::function<std::string()> status;  // /status: a JSON document; unset: 404
+  // POST /reload and POST /breaker/reset (query: the part after '?', "" if none), called only
+  // once the bearer token matched; unset: 404.
+  std::function<AdminReply()> reload;
+  std::function<AdminReply(std::string_view query)> breaker_reset;
+  // The bearer token the POST endpoints require; "" = none configured: they answer 403.
+  std::string token;
 };
+
+// Compares in time that depends only on the length of `given` (never stops at the first
+// difference), so a client cannot find the token byte by byte by timing.
+bool constant_time_equal(std::string_view given, std::string_view expected);
+
+enum class BearerCheck { kOk, kNotConfigured, kMissing, kWrong };
+// `authorization`: the request's Authorization header ("" if absent).
+BearerCheck check_bearer(std::string_view authorization, std::string_view token);
 
 class AdminServer {
  public:

@@ -61,6 +61,18 @@ void Breakers::record_shadow(ServerState& state, size_t target, bool mismatch, T
   report(state, target);
 }
 
+int Breakers::reset(ServerState& state, size_t target, TimePoint now) {
+  std::lock_guard lock(mu_);
+  int reopened = 0;
+  for (size_t t = 0; t < kMaxTargets && t < state.targets.size(); ++t) {
+    if (target < kMaxTargets && t != target) continue;
+    if (!breakers_[t]) continue;
+    if (breakers_[t]->reset(now)) ++reopened;
+    report(state, t);
+  }
+  return reopened;
+}
+
 int Breakers::state_code(size_t target) const {
   std::lock_guard lock(mu_);
   return breakers_[target] ? static_cast<int>(breakers_[target]->state()) : 0;

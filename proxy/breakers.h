@@ -26,6 +26,9 @@ class Breakers {
   void record_shadow(ServerState& state, size_t target, bool mismatch, TimePoint now);
   // 0 closed, 1 open, 2 half-open (for metrics and /status).
   int state_code(size_t target) const;
+  // Closes `target`'s breaker (all of them if target >= kMaxTargets); the number that were not
+  // closed. Logged and exported like any transition.
+  int reset(ServerState& state, size_t target, TimePoint now);
 
  private:
   routing::CircuitBreaker& get(size_t target, const config::Breaker& config, uint64_t generation);

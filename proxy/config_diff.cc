@@ -221,6 +221,13 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
           ? config::format_host_port(after.admin.listen_host, after.admin.listen_port)
           : std::string("off");
   d.field("admin.listen", admin_before, admin_after, true);
+  // Never the token itself: changes end up in the log and the audit file.
+  if (before.admin.token != after.admin.token) {
+    d.add("admin.token", "admin.token: changed", true);
+  }
+  d.field("admin.token_file", before.admin.token_file, after.admin.token_file, true);
+  d.field("shutdown.drain_timeout_ms", before.shutdown.drain_timeout_ms,
+          after.shutdown.drain_timeout_ms);
 
   const auto& mb = before.mirror;
   const auto& ma = after.mirror;
@@ -276,6 +283,7 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
 
   d.field("log.level", before.log.level, after.log.level);
   d.field("log.format", before.log.format, after.log.format);
+  d.field("log.statements", before.log.statements, after.log.statements);
   return d.take();
 }
 

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "proxy/cli.h"
 #include "proxy/log.h"
 #include "proxy/replay.h"
 #include "proxy/server.h"
@@ -16,6 +17,8 @@ constexpr const char* kUsage =
     "Usage: pgtandem --config FILE [--audit-log FILE]\n"
     "       pgtandem --check-config FILE\n"
     "       pgtandem replay --config FILE --journal FILE [--dry-run]\n"
+    "       pgtandem status [--admin HOST:PORT] [--config FILE]\n"
+    "       pgtandem reload [--admin HOST:PORT] [--config FILE] [--token TOKEN]\n"
     "       pgtandem --version | --help\n"
     "\n"
     "A PostgreSQL wire-protocol proxy for zero-downtime migrations: clients connect to pgtandem,\n"
@@ -32,6 +35,12 @@ constexpr const char* kUsage =
     "                        what was applied is recorded in FILE.applied, so running it again\n"
     "                        never applies an entry twice (exit 0: all applied, 1: stopped at a\n"
     "                        failure, 2: applied with divergences or a torn last line, 64: usage)\n"
+    "  status                print a running pgtandem's state (targets, breakers, mirror, shadow\n"
+    "                        mismatches, config) from its admin /status\n"
+    "  reload                make a running pgtandem reload its config now (POST /reload, with\n"
+    "                        --token or the config's [admin] token/token_file); prints the\n"
+    "                        outcome and errors (exit 0: applied or unchanged, 1: rejected or\n"
+    "                        unreachable, 2: usage)\n"
     "  --version             print the version and exit\n"
     "  --help                print this help and exit\n";
 
@@ -87,6 +96,12 @@ int main(int argc, char** argv) {
   }
   if (argc >= 2 && std::strcmp(argv[1], "replay") == 0) {
     return pgtandem::proxy::replay_main(argc - 1, argv + 1);
+  }
+  if (argc >= 2 && std::strcmp(argv[1], "status") == 0) {
+    return pgtandem::proxy::status_main(argc - 1, argv + 1);
+  }
+  if (argc >= 2 && std::strcmp(argv[1], "reload") == 0) {
+    return pgtandem::proxy::reload_main(argc - 1, argv + 1);
   }
   if (argc == 3 && std::strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
   if (argc == 3 || argc == 5) {

@@ -285,6 +285,8 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>* shadow_drops = nullptr;
   prometheus::Family<prometheus::Counter>* shadow_fingerprints = nullptr;
   prometheus::Family<prometheus::Counter>* shadow_rechecks = nullptr;
+  prometheus::Counter* drain_closed = nullptr;
+  prometheus::Gauge* drain_duration = nullptr;
 };
 
 Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique<Impl>()) {
@@ -447,6 +449,18 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                                 .Help("Mismatches run again on both targets after a delay: "
                                       "persistent, transient, failed")
                                 .Register(r);
+  impl_->drain_closed = &prometheus::BuildCounter()
+                             .Name("pgtandem_drain_sessions_closed_total")
+                             .Help("Sessions closed at an idle boundary by a graceful shutdown "
+                                   "(FATAL 57P01)")
+                             .Register(r)
+                             .Add({});
+  impl_->drain_duration = &prometheus::BuildGauge()
+                               .Name("pgtandem_drain_duration_seconds")
+                               .Help("Time the graceful shutdown in progress (or the last one) "
+                                     "has taken so far")
+                               .Register(r)
+                               .Add({});
   prometheus::BuildGauge()
       .Name("pgtandem_build_info")
       .Help("Build information")
@@ -552,6 +566,44 @@ void Metrics::shadow_mismatch_fingerprint(std::string_view label) {
 }
 void Metrics::shadow_recheck(std::string_view result) {
   impl_->shadow_rechecks->Add({{"result", std::string(result)}}).Increment();
+}
+
+void Metrics::drain_session_closed() { impl_->drain_closed->Increment(); }
+void Metrics::set_drain_duration(double seconds) { impl_->drain_duration->Set(seconds); }
+uint64_t Metrics::drain_sessions_closed() const {
+  return static_cast<uint64_t>(impl_->drain_closed->Value());
+}
+uint64_t Metrics::upstream_connect_failures(size_t target) const {
+  if (target >= impl_->connect_failures.size()) return 0;
+  return static_cast<uint64_t>(impl_->connect_failures[target]->Value());
+}
+
+std::vector<Metrics::RuleCount> Metrics::route_counts() const {
+  std::vector<RuleCount> out;
+  for (const auto& family : impl_->routes->Collect()) {
+    for (const auto& m : family.metric) {
+      RuleCount rc;
+      for (const auto& l : m.label) {
+        if (l.name == "rule") rc.rule = l.value;
+        if (l.name == "target") rc.target = l.value;
+      }
+      rc.count = static_cast<uint64_t>(m.counter.value);
+      out.push_back(std::move(rc));
+    }
+  }
+  return out;
+}
+
+void Metrics::mirror_lag(uint64_t* count, double* sum_seconds) const {
+  *count = 0;
+  *sum_seconds = 0;
+  for (const auto& family : impl_->hot->Collect()) {
+    if (family.name != "pgtandem_mirror_lag_seconds") continue;
+    for (const auto& m : family.metric) {
+      *count += m.histogram.sample_count;
+      *sum_seconds += m.histogram.sample_sum;
+    }
+  }
 }
 
 std::string Metrics::serialize() const {

@@ -115,6 +115,22 @@ class Metrics {
   // result: persistent | transient | failed (the recheck could not run both sides).
   void shadow_recheck(std::string_view result);
 
+  // --- Graceful shutdown (issue 6) ---
+  void drain_session_closed();          // a session closed at an idle boundary by a drain
+  void set_drain_duration(double seconds);
+
+  // --- Read back for the admin /status (scrape-time cost; never on the data path) ---
+  struct RuleCount {
+    std::string rule;
+    std::string target;
+    uint64_t count = 0;
+  };
+  std::vector<RuleCount> route_counts() const;
+  // pgtandem_mirror_lag_seconds: number of writes applied and the sum of their lags.
+  void mirror_lag(uint64_t* count, double* sum_seconds) const;
+  uint64_t upstream_connect_failures(size_t target) const;
+  uint64_t drain_sessions_closed() const;
+
   std::string serialize() const;  // Prometheus text exposition format 0.0.4
 
  private:

@@ -78,6 +78,8 @@ std::string_view to_string(ReloadSource source) {
       return "sighup";
     case ReloadSource::kFileWatch:
       return "file_watch";
+    case ReloadSource::kAdmin:
+      return "admin";
   }
   return "startup";
 }
@@ -183,6 +185,7 @@ bool Reloader::publish_initial(std::shared_ptr<const config::Config> config, std
   state_.metrics->set_route_rules(1, std::move(names));
   state_.snapshot.store(snap, std::memory_order_release);
   state_.snapshot_generation.store(1, std::memory_order_release);
+  state_.log_statements.store(snap->config->log.statements, std::memory_order_relaxed);
   state_.metrics->set_config(1, snap->hash);
   current_ = snap;
 
@@ -193,6 +196,7 @@ bool Reloader::publish_initial(std::shared_ptr<const config::Config> config, std
   entry.config_path = options_.config_path;
   entry.hash_after = snap->hash;
   entry.generation = 1;
+  record(ReloadSource::kStartup, ConfigReloadOutcome::kApplied, {}, {});
   std::string why;
   if (!write_audit(entry, &why)) {
     // The operator asked for an audit trail: better not to start than to run without one.
@@ -365,12 +369,33 @@ ConfigReloadOutcome Reloader::reject(ReloadSource source, const config::LoadResu
     entry.errors.push_back(text);
   }
   state_.metrics->config_reload(ConfigReloadOutcome::kInvalid);
+  record(source, ConfigReloadOutcome::kInvalid, entry.errors, {});
   last_rejected_hash_ = loaded.source_hash;
   std::string why;
   if (!write_audit(entry, &why)) {
     log::error("cannot write the audit log", {{"path", options_.audit_log_path}, {"error", why}});
   }
   return ConfigReloadOutcome::kInvalid;
+}
+
+void Reloader::record(ReloadSource source, ConfigReloadOutcome outcome,
+                      std::vector<std::string> errors, std::vector<std::string> changes) {
+  std::lock_guard lock(report_mu_);
+  report_.time = std::chrono::system_clock::now();
+  report_.source = source;
+  report_.outcome = outcome;
+  report_.errors = std::move(errors);
+  report_.changes = std::move(changes);
+  if (current_) {
+    if (outcome == ConfigReloadOutcome::kApplied) report_.loaded_at = report_.time;
+    report_.hash = current_->hash;
+    report_.generation = current_->generation;
+  }
+}
+
+ReloadReport Reloader::last_report() const {
+  std::lock_guard lock(report_mu_);
+  return report_;
 }
 
 ConfigReloadOutcome Reloader::reload(ReloadSource source) {
@@ -398,9 +423,10 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
   if (loaded.source_hash == current_->hash) {
     last_rejected_hash_.clear();
     state_.metrics->config_reload(ConfigReloadOutcome::kUnchanged);
+    record(source, ConfigReloadOutcome::kUnchanged, {}, {});
     const std::string generation = std::to_string(current_->generation);
     log::write(
-        source == ReloadSource::kSighup ? log::Level::kInfo : log::Level::kDebug,
+        source == ReloadSource::kFileWatch ? log::Level::kDebug : log::Level::kInfo,
         "config unchanged",
         {{"source", to_string(source)}, {"hash", current_->hash}, {"generation", generation}});
     return ConfigReloadOutcome::kUnchanged;
@@ -448,9 +474,11 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
   state_.snapshot.store(snap, std::memory_order_release);
   state_.snapshot_generation.store(generation, std::memory_order_release);
   current_ = snap;
+  state_.log_statements.store(snap->config->log.statements, std::memory_order_relaxed);
   last_rejected_hash_.clear();
   state_.metrics->set_config(generation, snap->hash);
   state_.metrics->config_reload(ConfigReloadOutcome::kApplied);
+  record(source, ConfigReloadOutcome::kApplied, {}, entry.changes);
   if (!write_audit(entry, &why)) {
     log::error("cannot write the audit log", {{"path", options_.audit_log_path}, {"error", why}});
   }

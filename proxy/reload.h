@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,8 +26,9 @@
 
 namespace pgtandem::proxy {
 
-enum class ReloadSource { kStartup, kSighup, kFileWatch };
-std::string_view to_string(ReloadSource source);          // "startup" | "sighup" | "file_watch"
+enum class ReloadSource { kStartup, kSighup, kFileWatch, kAdmin };
+// "startup" | "sighup" | "file_watch" | "admin" (POST /reload)
+std::string_view to_string(ReloadSource source);
 std::string_view to_string(ConfigReloadOutcome outcome);  // "applied" | "invalid" | "unchanged"
 
 // One line of the audit log (JSON). Written for every applied and every rejected reload (and for
@@ -57,6 +59,18 @@ std::shared_ptr<const ConfigSnapshot> make_snapshot(std::shared_ptr<const config
                                                     std::string hash, uint64_t generation,
                                                     const std::vector<TargetEndpoint>& targets,
                                                     std::string* error);
+
+// The last reload attempt and the running config, for the admin /status and POST /reload.
+struct ReloadReport {
+  std::chrono::system_clock::time_point time;  // of the last attempt (or of the start)
+  ReloadSource source = ReloadSource::kStartup;
+  ConfigReloadOutcome outcome = ConfigReloadOutcome::kApplied;
+  std::vector<std::string> errors;   // "file:line:column: message", when rejected
+  std::vector<std::string> changes;  // when applied
+  std::string hash;                  // of the running config
+  uint64_t generation = 0;           // of the running config
+  std::chrono::system_clock::time_point loaded_at;  // when the running config was applied
+};
 
 class Reloader {
  public:
@@ -90,6 +104,8 @@ class Reloader {
   void stop();
 
   std::shared_ptr<const ConfigSnapshot> current() const { return current_; }
+  // Safe from any thread.
+  ReloadReport last_report() const;
 
  private:
   struct WatchFilter {
@@ -105,6 +121,8 @@ class Reloader {
   bool write_audit(const AuditEntry& entry, std::string* error);
   ConfigReloadOutcome reject(ReloadSource source, const config::LoadResult& loaded,
                              const std::vector<config::Error>& errors);
+  void record(ReloadSource source, ConfigReloadOutcome outcome, std::vector<std::string> errors,
+              std::vector<std::string> changes);
 
   boost::asio::io_context& io_;
   ServerState& state_;
@@ -118,6 +136,8 @@ class Reloader {
   boost::asio::steady_timer debounce_;
   bool debounce_pending_ = false;
   bool stopped_ = false;
+  mutable std::mutex report_mu_;
+  ReloadReport report_;
 };
 
 }  // namespace pgtandem::proxy

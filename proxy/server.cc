@@ -16,9 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <list>
+#include <map>
+#include <sstream>
 
 #include "protocol/errors.h"
 #include "protocol/startup.h"
@@ -26,6 +31,7 @@
 #include "proxy/catalog_loader.h"
 #include "proxy/journal.h"
 #include "proxy/mirror.h"
+#include "proxy/shadow.h"
 
 #include <future>
 #include "proxy/log.h"
@@ -134,6 +140,22 @@ void Worker::journal_pending_mirror_writes() {
   mirror_links_.clear();
 }
 
+void Worker::wake_for_drain() {
+  // Copied first: a woken session may unregister while the signals are emitted.
+  std::vector<asio::cancellation_signal*> signals(drain_signals_.begin(), drain_signals_.end());
+  for (auto* signal : signals) {
+    if (drain_signals_.count(signal) != 0) signal->emit(asio::cancellation_type::terminal);
+  }
+}
+
+bool Worker::mirror_links_drained() {
+  std::erase_if(mirror_links_, [](const auto& w) { return w.expired(); });
+  for (auto& weak : mirror_links_) {
+    if (auto link = weak.lock(); link && !link->drained()) return false;
+  }
+  return true;
+}
+
 void Worker::start() {
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
@@ -162,8 +184,25 @@ struct Server::Impl {
   std::string unix_socket_path;
   std::unique_ptr<Reloader> reloader;
   bool stopped = false;
+  std::string admin_token;  // [admin] token, or token_file's contents (read at start)
+  std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
+  std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();
+  // Connect failures counted by sessions at the last successful probe of each target: a higher
+  // count means a session failed to connect since, and the target counts as down until the next
+  // successful probe.
+  std::atomic<uint64_t> failures_at_probe[kMaxTargets] = {};
+  bool drain_started = false;   // main thread
+  bool drain_finished = false;  // main thread: the drain ran to its end (or its deadline)
 
   asio::awaitable<void> accept_loop(Worker& worker, Acceptor& acceptor, bool tcp);
+  asio::awaitable<void> probe_loop();
+  asio::awaitable<void> drain_wait(std::chrono::steady_clock::time_point deadline);
+  void begin_drain();
+  bool target_up(size_t target) const;
+  bool ready(std::string* why) const;
+  std::string status_json() const;
+  AdminReply reload_via_admin();
+  AdminReply breaker_reset(std::string_view query);
   bool open_mirror(const config::Config& cfg, std::string* error);
   Worker& pick_worker(Worker& self);
 };
@@ -352,11 +391,37 @@ bool Server::start(std::string* error) {
     asio::co_spawn(w.io(), im.accept_loop(w, a, false), asio::detached);
   }
 
+  im.admin_token = cfg->admin.token;
+  if (!cfg->admin.token_file.empty()) {
+    std::ifstream in(cfg->admin.token_file, std::ios::binary);
+    std::ostringstream content;
+    if (in) content << in.rdbuf();
+    if (!in) {
+      *error = "cannot read admin.token_file " + cfg->admin.token_file + ": " +
+               std::strerror(errno);
+      return false;
+    }
+    std::string token = content.str();
+    const auto first = token.find_first_not_of(" \t\r\n");
+    const auto last = token.find_last_not_of(" \t\r\n");
+    token = first == std::string::npos ? std::string() : token.substr(first, last - first + 1);
+    if (token.empty()) {
+      *error = "admin.token_file " + cfg->admin.token_file + " is empty";
+      return false;
+    }
+    im.admin_token = std::move(token);
+  }
+
   if (cfg->admin.listen_port != 0) {
     AdminHandlers handlers;
     Metrics* m = im.metrics.get();
     handlers.metrics = [m] { return m->serialize(); };
     handlers.healthy = [] { return true; };
+    handlers.ready = [&im](std::string* why) { return im.ready(why); };
+    handlers.status = [&im] { return im.status_json(); };
+    handlers.reload = [&im] { return im.reload_via_admin(); };
+    handlers.breaker_reset = [&im](std::string_view query) { return im.breaker_reset(query); };
+    handlers.token = im.admin_token;
     im.admin = std::make_unique<AdminServer>(cfg->admin.listen_host, cfg->admin.listen_port,
                                              std::move(handlers));
     std::string admin_error;
@@ -423,11 +488,20 @@ int Server::run_until_signal() {
           return;
         }
         received = sig;
+        if (sig == SIGTERM && !im.drain_started) {
+          // Graceful: stop accepting, let sessions reach an idle boundary, flush the mirror. A
+          // second SIGTERM (or a SIGINT) during the drain is a fast shutdown.
+          im.begin_drain();
+          im.signals->async_wait(on_signal);
+          return;
+        }
         im.main_io.stop();
       };
   im.signals->async_wait(on_signal);
+  asio::co_spawn(im.main_io, im.probe_loop(), asio::detached);
   im.main_io.run();
-  log::info("shutting down", {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"}});
+  log::info("shutting down", {{"signal", received == SIGINT ? "SIGINT" : "SIGTERM"},
+                              {"mode", im.drain_finished ? "graceful" : "fast"}});
   stop();
   return 0;
 }
@@ -455,6 +529,344 @@ void Server::stop() {
   for (Worker& w : impl_->workers) w.join();
   if (!impl_->unix_socket_path.empty()) ::unlink(impl_->unix_socket_path.c_str());
   impl_->unix_socket_path.clear();
+}
+
+asio::awaitable<void> Server::Impl::probe_loop() {
+  // Readiness without a probe per request: every target is connected to (TCP only, nothing is
+  // sent, so the server logs nothing) about once a second with a one-second timeout.
+  constexpr auto kPeriod = std::chrono::milliseconds(1000);
+  constexpr auto kTimeout = std::chrono::milliseconds(1000);
+  asio::steady_timer timer(main_io);
+  for (;;) {
+    for (size_t i = 0; i < state.targets.size() && i < kMaxTargets; ++i) {
+      const uint64_t failures = metrics->upstream_connect_failures(i);
+      Socket socket(main_io);
+      const boost::system::error_code ec = co_await connect_target(socket, state.targets[i], kTimeout);
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      if (!ec) failures_at_probe[i].store(failures, std::memory_order_relaxed);
+      const int before = state.target_reachable[i].exchange(ec ? 0 : 1, std::memory_order_relaxed);
+      if (before != (ec ? 0 : 1) && before != -1) {
+        log::write(ec ? log::Level::kWarn : log::Level::kInfo,
+                   ec ? "target unreachable" : "target reachable",
+                   {{"target", state.targets[i].name}, {"error", ec ? ec.message() : ""}});
+      }
+    }
+    timer.expires_after(kPeriod);
+    auto [ec] = co_await timer.async_wait(kNoThrow);
+    if (ec) co_return;
+  }
+}
+
+bool Server::Impl::target_up(size_t target) const {
+  if (target >= kMaxTargets) return false;
+  if (state.target_reachable[target].load(std::memory_order_relaxed) != 1) return false;
+  // A session that failed to connect since the last successful probe: down until the next one.
+  return metrics->upstream_connect_failures(target) ==
+         failures_at_probe[target].load(std::memory_order_relaxed);
+}
+
+bool Server::Impl::ready(std::string* why) const {
+  if (state.draining.load(std::memory_order_relaxed)) {
+    *why = "draining (shutting down)";
+    return false;
+  }
+  auto snap = state.snapshot.load(std::memory_order_acquire);
+  if (!snap) {
+    *why = "no config loaded";
+    return false;
+  }
+  const size_t primary = snap->primary;
+  if (state.target_reachable[primary].load(std::memory_order_relaxed) == -1) {
+    *why = "primary " + state.targets[primary].name + " not checked yet";
+    return false;
+  }
+  if (!target_up(primary)) {
+    *why = "primary " + state.targets[primary].name + " (" + state.targets[primary].description +
+           ") is unreachable";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+std::string_view breaker_name(int code) {
+  return code == 1 ? "open" : code == 2 ? "half_open" : "closed";
+}
+
+std::string_view outcome_name(ConfigReloadOutcome o) {
+  return o == ConfigReloadOutcome::kInvalid ? "rejected" : to_string(o);
+}
+
+void append_string_array(std::string& out, const std::vector<std::string>& v) {
+  out.push_back('[');
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i != 0) out.push_back(',');
+    log::append_json_string(out, v[i]);
+  }
+  out.push_back(']');
+}
+
+std::string format_double(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", v);
+  return buf;
+}
+
+}  // namespace
+
+std::string Server::Impl::status_json() const {
+  auto snap = state.snapshot.load(std::memory_order_acquire);
+  const size_t primary = snap ? snap->primary : state.primary;
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now() - started_steady)
+                          .count();
+  std::string out = "{\"version\":";
+  log::append_json_string(out, PGTANDEM_VERSION);
+  out += ",\"pid\":" + std::to_string(::getpid());
+  out += ",\"started_at\":";
+  log::append_json_string(out, rfc3339_utc(started_at));
+  out += ",\"uptime_seconds\":" + std::to_string(uptime);
+  out += ",\"draining\":";
+  out += state.draining.load(std::memory_order_relaxed) ? "true" : "false";
+  out += ",\"clients\":" + std::to_string(state.clients.load(std::memory_order_relaxed));
+  out += ",\"primary\":";
+  log::append_json_string(out, state.targets[primary].name);
+
+  out += ",\"targets\":[";
+  for (size_t i = 0; i < state.targets.size() && i < kMaxTargets; ++i) {
+    if (i != 0) out += ",";
+    const int reach = state.target_reachable[i].load(std::memory_order_relaxed);
+    out += "{\"name\":";
+    log::append_json_string(out, state.targets[i].name);
+    out += ",\"address\":";
+    log::append_json_string(out, state.targets[i].description);
+    out += ",\"primary\":";
+    out += i == primary ? "true" : "false";
+    out += ",\"health\":";
+    out += reach == -1 ? "\"unknown\"" : target_up(i) ? "\"up\"" : "\"down\"";
+    out += ",\"connect_failures\":" + std::to_string(metrics->upstream_connect_failures(i));
+    out += "}";
+  }
+  out += "]";
+
+  out += ",\"breakers\":{";
+  for (size_t i = 0; i < state.targets.size() && i < kMaxTargets; ++i) {
+    if (i != 0) out += ",";
+    log::append_json_string(out, state.targets[i].name);
+    out += ":";
+    log::append_json_string(out, breaker_name(state.breakers.state_code(i)));
+  }
+  out += "}";
+
+  // Rules in the running config's order, then the rest (default, retired rules, other).
+  std::vector<std::string> order;
+  if (snap && snap->rules) {
+    for (size_t i = 0; i < snap->rules->size(); ++i) order.push_back(snap->rules->rule_name(i));
+  }
+  std::map<std::string, std::map<std::string, uint64_t>> counts;
+  for (const auto& rc : metrics->route_counts()) {
+    counts[rc.rule][rc.target] += rc.count;
+    if (std::find(order.begin(), order.end(), rc.rule) == order.end()) order.push_back(rc.rule);
+  }
+  out += ",\"rules\":[";
+  bool first = true;
+  for (const auto& name : order) {
+    if (!first) out += ",";
+    first = false;
+    out += "{\"name\":";
+    log::append_json_string(out, name);
+    out += ",\"reads\":{";
+    bool first_target = true;
+    for (size_t i = 0; i < state.targets.size(); ++i) {
+      if (!first_target) out += ",";
+      first_target = false;
+      log::append_json_string(out, state.targets[i].name);
+      out += ":" + std::to_string(counts[name][state.targets[i].name]);
+    }
+    out += "}}";
+  }
+  out += "]";
+
+  uint64_t lag_count = 0;
+  double lag_sum = 0;
+  metrics->mirror_lag(&lag_count, &lag_sum);
+  const bool mirroring = snap && snap->config->mirror_writes;
+  out += ",\"mirror\":{\"enabled\":";
+  out += mirroring ? "true" : "false";
+  out += ",\"target\":";
+  log::append_json_string(out, state.targets[state.secondary].name);
+  out += ",\"applied\":" + std::to_string(lag_count);
+  out += ",\"lag_seconds_avg\":" + format_double(lag_count ? lag_sum / static_cast<double>(lag_count) : 0);
+  out += ",\"queue_bytes\":" +
+         std::to_string(std::max<int64_t>(0, state.mirror_queue_bytes.load(std::memory_order_relaxed)));
+  out += ",\"journal_bytes\":" + std::to_string(state.journal ? state.journal->bytes() : 0);
+  out += "}";
+
+  const ReloadReport report = reloader ? reloader->last_report() : ReloadReport{};
+  out += ",\"config\":{\"path\":";
+  log::append_json_string(out, options.config_path);
+  out += ",\"hash\":";
+  log::append_json_string(out, snap ? snap->hash : report.hash);
+  out += ",\"generation\":" + std::to_string(snap ? snap->generation : 0);
+  out += ",\"loaded_at\":";
+  log::append_json_string(out, rfc3339_utc(report.loaded_at));
+  out += ",\"last_reload\":{\"time\":";
+  log::append_json_string(out, rfc3339_utc(report.time));
+  out += ",\"source\":";
+  log::append_json_string(out, to_string(report.source));
+  out += ",\"outcome\":";
+  log::append_json_string(out, outcome_name(report.outcome));
+  out += ",\"errors\":";
+  append_string_array(out, report.errors);
+  out += ",\"changes\":";
+  append_string_array(out, report.changes);
+  out += "}}";
+
+  out += ",\"shadow\":";
+  out += shadow_status_json(state);
+  out += "}\n";
+  return out;
+}
+
+AdminReply Server::Impl::reload_via_admin() {
+  // The reloader lives on the main thread: the reload runs there, as a SIGHUP's does, and this
+  // (the admin) thread waits for its outcome.
+  auto done = std::make_shared<std::promise<ConfigReloadOutcome>>();
+  auto outcome_future = done->get_future();
+  asio::post(main_io, [this, done] { done->set_value(reloader->reload(ReloadSource::kAdmin)); });
+  AdminReply reply;
+  if (outcome_future.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    reply.status = 503;
+    reply.content_type = "text/plain; charset=utf-8";
+    reply.body = "the reload did not run (pgtandem is shutting down?)\n";
+    return reply;
+  }
+  const ConfigReloadOutcome outcome = outcome_future.get();
+  const ReloadReport report = reloader->last_report();
+  reply.status = outcome == ConfigReloadOutcome::kInvalid ? 422 : 200;
+  reply.body = "{\"outcome\":";
+  log::append_json_string(reply.body, outcome_name(outcome));
+  reply.body += ",\"hash\":";
+  log::append_json_string(reply.body, report.hash);
+  reply.body += ",\"generation\":" + std::to_string(report.generation);
+  reply.body += ",\"errors\":";
+  append_string_array(reply.body,
+                      outcome == ConfigReloadOutcome::kInvalid ? report.errors
+                                                               : std::vector<std::string>{});
+  reply.body += ",\"changes\":";
+  append_string_array(reply.body, outcome == ConfigReloadOutcome::kApplied
+                                      ? report.changes
+                                      : std::vector<std::string>{});
+  reply.body += "}\n";
+  return reply;
+}
+
+AdminReply Server::Impl::breaker_reset(std::string_view query) {
+  AdminReply reply;
+  size_t target = kMaxTargets;  // all
+  if (!query.empty()) {
+    std::string_view name;
+    if (query.substr(0, 7) == "target=") name = query.substr(7);
+    target = state.targets.size();
+    for (size_t i = 0; i < state.targets.size(); ++i) {
+      if (state.targets[i].name == name) target = i;
+    }
+    if (target == state.targets.size()) {
+      reply.status = 400;
+      reply.content_type = "text/plain; charset=utf-8";
+      reply.body = "unknown target: use ?target=old or ?target=new (or no query for both)\n";
+      return reply;
+    }
+  }
+  const int reset = state.breakers.reset(state, target, std::chrono::steady_clock::now());
+  log::warn("circuit breakers reset by the operator",
+            {{"target", target < kMaxTargets ? state.targets[target].name : std::string("all")},
+             {"were_open", std::to_string(reset)}});
+  reply.body = "{\"reset\":" + std::to_string(reset) + ",\"breakers\":{";
+  for (size_t i = 0; i < state.targets.size() && i < kMaxTargets; ++i) {
+    if (i != 0) reply.body += ",";
+    log::append_json_string(reply.body, state.targets[i].name);
+    reply.body += ":";
+    log::append_json_string(reply.body, breaker_name(state.breakers.state_code(i)));
+  }
+  reply.body += "}}\n";
+  return reply;
+}
+
+void Server::Impl::begin_drain() {
+  drain_started = true;
+  auto snap = state.snapshot.load(std::memory_order_acquire);
+  const uint32_t timeout_ms = snap ? snap->config->shutdown.drain_timeout_ms
+                                   : config.shutdown.drain_timeout_ms;
+  const auto start = std::chrono::steady_clock::now();
+  log::info("draining: no new connections, sessions close at their next idle boundary",
+            {{"sessions", std::to_string(state.clients.load())},
+             {"drain_timeout_ms", std::to_string(timeout_ms)}});
+  // Set before the sessions are woken: a woken session must see it.
+  state.draining.store(true, std::memory_order_seq_cst);
+  for (Acceptor& a : acceptors) {
+    // Each acceptor belongs to its worker's thread.
+    asio::post(a.get_executor(), [&a] {
+      boost::system::error_code ignored;
+      a.close(ignored);
+    });
+  }
+  if (!unix_socket_path.empty()) {
+    ::unlink(unix_socket_path.c_str());
+    unix_socket_path.clear();
+  }
+  for (Worker& w : workers) asio::post(w.io(), [&w] { w.wake_for_drain(); });
+  asio::co_spawn(main_io, drain_wait(start + std::chrono::milliseconds(timeout_ms)),
+                 asio::detached);
+}
+
+asio::awaitable<void> Server::Impl::drain_wait(std::chrono::steady_clock::time_point deadline) {
+  using std::chrono::steady_clock;
+  const auto start = steady_clock::now();
+  asio::steady_timer timer(main_io);
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(steady_clock::now() - start).count();
+  };
+  // Sessions first: each leaves at its next idle boundary (a late wake-up is harmless).
+  while (state.clients.load(std::memory_order_relaxed) > 0 && steady_clock::now() < deadline) {
+    for (Worker& w : workers) asio::post(w.io(), [&w] { w.wake_for_drain(); });
+    timer.expires_after(std::chrono::milliseconds(50));
+    co_await timer.async_wait(kNoThrow);
+    metrics->set_drain_duration(elapsed());
+  }
+  const uint32_t left = state.clients.load(std::memory_order_relaxed);
+  // Then the mirror: links apply what their sessions queued, within the same deadline; what is
+  // left then is journaled by stop().
+  bool mirror_drained = true;
+  if (state.journal) {
+    for (;;) {
+      std::vector<std::future<bool>> checks;
+      for (Worker& w : workers) {
+        auto p = std::make_shared<std::promise<bool>>();
+        checks.push_back(p->get_future());
+        asio::post(w.io(), [&w, p] { p->set_value(w.mirror_links_drained()); });
+      }
+      mirror_drained = true;
+      for (auto& f : checks) {
+        mirror_drained = mirror_drained &&
+                         f.wait_for(std::chrono::seconds(1)) == std::future_status::ready &&
+                         f.get();
+      }
+      if (mirror_drained || steady_clock::now() >= deadline) break;
+      timer.expires_after(std::chrono::milliseconds(50));
+      co_await timer.async_wait(kNoThrow);
+    }
+  }
+  metrics->set_drain_duration(elapsed());
+  log::info("drain finished", {{"seconds", format_double(elapsed())},
+                               {"sessions_left", std::to_string(left)},
+                               {"sessions_closed",
+                                std::to_string(metrics->drain_sessions_closed())},
+                               {"mirror", mirror_drained ? "drained" : "journaling the rest"}});
+  drain_finished = true;
+  main_io.stop();
 }
 
 }  // namespace pgtandem::proxy

@@ -1,6 +1,7 @@
 #include "proxy/session.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -119,6 +120,8 @@ class Session {
   asio::awaitable<bool> prepare_all_statements(Socket& server);
   asio::awaitable<void> park_backend();
   asio::awaitable<void> refuse_after_flip(std::string_view why);
+  bool drain_idle(size_t buffered, bool batch_started) const;
+  void log_request(std::string_view sql) const;
   struct RouteObserver;
 
   Worker& worker_;
@@ -148,6 +151,11 @@ class Session {
 
   // An error pgtandem itself must report (its own limits), injected at a message boundary only.
   std::string pending_fatal_;
+
+  // Graceful shutdown (issue 6): the transaction status of the primary's last ReadyForQuery, and
+  // the signal that cancels pump_frontend's wait for the client when pgtandem starts draining.
+  char tx_status_ = 'I';
+  asio::cancellation_signal drain_signal_;
 
   // Write mirroring: what the client sends and the primary answers feeds the capture, whose
   // released units go to the mirror link. Both are null when mirror_writes is off.
@@ -259,7 +267,10 @@ asio::awaitable<void> Session::run() {
   backend_login_leftover_.clear();
   backend_login_leftover_.shrink_to_fit();
 
-  co_await (pump_frontend() && pump_backend());
+  {
+    DrainRegistration drain_registration(worker_, &drain_signal_);
+    co_await (pump_frontend() && pump_backend());
+  }
 
   // The mirror applies what it was given even after the client left.
   if (shadow_lane_) shadow_lane_->close();
@@ -375,7 +386,7 @@ void Session::on_capture_ready() {
       log::warn("primary-only call not mirrored, with the writes of its request or transaction",
                 {{"statement", skip.first_sql}});
     } else {
-      log::info("primary-only call not mirrored", {{"statement", skip.first_sql}});
+      log::debug("primary-only call not mirrored", {{"statement", skip.first_sql}});
     }
   }
 }
@@ -940,6 +951,9 @@ asio::awaitable<void> Session::pump_frontend() {
       switch (h.type) {
         case protocol::frontend::kQuery:
           request();
+          if (s->state_.log_statements.load(std::memory_order_relaxed)) {
+            s->log_request(body.substr(0, body.empty() ? 0 : body.size() - 1));
+          }
           if (routing) {
             std::string_view q = body.substr(0, body.empty() ? 0 : body.size() - 1);
             sql = q;
@@ -961,6 +975,10 @@ asio::awaitable<void> Session::pump_frontend() {
           terminate = true;
           return false;
         case protocol::frontend::kParse:
+          if (s->state_.log_statements.load(std::memory_order_relaxed)) {
+            protocol::Parse p;
+            if (protocol::decode(body, p)) s->log_request(p.query);
+          }
           if (routing) {
             protocol::Parse p;
             if (!protocol::decode(body, p) || !p.name.empty()) {
@@ -1059,8 +1077,20 @@ asio::awaitable<void> Session::pump_frontend() {
       }
     }
     if (!unscanned) {
+      if (state_.draining.load(std::memory_order_relaxed) && drain_idle(end, batch_started_earlier)) {
+        // Idle while pgtandem drains: leave now, as the server does at a smart/fast shutdown.
+        pending_fatal_ = fatal(protocol::sqlstate::kAdminShutdown,
+                               "terminating connection due to administrator command");
+        state_.metrics->drain_session_closed();
+        close_backend();
+        co_return;
+      }
       auto [ec, n] = co_await client_.async_read_some(
-          asio::buffer(fbuf_.data() + end, fbuf_.size() - end), kNoThrow);
+          asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
+          asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+      if (ec == asio::error::operation_aborted && state_.draining.load(std::memory_order_relaxed)) {
+        continue;  // woken for a drain: leave if idle, else go on reading
+      }
       if (ec) {
         // The client is gone. Closing the server connection (never a forged Terminate in the
         // middle of a message) makes the server roll back an open transaction, as it would
@@ -1496,6 +1526,10 @@ asio::awaitable<void> Session::pump_backend() {
           const auto now = Clock::now();
           if (s->outstanding_ > 0 && --s->outstanding_ == 0) latency->observe(now - s->request_start_);
           if (s->capture_ && s->capture_->on_backend(h, body, now)) s->on_capture_ready();
+          s->tx_status_ = body.empty() ? 'I' : body[0];
+          if (s->outstanding_ == 0 && s->state_.draining.load(std::memory_order_relaxed)) {
+            s->drain_signal_.emit(asio::cancellation_type::terminal);  // pump_frontend decides
+          }
           return true;
         }
         case protocol::backend::kCommandComplete:
@@ -1572,6 +1606,24 @@ asio::awaitable<void> Session::pump_backend() {
     co_await asio::async_write(client_, asio::buffer(pending_fatal_), kNoThrow);
   }
   close_client();
+}
+
+// Idle for a graceful shutdown: nothing outstanding, not in a transaction (the primary's last
+// ReadyForQuery said 'I'), no partial message or unsynced batch from the client.
+bool Session::drain_idle(size_t buffered, bool batch_started) const {
+  return outstanding_ == 0 && tx_status_ == 'I' && buffered == 0 && !batch_started &&
+         !flipping_;
+}
+
+// [log] statements: one info line per client request (a Query, or a Parse's statement).
+void Session::log_request(std::string_view sql) const {
+  constexpr size_t kMaxStatementLog = 1024;
+  const std::string session = std::to_string(primary_pid_);
+  const bool cut = sql.size() > kMaxStatementLog;
+  log::info("statement", {{"session", session},
+                          {"target", state_.targets[target_].name},
+                          {"statement", sql.substr(0, kMaxStatementLog)},
+                          {"truncated", cut ? "true" : "false"}});
 }
 
 }  // namespace

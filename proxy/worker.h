@@ -2,6 +2,7 @@
 // listeners, and the sessions it serves. Nothing on the data path is shared between workers.
 #pragma once
 
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -9,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "config/config.h"
@@ -82,6 +84,16 @@ struct ServerState {
   std::string process_tag;                     // distinguishes this process in session ids
   std::atomic<uint64_t> next_session{1};
 
+  // Graceful shutdown (issue 6): set once by SIGTERM, before the sessions are woken. A session
+  // checks it (a relaxed load) before waiting for the client's next request and at the primary's
+  // ReadyForQuery, and leaves at its first idle boundary with FATAL 57P01.
+  std::atomic<bool> draining{false};
+  // [log] statements of the running config (set by the reloader): sessions check it per request.
+  std::atomic<bool> log_statements{false};
+  // Target health for /readyz and /status, from the admin's periodic TCP connect check:
+  // -1 not checked yet, 0 unreachable, 1 reachable.
+  std::atomic<int> target_reachable[kMaxTargets] = {-1, -1};
+
   ServerState();
   ~ServerState();
 };
@@ -107,6 +119,15 @@ class Worker {
   void add_mirror_link(const std::shared_ptr<MirrorLink>& link);
   void journal_pending_mirror_writes();
 
+  // Sessions that may be woken for a graceful shutdown: each registers the signal bound to its
+  // wait for the client's next request (worker thread only). wake_for_drain() cancels those
+  // waits; a session then sees ServerState::draining and leaves if it is idle.
+  void register_drain(asio::cancellation_signal* signal) { drain_signals_.insert(signal); }
+  void unregister_drain(asio::cancellation_signal* signal) { drain_signals_.erase(signal); }
+  void wake_for_drain();
+  // Every mirror link started here has applied its queue (or is gone); on the worker thread.
+  bool mirror_links_drained();
+
   // Starts serving `socket` (created on any io_context) on this worker's thread.
   void adopt(int protocol_family, int protocol, int fd);
 
@@ -122,7 +143,24 @@ class Worker {
   routing::ClassificationCache classification_cache_;
   std::atomic<uint32_t> sessions_{0};
   std::vector<std::weak_ptr<MirrorLink>> mirror_links_;  // touched on the worker thread only
+  std::unordered_set<asio::cancellation_signal*> drain_signals_;  // worker thread only
   std::thread thread_;
+};
+
+// A session's registration for drain wake-ups, for the session's lifetime (worker thread).
+class DrainRegistration {
+ public:
+  DrainRegistration(Worker& worker, asio::cancellation_signal* signal)
+      : worker_(worker), signal_(signal) {
+    worker_.register_drain(signal_);
+  }
+  ~DrainRegistration() { worker_.unregister_drain(signal_); }
+  DrainRegistration(const DrainRegistration&) = delete;
+  DrainRegistration& operator=(const DrainRegistration&) = delete;
+
+ private:
+  Worker& worker_;
+  asio::cancellation_signal* signal_;
 };
 
 }  // namespace pgtandem::proxy

@@ -96,6 +96,15 @@ void CircuitBreaker::clear_window() {
   for (Bucket& b : buckets_) b = Bucket{};
 }
 
+bool CircuitBreaker::reset(TimePoint now) {
+  clear_window();
+  half_open_inflight_ = 0;
+  half_open_successes_ = 0;
+  if (state_ == State::kClosed) return false;
+  move_to(State::kClosed, now, "reset by the operator");
+  return true;
+}
+
 void CircuitBreaker::move_to(State to, TimePoint now, std::string reason) {
   transitions_.push_back(Transition{state_, to, std::move(reason), now});
   state_ = to;

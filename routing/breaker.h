@@ -51,6 +51,9 @@ class CircuitBreaker {
   std::vector<Transition> take_transitions();
   // A reload changed [breaker]: keep state and counts, apply the new thresholds.
   void reconfigure(const config::Breaker& config);
+  // An operator's reset (admin POST /breaker/reset): closed, with an empty window. False if it
+  // was closed already (the window is cleared anyway).
+  bool reset(TimePoint now);
 
  private:
   // ... (implementation detail: a ring of time buckets over window_ms)

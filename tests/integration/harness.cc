@@ -892,9 +892,18 @@ bool PgCluster::backend_exists(pid_t backend_pid) const {
 // HTTP and metrics
 
 HttpResponse http_get(uint16_t port, const std::string& path, milliseconds timeout) {
+  return http_request(port, "GET", path, {}, "", timeout);
+}
+
+HttpResponse http_request(uint16_t port, const std::string& method, const std::string& path,
+                          const std::vector<std::string>& headers, const std::string& request_body,
+                          milliseconds timeout) {
   RawClient c = RawClient::connect_tcp("127.0.0.1", port, timeout);
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                    "\r\nConnection: close\r\nUser-Agent: pgtandem-it\r\n\r\n";
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" +
+                    std::to_string(port) + "\r\nConnection: close\r\nUser-Agent: pgtandem-it\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  if (method != "GET") req += "Content-Length: " + std::to_string(request_body.size()) + "\r\n";
+  req += "\r\n" + request_body;
   if (!c.send(req)) fail("http_get: send failed");
   std::string data;
   auto deadline = Clock::now() + timeout;
@@ -1066,6 +1075,8 @@ void ProxyProcess::start() {
 }
 
 void ProxyProcess::send_signal(int sig) {
+  // A test that asks pgtandem to exit (SIGTERM, SIGINT) checks the exit itself.
+  if (sig == SIGTERM || sig == SIGINT) stopped_ = true;
   if (child_.alive()) ::kill(child_.pid(), sig);
 }
 

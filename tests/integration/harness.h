@@ -233,6 +233,11 @@ struct HttpResponse {
 };
 HttpResponse http_get(uint16_t port, const std::string& path,
                       milliseconds timeout = milliseconds(5000));
+// Any method, with extra header lines ("Name: value") and a body.
+HttpResponse http_request(uint16_t port, const std::string& method, const std::string& path,
+                          const std::vector<std::string>& headers = {},
+                          const std::string& body = "",
+                          milliseconds timeout = milliseconds(15000));
 
 // Prometheus text format, parsed into samples.
 class Metrics {
@@ -276,6 +281,7 @@ class ProxyProcess {
   bool alive() { return child_.alive(); }
   bool stopped_by_test() const { return stopped_; }
   std::string exit_description() const { return child_.exit_description(); }
+  int raw_exit_status() const { return child_.raw_status(); }  // waitpid status once exited
 
   pid_t pid() const { return child_.pid(); }
   uint16_t port() const { return port_; }

@@ -966,7 +966,8 @@ TEST_F(MirrorTest, ClientNeverWaitsForABlockedMirror) {
 
 TEST_F(MirrorTest, ShutdownWithQueuedWritesLosesNothing) {
   std::string db = make_db("shutdown", "CREATE TABLE t (id int PRIMARY KEY, v text)");
-  ProxyProcess& p = start_mirror_proxy();
+  // The mirror is blocked for the whole drain: a short drain deadline, then the journal.
+  ProxyProcess& p = start_mirror_proxy({}, "[shutdown]\ndrain_timeout_ms = 2000\n");
   {
     NewTableLock lock(new_cluster(), db, "t");
     ConnPtr c = client(p, db);

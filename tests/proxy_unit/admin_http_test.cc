@@ -369,3 +369,104 @@ TEST(AdminServer, DestructorWithoutStartOrStop) {
 
 }  // namespace
 }  // namespace pgtandem::proxy
+
+namespace pgtandem::proxy {
+namespace {
+
+TEST(AdminAuth, ConstantTimeEqual) {
+  EXPECT_TRUE(constant_time_equal("s3cret", "s3cret"));
+  EXPECT_FALSE(constant_time_equal("s3cres", "s3cret"));
+  EXPECT_FALSE(constant_time_equal("s3cre", "s3cret"));
+  EXPECT_FALSE(constant_time_equal("s3crett", "s3cret"));
+  EXPECT_FALSE(constant_time_equal("", "s3cret"));
+  EXPECT_FALSE(constant_time_equal("s3cret", ""));
+  // A prefix repeated to the expected length is no match either.
+  EXPECT_FALSE(constant_time_equal("abab", "ab"));
+}
+
+TEST(AdminAuth, CheckBearer) {
+  EXPECT_EQ(check_bearer("Bearer tok", ""), BearerCheck::kNotConfigured);
+  EXPECT_EQ(check_bearer("", "tok"), BearerCheck::kMissing);
+  EXPECT_EQ(check_bearer("Bearer tok", "tok"), BearerCheck::kOk);
+  EXPECT_EQ(check_bearer("bearer  tok ", "tok"), BearerCheck::kOk);
+  EXPECT_EQ(check_bearer("Bearer TOK", "tok"), BearerCheck::kWrong);
+  EXPECT_EQ(check_bearer("Basic dG9rOnRvaw==", "tok"), BearerCheck::kWrong);
+  EXPECT_EQ(check_bearer("Bearer", "tok"), BearerCheck::kWrong);
+  EXPECT_EQ(check_bearer("tok", "tok"), BearerCheck::kWrong);
+}
+
+class AdminPostTest : public ::testing::Test {
+ protected:
+  void start(std::string token) {
+    AdminHandlers handlers;
+    handlers.reload = [this] {
+      ++reloads_;
+      return AdminReply{200, "application/json", "{\"outcome\":\"applied\"}"};
+    };
+    handlers.breaker_reset = [this](std::string_view query) {
+      last_query_ = std::string(query);
+      return AdminReply{200, "application/json", "{}"};
+    };
+    handlers.ready = [](std::string* why) {
+      *why = "draining";
+      return false;
+    };
+    handlers.status = [] { return std::string("{\"version\":\"x\"}"); };
+    handlers.token = std::move(token);
+    server_ = std::make_unique<AdminServer>("127.0.0.1", 0, std::move(handlers));
+    std::string error;
+    ASSERT_TRUE(server_->start(&error)) << error;
+  }
+  std::string post(const std::string& path, const std::string& auth) {
+    Client c(server_->port());
+    std::string req = "POST " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n";
+    if (!auth.empty()) req += "Authorization: " + auth + "\r\n";
+    req += "Content-Length: 0\r\n\r\n";
+    EXPECT_TRUE(c.send_all(req));
+    return c.read_until_close();
+  }
+  std::unique_ptr<AdminServer> server_;
+  std::atomic<int> reloads_{0};
+  std::string last_query_;
+};
+
+TEST_F(AdminPostTest, TokenEnforced) {
+  start("s3cret");
+  std::string r = post("/reload", "");
+  EXPECT_EQ(r.rfind("HTTP/1.1 401 ", 0), 0u) << r;
+  EXPECT_NE(r.find("WWW-Authenticate: Bearer"), std::string::npos) << r;
+  r = post("/reload", "Bearer wrong");
+  EXPECT_EQ(r.rfind("HTTP/1.1 401 ", 0), 0u) << r;
+  EXPECT_EQ(reloads_.load(), 0);
+  r = post("/reload", "Bearer s3cret");
+  EXPECT_EQ(r.rfind("HTTP/1.1 200 ", 0), 0u) << r;
+  EXPECT_EQ(reloads_.load(), 1);
+  r = post("/breaker/reset?target=new", "Bearer s3cret");
+  EXPECT_EQ(r.rfind("HTTP/1.1 200 ", 0), 0u) << r;
+  EXPECT_EQ(last_query_, "target=new");
+  Client c(server_->port());
+  auto g = c.get("/reload");
+  EXPECT_EQ(g.status, 405);
+}
+
+TEST_F(AdminPostTest, NoTokenConfiguredIs403) {
+  start("");
+  std::string r = post("/reload", "Bearer anything");
+  EXPECT_EQ(r.rfind("HTTP/1.1 403 ", 0), 0u) << r;
+  EXPECT_NE(r.find("token"), std::string::npos) << r;
+  EXPECT_EQ(reloads_.load(), 0);
+}
+
+TEST_F(AdminPostTest, ReadyzAndStatus) {
+  start("");
+  Client c(server_->port());
+  auto r = c.get("/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("draining"), std::string::npos);
+  r = c.get("/status");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"version\":\"x\"}");
+}
+
+}  // namespace
+}  // namespace pgtandem::proxy

@@ -469,3 +469,66 @@ TEST(ConfigHash, Fnv1a64) {
 
 }  // namespace
 }  // namespace pgtandem::config
+
+namespace pgtandem::config {
+namespace {
+
+constexpr const char* kIssue6Targets = R"(
+[targets.old]
+port = 5432
+[targets.new]
+port = 5433
+)";
+
+LoadResult load6(const std::string& head) { return load_string(head + kIssue6Targets, "p.toml"); }
+
+TEST(Issue6Config, Defaults) {
+  auto r = load6("");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.config->admin.token, "");
+  EXPECT_EQ(r.config->admin.token_file, "");
+  EXPECT_EQ(r.config->shutdown.drain_timeout_ms, 30000u);
+  EXPECT_FALSE(r.config->log.statements);
+}
+
+TEST(Issue6Config, AllKeys) {
+  auto r = load6("[admin]\nlisten = \"127.0.0.1:9931\"\ntoken = \"abc123\"\n"
+                 "[shutdown]\ndrain_timeout_ms = 5000\n[log]\nstatements = true\n");
+  ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  EXPECT_EQ(r.config->admin.token, "abc123");
+  EXPECT_EQ(r.config->shutdown.drain_timeout_ms, 5000u);
+  EXPECT_TRUE(r.config->log.statements);
+  r = load6("[admin]\ntoken_file = \"/etc/pgtandem/admin-token\"\n");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.config->admin.token_file, "/etc/pgtandem/admin-token");
+}
+
+TEST(Issue6Config, Errors) {
+  auto r = load6("[admin]\ntoken = \"a\"\ntoken_file = \"/x\"\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors[0].to_string(),
+            "p.toml:3:14: admin.token and admin.token_file are both set; use one");
+  r = load6("[admin]\ntoken = \"\"\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors[0].line, 2u);
+  r = load6("[admin]\ntoken = \"a b\"\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors[0].message.find("whitespace"), std::string::npos);
+  r = load6("[admin]\ntoken = 5\n");
+  ASSERT_FALSE(r.ok());
+  r = load6("[shutdown]\ndrain_timeout_ms = -1\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors[0].line, 2u);
+  EXPECT_EQ(r.errors[0].column, 20u);
+  r = load6("[shutdown]\ndrain_timeout_ms = 3600001\n");
+  ASSERT_FALSE(r.ok());
+  r = load6("[shutdown]\ngrace = 1\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors[0].message.find("[shutdown]"), std::string::npos);
+  r = load6("[log]\nstatements = \"yes\"\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors[0].line, 2u);
+}
+
+}  // namespace
+}  // namespace pgtandem::config

@@ -378,3 +378,30 @@ TEST(Breaker, ToString) {
 
 }  // namespace
 }  // namespace pgtandem::routing
+
+namespace pgtandem::routing {
+namespace {
+
+TEST(Breaker, ResetClosesAndForgetsTheWindow) {
+  CircuitBreaker b(test_config());
+  trip(b, 0);
+  b.take_transitions();
+  EXPECT_FALSE(b.allow(at(100)));
+  EXPECT_TRUE(b.reset(at(200)));
+  EXPECT_EQ(b.state(), State::kClosed);
+  auto t = b.take_transitions();
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].from, State::kOpen);
+  EXPECT_EQ(t[0].to, State::kClosed);
+  EXPECT_EQ(t[0].reason, "reset by the operator");
+  EXPECT_TRUE(b.allow(at(300)));
+  // The failures before the reset no longer count: 9 more do not reach min_requests' judgment.
+  outcomes(b, 0, 9, 400);
+  EXPECT_EQ(b.state(), State::kClosed);
+  // Closed already: nothing to report.
+  EXPECT_FALSE(b.reset(at(500)));
+  EXPECT_TRUE(b.take_transitions().empty());
+}
+
+}  // namespace
+}  // namespace pgtandem::routing
