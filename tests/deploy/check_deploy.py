@@ -501,9 +501,6 @@ def main():
 
     if toml_text is not None:
         errors = check_config(toml_text, "ConfigMap")
-        # TODO(issue6): remove these 3 lines once the binary knows [admin] token_file and [shutdown].
-        if errors and all(re.search(r"unknown key '(token_file' in \[admin\]|shutdown' at top level|\w+' in \[shutdown\])", e) for e in errors) and os.environ.get("PGTANDEM_REQUIRE_ISSUE6_KEYS") != "1":
-            warn("this pgtandem does not know the issue-6 keys yet (accepted; PGTANDEM_REQUIRE_ISSUE6_KEYS=1 makes it a failure):\n  " + "\n  ".join(errors)); errors = []
         c.check(not errors, "pgtandem --check-config accepts the ConfigMap's pgtandem.toml; it says:\n  "
                 + "\n  ".join(errors))
     container_toml = deploy / "pgtandem.container.toml"

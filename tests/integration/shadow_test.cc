@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <boost/json/src.hpp>  // header-only Boost.JSON: compiled into this test file only
+
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -171,6 +173,46 @@ TEST_F(ShadowTest, NamedStatementMismatchIsCountedByFingerprint) {
   exec(c.get(), "SELECT note FROM t WHERE id = 4");
   EXPECT_TRUE(poll_until([&] { return mismatches(p, "rows") == 3; }, kDeadline));
   EXPECT_EQ(p.metrics().sum("pgtandem_shadow_mismatches_by_fingerprint_total", {}), 3);
+}
+
+// The admin /status shows the mismatch table: one entry per fingerprint, highest count first, with
+// the normalized query, counts by kind, first/last seen, the rule and an example.
+TEST_F(ShadowTest, StatusShowsTheMismatchTableByFingerprint) {
+  const std::string db = make_db("status");
+  new_cluster().exec("UPDATE t SET note = 'differs' WHERE id = 1", db);
+  new_cluster().exec("ALTER TABLE t ADD COLUMN extra int", db);
+  ProxyProcess &p = start();
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  // Three row-count mismatches of one statement shape, one columns mismatch of another, and a
+  // matching read.
+  for (int id : {1, 1, 1}) exec(c.get(), "SELECT note FROM t WHERE id = " + std::to_string(id));
+  exec(c.get(), "SELECT * FROM t WHERE id = 2");
+  exec(c.get(), "SELECT note FROM t WHERE id = 3");
+  wait_done(p, 5);
+  const HttpResponse r = http_get(p.admin_port(), "/status");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const boost::json::value status = boost::json::parse(r.body);
+  const boost::json::object &shadow = status.at("shadow").as_object();
+  EXPECT_EQ(shadow.at("mismatches_total").to_number<int>(), 4) << r.body;
+  EXPECT_EQ(shadow.at("other").to_number<int>(), 0);
+  const boost::json::array &table = shadow.at("table").as_array();
+  ASSERT_EQ(table.size(), 2u) << r.body;
+  const boost::json::object &top = table[0].as_object();
+  EXPECT_EQ(top.at("count").to_number<int>(), 3) << r.body;
+  EXPECT_EQ(top.at("query").as_string(), "SELECT note FROM t WHERE id = $1") << r.body;
+  EXPECT_EQ(top.at("kinds").at("rows").to_number<int>(), 3) << r.body;
+  EXPECT_EQ(top.at("rule").as_string(), "default");
+  EXPECT_EQ(top.at("target").as_string(), "new");
+  EXPECT_EQ(top.at("fingerprint").as_string().size(), 16u);
+  EXPECT_FALSE(top.at("first_seen").as_string().empty());
+  EXPECT_FALSE(top.at("example").as_string().empty());
+  const boost::json::object &second = table[1].as_object();
+  EXPECT_EQ(second.at("count").to_number<int>(), 1);
+  EXPECT_EQ(second.at("kinds").at("columns").to_number<int>(), 1) << r.body;
+  // The same fingerprints label the bounded metric.
+  EXPECT_EQ(p.metrics().sum("pgtandem_shadow_mismatches_by_fingerprint_total",
+                            {{"fingerprint", std::string(top.at("fingerprint").as_string())}}),
+            3);
 }
 
 // A rule's own comparison options: its reads ignore the column that differs; other reads do not.
