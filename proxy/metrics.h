@@ -115,6 +115,10 @@ class Metrics {
   // result: persistent | transient | failed (the recheck could not run both sides).
   void shadow_recheck(std::string_view result);
 
+  // --- Client authentication by pgtandem ([auth] mode = "file"; once per login) ---
+  // method: scram-sha-256 | md5; outcome: ok | failed | unknown_user | error.
+  void client_auth(std::string_view method, std::string_view outcome);
+
   std::string serialize() const;  // Prometheus text exposition format 0.0.4
 
  private:
