@@ -198,6 +198,34 @@ TEST_F(FileAuthTest, WrongPasswordAndUnknownUserGetTheServersError) {
   EXPECT_EQ(auth_count(m, "md5", "unknown_user"), 1);
 }
 
+TEST_F(FileAuthTest, UnknownUserLooksLikeAKnownOne) {
+  ProxyProcess& p =
+      start_proxy(file_options(write_userlist(default_userlist()), write_credentials()));
+  // The server-first-message's salt and iteration count: stable per user, for unknown users too
+  // (a changing salt would tell that the user does not exist).
+  auto server_first = [&](const std::string& user) {
+    RawClient c = RawClient::connect(p.endpoint());
+    c.send(startup_packet({{"user", user}, {"database", "postgres"}}));
+    auto sasl = c.read_message(milliseconds(5000));
+    if (!sasl || sasl->type != 'R' || sasl->body.substr(0, 4) != be32(10)) return std::string("?");
+    const std::string first = "n,,n=,r=abcdefghijklmnopqrstuvwx";
+    c.send(frontend_message('p', std::string("SCRAM-SHA-256\0", 14) + be32(first.size()) + first));
+    auto cont = c.read_message(milliseconds(5000));
+    if (!cont || cont->type != 'R' || cont->body.substr(0, 4) != be32(11)) return std::string("?");
+    const std::string text = cont->body.substr(4);
+    return text.substr(text.find(",s="));  // drop the nonce
+  };
+  const std::string unknown = server_first("no_such_user");
+  EXPECT_EQ(unknown.find(",s="), 0u) << unknown;
+  EXPECT_NE(unknown.find(",i=4096"), std::string::npos) << unknown;
+  EXPECT_EQ(server_first("no_such_user"), unknown);
+  EXPECT_NE(server_first("another_unknown_user"), unknown);
+  // A known user gets the salt of its verifier.
+  const std::string v = rolpassword(kScramUser);
+  const std::string salt = v.substr(v.find(':') + 1, v.find('$', v.find(':')) - v.find(':') - 1);
+  EXPECT_EQ(server_first(kScramUser), ",s=" + salt + ",i=4096");
+}
+
 TEST_F(FileAuthTest, MissingCredentialsEntryIsAClearError) {
   // md5_user has no entry in pgtandem's credentials file, and an md5 hash is no password.
   const std::string creds = write_credentials(/*with_md5=*/false);
