@@ -223,3 +223,43 @@ TEST(Md5Check, MatchesPostgresAndLibpq) {
 
 }  // namespace
 }  // namespace pgtandem::proxy
+
+namespace pgtandem::proxy {
+namespace {
+
+// No input crashes the SCRAM server or the userlist parser (run under ASan in test.sh --sanitize).
+TEST(ScramServer, RandomInputNeverCrashes) {
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  auto next = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  static constexpr char kAlphabet[] = "nyp,=arcmsibiwsSCRAM-SHA-256$:\"\\ \n\x00\xff" "AZaz09+/";
+  const std::string alphabet(kAlphabet, sizeof(kAlphabet) - 1);  // with the NUL byte
+  auto random_text = [&](size_t max) {
+    std::string s(next() % max, '\0');
+    for (char& c : s) c = alphabet[next() % alphabet.size()];
+    return s;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    ScramServer server(*config::parse_scram_secret(
+                           "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+                           "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+                           "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="),
+                       i % 2 == 0, ScramServer::Options{system_random, 18, std::nullopt});
+    std::string first, final;
+    const std::string a = (i % 3 == 0 ? "n,,n=u,r=" : "") + random_text(64);
+    if (server.on_initial(i % 5 == 0 ? "X" : "SCRAM-SHA-256", a, &first) == ScramStep::kContinue) {
+      const std::string nonce = first.substr(2, first.find(',') - 2);
+      const std::string b =
+          (i % 2 == 0 ? "c=biws,r=" + nonce + ",p=" : std::string()) + random_text(64);
+      EXPECT_NE(server.on_final(b, &final), ScramStep::kVerified);
+    }
+    (void)config::parse_userlist(random_text(200));
+  }
+}
+
+}  // namespace
+}  // namespace pgtandem::proxy
