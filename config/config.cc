@@ -247,6 +247,8 @@ class Validator {
         set_bool(node, "mirror_writes", out.mirror_writes);
       } else if (k == "mirror") {
         if (auto* t = get_table(node, "mirror")) validate_mirror(*t, out.mirror);
+      } else if (k == "auth") {
+        if (auto* t = get_table(node, "auth")) validate_auth(*t, out.auth);
       } else if (k == "classifier") {
         if (auto* t = get_table(node, "classifier")) validate_classifier(*t, out.classifier);
       } else if (k == "routing") {
@@ -667,6 +669,32 @@ class Validator {
       } else {
         unknown_key(key, "in [mirror]");
       }
+    }
+  }
+
+  void validate_auth(const toml::table& table, Auth& out) {
+    const toml::node* mode_node = nullptr;
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "mode") {
+        mode_node = &node;
+        set_enum(node, "auth.mode", {"relay", "file"}, out.mode);
+      } else if (k == "file") {
+        auto v = get_string(node, "auth.file");
+        if (v && v->empty()) {
+          error(&node.source(), "auth.file must not be empty");
+        } else if (v) {
+          out.file = *v;
+        }
+      } else if (k == "method") {
+        set_enum(node, "auth.method", {"scram-sha-256", "md5"}, out.method);
+      } else {
+        unknown_key(key, "in [auth]");
+      }
+    }
+    if (out.mode == "file" && out.file.empty()) {
+      error(mode_node != nullptr ? &mode_node->source() : nullptr,
+            "auth.mode = \"file\" needs auth.file (the userlist pgtandem checks passwords against)");
     }
   }
 

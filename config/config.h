@@ -163,6 +163,18 @@ struct Shadow {
   uint32_t recheck_delay_ms = 0;
 };
 
+// Client authentication (issue 6): who checks the client's password.
+struct Auth {
+  // "relay": the primary authenticates the client (the startup packet and the exchange are relayed
+  // byte for byte). "file": pgtandem authenticates the client itself against `file`, then logs in
+  // to the primary as that user with the password from mirror.credentials_file.
+  std::string mode = "relay";
+  // PgBouncer auth_file format ("user" "secret" per line, config/userlist.h); required in file mode.
+  std::string file;
+  std::string method = "scram-sha-256";  // what pgtandem asks the client for: scram-sha-256 | md5
+  bool file_mode() const { return mode == "file"; }
+};
+
 struct Log {
   std::string level = "info";     // debug | info | warn | error
   std::string format = "logfmt";  // logfmt | json
@@ -185,6 +197,7 @@ struct Config {
   Shadow shadow;
   Admin admin;
   Shutdown shutdown;
+  Auth auth;
   Log log;
 
   const Target* find_target(const std::string& name) const {

@@ -1,12 +1,13 @@
 #include "proxy/auth_client.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <array>
 #include <utility>
+
+#include "config/userlist.h"
+#include "proxy/scram.h"
 
 namespace pgtandem::proxy {
 namespace {
@@ -16,42 +17,12 @@ constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
 // stripped -PLUS from the list); "biws" is its base64, sent back in client-final-message.
 constexpr std::string_view kGs2Header = "n,,";
 constexpr std::string_view kChannelBinding = "biws";
-constexpr size_t kSha256Size = 32;
 constexpr size_t kMd5SaltSize = 4;
 
-using Digest = std::array<unsigned char, kSha256Size>;
-
-std::string_view as_view(const Digest& d) {
-  return std::string_view(reinterpret_cast<const char*>(d.data()), d.size());
-}
-
-Digest hmac_sha256(std::string_view key, std::string_view data) {
-  Digest out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(), &len);
-  return out;
-}
-
-Digest sha256(std::string_view data) {
-  Digest out{};
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
-  return out;
-}
-
-std::string md5_hex(std::string_view data) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  unsigned char digest[16];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
-  std::string out(32, '0');
-  for (size_t i = 0; i < 16; ++i) {
-    out[2 * i] = kHex[digest[i] >> 4];
-    out[2 * i + 1] = kHex[digest[i] & 0xf];
-  }
-  return out;
-}
+using scram::as_view;
+using scram::Digest;
+using scram::hmac_sha256;
+using scram::sha256;
 
 // RFC 5802 saslname: ',' and '=' are escaped as =2C and =3D.
 std::string saslname(std::string_view user) {
@@ -90,15 +61,6 @@ bool parse_iterations(std::string_view s, uint64_t& out) {
 
 constexpr char kBase64Chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 }  // namespace
 
 bool system_random(std::span<unsigned char> out) {
@@ -130,48 +92,12 @@ std::string base64_encode(std::string_view raw) {
 }
 
 std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    bool last = i + 4 == text.size();
-    int a = base64_value(text[i]);
-    int b = base64_value(text[i + 1]);
-    if (a < 0 || b < 0) return std::nullopt;
-    uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12);
-    if (last && text[i + 2] == '=' && text[i + 3] == '=') {
-      if (b & 0xf) return std::nullopt;  // non-canonical: stray bits
-      out.push_back(static_cast<char>(v >> 16));
-      break;
-    }
-    int c = base64_value(text[i + 2]);
-    if (c < 0) return std::nullopt;
-    v |= uint32_t(c) << 6;
-    if (last && text[i + 3] == '=') {
-      if (c & 0x3) return std::nullopt;
-      out.push_back(static_cast<char>(v >> 16));
-      out.push_back(static_cast<char>((v >> 8) & 0xff));
-      break;
-    }
-    int d = base64_value(text[i + 3]);
-    if (d < 0) return std::nullopt;
-    v |= uint32_t(d);
-    out.push_back(static_cast<char>(v >> 16));
-    out.push_back(static_cast<char>((v >> 8) & 0xff));
-    out.push_back(static_cast<char>(v & 0xff));
-  }
-  return out;
+  return config::decode_base64(text);
 }
 
 std::string md5_password_answer(std::string_view user, std::string_view password,
                                 std::string_view salt) {
-  std::string inner(password);
-  inner.append(user);
-  std::string outer = md5_hex(inner);
-  outer.append(salt);
-  std::string answer = "md5" + md5_hex(outer);
-  OPENSSL_cleanse(inner.data(), inner.size());
-  return answer;
+  return scram::md5_response(scram::md5_secret(user, password), salt);
 }
 
 AuthClient::AuthClient(AuthCredentials credentials, AuthClientOptions options)
@@ -318,10 +244,7 @@ AuthStatus AuthClient::on_sasl_continue(std::string_view server_first, std::stri
 
   const std::string& password = *credentials_.password;
   Digest salted{};
-  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
-                        reinterpret_cast<const unsigned char*>(salt->data()),
-                        static_cast<int>(salt->size()), static_cast<int>(iterations), EVP_sha256(),
-                        static_cast<int>(salted.size()), salted.data()) != 1) {
+  if (!scram::salted_password(password, *salt, static_cast<uint32_t>(iterations), &salted)) {
     return fail("SCRAM: PBKDF2 failed");
   }
   Digest client_key = hmac_sha256(as_view(salted), "Client Key");

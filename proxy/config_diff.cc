@@ -241,6 +241,10 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
           ma.journal_fsync_interval_ms, true);
   d.field("mirror.reconnect_interval_ms", mb.reconnect_interval_ms, ma.reconnect_interval_ms);
 
+  d.field("auth.mode", before.auth.mode, after.auth.mode, true);
+  d.field("auth.file", before.auth.file, after.auth.file);
+  d.field("auth.method", before.auth.method, after.auth.method);
+
   const auto& cb = before.classifier;
   const auto& ca = after.classifier;
   d.field("classifier.read_only_functions", cb.read_only_functions, ca.read_only_functions, true);

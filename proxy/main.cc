@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "proxy/cli.h"
+#include "proxy/auth_server.h"
 #include "proxy/log.h"
 #include "proxy/replay.h"
 #include "proxy/server.h"
@@ -48,6 +49,13 @@ int check_config(const std::string& path) {
   auto result = pgtandem::config::load_file(path);
   if (!result.ok()) {
     for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    return 1;
+  }
+  // The userlist is part of what must be valid: pgtandem would refuse to start without it.
+  std::shared_ptr<const pgtandem::config::Userlist> users;
+  std::vector<pgtandem::config::Error> errors;
+  if (!pgtandem::proxy::load_userlist(*result.config, &users, &errors)) {
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return 1;
   }
   std::printf("%s: configuration is valid\n", path.c_str());

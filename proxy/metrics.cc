@@ -281,6 +281,7 @@ struct Metrics::Impl {
   std::vector<std::array<prometheus::Counter*, 4>> secondary_connects;  // [target][outcome]
   prometheus::Counter* shadow_reads[4] = {};
   prometheus::Family<prometheus::Counter>* shadow_skips = nullptr;
+  prometheus::Family<prometheus::Counter>* client_auth = nullptr;
   prometheus::Family<prometheus::Counter>* shadow_mismatches = nullptr;
   prometheus::Family<prometheus::Counter>* shadow_drops = nullptr;
   prometheus::Family<prometheus::Counter>* shadow_fingerprints = nullptr;
@@ -424,6 +425,11 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
   impl_->shadow_reads[1] = &sr.Add({{"outcome", "mismatch"}});
   impl_->shadow_reads[2] = &sr.Add({{"outcome", "skipped"}});
   impl_->shadow_reads[3] = &sr.Add({{"outcome", "dropped"}});
+  impl_->client_auth = &prometheus::BuildCounter()
+                            .Name("pgtandem_client_auth_total")
+                            .Help("Clients authenticated by pgtandem itself ([auth] mode = file), "
+                                  "by method and outcome: ok, failed, unknown_user, error")
+                            .Register(r);
   impl_->shadow_skips = &prometheus::BuildCounter()
                              .Name("pgtandem_shadow_skips_total")
                              .Help("Sampled reads not shadowed, by reason")
@@ -548,6 +554,10 @@ void Metrics::route_secondary_connect(size_t target, SecondaryConnectOutcome out
 
 void Metrics::shadow_read(ShadowOutcome outcome) {
   impl_->shadow_reads[static_cast<int>(outcome)]->Increment();
+}
+void Metrics::client_auth(std::string_view method, std::string_view outcome) {
+  impl_->client_auth->Add({{"method", std::string(method)}, {"outcome", std::string(outcome)}})
+      .Increment();
 }
 void Metrics::shadow_skip(std::string_view reason) {
   impl_->shadow_reads[static_cast<int>(ShadowOutcome::kSkipped)]->Increment();

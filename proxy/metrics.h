@@ -130,6 +130,9 @@ class Metrics {
   void mirror_lag(uint64_t* count, double* sum_seconds) const;
   uint64_t upstream_connect_failures(size_t target) const;
   uint64_t drain_sessions_closed() const;
+  // --- Client authentication by pgtandem ([auth] mode = "file"; once per login) ---
+  // method: scram-sha-256 | md5; outcome: ok | failed | unknown_user | error.
+  void client_auth(std::string_view method, std::string_view outcome);
 
   std::string serialize() const;  // Prometheus text exposition format 0.0.4
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "proxy/auth_server.h"
 #include "proxy/config_diff.h"
 #include "proxy/log.h"
 #include "routing/route_rules.h"
@@ -398,6 +399,27 @@ ReloadReport Reloader::last_report() const {
   return report_;
 }
 
+void Reloader::refresh_userlist(const config::Config& running) {
+  if (!state_.config || !state_.config->auth.file_mode()) return;
+  config::Config effective = running;
+  effective.auth.mode = "file";
+  if (effective.auth.file.empty()) effective.auth.file = state_.config->auth.file;
+  std::shared_ptr<const config::Userlist> users;
+  std::vector<config::Error> errors;
+  if (!load_userlist(effective, &users, &errors)) {
+    // The running userlist stays, as a rejected config leaves the running one in force.
+    for (const auto& e : errors) {
+      log::error("userlist rejected", {{"file", e.file},
+                                       {"line", std::to_string(e.line)},
+                                       {"column", std::to_string(e.column)},
+                                       {"error", e.to_string()}});
+    }
+    return;
+  }
+  log::info("userlist loaded", {{"file", effective.auth.file}, {"users", std::to_string(users->size())}});
+  state_.userlist.store(std::move(users));
+}
+
 ConfigReloadOutcome Reloader::reload(ReloadSource source) {
   if (source != ReloadSource::kFileWatch && debounce_pending_) {
     debounce_.cancel();
@@ -422,6 +444,8 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
   }
   if (loaded.source_hash == current_->hash) {
     last_rejected_hash_.clear();
+    // The userlist is a file of its own: a SIGHUP re-reads it even when the TOML is unchanged.
+    if (source == ReloadSource::kSighup) refresh_userlist(*current_->config);
     state_.metrics->config_reload(ConfigReloadOutcome::kUnchanged);
     record(source, ConfigReloadOutcome::kUnchanged, {}, {});
     const std::string generation = std::to_string(current_->generation);
@@ -436,6 +460,17 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
   std::string why;
   if (options_.prepare && !options_.prepare(*config, &why)) {
     return reject(source, loaded, {config::Error{options_.config_path, 0, 0, why}});
+  }
+  // [auth] mode is restart-only; in file mode the (new) userlist must be usable, or the whole
+  // reload is rejected.
+  std::shared_ptr<const config::Userlist> users;
+  const bool file_mode = state_.config && state_.config->auth.file_mode();
+  if (file_mode) {
+    config::Config effective = *config;
+    effective.auth.mode = "file";
+    if (effective.auth.file.empty()) effective.auth.file = state_.config->auth.file;
+    std::vector<config::Error> errors;
+    if (!load_userlist(effective, &users, &errors)) return reject(source, loaded, errors);
   }
   const uint64_t generation = current_->generation + 1;
   auto snap = make_snapshot(config, loaded.source_hash, generation, state_.targets, &why);
@@ -471,6 +506,10 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
   state_.metrics->set_route_rules(generation, std::move(names));
   // Sessions compare snapshot_generation (relaxed) and then load the snapshot: publish the
   // snapshot first, so a session that sees the new generation finds the new snapshot.
+  if (file_mode) {
+    log::info("userlist loaded", {{"users", std::to_string(users->size())}});
+    state_.userlist.store(std::move(users));
+  }
   state_.snapshot.store(snap, std::memory_order_release);
   state_.snapshot_generation.store(generation, std::memory_order_release);
   current_ = snap;

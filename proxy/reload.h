@@ -119,6 +119,9 @@ class Reloader {
   void on_events();
   void schedule_debounced();
   bool write_audit(const AuditEntry& entry, std::string* error);
+  // [auth] mode = "file": re-reads the userlist `running` names; an unusable one is logged and
+  // the running userlist stays.
+  void refresh_userlist(const config::Config& running);
   ConfigReloadOutcome reject(ReloadSource source, const config::LoadResult& loaded,
                              const std::vector<config::Error>& errors);
   void record(ReloadSource source, ConfigReloadOutcome outcome, std::vector<std::string> errors,

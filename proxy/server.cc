@@ -27,6 +27,7 @@
 
 #include "protocol/errors.h"
 #include "protocol/startup.h"
+#include "proxy/auth_server.h"
 #include "proxy/admin_http.h"
 #include "proxy/catalog_loader.h"
 #include "proxy/journal.h"
@@ -284,7 +285,8 @@ bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
     *error = "cannot open mirror journal " + m.journal_path + ": " + journal_error;
     return false;
   }
-  state.pgpass = std::move(pgpass);
+  // File-mode logins read state.pgpass from the workers: once set at start, it is never replaced.
+  if (!state.pgpass) state.pgpass = std::move(pgpass);
   state.journal = std::move(journal);
   Journal* j = state.journal.get();
   metrics->set_mirror_sources(&state.mirror_queue_bytes, [j] { return j->bytes(); });
@@ -324,6 +326,31 @@ bool Server::start(std::string* error) {
   im.state.functions.read_only = routing::FunctionSet(cfg->classifier.read_only_functions);
   im.state.functions.writing = routing::FunctionSet(cfg->classifier.writing_functions);
   if (cfg->mirror_writes && !im.open_mirror(*cfg, error)) return false;
+  if (cfg->auth.file_mode()) {
+    // [auth] mode = "file": the users pgtandem authenticates, and its own passwords for logging
+    // them in to the primary (needed even without mirroring).
+    std::shared_ptr<const config::Userlist> users;
+    std::vector<config::Error> errors;
+    if (!load_userlist(*cfg, &users, &errors)) {
+      *error = "cannot use auth.file: " +
+               (errors.empty() ? std::string("unknown error") : errors.front().to_string());
+      return false;
+    }
+    im.state.userlist.store(std::move(users));
+    if (!im.state.pgpass) {
+      auto pgpass = std::make_shared<config::Pgpass>();
+      if (!cfg->mirror.credentials_file.empty()) {
+        auto pg = config::load_pgpass_file(cfg->mirror.credentials_file);
+        if (!pg.ok()) {
+          *error = "cannot read mirror.credentials_file: " +
+                   (pg.errors.empty() ? std::string("unknown error") : pg.errors.front().to_string());
+          return false;
+        }
+        *pgpass = std::move(*pg.pgpass);
+      }
+      im.state.pgpass = std::move(pgpass);
+    }
+  }
 
   Reloader::Options reload_options;
   reload_options.config_path = im.options.config_path;

@@ -22,6 +22,7 @@
 #include "protocol/errors.h"
 #include "protocol/message_types.h"
 #include "protocol/startup.h"
+#include "proxy/auth_server.h"
 #include "proxy/log.h"
 #include "proxy/mirror.h"
 #include "proxy/routed_read.h"
@@ -493,6 +494,20 @@ asio::awaitable<AuthResult> Session::startup_and_login() {
     startup_packet_.assign(packet);
     in_.erase(0, frame.length);
     break;
+  }
+
+  // [auth] mode = "file": pgtandem authenticates the client itself and logs in to the primary
+  // with its own credentials (auth_server.h); the session then goes on as after a relayed login.
+  if (state_.config->auth.file_mode()) {
+    FileLoginResult own = co_await file_login(worker_, client_, backend_, in_, startup_packet_,
+                                              [this] { release_login_slot(); });
+    if (!own.ok) co_return AuthResult::kDone;
+    target_ = own.target;
+    have_key_ = own.have_key;
+    backend_pid_ = own.process_id;
+    backend_secret_ = own.secret_key;
+    backend_login_leftover_ = std::move(own.leftover);
+    co_return AuthResult::kReady;
   }
 
   // Log in on the primary with the client's own startup packet, byte for byte: every parameter

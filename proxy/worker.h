@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "config/pgpass.h"
+#include "config/userlist.h"
 #include "protocol/framing.h"
 #include "proxy/breakers.h"
 #include "proxy/cancel_registry.h"
@@ -73,6 +74,9 @@ struct ServerState {
   size_t secondary = 1;                        // the target writes are mirrored to
   std::unique_ptr<Journal> journal;            // where unapplied mirrored writes go
   std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
+  // [auth] mode = "file": the users pgtandem authenticates; replaced by reloads (SIGHUP), read
+  // by each login.
+  std::atomic<std::shared_ptr<const config::Userlist>> userlist;
   std::atomic<int64_t> mirror_queue_bytes{0};  // all sessions' mirror queues together
   // A target found down is not tried again by every session until this time (steady clock, ns).
   std::atomic<int64_t> target_down_until[kMaxTargets] = {};

@@ -159,3 +159,17 @@ TEST(DescribeChanges, RoutingSection) {
 
 }  // namespace
 }  // namespace pgtandem::proxy
+
+namespace pgtandem::proxy {
+namespace {
+
+TEST(DescribeChanges, AuthModeNeedsARestartFileAndMethodDoNot) {
+  const auto before = with("", "[auth]\nmode = \"file\"\nfile = \"/a\"\n");
+  const auto after = with("", "[auth]\nmode = \"relay\"\nfile = \"/b\"\nmethod = \"md5\"\n");
+  EXPECT_EQ(describe_changes(before, after),
+            (Lines{"auth.mode: file -> relay (restart required)", "auth.file: /a -> /b",
+                   "auth.method: scram-sha-256 -> md5"}));
+}
+
+}  // namespace
+}  // namespace pgtandem::proxy
