@@ -194,7 +194,17 @@ TEST_F(TlsTest, PlainClientScramOverTlsTarget) {
   ASSERT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
   EXPECT_EQ(PQsslInUse(c.get()), 0);
   EXPECT_EQ(query_value(c.get(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t");
-  // libpq's default channel_binding=prefer over a TLS client leg: SCRAM-SHA-256-PLUS is not offered.
+  // A TLS client leg: SCRAM-SHA-256-PLUS is not offered, so channel_binding=require fails in the
+  // client, and libpq's default (prefer) sends the "y" flag, which the server, having offered
+  // -PLUS on its own TLS connection, refuses as a downgrade (docs/configuration.md, [tls]).
+  ConnPtr b = connect_raw(p.endpoint().conninfo(
+      std::string("sslmode=verify-full sslrootcert=") + pki_->path("ca.crt") +
+          " password=" + kScramPassword,
+      "postgres", kScramUser));
+  EXPECT_EQ(PQstatus(b.get()), CONNECTION_BAD);
+  EXPECT_NE(std::string(PQerrorMessage(b.get())).find("SCRAM channel binding negotiation error"),
+            std::string::npos)
+      << PQerrorMessage(b.get());
   ConnPtr d = connect_raw(p.endpoint().conninfo(
       std::string("sslmode=verify-full sslrootcert=") + pki_->path("ca.crt") +
           " channel_binding=require password=" + kScramPassword,
@@ -360,12 +370,30 @@ TEST_F(TlsTest, GarbageAroundTheHandshakeIsRejected) {
     r.send(std::string(300, 'G') + startup_packet({{"user", kScramUser}}));
     EXPECT_TRUE(r.wait_closed(milliseconds(5000)));
   }
-  // A client that asks for TLS and then says nothing: closed at the startup timeout (not tested
-  // for time here); others unaffected.
   EXPECT_TRUE(healthy.wait_progress(20)) << healthy.first_error();
   healthy.stop();
   EXPECT_EQ(healthy.errors(), 0) << healthy.first_error();
   EXPECT_TRUE(p.alive());
+}
+
+TEST_F(TlsTest, SilentHandshakeEndsAtTheStartupTimeout) {
+  SetUpCertificates();
+  ProxyOptions o = tls_options("allow", "verify-full");
+  o.startup_timeout_ms = 700;
+  ProxyProcess& p = start_proxy(o);
+  RawClient r = RawClient::connect(p.endpoint());
+  r.send(ssl_request());
+  auto answer = r.read_bytes(1, milliseconds(5000));
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "S");
+  const auto start = Clock::now();
+  // No ClientHello: the handshake waits, bounded by the startup timeout.
+  EXPECT_TRUE(r.wait_closed(milliseconds(5000)));
+  const auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  EXPECT_GE(waited.count(), 500);
+  EXPECT_LT(waited.count(), 3000);
+  EXPECT_EQ(p.metrics().sum("pgtandem_rejected_connections_total", {{"reason", "startup_timeout"}}),
+            1);
 }
 
 }  // namespace
