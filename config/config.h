@@ -27,9 +27,11 @@ struct Target {
   // sslrootcert) | verify-full (and the certificate names `host`). Applies to every connection
   // pgtandem opens to the target. Unix-socket targets never use TLS (require and up are errors).
   std::string sslmode = "prefer";
-  std::string sslrootcert;  // CA file (PEM); required by verify-ca and verify-full
-  std::string sslcert;      // client certificate (PEM) presented to the target; with sslkey
-  std::string sslkey;
+  // (Default member initializers keep aggregate initializations that stop at unix_socket_dir
+  // free of -Wmissing-field-initializers.)
+  std::string sslrootcert = {};  // CA file (PEM); required by verify-ca and verify-full
+  std::string sslcert = {};      // client certificate (PEM) presented to the target; with sslkey
+  std::string sslkey = {};
 };
 
 // TLS termination for clients (`[tls]`, PgBouncer's client_tls_* vocabulary). The certificate files

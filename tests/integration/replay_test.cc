@@ -69,11 +69,8 @@ class ReplayTest : public ClusterTest {
     write_file(pgpass, "127.0.0.1:" + std::to_string(new_cluster().port()) +
                            ":postgres:" + kScramUser + ":" + kScramPassword + "\n");
     ::chmod(pgpass.c_str(), 0600);
-    cfg_.targets.resize(2);
-    cfg_.targets[0].name = "old";
-    cfg_.targets[0].port = old_cluster().port();
-    cfg_.targets[1].name = "new";
-    cfg_.targets[1].port = new_cluster().port();
+    cfg_.targets = {{"old", "127.0.0.1", old_cluster().port(), ""},
+                    {"new", "127.0.0.1", new_cluster().port(), ""}};
     cfg_.mirror.credentials_file = pgpass;
     cfg_.limits.connect_timeout_ms = 3000;
   }
