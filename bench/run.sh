@@ -13,6 +13,10 @@
 #     --io-uring         also build pgtandem with -DPGTANDEM_IO_URING=ON (build-bench-uring) and
 #                        run it side by side with the epoll build
 #     --mirror           pgtandem with mirror_writes = true (TPC-B's writes also go to `new`)
+#     --baseline BIN     also run this pgtandem binary (e.g. the previous commit's) side by side
+#     --tls              servers with ssl = on; adds direct-tls (pgbench sslmode=require) and
+#                        pgtandem-tls (TLS on both legs: [tls] mode = require, targets sslmode =
+#                        require); the other targets stay in clear text (sslmode=disable)
 #     --no-pgbouncer     leave PgBouncer out
 #     --boost            run everything at nice -20, session groups included (root; for a machine
 #                        busy with other work: see bench/README.md)
@@ -38,6 +42,8 @@ pgbouncer=1
 boost=0
 mirror=0
 build=1
+baseline_bin=
+tls=0
 pgtandem_bin=
 out=
 while (($#)); do
@@ -53,10 +59,12 @@ while (($#)); do
     --no-pgbouncer) pgbouncer=0; shift ;;
     --boost) boost=1; shift ;;
     --mirror) mirror=1; shift ;;
+    --baseline) baseline_bin=$(realpath "$2"); shift 2 ;;
+    --tls) tls=1; shift ;;
     --pgtandem) pgtandem_bin=$(realpath "$2"); build=0; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -100,7 +108,25 @@ done
 pg_log "pgbench -i -s $scale done on old and new"
 
 # Each target: name -> port, and the pid of the proxy process whose CPU is measured (none: direct).
-declare -A port_of=() pid_of=()
+declare -A port_of=() pid_of=() tls_client=()
+if ((tls)); then
+  # One self-signed certificate for both servers and pgtandem-tls (sslmode=require: no verification).
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$PG_WORKDIR/tls.key" -out "$PG_WORKDIR/tls.crt" -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 || pg_die "openssl req failed"
+  for t in old new; do
+    d=$(pg_datadir "$t")
+    cp "$PG_WORKDIR/tls.crt" "$PG_WORKDIR/tls.key" "$d/"
+    chmod 600 "$d/tls.key"
+    [[ $EUID -ne 0 ]] || chown "$PG_USER:" "$d/tls.crt" "$d/tls.key"
+    pg_psql "$t" -q -c "ALTER SYSTEM SET ssl_cert_file = 'tls.crt'" \
+      -c "ALTER SYSTEM SET ssl_key_file = 'tls.key'" -c "ALTER SYSTEM SET ssl = on" \
+      -c "SELECT pg_reload_conf()" >/dev/null
+  done
+  # Every client not marked in tls_client stays in clear text, as before --tls.
+  export PGSSLMODE=disable
+  pg_log "ssl = on for old and new"
+fi
 targets=(direct)
 port_of[direct]=$(pg_port old)
 if ((pgbouncer)); then
@@ -113,10 +139,38 @@ if ((mirror)); then
   export PGTANDEM_TOML_TOP='mirror_writes = true'
   export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
 fi
+# With --tls the servers offer TLS: the clear-text targets say so (the baseline binary may predate
+# sslmode, and never uses TLS).
+((tls == 0)) || export PGTANDEM_TOML_TARGET='sslmode = "disable"'
 pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem
+unset PGTANDEM_TOML_TARGET
 targets+=(pgtandem)
 port_of[pgtandem]=$PGTANDEM_PORT
 pid_of[pgtandem]=$PGTANDEM_PID
+if [[ -n $baseline_bin ]]; then
+  pgtandem_start "$baseline_bin" old new "$workers" pgtandem-base
+  targets+=(pgtandem-base)
+  port_of[pgtandem-base]=$PGTANDEM_PORT
+  pid_of[pgtandem-base]=$PGTANDEM_PID
+fi
+if ((tls)); then
+  targets+=(direct-tls)
+  port_of[direct-tls]=$(pg_port old)
+  tls_client[direct-tls]=1
+  tls_top=${PGTANDEM_TOML_TOP:-}
+  tls_tail=${PGTANDEM_TOML_TAIL:-}
+  PGTANDEM_TOML_TAIL=$(printf '%s\n[tls]\nmode = "require"\ncert_file = "%s"\nkey_file = "%s"\n' \
+    "$tls_tail" "$PG_WORKDIR/tls.crt" "$PG_WORKDIR/tls.key")
+  PGTANDEM_TOML_TARGET='sslmode = "require"'
+  pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-tls
+  PGTANDEM_TOML_TAIL=$tls_tail
+  PGTANDEM_TOML_TOP=$tls_top
+  unset PGTANDEM_TOML_TARGET
+  targets+=(pgtandem-tls)
+  port_of[pgtandem-tls]=$PGTANDEM_PORT
+  pid_of[pgtandem-tls]=$PGTANDEM_PID
+  tls_client[pgtandem-tls]=1
+fi
 if ((io_uring)); then
   pgtandem_start "$uring_bin" old new "$workers" pgtandem-uring
   targets+=(pgtandem-uring)
@@ -136,7 +190,10 @@ bench_one() {
   local pid=${pid_of[$target]:-} proxy0=0 proxy1=0 srv0 srv1 res
   srv0=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new)))
   [[ -z $pid ]] || proxy0=$(pg_cpu_us "$pid")
-  res=$(pg_pgbench "$PG_WORKDIR/last-pgbench.log" "${args[@]}" bench)
+  res=$(
+    [[ -z ${tls_client[$target]:-} ]] || export PGSSLMODE=require
+    pg_pgbench "$PG_WORKDIR/last-pgbench.log" "${args[@]}" bench
+  )
   [[ -z $pid ]] || proxy1=$(pg_cpu_us "$pid")
   srv1=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new)))
   if [[ -n $pid ]]; then
@@ -201,7 +258,8 @@ dirty=$([[ -z $(git status --porcelain 2>/dev/null) ]] || echo " (+uncommitted c
   echo "- command: \`bench/run.sh --duration $duration --rounds $rounds --clients \"$clients_list\"" \
     "--workloads \"$workloads\" --modes \"$modes\" --scale $scale --workers $workers$( ((io_uring == 0)) ||
       echo ' --io-uring')$( ((boost == 0)) || echo ' --boost')$( ((mirror == 0)) ||
-      echo ' --mirror')\`"
+      echo ' --mirror')$( ((tls == 0)) || echo ' --tls')$([[ -z $baseline_bin ]] ||
+      echo " --baseline $baseline_bin")\`"
   echo "- pgtandem: $("$pgtandem_bin" --version 2>&1 | head -n 1)$( ((io_uring == 0)) ||
     echo " and $("$uring_bin" --version 2>&1 | head -n 1)"), commit $commit$dirty," \
     "Release build, workers=$workers"

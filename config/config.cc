@@ -259,6 +259,8 @@ class Validator {
         if (auto* t = get_table(node, "breaker")) validate_breaker(*t, out.breaker);
       } else if (k == "shadow") {
         if (auto* t = get_table(node, "shadow")) validate_shadow(*t, out.shadow);
+      } else if (k == "tls") {
+        if (auto* t = get_table(node, "tls")) validate_tls(*t, out.tls);
       } else {
         unknown_key(key, "at top level");
       }
@@ -531,6 +533,7 @@ class Validator {
     const std::string prefix = "targets." + out.name + ".";
     const std::string where = "in [targets." + out.name + "]";
     const toml::node* dir_node = nullptr;
+    const toml::node* sslmode_node = nullptr;
     for (auto&& [key, node] : table) {
       const std::string_view k = key.str();
       if (k == "host") {
@@ -547,12 +550,70 @@ class Validator {
       } else if (k == "unix_socket_dir") {
         dir_node = &node;
         if (auto v = get_string(node, prefix + "unix_socket_dir")) out.unix_socket_dir = *v;
+      } else if (k == "sslmode") {
+        sslmode_node = &node;
+        set_enum(node, prefix + "sslmode", {"disable", "prefer", "require", "verify-ca", "verify-full"},
+                 out.sslmode);
+      } else if (k == "sslrootcert") {
+        set_path(node, prefix + "sslrootcert", out.sslrootcert);
+      } else if (k == "sslcert") {
+        set_path(node, prefix + "sslcert", out.sslcert);
+      } else if (k == "sslkey") {
+        set_path(node, prefix + "sslkey", out.sslkey);
       } else {
         unknown_key(key, where);
       }
     }
     if (dir_node != nullptr && dir_node->is_string()) {
       check_unix_socket_dir(*dir_node, prefix + "unix_socket_dir", out.unix_socket_dir, out.port);
+    }
+    const toml::source_region* at = sslmode_node != nullptr ? &sslmode_node->source() : &table.source();
+    const bool verify = out.sslmode == "verify-ca" || out.sslmode == "verify-full";
+    if (verify && out.sslrootcert.empty()) {
+      error(at, prefix + "sslmode '" + out.sslmode + "' needs " + prefix + "sslrootcert (the CA file)");
+    }
+    // libpq never uses TLS over a Unix socket; a mode that insists on it could never connect.
+    if (!out.unix_socket_dir.empty() && out.sslmode != "disable" && out.sslmode != "prefer") {
+      error(at, prefix + "sslmode '" + out.sslmode + "' cannot be used with unix_socket_dir (no TLS over Unix sockets)");
+    }
+    if (out.sslcert.empty() != out.sslkey.empty()) {
+      error(&table.source(), prefix + "sslcert and " + prefix + "sslkey go together");
+    }
+  }
+
+  // A file name: a non-empty string.
+  void set_path(const toml::node& node, const std::string& what, std::string& out) {
+    auto v = get_string(node, what);
+    if (!v) return;
+    if (v->empty()) {
+      error(&node.source(), what + " must not be empty (leave the key out instead)");
+      return;
+    }
+    out = *v;
+  }
+
+  void validate_tls(const toml::table& table, Tls& out) {
+    const toml::node* mode_node = nullptr;
+    for (auto&& [key, node] : table) {
+      const std::string_view k = key.str();
+      if (k == "mode") {
+        mode_node = &node;
+        set_enum(node, "tls.mode", {"disable", "allow", "prefer", "require"}, out.mode);
+      } else if (k == "cert_file") {
+        set_path(node, "tls.cert_file", out.cert_file);
+      } else if (k == "key_file") {
+        set_path(node, "tls.key_file", out.key_file);
+      } else if (k == "ca_file") {
+        set_path(node, "tls.ca_file", out.ca_file);
+      } else if (k == "min_version") {
+        set_enum(node, "tls.min_version", {"1.2", "1.3"}, out.min_version);
+      } else {
+        unknown_key(key, "in [tls]");
+      }
+    }
+    if (out.enabled() && (out.cert_file.empty() || out.key_file.empty())) {
+      error(mode_node != nullptr ? &mode_node->source() : &table.source(),
+            "tls.mode '" + out.mode + "' needs tls.cert_file and tls.key_file");
     }
   }
 

@@ -22,6 +22,29 @@ struct Target {
   std::string host = "127.0.0.1";
   uint16_t port = 5432;
   std::string unix_socket_dir;  // when set, connect over <dir>/.s.PGSQL.<port> instead of TCP
+  // TLS to this target, as libpq's options of the same names: disable | prefer (TLS if the server
+  // offers it, no verification) | require (TLS, no verification) | verify-ca (the chain ends in
+  // sslrootcert) | verify-full (and the certificate names `host`). Applies to every connection
+  // pgtandem opens to the target. Unix-socket targets never use TLS (require and up are errors).
+  std::string sslmode = "prefer";
+  // (Default member initializers keep aggregate initializations that stop at unix_socket_dir
+  // free of -Wmissing-field-initializers.)
+  std::string sslrootcert = {};  // CA file (PEM); required by verify-ca and verify-full
+  std::string sslcert = {};      // client certificate (PEM) presented to the target; with sslkey
+  std::string sslkey = {};
+};
+
+// TLS termination for clients (`[tls]`, PgBouncer's client_tls_* vocabulary). The certificate files
+// are read again on every reload (SIGHUP), so a renewed certificate needs no restart.
+struct Tls {
+  // disable: SSLRequest is answered 'N' | allow, prefer: TLS when the client asks |
+  // require: a TCP client that does not ask for TLS is refused (FATAL 28000).
+  std::string mode = "disable";
+  std::string cert_file;    // PEM certificate chain pgtandem presents
+  std::string key_file;     // its private key (PEM)
+  std::string ca_file;      // optional: client certificates signed by it are requested and checked
+  std::string min_version = "1.2";  // "1.2" | "1.3"
+  bool enabled() const { return mode != "disable"; }
 };
 
 struct Limits {
@@ -195,6 +218,7 @@ struct Config {
   std::vector<Route> routes;
   Breaker breaker;
   Shadow shadow;
+  Tls tls;
   Admin admin;
   Shutdown shutdown;
   Auth auth;

@@ -339,6 +339,23 @@ void encode_authentication_sasl(std::string& out, std::span<const std::string_vi
   end_message(out, start);
 }
 
+bool encode_sasl_without_mechanism(std::string& out, std::string_view body,
+                                   std::string_view mechanism) {
+  Authentication auth;
+  if (!decode(body, auth) || auth.code != kAuthSasl) return false;
+  bool found = false;
+  for (std::string_view m : auth.sasl_mechanisms()) found = found || m == mechanism;
+  if (!found) return false;
+  size_t start = begin_message(out, Authentication::kType);
+  put_i32(out, kAuthSasl);
+  for (std::string_view m : auth.sasl_mechanisms()) {
+    if (m != mechanism) put_cstring(out, m);
+  }
+  out.push_back('\0');
+  end_message(out, start);
+  return true;
+}
+
 bool decode(std::string_view body, BackendKeyData& out) {
   Reader r(body);
   BackendKeyData m;

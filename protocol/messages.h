@@ -244,6 +244,11 @@ struct Authentication {
 bool decode(std::string_view body, Authentication& out);
 void encode(std::string& out, const Authentication& m);
 void encode_authentication_sasl(std::string& out, std::span<const std::string_view> mechanisms);
+// Appends the AuthenticationSASL `body` (without its header) re-encoded without `mechanism`, as a
+// whole message. False, appending nothing, when the body is not a SASL request offering it.
+// (A proxy terminating TLS hides SCRAM-SHA-256-PLUS: channel binding cannot hold across it.)
+bool encode_sasl_without_mechanism(std::string& out, std::string_view body,
+                                   std::string_view mechanism);
 
 struct BackendKeyData {
   static constexpr char kType = backend::kBackendKeyData;

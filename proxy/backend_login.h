@@ -4,7 +4,6 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/generic/stream_protocol.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -16,11 +15,12 @@
 
 #include "config/pgpass.h"
 #include "proxy/auth_client.h"
+#include "proxy/stream.h"
 
 namespace pgtandem::proxy {
 
 namespace asio = boost::asio;
-using Socket = asio::generic::stream_protocol::socket;  // as in proxy/worker.h
+using Socket = Stream;  // as in proxy/worker.h
 
 struct LoginParams {
   std::string user;

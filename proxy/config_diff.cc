@@ -128,6 +128,10 @@ void diff_targets(Differ& d, const config::Config& before, const config::Config&
     d.field(prefix + ".host", b->host, a->host, true);
     d.field(prefix + ".port", b->port, a->port, true);
     d.field(prefix + ".unix_socket_dir", b->unix_socket_dir, a->unix_socket_dir, true);
+    d.field(prefix + ".sslmode", b->sslmode, a->sslmode, true);
+    d.field(prefix + ".sslrootcert", b->sslrootcert, a->sslrootcert, true);
+    d.field(prefix + ".sslcert", b->sslcert, a->sslcert, true);
+    d.field(prefix + ".sslkey", b->sslkey, a->sslkey, true);
   }
 }
 
@@ -202,6 +206,12 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   d.field("listen.unix_socket_dir", before.unix_socket_dir, after.unix_socket_dir, true);
 
   diff_targets(d, before, after);
+  // [tls] applies to new client connections at once (the files are read again on every reload).
+  d.field("tls.mode", before.tls.mode, after.tls.mode);
+  d.field("tls.cert_file", before.tls.cert_file, after.tls.cert_file);
+  d.field("tls.key_file", before.tls.key_file, after.tls.key_file);
+  d.field("tls.ca_file", before.tls.ca_file, after.tls.ca_file);
+  d.field("tls.min_version", before.tls.min_version, after.tls.min_version);
 
   const auto& lb = before.limits;
   const auto& la = after.limits;

@@ -38,6 +38,7 @@
 #include "proxy/log.h"
 #include "proxy/reload.h"
 #include "proxy/session.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -204,6 +205,7 @@ struct Server::Impl {
   std::string status_json() const;
   AdminReply reload_via_admin();
   AdminReply breaker_reset(std::string_view query);
+  void reload_client_tls();
   bool open_mirror(const config::Config& cfg, std::string* error);
   Worker& pick_worker(Worker& self);
 };
@@ -238,14 +240,14 @@ asio::awaitable<void> Server::Impl::accept_loop(Worker& worker, Acceptor& accept
     const auto& limits = config.limits;
     if (state.clients.load(std::memory_order_relaxed) >= limits.max_client_connections) {
       metrics->rejected(RejectReason::kTooManyClients);
-      asio::co_spawn(worker.io(), refuse(std::move(socket), fatal_too_many("sorry, too many clients already")),
+      asio::co_spawn(worker.io(), refuse(Socket(std::move(socket)), fatal_too_many("sorry, too many clients already")),
                      asio::detached);
       continue;
     }
     if (state.unauthenticated.load(std::memory_order_relaxed) >= limits.max_unauthenticated) {
       metrics->rejected(RejectReason::kTooManyUnauthenticated);
       asio::co_spawn(worker.io(),
-                     refuse(std::move(socket),
+                     refuse(Socket(std::move(socket)),
                             fatal_too_many("sorry, too many clients already: pgtandem is at "
                                            "max_unauthenticated connections still logging in")),
                      asio::detached);
@@ -258,6 +260,21 @@ asio::awaitable<void> Server::Impl::accept_loop(Worker& worker, Acceptor& accept
     const int family = acceptor.local_endpoint().protocol().family();
     target.adopt(family, tcp ? IPPROTO_TCP : 0, socket.release());
   }
+}
+
+// Builds the client TLS context again from the running config's files. A failure keeps the one in
+// use: sessions go on, and the next SIGHUP tries again.
+void Server::Impl::reload_client_tls() {
+  auto current = reloader->current();
+  const config::Tls& tls = current ? current->config->tls : config.tls;
+  std::string why;
+  auto next = make_client_tls(tls, &why);
+  if (!next) {
+    log::error("TLS certificates not reloaded: keeping the ones in use", {{"error", why}});
+    return;
+  }
+  state.client_tls.store(std::move(next), std::memory_order_release);
+  if (tls.enabled()) log::info("TLS certificates reloaded", {{"cert_file", tls.cert_file}});
 }
 
 // What mirroring needs besides the config: pgtandem's credentials and the journal. At start when
@@ -309,6 +326,11 @@ bool Server::start(std::string* error) {
   im.state.config = cfg;
   im.state.limits.max_message_size = cfg->limits.max_message_size;
   if (!resolve_targets(*cfg, &im.state.targets, error)) return false;
+  {
+    auto tls = make_client_tls(cfg->tls, error);
+    if (!tls) return false;
+    im.state.client_tls.store(std::move(tls), std::memory_order_release);
+  }
   std::vector<std::string> names;
   for (size_t i = 0; i < im.state.targets.size(); ++i) {
     names.push_back(im.state.targets[i].name);
@@ -356,8 +378,12 @@ bool Server::start(std::string* error) {
   reload_options.config_path = im.options.config_path;
   reload_options.audit_log_path = im.options.audit_log_path;
   reload_options.prepare = [&im](const config::Config& next, std::string* why) {
-    if (!next.mirror_writes || im.state.journal) return true;
-    return im.open_mirror(next, why);
+    // The certificate files are read now: a config whose files cannot be used is rejected.
+    auto tls = make_client_tls(next.tls, why);
+    if (!tls) return false;
+    if (next.mirror_writes && !im.state.journal && !im.open_mirror(next, why)) return false;
+    im.state.client_tls.store(std::move(tls), std::memory_order_release);
+    return true;
   };
   im.reloader = std::make_unique<Reloader>(im.main_io, im.state, std::move(reload_options));
   // Generation 1, before any worker runs: sessions always find a snapshot.
@@ -510,7 +536,10 @@ int Server::run_until_signal() {
       [&](boost::system::error_code ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
-          im.reloader->reload(ReloadSource::kSighup);
+          // An unchanged file still re-reads the certificates (renewed in place).
+          if (im.reloader->reload(ReloadSource::kSighup) == ConfigReloadOutcome::kUnchanged) {
+            im.reload_client_tls();
+          }
           im.signals->async_wait(on_signal);
           return;
         }

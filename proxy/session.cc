@@ -21,12 +21,14 @@
 
 #include "protocol/errors.h"
 #include "protocol/message_types.h"
+#include "protocol/messages.h"
 #include "protocol/startup.h"
 #include "proxy/auth_server.h"
 #include "proxy/log.h"
 #include "proxy/mirror.h"
 #include "proxy/routed_read.h"
 #include "proxy/shadow.h"
+#include "proxy/tls.h"
 #include "proxy/upstream.h"
 #include "routing/route_rules.h"
 #include "routing/route_safety.h"
@@ -93,6 +95,8 @@ class Session {
 
  private:
   asio::awaitable<AuthResult> startup_and_login();
+  asio::awaitable<bool> accept_tls(const ClientTls& tls, size_t request_length);
+  bool refuse_without_tls(const protocol::StartupMessage& msg, std::string* fatal_out);
   asio::awaitable<bool> fill(size_t n);
   asio::awaitable<void> answer_and_close(const std::string& bytes);
   asio::awaitable<void> answer_startup_error(protocol::StartupError error,
@@ -463,8 +467,17 @@ asio::awaitable<AuthResult> Session::startup_and_login() {
       case protocol::StartupKind::kSslRequest:
       case protocol::StartupKind::kGssEncRequest: {
         const auto kind = protocol::classify_startup_code(frame.code, ssl_done, gss_done);
-        // TLS and GSS encryption are not offered (yet): 'N' lets the client go on in clear
-        // text, exactly as a server without ssl=on answers.
+        if (kind == protocol::StartupKind::kSslRequest) {
+          // TLS termination ([tls]): 'S', the handshake, then the startup again inside TLS.
+          auto tls = state_.client_tls.load(std::memory_order_acquire);
+          if (tls && tls->context) {
+            if (!co_await accept_tls(*tls, frame.length)) co_return AuthResult::kDone;
+            ssl_done = true;
+            continue;
+          }
+        }
+        // TLS off ([tls] mode = "disable") or GSS encryption (never offered): 'N' lets the client
+        // go on in clear text, exactly as a server without ssl=on answers.
         static const char kNo = 'N';
         auto [ec, n] = co_await asio::async_write(client_, asio::buffer(&kNo, 1), kNoThrow);
         if (ec) co_return AuthResult::kDone;
@@ -489,6 +502,10 @@ asio::awaitable<AuthResult> Session::startup_and_login() {
     if (err != protocol::StartupError::kNone) {
       state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
       co_await answer_startup_error(err, msg);
+      co_return AuthResult::kDone;
+    }
+    if (std::string refusal; refuse_without_tls(msg, &refusal)) {
+      co_await answer_and_close(refusal);
       co_return AuthResult::kDone;
     }
     startup_packet_.assign(packet);
@@ -555,11 +572,13 @@ asio::awaitable<AuthResult> Session::relay_login() {
     bool failed = false;
     bool wants_answer = false;
     bool streamed = false;
+    std::string_view sasl = {};  // an AuthenticationSASL body: the last message forwarded
     bool on_message(const Header& h, std::string_view body) {
       switch (h.type) {
         case protocol::backend::kAuthentication:
           if (body.size() >= 4) {
             uint32_t code = protocol::read_u32(body.data());
+            if (code == protocol::kAuthSasl) sasl = body;
             // 0 Ok and 12 SASLFinal need no answer; every other request does.
             wants_answer = code != 0 && code != 12;
           }
@@ -599,6 +618,7 @@ asio::awaitable<AuthResult> Session::relay_login() {
     size_t scanned = 0;
     while (scanned < bin.size()) {
       v.wants_answer = false;
+      v.sasl = {};
       auto r = backend_scan.scan(std::string_view(bin).substr(scanned), v);
       if (r.status == Status::kInvalid) {
         state_.metrics->protocol_error(ProtocolErrorKind::kBackendFraming);
@@ -608,8 +628,22 @@ asio::awaitable<AuthResult> Session::relay_login() {
       // connection.
       if (v.ready) release_login_slot();
       if (r.forward > 0) {
+        // pgtandem terminates TLS, so a client's channel binding (SCRAM-SHA-256-PLUS) would bind
+        // to pgtandem's certificate, never the server's: unless they are the same certificate,
+        // the client is not offered it (docs/configuration.md, [tls]).
+        std::string without_plus;
+        if (!v.sasl.empty() && !tls_same_certificate(client_, backend_)) {
+          const size_t at = r.forward - protocol::kHeaderSize - v.sasl.size();
+          without_plus.assign(bin, scanned, at);
+          if (!protocol::encode_sasl_without_mechanism(without_plus, v.sasl, "SCRAM-SHA-256-PLUS")) {
+            without_plus.clear();
+          }
+        }
         auto [wec, wn] = co_await asio::async_write(
-            client_, asio::buffer(bin.data() + scanned, r.forward), kNoThrow);
+            client_,
+            without_plus.empty() ? asio::buffer(bin.data() + scanned, r.forward)
+                                 : asio::buffer(without_plus),
+            kNoThrow);
         if (wec) co_return AuthResult::kDone;
         stats_.bytes[kBackendDir].add(r.forward);
       }
@@ -649,6 +683,58 @@ asio::awaitable<AuthResult> Session::relay_login() {
     }
     bin.erase(0, scanned);
   }
+}
+
+// Answers an SSLRequest with 'S' and runs the handshake; false when the session must end.
+asio::awaitable<bool> Session::accept_tls(const ClientTls& tls, size_t request_length) {
+  static const char kYes = 'S';
+  auto [ec, n] = co_await asio::async_write(client_, asio::buffer(&kYes, 1), kNoThrow);
+  if (ec) co_return false;
+  // Bytes sent with the request, before our answer, travelled unencrypted; the server refuses
+  // them (CVE-2021-23214), and so do we, before the handshake could take them for TLS.
+  auto err = protocol::check_after_encryption_request(protocol::StartupKind::kSslRequest,
+                                                      in_.size() - request_length);
+  if (err != protocol::StartupError::kNone) {
+    state_.metrics->protocol_error(ProtocolErrorKind::kClientStartup);
+    co_await answer_startup_error(err, {});
+    co_return false;
+  }
+  in_.erase(0, request_length);
+  // Bounded by the startup timeout, as the whole login is (run() cancels it).
+  auto hec = co_await tls_accept(client_, tls.context);
+  if (hec) {
+    log::debug("client TLS handshake failed", {{"error", hec.message()}});
+    close_client();
+    co_return false;
+  }
+  co_return true;
+}
+
+// [tls] mode = "require": a TCP client that did not ask for TLS gets what a server whose pg_hba.conf
+// has only hostssl lines answers. Unix-socket clients are local, as for the server's hostssl.
+bool Session::refuse_without_tls(const protocol::StartupMessage& msg, std::string* fatal_out) {
+  if (client_.tls()) return false;
+  auto tls = state_.client_tls.load(std::memory_order_acquire);
+  if (!tls || tls->mode != ClientTls::Mode::kRequire) return false;
+  boost::system::error_code ec;
+  const Endpoint peer = client_.remote_endpoint(ec);
+  if (ec) return true;
+  char text[INET6_ADDRSTRLEN] = {};
+  if (peer.data()->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer.data())->sin_addr, text, sizeof text);
+  } else if (peer.data()->sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer.data())->sin6_addr, text, sizeof text);
+  } else {
+    return false;
+  }
+  const std::string_view database = msg.database().empty() ? msg.user() : msg.database();
+  *fatal_out = fatal(protocol::sqlstate::kInvalidAuthorizationSpecification,
+                     "no pg_hba.conf entry for host \"" + std::string(text) + "\", user \"" +
+                         std::string(msg.user()) + "\", database \"" + std::string(database) +
+                         "\", no encryption",
+                     "pgtandem's [tls] mode = \"require\" accepts TCP connections only with TLS.");
+  log::debug("client without TLS refused", {{"client", text}});
+  return true;
 }
 
 asio::awaitable<void> Session::forward_cancel(std::string_view packet) {

@@ -21,6 +21,7 @@
 #include "proxy/cancel_registry.h"
 #include "proxy/metrics.h"
 #include "proxy/stats.h"
+#include "proxy/stream.h"
 #include "routing/classifier.h"
 #include "routing/classifier_cache.h"
 #include "routing/mismatch_table.h"
@@ -29,14 +30,19 @@
 namespace pgtandem::proxy {
 
 namespace asio = boost::asio;
-using Socket = asio::generic::stream_protocol::socket;
+// Plain or TLS (proxy/stream.h); RawSocket is the socket itself.
+using Socket = Stream;
 using Endpoint = asio::generic::stream_protocol::endpoint;
+
+struct ClientTls;
+struct TargetTls;
 
 struct TargetEndpoint {
   std::string name;
   std::string description;  // "127.0.0.1:5432" or the socket path, for messages
   Endpoint endpoint;
   bool tcp = true;
+  std::shared_ptr<const TargetTls> tls;  // null: never TLS (sslmode disable, or a Unix socket)
 };
 
 class Worker;
@@ -68,6 +74,9 @@ struct ServerState {
   CancelRegistry cancels;
   std::atomic<uint32_t> unauthenticated{0};
   std::atomic<uint32_t> clients{0};
+  // [tls]: how client SSLRequests are answered; replaced at each reload (new sessions take the new
+  // one, established ones keep theirs).
+  std::atomic<std::shared_ptr<const ClientTls>> client_tls;
   std::vector<Worker*> workers;
 
   // Mirroring (config.mirror_writes).

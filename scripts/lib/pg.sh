@@ -327,7 +327,8 @@ pg_cluster_cpu_us() {
 # Start pgtandem in front of clusters OLD and NEW (primary OLD), on free ports.
 # pgtandem_start BIN OLD NEW [WORKERS] [LOGNAME]
 #   -> PGTANDEM_PORT, PGTANDEM_ADMIN_PORT, PGTANDEM_PID, PGTANDEM_LOG
-# PGTANDEM_TOML_TOP (top-level keys) and PGTANDEM_TOML_TAIL (extra tables) are added to the config;
+# PGTANDEM_TOML_TOP (top-level keys), PGTANDEM_TOML_TARGET (keys for both [targets.*]) and
+# PGTANDEM_TOML_TAIL (extra tables) are added to the config;
 # @DIR@ in them stands for the instance's own directory (journal files and the like).
 pgtandem_start() {
   local bin=$1 old=$2 new=$3 workers=${4:-2} name=${5:-pgtandem}
@@ -337,7 +338,7 @@ pgtandem_start() {
   port=$(pg_free_port)
   admin=$(pg_free_port)
   while [[ $admin == "$port" ]]; do admin=$(pg_free_port); done
-  local top=${PGTANDEM_TOML_TOP:-} tail=${PGTANDEM_TOML_TAIL:-}
+  local top=${PGTANDEM_TOML_TOP:-} tail=${PGTANDEM_TOML_TAIL:-} target=${PGTANDEM_TOML_TARGET:-}
   cat >"$dir/pgtandem.toml" <<EOT
 ${top//@DIR@/$dir}
 primary = "old"
@@ -349,10 +350,12 @@ addresses = ["127.0.0.1:$port"]
 [targets.old]
 host = "127.0.0.1"
 port = $(pg_port "$old")
+$target
 
 [targets.new]
 host = "127.0.0.1"
 port = $(pg_port "$new")
+$target
 
 [admin]
 listen = "127.0.0.1:$admin"

@@ -789,3 +789,35 @@ TEST(Captured, SslRequestAnsweredN) {
 
 }  // namespace
 }  // namespace pgtandem::protocol
+
+namespace {
+
+TEST(SaslWithoutMechanism, RemovesPlusAndKeepsTheRest) {
+  using namespace pgtandem::protocol;
+  std::string offered;
+  const std::string_view both[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"};
+  encode_authentication_sasl(offered, both);
+  std::string out = "x";
+  ASSERT_TRUE(encode_sasl_without_mechanism(out, std::string_view(offered).substr(5),
+                                            "SCRAM-SHA-256-PLUS"));
+  std::string expected = "x";
+  const std::string_view one[] = {"SCRAM-SHA-256"};
+  encode_authentication_sasl(expected, one);
+  EXPECT_EQ(out, expected);
+}
+
+TEST(SaslWithoutMechanism, LeavesOtherMessagesAlone) {
+  using namespace pgtandem::protocol;
+  std::string offered;
+  const std::string_view plain[] = {"SCRAM-SHA-256"};
+  encode_authentication_sasl(offered, plain);
+  std::string out;
+  EXPECT_FALSE(encode_sasl_without_mechanism(out, std::string_view(offered).substr(5),
+                                             "SCRAM-SHA-256-PLUS"));
+  EXPECT_FALSE(encode_sasl_without_mechanism(out, std::string_view("\0\0\0\0", 4),
+                                             "SCRAM-SHA-256-PLUS"));
+  EXPECT_FALSE(encode_sasl_without_mechanism(out, "", "SCRAM-SHA-256-PLUS"));
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
