@@ -5,6 +5,10 @@
 #
 #   bench/shadow.sh                      (root, Debian 12, PostgreSQL 15; any cwd)
 #
+# "total CPU us/txn" adds pgbench's, both clusters' and the proxy's CPU time per transaction; "CPU-bound vs off"
+# is off's total / this one's - 1: the throughput change to expect when the cores are the limit. It holds on a busy
+# machine where tps does not.
+#
 # Environment (defaults):
 #   SB_DURATION=10   seconds per pgbench run
 #   SB_ROUNDS=3      rounds (report: median; the order of configurations rotates every round)
@@ -78,8 +82,8 @@ metric() {  # metric ADMIN_PORT NAME LABEL_FILTER -> sum of matching samples
 }
 
 configs=(direct off 1pct 100pct)
-declare -A tps_list cpu_list
-printf 'round\tconfig\ttps\tlatency_ms\ttransactions\tproxy_cpu_us\n' >"$out/raw.tsv"
+declare -A tps_list cpu_list total_list
+printf 'round\tconfig\ttps\tlatency_ms\ttransactions\tproxy_cpu_us\ttotal_cpu_us\n' >"$out/raw.tsv"
 for ((r = 0; r < rounds; r++)); do
   for ((i = 0; i < ${#configs[@]}; i++)); do
     cfg=${configs[$(((i + r) % ${#configs[@]}))]}
@@ -90,14 +94,18 @@ for ((r = 0; r < rounds; r++)); do
       p=${port[$cfg]}
       cpu0=$(pg_cpu_us "${pid[$cfg]}")
     fi
-    read -r tps lat txns _ < <(pg_pgbench "$out/pgbench-$cfg-$r.log" -S -M "$mode" -c "$clients" \
-      -j "$threads" -T "$duration" -h 127.0.0.1 -p "$p" -U postgres bench)
+    db0=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new)))
+    read -r tps lat txns bench_cpu < <(pg_pgbench "$out/pgbench-$cfg-$r.log" -S -M "$mode" \
+      -c "$clients" -j "$threads" -T "$duration" -h 127.0.0.1 -p "$p" -U postgres bench)
     cpu=0
     [[ $cfg == direct ]] || cpu=$(($(pg_cpu_us "${pid[$cfg]}") - cpu0))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$cfg" "$tps" "$lat" "$txns" "$cpu" >>"$out/raw.tsv"
+    db=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new) - db0))
+    total=$((cpu + db + bench_cpu))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$cfg" "$tps" "$lat" "$txns" "$cpu" "$total" >>"$out/raw.tsv"
     pg_log "round $r $cfg: $tps tps, $lat ms"
     tps_list[$cfg]+="$tps "
     cpu_list[$cfg]+="$(awk -v c="$cpu" -v t="$txns" 'BEGIN { printf "%.1f", t ? c / t : 0 }') "
+    total_list[$cfg]+="$(awk -v c="$total" -v t="$txns" 'BEGIN { printf "%.1f", t ? c / t : 0 }') "
   done
 done
 sleep 2  # the last shadow reads finish
@@ -109,9 +117,10 @@ off=$(median <<<"${tps_list[off]}")
   echo
   echo "commit $commit, $(nproc) cores, pgtandem workers $workers, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "| config | tps (median) | vs shadow off | vs direct | proxy CPU us/txn | shadow compared | skipped | dropped | mismatches |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| config | tps (median) | vs shadow off | vs direct | proxy CPU us/txn | total CPU us/txn | CPU-bound vs off | shadow compared | skipped | dropped | mismatches |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   direct=$(median <<<"${tps_list[direct]}")
+  off_total=$(median <<<"${total_list[off]}")
   for cfg in "${configs[@]}"; do
     t=$(median <<<"${tps_list[$cfg]}")
     if [[ $cfg == direct ]]; then
@@ -124,10 +133,12 @@ off=$(median <<<"${tps_list[off]}")
       dropped=$(metric "$a" pgtandem_shadow_reads_total 'outcome="dropped"')
       mism=$(metric "$a" pgtandem_shadow_reads_total 'outcome="mismatch"')
     fi
-    printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$cfg" "$t" \
+    tot=$(median <<<"${total_list[$cfg]}")
+    printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$cfg" "$t" \
       "$(awk -v a="$t" -v b="$off" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')" \
       "$(awk -v a="$t" -v b="$direct" 'BEGIN { printf "%.2f", a / b }')" \
-      "$cpu" "$compared" "$skipped" "$dropped" "$mism"
+      "$cpu" "$tot" "$(awk -v a="$tot" -v b="$off_total" 'BEGIN { printf "%+.1f%%", (b / a - 1) * 100 }')" \
+      "$compared" "$skipped" "$dropped" "$mism"
   done
   echo
   echo "Drops at 100% by reason: $(curl -s "http://127.0.0.1:${admin[100pct]}/metrics" | grep '^pgtandem_shadow_drops_total' | sed -E 's/.*reason="([^"]+)"\} (.*)/\1=\2/' | tr '\n' ' ')"

@@ -783,8 +783,11 @@ bool Session::route_candidate(std::string_view sql) {
   opts.generation = catalog_ ? 1 : 0;
   opts.unknown_function_is_write = state_.config->classifier.unknown_function_is_write;
   opts.prepared = &capture_->prepared();
+  // The capture classified this very text with the same options a moment ago (on_frontend runs
+  // first): reuse that instead of hashing and looking the text up again.
+  const routing::Classification* seen = capture_->classified(sql);
   const routing::Classification c =
-      routing::classify_cached(sql, opts, &worker_.classification_cache());
+      seen != nullptr ? *seen : routing::classify_cached(sql, opts, &worker_.classification_cache());
   last_classification_ = c;
   if (c.pins_session) pinned_ = true;
   if (c.session == routing::SessionOp::kDeallocateAll || c.session == routing::SessionOp::kDiscardAll) {

@@ -18,8 +18,11 @@ WriteCapture::WriteCapture(Options options) : options_(std::move(options)) {
 Classification WriteCapture::classify(std::string_view sql) {
   ClassifierOptions opts = options_.classifier;
   opts.prepared = &prepared_;
-  if (options_.cache != nullptr) return classify_cached(sql, opts, options_.cache);
-  return routing::classify(sql, opts);
+  last_classification_ = options_.cache != nullptr ? classify_cached(sql, opts, options_.cache)
+                                                   : routing::classify(sql, opts);
+  last_sql_ = sql.data();
+  last_size_ = sql.size();
+  return last_classification_;
 }
 
 void WriteCapture::note(Request& r, const Classification& c, std::string_view sql, bool executes) {
@@ -64,6 +67,7 @@ void WriteCapture::note(Request& r, const Classification& c, std::string_view sq
 
 void WriteCapture::on_frontend(const protocol::Header& header, std::string_view message) {
   const std::string_view body = message.substr(protocol::kHeaderSize);
+  last_sql_ = nullptr;
   switch (header.type) {
     case fe::kQuery: {
       Request r;

@@ -114,6 +114,14 @@ class WriteCapture {
   const std::unordered_map<std::string, std::string>& parse_messages() const {
     return parse_messages_;
   }
+  // The classification of the statement text the last on_frontend() classified (a Query's or a
+  // Parse's), when `sql` is that very text (same bytes in the caller's buffer): the session's
+  // routing decision reuses it instead of classifying the text again. nullptr otherwise.
+  const Classification* classified(std::string_view sql) const {
+    return last_sql_ != nullptr && sql.data() == last_sql_ && sql.size() == last_size_
+               ? &last_classification_
+               : nullptr;
+  }
 
  private:
   // What a request does to the session's named statements, in message order.
@@ -161,6 +169,9 @@ class WriteCapture {
   void end_transaction_unmirrored(std::chrono::steady_clock::time_point now);
 
   Options options_;
+  const char* last_sql_ = nullptr;  // see classified(); reset for every frontend message
+  size_t last_size_ = 0;
+  Classification last_classification_;
   Request open_;                  // extended-protocol batch being built (until Sync)
   bool open_has_messages_ = false;
   std::deque<Request> inflight_;  // closed, sent to the primary, awaiting ReadyForQuery
