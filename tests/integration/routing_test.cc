@@ -387,7 +387,7 @@ TEST_F(RoutingTest, PrimaryFlipAndBackUnderTpcbLosesNothing) {
   if (o != n) {
     // For whoever investigates: the history rows (without mtime, which each server stamps itself)
     // that only one side has.
-    std::map<std::string, int> diff;
+    std::map<std::string, std::pair<int, int>> rows_seen;  // row -> (on old, on new)
     for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
       const std::string rows = c->query_value(
           "SELECT string_agg(tid || ',' || bid || ',' || aid || ',' || delta, ';') "
@@ -396,16 +396,17 @@ TEST_F(RoutingTest, PrimaryFlipAndBackUnderTpcbLosesNothing) {
       while (pos < rows.size()) {
         size_t end = rows.find(';', pos);
         if (end == std::string::npos) end = rows.size();
-        diff[rows.substr(pos, end - pos)] += c == &old_cluster() ? 1 : -1;
+        auto& seen = rows_seen[rows.substr(pos, end - pos)];
+        ++(c == &old_cluster() ? seen.first : seen.second);
         pos = end + 1;
       }
     }
     std::string only;
     int shown = 0;
-    for (const auto& [row, count] : diff) {
-      if (count == 0 || ++shown > 20) continue;
-      only += (count > 0 ? "\n  more on old: " : "\n  more on new: ") + row + " x" +
-              std::to_string(count > 0 ? count : -count);
+    for (const auto& [row, seen] : rows_seen) {
+      if (seen.first == seen.second || ++shown > 20) continue;
+      only += "\n  " + row + ": " + std::to_string(seen.first) + " on old, " +
+              std::to_string(seen.second) + " on new";
     }
     std::string mirror_metrics;
     std::istringstream lines(p.metrics().text());
