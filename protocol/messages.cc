@@ -1065,4 +1065,15 @@ std::string_view message_name(Direction dir, char type) {
   }
 }
 
+bool decode_bind_names(std::string_view body, std::string_view* portal,
+                       std::string_view* statement) {
+  const size_t p = body.find('\0');
+  if (p == std::string_view::npos) return false;
+  const size_t q = body.find('\0', p + 1);
+  if (q == std::string_view::npos) return false;
+  *portal = body.substr(0, p);
+  *statement = body.substr(p + 1, q - p - 1);
+  return true;
+}
+
 }  // namespace pgtandem::protocol

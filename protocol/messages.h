@@ -560,6 +560,9 @@ struct Bind {
   bool operator==(const Bind&) const = default;
 };
 bool decode(std::string_view body, Bind& out);
+// Only a Bind's portal and statement names (no parameter decoding): what routing needs per Bind.
+bool decode_bind_names(std::string_view body, std::string_view* portal,
+                       std::string_view* statement);
 void encode(std::string& out, const Bind& m);
 void encode_bind(std::string& out, std::string_view portal, std::string_view statement,
                  std::span<const int16_t> param_formats, std::span<const Value> params,

@@ -159,18 +159,7 @@ void append_key(std::string& out, std::string_view key) {
 
 const char* json_bool(bool b) { return b ? "true" : "false"; }
 
-std::string utc_timestamp_now() {
-  auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
+std::string utc_timestamp_now() { return log::utc_timestamp(std::chrono::system_clock::now()); }
 
 // Everything after "ts": `,"target":...}` (no newline).
 std::string format_body(const JournalEntry& e) {

@@ -35,10 +35,13 @@ void append_logfmt_value(std::string& out, std::string_view s) {
   append_json_string(out, s);  // logfmt quoting uses the same escapes
 }
 
-std::string timestamp() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+std::string timestamp() { return utc_timestamp(std::chrono::system_clock::now()); }
+
+}  // namespace
+
+std::string utc_timestamp_ms(int64_t unix_ms) {
+  const int64_t ms = ((unix_ms % 1000) + 1000) % 1000;
+  const std::time_t secs = static_cast<std::time_t>((unix_ms - ms) / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[64];
@@ -47,7 +50,10 @@ std::string timestamp() {
   return buf;
 }
 
-}  // namespace
+std::string utc_timestamp(std::chrono::system_clock::time_point t) {
+  return utc_timestamp_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
 
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');

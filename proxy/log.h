@@ -1,6 +1,9 @@
 // Structured logging: one line per event, logfmt or JSON, quiet by default (info: lifecycle only).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -15,6 +18,10 @@ void configure(Level level, Format format);
 
 // Appends `s` as a JSON string literal (quotes, escapes); for JSON lines written elsewhere too.
 void append_json_string(std::string& out, std::string_view s);
+// "2026-11-21T15:04:05.123Z" (UTC, milliseconds): the one timestamp format of logs, journal, audit
+// entries, /status and the shadow mismatch log.
+std::string utc_timestamp(std::chrono::system_clock::time_point t);
+std::string utc_timestamp_ms(int64_t unix_ms);
 bool parse_level(std::string_view s, Level* out);
 bool enabled(Level level);
 

@@ -97,18 +97,7 @@ std::string_view to_string(ConfigReloadOutcome outcome) {
   return "applied";
 }
 
-std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
-  const auto secs = std::chrono::system_clock::to_time_t(t);
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms < 0 ? ms + 1000 : ms));
-  return buf;
-}
+std::string rfc3339_utc(std::chrono::system_clock::time_point t) { return log::utc_timestamp(t); }
 
 std::string audit_json(const AuditEntry& e) {
   std::string out = "{\"time\":";

@@ -951,19 +951,6 @@ void Session::on_shadow_answer(const Header& h, std::string_view body) {
   shadow_lane_->submit(std::move(read), std::move(options));
 }
 
-namespace {
-// The statement and portal names at the start of a Bind body, without decoding its parameters.
-bool bind_names(std::string_view body, std::string_view* portal, std::string_view* statement) {
-  const size_t p = body.find('\0');
-  if (p == std::string_view::npos) return false;
-  const size_t q = body.find('\0', p + 1);
-  if (q == std::string_view::npos) return false;
-  *portal = body.substr(0, p);
-  *statement = body.substr(p + 1, q - p - 1);
-  return true;
-}
-}  // namespace
-
 asio::awaitable<void> Session::pump_frontend() {
   // With mirroring on, every message must be seen whole (its bytes go to the mirror), so the
   // keep limit is the message size limit and the buffer grows for a large statement; otherwise
@@ -1103,7 +1090,7 @@ asio::awaitable<void> Session::pump_frontend() {
         case protocol::frontend::kBind:
           if (routing && routable) {
             std::string_view portal, statement;
-            if (!bind_names(body, &portal, &statement) || !portal.empty()) {
+            if (!protocol::decode_bind_names(body, &portal, &statement) || !portal.empty()) {
               routable = false;
             } else if (statement.empty()) {
               routable = parsed_unnamed;  // the unnamed statement lives where its Parse went
@@ -1346,7 +1333,7 @@ bool Session::rewrite_for_secondary(std::string_view request, bool prepare) {
     pos += len + 1;
     if (type == protocol::frontend::kBind) {
       std::string_view portal, statement;
-      if (bind_names(body, &portal, &statement) && statement == routed_statement_) {
+      if (protocol::decode_bind_names(body, &portal, &statement) && statement == routed_statement_) {
         // Same message with the statement name replaced: portal, name, then the rest verbatim.
         const size_t begin = protocol::begin_message(rewritten_, type);
         rewritten_.append(portal);

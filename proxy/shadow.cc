@@ -387,16 +387,6 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
   report(worker, link, read, shadow, c, target, options);
 }
 
-std::string iso_time(int64_t unix_ms) {
-  const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char when[96];
-  std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_ms % 1000));
-  return when;
-}
 
 }  // namespace
 
@@ -474,9 +464,9 @@ std::string shadow_status_json(const ServerState &state, size_t limit) {
     }
     out += "},\"persistent\":" + std::to_string(e.persistent) +
            ",\"transient\":" + std::to_string(e.transient) + ",\"first_seen\":";
-    log::append_json_string(out, iso_time(e.first_seen_ms));
+    log::append_json_string(out, log::utc_timestamp_ms(e.first_seen_ms));
     out += ",\"last_seen\":";
-    log::append_json_string(out, iso_time(e.last_seen_ms));
+    log::append_json_string(out, log::utc_timestamp_ms(e.last_seen_ms));
     out += ",\"rule\":";
     log::append_json_string(out, e.rule);
     out += ",\"target\":";
@@ -515,7 +505,7 @@ std::string mismatch_json(const ShadowRead &read, const routing::ResultDigest &s
                           int64_t unix_ms, std::string_view fingerprint,
                           std::string_view normalized) {
   std::string out = "{\"time\":";
-  log::append_json_string(out, iso_time(unix_ms));
+  log::append_json_string(out, log::utc_timestamp_ms(unix_ms));
   out += ",\"target\":";
   log::append_json_string(out, target);
   out += ",\"rule\":";

@@ -8,19 +8,6 @@
 #include "protocol/messages.h"
 
 namespace pgtandem::routing {
-namespace {
-
-bool bind_names(std::string_view body, std::string_view *portal, std::string_view *statement) {
-  const size_t p = body.find('\0');
-  if (p == std::string_view::npos) return false;
-  const size_t q = body.find('\0', p + 1);
-  if (q == std::string_view::npos) return false;
-  *portal = body.substr(0, p);
-  *statement = body.substr(p + 1, q - p - 1);
-  return true;
-}
-
-}  // namespace
 
 bool shadow_request(std::string_view request, const ParseLookup &lookup, std::string *out) {
   out->clear();
@@ -86,7 +73,7 @@ bool shadow_request(std::string_view request, const ParseLookup &lookup, std::st
       }
       case protocol::frontend::kBind: {
         std::string_view portal, statement;
-        if (!bind_names(body, &portal, &statement)) return false;
+        if (!protocol::decode_bind_names(body, &portal, &statement)) return false;
         if (statement.empty()) {
           out->append(msg);
           break;
