@@ -268,6 +268,7 @@ struct Metrics::Impl {
   prometheus::Counter* mirror_writes[5] = {};
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
   prometheus::Counter* nondeterministic = nullptr;
+  prometheus::Counter* coalesced = nullptr;
 
   prometheus::Counter* reloads[3] = {};
   prometheus::Gauge* generation = nullptr;
@@ -367,6 +368,12 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                                        "defaults...: the targets may store different values")
                                  .Register(r)
                                  .Add({});
+  impl_->coalesced = &prometheus::BuildCounter()
+                          .Name("pgtandem_mirror_coalesced_transactions_total")
+                          .Help("Committed transactions applied on the mirror as one request (one "
+                                "round trip instead of one per statement)")
+                          .Register(r)
+                          .Add({});
   auto& reloads = prometheus::BuildCounter()
                       .Name("pgtandem_config_reloads_total")
                       .Help("Config reloads (SIGHUP or file change), by outcome: applied, invalid "
@@ -504,6 +511,7 @@ void Metrics::mirror_divergence(std::string_view kind) {
   impl_->divergences->Add({{"kind", std::string(kind)}}).Increment();
 }
 void Metrics::mirror_nondeterministic() { impl_->nondeterministic->Increment(); }
+void Metrics::mirror_coalesced() { impl_->coalesced->Increment(); }
 void Metrics::set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                                  std::function<uint64_t()> journal_bytes) {
   impl_->hot->set_mirror_sources(queue_bytes, std::move(journal_bytes));

@@ -76,6 +76,8 @@ class Metrics {
   // kind: row_count | command | error_on_mirror | error_on_primary | error_code | statements
   void mirror_divergence(std::string_view kind);
   void mirror_nondeterministic();
+  // A committed transaction applied on the mirror in one round trip (routing/mirror_batch.h).
+  void mirror_coalesced();
   // Read at scrape time: the queue gauge and the journal's size.
   void set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                           std::function<uint64_t()> journal_bytes);

@@ -13,6 +13,7 @@
 #include "proxy/backend_login.h"
 #include "proxy/log.h"
 #include "proxy/upstream.h"
+#include "routing/mirror_batch.h"
 
 namespace pgtandem::proxy {
 
@@ -277,11 +278,12 @@ asio::awaitable<bool> MirrorLink::connect(std::string* error) {
 
 // Reads the target's answers until `responses` ReadyForQuery messages; false on a lost connection.
 asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
-                                                std::vector<routing::Outcome>* out) {
+                                                std::vector<routing::Outcome>* out, char* status) {
   protocol::FrameScanner scanner(protocol::Direction::kBackend, state_.limits, 8 * 1024);
   struct Visitor {
     std::vector<routing::Outcome>* out;
     uint32_t remaining;
+    char status = 'I';
     bool on_message(const protocol::Header& h, std::string_view body) {
       switch (h.type) {
         case protocol::backend::kCommandComplete: {
@@ -296,6 +298,7 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
           return true;
         }
         case protocol::backend::kReadyForQuery:
+          status = body.empty() ? 'I' : body[0];
           return --remaining > 0;
         default:
           return true;
@@ -306,6 +309,7 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
       return true;
     }
   } v{out, responses};
+  if (status != nullptr) *status = 'I';
   if (responses == 0) co_return true;
   for (;;) {
     if (rend_ > 0) {
@@ -313,7 +317,10 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
       if (r.status == protocol::Status::kInvalid) co_return false;
       rend_ -= r.forward;
       if (rend_ > 0) std::memmove(rbuf_.data(), rbuf_.data() + r.forward, rend_);
-      if (v.remaining == 0) co_return true;
+      if (v.remaining == 0) {
+        if (status != nullptr) *status = v.status;
+        co_return true;
+      }
     }
     auto [ec, n] = co_await socket_.async_read_some(
         asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_), kNoThrow);
@@ -359,7 +366,7 @@ asio::awaitable<bool> MirrorLink::replay_state() {
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit), kNoThrow);
     if (ec) co_return false;
     std::vector<routing::Outcome> outcomes;
-    const bool read = co_await read_outcomes(count_responses(unit), &outcomes);
+    const bool read = co_await read_outcomes(count_responses(unit), &outcomes, nullptr);
     if (!read) co_return false;
     for (const auto& o : outcomes) {
       if (o.is_error()) co_return false;
@@ -403,10 +410,28 @@ asio::awaitable<void> MirrorLink::apply(routing::MirrorUnit& unit) {
       co_return;
     }
   }
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit.bytes), kNoThrow);
+  // A committed transaction goes as one request when it can (routing/mirror_batch.h): one
+  // round trip, one answer to read, instead of one per statement.
+  const bool coalesced = routing::coalesce_transaction(unit, batch_);
+  const std::string& wire = coalesced ? batch_ : unit.bytes;
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(wire), kNoThrow);
   std::vector<routing::Outcome> outcomes;
   bool read_ok = false;
-  if (!ec) read_ok = co_await read_outcomes(unit.responses, &outcomes);
+  char status = 'I';
+  if (!ec) read_ok = co_await read_outcomes(coalesced ? 1 : unit.responses, &outcomes, &status);
+  if (read_ok && coalesced) {
+    state_.metrics->mirror_coalesced();
+    if (status == 'E') {
+      // A statement failed: the target skipped the rest and left the transaction block aborted
+      // (sent one by one, the COMMIT would have rolled it back). Roll it back the same way.
+      std::string rollback;
+      protocol::encode(rollback, protocol::Query{"ROLLBACK"});
+      auto [rec, rn] = co_await asio::async_write(socket_, asio::buffer(rollback), kNoThrow);
+      std::vector<routing::Outcome> ignored;
+      read_ok = false;  // (no co_await inside && or ||: GCC 12 miscompiles it)
+      if (!rec) read_ok = co_await read_outcomes(1, &ignored, nullptr);
+    }
+  }
   if (!read_ok) {
     // Whether the target applied the unit before the connection broke cannot be known.
     connected_ = false;

@@ -91,7 +91,9 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   asio::awaitable<bool> connect(std::string* error);
   asio::awaitable<bool> replay_state();
   asio::awaitable<void> apply(routing::MirrorUnit& unit);
-  asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<routing::Outcome>* out);
+  // `status`, if given: the last ReadyForQuery's transaction status.
+  asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<routing::Outcome>* out,
+                                      char* status);
   void journal(routing::MirrorUnit& unit, std::string_view reason, std::string_view detail,
                bool uncertain);
   void degrade(std::string reason, std::string detail);
@@ -122,6 +124,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::string degraded_detail_;
   std::vector<char> rbuf_;
   size_t rend_ = 0;
+  std::string batch_;  // a coalesced unit's bytes (routing/mirror_batch.h), reused
   std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
   size_t state_bytes_ = 0;
   std::vector<std::pair<std::string, std::string>> parses_;  // name -> Parse, for binds

@@ -739,7 +739,8 @@ std::string Server::Impl::status_json() const {
       if (!first_target) out += ",";
       first_target = false;
       log::append_json_string(out, state.targets[i].name);
-      out += ":" + std::to_string(counts[name][state.targets[i].name]);
+      out += ':';
+      out += std::to_string(counts[name][state.targets[i].name]);
     }
     out += "}}";
   }

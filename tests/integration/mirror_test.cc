@@ -59,14 +59,15 @@ std::string dump(const PgCluster& c, const std::string& db, const std::string& s
 struct MirrorCounters {
   double applied = 0, failed = 0, journaled = 0, skipped_rollback = 0;
   double divergences = 0, queue_bytes = 0, nondeterministic = 0, journal_bytes = 0;
-  double lag_count = 0;
+  double lag_count = 0, coalesced = 0;
   double done() const { return applied + failed + journaled; }
   std::string describe() const {
     std::ostringstream s;
     s << "applied=" << applied << " failed=" << failed << " journaled=" << journaled
       << " skipped_rollback=" << skipped_rollback << " divergences=" << divergences
       << " queue_bytes=" << queue_bytes << " nondeterministic=" << nondeterministic
-      << " journal_bytes=" << journal_bytes << " lag_count=" << lag_count;
+      << " journal_bytes=" << journal_bytes << " lag_count=" << lag_count
+      << " coalesced=" << coalesced;
     return s.str();
   }
 };
@@ -84,6 +85,7 @@ MirrorCounters counters(const ProxyProcess& p) {
   c.nondeterministic = m.sum("pgtandem_mirror_nondeterministic_writes_total");
   c.journal_bytes = m.sum("pgtandem_mirror_journal_bytes");
   c.lag_count = m.sum("pgtandem_mirror_lag_seconds_count");
+  c.coalesced = m.sum("pgtandem_mirror_coalesced_transactions_total");
   return c;
 }
 
@@ -339,6 +341,8 @@ TEST_F(MirrorTest, PgbenchTpcbAllModesLeaveIdenticalTables) {
     EXPECT_EQ(after.divergences, 0);
     EXPECT_EQ(after.queue_bytes, 0);
     EXPECT_GT(after.lag_count, before.lag_count);
+    // Every TPC-B transaction reached new as one request (routing/mirror_batch.h).
+    EXPECT_GE(after.coalesced - before.coalesced, static_cast<double>(s.processed));
     expect_pgbench_identical(db, "-M " + mode);
   }
   MirrorCounters end = counters(p);
@@ -1157,6 +1161,57 @@ TEST_F(MirrorTest, AfterAMirrorErrorLaterWritesOfTheSessionAreJournaled) {
                                   "before it: "
                                << idle.describe() << "\nnew: "
                                << dump(new_cluster(), db, "SELECT * FROM t ORDER BY id");
+}
+
+// A transaction applied on new as one request (simple: one multi-statement Query; extended: one
+// Sync) that fails there midway: new keeps none of it (the statements before the failure are
+// rolled back, as the COMMIT of a failed transaction would when sent one by one), the failure is
+// a divergence and the unit is journaled, and the link's connection is left usable.
+TEST_F(MirrorTest, CoalescedTransactionFailingOnNewLeavesNothingThere) {
+  std::string db = make_db("coalescefail",
+                           "CREATE TABLE t (id int PRIMARY KEY, v int);"
+                           "INSERT INTO t SELECT g, 0 FROM generate_series(1, 4) g");
+  new_cluster().exec("INSERT INTO t VALUES (10, 100), (20, 100)", db);  // only new has them
+  ProxyProcess& p = start_mirror_proxy();
+  MirrorCounters before = counters(p);
+  // Both sessions stay open to the end: their mirror connections are checked for a transaction
+  // left open.
+  ConnPtr simple = client(p, db);
+  exec(simple.get(), "BEGIN");
+  exec(simple.get(), "UPDATE t SET v = v + 1 WHERE id = 1");
+  exec(simple.get(), "INSERT INTO t VALUES (10, 0)");  // duplicate key on new only
+  exec(simple.get(), "UPDATE t SET v = v + 1 WHERE id = 2");
+  exec(simple.get(), "COMMIT");
+  ConnPtr extended = client(p, db);  // one Sync per statement
+  for (const char* sql : {"BEGIN", "UPDATE t SET v = v + 1 WHERE id = $1",
+                          "INSERT INTO t VALUES ($1 * 10, 0)", "COMMIT"}) {
+    const bool param = std::string(sql).find('$') != std::string::npos;
+    const char* value = std::string(sql).find("INSERT") != std::string::npos ? "2" : "3";
+    ResultPtr r(PQexecParams(extended.get(), sql, param ? 1 : 0, nullptr,
+                             param ? &value : nullptr, nullptr, nullptr, 0));
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK)
+        << sql << ": " << PQerrorMessage(extended.get());
+  }
+  MirrorCounters idle;
+  ASSERT_TRUE(wait_mirror_idle(p, kMirrorDeadline, 5, &idle)) << idle.describe();
+  EXPECT_EQ(idle.coalesced - before.coalesced, 2) << idle.describe();
+  EXPECT_EQ(idle.journaled - before.journaled, 2) << idle.describe();
+  Metrics m = p.metrics();
+  EXPECT_EQ(m.sum("pgtandem_mirror_divergences_total", {{"kind", "error_on_mirror"}}), 2)
+      << m.text();
+  // Old has all of both transactions; new none of them (its own rows 10 and 20 untouched).
+  EXPECT_EQ(old_cluster().query_value("SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM t", db),
+            "1=1,2=1,3=1,4=0,10=0,20=0");
+  EXPECT_EQ(new_cluster().query_value("SELECT string_agg(id || '=' || v, ',' ORDER BY id) FROM t", db),
+            "1=0,2=0,3=0,4=0,10=100,20=100");
+  // Nothing was left open on new: the two sessions' mirror connections are there, neither idle in
+  // an aborted transaction.
+  EXPECT_EQ(new_cluster().query_value(
+                "SELECT count(*) FILTER (WHERE state LIKE 'idle in transaction%') || '/' || "
+                "count(*) FROM pg_stat_activity WHERE datname = '" + db +
+                    "' AND pid <> pg_backend_pid()",
+                db),
+            "0/2");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -346,8 +346,13 @@ TEST_F(RoutingTest, PrimaryFlipAndBackUnderTpcbLosesNothing) {
     ASSERT_TRUE(r.ok()) << r.describe();
   }
   ProxyProcess& p = start_proxy(options("", true));
+  std::string timeline;  // for a failure report: when each run and flip happened (server clock)
+  auto mark = [&](const std::string& what) {
+    timeline += "\n  " + old_cluster().query_value("SELECT clock_timestamp()::text", db) + " " + what;
+  };
   for (const char* mode : {"prepared", "simple"}) {
     ProcessResult bench;
+    mark(std::string("pgbench -M ") + mode + " starts");
     std::thread t([&] {
       bench = run_pgbench(p.endpoint(), {"-c", "4", "-j", "2", "-T", "12", "-M", mode}, db,
                           milliseconds(300000));
@@ -356,11 +361,14 @@ TEST_F(RoutingTest, PrimaryFlipAndBackUnderTpcbLosesNothing) {
     p.options().primary = "new";
     p.write_config();
     p.send_signal(SIGHUP);
+    mark("primary = new");
     std::this_thread::sleep_for(milliseconds(4000));
     p.options().primary = "old";
     p.write_config();
     p.send_signal(SIGHUP);
+    mark("primary = old");
     t.join();
+    mark(std::string("pgbench -M ") + mode + " ended");
     ASSERT_TRUE(bench.ok()) << mode << ": " << bench.describe() << "\n" << tail(p.log_text());
     PgbenchSummary s = parse_pgbench(bench.out);
     ASSERT_TRUE(s.parsed) << bench.out;
@@ -387,27 +395,49 @@ TEST_F(RoutingTest, PrimaryFlipAndBackUnderTpcbLosesNothing) {
   if (o != n) {
     // For whoever investigates: the history rows (without mtime, which each server stamps itself)
     // that only one side has.
-    std::map<std::string, std::pair<int, int>> rows_seen;  // row -> (on old, on new)
+    // Each side's own consistency too: pgbench keeps sum(delta) of the history equal to every
+    // balance sum, so a side where they differ holds a history row without its updates (or the
+    // reverse).
+    std::string sums;
+    for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+      sums += std::string("\n  ") + (c == &old_cluster() ? "old" : "new") +
+              " sum(abalance)/sum(tbalance)/sum(bbalance)/sum(delta): " +
+              c->query_value(
+                  "SELECT (SELECT sum(abalance) FROM pgbench_accounts) || '/' ||"
+                  " (SELECT sum(tbalance) FROM pgbench_tellers) || '/' ||"
+                  " (SELECT sum(bbalance) FROM pgbench_branches) || '/' ||"
+                  " (SELECT coalesce(sum(delta), 0) FROM pgbench_history)",
+                  db);
+    }
+    struct Seen {
+      int on_old = 0, on_new = 0;
+      std::string mtime;  // the side's own stamp (each server stamps its own)
+    };
+    std::map<std::string, Seen> rows_seen;  // (tid,bid,aid,delta) -> where
     for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
       const std::string rows = c->query_value(
-          "SELECT string_agg(tid || ',' || bid || ',' || aid || ',' || delta, ';') "
+          "SELECT string_agg(tid || ',' || bid || ',' || aid || ',' || delta || '@' || mtime, ';') "
           "FROM pgbench_history", db);
       size_t pos = 0;
       while (pos < rows.size()) {
         size_t end = rows.find(';', pos);
         if (end == std::string::npos) end = rows.size();
-        auto& seen = rows_seen[rows.substr(pos, end - pos)];
-        ++(c == &old_cluster() ? seen.first : seen.second);
+        const std::string item = rows.substr(pos, end - pos);
+        const size_t at = item.find('@');
+        Seen& seen = rows_seen[item.substr(0, at)];
+        ++(c == &old_cluster() ? seen.on_old : seen.on_new);
+        if (at != std::string::npos) seen.mtime = item.substr(at + 1);
         pos = end + 1;
       }
     }
     std::string only;
     int shown = 0;
     for (const auto& [row, seen] : rows_seen) {
-      if (seen.first == seen.second || ++shown > 20) continue;
-      only += "\n  " + row + ": " + std::to_string(seen.first) + " on old, " +
-              std::to_string(seen.second) + " on new";
+      if (seen.on_old == seen.on_new || ++shown > 20) continue;
+      only += "\n  " + row + ": " + std::to_string(seen.on_old) + " on old, " +
+              std::to_string(seen.on_new) + " on new, stamped " + seen.mtime;
     }
+    only += sums + "\n timeline:" + timeline;
     std::string mirror_metrics;
     std::istringstream lines(p.metrics().text());
     for (std::string line; std::getline(lines, line);) {
