@@ -269,6 +269,8 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
   prometheus::Counter* nondeterministic = nullptr;
   prometheus::Counter* coalesced = nullptr;
+  prometheus::Counter* order_waited = nullptr;
+  prometheus::Counter* order_timed_out = nullptr;
 
   prometheus::Counter* reloads[3] = {};
   prometheus::Gauge* generation = nullptr;
@@ -370,10 +372,19 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                                  .Add({});
   impl_->coalesced = &prometheus::BuildCounter()
                           .Name("pgtandem_mirror_coalesced_transactions_total")
-                          .Help("Committed transactions applied on the mirror as one request (one "
-                                "round trip instead of one per statement)")
+                          .Help("Committed transactions applied on the mirror in one request "
+                                "with others of their session, or with their statements joined "
+                                "(one round trip instead of one per statement)")
                           .Register(r)
                           .Add({});
+  auto& order_waits = prometheus::BuildCounter()
+                          .Name("pgtandem_mirror_order_waits_total")
+                          .Help("Mirrored writes that waited for other sessions' writes committed "
+                                "before their transaction began (commit order); result=timeout: "
+                                "applied anyway after waiting too long")
+                          .Register(r);
+  impl_->order_waited = &order_waits.Add({{"result", "ok"}});
+  impl_->order_timed_out = &order_waits.Add({{"result", "timeout"}});
   auto& reloads = prometheus::BuildCounter()
                       .Name("pgtandem_config_reloads_total")
                       .Help("Config reloads (SIGHUP or file change), by outcome: applied, invalid "
@@ -511,7 +522,12 @@ void Metrics::mirror_divergence(std::string_view kind) {
   impl_->divergences->Add({{"kind", std::string(kind)}}).Increment();
 }
 void Metrics::mirror_nondeterministic() { impl_->nondeterministic->Increment(); }
-void Metrics::mirror_coalesced() { impl_->coalesced->Increment(); }
+void Metrics::mirror_coalesced(size_t transactions) {
+  impl_->coalesced->Increment(static_cast<double>(transactions));
+}
+void Metrics::mirror_order_wait(bool in_time) {
+  (in_time ? impl_->order_waited : impl_->order_timed_out)->Increment();
+}
 void Metrics::set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                                  std::function<uint64_t()> journal_bytes) {
   impl_->hot->set_mirror_sources(queue_bytes, std::move(journal_bytes));

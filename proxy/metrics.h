@@ -76,8 +76,11 @@ class Metrics {
   // kind: row_count | command | error_on_mirror | error_on_primary | error_code | statements
   void mirror_divergence(std::string_view kind);
   void mirror_nondeterministic();
-  // A committed transaction applied on the mirror in one round trip (routing/mirror_batch.h).
-  void mirror_coalesced();
+  // Committed transactions applied on the mirror as one request (routing/mirror_batch.h).
+  void mirror_coalesced(size_t transactions);
+  // A mirrored write waited for other sessions' earlier ones (commit order): `in_time` false
+  // when it stopped waiting and was applied anyway.
+  void mirror_order_wait(bool in_time);
   // Read at scrape time: the queue gauge and the journal's size.
   void set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                           std::function<uint64_t()> journal_bytes);

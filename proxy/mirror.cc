@@ -22,6 +22,13 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kReadBufferSize = 16 * 1024;
 constexpr size_t kMaxStateUnits = 256;
 constexpr size_t kMaxStateBytes = 256 * 1024;
+// A batch: queued transactions of the session sent as one request (routing/mirror_batch.h).
+constexpr size_t kMaxBatchUnits = 64;
+constexpr size_t kMaxBatchBytes = 256 * 1024;
+// Commit order across sessions: how long a unit waits for earlier ones of other sessions before it
+// is applied anyway (only a unit stuck on a link that neither applies nor journals it would make
+// it wait that long: a target that is down makes its links journal at once).
+constexpr auto kMaxOrderWait = std::chrono::seconds(30);
 using Clock = std::chrono::steady_clock;
 
 std::string describe(const std::vector<routing::Outcome>& outcomes) {
@@ -100,6 +107,7 @@ void MirrorLink::push(std::vector<routing::MirrorUnit> units, const routing::Wri
       }
     }
     if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
+    u.seq = state_.mirror_order.assign();
     const uint64_t size = u.bytes.size();
     const bool full = queued_bytes_ + size > m.session_queue_bytes ||
                       static_cast<uint64_t>(state_.mirror_queue_bytes.load(
@@ -122,12 +130,12 @@ void MirrorLink::push(std::vector<routing::MirrorUnit> units, const routing::Wri
 void MirrorLink::journal_pending(std::string_view reason) {
   // Runs on the worker while the link's coroutine is suspended (or done): it never resumes after
   // this, so the unit it was applying is journaled as uncertain, the queued ones as they are.
-  if (in_flight_ != nullptr) {
-    const int64_t size = static_cast<int64_t>(in_flight_->bytes.size());
-    journal(*in_flight_, reason, "pgtandem stopped while the target was applying it", true);
-    in_flight_ = nullptr;
+  for (auto& unit : in_flight_) {
+    const int64_t size = static_cast<int64_t>(unit.bytes.size());
+    journal(unit, reason, "pgtandem stopped while the target was applying it", true);
     account(-size);
   }
+  in_flight_.clear();
   while (!queue_.empty()) {
     const int64_t size = static_cast<int64_t>(queue_.front().bytes.size());
     journal(queue_.front(), reason, "pgtandem stopped before the target applied it", false);
@@ -201,6 +209,7 @@ void MirrorLink::journal(routing::MirrorUnit& unit, std::string_view reason,
     if (it != parses_.end()) e.session.prepared.push_back(*it);
   }
   remember_state(unit);
+  const uint64_t seq = unit.seq;
   e.unit = std::move(unit);
   const bool ok = state_.journal != nullptr && state_.journal->append(std::move(e)) != 0;
   state_.metrics->mirror_write(ok ? MirrorOutcome::kJournaled : MirrorOutcome::kFailed);
@@ -208,6 +217,7 @@ void MirrorLink::journal(routing::MirrorUnit& unit, std::string_view reason,
     log::error("mirrored write lost: journal unavailable",
                {{"session", context_.session_id}, {"reason", reason}});
   }
+  state_.mirror_order.done(seq);
 }
 
 // GCC 12 pairs the coroutine frame's operator delete with the aligned_alloc inside Asio's frame
@@ -401,64 +411,107 @@ void MirrorLink::give_back(bool broken, bool mirrors_writes) {
   wake_.cancel();  // units queued meanwhile
 }
 
-asio::awaitable<void> MirrorLink::apply(routing::MirrorUnit& unit) {
+void MirrorLink::applied(routing::MirrorUnit& unit) {
+  remember_state(unit);
+  state_.metrics->mirror_write(MirrorOutcome::kApplied);
+  state_.mirror_order.done(unit.seq);
+}
+
+asio::awaitable<void> MirrorLink::apply() {
   if (!connected_) {
     std::string error;
     if (!co_await connect(&error)) {
       degrade(error.starts_with("login failed") ? "login_failed" : "target_unavailable", error);
-      journal(unit, degraded_reason_, degraded_detail_, false);
+      for (auto& unit : in_flight_) journal(unit, degraded_reason_, degraded_detail_, false);
       co_return;
     }
   }
-  // A committed transaction goes as one request when it can (routing/mirror_batch.h): one
-  // round trip, one answer to read, instead of one per statement.
-  const bool coalesced = routing::coalesce_transaction(unit, batch_);
-  const std::string& wire = coalesced ? batch_ : unit.bytes;
+  // Committed transactions go as one request when they can (routing/mirror_batch.h): one round
+  // trip, one answer to read, instead of one per statement.
+  const bool joined = batch_.units() == in_flight_.size() &&
+                      (in_flight_.size() > 1 || in_flight_.front().responses > 1);
+  const std::string& wire = joined ? batch_.request() : in_flight_.front().bytes;
   auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(wire), kNoThrow);
   std::vector<routing::Outcome> outcomes;
   bool read_ok = false;
   char status = 'I';
-  if (!ec) read_ok = co_await read_outcomes(coalesced ? 1 : unit.responses, &outcomes, &status);
-  if (read_ok && coalesced) {
-    state_.metrics->mirror_coalesced();
-    if (status == 'E') {
-      // A statement failed: the target skipped the rest and left the transaction block aborted
-      // (sent one by one, the COMMIT would have rolled it back). Roll it back the same way.
-      std::string rollback;
-      protocol::encode(rollback, protocol::Query{"ROLLBACK"});
-      auto [rec, rn] = co_await asio::async_write(socket_, asio::buffer(rollback), kNoThrow);
-      std::vector<routing::Outcome> ignored;
-      read_ok = false;  // (no co_await inside && or ||: GCC 12 miscompiles it)
-      if (!rec) read_ok = co_await read_outcomes(1, &ignored, nullptr);
-    }
+  if (!ec) {
+    read_ok = co_await read_outcomes(joined ? 1 : in_flight_.front().responses, &outcomes, &status);
+  }
+  if (read_ok && joined && status == 'E') {
+    // A statement failed: the target skipped the rest of the request and left the transaction
+    // block aborted (sent one by one, the COMMIT would have rolled it back). Roll it back.
+    std::string rollback;
+    protocol::encode(rollback, protocol::Query{"ROLLBACK"});
+    auto [rec, rn] = co_await asio::async_write(socket_, asio::buffer(rollback), kNoThrow);
+    std::vector<routing::Outcome> ignored;
+    read_ok = false;  // (no co_await inside && or ||: GCC 12 miscompiles it)
+    if (!rec) read_ok = co_await read_outcomes(1, &ignored, nullptr);
   }
   if (!read_ok) {
-    // Whether the target applied the unit before the connection broke cannot be known.
+    // Whether the target applied the units before the connection broke cannot be known.
     connected_ = false;
     boost::system::error_code ignored;
     socket_.close(ignored);
     degrade("connection_lost", ec ? ec.message() : "connection closed while applying");
-    journal(unit, "connection_lost", degraded_detail_, !ec);
+    for (auto& unit : in_flight_) journal(unit, "connection_lost", degraded_detail_, !ec);
     co_return;
   }
-  worker_.stats().mirror_lag.observe(Clock::now() - unit.primary_done);
-  compare(unit, outcomes);
-  bool mirror_failed = false;
-  for (size_t i = 0; i < outcomes.size(); ++i) {
-    if (outcomes[i].is_error() && (i >= unit.primary.size() || !unit.primary[i].is_error())) {
-      mirror_failed = true;
+  if (joined) state_.metrics->mirror_coalesced(in_flight_.size());
+  // Each unit's answers, in order: as many outcomes as the primary's (a statement answers with
+  // one CommandComplete or one ErrorResponse). After an error the target skipped the rest.
+  const auto now = Clock::now();
+  size_t next = 0;
+  bool failed_before = false;
+  for (auto& unit : in_flight_) {
+    if (failed_before) {
+      // Not applied (skipped after the failure): the journal keeps it in the session's order.
+      journal(unit, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
+      continue;
     }
+    const size_t take =
+        joined ? std::min(unit.primary.size(), outcomes.size() - next) : outcomes.size() - next;
+    std::vector<routing::Outcome> mine(outcomes.begin() + static_cast<ptrdiff_t>(next),
+                                       outcomes.begin() + static_cast<ptrdiff_t>(next + take));
+    next += take;
+    worker_.stats().mirror_lag.observe(now - unit.primary_done);
+    compare(unit, mine);
+    bool mirror_failed = false;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (mine[i].is_error() && (i >= unit.primary.size() || !unit.primary[i].is_error())) {
+        mirror_failed = true;
+      }
+    }
+    if (mirror_failed) {
+      // The target refused what the primary accepted: the unit did not apply (a unit is one
+      // transaction), so it is journaled for an operator or a later replay, and the session's
+      // later writes follow it there: applied directly they would overtake it.
+      degrade("mirror_error", describe(mine));
+      journal(unit, "mirror_error", describe(mine), false);
+      failed_before = true;
+      continue;
+    }
+    applied(unit);
   }
-  if (mirror_failed) {
-    // The target refused what the primary accepted: the unit did not apply (a unit is one
-    // transaction), so it is journaled for an operator or a later replay, and the session's
-    // later writes follow it there: applied directly they would overtake it.
-    degrade("mirror_error", describe(outcomes));
-    journal(unit, "mirror_error", describe(outcomes), false);
-    co_return;
+}
+
+asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
+  const auto give_up = Clock::now() + kMaxOrderWait;
+  bool waited = false;
+  while (state_.mirror_order.done_through() < after) {
+    if (Clock::now() >= give_up) {
+      state_.metrics->mirror_order_wait(false);
+      log::warn("mirror applies a write before earlier ones of other sessions",
+                {{"session", context_.session_id},
+                 {"target", state_.targets[target_].name},
+                 {"reason", "waited too long for them"}});
+      co_return;
+    }
+    waited = true;
+    wake_.expires_after(std::chrono::milliseconds(1));
+    co_await wake_.async_wait(kNoThrow);
   }
-  remember_state(unit);
-  state_.metrics->mirror_write(MirrorOutcome::kApplied);
+  if (waited) state_.metrics->mirror_order_wait(true);
 }
 
 asio::awaitable<void> MirrorLink::run() {
@@ -479,18 +532,39 @@ asio::awaitable<void> MirrorLink::run() {
       wake_.expires_at(asio::steady_timer::time_point::max());
       co_await wake_.async_wait(kNoThrow);
     }
-    busy_ = true;
-    routing::MirrorUnit unit = std::move(queue_.front());
-    queue_.pop_front();
-    const int64_t size = static_cast<int64_t>(unit.bytes.size());
-    if (degraded_) {
-      journal(unit, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
-    } else {
-      in_flight_ = &unit;
-      co_await apply(unit);
-      in_flight_ = nullptr;
+    if (!degraded_ && queue_.front().after > state_.mirror_order.done_through()) {
+      // Commit order across sessions: what committed on the primary before this transaction
+      // began is applied first (proxy/mirror_order.h).
+      co_await wait_for_order(queue_.front().after);
+      if (queue_.empty() || lent_) continue;  // journaled at shutdown meanwhile
     }
-    account(-size);
+    busy_ = true;
+    in_flight_.clear();
+    in_flight_.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+    int64_t bytes = static_cast<int64_t>(in_flight_.front().bytes.size());
+    if (degraded_) {
+      journal(in_flight_.front(), "session_degraded", degraded_reason_ + ": " + degraded_detail_,
+              false);
+    } else {
+      // The session's next queued transactions join the request while they can: same protocol,
+      // nothing of other sessions' left to wait for, within the batch limits.
+      batch_.clear();
+      if (batch_.add(in_flight_.front())) {
+        const uint64_t done = state_.mirror_order.done_through();
+        while (!queue_.empty() && in_flight_.size() < kMaxBatchUnits &&
+               batch_.bytes() < kMaxBatchBytes && queue_.front().after <= done &&
+               batch_.add(queue_.front())) {
+          bytes += static_cast<int64_t>(queue_.front().bytes.size());
+          in_flight_.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      co_await apply();
+    }
+    // (Journaled units were moved into their entries: the size was taken before.)
+    if (!in_flight_.empty()) account(-bytes);  // empty: journal_pending() accounted for them
+    in_flight_.clear();
     busy_ = false;
   }
 }

@@ -17,6 +17,7 @@
 #include "proxy/backend_login.h"
 #include "proxy/journal.h"
 #include "proxy/worker.h"
+#include "routing/mirror_batch.h"
 #include "routing/write_capture.h"
 
 namespace pgtandem::proxy {
@@ -90,7 +91,12 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   asio::awaitable<void> run();
   asio::awaitable<bool> connect(std::string* error);
   asio::awaitable<bool> replay_state();
-  asio::awaitable<void> apply(routing::MirrorUnit& unit);
+  // Applies in_flight_ (one unit, or several joined in batch_) and settles each unit's fate.
+  asio::awaitable<void> apply();
+  // Waits until every unit numbered up to `after` is done (commit order across sessions,
+  // proxy/mirror_order.h), at most kMaxOrderWait.
+  asio::awaitable<void> wait_for_order(uint64_t after);
+  void applied(routing::MirrorUnit& unit);
   // `status`, if given: the last ReadyForQuery's transaction status.
   asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<routing::Outcome>* out,
                                       char* status);
@@ -114,7 +120,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   uint64_t epoch_ = 0;
   uint64_t pushed_ = 0;
   BackendKey key_;
-  routing::MirrorUnit* in_flight_ = nullptr;  // being applied (lives in run()'s frame)
+  std::vector<routing::MirrorUnit> in_flight_;  // being applied, in order
+  routing::TransactionBatch batch_;              // in_flight_ as one request, when it can be
   bool finished_ = false;
   bool connected_ = false;
   // Once one unit of the session could not be applied, every later one is journaled too, so that
@@ -124,7 +131,6 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::string degraded_detail_;
   std::vector<char> rbuf_;
   size_t rend_ = 0;
-  std::string batch_;  // a coalesced unit's bytes (routing/mirror_batch.h), reused
   std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
   size_t state_bytes_ = 0;
   std::vector<std::pair<std::string, std::string>> parses_;  // name -> Parse, for binds

@@ -168,6 +168,9 @@ class Session {
   std::shared_ptr<const routing::VolatilityCatalog> catalog_;
   std::shared_ptr<MirrorLink> mirror_;
   uint64_t reported_skips_ = 0;
+  // The mirror order's last number when the session's current transaction began (its first
+  // request while idle): its unit is applied on the mirror after those (proxy/mirror_order.h).
+  uint64_t order_mark_ = 0;
   uint64_t reported_primary_only_ = 0;
   bool mirror_writes_ = false;  // units that write go to the link (else only session state)
 
@@ -376,6 +379,7 @@ void Session::on_capture_ready() {
       return true;
     });
   }
+  for (auto& u : units) u.after = order_mark_;
   if (!units.empty()) mirror_->push(std::move(units), *capture_);
   const uint64_t skips = capture_->stats().skipped_rollback;
   for (; reported_skips_ < skips; ++reported_skips_) {
@@ -1194,6 +1198,7 @@ asio::awaitable<void> Session::pump_frontend() {
     unscanned = false;
     // A reload takes effect between requests, never inside a transaction.
     if (capture_ && outstanding_ == 0 && !capture_->in_transaction() && !batch_started_earlier) {
+      order_mark_ = state_.mirror_order.last_assigned();
       refresh_snapshot();
       if (snap_ && snap_->primary != target_) {
         const bool moved = co_await flip_primary(snap_->primary);  // never co_await inside &&
@@ -1552,6 +1557,15 @@ asio::awaitable<bool> Session::flip_primary(size_t to) {
                                           state_.config->limits.connect_timeout_ms);
   // (A shadow read may hold the connection: it gives it back within its timeout.)
   while ((!mirror_->drained() || mirror_->lent()) && Clock::now() < give_up) {
+    asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
+    co_await t.async_wait(kNoThrow);
+  }
+  // What other sessions committed before now should be there too, so that the session's next
+  // transactions follow them on the new primary as they did on the old one (commit order,
+  // proxy/mirror_order.h). Best effort within the same deadline: a session that waited that
+  // long moves anyway (closing it would not help: a reconnected client would see the same).
+  const uint64_t committed_before = state_.mirror_order.last_assigned();
+  while (state_.mirror_order.done_through() < committed_before && Clock::now() < give_up) {
     asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
     co_await t.async_wait(kNoThrow);
   }

@@ -20,6 +20,7 @@
 #include "proxy/breakers.h"
 #include "proxy/cancel_registry.h"
 #include "proxy/metrics.h"
+#include "proxy/mirror_order.h"
 #include "proxy/stats.h"
 #include "proxy/stream.h"
 #include "routing/classifier.h"
@@ -87,6 +88,7 @@ struct ServerState {
   // by each login.
   std::atomic<std::shared_ptr<const config::Userlist>> userlist;
   std::atomic<int64_t> mirror_queue_bytes{0};  // all sessions' mirror queues together
+  MirrorOrder mirror_order;                    // commit order across sessions' mirror links
   // A target found down is not tried again by every session until this time (steady clock, ns).
   std::atomic<int64_t> target_down_until[kMaxTargets] = {};
   routing::FunctionLists functions;            // from [classifier]

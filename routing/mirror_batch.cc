@@ -30,39 +30,37 @@ bool contains_nocase(std::string_view text, std::string_view needle) {
          }) != text.end();
 }
 
-}  // namespace
-
-bool coalesce_transaction(const MirrorUnit& unit, std::string& out) {
+// Which protocol the unit's messages speak, if it can be sent as part of a batch at all.
+TransactionBatch::Kind joinable(const MirrorUnit& unit) {
+  using Kind = TransactionBatch::Kind;
   const auto& p = unit.primary;
-  if (unit.responses < 2 || p.size() < 2) return false;
-  if (!starts_transaction(p.front()) || p.back().tag != "COMMIT") return false;
+  if (unit.responses < 1 || p.size() < 2) return Kind::kEmpty;
+  if (!starts_transaction(p.front()) || p.back().tag != "COMMIT") return Kind::kEmpty;
   for (size_t i = 0; i < p.size(); ++i) {
-    if (p[i].is_error()) return false;
-    if (i > 0 && i + 1 < p.size() && ends_transaction(p[i])) return false;
+    if (p[i].is_error()) return Kind::kEmpty;
+    if (i > 0 && i + 1 < p.size() && ends_transaction(p[i])) return Kind::kEmpty;
   }
-
-  // One pass to check the messages: all simple Queries, or all extended-protocol messages ending
-  // with a Sync.
+  // All simple Queries, or all extended-protocol messages ending with a Sync.
   const std::string_view bytes = unit.bytes;
   bool simple = false;
   bool extended = false;
   char last = 0;
-  size_t sql_bytes = 0;
   for (size_t pos = 0; pos < bytes.size();) {
-    if (bytes.size() - pos < protocol::kHeaderSize) return false;
+    if (bytes.size() - pos < protocol::kHeaderSize) return Kind::kEmpty;
     const uint32_t length = protocol::read_u32(bytes.data() + pos + 1);
-    if (length < 4 || length > bytes.size() - pos - 1) return false;
+    if (length < 4 || length > bytes.size() - pos - 1) return Kind::kEmpty;
     last = bytes[pos];
     switch (last) {
       case fe::kQuery: {
         simple = true;
         // The body is the text and its terminating NUL; a NUL inside would end the text early.
         const std::string_view sql = bytes.substr(pos + protocol::kHeaderSize, length - 4);
-        if (sql.empty() || sql.back() != '\0' || sql.find('\0') != sql.size() - 1) return false;
-        if (contains_nocase(sql, "standard_conforming") || contains_nocase(sql, "backslash_quote")) {
-          return false;
+        if (sql.empty() || sql.back() != '\0' || sql.find('\0') != sql.size() - 1) {
+          return Kind::kEmpty;
         }
-        sql_bytes += sql.size() - 1;
+        if (contains_nocase(sql, "standard_conforming") || contains_nocase(sql, "backslash_quote")) {
+          return Kind::kEmpty;
+        }
         break;
       }
       case fe::kParse:
@@ -75,34 +73,63 @@ bool coalesce_transaction(const MirrorUnit& unit, std::string& out) {
         extended = true;
         break;
       default:
-        return false;  // COPY data, fast-path calls: as they are
+        return Kind::kEmpty;  // COPY data, fast-path calls: as they are
     }
     pos += 1 + length;
   }
-  if (simple == extended) return false;
+  if (simple == extended) return Kind::kEmpty;
+  if (extended && last != fe::kSync) return Kind::kEmpty;
+  return simple ? Kind::kSimple : Kind::kExtended;
+}
 
-  out.clear();
-  if (simple) {
-    out.reserve(protocol::kHeaderSize + sql_bytes + 2 * unit.responses + 1);
-    const size_t start = protocol::begin_message(out, fe::kQuery);
-    for (size_t pos = 0; pos < bytes.size();) {
-      const uint32_t length = protocol::read_u32(bytes.data() + pos + 1);
-      out.append(bytes.substr(pos + protocol::kHeaderSize, length - 5));  // the text, no NUL
-      out.append("\n;");
-      pos += 1 + length;
-    }
-    out.push_back('\0');
-    protocol::end_message(out, start);
-    return true;
-  }
-  if (last != fe::kSync) return false;
-  out.reserve(bytes.size());
+}  // namespace
+
+bool TransactionBatch::add(const MirrorUnit& unit) {
+  const Kind kind = joinable(unit);
+  if (kind == Kind::kEmpty || (kind_ != Kind::kEmpty && kind != kind_)) return false;
+  kind_ = kind;
+  ++units_;
+  const std::string_view bytes = unit.bytes;
   for (size_t pos = 0; pos < bytes.size();) {
     const uint32_t length = protocol::read_u32(bytes.data() + pos + 1);
-    const bool final_message = pos + 1 + length == bytes.size();
-    if (bytes[pos] != fe::kSync || final_message) out.append(bytes.substr(pos, 1 + length));
+    if (kind == Kind::kSimple) {
+      body_.append(bytes.substr(pos + protocol::kHeaderSize, length - 5));  // the text, no NUL
+      body_.append("\n;");
+    } else if (bytes[pos] != fe::kSync) {
+      body_.append(bytes.substr(pos, 1 + length));
+    }
     pos += 1 + length;
   }
+  return true;
+}
+
+const std::string& TransactionBatch::request() {
+  request_.clear();
+  if (kind_ == Kind::kSimple) {
+    request_.reserve(protocol::kHeaderSize + body_.size() + 1);
+    const size_t start = protocol::begin_message(request_, fe::kQuery);
+    request_.append(body_);
+    request_.push_back('\0');
+    protocol::end_message(request_, start);
+  } else if (kind_ == Kind::kExtended) {
+    request_.reserve(body_.size() + protocol::kHeaderSize);
+    request_.append(body_);
+    protocol::encode(request_, protocol::Sync{});
+  }
+  return request_;
+}
+
+void TransactionBatch::clear() {
+  kind_ = Kind::kEmpty;
+  units_ = 0;
+  body_.clear();
+}
+
+bool coalesce_transaction(const MirrorUnit& unit, std::string& out) {
+  if (unit.responses < 2) return false;  // one request already
+  TransactionBatch batch;
+  if (!batch.add(unit)) return false;
+  out = batch.request();
   return true;
 }
 

@@ -62,6 +62,10 @@ struct MirrorUnit {
   bool writes = false;             // changes data (not only session state or transaction control)
   std::string first_sql;           // for logs: the first statement text, truncated
   std::chrono::steady_clock::time_point primary_done{};  // when the primary answered
+  // Commit order across sessions (proxy/mirror_order.h), set by the proxy: this unit's number,
+  // and the number it is applied after (the last one given when its transaction began).
+  uint64_t seq = 0;
+  uint64_t after = 0;
 };
 
 struct CaptureStats {

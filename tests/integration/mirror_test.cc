@@ -1214,6 +1214,50 @@ TEST_F(MirrorTest, CoalescedTransactionFailingOnNewLeavesNothingThere) {
             "0/2");
 }
 
+// Commit order across sessions (proxy/mirror_order.h): session A's write is held up on new (an
+// advisory lock that only its statement takes); session B's write, made after A's committed,
+// must not overtake it there, though B has a mirror connection of its own. Then a TRUNCATE in one
+// session followed by INSERTs in others (what pgbench does at every start) leaves the same rows
+// on both.
+TEST_F(MirrorTest, WritesOfDifferentSessionsReachNewInCommitOrder) {
+  std::string db = make_db("order", "CREATE TABLE log (who text, at timestamptz DEFAULT clock_timestamp())");
+  ProxyProcess& p = start_mirror_proxy();
+  ConnPtr held = connect(new_cluster().conninfo(db));
+  exec(held.get(), "SELECT pg_advisory_lock(42)");  // new only: A's mirrored write waits on it
+  ConnPtr a = client(p, db);
+  ConnPtr b = client(p, db);
+  exec(a.get(), "INSERT INTO log (who) SELECT 'a' FROM (SELECT pg_advisory_xact_lock(42)) l");
+  exec(b.get(), "INSERT INTO log (who) VALUES ('b')");
+  EXPECT_EQ(old_cluster().query_value("SELECT string_agg(who, ',' ORDER BY at) FROM log", db), "a,b");
+  // B's write is ready to apply on new: it must wait for A's.
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_EQ(new_cluster().query_value("SELECT count(*) FROM log", db), "0")
+      << "B's write reached new before A's, which committed first on old";
+  exec(held.get(), "SELECT pg_advisory_unlock(42)");
+  EXPECT_TRUE(wait_value(new_cluster(), db, "SELECT string_agg(who, ',' ORDER BY at) FROM log", "a,b"))
+      << new_cluster().query_value("SELECT string_agg(who, ',' ORDER BY at) FROM log", db);
+  EXPECT_GE(p.metrics().sum("pgtandem_mirror_order_waits_total", {{"result", "ok"}}), 1);
+
+  // TRUNCATE, then INSERTs by other sessions, while the TRUNCATE is held up on new.
+  exec(held.get(), "SELECT pg_advisory_lock(43)");
+  ConnPtr t = client(p, db);
+  exec(t.get(), "BEGIN");
+  exec(t.get(), "SELECT pg_advisory_xact_lock(43)");  // a write: advisory locks are mirrored
+  exec(t.get(), "TRUNCATE log");
+  exec(t.get(), "COMMIT");
+  for (ConnPtr* c : {&a, &b}) {
+    for (int i = 0; i < 5; ++i) exec(c->get(), "INSERT INTO log (who) VALUES ('after')");
+  }
+  exec(held.get(), "SELECT pg_advisory_unlock(43)");
+  MirrorCounters idle;
+  ASSERT_TRUE(wait_mirror_idle(p, kMirrorDeadline, 5, &idle)) << idle.describe();
+  EXPECT_EQ(old_cluster().query_value("SELECT count(*) FROM log", db), "10");
+  EXPECT_EQ(new_cluster().query_value("SELECT count(*) FROM log", db), "10")
+      << "the TRUNCATE was applied on new after INSERTs that followed it on old";
+  EXPECT_EQ(idle.journaled, 0) << idle.describe();
+  EXPECT_EQ(idle.divergences, 0) << idle.describe();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 16. overflow = "block": the queue limit is backpressure, nothing goes to the journal.
 

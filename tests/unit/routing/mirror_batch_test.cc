@@ -184,5 +184,40 @@ TEST(MirrorBatch, LeftAsTheyAre) {
   }
 }
 
+TEST(MirrorBatch, SeveralTransactionsOfASessionJoinOneRequest) {
+  TransactionBatch batch;
+  EXPECT_EQ(batch.kind(), TransactionBatch::Kind::kEmpty);
+  ASSERT_TRUE(batch.add(simple_unit({"BEGIN", "UPDATE a SET v = 1", "COMMIT"},
+                                    {ok("BEGIN"), ok("UPDATE 1"), ok("COMMIT")})));
+  ASSERT_TRUE(batch.add(simple_unit({"BEGIN; INSERT INTO h VALUES (2); COMMIT"},
+                                    {ok("BEGIN"), ok("INSERT 0 1"), ok("COMMIT")})));
+  EXPECT_EQ(batch.units(), 2u);
+  EXPECT_EQ(batch.kind(), TransactionBatch::Kind::kSimple);
+  EXPECT_EQ(batch.request(), query("BEGIN\n;UPDATE a SET v = 1\n;COMMIT\n;"
+                                   "BEGIN; INSERT INTO h VALUES (2); COMMIT\n;"));
+  // An extended-protocol transaction does not join simple ones (nor the reverse), nor does a
+  // unit that cannot be joined at all; the batch stays as it was.
+  MirrorUnit extended;
+  extended.bytes = bind_execute_sync("P0_0") + bind_execute_sync("P0_1");
+  extended.responses = 2;
+  extended.primary = {ok("BEGIN"), ok("COMMIT")};
+  const std::string before = batch.request();
+  EXPECT_FALSE(batch.add(extended));
+  EXPECT_FALSE(batch.add(simple_unit({"SET search_path = x"}, {ok("SET")})));
+  EXPECT_EQ(batch.units(), 2u);
+  EXPECT_EQ(batch.request(), before);
+
+  batch.clear();
+  EXPECT_EQ(batch.units(), 0u);
+  ASSERT_TRUE(batch.add(extended));
+  ASSERT_TRUE(batch.add(extended));
+  EXPECT_EQ(batch.kind(), TransactionBatch::Kind::kExtended);
+  // Four Bind/Execute pairs, one Sync.
+  auto got = messages(batch.request());
+  ASSERT_EQ(got.size(), 9u);
+  for (size_t i = 0; i + 1 < got.size(); ++i) EXPECT_NE(got[i].first, proto::frontend::kSync) << i;
+  EXPECT_EQ(got.back().first, proto::frontend::kSync);
+}
+
 }  // namespace
 }  // namespace pgtandem::routing
