@@ -136,7 +136,8 @@ import json, re, sys, urllib.request
 def snap(url):
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     m = {"lag_buckets": {}, "lag_sum": 0.0, "lag_count": 0, "queue_bytes": 0, "writes": {},
-         "divergences": 0, "nondeterministic": 0, "journal_bytes": 0}
+         "divergences": 0, "nondeterministic": 0, "journal_bytes": 0, "coalesced": 0,
+         "order_waits": 0, "order_timeouts": 0}
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue
@@ -158,6 +159,10 @@ def snap(url):
             m["divergences"] += v
         elif name.startswith("pgtandem_mirror_nondeterministic_writes_total"):
             m["nondeterministic"] = v
+        elif name.startswith("pgtandem_mirror_coalesced_transactions_total"):
+            m["coalesced"] = v
+        elif name.startswith("pgtandem_mirror_order_waits_total"):
+            m["order_timeouts" if 'result="timeout"' in name else "order_waits"] += v
     return m
 if sys.argv[1] == "snap":
     print(json.dumps(snap(sys.argv[2])))
@@ -171,6 +176,8 @@ else:
          "writes": {k: b["writes"][k] - a["writes"].get(k, 0) for k in b["writes"]},
          "divergences": b["divergences"] - a["divergences"],
          "nondeterministic": b["nondeterministic"] - a["nondeterministic"]}
+    for k in ("coalesced", "order_waits", "order_timeouts"):
+        d[k] = b.get(k, 0) - a.get(k, 0)
     print(json.dumps(d))
 EOF
 
@@ -560,10 +567,14 @@ for phase in ("max", "rate"):
             writes[k] += v
     div = sum(d["divergences"] for d in ds)
     nd = sum(d["nondeterministic"] for d in ds)
+    co = sum(d.get("coalesced", 0) for d in ds)
+    ow = sum(d.get("order_waits", 0) for d in ds)
+    ot = sum(d.get("order_timeouts", 0) for d in ds)
     print(f"Mirror lag ({phase} runs, pgtandem_mirror_lag_seconds, {int(n)} units): mean "
           f"{s / n * 1000 if n else 0:.2f} ms, p50 <= {q(0.5)} s, p99 <= {q(0.99)} s, max <= {q(1.0)} s; writes "
           + ", ".join(f"{k} {int(v)}" for k, v in sorted(writes.items()))
-          + f"; divergences {int(div)}; nondeterministic {int(nd)}")
+          + f"; divergences {int(div)}; nondeterministic {int(nd)}; coalesced {int(co)}"
+          + f"; commit-order waits {int(ow)} (timed out {int(ot)})")
     cum = ", ".join(f"<={k}: {int(buckets[k])}" for k in order)
     print(f"  cumulative buckets: {cum}")
     print()

@@ -6,7 +6,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "protocol/message_types.h"
 #include "protocol/messages.h"
@@ -31,7 +33,7 @@ constexpr size_t kMaxBatchBytes = 256 * 1024;
 constexpr auto kMaxOrderWait = std::chrono::seconds(30);
 using Clock = std::chrono::steady_clock;
 
-std::string describe(const std::vector<routing::Outcome>& outcomes) {
+std::string describe(std::span<const routing::Outcome> outcomes) {
   std::string s;
   for (const auto& o : outcomes) {
     if (!s.empty()) s += ", ";
@@ -340,8 +342,8 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
 }
 
 void MirrorLink::compare(const routing::MirrorUnit& unit,
-                         const std::vector<routing::Outcome>& mirror) {
-  if (mirror == unit.primary) return;
+                         std::span<const routing::Outcome> mirror) {
+  if (std::equal(mirror.begin(), mirror.end(), unit.primary.begin(), unit.primary.end())) return;
   // Name the first difference: what an operator needs to look for.
   std::string_view kind = "statements";
   const size_t n = std::min(mirror.size(), unit.primary.size());
@@ -433,6 +435,9 @@ asio::awaitable<void> MirrorLink::apply() {
   const std::string& wire = joined ? batch_.request() : in_flight_.front().bytes;
   auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(wire), kNoThrow);
   std::vector<routing::Outcome> outcomes;
+  size_t expected = 0;
+  for (const auto& unit : in_flight_) expected += unit.primary.size();
+  outcomes.reserve(expected);
   bool read_ok = false;
   char status = 'I';
   if (!ec) {
@@ -471,8 +476,7 @@ asio::awaitable<void> MirrorLink::apply() {
     }
     const size_t take =
         joined ? std::min(unit.primary.size(), outcomes.size() - next) : outcomes.size() - next;
-    std::vector<routing::Outcome> mine(outcomes.begin() + static_cast<ptrdiff_t>(next),
-                                       outcomes.begin() + static_cast<ptrdiff_t>(next + take));
+    const std::span<const routing::Outcome> mine(outcomes.data() + next, take);
     next += take;
     worker_.stats().mirror_lag.observe(now - unit.primary_done);
     compare(unit, mine);

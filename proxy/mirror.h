@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,7 +104,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   void journal(routing::MirrorUnit& unit, std::string_view reason, std::string_view detail,
                bool uncertain);
   void degrade(std::string reason, std::string detail);
-  void compare(const routing::MirrorUnit& unit, const std::vector<routing::Outcome>& mirror);
+  void compare(const routing::MirrorUnit& unit, std::span<const routing::Outcome> mirror);
   void remember_state(const routing::MirrorUnit& unit);
   void account(int64_t delta);
 

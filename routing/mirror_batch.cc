@@ -1,6 +1,5 @@
 #include "routing/mirror_batch.h"
 
-#include <algorithm>
 #include <cctype>
 #include <string_view>
 
@@ -24,10 +23,23 @@ bool ends_transaction(const Outcome& o) {
          o.tag == "COMMIT PREPARED" || o.tag == "ROLLBACK PREPARED" || starts_transaction(o);
 }
 
-bool contains_nocase(std::string_view text, std::string_view needle) {
-  return std::search(text.begin(), text.end(), needle.begin(), needle.end(), [](char a, char b) {
-           return std::tolower(static_cast<unsigned char>(a)) == b;
-         }) != text.end();
+bool equals_nocase(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(text[i])) != lower[i]) return false;
+  }
+  return true;
+}
+
+// Whether the text names a setting that changes how the rest of a multi-statement Query is lexed
+// (standard_conforming_strings, backslash_quote), in any case. Anchored on the underscores (found
+// with memchr): a statement has few, and most have none.
+bool names_lexing_setting(std::string_view sql) {
+  for (size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
+    if (at >= 8 && equals_nocase(sql.substr(at - 8, 19), "standard_conforming")) return true;
+    if (at >= 9 && equals_nocase(sql.substr(at - 9, 15), "backslash_quote")) return true;
+  }
+  return false;
 }
 
 // Which protocol the unit's messages speak, if it can be sent as part of a batch at all.
@@ -58,9 +70,7 @@ TransactionBatch::Kind joinable(const MirrorUnit& unit) {
         if (sql.empty() || sql.back() != '\0' || sql.find('\0') != sql.size() - 1) {
           return Kind::kEmpty;
         }
-        if (contains_nocase(sql, "standard_conforming") || contains_nocase(sql, "backslash_quote")) {
-          return Kind::kEmpty;
-        }
+        if (names_lexing_setting(sql)) return Kind::kEmpty;
         break;
       }
       case fe::kParse:

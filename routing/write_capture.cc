@@ -463,8 +463,13 @@ void WriteCapture::release(std::vector<Request>& requests,
   if (requests.empty()) return;
   MirrorUnit u;
   size_t total = 0;
-  for (const auto& r : requests) total += r.bytes.size();
+  size_t outcomes = 0;
+  for (const auto& r : requests) {
+    total += r.bytes.size();
+    outcomes += r.outcomes.size();
+  }
   u.bytes.reserve(total);
+  u.primary.reserve(outcomes);
   bool txn_control = false;
   bool state = false;
   bool writes = false;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# pgtandem's instructions per TPC-B transaction with write mirroring off and on (valgrind
+# callgrind: a count, not a time, so it holds on a busy machine), and where the mirror's share goes.
+#
+#   bench/mirror-instructions.sh          (root, Debian 12, PostgreSQL 15, valgrind; any cwd)
+#
+# Environment: MI_PGTANDEM (binary; default build-lead/proxy/pgtandem), MI_TXNS=400 (per client,
+# 2 clients, per mode), MI_MODES="simple prepared", MI_TOP=25 (functions listed for mirroring on).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${MI_PGTANDEM:-$root/build-lead/proxy/pgtandem}
+txns=${MI_TXNS:-400}
+modes=${MI_MODES:-simple prepared}
+top=${MI_TOP:-25}
+[[ -x $bin ]] || { echo "bench/mirror-instructions.sh: no pgtandem at $bin" >&2; exit 1; }
+command -v valgrind >/dev/null || { echo "bench/mirror-instructions.sh: valgrind not found" >&2; exit 1; }
+# shellcheck source=scripts/lib/pg.sh
+source "$root/scripts/lib/pg.sh"
+pg_init
+pg_cluster_start old
+pg_cluster_start new
+for c in old new; do pg_psql "$c" -c "CREATE DATABASE bench" postgres; done
+nmodes=$(wc -w <<<"$modes")
+printf '| mirror_writes | instructions per transaction | vs off |\n|---|---:|---:|\n'
+off=''
+for mirror in off on; do
+  for c in old new; do
+    pgbench -i -s 1 -q -h 127.0.0.1 -p "$(pg_port "$c")" -U postgres bench >/dev/null 2>&1
+  done
+  unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
+  if [[ $mirror == on ]]; then
+    export PGTANDEM_TOML_TOP='mirror_writes = true'
+    export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
+  fi
+  name=mi-$mirror
+  # Started once normally for its config and ports, then again under callgrind.
+  pgtandem_start "$bin" old new 1 "$name"
+  pg_stop_pid "$PGTANDEM_PID"
+  out=$PG_WORKDIR/$name/callgrind.out
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$PG_WORKDIR/$name/pgtandem.toml" \
+    >"$PG_WORKDIR/$name/valgrind.log" 2>&1 &
+  vg=$!
+  pg_wait_tcp "$PGTANDEM_PORT" 60 "$vg" || pg_die "pgtandem under valgrind did not start"
+  for mode in $modes; do
+    pgbench -n -M "$mode" -c 2 -t "$txns" -h 127.0.0.1 -p "$PGTANDEM_PORT" -U postgres bench \
+      >"$PG_WORKDIR/$name/pgbench-$mode.log" 2>&1 || pg_die "pgbench failed"
+  done
+  sleep 2  # the mirror applies the last writes
+  kill -TERM "$vg"
+  wait "$vg" || true
+  total=$(callgrind_annotate "$out" 2>/dev/null | grep "PROGRAM TOTALS" | awk '{ gsub(",", "", $1); print $1 }' || true)
+  per=$((total / (2 * txns * nmodes)))
+  [[ -n $off ]] || off=$per
+  printf '| %s | %d | %s |\n' "$mirror" "$per" "$(awk -v a="$per" -v b="$off" 'BEGIN { printf "%+.0f%%", (a / b - 1) * 100 }')"
+  if [[ $mirror == on ]]; then
+    echo
+    echo "Top $top functions (inclusive instructions, mirroring on):"
+    callgrind_annotate --inclusive=yes "$out" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -n "$top" | cut -c1-160
+  fi
+done
