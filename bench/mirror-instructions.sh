@@ -33,28 +33,20 @@ for mirror in off on; do
     export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
   fi
   name=mi-$mirror
-  # Started once normally for its config and ports, then again under callgrind.
-  pgtandem_start "$bin" old new 1 "$name"
-  pg_stop_pid "$PGTANDEM_PID"
-  out=$PG_WORKDIR/$name/callgrind.out
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$PG_WORKDIR/$name/pgtandem.toml" \
-    >"$PG_WORKDIR/$name/valgrind.log" 2>&1 &
-  vg=$!
-  pg_wait_tcp "$PGTANDEM_PORT" 60 "$vg" || pg_die "pgtandem under valgrind did not start"
+  pgtandem_callgrind_start "$bin" "$name"
   for mode in $modes; do
     pgbench -n -M "$mode" -c 2 -t "$txns" -h 127.0.0.1 -p "$PGTANDEM_PORT" -U postgres bench \
       >"$PG_WORKDIR/$name/pgbench-$mode.log" 2>&1 || pg_die "pgbench failed"
   done
   sleep 2  # the mirror applies the last writes
-  kill -TERM "$vg"
-  wait "$vg" || true
-  total=$(callgrind_annotate "$out" 2>/dev/null | grep "PROGRAM TOTALS" | awk '{ gsub(",", "", $1); print $1 }' || true)
+  pgtandem_callgrind_stop
+  total=$PGTANDEM_CALLGRIND_TOTAL
   per=$((total / (2 * txns * nmodes)))
   [[ -n $off ]] || off=$per
   printf '| %s | %d | %s |\n' "$mirror" "$per" "$(awk -v a="$per" -v b="$off" 'BEGIN { printf "%+.0f%%", (a / b - 1) * 100 }')"
   if [[ $mirror == on ]]; then
     echo
     echo "Top $top functions (inclusive instructions, mirroring on):"
-    callgrind_annotate --inclusive=yes "$out" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -n "$top" | cut -c1-160
+    callgrind_annotate --inclusive=yes "$PGTANDEM_CALLGRIND_OUT" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -n "$top" | cut -c1-160
   fi
 done

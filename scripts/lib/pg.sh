@@ -404,3 +404,25 @@ pg_pgbench() {
   }
   printf '%s %s %s %s\n' "$tps" "$lat" "$txns" "$cpu"
 }
+
+# pgtandem under valgrind's callgrind (instruction counts: they hold on a busy machine).
+# pgtandem_callgrind_start BIN NAME: writes NAME's config with pgtandem_start (PGTANDEM_TOML_TOP/
+# TAIL apply), then runs it again under callgrind, one worker; PGTANDEM_PORT is where it listens.
+# pgtandem_callgrind_stop: stops it and sets PGTANDEM_CALLGRIND_TOTAL to its instruction count
+# (not in a $(...) subshell: it waits for valgrind, which only this shell can).
+pgtandem_callgrind_start() {
+  local bin=$1 name=$2
+  pgtandem_start "$bin" old new 1 "$name"
+  pg_stop_pid "$PGTANDEM_PID"
+  PGTANDEM_CALLGRIND_OUT=$PG_WORKDIR/$name/callgrind.out
+  valgrind --tool=callgrind --callgrind-out-file="$PGTANDEM_CALLGRIND_OUT" "$bin" \
+    --config "$PG_WORKDIR/$name/pgtandem.toml" >"$PG_WORKDIR/$name/valgrind.log" 2>&1 &
+  PGTANDEM_CALLGRIND_PID=$!
+  pg_wait_tcp "$PGTANDEM_PORT" 60 "$PGTANDEM_CALLGRIND_PID" || pg_die "pgtandem under valgrind did not start"
+}
+pgtandem_callgrind_stop() {
+  kill -TERM "$PGTANDEM_CALLGRIND_PID"
+  wait "$PGTANDEM_CALLGRIND_PID" || true
+  PGTANDEM_CALLGRIND_TOTAL=$(callgrind_annotate "$PGTANDEM_CALLGRIND_OUT" 2>/dev/null |
+    grep "PROGRAM TOTALS" | awk '{ gsub(",", "", $1); print $1 }' || true)
+}
