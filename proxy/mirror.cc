@@ -28,8 +28,9 @@ constexpr size_t kMaxStateBytes = 256 * 1024;
 constexpr size_t kMaxBatchUnits = 64;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
 // Commit order across sessions: how long a unit waits for earlier ones of other sessions before it
-// is applied anyway (only a unit stuck on a link that neither applies nor journals it would make
-// it wait that long: a target that is down makes its links journal at once).
+// is applied anyway, and every link stops waiting for those (only a unit stuck on a link that
+// neither applies nor journals it, say behind a lock on the target, makes it wait that long: a
+// target that is down makes its links journal at once).
 constexpr auto kMaxOrderWait = std::chrono::seconds(30);
 using Clock = std::chrono::steady_clock;
 
@@ -505,6 +506,7 @@ asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
   while (state_.mirror_order.done_through() < after) {
     if (Clock::now() >= give_up) {
       state_.metrics->mirror_order_wait(false);
+      state_.mirror_order.give_up_through(after);
       log::warn("mirror applies a write before earlier ones of other sessions",
                 {{"session", context_.session_id},
                  {"target", state_.targets[target_].name},

@@ -95,7 +95,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Applies in_flight_ (one unit, or several joined in batch_) and settles each unit's fate.
   asio::awaitable<void> apply();
   // Waits until every unit numbered up to `after` is done (commit order across sessions,
-  // proxy/mirror_order.h), at most kMaxOrderWait.
+  // proxy/mirror_order.h), at most kMaxOrderWait; then it gives up on those for every link.
   asio::awaitable<void> wait_for_order(uint64_t after);
   void applied(routing::MirrorUnit& unit);
   // `status`, if given: the last ReadyForQuery's transaction status.

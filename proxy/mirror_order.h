@@ -49,6 +49,20 @@ class MirrorOrder {
     }
     done_through_.store(base_ - 1, std::memory_order_release);
   }
+  // Gives up waiting for the units up to `seq`: they count as done for ordering from now on (one
+  // stuck unit then holds the others back once, not once per waiting unit).
+  void give_up_through(uint64_t seq) {
+    std::lock_guard lock(mu_);
+    while (!pending_.empty() && base_ <= seq) {
+      pending_.pop_front();
+      ++base_;
+    }
+    while (!pending_.empty() && pending_.front()) {
+      pending_.pop_front();
+      ++base_;
+    }
+    done_through_.store(base_ - 1, std::memory_order_release);
+  }
   // Every unit numbered up to this is done.
   uint64_t done_through() const { return done_through_.load(std::memory_order_acquire); }
   // The last number given: a transaction beginning now is applied after it.

@@ -40,6 +40,23 @@ TEST(MirrorOrder, WatermarkWaitsForTheLowestUnfinished) {
   EXPECT_EQ(order.done_through(), 4u);
 }
 
+TEST(MirrorOrder, GivingUpOnAStuckUnitReleasesTheOthersOnce) {
+  MirrorOrder order;
+  const uint64_t stuck = order.assign();
+  const uint64_t b = order.assign();
+  const uint64_t c = order.assign();
+  const uint64_t d = order.assign();
+  order.done(c);
+  EXPECT_EQ(order.done_through(), 0u);
+  order.give_up_through(b);  // a unit that waited for 1..2 too long
+  EXPECT_EQ(order.done_through(), 3u);  // 1 and 2 given up, 3 done already
+  order.done(stuck);  // applied at last: changes nothing
+  order.done(b);
+  EXPECT_EQ(order.done_through(), 3u);
+  order.done(d);
+  EXPECT_EQ(order.done_through(), 4u);
+}
+
 TEST(MirrorOrder, OutOfOrderCompletionsFromManyThreads) {
   MirrorOrder order;
   constexpr int kThreads = 4;
