@@ -1,9 +1,7 @@
 #include "config/pgpass.h"
 
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <system_error>
+#include "config/secret_file.h"
+
 #include <utility>
 
 namespace pgtandem::config {
@@ -139,29 +137,15 @@ PgpassLoadResult parse_pgpass(std::string_view text, const std::string& source_n
 }
 
 PgpassLoadResult load_pgpass_file(const std::string& path, bool require_private) {
-  namespace fs = std::filesystem;
-  auto fail = [&](std::string message) {
+  std::string error;
+  std::optional<std::string> text =
+      read_secret_file(path, "password file", require_private, kMaxFileSize, &error);
+  if (!text) {
     PgpassLoadResult r;
-    r.errors.push_back(Error{path, 0, 0, std::move(message)});
+    r.errors.push_back(Error{path, 0, 0, std::move(error)});
     return r;
-  };
-  std::error_code ec;
-  fs::file_status st = fs::status(path, ec);
-  if (ec) return fail("cannot read password file: " + ec.message());
-  if (st.type() != fs::file_type::regular) return fail("password file is not a regular file");
-  if (require_private &&
-      (st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
-    // Same rule as libpq: a password file others can read has leaked already; refuse to use it.
-    return fail("password file has group or world access; permissions should be u=rw (0600)");
   }
-  std::uintmax_t size = fs::file_size(path, ec);
-  if (ec) return fail("cannot read password file: " + ec.message());
-  if (size > kMaxFileSize) return fail("password file is larger than 16 MiB");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail("cannot open password file");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return fail("error reading password file");
-  return parse_pgpass(text, path);
+  return parse_pgpass(*text, path);
 }
 
 }  // namespace pgtandem::config

@@ -1,9 +1,8 @@
 #include "config/userlist.h"
 
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <system_error>
+#include "config/secret_file.h"
+#include "protocol/base64.h"
+
 #include <utility>
 
 namespace pgtandem::config {
@@ -12,15 +11,6 @@ namespace {
 constexpr std::uintmax_t kMaxFileSize = 64 << 20;
 constexpr std::string_view kScramPrefix = "SCRAM-SHA-256$";
 constexpr size_t kScramKeySize = 32;
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
 
 bool blank(std::string_view s) { return s.find_first_not_of(" \t") == std::string_view::npos; }
 
@@ -55,40 +45,6 @@ bool read_quoted(std::string_view line, size_t* pos, std::string* out, std::stri
 
 }  // namespace
 
-std::optional<std::string> decode_base64(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    const bool last = i + 4 == text.size();
-    const int a = base64_value(text[i]);
-    const int b = base64_value(text[i + 1]);
-    if (a < 0 || b < 0) return std::nullopt;
-    uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12);
-    if (last && text[i + 2] == '=' && text[i + 3] == '=') {
-      if (b & 0xf) return std::nullopt;  // non-canonical: stray bits
-      out.push_back(static_cast<char>(v >> 16));
-      break;
-    }
-    const int c = base64_value(text[i + 2]);
-    if (c < 0) return std::nullopt;
-    v |= uint32_t(c) << 6;
-    if (last && text[i + 3] == '=') {
-      if (c & 0x3) return std::nullopt;
-      out.push_back(static_cast<char>(v >> 16));
-      out.push_back(static_cast<char>((v >> 8) & 0xff));
-      break;
-    }
-    const int d = base64_value(text[i + 3]);
-    if (d < 0) return std::nullopt;
-    v |= uint32_t(d);
-    out.push_back(static_cast<char>(v >> 16));
-    out.push_back(static_cast<char>((v >> 8) & 0xff));
-    out.push_back(static_cast<char>(v & 0xff));
-  }
-  return out;
-}
-
 bool is_md5_secret(std::string_view s) {
   if (s.size() != 35 || !s.starts_with("md5")) return false;
   for (char c : s.substr(3)) {
@@ -115,9 +71,9 @@ std::optional<ScramSecret> parse_scram_secret(std::string_view s) {
     iterations = iterations * 10 + static_cast<uint64_t>(c - '0');
   }
   if (iterations == 0 || iterations > 0x7fffffff) return std::nullopt;
-  auto salt = decode_base64(head.substr(c1 + 1));
-  auto stored = decode_base64(keys.substr(0, c2));
-  auto server = decode_base64(keys.substr(c2 + 1));
+  auto salt = protocol::base64_decode(head.substr(c1 + 1));
+  auto stored = protocol::base64_decode(keys.substr(0, c2));
+  auto server = protocol::base64_decode(keys.substr(c2 + 1));
   if (!salt || salt->empty() || !stored || stored->size() != kScramKeySize || !server ||
       server->size() != kScramKeySize) {
     return std::nullopt;
@@ -226,29 +182,15 @@ UserlistLoadResult parse_userlist(std::string_view text, const std::string& sour
 }
 
 UserlistLoadResult load_userlist_file(const std::string& path, bool require_private) {
-  namespace fs = std::filesystem;
-  auto fail = [&](std::string message) {
+  std::string error;
+  std::optional<std::string> text =
+      read_secret_file(path, "userlist", require_private, kMaxFileSize, &error);
+  if (!text) {
     UserlistLoadResult r;
-    r.errors.push_back(Error{path, 0, 0, std::move(message)});
+    r.errors.push_back(Error{path, 0, 0, std::move(error)});
     return r;
-  };
-  std::error_code ec;
-  fs::file_status st = fs::status(path, ec);
-  if (ec) return fail("cannot read userlist: " + ec.message());
-  if (st.type() != fs::file_type::regular) return fail("userlist is not a regular file");
-  if (require_private &&
-      (st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
-    // Same rule as for the password file: hashes others can read are as good as passwords for md5.
-    return fail("userlist has group or world access; permissions should be u=rw (0600)");
   }
-  std::uintmax_t size = fs::file_size(path, ec);
-  if (ec) return fail("cannot read userlist: " + ec.message());
-  if (size > kMaxFileSize) return fail("userlist is larger than 64 MiB");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail("cannot open userlist");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return fail("error reading userlist");
-  return parse_userlist(text, path);
+  return parse_userlist(*text, path);
 }
 
 }  // namespace pgtandem::config

@@ -77,7 +77,5 @@ UserlistLoadResult load_userlist_file(const std::string& path, bool require_priv
 std::optional<ScramSecret> parse_scram_secret(std::string_view secret);
 // PostgreSQL's rule: "md5" followed by 32 lowercase hex digits.
 bool is_md5_secret(std::string_view secret);
-// Strict base64 (padding required); nullopt on anything else.
-std::optional<std::string> decode_base64(std::string_view text);
 
 }  // namespace pgtandem::config

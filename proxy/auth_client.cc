@@ -1,4 +1,5 @@
 #include "proxy/auth_client.h"
+#include "protocol/base64.h"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -59,40 +60,10 @@ bool parse_iterations(std::string_view s, uint64_t& out) {
   return true;
 }
 
-constexpr char kBase64Chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 }  // namespace
 
 bool system_random(std::span<unsigned char> out) {
   return RAND_bytes(out.data(), static_cast<int>(out.size())) == 1;
-}
-
-std::string base64_encode(std::string_view raw) {
-  std::string out;
-  out.reserve((raw.size() + 2) / 3 * 4);
-  size_t i = 0;
-  auto byte = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(raw[k])); };
-  for (; i + 3 <= raw.size(); i += 3) {
-    uint32_t v = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
-    out.push_back(kBase64Chars[(v >> 18) & 63]);
-    out.push_back(kBase64Chars[(v >> 12) & 63]);
-    out.push_back(kBase64Chars[(v >> 6) & 63]);
-    out.push_back(kBase64Chars[v & 63]);
-  }
-  size_t left = raw.size() - i;
-  if (left > 0) {
-    uint32_t v = byte(i) << 16;
-    if (left == 2) v |= byte(i + 1) << 8;
-    out.push_back(kBase64Chars[(v >> 18) & 63]);
-    out.push_back(kBase64Chars[(v >> 12) & 63]);
-    out.push_back(left == 2 ? kBase64Chars[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  return config::decode_base64(text);
 }
 
 std::string md5_password_answer(std::string_view user, std::string_view password,
@@ -206,7 +177,7 @@ AuthStatus AuthClient::on_sasl(const protocol::Authentication& request, std::str
   if (!options_.random || !options_.random(raw_bytes)) {
     return fail("could not generate a SCRAM nonce");
   }
-  client_nonce_ = base64_encode(raw);
+  client_nonce_ = protocol::base64_encode(raw);
   client_first_bare_ = "n=" + saslname(credentials_.user) + ",r=" + client_nonce_;
   std::string client_first = std::string(kGs2Header) + client_first_bare_;
   protocol::encode(out,
@@ -230,7 +201,7 @@ AuthStatus AuthClient::on_sasl_continue(std::string_view server_first, std::stri
   for (char c : nonce) {
     if (c < 0x21 || c > 0x7e || c == ',') return fail("SCRAM: invalid character in the nonce");
   }
-  std::optional<std::string> salt = base64_decode(salt_b64);
+  std::optional<std::string> salt = protocol::base64_decode(salt_b64);
   if (!salt || salt->empty()) return fail("SCRAM: malformed salt");
   uint64_t iterations = 0;
   if (!parse_iterations(iterations_text, iterations) || iterations == 0) {
@@ -265,7 +236,7 @@ AuthStatus AuthClient::on_sasl_continue(std::string_view server_first, std::stri
   expected_server_signature_.assign(as_view(server_signature));
 
   client_final += ",p=";
-  client_final += base64_encode(as_view(proof));
+  client_final += protocol::base64_encode(as_view(proof));
   protocol::encode(out, protocol::SaslResponse{client_final});
 
   OPENSSL_cleanse(salted.data(), salted.size());
@@ -284,7 +255,7 @@ AuthStatus AuthClient::on_sasl_final(std::string_view server_final) {
   if (!read_attribute(in, 'v', value) || !in.empty()) {
     return fail("SCRAM: malformed server-final-message");
   }
-  std::optional<std::string> signature = base64_decode(value);
+  std::optional<std::string> signature = protocol::base64_decode(value);
   // Why: this is the server's proof that it holds the verifier for our password; without it a
   // man in the middle could accept any login and read what the mirror sends.
   if (!signature || signature->size() != expected_server_signature_.size() ||

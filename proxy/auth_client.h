@@ -106,9 +106,4 @@ class AuthClient {
 std::string md5_password_answer(std::string_view user, std::string_view password,
                                 std::string_view salt);
 
-// Standard base64 (RFC 4648, with padding), as SCRAM uses it.
-std::string base64_encode(std::string_view raw);
-// Strict decoding: padding required, no whitespace; nullopt on anything else.
-std::optional<std::string> base64_decode(std::string_view text);
-
 }  // namespace pgtandem::proxy

@@ -1,4 +1,5 @@
 #include "proxy/journal.h"
+#include "protocol/base64.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -26,78 +27,6 @@ namespace {
 // Nesting of a journal line: line -> session/unit -> params/primary/prepared -> pair.
 constexpr int kMaxDepth = 8;
 constexpr size_t kTailChunk = 64 * 1024;
-
-// ------------------------------------------------------------------------------------------------
-// Base64 (RFC 4648, standard alphabet, padded)
-
-constexpr char kBase64Alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void append_base64(std::string& out, std::string_view in) {
-  size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8) | p[i + 2];
-    out += kBase64Alphabet[(v >> 18) & 63];
-    out += kBase64Alphabet[(v >> 12) & 63];
-    out += kBase64Alphabet[(v >> 6) & 63];
-    out += kBase64Alphabet[v & 63];
-  }
-  size_t rest = in.size() - i;
-  if (rest == 1) {
-    uint32_t v = uint32_t{p[i]} << 16;
-    out += kBase64Alphabet[(v >> 18) & 63];
-    out += kBase64Alphabet[(v >> 12) & 63];
-    out += "==";
-  } else if (rest == 2) {
-    uint32_t v = (uint32_t{p[i]} << 16) | (uint32_t{p[i + 1]} << 8);
-    out += kBase64Alphabet[(v >> 18) & 63];
-    out += kBase64Alphabet[(v >> 12) & 63];
-    out += kBase64Alphabet[(v >> 6) & 63];
-    out += '=';
-  }
-}
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Strict: length a multiple of 4, padding only at the end, no whitespace.
-bool decode_base64(std::string_view in, std::string* out) {
-  out->clear();
-  if (in.size() % 4 != 0) return false;
-  out->reserve(in.size() / 4 * 3);
-  for (size_t i = 0; i < in.size(); i += 4) {
-    bool last = i + 4 == in.size();
-    int a = base64_value(in[i]);
-    int b = base64_value(in[i + 1]);
-    if (a < 0 || b < 0) return false;
-    if (last && in[i + 2] == '=') {
-      if (in[i + 3] != '=' || (b & 15) != 0) return false;
-      out->push_back(static_cast<char>((a << 2) | (b >> 4)));
-      return true;
-    }
-    int c = base64_value(in[i + 2]);
-    if (c < 0) return false;
-    if (last && in[i + 3] == '=') {
-      if ((c & 3) != 0) return false;
-      out->push_back(static_cast<char>((a << 2) | (b >> 4)));
-      out->push_back(static_cast<char>(((b & 15) << 4) | (c >> 2)));
-      return true;
-    }
-    int d = base64_value(in[i + 3]);
-    if (d < 0) return false;
-    out->push_back(static_cast<char>((a << 2) | (b >> 4)));
-    out->push_back(static_cast<char>(((b & 15) << 4) | (c >> 2)));
-    out->push_back(static_cast<char>(((c & 3) << 6) | d));
-  }
-  return true;
-}
 
 // ------------------------------------------------------------------------------------------------
 // Writer
@@ -147,7 +76,7 @@ void append_json_string(std::string& out, std::string_view s) {
 
 void append_base64_string(std::string& out, std::string_view bytes) {
   out += '"';
-  append_base64(out, bytes);
+  protocol::append_base64(out, bytes);
   out += '"';
 }
 
@@ -562,7 +491,9 @@ class Mapper {
   }
   bool base64(const Json& v, std::string* out, const std::string& what) {
     if (v.kind != Json::Kind::kString) return fail(what + " is not a string");
-    if (!decode_base64(v.text, out)) return fail(what + " is not valid base64");
+    auto decoded = protocol::base64_decode(v.text);
+    if (!decoded) return fail(what + " is not valid base64");
+    *out = std::move(*decoded);
     return true;
   }
   // [[a, b], ...] of strings; b decoded from base64 when `b_base64`.

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace pgtandem::proxy::log {
 
@@ -18,6 +19,8 @@ void configure(Level level, Format format);
 
 // Appends `s` as a JSON string literal (quotes, escapes); for JSON lines written elsewhere too.
 void append_json_string(std::string& out, std::string_view s);
+// A JSON array of strings.
+void append_json_string_array(std::string& out, const std::vector<std::string>& v);
 // "2026-11-21T15:04:05.123Z" (UTC, milliseconds): the one timestamp format of logs, journal, audit
 // entries, /status and the shadow mismatch log.
 std::string utc_timestamp(std::chrono::system_clock::time_point t);

@@ -43,11 +43,7 @@ class MirrorOrder {
     std::lock_guard lock(mu_);
     if (seq < base_ || seq - base_ >= pending_.size()) return;
     pending_[seq - base_] = true;
-    while (!pending_.empty() && pending_.front()) {
-      pending_.pop_front();
-      ++base_;
-    }
-    done_through_.store(base_ - 1, std::memory_order_release);
+    advance();
   }
   // Gives up waiting for the units up to `seq`: they count as done for ordering from now on (one
   // stuck unit then holds the others back once, not once per waiting unit).
@@ -57,11 +53,7 @@ class MirrorOrder {
       pending_.pop_front();
       ++base_;
     }
-    while (!pending_.empty() && pending_.front()) {
-      pending_.pop_front();
-      ++base_;
-    }
-    done_through_.store(base_ - 1, std::memory_order_release);
+    advance();
   }
   // Every unit numbered up to this is done.
   uint64_t done_through() const { return done_through_.load(std::memory_order_acquire); }
@@ -69,6 +61,15 @@ class MirrorOrder {
   uint64_t last_assigned() const { return last_.load(std::memory_order_acquire); }
 
  private:
+  // Past every done unit at the front (mu_ held).
+  void advance() {
+    while (!pending_.empty() && pending_.front()) {
+      pending_.pop_front();
+      ++base_;
+    }
+    done_through_.store(base_ - 1, std::memory_order_release);
+  }
+
   std::mutex mu_;
   std::deque<bool> pending_;  // done? for base_, base_ + 1, ...
   uint64_t base_ = 1;

@@ -29,15 +29,6 @@ namespace {
 // ConfigMap update renames the `..data` symlink (moved_to) and deletes the old directory.
 constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB;
 
-void append_json_array(std::string& out, const std::vector<std::string>& v) {
-  out.push_back('[');
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i != 0) out.push_back(',');
-    log::append_json_string(out, v[i]);
-  }
-  out.push_back(']');
-}
-
 std::string join(const std::vector<std::string>& v, std::string_view sep) {
   std::string out;
   for (const auto& s : v) {
@@ -114,11 +105,11 @@ std::string audit_json(const AuditEntry& e) {
   log::append_json_string(out, e.hash_after);
   out += ",\"generation\":" + std::to_string(e.generation);
   out += ",\"changes\":";
-  append_json_array(out, e.changes);
+  log::append_json_string_array(out, e.changes);
   out += ",\"restart_required\":";
-  append_json_array(out, e.restart_required);
+  log::append_json_string_array(out, e.restart_required);
   out += ",\"errors\":";
-  append_json_array(out, e.errors);
+  log::append_json_string_array(out, e.errors);
   out += "}";
   return out;
 }

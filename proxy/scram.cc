@@ -1,4 +1,5 @@
 #include "proxy/scram.h"
+#include "protocol/base64.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -67,8 +68,8 @@ config::ScramSecret make_secret(std::string_view password, std::string_view salt
 }
 
 std::string format_secret(const config::ScramSecret& s) {
-  return "SCRAM-SHA-256$" + std::to_string(s.iterations) + ":" + base64_encode(s.salt) + "$" +
-         base64_encode(s.stored_key) + ":" + base64_encode(s.server_key);
+  return "SCRAM-SHA-256$" + std::to_string(s.iterations) + ":" + protocol::base64_encode(s.salt) + "$" +
+         protocol::base64_encode(s.stored_key) + ":" + protocol::base64_encode(s.server_key);
 }
 
 std::string md5_secret(std::string_view user, std::string_view password) {

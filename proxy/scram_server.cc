@@ -1,4 +1,5 @@
 #include "proxy/scram_server.h"
+#include "protocol/base64.h"
 
 #include <utility>
 
@@ -103,11 +104,11 @@ ScramStep ScramServer::on_initial(std::string_view mechanism, std::optional<std:
     if (!options_.random || !options_.random(bytes)) {
       return malformed("could not generate random nonce", {}, "XX000");
     }
-    server_nonce = base64_encode(raw);
+    server_nonce = protocol::base64_encode(raw);
   }
   nonce_.assign(client_nonce);
   nonce_ += server_nonce;
-  server_first_ = "r=" + nonce_ + ",s=" + base64_encode(secret_.salt) +
+  server_first_ = "r=" + nonce_ + ",s=" + protocol::base64_encode(secret_.salt) +
                   ",i=" + std::to_string(secret_.iterations);
   *server_first = server_first_;
   state_ = State::kFinal;
@@ -123,7 +124,7 @@ ScramStep ScramServer::on_final(std::string_view data, std::string* server_final
   }
   // Why: c= must repeat the gs2 header the client sent first; a different one means the two
   // messages were not produced together (or a channel-binding downgrade was attempted).
-  if (cbind != base64_encode(gs2_header_)) {
+  if (cbind != protocol::base64_encode(gs2_header_)) {
     return malformed("SCRAM channel binding check failed");
   }
   if (!read_attribute(in, 'r', nonce)) {
@@ -136,7 +137,7 @@ ScramStep ScramServer::on_final(std::string_view data, std::string* server_final
     return malformed(std::string(kMalformed), "Could not find proof in client-final-message.");
   }
   proof_b64 = data.substr(p + 3);
-  std::optional<std::string> proof = base64_decode(proof_b64);
+  std::optional<std::string> proof = protocol::base64_decode(proof_b64);
   if (!proof || proof->size() != scram::kKeySize) {
     return malformed(std::string(kMalformed), "Malformed proof in client-final-message.");
   }
@@ -164,7 +165,7 @@ ScramStep ScramServer::on_final(std::string_view data, std::string* server_final
     return ScramStep::kFailed;
   }
   scram::Digest server_signature = scram::hmac_sha256(secret_.server_key, auth_message);
-  *server_final = "v=" + base64_encode(std::string(scram::as_view(server_signature)));
+  *server_final = "v=" + protocol::base64_encode(std::string(scram::as_view(server_signature)));
   return ScramStep::kVerified;
 }
 

@@ -655,15 +655,6 @@ std::string_view outcome_name(ConfigReloadOutcome o) {
   return o == ConfigReloadOutcome::kInvalid ? "rejected" : to_string(o);
 }
 
-void append_string_array(std::string& out, const std::vector<std::string>& v) {
-  out.push_back('[');
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i != 0) out.push_back(',');
-    log::append_json_string(out, v[i]);
-  }
-  out.push_back(']');
-}
-
 std::string format_double(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.6f", v);
@@ -776,9 +767,9 @@ std::string Server::Impl::status_json() const {
   out += ",\"outcome\":";
   log::append_json_string(out, outcome_name(report.outcome));
   out += ",\"errors\":";
-  append_string_array(out, report.errors);
+  log::append_json_string_array(out, report.errors);
   out += ",\"changes\":";
-  append_string_array(out, report.changes);
+  log::append_json_string_array(out, report.changes);
   out += "}}";
 
   out += ",\"shadow\":";
@@ -809,11 +800,11 @@ AdminReply Server::Impl::reload_via_admin() {
   log::append_json_string(reply.body, report.hash);
   reply.body += ",\"generation\":" + std::to_string(report.generation);
   reply.body += ",\"errors\":";
-  append_string_array(reply.body,
+  log::append_json_string_array(reply.body,
                       outcome == ConfigReloadOutcome::kInvalid ? report.errors
                                                                : std::vector<std::string>{});
   reply.body += ",\"changes\":";
-  append_string_array(reply.body, outcome == ConfigReloadOutcome::kApplied
+  log::append_json_string_array(reply.body, outcome == ConfigReloadOutcome::kApplied
                                       ? report.changes
                                       : std::vector<std::string>{});
   reply.body += "}\n";

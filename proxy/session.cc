@@ -1555,17 +1555,15 @@ asio::awaitable<bool> Session::flip_primary(size_t to) {
   // Every write of the session must be on the new primary before it serves the session.
   const auto give_up = Clock::now() + std::chrono::milliseconds(
                                           state_.config->limits.connect_timeout_ms);
-  // (A shadow read may hold the connection: it gives it back within its timeout.)
-  while ((!mirror_->drained() || mirror_->lent()) && Clock::now() < give_up) {
-    asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
-    co_await t.async_wait(kNoThrow);
-  }
   // What other sessions committed before now should be there too, so that the session's next
   // transactions follow them on the new primary as they did on the old one (commit order,
-  // proxy/mirror_order.h). Best effort within the same deadline: a session that waited that
-  // long moves anyway (closing it would not help: a reconnected client would see the same).
+  // proxy/mirror_order.h): best effort within the same deadline (a session that waited that long
+  // for others moves anyway: closing it would not help, a reconnected client would see the same).
+  // (A shadow read may hold the connection: it gives it back within its timeout.)
   const uint64_t committed_before = state_.mirror_order.last_assigned();
-  while (state_.mirror_order.done_through() < committed_before && Clock::now() < give_up) {
+  while ((!mirror_->drained() || mirror_->lent() ||
+          state_.mirror_order.done_through() < committed_before) &&
+         Clock::now() < give_up) {
     asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
     co_await t.async_wait(kNoThrow);
   }

@@ -135,12 +135,4 @@ void TransactionBatch::clear() {
   body_.clear();
 }
 
-bool coalesce_transaction(const MirrorUnit& unit, std::string& out) {
-  if (unit.responses < 2) return false;  // one request already
-  TransactionBatch batch;
-  if (!batch.add(unit)) return false;
-  out = batch.request();
-  return true;
-}
-
 }  // namespace pgtandem::routing

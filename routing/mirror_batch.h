@@ -56,8 +56,4 @@ class TransactionBatch {
   std::string request_;
 };
 
-// The unit alone as one request, into `out` (replacing its contents); false, `out` unspecified,
-// when the unit must be sent as it is.
-bool coalesce_transaction(const MirrorUnit& unit, std::string& out);
-
 }  // namespace pgtandem::routing

@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 
+#include "protocol/base64.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 
@@ -13,6 +14,8 @@ namespace pgtandem::proxy {
 namespace {
 
 using protocol::Authentication;
+using protocol::base64_decode;
+using protocol::base64_encode;
 
 // RFC 7677, section 3.
 constexpr std::string_view kRfcUser = "user";

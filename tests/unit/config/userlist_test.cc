@@ -1,5 +1,7 @@
 #include "config/userlist.h"
 
+#include "protocol/base64.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -123,12 +125,12 @@ TEST(Userlist, ScramSecretParsing) {
 }
 
 TEST(Userlist, Base64IsStrict) {
-  EXPECT_EQ(decode_base64("cGVuY2ls"), "pencil");
-  EXPECT_EQ(decode_base64("YQ=="), "a");
-  EXPECT_EQ(decode_base64("YWI="), "ab");
-  EXPECT_FALSE(decode_base64("YQ"));
-  EXPECT_FALSE(decode_base64("YR=="));  // stray bits
-  EXPECT_FALSE(decode_base64("Y Q=="));
+  EXPECT_EQ(protocol::base64_decode("cGVuY2ls"), "pencil");
+  EXPECT_EQ(protocol::base64_decode("YQ=="), "a");
+  EXPECT_EQ(protocol::base64_decode("YWI="), "ab");
+  EXPECT_FALSE(protocol::base64_decode("YQ"));
+  EXPECT_FALSE(protocol::base64_decode("YR=="));  // stray bits
+  EXPECT_FALSE(protocol::base64_decode("Y Q=="));
 }
 
 class UserlistFile : public ::testing::Test {

@@ -1,4 +1,4 @@
-// coalesce_transaction: which mirror units go to the target as one request, and the exact bytes.
+// TransactionBatch: which mirror units go to the target as one request, and the exact bytes.
 #include "routing/mirror_batch.h"
 
 #include <gtest/gtest.h>
@@ -28,6 +28,15 @@ std::string bind_execute_sync(std::string_view statement) {
   proto::encode(out, proto::Sync{});
   return out;
 }
+// The unit alone as one request, into `out`; false when it must be sent as it is (what the mirror
+// link does with a unit that has nothing queued behind it).
+bool coalesce_transaction(const MirrorUnit& unit, std::string& out) {
+  TransactionBatch batch;
+  if (unit.responses < 2 || !batch.add(unit)) return false;
+  out = batch.request();
+  return true;
+}
+
 std::string sync_msg() {
   std::string out;
   proto::encode(out, proto::Sync{});
