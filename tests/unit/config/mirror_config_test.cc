@@ -4,18 +4,12 @@
 #include <string>
 
 #include "config/config.h"
+#include "tests/unit/config/test_support.h"
 
 namespace pgtandem::config {
 namespace {
 
-constexpr const char* kTargets = R"(
-[targets.old]
-host = "127.0.0.1"
-port = 5432
-[targets.new]
-host = "127.0.0.1"
-port = 5433
-)";
+constexpr const char* kTargets = testing::kTwoTargets;
 
 TEST(MirrorConfig, DefaultsAreOffAndJournalOnOverflow) {
   auto r = load_string(kTargets);

@@ -1,5 +1,7 @@
 #include "config/pgpass.h"
 
+#include "tests/unit/config/test_support.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -160,22 +162,7 @@ TEST(Pgpass, EveryErrorIsReportedAndNoEntriesAreKept) {
   EXPECT_EQ(r.errors[0].to_string().rfind("f:2:", 0), 0u) << r.errors[0].to_string();
 }
 
-class PgpassFile : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/pgpass_test_XXXXXX";
-    int fd = mkstemp(tmpl);
-    ASSERT_GE(fd, 0);
-    close(fd);
-    path_ = tmpl;
-  }
-  void TearDown() override { std::remove(path_.c_str()); }
-  void write(const std::string& text, mode_t mode) {
-    std::ofstream(path_, std::ios::binary | std::ios::trunc) << text;
-    ASSERT_EQ(chmod(path_.c_str(), mode), 0);
-  }
-  std::string path_;
-};
+class PgpassFile : public testing::SecretFileTest {};
 
 TEST_F(PgpassFile, LoadsAPrivateFile) {
   write("h:5432:db:u:pw\n", 0600);

@@ -1,6 +1,7 @@
 #include "config/userlist.h"
 
 #include "protocol/base64.h"
+#include "tests/unit/config/test_support.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -133,22 +134,7 @@ TEST(Userlist, Base64IsStrict) {
   EXPECT_FALSE(protocol::base64_decode("Y Q=="));
 }
 
-class UserlistFile : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/pgtandem-userlist-XXXXXX";
-    int fd = mkstemp(tmpl);
-    ASSERT_GE(fd, 0);
-    close(fd);
-    path_ = tmpl;
-  }
-  void TearDown() override { std::remove(path_.c_str()); }
-  void write(const std::string& text, mode_t mode) {
-    std::ofstream(path_, std::ios::binary | std::ios::trunc) << text;
-    ASSERT_EQ(chmod(path_.c_str(), mode), 0);
-  }
-  std::string path_;
-};
+class UserlistFile : public testing::SecretFileTest {};
 
 TEST_F(UserlistFile, LoadsAPrivateFile) {
   write("\"alice\" \"pw\"\n", 0600);
