@@ -15,6 +15,8 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev
   # real servers for integration tests, demo and bench
   postgresql-15 postgresql-client-15 pgbouncer pgpool2
+  # bench/*-instructions.sh: instruction counts under callgrind
+  valgrind
   # script helpers (openssl: throwaway certificates for the TLS tests and bench/run.sh --tls)
   python3 procps curl util-linux openssl
   # deploy/ checks (tests/deploy): promtool validates the alert rules and dashboard queries
