@@ -170,7 +170,7 @@ struct Breaker {
 };
 
 // Shadow reads (issue 5): a sampled read served by the primary also runs on the other target, off
-// the client's path, and the two answers are compared (routing/result_digest.h).
+// the client's path, and the two answers are compared (policy/shadow/result_digest.h).
 struct Shadow {
   double sample_rate = 0;              // 0..1 of eligible reads; a rule's shadow_sample_rate wins
   double max_per_second = 0;           // shadow reads started per second, whole process; 0 = no cap

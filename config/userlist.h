@@ -1,6 +1,6 @@
 // The users pgtandem authenticates itself with `[auth] mode = "file"`, in PgBouncer's auth_file
 // format (https://www.pgbouncer.org/config.html#authentication-file-format). Pure: text in, entries
-// out; the SCRAM and MD5 math is in proxy/scram.h.
+// out; the SCRAM and MD5 math is in proxy/auth/scram.h.
 //
 //   "username" "secret"
 //

@@ -6,10 +6,10 @@
 #include <string_view>
 
 #include "config/config.h"
-#include "proxy/cli.h"
-#include "proxy/auth_server.h"
-#include "proxy/log.h"
-#include "proxy/replay.h"
+#include "proxy/control/cli.h"
+#include "proxy/auth/auth_server.h"
+#include "proxy/telemetry/log.h"
+#include "proxy/mirror/replay.h"
 #include "proxy/server.h"
 
 namespace {

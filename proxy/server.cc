@@ -27,19 +27,19 @@
 
 #include "protocol/errors.h"
 #include "protocol/startup.h"
-#include "proxy/auth_server.h"
-#include "proxy/admin_http.h"
-#include "proxy/catalog_loader.h"
-#include "proxy/journal.h"
-#include "proxy/mirror.h"
-#include "proxy/shadow.h"
+#include "proxy/auth/auth_server.h"
+#include "proxy/control/admin_http.h"
+#include "proxy/control/catalog_loader.h"
+#include "proxy/mirror/journal.h"
+#include "proxy/mirror/mirror_link.h"
+#include "proxy/shadow/shadow_lane.h"
 
 #include <future>
-#include "proxy/log.h"
-#include "proxy/reload.h"
-#include "proxy/session.h"
-#include "proxy/tls.h"
-#include "proxy/upstream.h"
+#include "proxy/telemetry/log.h"
+#include "proxy/control/reload.h"
+#include "proxy/session/session.h"
+#include "proxy/net/tls.h"
+#include "proxy/net/upstream.h"
 #include "proxy/worker.h"
 
 namespace pgtandem::proxy {
@@ -345,8 +345,8 @@ bool Server::start(std::string* error) {
   for (size_t i = 0; i < im.state.targets.size(); ++i) {
     if (i != im.state.primary) im.state.secondary = i;
   }
-  im.state.functions.read_only = routing::FunctionSet(cfg->classifier.read_only_functions);
-  im.state.functions.writing = routing::FunctionSet(cfg->classifier.writing_functions);
+  im.state.functions.read_only = policy::FunctionSet(cfg->classifier.read_only_functions);
+  im.state.functions.writing = policy::FunctionSet(cfg->classifier.writing_functions);
   if (cfg->mirror_writes && !im.open_mirror(*cfg, error)) return false;
   if (cfg->auth.file_mode()) {
     // [auth] mode = "file": the users pgtandem authenticates, and its own passwords for logging

@@ -17,21 +17,21 @@
 #include "config/pgpass.h"
 #include "config/userlist.h"
 #include "protocol/framing.h"
-#include "proxy/breakers.h"
-#include "proxy/cancel_registry.h"
-#include "proxy/metrics.h"
-#include "proxy/mirror_order.h"
-#include "proxy/stats.h"
-#include "proxy/stream.h"
-#include "routing/classifier.h"
-#include "routing/classifier_cache.h"
-#include "routing/mismatch_table.h"
-#include "routing/route_rules.h"
+#include "proxy/net/target_breakers.h"
+#include "proxy/net/cancel_registry.h"
+#include "proxy/telemetry/metrics.h"
+#include "policy/mirror/mirror_order.h"
+#include "proxy/telemetry/stats.h"
+#include "proxy/net/stream.h"
+#include "policy/sql/classifier.h"
+#include "policy/sql/classifier_cache.h"
+#include "policy/shadow/mismatch_table.h"
+#include "policy/route/route_rules.h"
 
 namespace pgtandem::proxy {
 
 namespace asio = boost::asio;
-// Plain or TLS (proxy/stream.h); RawSocket is the socket itself.
+// Plain or TLS (proxy/net/stream.h); RawSocket is the socket itself.
 using Socket = Stream;
 using Endpoint = asio::generic::stream_protocol::endpoint;
 
@@ -55,7 +55,7 @@ class MirrorLink;
 // ServerState::snapshot_generation, a relaxed load, before touching the atomic shared_ptr).
 struct ConfigSnapshot {
   std::shared_ptr<const config::Config> config;
-  std::shared_ptr<const routing::RuleSet> rules;
+  std::shared_ptr<const policy::RuleSet> rules;
   uint64_t generation = 0;  // 1 for the config pgtandem started with, +1 per applied reload
   std::string hash;         // config::config_hash() of the file's bytes
   size_t primary = 0;       // index into ServerState::targets of config->primary
@@ -88,14 +88,14 @@ struct ServerState {
   // by each login.
   std::atomic<std::shared_ptr<const config::Userlist>> userlist;
   std::atomic<int64_t> mirror_queue_bytes{0};  // all sessions' mirror queues together
-  MirrorOrder mirror_order;                    // commit order across sessions' mirror links
+  policy::MirrorOrder mirror_order;                    // commit order across sessions' mirror links
   // A target found down is not tried again by every session until this time (steady clock, ns).
   std::atomic<int64_t> target_down_until[kMaxTargets] = {};
-  routing::FunctionLists functions;            // from [classifier]
+  policy::FunctionLists functions;            // from [classifier]
   // Learned from the primary's pg_proc at start; sessions take it when they begin.
-  std::atomic<std::shared_ptr<const routing::VolatilityCatalog>> catalog;
-  Breakers breakers;                           // per routed-to target (issue 4)
-  routing::MismatchTable shadow_mismatches;    // by fingerprint, for /status (issue 5)
+  std::atomic<std::shared_ptr<const policy::VolatilityCatalog>> catalog;
+  TargetBreakers breakers;                          // per routed-to target (issue 4)
+  policy::MismatchTable shadow_mismatches;    // by fingerprint, for /status (issue 5)
   std::string process_tag;                     // distinguishes this process in session ids
   std::atomic<uint64_t> next_session{1};
 
@@ -124,7 +124,7 @@ class Worker {
   ServerState& state() { return state_; }
   WorkerStats& stats() { return stats_; }
   // Statement classifications are cached per worker: no lock, and hot statements stay hot.
-  routing::ClassificationCache& classification_cache() { return classification_cache_; }
+  policy::ClassificationCache& classification_cache() { return classification_cache_; }
 
   // Sessions served by this worker now; read by other workers' acceptors to balance load.
   std::atomic<uint32_t>& sessions() { return sessions_; }
@@ -155,7 +155,7 @@ class Worker {
   ServerState& state_;
   asio::io_context io_{1};
   WorkerStats stats_;
-  routing::ClassificationCache classification_cache_;
+  policy::ClassificationCache classification_cache_;
   std::atomic<uint32_t> sessions_{0};
   std::vector<std::weak_ptr<MirrorLink>> mirror_links_;  // touched on the worker thread only
   std::unordered_set<asio::cancellation_signal*> drain_signals_;  // worker thread only

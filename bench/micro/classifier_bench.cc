@@ -6,17 +6,17 @@
 #include <string>
 #include <string_view>
 
-#include "routing/classifier.h"
-#include "routing/classifier_cache.h"
-#include "routing/classifier_parser.h"
+#include "policy/sql/classifier.h"
+#include "policy/sql/classifier_cache.h"
+#include "policy/sql/classifier_parser.h"
 
 namespace {
 
-using pgtandem::routing::ClassificationCache;
-using pgtandem::routing::ClassifierOptions;
-using pgtandem::routing::classify;
-using pgtandem::routing::classify_cached;
-using pgtandem::routing::classify_with_parser;
+using pgtandem::policy::ClassificationCache;
+using pgtandem::policy::ClassifierOptions;
+using pgtandem::policy::classify;
+using pgtandem::policy::classify_cached;
+using pgtandem::policy::classify_with_parser;
 
 // pgbench -S and the TPC-B script's first statement, as pgbench -M simple sends them.
 constexpr std::string_view kSelectOnly = "SELECT abalance FROM pgbench_accounts WHERE aid = 52633;";

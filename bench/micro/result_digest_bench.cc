@@ -11,18 +11,18 @@
 
 #include "protocol/framing.h"
 #include "protocol/messages.h"
-#include "routing/classifier.h"
-#include "routing/result_digest.h"
-#include "routing/shadow_policy.h"
+#include "policy/sql/classifier.h"
+#include "policy/shadow/result_digest.h"
+#include "policy/shadow/shadow_policy.h"
 
 namespace {
 
 using pgtandem::protocol::ColumnDescription;
 using pgtandem::protocol::Value;
-using pgtandem::routing::compare;
-using pgtandem::routing::Comparison;
-using pgtandem::routing::DigestOptions;
-using pgtandem::routing::ResultDigest;
+using pgtandem::policy::compare;
+using pgtandem::policy::Comparison;
+using pgtandem::policy::DigestOptions;
+using pgtandem::policy::ResultDigest;
 
 std::string body_of(const std::string& message) {
   return message.substr(pgtandem::protocol::kHeaderSize);
@@ -172,10 +172,10 @@ constexpr std::string_view kRead =
     "WHERE a.country = 'DE' AND o.created_at > '2026-01-01' ORDER BY o.total DESC LIMIT 50";
 
 void BM_AnalyzeRead(benchmark::State& state) {
-  const pgtandem::routing::Classification c =
-      pgtandem::routing::classify(kRead, pgtandem::routing::ClassifierOptions{});
+  const pgtandem::policy::Classification c =
+      pgtandem::policy::classify(kRead, pgtandem::policy::ClassifierOptions{});
   for (auto _ : state) {
-    auto shape = pgtandem::routing::analyze_read(kRead, c);
+    auto shape = pgtandem::policy::analyze_read(kRead, c);
     benchmark::DoNotOptimize(shape);
   }
 }
@@ -183,18 +183,18 @@ BENCHMARK(BM_AnalyzeRead);
 
 void BM_AnalyzeReadPgbench(benchmark::State& state) {
   constexpr std::string_view kSelect = "SELECT abalance FROM pgbench_accounts WHERE aid = 52633;";
-  const pgtandem::routing::Classification c =
-      pgtandem::routing::classify(kSelect, pgtandem::routing::ClassifierOptions{});
+  const pgtandem::policy::Classification c =
+      pgtandem::policy::classify(kSelect, pgtandem::policy::ClassifierOptions{});
   for (auto _ : state) {
-    auto shape = pgtandem::routing::analyze_read(kSelect, c);
+    auto shape = pgtandem::policy::analyze_read(kSelect, c);
     benchmark::DoNotOptimize(shape);
   }
 }
 BENCHMARK(BM_AnalyzeReadPgbench);
 
 void BM_SamplerDecide(benchmark::State& state) {
-  pgtandem::routing::ShadowSampler sampler("pgtandem",
-                                           pgtandem::routing::ShadowSampler::RateLimit{1e9, 1e9});
+  pgtandem::policy::ShadowSampler sampler("pgtandem",
+                                           pgtandem::policy::ShadowSampler::RateLimit{1e9, 1e9});
   const auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
   uint64_t key = 0;
   for (auto _ : state) {

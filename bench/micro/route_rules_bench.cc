@@ -7,15 +7,15 @@
 #include <string>
 #include <string_view>
 
-#include "routing/route_rules.h"
+#include "policy/route/route_rules.h"
 
 namespace {
 
-using pgtandem::routing::hash_point;
-using pgtandem::routing::RouteDecision;
-using pgtandem::routing::RuleSet;
-using pgtandem::routing::SessionInfo;
-using pgtandem::routing::StatementInfo;
+using pgtandem::policy::hash_point;
+using pgtandem::policy::RouteDecision;
+using pgtandem::policy::RuleSet;
+using pgtandem::policy::SessionInfo;
+using pgtandem::policy::StatementInfo;
 
 constexpr std::string_view kSelect = "SELECT abalance FROM pgbench_accounts WHERE aid = 52633;";
 constexpr std::string_view kTagged =
@@ -55,7 +55,7 @@ SessionInfo make_session() {
   s.user = "app";
   s.database = "bench";
   s.application_name = "pgbench";
-  s.client = pgtandem::routing::IpAddress::parse("10.1.2.3");
+  s.client = pgtandem::policy::IpAddress::parse("10.1.2.3");
   s.client_address = "10.1.2.3";
   s.session_key = 0x123456789abcdefull;
   return s;

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-# Prometheus' own series, present for every scrape target: the only name not from proxy/metrics.cc.
+# Prometheus' own series, present for every scrape target: the only name not from proxy/telemetry/metrics.cc.
 PROMETHEUS_SERIES = {"up"}
 # Being added for issue 6 (shadow mismatches by statement fingerprint); not in metrics.cc yet.
 PENDING_METRICS = {"pgtandem_shadow_mismatches_by_fingerprint_total"}
@@ -510,10 +510,10 @@ def main():
             "the image ships deploy/pgtandem.container.toml as /etc/pgtandem/pgtandem.toml")
 
     # ---------------------------------------------------------------- Prometheus rules
-    metrics_cc = (repo / "proxy/metrics.cc").read_text()
+    metrics_cc = (repo / "proxy/telemetry/metrics.cc").read_text()
     exported, histograms = exported_metrics(metrics_cc)
     c.check(len(exported) >= 20 and len(histograms) >= 2,
-            f"found pgtandem's metrics in proxy/metrics.cc ({len(exported)} names, histograms {sorted(histograms)})")
+            f"found pgtandem's metrics in proxy/telemetry/metrics.cc ({len(exported)} names, histograms {sorted(histograms)})")
     known = exported | PENDING_METRICS | PROMETHEUS_SERIES
 
     alerts_path = deploy / "prometheus/alerts.yaml"
@@ -529,7 +529,7 @@ def main():
         for name in metric_names(r.get("expr", "")):
             used.add(name)
             c.check(name in known or name in recorded,
-                    f"alerts.yaml {label}: {name} is a metric pgtandem exports (proxy/metrics.cc) or a recording rule")
+                    f"alerts.yaml {label}: {name} is a metric pgtandem exports (proxy/telemetry/metrics.cc) or a recording rule")
         if "alert" in r:
             ann = r.get("annotations", {})
             for a in ("summary", "description", "runbook"):

@@ -2,7 +2,7 @@
 // (trust, cleartext, md5, SCRAM-SHA-256; credentials given directly or from a pgpass file),
 // the server's errors as values, startup parameters in effect; and against scripted fake servers
 // for what a real one does not do (silence, skipping SCRAM's final step).
-#include "proxy/backend_login.h"
+#include "proxy/auth/backend_login.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -341,7 +341,7 @@ TEST_F(MirrorTest, PgbenchTpcbAllModesLeaveIdenticalTables) {
     EXPECT_EQ(after.divergences, 0);
     EXPECT_EQ(after.queue_bytes, 0);
     EXPECT_GT(after.lag_count, before.lag_count);
-    // Every TPC-B transaction reached new as one request (routing/mirror_batch.h).
+    // Every TPC-B transaction reached new as one request (policy/mirror/mirror_batch.h).
     EXPECT_GE(after.coalesced - before.coalesced, static_cast<double>(s.processed));
     expect_pgbench_identical(db, "-M " + mode);
   }
@@ -1214,7 +1214,7 @@ TEST_F(MirrorTest, CoalescedTransactionFailingOnNewLeavesNothingThere) {
             "0/2");
 }
 
-// Commit order across sessions (proxy/mirror_order.h): session A's write is held up on new (an
+// Commit order across sessions (policy/mirror/mirror_order.h): session A's write is held up on new (an
 // advisory lock that only its statement takes); session B's write, made after A's committed,
 // must not overtake it there, though B has a mirror connection of its own. Then a TRUNCATE in one
 // session followed by INSERTs in others (what pgbench does at every start) leaves the same rows

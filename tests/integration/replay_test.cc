@@ -1,9 +1,9 @@
-// `pgtandem replay` (proxy/replay.h) against a real PostgreSQL server: journal entries built by
+// `pgtandem replay` (proxy/mirror/replay.h) against a real PostgreSQL server: journal entries built by
 // hand (simple Query, extended protocol with binary parameters binding a journaled prepared
 // statement, an explicit transaction, session state the write depends on) are applied in order,
 // never twice; a statement that fails on the target is a divergence; a target that is down stops
 // replay without recording anything past the failed entry.
-#include "proxy/replay.h"
+#include "proxy/mirror/replay.h"
 
 #include <sys/stat.h>
 
@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "protocol/messages.h"
-#include "proxy/journal.h"
+#include "proxy/mirror/journal.h"
 #include "tests/integration/fixture.h"
 
 namespace pgtandem::it {
@@ -23,7 +23,7 @@ using proxy::Journal;
 using proxy::JournalEntry;
 using proxy::ReplayOptions;
 using proxy::ReplaySummary;
-using routing::Outcome;
+using policy::Outcome;
 
 std::string query_msg(const std::string& sql) {
   std::string out;

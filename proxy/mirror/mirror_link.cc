@@ -1,0 +1,578 @@
+#include "proxy/mirror/mirror_link.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <span>
+
+#include "protocol/message_types.h"
+#include "protocol/messages.h"
+#include "proxy/auth/backend_login.h"
+#include "proxy/telemetry/log.h"
+#include "proxy/net/upstream.h"
+#include "policy/mirror/mirror_batch.h"
+
+namespace pgtandem::proxy {
+
+namespace {
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr size_t kReadBufferSize = 16 * 1024;
+constexpr size_t kMaxStateUnits = 256;
+constexpr size_t kMaxStateBytes = 256 * 1024;
+// A batch: queued transactions of the session sent as one request (policy/mirror/mirror_batch.h).
+constexpr size_t kMaxBatchUnits = 64;
+constexpr size_t kMaxBatchBytes = 256 * 1024;
+// Commit order across sessions: how long a unit waits for earlier ones of other sessions before it
+// is applied anyway, and every link stops waiting for those (only a unit stuck on a link that
+// neither applies nor journals it, say behind a lock on the target, makes it wait that long: a
+// target that is down makes its links journal at once).
+constexpr auto kMaxOrderWait = std::chrono::seconds(30);
+using Clock = std::chrono::steady_clock;
+
+std::string describe(std::span<const policy::Outcome> outcomes) {
+  std::string s;
+  for (const auto& o : outcomes) {
+    if (!s.empty()) s += ", ";
+    s += o.is_error() ? "ERROR " + o.sqlstate : o.tag;
+  }
+  return s.empty() ? "(no statement)" : s;
+}
+// ReadyForQuery messages a unit's bytes produce: one per Query, one per Sync.
+uint32_t count_responses(std::string_view bytes) {
+  uint32_t n = 0;
+  size_t pos = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    if (type == protocol::frontend::kQuery || type == protocol::frontend::kSync) ++n;
+    pos += 1 + protocol::read_u32(bytes.data() + pos + 1);
+  }
+  return n;
+}
+}  // namespace
+
+std::shared_ptr<MirrorLink> MirrorLink::start(Worker& worker, MirrorContext context,
+                                              size_t target) {
+  auto link = std::make_shared<MirrorLink>(worker, std::move(context), target);
+  worker.add_mirror_link(link);
+  asio::co_spawn(worker.io(), [link]() { return link->run(); }, asio::detached);
+  return link;
+}
+
+std::shared_ptr<MirrorLink> MirrorLink::start_like(const MirrorLink& model, size_t target) {
+  auto link = start(model.worker_, model.context_, target);
+  link->state_units_ = model.state_units_;
+  link->state_bytes_ = model.state_bytes_;
+  return link;
+}
+
+MirrorLink::MirrorLink(Worker& worker, MirrorContext context, size_t target)
+    : worker_(worker),
+      state_(worker.state()),
+      context_(std::move(context)),
+      target_(target),
+      socket_(worker.io()),
+      wake_(worker.io()) {}
+
+bool MirrorLink::over_limit() const {
+  // [mirror] may change on reload; the snapshot holds the current one.
+  const auto snap = state_.snapshot.load(std::memory_order_acquire);
+  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
+  return queued_bytes_ > m.session_queue_bytes ||
+         static_cast<uint64_t>(state_.mirror_queue_bytes.load(std::memory_order_relaxed)) >
+             m.global_queue_bytes;
+}
+
+void MirrorLink::account(int64_t delta) {
+  queued_bytes_ += delta;
+  state_.mirror_queue_bytes.fetch_add(delta, std::memory_order_relaxed);
+}
+
+void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::WriteCapture& capture) {
+  const auto snap = state_.snapshot.load(std::memory_order_acquire);
+  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
+  pushed_ += units.size();
+  for (auto& u : units) {
+    // Keep the Parse of every statement a unit binds: a journal entry must carry it.
+    for (const auto& name : u.binds) {
+      const std::string* parse = capture.parse_message(name);
+      if (parse == nullptr) continue;
+      auto it = std::find_if(parses_.begin(), parses_.end(),
+                             [&](const auto& p) { return p.first == name; });
+      if (it == parses_.end()) {
+        parses_.emplace_back(name, *parse);
+      } else if (it->second != *parse) {
+        it->second = *parse;
+      }
+    }
+    if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
+    u.seq = state_.mirror_order.assign();
+    const uint64_t size = u.bytes.size();
+    const bool full = queued_bytes_ + size > m.session_queue_bytes ||
+                      static_cast<uint64_t>(state_.mirror_queue_bytes.load(
+                          std::memory_order_relaxed)) + size > m.global_queue_bytes;
+    if (full && m.overflow == "journal" && !degraded_) {
+      // The queue is bounded: rather than grow or drop, the write goes to the journal, and the
+      // session's later writes follow it there to keep their order.
+      degrade("queue_full", "mirror queue over its byte limit");
+    }
+    if (degraded_ && queue_.empty() && !busy_) {
+      journal(u, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
+      continue;
+    }
+    account(static_cast<int64_t>(size));
+    queue_.push_back(std::move(u));
+  }
+  wake_.cancel();
+}
+
+void MirrorLink::journal_pending(std::string_view reason) {
+  // Runs on the worker while the link's coroutine is suspended (or done): it never resumes after
+  // this, so the unit it was applying is journaled as uncertain, the queued ones as they are.
+  for (auto& unit : in_flight_) {
+    const int64_t size = static_cast<int64_t>(unit.bytes.size());
+    journal(unit, reason, "pgtandem stopped while the target was applying it", true);
+    account(-size);
+  }
+  in_flight_.clear();
+  while (!queue_.empty()) {
+    const int64_t size = static_cast<int64_t>(queue_.front().bytes.size());
+    journal(queue_.front(), reason, "pgtandem stopped before the target applied it", false);
+    queue_.pop_front();
+    account(-size);
+  }
+  finished_ = true;
+}
+
+void MirrorLink::finish() {
+  finished_ = true;
+  wake_.cancel();
+}
+
+void MirrorLink::degrade(std::string reason, std::string detail) {
+  if (degraded_) return;
+  degraded_ = true;
+  degraded_reason_ = std::move(reason);
+  degraded_detail_ = std::move(detail);
+  log::warn("mirror degraded: session writes go to the journal",
+            {{"session", context_.session_id},
+             {"target", state_.targets[target_].name},
+             {"reason", degraded_reason_},
+             {"detail", degraded_detail_}});
+}
+
+namespace {
+// Only Parse/Close/Describe/Sync/Flush: prepared statements, which a journal entry carries for
+// what it binds (JournalSession::prepared). Keeping them as state too would prepare twice.
+bool only_prepares(std::string_view bytes) {
+  size_t pos = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    if (type != protocol::frontend::kParse && type != protocol::frontend::kClose &&
+        type != protocol::frontend::kDescribe && type != protocol::frontend::kSync &&
+        type != protocol::frontend::kFlush) {
+      return false;
+    }
+    pos += 1 + protocol::read_u32(bytes.data() + pos + 1);
+  }
+  return true;
+}
+}  // namespace
+
+void MirrorLink::remember_state(const policy::MirrorUnit& unit) {
+  if (!unit.session_state || only_prepares(unit.bytes)) return;
+  state_units_.push_back(unit.bytes);
+  state_bytes_ += unit.bytes.size();
+  // Bounded: a session that SETs forever keeps its most recent settings.
+  while (state_units_.size() > kMaxStateUnits || state_bytes_ > kMaxStateBytes) {
+    state_bytes_ -= state_units_.front().size();
+    state_units_.erase(state_units_.begin());
+  }
+}
+
+void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
+                         std::string_view detail, bool uncertain) {
+  JournalEntry e;
+  e.target = state_.targets[target_].name;
+  e.reason = std::string(reason);
+  e.detail = std::string(detail);
+  e.uncertain = uncertain;
+  e.session.id = context_.session_id;
+  e.session.user = context_.user;
+  e.session.database = context_.database;
+  e.session.params = context_.params;
+  e.session.state = state_units_;
+  for (const auto& name : unit.binds) {
+    auto it = std::find_if(parses_.begin(), parses_.end(),
+                           [&](const auto& p) { return p.first == name; });
+    if (it != parses_.end()) e.session.prepared.push_back(*it);
+  }
+  remember_state(unit);
+  const uint64_t seq = unit.seq;
+  e.unit = std::move(unit);
+  const bool ok = state_.journal != nullptr && state_.journal->append(std::move(e)) != 0;
+  state_.metrics->mirror_write(ok ? MirrorOutcome::kJournaled : MirrorOutcome::kFailed);
+  if (!ok) {
+    log::error("mirrored write lost: journal unavailable",
+               {{"session", context_.session_id}, {"reason", reason}});
+  }
+  state_.mirror_order.done(seq);
+}
+
+// GCC 12 pairs the coroutine frame's operator delete with the aligned_alloc inside Asio's frame
+// allocator once this frame holds a Stream (proxy/net/stream.h): a false positive, the frame is freed
+// by Asio's matching deallocate.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+asio::awaitable<bool> MirrorLink::connect(std::string* error) {
+  const TargetEndpoint& target = state_.targets[target_];
+  const auto& cfg = *state_.config;
+  // A target found down recently is not tried again by every session.
+  const int64_t now_ns = Clock::now().time_since_epoch().count();
+  const int64_t down_until = state_.target_down_until[target_].load(std::memory_order_relaxed);
+  if (now_ns < down_until) {
+    *error = "target marked down after a recent failure";
+    co_return false;
+  }
+  auto mark_down = [&] {
+    state_.target_down_until[target_].store(
+        now_ns + std::chrono::nanoseconds(std::chrono::milliseconds(cfg.mirror.reconnect_interval_ms))
+                     .count(),
+        std::memory_order_relaxed);
+  };
+  socket_ = Socket(worker_.io());
+  auto ec = co_await connect_target(socket_, target,
+                                    std::chrono::milliseconds(cfg.limits.connect_timeout_ms));
+  if (ec) {
+    state_.metrics->upstream_connect_failed(target_);
+    mark_down();
+    *error = ec.message();
+    co_return false;
+  }
+  const config::Target* t = cfg.find_target(target.name);
+  LoginParams p;
+  p.user = context_.user;
+  p.database = context_.database;
+  p.extra = context_.params;
+  p.pgpass = state_.pgpass.get();
+  p.pgpass_host = pgpass_host(*t);
+  p.pgpass_port = t->port;
+  p.timeout = std::chrono::milliseconds(cfg.limits.connect_timeout_ms);
+  LoginResult r = co_await login_backend(socket_, p);
+  if (!r.ok) {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    if (r.error == LoginError::kIo || r.error == LoginError::kTimeout) mark_down();
+    *error = "login failed: " + r.sqlstate + " " + r.message;
+    co_return false;
+  }
+  key_ = r.key;
+  rbuf_.resize(kReadBufferSize);
+  rend_ = r.leftover.size() <= rbuf_.size() ? r.leftover.size() : 0;
+  if (rend_ > 0) std::memcpy(rbuf_.data(), r.leftover.data(), rend_);
+  // A reconnection (after a routed read lost the connection): the session's settings again.
+  bool replayed = true;
+  if (!state_units_.empty()) replayed = co_await replay_state();
+  if (!replayed) {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    *error = "replaying the session's state failed";
+    co_return false;
+  }
+  ++epoch_;
+  connected_ = true;
+  co_return true;
+}
+#pragma GCC diagnostic pop
+
+// Reads the target's answers until `responses` ReadyForQuery messages; false on a lost connection.
+asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
+                                                std::vector<policy::Outcome>* out, char* status) {
+  protocol::FrameScanner scanner(protocol::Direction::kBackend, state_.limits, 8 * 1024);
+  struct Visitor {
+    std::vector<policy::Outcome>* out;
+    uint32_t remaining;
+    char status = 'I';
+    bool on_message(const protocol::Header& h, std::string_view body) {
+      switch (h.type) {
+        case protocol::backend::kCommandComplete: {
+          protocol::CommandComplete cc;
+          if (protocol::decode(body, cc)) out->push_back({std::string(cc.tag), {}});
+          return true;
+        }
+        case protocol::backend::kErrorResponse: {
+          protocol::ErrorResponse e;
+          std::string_view code = protocol::decode(body, e) ? e.sqlstate() : "";
+          out->push_back({{}, std::string(code.empty() ? "XX000" : code)});
+          return true;
+        }
+        case protocol::backend::kReadyForQuery:
+          status = body.empty() ? 'I' : body[0];
+          return --remaining > 0;
+        default:
+          return true;
+      }
+    }
+    bool on_stream_start(const protocol::Header& h) {
+      if (h.type == protocol::backend::kErrorResponse) out->push_back({{}, "XX000"});
+      return true;
+    }
+  } v{out, responses};
+  if (status != nullptr) *status = 'I';
+  if (responses == 0) co_return true;
+  for (;;) {
+    if (rend_ > 0) {
+      auto r = scanner.scan(std::string_view(rbuf_.data(), rend_), v);
+      if (r.status == protocol::Status::kInvalid) co_return false;
+      rend_ -= r.forward;
+      if (rend_ > 0) std::memmove(rbuf_.data(), rbuf_.data() + r.forward, rend_);
+      if (v.remaining == 0) {
+        if (status != nullptr) *status = v.status;
+        co_return true;
+      }
+    }
+    auto [ec, n] = co_await socket_.async_read_some(
+        asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_), kNoThrow);
+    if (ec) co_return false;
+    rend_ += n;
+  }
+}
+
+void MirrorLink::compare(const policy::MirrorUnit& unit,
+                         std::span<const policy::Outcome> mirror) {
+  if (std::equal(mirror.begin(), mirror.end(), unit.primary.begin(), unit.primary.end())) return;
+  // Name the first difference: what an operator needs to look for.
+  std::string_view kind = "statements";
+  const size_t n = std::min(mirror.size(), unit.primary.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto& p = unit.primary[i];
+    const auto& m = mirror[i];
+    if (p == m) continue;
+    if (!p.is_error() && m.is_error()) {
+      kind = "error_on_mirror";
+    } else if (p.is_error() && !m.is_error()) {
+      kind = "error_on_primary";
+    } else if (p.is_error()) {
+      kind = "error_code";
+    } else if (protocol::command_tag_name(p.tag) == protocol::command_tag_name(m.tag)) {
+      kind = "row_count";
+    } else {
+      kind = "command";
+    }
+    break;
+  }
+  state_.metrics->mirror_divergence(kind);
+  log::warn("mirror divergence", {{"session", context_.session_id},
+                                  {"target", state_.targets[target_].name},
+                                  {"kind", kind},
+                                  {"statement", unit.first_sql},
+                                  {"primary", describe(unit.primary)},
+                                  {"mirror", describe(mirror)}});
+}
+
+asio::awaitable<bool> MirrorLink::replay_state() {
+  for (const auto& unit : state_units_) {
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit), kNoThrow);
+    if (ec) co_return false;
+    std::vector<policy::Outcome> outcomes;
+    const bool read = co_await read_outcomes(count_responses(unit), &outcomes, nullptr);
+    if (!read) co_return false;
+    for (const auto& o : outcomes) {
+      if (o.is_error()) co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<Socket*> MirrorLink::lend(std::string* error) {
+  lent_ = true;
+  // (No co_await inside && or ||: GCC 12 miscompiles coroutines that do that.)
+  if (!connected_) {
+    const bool ok = co_await connect(error);
+    if (!ok) {
+      lent_ = false;
+      wake_.cancel();
+      co_return nullptr;
+    }
+  }
+  co_return &socket_;
+}
+
+void MirrorLink::give_back(bool broken, bool mirrors_writes) {
+  lent_ = false;
+  if (broken) {
+    connected_ = false;
+    rend_ = 0;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    if (mirrors_writes) degrade("connection_lost", "connection lost during a routed read");
+  }
+  wake_.cancel();  // units queued meanwhile
+}
+
+void MirrorLink::applied(policy::MirrorUnit& unit) {
+  remember_state(unit);
+  state_.metrics->mirror_write(MirrorOutcome::kApplied);
+  state_.mirror_order.done(unit.seq);
+}
+
+asio::awaitable<void> MirrorLink::apply() {
+  if (!connected_) {
+    std::string error;
+    if (!co_await connect(&error)) {
+      degrade(error.starts_with("login failed") ? "login_failed" : "target_unavailable", error);
+      for (auto& unit : in_flight_) journal(unit, degraded_reason_, degraded_detail_, false);
+      co_return;
+    }
+  }
+  // Committed transactions go as one request when they can (policy/mirror/mirror_batch.h): one round
+  // trip, one answer to read, instead of one per statement.
+  const bool joined = batch_.units() == in_flight_.size() &&
+                      (in_flight_.size() > 1 || in_flight_.front().responses > 1);
+  const std::string& wire = joined ? batch_.request() : in_flight_.front().bytes;
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(wire), kNoThrow);
+  std::vector<policy::Outcome> outcomes;
+  size_t expected = 0;
+  for (const auto& unit : in_flight_) expected += unit.primary.size();
+  outcomes.reserve(expected);
+  bool read_ok = false;
+  char status = 'I';
+  if (!ec) {
+    read_ok = co_await read_outcomes(joined ? 1 : in_flight_.front().responses, &outcomes, &status);
+  }
+  if (read_ok && joined && status == 'E') {
+    // A statement failed: the target skipped the rest of the request and left the transaction
+    // block aborted (sent one by one, the COMMIT would have rolled it back). Roll it back.
+    std::string rollback;
+    protocol::encode(rollback, protocol::Query{"ROLLBACK"});
+    auto [rec, rn] = co_await asio::async_write(socket_, asio::buffer(rollback), kNoThrow);
+    std::vector<policy::Outcome> ignored;
+    read_ok = false;  // (no co_await inside && or ||: GCC 12 miscompiles it)
+    if (!rec) read_ok = co_await read_outcomes(1, &ignored, nullptr);
+  }
+  if (!read_ok) {
+    // Whether the target applied the units before the connection broke cannot be known.
+    connected_ = false;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    degrade("connection_lost", ec ? ec.message() : "connection closed while applying");
+    for (auto& unit : in_flight_) journal(unit, "connection_lost", degraded_detail_, !ec);
+    co_return;
+  }
+  if (joined) state_.metrics->mirror_coalesced(in_flight_.size());
+  // Each unit's answers, in order: as many outcomes as the primary's (a statement answers with
+  // one CommandComplete or one ErrorResponse). After an error the target skipped the rest.
+  const auto now = Clock::now();
+  size_t next = 0;
+  bool failed_before = false;
+  for (auto& unit : in_flight_) {
+    if (failed_before) {
+      // Not applied (skipped after the failure): the journal keeps it in the session's order.
+      journal(unit, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
+      continue;
+    }
+    const size_t take =
+        joined ? std::min(unit.primary.size(), outcomes.size() - next) : outcomes.size() - next;
+    const std::span<const policy::Outcome> mine(outcomes.data() + next, take);
+    next += take;
+    worker_.stats().mirror_lag.observe(now - unit.primary_done);
+    compare(unit, mine);
+    bool mirror_failed = false;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (mine[i].is_error() && (i >= unit.primary.size() || !unit.primary[i].is_error())) {
+        mirror_failed = true;
+      }
+    }
+    if (mirror_failed) {
+      // The target refused what the primary accepted: the unit did not apply (a unit is one
+      // transaction), so it is journaled for an operator or a later replay, and the session's
+      // later writes follow it there: applied directly they would overtake it.
+      degrade("mirror_error", describe(mine));
+      journal(unit, "mirror_error", describe(mine), false);
+      failed_before = true;
+      continue;
+    }
+    applied(unit);
+  }
+}
+
+asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
+  const auto give_up = Clock::now() + kMaxOrderWait;
+  bool waited = false;
+  while (state_.mirror_order.done_through() < after) {
+    if (Clock::now() >= give_up) {
+      state_.metrics->mirror_order_wait(false);
+      state_.mirror_order.give_up_through(after);
+      log::warn("mirror applies a write before earlier ones of other sessions",
+                {{"session", context_.session_id},
+                 {"target", state_.targets[target_].name},
+                 {"reason", "waited too long for them"}});
+      co_return;
+    }
+    waited = true;
+    wake_.expires_after(std::chrono::milliseconds(1));
+    co_await wake_.async_wait(kNoThrow);
+  }
+  if (waited) state_.metrics->mirror_order_wait(true);
+}
+
+asio::awaitable<void> MirrorLink::run() {
+  auto self = shared_from_this();  // the link lives until its queue is drained
+  for (;;) {
+    while (queue_.empty() || lent_) {
+      if (finished_ && !lent_) {
+        if (connected_) {
+          std::string terminate;
+          protocol::end_message(terminate,
+                                protocol::begin_message(terminate, protocol::frontend::kTerminate));
+          co_await asio::async_write(socket_, asio::buffer(terminate), kNoThrow);
+          boost::system::error_code ignored;
+          socket_.close(ignored);
+        }
+        co_return;
+      }
+      wake_.expires_at(asio::steady_timer::time_point::max());
+      co_await wake_.async_wait(kNoThrow);
+    }
+    if (!degraded_ && queue_.front().after > state_.mirror_order.done_through()) {
+      // Commit order across sessions: what committed on the primary before this transaction
+      // began is applied first (policy/mirror/mirror_order.h).
+      co_await wait_for_order(queue_.front().after);
+      if (queue_.empty() || lent_) continue;  // journaled at shutdown meanwhile
+    }
+    busy_ = true;
+    in_flight_.clear();
+    in_flight_.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+    int64_t bytes = static_cast<int64_t>(in_flight_.front().bytes.size());
+    if (degraded_) {
+      journal(in_flight_.front(), "session_degraded", degraded_reason_ + ": " + degraded_detail_,
+              false);
+    } else {
+      // The session's next queued transactions join the request while they can: same protocol,
+      // nothing of other sessions' left to wait for, within the batch limits.
+      batch_.clear();
+      if (batch_.add(in_flight_.front())) {
+        const uint64_t done = state_.mirror_order.done_through();
+        while (!queue_.empty() && in_flight_.size() < kMaxBatchUnits &&
+               batch_.bytes() < kMaxBatchBytes && queue_.front().after <= done &&
+               batch_.add(queue_.front())) {
+          bytes += static_cast<int64_t>(queue_.front().bytes.size());
+          in_flight_.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      co_await apply();
+    }
+    // (Journaled units were moved into their entries: the size was taken before.)
+    if (!in_flight_.empty()) account(-bytes);  // empty: journal_pending() accounted for them
+    in_flight_.clear();
+    busy_ = false;
+  }
+}
+
+}  // namespace pgtandem::proxy

@@ -1,0 +1,140 @@
+// The mirror leg of a session: applies the units WriteCapture released, in order, on a connection
+// of its own to the other target, compares each outcome with the primary's, and journals whatever
+// it cannot apply. The client never waits for it: units are queued and applied by a coroutine of
+// their own, which outlives the client session until its queue is drained.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "proxy/auth/backend_login.h"
+#include "proxy/mirror/journal.h"
+#include "proxy/worker.h"
+#include "policy/mirror/mirror_batch.h"
+#include "policy/mirror/write_capture.h"
+
+namespace pgtandem::proxy {
+
+struct MirrorContext {
+  std::string session_id;
+  std::string user;
+  std::string database;
+  std::vector<std::pair<std::string, std::string>> params;  // startup params but user/database
+};
+
+class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
+ public:
+  // Creates the link and starts its coroutine on the worker.
+  static std::shared_ptr<MirrorLink> start(Worker& worker, MirrorContext context, size_t target);
+
+  // A link to `target` with `model`'s login and session settings (startup parameters and the
+  // SET-like units it applied), nothing queued: shadow rechecks run on such short-lived links.
+  static std::shared_ptr<MirrorLink> start_like(const MirrorLink& model, size_t target);
+
+  MirrorLink(Worker& worker, MirrorContext context, size_t target);
+
+  // Queues units released by the capture (never blocks). `capture` supplies the Parse messages of
+  // the statements the units bind, for journal entries.
+  void push(std::vector<policy::MirrorUnit> units, const policy::WriteCapture& capture);
+  // The client session ended: apply what is queued, then close.
+  void finish();
+  // pgtandem is stopping: everything not yet applied goes to the journal now (on the worker).
+  void journal_pending(std::string_view reason);
+  // Nothing queued and nothing in flight: every write of the session is on the target.
+  bool drained() const { return queue_.empty() && !busy_; }
+  bool over_limit() const;
+
+  // Routed reads (issue 4) borrow the link's connection: it carries the session's replayed state
+  // (startup parameters, SET, prepared statements) and, once drained, every write the session
+  // made, so a read served on it sees the session's own writes. Only while drained and healthy.
+  bool can_lend() const { return drained() && !lent_ && !degraded_ && !finished_; }
+  bool lent() const { return lent_; }
+  // Connects (and logs in) if needed. nullptr if the target cannot be reached: the link itself is
+  // not degraded by that (no write was lost), but the target is marked down for a while.
+  asio::awaitable<Socket*> lend(std::string* error);
+  // Bytes already read from the lent socket beyond the last answer (the borrower continues them).
+  std::vector<char>& read_buffer() { return rbuf_; }
+  size_t& read_end() { return rend_; }
+  // `broken`: the borrower left the connection in an unknown state: it is closed. The next
+  // connection has the session's settings replayed but not the statements earlier units
+  // prepared, so a link that mirrors writes degrades (its later writes go to the journal); one
+  // that only serves routed reads reconnects lazily.
+  void give_back(bool broken, bool mirrors_writes);
+  // The server's key for the link's connection (to forward cancels once it serves the client).
+  const BackendKey& backend_key() const { return key_; }
+  size_t target() const { return target_; }
+  // A primary flip swapped connections: the link's (lent) socket is now the session's former
+  // primary connection, to `target`, with `key`.
+  void retarget(size_t target, BackendKey key) {
+    target_ = target;
+    key_ = key;
+    connected_ = true;
+    ++epoch_;  // another connection: what routed reads prepared is not there
+    rend_ = 0;
+    if (rbuf_.empty()) rbuf_.resize(16 * 1024);
+  }
+  bool connected() const { return connected_; }
+  // Incremented at every new connection: what was prepared on the previous one is gone.
+  uint64_t epoch() const { return epoch_; }
+  // Units ever pushed (writes and session state): a shadow read sampled at one count compares
+  // against the data the link holds only while the count stays the same.
+  uint64_t pushed() const { return pushed_; }
+
+ private:
+  asio::awaitable<void> run();
+  asio::awaitable<bool> connect(std::string* error);
+  asio::awaitable<bool> replay_state();
+  // Applies in_flight_ (one unit, or several joined in batch_) and settles each unit's fate.
+  asio::awaitable<void> apply();
+  // Waits until every unit numbered up to `after` is done (commit order across sessions,
+  // policy/mirror/mirror_order.h), at most kMaxOrderWait; then it gives up on those for every link.
+  asio::awaitable<void> wait_for_order(uint64_t after);
+  void applied(policy::MirrorUnit& unit);
+  // `status`, if given: the last ReadyForQuery's transaction status.
+  asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<policy::Outcome>* out,
+                                      char* status);
+  void journal(policy::MirrorUnit& unit, std::string_view reason, std::string_view detail,
+               bool uncertain);
+  void degrade(std::string reason, std::string detail);
+  void compare(const policy::MirrorUnit& unit, std::span<const policy::Outcome> mirror);
+  void remember_state(const policy::MirrorUnit& unit);
+  void account(int64_t delta);
+
+  Worker& worker_;
+  ServerState& state_;
+  MirrorContext context_;
+  size_t target_;
+  Socket socket_;
+  asio::steady_timer wake_;
+  std::deque<policy::MirrorUnit> queue_;
+  uint64_t queued_bytes_ = 0;
+  bool busy_ = false;
+  bool lent_ = false;
+  uint64_t epoch_ = 0;
+  uint64_t pushed_ = 0;
+  BackendKey key_;
+  std::vector<policy::MirrorUnit> in_flight_;  // being applied, in order
+  policy::TransactionBatch batch_;              // in_flight_ as one request, when it can be
+  bool finished_ = false;
+  bool connected_ = false;
+  // Once one unit of the session could not be applied, every later one is journaled too, so that
+  // replay applies them after it, in the session's order.
+  bool degraded_ = false;
+  std::string degraded_reason_;
+  std::string degraded_detail_;
+  std::vector<char> rbuf_;
+  size_t rend_ = 0;
+  std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
+  size_t state_bytes_ = 0;
+  std::vector<std::pair<std::string, std::string>> parses_;  // name -> Parse, for binds
+};
+
+}  // namespace pgtandem::proxy

@@ -1,0 +1,130 @@
+// The byte stream of a connection: a plain socket (TCP or Unix), or TLS over one once
+// proxy/net/tls.h upgraded it. The data path reads and writes a Stream whichever it is; the plain path
+// costs one predictable branch, and asio/ssl.hpp and OpenSSL stay in proxy/net/tls.cc.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+
+#include <concepts>
+#include <cstddef>
+#include <memory>
+#include <utility>
+
+namespace pgtandem::proxy {
+
+namespace asio = boost::asio;
+using RawSocket = asio::generic::stream_protocol::socket;
+using IoHandler = asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
+
+class TlsConnection;  // proxy/net/tls.cc: OpenSSL's state and the socket it runs over
+struct TlsConnectionDeleter {
+  void operator()(TlsConnection* tls) const;  // in proxy/net/tls.cc, where the type is complete
+};
+using TlsConnectionPtr = std::unique_ptr<TlsConnection, TlsConnectionDeleter>;
+
+// Out of line, in proxy/net/tls.cc. TLS reads and writes use the first non-empty buffer only, which
+// async_read_some/async_write_some allow (they may transfer less than asked).
+void tls_async_read_some(TlsConnection& tls, asio::mutable_buffer buffer, IoHandler handler);
+void tls_async_write_some(TlsConnection& tls, asio::const_buffer buffer, IoHandler handler);
+std::size_t tls_write_some(TlsConnection& tls, asio::const_buffer buffer,
+                           boost::system::error_code& ec);
+RawSocket& tls_socket(TlsConnection& tls);
+
+class Stream {
+ public:
+  using executor_type = RawSocket::executor_type;
+  using endpoint_type = RawSocket::endpoint_type;
+
+  // Whatever constructs a socket: an io_context or executor, optionally a protocol and a fd.
+  template <typename... Args>
+    requires std::constructible_from<RawSocket, Args&&...>
+  explicit Stream(Args&&... args) : socket_(std::forward<Args>(args)...) {}
+  Stream(Stream&& other) noexcept = default;
+  Stream& operator=(Stream&& other) noexcept = default;
+
+  executor_type get_executor() { return socket_.get_executor(); }
+  // The socket under TLS, or the plain one: for options, endpoints, close and cancel.
+  RawSocket& raw() { return tls_ == nullptr ? socket_ : tls_socket(*tls_); }
+  bool tls() const { return tls_ != nullptr; }
+  TlsConnection* tls_connection() const { return tls_.get(); }
+  // Used by proxy/net/tls.cc: takes the plain socket to run TLS over it.
+  RawSocket take_plain() { return std::move(socket_); }
+  void attach_tls(TlsConnectionPtr tls) { tls_ = std::move(tls); }
+
+  bool is_open() { return raw().is_open(); }
+  void close(boost::system::error_code& ec) { raw().close(ec); }
+  // Cancels pending reads and writes (a TLS read so cancelled can be started again).
+  void cancel() {
+    boost::system::error_code ignored;
+    raw().cancel(ignored);
+  }
+  void cancel(boost::system::error_code& ec) { raw().cancel(ec); }
+  void shutdown(asio::socket_base::shutdown_type what, boost::system::error_code& ec) {
+    raw().shutdown(what, ec);
+  }
+  endpoint_type remote_endpoint(boost::system::error_code& ec) { return raw().remote_endpoint(ec); }
+  endpoint_type local_endpoint(boost::system::error_code& ec) { return raw().local_endpoint(ec); }
+  RawSocket::native_handle_type native_handle() { return raw().native_handle(); }
+  void connect(const endpoint_type& endpoint) { socket_.connect(endpoint); }
+  void connect(const endpoint_type& endpoint, boost::system::error_code& ec) {
+    socket_.connect(endpoint, ec);
+  }
+  template <typename Token>
+  auto async_connect(const endpoint_type& endpoint, Token&& token) {
+    return socket_.async_connect(endpoint, std::forward<Token>(token));
+  }
+
+  // Blocking (for tools such as `pgtandem replay`, never on a worker).
+  template <typename ConstBufferSequence>
+  std::size_t write_some(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
+    if (tls_ == nullptr) return socket_.write_some(buffers, ec);
+    return tls_write_some(*tls_, first_buffer<asio::const_buffer>(buffers), ec);
+  }
+
+  template <typename MutableBufferSequence, typename Token>
+  auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const MutableBufferSequence& b) {
+          if (tls_ == nullptr) [[likely]] {
+            socket_.async_read_some(b, std::move(handler));
+          } else {
+            tls_async_read_some(*tls_, first_buffer<asio::mutable_buffer>(b),
+                                IoHandler(std::move(handler)));
+          }
+        },
+        token, buffers);
+  }
+
+  template <typename ConstBufferSequence, typename Token>
+  auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const ConstBufferSequence& b) {
+          if (tls_ == nullptr) [[likely]] {
+            socket_.async_write_some(b, std::move(handler));
+          } else {
+            tls_async_write_some(*tls_, first_buffer<asio::const_buffer>(b),
+                                 IoHandler(std::move(handler)));
+          }
+        },
+        token, buffers);
+  }
+
+ private:
+  template <typename Buffer, typename Sequence>
+  static Buffer first_buffer(const Sequence& buffers) {
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+         ++it) {
+      Buffer b(*it);
+      if (b.size() != 0) return b;
+    }
+    return Buffer();
+  }
+
+  RawSocket socket_;  // the plain socket; moved into tls_ when TLS starts
+  TlsConnectionPtr tls_;
+};
+
+}  // namespace pgtandem::proxy
