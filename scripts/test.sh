@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
 # Install dependencies, build, and run every ctest test (unit and integration labels).
 #
-#   scripts/test.sh [--sanitize] [--no-deps] [--build-dir DIR]
+#   scripts/test.sh [--sanitize] [--no-deps] [--no-fuzz] [--build-dir DIR]
 #
 #   --sanitize   also build with -DPGTANDEM_SANITIZE=ON (ASan+UBSan) in build-asan and run the unit
 #                and integration tests there
 #   --no-deps    skip scripts/install-deps.sh
+#   --no-fuzz    skip the fuzz targets (by default, after the main ctest, scripts/fuzz.sh builds
+#                them with clang in build-fuzz and runs each FUZZ_SECONDS seconds, default 20,
+#                from its checked-in corpus; each target counts as one test)
 #
 # Ends with one line `N passed, N failed` (summed over all runs) and exits non-zero when any test
-# failed, no test ran, or a build failed. CTEST_PARALLEL_LEVEL and CTEST_TIMEOUT (seconds per test,
-# default 300) are honoured.
+# or fuzz target failed, no test ran, or a build failed. CTEST_PARALLEL_LEVEL and CTEST_TIMEOUT
+# (seconds per test, default 300) are honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sanitize=0
 deps=1
+fuzz=1
 build_dir=build
 while (($#)); do
   case $1 in
     --sanitize) sanitize=1; shift ;;
     --no-deps) deps=0; shift ;;
+    --no-fuzz) fuzz=0; shift ;;
     --build-dir) build_dir=$2; shift 2 ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +64,23 @@ run_ctest() {
   if ((rc != 0 || f != 0)); then status=1; fi
 }
 
+# run_fuzz: scripts/fuzz.sh; its `N passed, N failed` (targets) is added to the totals.
+run_fuzz() {
+  local log=$logdir/fuzz.log rc=0 summary
+  step "fuzz targets, ${FUZZ_SECONDS:-20}s each (scripts/fuzz.sh)"
+  scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-20}" 2>&1 | tee "$log" || rc=$?
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+  if [[ -z $summary ]]; then
+    echo "test.sh: fuzz.sh did not finish" >&2
+    status=1
+    failed=$((failed + 1))
+    return 0
+  fi
+  passed=$((passed + ${summary%% *}))
+  failed=$((failed + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$summary")))
+  if ((rc != 0)); then status=1; fi
+}
+
 finish() {
   printf '\n(total %ds)\n' "$((SECONDS - start))"
   echo "$passed passed, $failed failed"
@@ -78,6 +100,7 @@ if ! scripts/build.sh --build-dir "$build_dir" -DPGTANDEM_TESTS=ON; then
   finish
 fi
 run_ctest main "$build_dir"
+if ((fuzz)); then run_fuzz; fi
 
 if ((sanitize)); then
   step "build build-asan (ASan+UBSan)"

@@ -313,13 +313,16 @@ def write_capture_seeds():
         ("error_stream", b"\0" + q("INSERT INTO t VALUES (1)") + bytes([0x80 | 0x10 | 2, 0])
          + z("I")),
     ]
-    for base in ("pgbench_extended", "pgbench_prepared", "copy", "libpq_binary"):
+    for base in ("pgbench_extended_1", "pgbench_prepared_1", "copy", "libpq_binary"):
         fe = open(os.path.join(make_seeds.DATA, base + ".fe.bin"), "rb").read()
         be = open(os.path.join(make_seeds.DATA, base + ".be.bin"), "rb").read()
-        skip, answers = make_seeds.startup_len(fe)
-        # Past the startup and login: the first ReadyForQuery on each side.
-        first_z = be.find(b"Z\0\0\0\5")
-        out.append(("capture_" + base, b"\0" + interleave(fe[skip:], be[first_z + 6:])))
+        # The last connection of the capture (pgbench opens several), past its startup packet
+        # and, on the backend side, past its login (AuthenticationOk ... ReadyForQuery).
+        code = fe.rfind(b"\x00\x03\x00\x00")
+        (length,) = struct.unpack("!i", fe[code - 4:code])
+        login = be.rfind(b"R\0\0\0\x08\0\0\0\0")
+        first_z = be.find(b"Z\0\0\0\5", login)
+        out.append(("capture_" + base, b"\0" + interleave(fe[code - 4 + length:], be[first_z + 6:])))
     return out
 
 
