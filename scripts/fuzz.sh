@@ -75,7 +75,7 @@ for t in "${targets[@]}"; do
   # -timeout: one input running this long is a hang; -rss_limit_mb: a leak or blow-up.
   "$bin" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$run/artifacts/" "$run/corpus" >"$run/log" 2>&1 || rc=$?
-  grep -E '^#[0-9]+ +(INITED|DONE)|^Done [0-9]+ runs|^stat::number_of_executed_units' "$run/log" || true
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^Done [0-9]+ runs|^stat::number_of_executed_units' "$run/log" || true
   if ((rc == 0)); then
     passed=$((passed + 1))
     echo "$t: passed"
@@ -84,7 +84,7 @@ for t in "${targets[@]}"; do
     reproducer=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$run/log" | tail -n 1)
     echo "$t: FAILED (exit $rc); log: $run/log" >&2
     # The report: from the sanitizer's or the check's first line to libFuzzer's summary.
-    grep -E -m 40 -A 30 '^==[0-9]+==|check failed|^SUMMARY|deadly signal|timeout after|out-of-memory' \
+    grep -E -m 40 -A 30 '^==[0-9]+==|runtime error|check failed|^SUMMARY|deadly signal|timeout after|out-of-memory' \
       "$run/log" | head -n 60 >&2 || true
     if [[ -n $reproducer ]]; then
       echo "$t: reproducer $reproducer (rerun: $bin $reproducer)" >&2
