@@ -88,6 +88,8 @@ def config_seeds():
             if b"[targets." not in block:
                 block = targets + block
             out.append(("%s_%d" % (name[:-3], i), block))
+    # fuzz_config's first finding (tests/unit/config/toml_unicode_test.cc): U+FCFF before a key.
+    out.append(("toml_u_fcff", b"\xef\xb3\xbfrg[tc%ts   #  "))
     return out
 
 

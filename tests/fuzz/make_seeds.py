@@ -3,6 +3,8 @@
 
 Usage: make_seeds.py OUT_DIR
 Each seed is: mode byte, seed byte, payload (see fuzz_protocol.cc).
+All of them (about 700, 3 MB): for long local runs. The checked-in corpus that scripts/fuzz.sh
+and CI start from is a small subset, made by make_corpus.py (which uses the helpers here).
 """
 import os
 import struct
