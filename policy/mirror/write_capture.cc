@@ -458,9 +458,42 @@ void WriteCapture::end_transaction_unmirrored(std::chrono::steady_clock::time_po
   release(one, now);
 }
 
+void WriteCapture::release_deferred_parses(const std::vector<Request>& requests,
+                                           std::chrono::steady_clock::time_point now) {
+  MirrorUnit u;
+  for (const auto& r : requests) {
+    for (const auto& name : r.binds) {
+      auto it = deferred_parses_.find(name);
+      if (it == deferred_parses_.end()) continue;
+      u.bytes += it->second;
+      deferred_parses_.erase(it);
+    }
+  }
+  // What the released requests do to named statements reaches the mirror with them: a name they
+  // close or prepare again is no longer a deferred one.
+  for (const auto& r : requests) {
+    for (const auto& op : r.statement_ops) {
+      if (op.kind == StatementOp::kClear) {
+        deferred_parses_.clear();
+      } else {
+        deferred_parses_.erase(op.name);
+      }
+    }
+  }
+  if (u.bytes.empty()) return;
+  protocol::encode(u.bytes, protocol::Sync{});
+  u.responses = 1;
+  u.session_state = true;
+  u.first_sql = "(prepare deferred statements)";
+  u.primary_done = now;
+  ++stats_.released;
+  released_.push_back(std::move(u));
+}
+
 void WriteCapture::release(std::vector<Request>& requests,
                            std::chrono::steady_clock::time_point now) {
   if (requests.empty()) return;
+  if (!deferred_parses_.empty()) release_deferred_parses(requests, now);
   MirrorUnit u;
   size_t total = 0;
   size_t outcomes = 0;
@@ -499,11 +532,32 @@ void WriteCapture::release(std::vector<Request>& requests,
 // request or transaction around it was rolled back, so the mirror gets those messages alone.
 void WriteCapture::release_statements(const std::vector<Request>& requests,
                                       std::chrono::steady_clock::time_point now) {
+  // Named statements are not transactional, so what the primary completed of them must reach the
+  // mirror; but a Parse is deferred until a released unit binds the statement (see
+  // deferred_parses_), and closing a deferred statement needs nothing on the mirror.
   Request r;
   for (const auto& held : requests) {
     const size_t done =
         std::min<size_t>(held.statement_completions, held.statement_messages.size());
-    for (size_t i = 0; i < done; ++i) r.bytes += held.statement_messages[i];
+    for (size_t i = 0; i < done; ++i) {
+      const std::string& m = held.statement_messages[i];
+      if (m.size() <= protocol::kHeaderSize) continue;
+      const std::string_view body = std::string_view(m).substr(protocol::kHeaderSize);
+      if (m[0] == protocol::frontend::kParse) {
+        protocol::Parse p;
+        if (protocol::decode(body, p) && !p.name.empty()) {
+          deferred_parses_[std::string(p.name)] = m;
+          continue;
+        }
+      } else if (m[0] == protocol::frontend::kClose) {
+        protocol::Close cl;
+        if (protocol::decode(body, cl) && cl.target == protocol::kTargetStatement &&
+            deferred_parses_.erase(std::string(cl.name)) > 0) {
+          continue;
+        }
+      }
+      r.bytes += m;
+    }
   }
   if (r.bytes.empty()) return;
   protocol::encode(r.bytes, protocol::Sync{});

@@ -167,6 +167,10 @@ class WriteCapture {
   static void absorb(Request& into, Request&& from);
   void finish_request(Request&& r, char status, std::chrono::steady_clock::time_point now);
   void release(std::vector<Request>& requests, std::chrono::steady_clock::time_point now);
+  // Releases, ahead of `requests`, the deferred Parse messages of the statements they bind; then
+  // follows their Close/Parse/DISCARD effects on the deferred set.
+  void release_deferred_parses(const std::vector<Request>& requests,
+                               std::chrono::steady_clock::time_point now);
   void release_statements(const std::vector<Request>& requests,
                           std::chrono::steady_clock::time_point now);
   void skip_primary_only(Request& r, bool in_transaction);
@@ -187,6 +191,14 @@ class WriteCapture {
   bool txn_primary_only_ = false;
   PreparedStatements prepared_;
   std::unordered_map<std::string, std::string> parse_messages_;  // name -> Parse bytes
+  // Named statements prepared on the primary in a request or transaction that did not reach the
+  // mirror (rolled back, or read-only), not yet prepared there: name -> Parse bytes. They are
+  // prepared on the mirror lazily, just before the first released unit that binds them. Sending
+  // them at once (they are not transactional) fails on the mirror when the statement refers to
+  // objects the rolled-back transaction created, which the primary no longer has either
+  // ("BEGIN; CREATE TABLE t ...; Parse s: INSERT INTO t ...; ROLLBACK", what a driver's prepare
+  // threshold does): that was counted as a divergence and took the session off the live mirror.
+  std::unordered_map<std::string, std::string> deferred_parses_;
   Classification unnamed_;        // the unnamed statement's classification
   std::vector<MirrorUnit> released_;
   std::vector<PrimaryOnlySkip> skips_;

@@ -618,6 +618,57 @@ TEST_F(MirrorTest, PreparedStatementsWithBinaryParametersAreMirrored) {
   EXPECT_EQ(after.journaled + after.failed, 0) << after.describe();
 }
 
+// Issue 15: a named statement prepared inside a transaction that is rolled back, on a table that
+// transaction created (what psycopg does after its prepare threshold). The primary keeps the
+// statement (prepared statements are not transactional) but not the table; preparing it on the
+// mirror fails for the same reason. That is no divergence, and the session keeps mirroring live:
+// a later write is applied on new, not journaled, and a statement prepared in a rolled-back
+// transaction on a table that exists still works on the mirror when it is used later.
+TEST_F(MirrorTest, StatementPreparedInRolledBackTransactionIsNoDivergence) {
+  std::string db = make_db("lazyprep", "CREATE TABLE kept (id int PRIMARY KEY, v text)");
+  ProxyProcess& p = start_mirror_proxy();
+  ConnPtr c = client(p, db);
+  for (int round = 0; round < 3; ++round) {
+    exec(c.get(), "BEGIN");
+    exec(c.get(), "CREATE TABLE gone (a int)");
+    const std::string name = "_pg3_" + std::to_string(round);
+    {
+      ResultPtr r(PQprepare(c.get(), name.c_str(), "INSERT INTO gone VALUES ($1)", 0, nullptr));
+      ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+    }
+    const char* one[1] = {"1"};
+    {
+      ResultPtr r(PQexecPrepared(c.get(), name.c_str(), 1, one, nullptr, nullptr, 0));
+      ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+    }
+    exec(c.get(), "ROLLBACK");
+  }
+  // Prepared inside a rolled-back transaction too, but on a table that exists: used later in a
+  // committed write, it must reach the mirror first.
+  exec(c.get(), "BEGIN");
+  {
+    ResultPtr r(PQprepare(c.get(), "ins_kept", "INSERT INTO kept VALUES ($1, $2)", 0, nullptr));
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+  }
+  exec(c.get(), "ROLLBACK");
+  for (int i = 1; i <= 5; ++i) {
+    const std::string id = std::to_string(i);
+    const char* values[2] = {id.c_str(), "later"};
+    ResultPtr r(PQexecPrepared(c.get(), "ins_kept", 2, values, nullptr, nullptr, 0));
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+  }
+  exec(c.get(), "INSERT INTO kept VALUES (100, 'marker')");
+  wait_marker(db, "SELECT count(*) FROM kept WHERE id = 100", p);
+  if (HasFatalFailure()) return;
+  expect_same(db, "SELECT * FROM kept ORDER BY id", "kept");
+  EXPECT_EQ(old_cluster().query_value("SELECT count(*) FROM kept", db), "6");
+  MirrorCounters after;
+  ASSERT_TRUE(wait_mirror_idle(p, kMirrorDeadline, 5, &after)) << after.describe();
+  EXPECT_EQ(after.divergences, 0) << after.describe();
+  EXPECT_EQ(after.journaled + after.failed, 0) << after.describe();
+  EXPECT_EQ(file_size(journal_) <= 0, true) << "journal: " << tail(read_file(journal_), 2000);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Session state is replayed on the mirror connection.
 

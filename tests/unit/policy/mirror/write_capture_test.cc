@@ -962,7 +962,9 @@ std::vector<Case> extended_protocol_cases() {
   }
   // Named statements are not transactional: one the primary accepted inside a transaction that
   // rolled back still exists there, so the mirror must get its Parse, or every later Bind of it
-  // fails on the mirror.
+  // fails on the mirror. It gets it lazily, just before the first released unit that binds it
+  // (the statement may refer to objects the rolled-back transaction created); a Close of a
+  // statement the mirror has goes at once.
   {
     const std::string batch = parse("S_1", kInsertParam) + bind_msg("", "S_1", {"1", "100"}) +
                               describe(proto::kTargetPortal) + execute() + sync_msg();
@@ -980,8 +982,10 @@ std::vector<Case> extended_protocol_cases() {
                ASSERT_NE(w.parse_message("S_1"), nullptr);
                EXPECT_EQ(*w.parse_message("S_1"), parse("S_1", kInsertParam));
              }),
-         {{.bytes =
-               parse("S_1", kInsertParam) + close_msg(proto::kTargetStatement, "S_0") + sync_msg(),
+         {{.bytes = close_msg(proto::kTargetStatement, "S_0") + sync_msg(),
+           .responses = 1,
+           .session_state = true},
+          {.bytes = parse("S_1", kInsertParam) + sync_msg(),
            .responses = 1,
            .session_state = true},
           {.bytes = query("BEGIN") + query_prepared("S_1", {"2", "200"}) + query("COMMIT"),
@@ -989,7 +993,7 @@ std::vector<Case> extended_protocol_cases() {
            .primary = {ok("BEGIN"), ok("INSERT 0 1"), ok("COMMIT")},
            .binds = {"S_1"},
            .transaction = true}},
-         stats(2, 1, 0)});
+         stats(3, 1, 0)});
   }
   {
     const std::string batch = parse("S_2", kInsertParam) + bind_msg("", "S_2", {"1", "100"}) +
@@ -997,10 +1001,48 @@ std::vector<Case> extended_protocol_cases() {
     c.push_back(
         {"StatementParsedInFailedAutocommitBatch",
          exchange(batch, parse_complete() + bind_complete() + no_data() + failed("23505", 'I')),
-         {{.bytes = parse("S_2", kInsertParam) + sync_msg(),
-           .responses = 1,
-           .session_state = true}},
+         {},  // S_2 reaches the mirror with the first released unit that binds it
+         stats(0, 1, 0)});
+  }
+  // Issue 15: what psycopg does after its prepare threshold. The statement refers to a table the
+  // rolled-back transaction created: preparing it on the mirror would fail there (42P01) and was
+  // counted as a divergence. It never reaches the mirror unless a released unit binds it.
+  {
+    constexpr std::string_view kInsertT = "INSERT INTO t VALUES ($1)";
+    const std::string batch = parse("_pg3_0", kInsertT) + bind_msg("", "_pg3_0", {"1"}) +
+                              describe(proto::kTargetPortal) + execute() + sync_msg();
+    c.push_back(
+        {"StatementOfRolledBackTableNeverReachesTheMirror",
+         exchange(query("BEGIN"), done("BEGIN", 'T')) +
+             exchange(query("CREATE TABLE t (a int)"), done("CREATE TABLE", 'T')) +
+             exchange(batch,
+                      parse_complete() + bind_complete() + no_data() + done("INSERT 0 1", 'T')) +
+             exchange(query("ROLLBACK"), done("ROLLBACK", 'I')) +
+             exchange(query(kInsert), done("INSERT 0 1", 'I')),
+         {{.bytes = query(kInsert), .responses = 1, .primary = {ok("INSERT 0 1")}}},
          stats(1, 1, 0)});
+    // Closing a deferred statement needs nothing from the mirror but a harmless Close; a later
+    // statement of the same name is a new one, not the deferred one.
+    c.push_back(
+        {"DeferredStatementClosedThenPreparedAgain",
+         exchange(query("BEGIN"), done("BEGIN", 'T')) +
+             exchange(batch,
+                      parse_complete() + bind_complete() + no_data() + done("INSERT 0 1", 'T')) +
+             exchange(query("ROLLBACK"), done("ROLLBACK", 'I')) +
+             exchange(close_msg(proto::kTargetStatement, "_pg3_0") + sync_msg(),
+                      close_complete() + ready('I')) +
+             exchange(parse("_pg3_0", kInsertParam) + bind_msg("", "_pg3_0", {"1", "2"}) +
+                          execute() + sync_msg(),
+                      parse_complete() + bind_complete() + done("INSERT 0 1", 'I')),
+         {{.bytes = close_msg(proto::kTargetStatement, "_pg3_0") + sync_msg(),
+           .responses = 1,
+           .session_state = true},
+          {.bytes = parse("_pg3_0", kInsertParam) + bind_msg("", "_pg3_0", {"1", "2"}) +
+                    execute() + sync_msg(),
+           .responses = 1,
+           .primary = {ok("INSERT 0 1")},
+           .binds = {"_pg3_0"}}},
+         stats(2, 1, 0)});
   }
   // A Parse the primary refused (the transaction had failed) created nothing.
   c.push_back({"StatementRefusedInFailedTransaction",
