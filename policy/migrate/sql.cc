@@ -31,7 +31,8 @@ std::string qualified_name(std::string_view schema, std::string_view name) {
 std::string session_settings_sql() {
   return "SET extra_float_digits = 3; SET DateStyle = ISO; SET IntervalStyle = postgres; "
          "SET TimeZone = 'UTC'; SET bytea_output = hex; SET standard_conforming_strings = on; "
-         "SET client_encoding = 'UTF8'; SET statement_timeout = 0";
+         "SET client_encoding = 'UTF8'; SET statement_timeout = 0; "
+         "SET client_min_messages = warning";
 }
 
 std::string column_list(const std::vector<std::string>& columns, std::string_view alias) {
