@@ -110,8 +110,12 @@ class MigrateTest : public ProxyTest {
     return c.query_value("SELECT count(*) FROM " + table, db);
   }
 
+  // Writers inside the chunks being copied (below); returns verify's exit code.
+  int writers_scenario(const std::string& name, const std::vector<std::string>& flags);
+
   std::unique_ptr<TempDir> dir_;
   std::vector<std::string> databases_;
+  std::string last_report_;
 };
 
 TEST_F(MigrateTest, PreflightMatchingAndMismatchingSchemas) {
@@ -311,8 +315,8 @@ TEST_F(MigrateTest, VerifyFindsChangesBehindPgtandemAndRepairFixesThem) {
 // conflict on a row: the mirror's order across sessions is not under test here) while the backfill
 // copies 100-row chunks. A copy that does not lock the chunk and wait for the mirror doubles
 // updates (applied on the copy and again by the mirror), resurrects deleted rows or loses inserts.
-TEST_F(MigrateTest, RandomizedWritersInsideTheChunkBeingCopied) {
-  const std::string db = make_db("writers");
+int MigrateTest::writers_scenario(const std::string& name, const std::vector<std::string>& flags) {
+  const std::string db = make_db(name);
   const char* schema = "CREATE TABLE t (id int PRIMARY KEY, v bigint NOT NULL, w int NOT NULL)";
   old_cluster().exec(schema, db);
   new_cluster().exec(schema, db);
@@ -343,9 +347,12 @@ TEST_F(MigrateTest, RandomizedWritersInsideTheChunkBeingCopied) {
               exec(c.get(), "BEGIN; INSERT INTO t VALUES (" + std::to_string(next_insert) + ", 1, " + std::to_string(w) +
                                 ") ON CONFLICT DO NOTHING; INSERT INTO t VALUES (" + ids + ", 7, " + std::to_string(w) +
                                 ") ON CONFLICT (id) DO UPDATE SET v = t.v + 1; COMMIT");
-              next_insert = next_insert % 3000 == 0 ? 10000 + w : next_insert + 4;
+              next_insert = next_insert >= 10400 ? 10000 + w : next_insert + 4;
           }
           ++ops;
+          // A pace the mirror keeps up with on a small shared machine: each chunk's barrier waits
+          // for the mirror's lag, which unthrottled writers would grow without bound.
+          std::this_thread::sleep_for(milliseconds(3));
         }
       } catch (const std::exception& e) {
         errors[w] = e.what();
@@ -353,17 +360,31 @@ TEST_F(MigrateTest, RandomizedWritersInsideTheChunkBeingCopied) {
     });
   }
   std::this_thread::sleep_for(milliseconds(300));
-  auto bf = command("backfill", p.config_path(), db,
-                    {"--chunk-rows", "100", "--jobs", "2", "--admin", "127.0.0.1:" + std::to_string(p.admin_port())});
+  std::vector<std::string> args = {"--chunk-rows", "100", "--jobs", "2", "--admin",
+                                   "127.0.0.1:" + std::to_string(p.admin_port())};
+  args.insert(args.end(), flags.begin(), flags.end());
+  auto bf = command("backfill", p.config_path(), db, args, milliseconds(60000));
   std::this_thread::sleep_for(milliseconds(500));
   stop = true;
   for (auto& t : writers) t.join();
   for (const auto& e : errors) EXPECT_EQ(e, "");
-  ASSERT_EQ(bf.exit_code, 0) << bf.describe();
+  EXPECT_EQ(bf.exit_code, 0) << bf.describe();
+  if (bf.exit_code != 0) return -1;
   EXPECT_GT(ops.load(), 200);
   wait_mirror(p);
   auto v = command("verify", p.config_path(), db, {"--chunk-rows", "500"});
-  EXPECT_EQ(v.exit_code, 0) << v.describe() << "\n" << read_file(dir_->file("state-" + db) + "/verify-report.json");
+  last_report_ = v.out + "\n" + read_file(dir_->file("state-" + db) + "/verify-report.json");
+  return v.exit_code;
+}
+
+TEST_F(MigrateTest, RandomizedWritersInsideTheChunkBeingCopied) {
+  EXPECT_EQ(writers_scenario("writers", {}), 0) << last_report_;
+}
+
+// The same without the mirror barrier (rows still locked while copied): updates committed just
+// before a chunk was locked, not yet applied by the mirror, are applied again on top of the copy.
+TEST_F(MigrateTest, RandomizedWritersWithoutTheBarrierDiverge) {
+  EXPECT_EQ(writers_scenario("naive", {"--no-watermark", "--commit-grace-ms", "0"}), 1) << last_report_;
 }
 
 // The hot-row workload of the issue: 8 sessions overwrite 10 rows non-commutatively through the
