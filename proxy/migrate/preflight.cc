@@ -133,6 +133,24 @@ int preflight_main(int argc, char** argv) {
   if (pmajor != nmajor)
     print_check('!', "major versions differ (" + std::to_string(pmajor) + " -> " + std::to_string(nmajor) +
                          "): text output of some types may differ; verify compares the text");
+  {
+    // Chunks are key ranges compared with the same literals on both servers: text keys must sort
+    // the same on both (collation), and text must mean the same bytes (encoding).
+    const std::string sql =
+        "SELECT pg_encoding_to_char(encoding) || ', collate ' || datcollate || ', ctype ' || datctype "
+        "FROM pg_database WHERE datname = current_database()";
+    Rows po, no;
+    std::string ce;
+    if (p->query(sql, &po, &ce) && n->query(sql, &no, &ce))
+      pf.check(po.at(0, 0) == no.at(0, 0),
+               po.at(0, 0) == no.at(0, 0)
+                   ? "encoding and collation the same on both: " + po.at(0, 0)
+                   : "encoding or collation differ: " + po.at(0, 0) + " on " + ctx.primary_name + ", " +
+                         no.at(0, 0) + " on " + ctx.secondary_name +
+                         " (text keys would sort differently: chunks would not match)");
+    else
+      pf.check(false, "cannot read the database's encoding and collation: " + ce);
+  }
   pm::Schema old_schema, new_schema;
   if (!fetch_schema(*p, &old_schema, &error) || !fetch_schema(*n, &new_schema, &error)) {
     pf.check(false, "cannot read the catalog: " + error);
