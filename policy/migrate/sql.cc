@@ -168,10 +168,13 @@ std::string row_hashes_for_keys_sql(const TableSql& t, const std::vector<Key>& k
          " AS h WHERE " + keys_predicate(t, keys, "h");
 }
 
-std::string boundaries_sql(const TableSql& t, int64_t step) {
+std::string boundaries_sql(const TableSql& t, int64_t step) { return boundaries_sql(t, KeyRange{}, step); }
+
+std::string boundaries_sql(const TableSql& t, const KeyRange& range, int64_t step) {
+  const std::string where = range.lo || range.hi ? " WHERE " + range_predicate(t, range) : "";
   return "SELECT " + key_order(t) + " FROM (SELECT " + key_order(t) +
          ", row_number() OVER (ORDER BY " + key_order(t) + ") AS pgtandem_rn FROM " + from(t) +
-         ") AS b WHERE pgtandem_rn % " + std::to_string(step < 1 ? 1 : step) +
+         where + ") AS b WHERE pgtandem_rn % " + std::to_string(step < 1 ? 1 : step) +
          " = 0 ORDER BY pgtandem_rn";
 }
 

@@ -74,6 +74,8 @@ std::string row_hashes_sql(const TableSql& t, const KeyRange& range);
 std::string row_hashes_for_keys_sql(const TableSql& t, const std::vector<Key>& keys);
 // Every `step`-th key in key order: the chunk boundaries.
 std::string boundaries_sql(const TableSql& t, int64_t step);
+// The same within a range (verify's sub-ranges of a differing chunk).
+std::string boundaries_sql(const TableSql& t, const KeyRange& range, int64_t step);
 
 // COPY text format (the default of COPY ... TO STDOUT): one line -> fields (nullopt for \N).
 std::vector<std::optional<std::string>> decode_copy_line(std::string_view line);

@@ -22,6 +22,7 @@ namespace {
 
 constexpr size_t kPipelineDepth = 64;
 constexpr size_t kKeysPerQuery = 500;
+constexpr int64_t kDrillRows = 1000;  // a differing chunk larger than this is split into sub-ranges first
 
 struct ChunkHash {
   std::string count, sum;
@@ -163,8 +164,30 @@ bool verify_table(const Context& ctx, PgConn& p, PgConn& n, const pm::Table& tab
   sleep_ms(ctx.opt.recheck_delay_ms);
   if (!hash_ranges(p, n, t, differing, &ph, &nh, error)) return false;
   std::vector<pm::KeyRange> still;
-  for (size_t i = 0; i < differing.size(); ++i)
-    if (!(ph[i] == nh[i])) still.push_back(differing[i]);
+  for (size_t i = 0; i < differing.size(); ++i) {
+    if (ph[i] == nh[i]) continue;
+    if (std::max(std::atoll(ph[i].count.c_str()), std::atoll(nh[i].count.c_str())) <= kDrillRows) {
+      still.push_back(differing[i]);
+      continue;
+    }
+    // A large chunk: sub-ranges of kDrillRows rows (by the primary's keys), hashed on both; only
+    // the differing ones are drilled down to rows.
+    Rows sb;
+    if (!p.query(pm::boundaries_sql(t, differing[i], kDrillRows), &sb, error)) return false;
+    std::vector<pm::KeyRange> subs;
+    std::optional<pm::Key> lo = differing[i].lo;
+    for (const auto& row : sb.rows) {
+      pm::Key k;
+      for (const auto& v : row) k.push_back(v.value_or(""));
+      subs.push_back({lo, k});
+      lo = std::move(k);
+    }
+    subs.push_back({lo, differing[i].hi});
+    std::vector<ChunkHash> sp, sn;
+    if (!hash_ranges(p, n, t, subs, &sp, &sn, error)) return false;
+    for (size_t j = 0; j < subs.size(); ++j)
+      if (!(sp[j] == sn[j])) still.push_back(subs[j]);
+  }
   // Drill down to rows.
   std::vector<pm::RowDiff> rows;
   for (const auto& r : still) {

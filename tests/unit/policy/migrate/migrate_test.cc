@@ -68,6 +68,9 @@ TEST(MigrateSql, HashQueries) {
             "SELECT \"a\", \"b c\" FROM (SELECT \"a\", \"b c\", row_number() OVER (ORDER BY \"a\", "
             "\"b c\") AS pgtandem_rn FROM \"My Schema\".\"we\"\"ird\") AS b WHERE pgtandem_rn % 100 "
             "= 0 ORDER BY pgtandem_rn");
+  EXPECT_NE(boundaries_sql(t, {Key{"1", "a"}, std::nullopt}, 10)
+                .find("FROM \"My Schema\".\"we\"\"ird\" WHERE (\"a\", \"b c\") > ('1'::integer, 'a'::text))"),
+            std::string::npos);
 }
 
 TEST(MigrateSql, DecodesCopyText) {
