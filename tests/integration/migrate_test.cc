@@ -302,6 +302,12 @@ TEST_F(MigrateTest, VerifyFindsChangesBehindPgtandemAndRepairFixesThem) {
   EXPECT_NE(report.find("\"sequence\":\"public.plain_id_seq\",\"old\":5000,\"new\":2000"), std::string::npos) << report;
   EXPECT_NE(v.out.find("3 differing rows (1 missing on the other target, 1 only there, 1 changed)"), std::string::npos) << v.out;
 
+  // One chunk of 5,000 rows: found through 1,000-row sub-ranges, the same rows.
+  auto big = command("verify", cfg, db, {"--chunk-rows", "100000", "--recheck-delay-ms", "100", "--report", dir_->file("big.json")});
+  EXPECT_EQ(big.exit_code, 1) << big.describe();
+  EXPECT_NE(big.out.find("3 differing rows (1 missing on the other target, 1 only there, 1 changed)"), std::string::npos) << big.out;
+  EXPECT_NE(read_file(dir_->file("big.json")).find("{\"key\":[\"k'7\",\"77\"],\"kind\":\"changed\"}"), std::string::npos);
+
   auto rep = command("repair", cfg, db);
   EXPECT_EQ(rep.exit_code, 0) << rep.describe();
   auto again = command("verify", cfg, db);
