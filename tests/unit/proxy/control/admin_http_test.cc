@@ -345,6 +345,7 @@ TEST(AdminServer, UnsetHandlers) {
   ASSERT_TRUE(server.start(&error)) << error;
   Client c(server.port());
   EXPECT_EQ(c.get("/metrics").status, 404);
+  EXPECT_EQ(c.get("/mirror/watermark").status, 404);
   auto r = c.get("/healthz");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "ok\n");
@@ -356,6 +357,20 @@ TEST(AdminServer, AllInterfaces) {
   ASSERT_TRUE(server.start(&error)) << error;
   Client c(server.port());  // IPv4 loopback reaches a dual-stack or IPv4 wildcard listener
   EXPECT_EQ(c.get("/healthz").status, 200);
+}
+
+// The migration commands' barrier (docs/migration.md) reads the mirror's watermark.
+TEST(AdminServer, MirrorWatermark) {
+  AdminHandlers handlers;
+  handlers.mirror_watermark = [] { return std::string("{\"last_assigned\":7,\"done_through\":5,\"pending\":2}"); };
+  AdminServer server("127.0.0.1", 0, std::move(handlers));
+  std::string error;
+  ASSERT_TRUE(server.start(&error)) << error;
+  Client c(server.port());
+  auto r = c.get("/mirror/watermark");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["content-type"], "application/json");
+  EXPECT_EQ(r.body, "{\"last_assigned\":7,\"done_through\":5,\"pending\":2}");
 }
 
 TEST(AdminServer, DestructorWithoutStartOrStop) {
