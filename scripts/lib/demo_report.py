@@ -116,7 +116,7 @@ class Load:
                 except ValueError:
                     continue
                 last_time = when
-                if "aborted" in text:
+                if "aborted in command" in text:
                     aborted += 1
                     self.errors.append((when, workload, text.strip()))
                 elif first_error is None and ("error" in text.lower() or "fatal" in text.lower()):
@@ -355,14 +355,19 @@ def svg_timeline(rows, events, load, width=1100):
                    f'<text x="{left + pw - 156 + i * 55}" y="{y2 + 15}">{label}</text>')
 
     # Phase boundaries and flips, across both panels.
-    for r in loaded:
+    for n, r in enumerate(loaded):
         xx = x(r["t0"])
+        if n % 2:
+            for yy in (y1, y2):
+                out.append(f'<rect x="{xx:.1f}" y="{yy}" width="{x(r["t1"]) - xx:.1f}" height="{ph}" '
+                           'fill="#000" fill-opacity="0.035"/>')
         out.append(f'<line x1="{xx:.1f}" y1="{y1}" x2="{xx:.1f}" y2="{y2 + ph}" stroke="#555" '
                    f'stroke-dasharray="3,3"><title>{r["idx"]} {html.escape(r["name"])}</title></line>')
         mid = x((r["t0"] + r["t1"]) / 2)
         color = "#333" if r["ok"] else "#d62728"
-        out.append(f'<text x="{mid:.1f}" y="{y1 + ph + 16}" text-anchor="middle" font-weight="bold" '
-                   f'fill="{color}">{r["idx"]}</text>')
+        if x(r["t1"]) - xx >= 12:  # too narrow phases are named in the legend only
+            out.append(f'<text x="{mid:.1f}" y="{y1 + ph + 16}" text-anchor="middle" font-weight="bold" '
+                       f'fill="{color}">{r["idx"]}</text>')
     for r in loaded:
         for f in r["flips"]:
             xx = x(f["t0"])
