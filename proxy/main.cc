@@ -9,6 +9,7 @@
 #include "proxy/control/cli.h"
 #include "proxy/auth/auth_server.h"
 #include "proxy/telemetry/log.h"
+#include "proxy/migrate/commands.h"
 #include "proxy/mirror/replay.h"
 #include "proxy/server.h"
 
@@ -20,6 +21,11 @@ constexpr const char* kUsage =
     "       pgtandem replay --config FILE --journal FILE [--dry-run]\n"
     "       pgtandem status [--admin HOST:PORT] [--config FILE]\n"
     "       pgtandem reload [--admin HOST:PORT] [--config FILE] [--token TOKEN]\n"
+    "       pgtandem preflight --config FILE [--user U] [--dbname D] [--tables T,...]\n"
+    "       pgtandem backfill --config FILE [--tables T,...] [--jobs N] [--max-rate ROWS/S]\n"
+    "                [--chunk-rows N] [--state-dir DIR] [--admin HOST:PORT]...\n"
+    "       pgtandem verify --config FILE [--tables T,...] [--jobs N] [--report FILE]\n"
+    "       pgtandem repair --config FILE [--report FILE]\n"
     "       pgtandem --version | --help\n"
     "\n"
     "A PostgreSQL wire-protocol proxy for zero-downtime migrations: clients connect to pgtandem,\n"
@@ -42,6 +48,17 @@ constexpr const char* kUsage =
     "                        --token or the config's [admin] token/token_file); prints the\n"
     "                        outcome and errors (exit 0: applied or unchanged, 1: rejected or\n"
     "                        unreachable, 2: usage)\n"
+    "  preflight             the pre-migration checklist: both targets reachable, schemas\n"
+    "                        compatible (every difference named), keys, privileges, foreign keys,\n"
+    "                        max_connections headroom; exit 1 on any failed check\n"
+    "  backfill              copy every table from the primary to the other target while clients\n"
+    "                        write through pgtandem (locked key-ordered chunks, COPY, resumable\n"
+    "                        from <state-dir>; see docs/migration.md)\n"
+    "  verify                compare the targets chunk by chunk (hashes on each server), drill\n"
+    "                        down to differing rows, write a JSON report (exit 0 identical,\n"
+    "                        1 differences)\n"
+    "  repair                make the other target's differing rows and sequences equal to the\n"
+    "                        primary's (from verify's report), then verify them again\n"
     "  --version             print the version and exit\n"
     "  --help                print this help and exit\n";
 
@@ -111,6 +128,14 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "reload") == 0) {
     return pgtandem::proxy::reload_main(argc - 1, argv + 1);
   }
+  if (argc >= 2 && std::strcmp(argv[1], "preflight") == 0)
+    return pgtandem::proxy::migrate::preflight_main(argc - 1, argv + 1);
+  if (argc >= 2 && std::strcmp(argv[1], "backfill") == 0)
+    return pgtandem::proxy::migrate::backfill_main(argc - 1, argv + 1);
+  if (argc >= 2 && std::strcmp(argv[1], "verify") == 0)
+    return pgtandem::proxy::migrate::verify_main(argc - 1, argv + 1);
+  if (argc >= 2 && std::strcmp(argv[1], "repair") == 0)
+    return pgtandem::proxy::migrate::repair_main(argc - 1, argv + 1);
   if (argc == 3 && std::strcmp(argv[1], "--check-config") == 0) return check_config(argv[2]);
   if (argc == 3 || argc == 5) {
     std::string config;

@@ -299,7 +299,8 @@ Response AdminServer::Impl::handle(const Request& req) {
   const bool is_post_path = path == "/reload" || path == "/breaker/reset";
   const bool is_get_path = path == "/metrics" || path == "/healthz" ||
                            (path == "/readyz" && handlers_.ready) ||
-                           (path == "/status" && handlers_.status);
+                           (path == "/status" && handlers_.status) ||
+                           (path == "/mirror/watermark" && handlers_.mirror_watermark);
   Response res;
   auto from_reply = [&](const AdminReply& r) {
     Response out{static_cast<http::status>(r.status), version};
@@ -367,9 +368,10 @@ Response AdminServer::Impl::handle(const Request& req) {
     res = ready ? text_response(http::status::ok, version, "ready\n")
                 : text_response(http::status::service_unavailable, version,
                                 "not ready: " + why + "\n");
-  } else if (path == "/status") {
+  } else if (path == "/status" || path == "/mirror/watermark") {
     try {
-      res = text_response(http::status::ok, version, handlers_.status());
+      res = text_response(http::status::ok, version,
+                          path == "/status" ? handlers_.status() : handlers_.mirror_watermark());
       res.set(http::field::content_type, "application/json");
     } catch (...) {
       res = text_response(http::status::internal_server_error, version, "status unavailable\n");

@@ -27,6 +27,9 @@ struct AdminHandlers {
   // /readyz: true = 200 "ready"; false = 503 with *why; unset: /readyz is 404.
   std::function<bool(std::string* why)> ready;
   std::function<std::string()> status;  // /status: a JSON document; unset: 404
+  // GET /mirror/watermark: {"last_assigned":N,"done_through":M,"pending":P} (the migration
+  // commands wait on it, docs/migration.md); unset: 404.
+  std::function<std::string()> mirror_watermark;
   // POST /reload and POST /breaker/reset (query: the part after '?', "" if none), called only
   // once the bearer token matched; unset: 404.
   std::function<AdminReply()> reload;

@@ -1,0 +1,345 @@
+// pgtandem backfill --config FILE [--tables ...] [--jobs N] [--max-rate ROWS/S] [--chunk-rows N]
+// [--state-dir DIR] [--admin HOST:PORT]... (issue 13).
+//
+// Copies every table from the primary to the other target while clients keep writing through
+// pgtandem. Each table is split into key ranges (one per job for a large table), each range is
+// copied in key-ordered chunks of --chunk-rows, each chunk under the invariant of
+// docs/migration.md (copy_chunk: rows locked FOR SHARE on the primary, COPY streamed into a
+// staging table, the mirror barrier, the upsert, then the locks released). After each chunk the
+// table's checkpoint (<state-dir>/backfill/<table>.json) records the range's last key, so that
+// the same command continues after a kill or an outage. A table without a usable key is copied
+// whole under a SHARE lock.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "policy/migrate/state.h"
+#include "proxy/migrate/commands.h"
+#include "proxy/migrate/common.h"
+
+namespace pgtandem::proxy::migrate {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kAttempts = 4;  // per chunk, with 1, 2, 4 s pauses: then the command stops
+
+std::string file_name(const std::string& table) {
+  std::string out;
+  for (unsigned char c : table) {
+    if (std::isalnum(c) || c == '_' || c == '.' || c == '-') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out + ".json";
+}
+
+struct TableJob {
+  const pm::Table* table = nullptr;
+  pm::TableSql sql;
+  size_t index = 0;  // staging table number
+  std::string path;  // checkpoint file
+  pm::Checkpoint checkpoint;
+  std::set<std::string> parents;  // selected tables it references
+  int running = 0;                 // ranges being copied now
+};
+
+struct Item {
+  size_t table = 0, range = 0;
+};
+
+class Backfill {
+ public:
+  explicit Backfill(Context ctx) : ctx_(std::move(ctx)), barrier_(ctx_) {}
+  int run();
+
+ private:
+  bool plan(PgConn& p, const std::vector<const pm::Table*>& tables, std::string* error);
+  void worker();
+  bool next_item(bool replica, Item* out);
+  bool copy_range(ConnPair& pair, const Item& item, std::string* error);
+  bool save(TableJob& job, std::string* error);
+  void throttle(int64_t rows);
+
+  Context ctx_;
+  MirrorBarrier barrier_;
+  std::vector<TableJob> jobs_;
+  std::vector<Item> items_;
+  std::mutex mu_;
+  std::atomic<bool> abort_{false};
+  std::string error_;
+  std::unique_ptr<Progress> progress_;
+  std::atomic<int64_t> rows_total_{0};
+  Clock::time_point started_ = Clock::now();
+};
+
+bool Backfill::plan(PgConn& p, const std::vector<const pm::Table*>& tables, std::string* error) {
+  const std::string dir = state_dir(ctx_.opt) + "/backfill";
+  ::mkdir(dir.c_str(), 0755);
+  const auto order = pm::copy_order(tables);
+  std::set<std::string> selected;
+  for (const pm::Table* t : order) selected.insert(t->qualified());
+  jobs_.reserve(order.size());
+  for (const pm::Table* t : order) {
+    TableJob job;
+    job.table = t;
+    job.sql = table_sql(*t);
+    job.index = jobs_.size();
+    job.path = dir + "/" + file_name(t->qualified());
+    for (const auto& r : t->references)
+      if (r != t->qualified() && selected.count(r)) job.parents.insert(r);
+    std::string text, why;
+    if (read_whole_file(job.path, &text)) {
+      auto c = pm::decode_checkpoint(text, &why);
+      if (!c) {
+        *error = "checkpoint " + job.path + " is unreadable (" + why + "); delete it to copy " +
+                 t->qualified() + " again";
+        return false;
+      }
+      if (c->key != job.sql.key) {
+        *error = "checkpoint " + job.path + " was written for another key of " + t->qualified() +
+                 "; delete it to copy the table again";
+        return false;
+      }
+      job.checkpoint = std::move(*c);
+    } else {
+      job.checkpoint.table = t->qualified();
+      job.checkpoint.key = job.sql.key;
+      std::vector<pm::KeyRange> ranges = {pm::KeyRange{}};
+      const int64_t parts = ctx_.opt.jobs;
+      if (!job.sql.key.empty() && parts > 1 && t->estimated_rows > 2 * ctx_.opt.chunk_rows) {
+        const int64_t step = std::max<int64_t>(ctx_.opt.chunk_rows, (t->estimated_rows + parts - 1) / parts);
+        Rows b;
+        if (!p.query(pm::boundaries_sql(job.sql, step), &b, error)) return false;
+        std::vector<pm::Key> bounds;
+        for (const auto& row : b.rows) {
+          pm::Key k;
+          for (const auto& v : row) k.push_back(v.value_or(""));
+          bounds.push_back(std::move(k));
+        }
+        ranges = pm::ranges_from_boundaries(bounds);
+      }
+      for (auto& r : ranges) job.checkpoint.ranges.push_back({std::move(r), std::nullopt, 0, false});
+      if (!save(job, error)) return false;
+    }
+    jobs_.push_back(std::move(job));
+  }
+  for (size_t i = 0; i < jobs_.size(); ++i)
+    for (size_t r = 0; r < jobs_[i].checkpoint.ranges.size(); ++r)
+      if (!jobs_[i].checkpoint.ranges[r].done) items_.push_back({i, r});
+  return true;
+}
+
+bool Backfill::save(TableJob& job, std::string* error) {
+  return write_file_atomic(job.path, pm::encode_checkpoint(job.checkpoint), error);
+}
+
+// The next range to copy; without session_replication_role = replica on the other target, a
+// table's ranges wait until the tables it references are done (parents before children).
+bool Backfill::next_item(bool replica, Item* out) {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (abort_ || items_.empty()) return false;
+      for (size_t i = 0; i < items_.size(); ++i) {
+        const TableJob& job = jobs_[items_[i].table];
+        bool ready = true;
+        if (!replica) {
+          for (const auto& j : jobs_) {
+            if (job.parents.count(j.table->qualified()) && (!j.checkpoint.done() || j.running > 0))
+              ready = false;
+          }
+        }
+        if (!ready) continue;
+        *out = items_[i];
+        items_.erase(items_.begin() + static_cast<long>(i));
+        jobs_[out->table].running++;
+        return true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void Backfill::throttle(int64_t rows) {
+  const int64_t total = rows_total_ += rows;
+  if (ctx_.opt.max_rate <= 0) return;
+  for (;;) {
+    const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
+    const double allowed = elapsed * static_cast<double>(ctx_.opt.max_rate);
+    if (static_cast<double>(total) <= allowed || abort_) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        std::min<int64_t>(1000, static_cast<int64_t>((total - allowed) * 1000.0 / ctx_.opt.max_rate) + 1)));
+  }
+}
+
+bool Backfill::copy_range(ConnPair& pair, const Item& item, std::string* error) {
+  TableJob& job = jobs_[item.table];
+  const pm::TableSql& t = job.sql;
+  for (;;) {
+    pm::RangeProgress rp;
+    {
+      std::lock_guard lock(mu_);
+      rp = job.checkpoint.ranges[item.range];
+    }
+    if (rp.done) return true;
+    ChunkCopy what;
+    if (t.key.empty()) {
+      what.lock_sql = "LOCK TABLE " + pm::qualified_name(t.schema, t.name) + " IN SHARE MODE";
+      what.copy_out_sql = pm::copy_all_out_sql(t);
+      what.whole_table = true;
+    } else {
+      pm::KeyRange from{rp.last ? rp.last : rp.range.lo, rp.range.hi};
+      what.copy_out_sql = pm::copy_chunk_out_sql(t, from, ctx_.opt.chunk_rows);
+    }
+    ChunkResult result;
+    if (!copy_chunk(pair, barrier_, t, job.index, what, &result, error)) return false;
+    {
+      std::lock_guard lock(mu_);
+      auto& r = job.checkpoint.ranges[item.range];
+      r.rows += result.rows;
+      if (result.last_key) r.last = result.last_key;
+      r.done = t.key.empty() || result.rows < ctx_.opt.chunk_rows;
+      if (!save(job, error)) return false;
+    }
+    progress_->add(job.table->qualified(), result.rows, result.bytes);
+    throttle(result.rows);
+    if (abort_) return true;
+  }
+}
+
+void Backfill::worker() {
+  ConnPair pair;
+  std::string e;
+  bool connected = open_pair(ctx_, &pair, &e);
+  bool replica = connected && pair.replica_role;
+  Item item;
+  while (next_item(replica, &item)) {
+    const std::string name = jobs_[item.table].table->qualified();
+    bool ok = false;
+    for (int attempt = 1; attempt <= kAttempts && !abort_; ++attempt) {
+      if (!connected || !pair.primary->ok() || !pair.secondary->ok()) {
+        connected = open_pair(ctx_, &pair, &e);
+        if (connected) replica = pair.replica_role;
+      }
+      if (connected && copy_range(pair, item, &e)) {
+        ok = true;
+        break;
+      }
+      if (attempt < kAttempts) {
+        std::fprintf(stderr, "pgtandem backfill: %s: %s; retrying in %d s\n", name.c_str(), e.c_str(), 1 << (attempt - 1));
+        std::this_thread::sleep_for(std::chrono::seconds(1 << (attempt - 1)));
+      }
+    }
+    std::lock_guard lock(mu_);
+    jobs_[item.table].running--;
+    if (!ok) {
+      if (error_.empty()) error_ = name + ": " + e;
+      abort_ = true;
+      return;
+    }
+    if (jobs_[item.table].checkpoint.done() && jobs_[item.table].running == 0) progress_->table_done(name);
+  }
+}
+
+int Backfill::run() {
+  std::string error;
+  auto p = PgConn::open(ctx_.primary, &error);
+  pm::Schema schema;
+  std::vector<const pm::Table*> tables;
+  if (!p || !fetch_schema(*p, &schema, &error) || !select_tables(schema, ctx_.opt.tables, &tables, &error) ||
+      !plan(*p, tables, &error)) {
+    std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
+    audit(ctx_.opt, "backfill", 1, pm::Json::object().set("error", pm::Json::string(error)));
+    return 1;
+  }
+  p.reset();
+  if (ctx_.mirror_writes && !barrier_.enabled() && !ctx_.opt.no_watermark) {
+    error = "mirror_writes is on but no pgtandem admin endpoint is known: give --admin HOST:PORT for every running pgtandem (or --no-watermark with writes stopped)";
+    std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
+    return 1;
+  }
+  if (barrier_.enabled()) {
+    Watermark w;
+    for (const auto& a : barrier_.admins()) {
+      if (!fetch_watermark(a, &w, &error)) {
+        std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
+        audit(ctx_.opt, "backfill", 1, pm::Json::object().set("error", pm::Json::string(error)));
+        return 1;
+      }
+    }
+  }
+  progress_ = std::make_unique<Progress>("backfill", state_dir(ctx_.opt) + "/backfill-state.json");
+  int64_t resumed_rows = 0;
+  for (auto& job : jobs_) {
+    progress_->table_started(job.table->qualified(), job.table->estimated_rows);
+    const int64_t done_rows = job.checkpoint.rows();
+    resumed_rows += done_rows;
+    if (done_rows > 0) progress_->add(job.table->qualified(), done_rows, 0, 0);
+    if (job.checkpoint.done()) progress_->table_done(job.table->qualified());
+  }
+  if (resumed_rows > 0)
+    std::printf("resuming from %s/backfill: %s rows already copied\n", state_dir(ctx_.opt).c_str(),
+                pm::format_count(resumed_rows).c_str());
+  progress_->start();
+  std::vector<std::thread> threads;
+  const size_t n = std::min<size_t>(ctx_.opt.jobs, std::max<size_t>(1, items_.size()));
+  for (size_t i = 0; i < n; ++i) threads.emplace_back([this] { worker(); });
+  for (auto& t : threads) t.join();
+  progress_->stop();
+  int64_t rows = 0;
+  for (const auto& job : jobs_) rows += job.checkpoint.rows();
+  const double secs = std::chrono::duration<double>(Clock::now() - started_).count();
+  const int code = error_.empty() ? 0 : 1;
+  if (code == 0) {
+    std::printf("backfill complete: %zu tables, %s rows (%s this run) in %.1f s\n", jobs_.size(),
+                pm::format_count(rows).c_str(), pm::format_count(rows_total_.load()).c_str(), secs);
+  } else {
+    std::fprintf(stderr,
+                 "pgtandem backfill: stopped: %s\nprogress is saved in %s/backfill: run the same "
+                 "command again to continue\n",
+                 error_.c_str(), state_dir(ctx_.opt).c_str());
+  }
+  audit(ctx_.opt, "backfill", code,
+        pm::Json::object()
+            .set("tables", pm::Json::integer(static_cast<int64_t>(jobs_.size())))
+            .set("rows", pm::Json::integer(rows))
+            .set("rows_this_run", pm::Json::integer(rows_total_.load()))
+            .set("seconds", pm::Json::number(secs))
+            .set("error", pm::Json::string(error_)));
+  return code;
+}
+
+}  // namespace
+
+int backfill_main(int argc, char** argv) {
+  Options opt;
+  std::string error;
+  if (!parse_options(argc, argv,
+                     {"--config", "--user", "--dbname", "--tables", "--jobs", "--max-rate", "--chunk-rows", "--state-dir",
+                      "--admin", "--no-watermark", "--commit-grace-ms", "--watermark-timeout-ms"},
+                     &opt, &error)) {
+    std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
+    return 2;
+  }
+  Context ctx;
+  if (!make_context(opt, "pgtandem-backfill", &ctx, &error)) {
+    std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
+    return 1;
+  }
+  Backfill b(std::move(ctx));
+  return b.run();
+}
+
+}  // namespace pgtandem::proxy::migrate

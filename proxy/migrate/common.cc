@@ -1,0 +1,644 @@
+#include "proxy/migrate/common.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "config/pgpass.h"
+
+namespace pgtandem::proxy::migrate {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+bool parse_int(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v < 0) return false;
+  *out = v;
+  return true;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == sep) {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+}  // namespace
+
+bool parse_options(int argc, char** argv, const std::vector<std::string>& allowed, Options* o,
+                   std::string* error) {
+  std::set<std::string> ok(allowed.begin(), allowed.end());
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (!ok.count(flag)) {
+      *error = "unknown option " + flag;
+      return false;
+    }
+    if (flag == "--no-watermark") {
+      o->no_watermark = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      *error = flag + " needs a value";
+      return false;
+    }
+    const std::string v = argv[++i];
+    int64_t n = 0;
+    auto number = [&](int64_t min) {
+      if (!parse_int(v, &n) || n < min) {
+        *error = flag + " needs a number >= " + std::to_string(min) + ", not '" + v + "'";
+        return false;
+      }
+      return true;
+    };
+    if (flag == "--config") o->config_path = v;
+    else if (flag == "--user") o->user = v;
+    else if (flag == "--dbname") o->dbname = v;
+    else if (flag == "--tables") o->tables = split(v, ',');
+    else if (flag == "--state-dir") o->state_dir = v;
+    else if (flag == "--admin") o->admins.push_back(v);
+    else if (flag == "--report") o->report = v;
+    else if (flag == "--allow-cast") o->allowed_casts.push_back(v);
+    else if (flag == "--jobs") {
+      if (!number(1)) return false;
+      o->jobs = static_cast<int>(std::min<int64_t>(n, 64));
+    } else if (flag == "--max-rate") {
+      if (!number(0)) return false;
+      o->max_rate = n;
+    } else if (flag == "--chunk-rows") {
+      if (!number(1)) return false;
+      o->chunk_rows = n;
+    } else if (flag == "--commit-grace-ms") {
+      if (!number(0)) return false;
+      o->commit_grace_ms = static_cast<int>(n);
+    } else if (flag == "--watermark-timeout-ms") {
+      if (!number(1)) return false;
+      o->watermark_timeout_ms = static_cast<int>(n);
+    } else if (flag == "--recheck-delay-ms") {
+      if (!number(0)) return false;
+      o->recheck_delay_ms = static_cast<int>(n);
+    }
+  }
+  if (o->config_path.empty()) {
+    *error = "--config FILE is required";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+ConnSpec spec_for(const config::Target& t, const std::string& db, const std::string& user,
+                  const config::Pgpass* pgpass, const std::string& app) {
+  ConnSpec s;
+  s.host = t.unix_socket_dir.empty() ? t.host : t.unix_socket_dir;
+  s.port = t.port;
+  s.label = t.name + " (" + (t.unix_socket_dir.empty() ? config::format_host_port(t.host, t.port)
+                                                       : t.unix_socket_dir + ":" + std::to_string(t.port)) +
+            ")";
+  s.dbname = db;
+  s.user = user;
+  s.sslmode = t.sslmode;
+  s.sslrootcert = t.sslrootcert;
+  s.sslcert = t.sslcert;
+  s.sslkey = t.sslkey;
+  s.application_name = app;
+  if (pgpass) {
+    const std::string host = t.unix_socket_dir.empty() ? t.host : "localhost";
+    if (const auto* e = pgpass->lookup(host, t.port, db, user)) s.password = e->password;
+  }
+  return s;
+}
+
+}  // namespace
+
+bool make_context(const Options& opt, const std::string& app, Context* ctx, std::string* error) {
+  ctx->opt = opt;
+  auto loaded = config::load_file(opt.config_path);
+  if (!loaded.ok()) {
+    *error = "invalid config:";
+    for (const auto& e : loaded.errors) *error += "\n  " + e.to_string();
+    return false;
+  }
+  ctx->cfg = *loaded.config;
+  ctx->mirror_writes = ctx->cfg.mirror_writes;
+  std::string user = opt.user.empty() ? ctx->cfg.classifier.catalog_user : opt.user;
+  if (user.empty() && std::getenv("PGUSER")) user = std::getenv("PGUSER");
+  if (user.empty()) {
+    *error = "no user: give --user, or set [classifier] catalog_user or $PGUSER";
+    return false;
+  }
+  std::string db = opt.dbname.empty() ? ctx->cfg.classifier.catalog_database : opt.dbname;
+  if (db.empty() && std::getenv("PGDATABASE")) db = std::getenv("PGDATABASE");
+  if (db.empty()) db = user;
+  std::optional<config::Pgpass> pgpass;
+  if (!ctx->cfg.mirror.credentials_file.empty()) {
+    auto p = config::load_pgpass_file(ctx->cfg.mirror.credentials_file);
+    if (!p.ok()) {
+      *error = "cannot read [mirror] credentials_file " + ctx->cfg.mirror.credentials_file;
+      for (const auto& e : p.errors) *error += "\n  " + e.to_string();
+      return false;
+    }
+    pgpass = std::move(p.pgpass);
+  }
+  const config::Pgpass* pp = pgpass ? &*pgpass : nullptr;
+  ctx->primary = spec_for(ctx->cfg.primary_target(), db, user, pp, app);
+  ctx->secondary = spec_for(ctx->cfg.secondary_target(), db, user, pp, app);
+  ctx->primary_name = ctx->cfg.primary_target().name;
+  ctx->secondary_name = ctx->cfg.secondary_target().name;
+  if (ctx->opt.admins.empty() && ctx->cfg.mirror_writes && ctx->cfg.admin.enabled()) {
+    const std::string host = ctx->cfg.admin.listen_host == "*" || ctx->cfg.admin.listen_host.empty()
+                                 ? "127.0.0.1"
+                                 : ctx->cfg.admin.listen_host;
+    ctx->opt.admins.push_back(config::format_host_port(host, ctx->cfg.admin.listen_port));
+  }
+  return true;
+}
+
+namespace {
+
+const char* kSystemSchemas =
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
+    "AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+
+std::string key_of(const Row& r) { return *r[0] + "." + *r[1]; }
+
+}  // namespace
+
+bool fetch_schema(PgConn& conn, pm::Schema* out, std::string* error) {
+  *out = {};
+  Rows tables, columns, indexes, fks, seqs, exts;
+  const std::string sys = kSystemSchemas;
+  if (!conn.query("SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c "
+                  "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+                  "AND NOT c.relispartition AND " + sys + " ORDER BY 1, 2",
+                  &tables, error) ||
+      !conn.query("SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), "
+                  "a.attnotnull FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN "
+                  "pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND "
+                  "a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND " + sys +
+                  " ORDER BY 1, 2, a.attnum",
+                  &columns, error) ||
+      !conn.query("SELECT n.nspname, c.relname, i.indisprimary, (SELECT string_agg(a.attname, "
+                  "E'\\x1f' ORDER BY k.ord) FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS "
+                  "k(attnum, ord) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = "
+                  "k.attnum WHERE k.ord <= i.indnkeyatts) FROM pg_index i JOIN pg_class c ON "
+                  "c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_class "
+                  "ic ON ic.oid = i.indexrelid WHERE i.indisunique AND i.indisvalid AND i.indpred "
+                  "IS NULL AND i.indexprs IS NULL AND " + sys +
+                  " ORDER BY 1, 2, NOT i.indisprimary, ic.relname",
+                  &indexes, error) ||
+      !conn.query("SELECT n.nspname, c.relname, pn.nspname, pc.relname FROM pg_constraint k JOIN "
+                  "pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = "
+                  "c.relnamespace JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace pn "
+                  "ON pn.oid = pc.relnamespace WHERE k.contype = 'f' AND " + sys,
+                  &fks, error) ||
+      !conn.query("SELECT schemaname, sequencename, data_type::text FROM pg_sequences WHERE "
+                  "schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+                  &seqs, error) ||
+      !conn.query("SELECT extname, extversion FROM pg_extension ORDER BY 1", &exts, error)) {
+    return false;
+  }
+  std::map<std::string, size_t> index;
+  for (const auto& r : tables.rows) {
+    pm::Table t;
+    t.schema = *r[0];
+    t.name = *r[1];
+    t.estimated_rows = std::atoll(r[2]->c_str());
+    index[key_of(r)] = out->tables.size();
+    out->tables.push_back(std::move(t));
+  }
+  for (const auto& r : columns.rows) {
+    auto it = index.find(key_of(r));
+    if (it == index.end()) continue;
+    out->tables[it->second].columns.push_back({*r[2], *r[3], *r[4] == "t"});
+  }
+  for (const auto& r : indexes.rows) {
+    auto it = index.find(key_of(r));
+    if (it == index.end() || !r[3]) continue;
+    std::vector<std::string> cols;
+    std::string cur;
+    for (char c : *r[3]) {
+      if (c == '\x1f') {
+        cols.push_back(cur);
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    }
+    cols.push_back(cur);
+    auto& t = out->tables[it->second];
+    if (*r[2] == "t")
+      t.primary_key = cols;
+    else
+      t.unique_keys.push_back(cols);
+  }
+  for (const auto& r : fks.rows) {
+    auto it = index.find(key_of(r));
+    if (it != index.end()) out->tables[it->second].references.push_back(*r[2] + "." + *r[3]);
+  }
+  for (const auto& r : seqs.rows) out->sequences.push_back({*r[0], *r[1], *r[2]});
+  for (const auto& r : exts.rows) out->extensions.emplace_back(*r[0], *r[1]);
+  return true;
+}
+
+bool select_tables(const pm::Schema& schema, const std::vector<std::string>& names,
+                   std::vector<const pm::Table*>* out, std::string* error) {
+  out->clear();
+  if (names.empty()) {
+    for (const auto& t : schema.tables) out->push_back(&t);
+    return true;
+  }
+  for (const auto& n : names) {
+    const pm::Table* found = nullptr;
+    for (const auto& t : schema.tables) {
+      const bool match = n.find('.') == std::string::npos ? t.name == n : t.qualified() == n;
+      if (!match) continue;
+      if (found) {
+        *error = "--tables: " + n + " is ambiguous (" + found->qualified() + ", " + t.qualified() +
+                 "); qualify it with its schema";
+        return false;
+      }
+      found = &t;
+    }
+    if (!found) {
+      *error = "--tables: no table " + n + " on the primary";
+      return false;
+    }
+    out->push_back(found);
+  }
+  return true;
+}
+
+pm::TableSql table_sql(const pm::Table& t) {
+  pm::TableSql s;
+  s.schema = t.schema;
+  s.name = t.name;
+  s.columns = pm::canonical_columns(t);
+  s.key = pm::choose_key(t).columns;
+  for (const auto& k : s.key) s.key_types.push_back(t.column(k) ? t.column(k)->type : "text");
+  return s;
+}
+
+bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) {
+    *error = "--admin " + host_port + ": expected HOST:PORT";
+    return false;
+  }
+  std::string host = host_port.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const std::string port = host_port.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
+    *error = "pgtandem admin " + host_port + ": cannot resolve";
+    return false;
+  }
+  const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  if (fd >= 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  const bool connected = fd >= 0 && ::connect(fd, res->ai_addr, res->ai_addrlen) == 0;
+  freeaddrinfo(res);
+  if (!connected) {
+    *error = "pgtandem admin " + host_port + ": cannot connect (" + std::strerror(errno) +
+             "); is pgtandem running with its admin listener there? (--admin HOST:PORT)";
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  const std::string req = "GET /mirror/watermark HTTP/1.1\r\nHost: " + host_port +
+                          "\r\nConnection: close\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    *error = "pgtandem admin " + host_port + ": cannot send";
+    ::close(fd);
+    return false;
+  }
+  std::string resp;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    resp.append(buf, n);
+    if (resp.size() > 65536) break;
+  }
+  ::close(fd);
+  const size_t body = resp.find("\r\n\r\n");
+  if (resp.compare(0, 12, "HTTP/1.1 200") != 0 || body == std::string::npos) {
+    *error = "pgtandem admin " + host_port + ": GET /mirror/watermark answered " +
+             resp.substr(0, resp.find('\r'));
+    return false;
+  }
+  auto j = pm::Json::parse(resp.substr(body + 4));
+  const pm::Json* la = j ? j->get("last_assigned") : nullptr;
+  const pm::Json* dt = j ? j->get("done_through") : nullptr;
+  const pm::Json* pe = j ? j->get("pending") : nullptr;
+  if (!la || !dt) {
+    *error = "pgtandem admin " + host_port + ": malformed watermark";
+    return false;
+  }
+  out->last_assigned = static_cast<uint64_t>(la->as_int());
+  out->done_through = static_cast<uint64_t>(dt->as_int());
+  out->pending = pe ? static_cast<uint64_t>(pe->as_int()) : 0;
+  return true;
+}
+
+MirrorBarrier::MirrorBarrier(const Context& ctx)
+    : grace_ms_(ctx.opt.commit_grace_ms), timeout_ms_(ctx.opt.watermark_timeout_ms) {
+  if (!ctx.opt.no_watermark) admins_ = ctx.opt.admins;
+}
+
+bool MirrorBarrier::wait(std::string* error) {
+  if (admins_.empty()) return true;
+  if (grace_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms_));
+  std::vector<uint64_t> targets(admins_.size());
+  for (size_t i = 0; i < admins_.size(); ++i) {
+    Watermark w;
+    if (!fetch_watermark(admins_[i], &w, error)) return false;
+    targets[i] = w.last_assigned;
+  }
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms_);
+  for (size_t i = 0; i < admins_.size(); ++i) {
+    for (int step = 0;; ++step) {
+      Watermark w;
+      if (!fetch_watermark(admins_[i], &w, error)) return false;
+      if (w.done_through >= targets[i]) break;
+      if (Clock::now() >= deadline) {
+        *error = "pgtandem " + admins_[i] + ": the mirror did not apply unit " +
+                 std::to_string(targets[i]) + " within " + std::to_string(timeout_ms_) +
+                 " ms (done through " + std::to_string(w.done_through) + ")";
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(step < 10 ? 2 : 10));
+    }
+  }
+  return true;
+}
+
+bool open_pair(const Context& ctx, ConnPair* pair, std::string* error) {
+  pair->primary = PgConn::open(ctx.primary, error);
+  if (!pair->primary) return false;
+  pair->secondary = PgConn::open(ctx.secondary, error);
+  if (!pair->secondary) return false;
+  // Foreign keys and triggers on the other target do not fire for the copy (parents may come
+  // later; the primary's triggers already ran); needs superuser, else tables go parents first.
+  std::string ignored;
+  pair->replica_role = pair->secondary->exec("SET session_replication_role = replica", &ignored);
+  std::string lock_error;
+  if (!pair->primary->exec("SET lock_timeout = '30s'", &lock_error)) {
+    *error = lock_error;
+    return false;
+  }
+  return true;
+}
+
+bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
+                const ChunkCopy& what, ChunkResult* result, std::string* error) {
+  PgConn& p = *pair.primary;
+  PgConn& n = *pair.secondary;
+  *result = {};
+  const std::string staging = pm::staging_name(staging_index);
+  auto fail = [&](const std::string& e) {
+    *error = e;
+    std::string ignored;
+    if (n.ok()) n.exec("ROLLBACK", &ignored);
+    if (p.ok()) p.exec("ROLLBACK", &ignored);
+    return false;
+  };
+  std::string e;
+  if (!p.exec("BEGIN ISOLATION LEVEL READ COMMITTED", &e)) return fail(e);
+  if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
+  if (!n.exec("BEGIN", &e) || !n.exec(pm::create_staging_sql(t, staging), &e)) return fail(e);
+  std::string last_line;
+  if (!p.copy_to(what.copy_out_sql, n, pm::copy_in_sql(staging, t), &result->rows, &result->bytes,
+                 &last_line, &e))
+    return fail(e);
+  // The chunk's rows are locked on the primary: wait until the mirror applied everything the
+  // primary committed before (docs/migration.md).
+  if (!barrier.wait(&e)) return fail(e);
+  if (what.delete_absent && !what.delete_absent->empty() &&
+      !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
+    return fail(e);
+  if (what.whole_table) {
+    const std::string table = pm::qualified_name(t.schema, t.name);
+    const std::string cols = pm::column_list(t.columns);
+    if (!n.exec("DELETE FROM " + table, &e) ||
+        !n.exec("INSERT INTO " + table + " (" + cols + ") OVERRIDING SYSTEM VALUE SELECT " + cols +
+                    " FROM " + pm::quote_ident(staging),
+                &e))
+      return fail(e);
+  } else if (result->rows > 0 && !n.exec(pm::upsert_from_staging_sql(t, staging), &e)) {
+    return fail(e);
+  }
+  if (!n.exec("COMMIT", &e)) return fail(e);
+  if (!p.exec("COMMIT", &e)) return fail(e);  // releases the chunk's locks
+  if (result->rows > 0 && !t.key.empty()) {
+    auto fields = pm::decode_copy_line(last_line);
+    pm::Key key;
+    for (const auto& k : t.key) {
+      for (size_t i = 0; i < t.columns.size(); ++i)
+        if (t.columns[i] == k && i < fields.size() && fields[i]) key.push_back(*fields[i]);
+    }
+    if (key.size() == t.key.size()) result->last_key = std::move(key);
+  }
+  return true;
+}
+
+std::string state_dir(const Options& opt) {
+  std::string dir = opt.state_dir.empty() ? "pgtandem-state" : opt.state_dir;
+  ::mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+bool write_file_atomic(const std::string& path, const std::string& content, std::string* error) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << content;
+    f.flush();
+    if (!f) {
+      *error = "cannot write " + tmp;
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    *error = "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+bool read_whole_file(const std::string& path, std::string* out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::ostringstream s;
+  s << f.rdbuf();
+  *out = s.str();
+  return true;
+}
+
+namespace {
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+void audit(const Options& opt, const std::string& command, int exit_code, pm::Json details) {
+  pm::Json line = pm::Json::object();
+  line.set("time", pm::Json::string(utc_now()));
+  line.set("command", pm::Json::string(command));
+  line.set("config", pm::Json::string(opt.config_path));
+  pm::Json tables = pm::Json::array();
+  for (const auto& t : opt.tables) tables.push(pm::Json::string(t));
+  line.set("tables", std::move(tables));
+  line.set("exit_code", pm::Json::integer(exit_code));
+  line.set("details", std::move(details));
+  const std::string path = state_dir(opt) + "/audit.log";
+  if (FILE* f = std::fopen(path.c_str(), "a")) {
+    const std::string text = line.dump() + "\n";
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fflush(f);
+    ::fsync(fileno(f));
+    std::fclose(f);
+  }
+}
+
+void print_check(char mark, const std::string& text) {
+  const char* m = mark == '+' ? "\u2713" : mark == '-' ? "\u2717" : "!";
+  std::printf("%s %s\n", m, text.c_str());
+  std::fflush(stdout);
+}
+
+Progress::Progress(std::string command, std::string state_path)
+    : command_(std::move(command)), state_path_(std::move(state_path)) {
+  tty_ = ::isatty(STDOUT_FILENO) == 1;
+  started_ = Clock::now();
+}
+
+Progress::~Progress() { stop(); }
+
+void Progress::start() {
+  thread_ = std::thread([this] {
+    const auto interval = std::chrono::milliseconds(tty_ ? 500 : 5000);
+    auto next = Clock::now() + interval;
+    while (!stop_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (Clock::now() >= next) {
+        tick(false);
+        next = Clock::now() + interval;
+      }
+    }
+  });
+}
+
+void Progress::stop() {
+  if (!thread_.joinable()) return;
+  stop_ = true;
+  thread_.join();
+  tick(true);
+}
+
+void Progress::table_started(const std::string& table, int64_t estimated_rows) {
+  std::lock_guard lock(mu_);
+  auto& e = tables_[table];
+  e.estimated = estimated_rows;
+  e.started = Clock::now();
+}
+
+void Progress::add(const std::string& table, int64_t rows, int64_t bytes, int64_t chunks) {
+  std::lock_guard lock(mu_);
+  auto& e = tables_[table];
+  e.rows += rows;
+  e.bytes += bytes;
+  e.chunks += chunks;
+}
+
+void Progress::table_done(const std::string& table) {
+  std::lock_guard lock(mu_);
+  auto& e = tables_[table];
+  e.done = true;
+  e.seconds = std::chrono::duration<double>(Clock::now() - e.started).count();
+}
+
+void Progress::tick(bool final) {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> lines;
+  pm::Json state = pm::Json::object();
+  state.set("command", pm::Json::string(command_));
+  state.set("running", pm::Json::boolean(!final));
+  state.set("seconds", pm::Json::number(std::chrono::duration<double>(Clock::now() - started_).count()));
+  pm::Json tables = pm::Json::array();
+  int64_t rows = 0, chunks = 0;
+  for (const auto& [name, e] : tables_) {
+    const double secs = e.done ? e.seconds : std::chrono::duration<double>(Clock::now() - e.started).count();
+    if (!e.done || final) {
+      std::string l = pm::format_progress(name, e.rows, e.estimated > 0 ? e.estimated : -1, e.bytes, secs);
+      if (e.done) l += "  done";
+      if (!final || tty_ || e.done) lines.push_back(l);
+    }
+    rows += e.rows;
+    chunks += e.chunks;
+    pm::Json t = pm::Json::object();
+    t.set("table", pm::Json::string(name));
+    t.set("rows", pm::Json::integer(e.rows));
+    t.set("bytes", pm::Json::integer(e.bytes));
+    t.set("chunks", pm::Json::integer(e.chunks));
+    t.set("estimated_rows", pm::Json::integer(e.estimated));
+    t.set("done", pm::Json::boolean(e.done));
+    tables.push(std::move(t));
+  }
+  state.set("rows", pm::Json::integer(rows));
+  state.set("chunks", pm::Json::integer(chunks));
+  state.set("differences", pm::Json::integer(differences_.load()));
+  state.set("repaired", pm::Json::integer(repaired_.load()));
+  state.set("tables", std::move(tables));
+  std::string ignored;
+  if (!state_path_.empty()) write_file_atomic(state_path_, state.dump() + "\n", &ignored);
+  if (tty_) {
+    std::string out;
+    for (size_t i = 0; i < lines_drawn_; ++i) out += "\033[1A\033[2K";
+    for (const auto& l : lines) out += l + "\n";
+    lines_drawn_ = final ? 0 : lines.size();
+    std::fputs(out.c_str(), stdout);
+  } else if (!final) {
+    for (const auto& l : lines) std::printf("progress: %s\n", l.c_str());
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace pgtandem::proxy::migrate

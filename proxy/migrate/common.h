@@ -1,0 +1,158 @@
+// What the four migration commands (preflight, backfill, verify, repair; issue 13) share: the
+// command line, connections to both targets from the proxy's config and credentials, the schema
+// read from the catalog, the mirror barrier (the running pgtandems' watermarks), the locked copy
+// of one chunk, progress, the state file and the audit log. Design and guarantee:
+// docs/migration.md.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "policy/migrate/json.h"
+#include "policy/migrate/schema.h"
+#include "policy/migrate/sql.h"
+#include "policy/migrate/state.h"
+#include "proxy/migrate/pg_conn.h"
+
+namespace pgtandem::proxy::migrate {
+
+namespace pm = policy::migrate;
+
+struct Options {
+  std::string config_path;
+  std::string user, dbname;
+  std::vector<std::string> tables;  // --tables a,b (schema.table or table)
+  int jobs = 2;
+  int64_t max_rate = 0;        // rows/s over all jobs; 0 = unlimited
+  int64_t chunk_rows = 10000;  // rows per chunk
+  std::string state_dir;       // default ./pgtandem-state
+  std::vector<std::string> admins;  // HOST:PORT of every running pgtandem
+  bool no_watermark = false;        // copy without the mirror barrier (only with writes stopped)
+  int commit_grace_ms = 50;         // see docs/migration.md, "the answer still on its way"
+  int watermark_timeout_ms = 60000;
+  int recheck_delay_ms = 1000;
+  std::string report;  // verify: where to write; repair: what to read
+  std::vector<std::string> allowed_casts;  // preflight: "old_type->new_type"
+};
+
+// Parses argv (after the command name). `allowed`: the flags this command takes, e.g.
+// {"--config", "--tables"}. False with *error (usage problems: exit 2).
+bool parse_options(int argc, char** argv, const std::vector<std::string>& allowed, Options* out,
+                   std::string* error);
+
+struct Context {
+  Options opt;
+  config::Config cfg;
+  ConnSpec primary, secondary;  // the primary target and the other one
+  std::string primary_name, secondary_name;
+  bool mirror_writes = false;
+};
+bool make_context(const Options& opt, const std::string& application_name, Context* ctx,
+                  std::string* error);
+
+bool fetch_schema(PgConn& conn, pm::Schema* out, std::string* error);
+// The tables the command works on: all, or those named by --tables (an unknown name is an error).
+bool select_tables(const pm::Schema& schema, const std::vector<std::string>& names,
+                   std::vector<const pm::Table*>* out, std::string* error);
+pm::TableSql table_sql(const pm::Table& t);  // canonical columns, chosen key and its types
+
+// GET /mirror/watermark of one pgtandem admin endpoint.
+struct Watermark {
+  uint64_t last_assigned = 0, done_through = 0, pending = 0;
+};
+bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error);
+
+// Waits until every running pgtandem's mirror has applied what the primary committed before now
+// minus nothing: after `commit_grace_ms` (for COMMIT answers still on their way to pgtandem), the
+// last unit number each pgtandem assigned is read and its done_through awaited.
+class MirrorBarrier {
+ public:
+  explicit MirrorBarrier(const Context& ctx);
+  bool enabled() const { return !admins_.empty(); }
+  bool wait(std::string* error);
+  const std::vector<std::string>& admins() const { return admins_; }
+
+ private:
+  std::vector<std::string> admins_;
+  int grace_ms_ = 50;
+  int timeout_ms_ = 60000;
+};
+
+// A connection pair for one worker: the primary's and the other target's.
+struct ConnPair {
+  std::unique_ptr<PgConn> primary, secondary;
+  bool replica_role = false;  // session_replication_role = replica took on the other target
+};
+bool open_pair(const Context& ctx, ConnPair* pair, std::string* error);
+
+// One chunk copied under the invariant (docs/migration.md): on the primary, BEGIN, `lock_sql`
+// (optional), the COPY out (which may lock rows FOR SHARE); streamed into a staging table on the
+// other target; the mirror barrier; then on the other target: optional deletes (repair),
+// the upsert (or, keyless, replace the whole table), COMMIT; then COMMIT on the primary.
+struct ChunkCopy {
+  std::string lock_sql;      // e.g. "LOCK TABLE ... IN SHARE MODE"; "" for none
+  std::string copy_out_sql;  // COPY (...) TO STDOUT on the primary
+  const std::vector<pm::Key>* delete_absent = nullptr;  // repair: these keys, if the primary lacks them
+  bool whole_table = false;  // keyless: replace every row of the table
+};
+struct ChunkResult {
+  int64_t rows = 0, bytes = 0;
+  std::optional<pm::Key> last_key;
+};
+bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
+                const ChunkCopy& what, ChunkResult* result, std::string* error);
+
+// --state-dir (default ./pgtandem-state), created if missing.
+std::string state_dir(const Options& opt);
+// Writes <state-dir>/<name> atomically (temp file + rename).
+bool write_file_atomic(const std::string& path, const std::string& content, std::string* error);
+bool read_whole_file(const std::string& path, std::string* out);
+// Appends one JSON line to <state-dir>/audit.log: time, command, arguments, outcome, details.
+void audit(const Options& opt, const std::string& command, int exit_code, pm::Json details);
+
+// Per-table progress: on a terminal one updating line per active table; otherwise plain lines
+// every few seconds. Also rewrites <state-dir>/<state_file> (JSON) at each tick.
+class Progress {
+ public:
+  Progress(std::string command, std::string state_path);
+  ~Progress();
+  void start();
+  void stop();  // final lines
+  void table_started(const std::string& table, int64_t estimated_rows);
+  void add(const std::string& table, int64_t rows, int64_t bytes, int64_t chunks = 1);
+  void table_done(const std::string& table);
+  void add_differences(int64_t n) { differences_ += n; }
+  void add_repaired(int64_t n) { repaired_ += n; }
+
+ private:
+  struct Entry {
+    int64_t estimated = -1, rows = 0, bytes = 0, chunks = 0;
+    bool done = false;
+    std::chrono::steady_clock::time_point started;
+    double seconds = 0;
+  };
+  void tick(bool final);
+  std::string command_, state_path_;
+  std::mutex mu_;
+  std::map<std::string, Entry> tables_;
+  std::atomic<int64_t> differences_{0}, repaired_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  bool tty_ = false;
+  size_t lines_drawn_ = 0;
+  std::chrono::steady_clock::time_point started_;
+};
+
+// One line with the mark: "✓ text" / "✗ text" / "! text".
+void print_check(char mark, const std::string& text);
+
+}  // namespace pgtandem::proxy::migrate

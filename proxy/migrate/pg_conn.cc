@@ -1,0 +1,232 @@
+#include "proxy/migrate/pg_conn.h"
+
+#include "policy/migrate/sql.h"
+
+namespace pgtandem::proxy::migrate {
+
+namespace {
+const std::string kEmpty;
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+void to_rows(const PGresult* r, Rows* out) {
+  out->rows.clear();
+  const int n = PQntuples(r), f = PQnfields(r);
+  out->rows.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    Row row;
+    row.reserve(f);
+    for (int c = 0; c < f; ++c) {
+      if (PQgetisnull(r, i, c))
+        row.emplace_back(std::nullopt);
+      else
+        row.emplace_back(std::string(PQgetvalue(r, i, c), PQgetlength(r, i, c)));
+    }
+    out->rows.push_back(std::move(row));
+  }
+}
+
+}  // namespace
+
+const std::string& Rows::at(size_t r, size_t c) const {
+  if (r >= rows.size() || c >= rows[r].size() || !rows[r][c]) return kEmpty;
+  return *rows[r][c];
+}
+
+std::unique_ptr<PgConn> PgConn::open(const ConnSpec& spec, std::string* error) {
+  const std::string port = std::to_string(spec.port);
+  const std::string timeout = std::to_string(spec.connect_timeout_s);
+  std::vector<const char*> keys, values;
+  auto add = [&](const char* k, const std::string& v) {
+    if (v.empty()) return;
+    keys.push_back(k);
+    values.push_back(v.c_str());
+  };
+  add("host", spec.host);
+  add("port", port);
+  add("dbname", spec.dbname);
+  add("user", spec.user);
+  add("password", spec.password);
+  if (spec.host.empty() || spec.host[0] != '/') add("sslmode", spec.sslmode);
+  add("sslrootcert", spec.sslrootcert);
+  add("sslcert", spec.sslcert);
+  add("sslkey", spec.sslkey);
+  add("application_name", spec.application_name);
+  add("connect_timeout", timeout);
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  PGconn* c = PQconnectdbParams(keys.data(), values.data(), 0);
+  if (c == nullptr || PQstatus(c) != CONNECTION_OK) {
+    *error = spec.label + ": cannot connect: " + (c ? trim(PQerrorMessage(c)) : "out of memory");
+    if (c) PQfinish(c);
+    return nullptr;
+  }
+  std::unique_ptr<PgConn> conn(new PgConn(c, spec));
+  if (!conn->exec(policy::migrate::session_settings_sql(), error)) return nullptr;
+  return conn;
+}
+
+PgConn::~PgConn() { PQfinish(conn_); }
+
+std::string PgConn::err(const std::string& what) const {
+  return spec_.label + ": " + what + ": " + trim(PQerrorMessage(conn_));
+}
+
+bool PgConn::drain_results(std::string* error) {
+  bool ok = true;
+  while (PGresult* r = PQgetResult(conn_)) {
+    const auto st = PQresultStatus(r);
+    if (ok && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_COPY_OUT &&
+        st != PGRES_COPY_IN) {
+      *error = spec_.label + ": " + trim(PQresultErrorMessage(r));
+      ok = false;
+    }
+    PQclear(r);
+  }
+  return ok;
+}
+
+bool PgConn::exec(const std::string& sql, std::string* error) {
+  if (!PQsendQuery(conn_, sql.c_str())) {
+    *error = err("cannot send");
+    return false;
+  }
+  return drain_results(error);
+}
+
+bool PgConn::query(const std::string& sql, Rows* out, std::string* error) {
+  ResultPtr r(PQexec(conn_, sql.c_str()));
+  if (!r || (PQresultStatus(r.get()) != PGRES_TUPLES_OK &&
+             PQresultStatus(r.get()) != PGRES_COMMAND_OK)) {
+    *error = r ? spec_.label + ": " + trim(PQresultErrorMessage(r.get())) : err("query failed");
+    return false;
+  }
+  to_rows(r.get(), out);
+  return true;
+}
+
+bool PgConn::pipeline(const std::vector<std::string>& sqls, std::vector<Rows>* out,
+                      std::string* error) {
+  out->assign(sqls.size(), Rows{});
+  if (!PQenterPipelineMode(conn_)) {
+    *error = err("cannot enter pipeline mode");
+    return false;
+  }
+  bool ok = true;
+  for (const auto& s : sqls) {
+    if (!PQsendQueryParams(conn_, s.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0)) {
+      *error = err("cannot send");
+      ok = false;
+      break;
+    }
+  }
+  if (!PQpipelineSync(conn_)) {
+    *error = err("cannot sync");
+    ok = false;
+  }
+  // Results: one per query, each followed by a NULL; then the sync's PGRES_PIPELINE_SYNC.
+  size_t i = 0;
+  for (;;) {
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) {
+      if (PQstatus(conn_) != CONNECTION_OK) {
+        if (ok) *error = err("connection lost");
+        ok = false;
+        break;
+      }
+      continue;  // between one query's results and the next
+    }
+    const auto st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+      if (i < out->size()) to_rows(r, &(*out)[i]);
+      ++i;
+    } else if (st != PGRES_PIPELINE_ABORTED) {
+      if (ok) *error = spec_.label + ": " + trim(PQresultErrorMessage(r));
+      ok = false;
+      ++i;
+    } else {
+      ++i;
+    }
+    PQclear(r);
+  }
+  PQexitPipelineMode(conn_);
+  return ok;
+}
+
+bool PgConn::copy_to(const std::string& copy_out_sql, PgConn& dest, const std::string& copy_in_sql,
+                     int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error) {
+  *rows = 0;
+  *bytes = 0;
+  ResultPtr in(PQexec(dest.conn_, copy_in_sql.c_str()));
+  if (!in || PQresultStatus(in.get()) != PGRES_COPY_IN) {
+    *error = in ? dest.spec_.label + ": " + trim(PQresultErrorMessage(in.get()))
+                : dest.err("COPY FROM STDIN failed");
+    return false;
+  }
+  ResultPtr out(PQexec(conn_, copy_out_sql.c_str()));
+  if (!out || PQresultStatus(out.get()) != PGRES_COPY_OUT) {
+    *error = out ? spec_.label + ": " + trim(PQresultErrorMessage(out.get()))
+                 : err("COPY TO STDOUT failed");
+    PQputCopyEnd(dest.conn_, "source failed");
+    std::string ignored;
+    dest.drain_results(&ignored);
+    return false;
+  }
+  bool ok = true;
+  for (;;) {
+    char* buf = nullptr;
+    const int n = PQgetCopyData(conn_, &buf, 0);
+    if (n == -1) break;  // done
+    if (n < 0) {
+      *error = err("COPY out failed");
+      ok = false;
+      break;
+    }
+    ++*rows;
+    *bytes += n;
+    last_line->assign(buf, n);
+    if (PQputCopyData(dest.conn_, buf, n) != 1) {
+      PQfreemem(buf);
+      *error = dest.err("COPY in failed");
+      ok = false;
+      break;
+    }
+    PQfreemem(buf);
+  }
+  std::string out_error;
+  const bool out_ok = drain_results(&out_error);
+  if (ok && !out_ok) {
+    *error = out_error;
+    ok = false;
+  }
+  if (PQputCopyEnd(dest.conn_, ok ? nullptr : "source failed") != 1 && ok) {
+    *error = dest.err("COPY end failed");
+    ok = false;
+  }
+  std::string in_error;
+  const bool in_ok = dest.drain_results(&in_error);
+  if (ok && !in_ok) {
+    *error = in_error;
+    ok = false;
+  }
+  return ok;
+}
+
+std::string PgConn::server_version() {
+  const char* v = PQparameterStatus(conn_, "server_version");
+  return v ? v : "?";
+}
+
+}  // namespace pgtandem::proxy::migrate

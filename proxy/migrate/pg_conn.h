@@ -1,0 +1,75 @@
+// libpq for the migration commands (issue 13): an RAII connection with the few things they do:
+// run SQL, read rows as text, stream COPY out of one server into COPY in on the other
+// (PQgetCopyData -> PQputCopyData, no row parsing except the last line's key), and pipelined
+// queries (PQenterPipelineMode: verify's per-chunk hash queries in one round trip).
+// Blocking calls; each command's worker threads own their connections.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgtandem::proxy::migrate {
+
+struct ConnSpec {
+  std::string label;  // "old (127.0.0.1:5432)": for messages
+  std::string host;   // or the Unix socket directory
+  uint16_t port = 5432;
+  std::string dbname;
+  std::string user;
+  std::string password;  // "" = none
+  std::string sslmode = "prefer";
+  std::string sslrootcert, sslcert, sslkey;
+  std::string application_name = "pgtandem-migrate";
+  int connect_timeout_s = 10;
+};
+
+using Row = std::vector<std::optional<std::string>>;
+struct Rows {
+  std::vector<Row> rows;
+  const std::string& at(size_t r, size_t c) const;  // "" for NULL
+};
+
+class PgConn {
+ public:
+  // Connects and applies the commands' session settings (policy/migrate/sql.h). nullptr with
+  // *error ("old (127.0.0.1:5432): connection refused ...") on failure.
+  static std::unique_ptr<PgConn> open(const ConnSpec& spec, std::string* error);
+  ~PgConn();
+  PgConn(const PgConn&) = delete;
+  PgConn& operator=(const PgConn&) = delete;
+
+  PGconn* raw() { return conn_; }
+  const ConnSpec& spec() const { return spec_; }
+  bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+  // One or more statements (simple protocol); false with *error ("label: message").
+  bool exec(const std::string& sql, std::string* error);
+  // One statement; rows as text.
+  bool query(const std::string& sql, Rows* out, std::string* error);
+  // Queries sent in one pipeline (extended protocol, one Sync), results in order.
+  bool pipeline(const std::vector<std::string>& sqls, std::vector<Rows>* out, std::string* error);
+
+  // Streams `copy_out_sql` (COPY ... TO STDOUT) on this connection into `copy_in_sql`
+  // (COPY ... FROM STDIN) on `dest`. *rows and *bytes count what passed; *last_line is the last
+  // data line (for the chunk's last key).
+  bool copy_to(const std::string& copy_out_sql, PgConn& dest, const std::string& copy_in_sql,
+               int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error);
+
+  std::string server_version();  // "15.4"
+
+ private:
+  PgConn(PGconn* c, ConnSpec spec) : conn_(c), spec_(std::move(spec)) {}
+  std::string err(const std::string& what) const;
+  bool drain_results(std::string* error);
+  PGconn* conn_;
+  ConnSpec spec_;
+};
+
+}  // namespace pgtandem::proxy::migrate
