@@ -233,6 +233,8 @@ run_pgtandem() {
   fi
 }
 
+# What the migration commands (issue 13) log in as, and where they keep checkpoints and reports.
+MIGRATE=(--user postgres --dbname bench --state-dir "$dir/migrate-state")
 # run_tool LOG CMD...: one of pgtandem's migration commands; its output goes to LOG and, indented,
 # to the terminal. Sets TOOL_RC. A command this build does not have (issue 13) fails clearly.
 TOOL_RC=0
@@ -285,6 +287,25 @@ load_start() {
 \set req random(1, 1000000000)
 SELECT id, username, email, created_at FROM users WHERE id = :uid /* request=':req' */;
 EOF
+  # TPC-B as pgbench's built-in tpcb-like, except that the history row's key and time come from
+  # the client, as they must in an application whose writes are mirrored: the mirror replays the
+  # statement on new, where nextval() and now() would give other values than on old (pgtandem
+  # counts such writes in pgtandem_mirror_nondeterministic_writes_total, and verify finds them).
+  cat >"$logs/tpcb.sql" <<'EOF'
+\set aid random(1, 100000 * :scale)
+\set bid random(1, 1 * :scale)
+\set tid random(1, 10 * :scale)
+\set delta random(-5000, 5000)
+\set hid random(1, 1000000000000000000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO pgbench_history (hid, tid, bid, aid, delta, mtime)
+  VALUES (:hid, :tid, :bid, :aid, :delta, timestamp ':start');
+END;
+EOF
   cat >"$logs/users-signup.sql" <<'EOF'
 \set nid random(:nusers + 1, 2000000000)
 INSERT INTO users (id, username, email, created_at)
@@ -292,7 +313,8 @@ INSERT INTO users (id, username, email, created_at)
   ON CONFLICT DO NOTHING;
 EOF
   # The write path: TPC-B, and one transaction in ten a sign-up (a new users row).
-  load_loop tpcb "$tpcb_rate" -D "nusers=$users" -b tpcb-like@9 -f "$logs/users-signup.sql@1" &
+  load_loop tpcb "$tpcb_rate" -D "nusers=$users" -D "scale=$scale" -D "start=$(date -u '+%F %T')" \
+    -f "$logs/tpcb.sql@9" -f "$logs/users-signup.sql@1" &
   LOAD_PIDS+=($!)
   PG_BG_PIDS+=($!)
   load_loop reads "$users_rate" -D "nusers=$users" -f "$logs/users-read.sql" &
@@ -323,8 +345,8 @@ pg_psql new -c 'CREATE DATABASE bench'
 pgbench -i -q -s "$scale" --foreign-keys -h 127.0.0.1 -p "$(pg_port old)" -U postgres bench \
   >"$logs/init-old.log" 2>&1 || { cat "$logs/init-old.log" >&2; pg_die "pgbench -i failed"; }
 pg_psql old -d bench >/dev/null <<EOF
--- History gets a key (as in issue 13's tests): the commands copy and compare by key.
-ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;
+-- History gets a key, which the client chooses (see tpcb.sql): the commands copy and compare by key.
+ALTER TABLE pgbench_history ADD COLUMN hid bigint PRIMARY KEY;
 CREATE TABLE users (
   id bigint PRIMARY KEY,
   username text NOT NULL UNIQUE,
@@ -340,6 +362,9 @@ EOF
 pg_dump --schema-only -h 127.0.0.1 -p "$(pg_port old)" -U postgres bench >"$logs/schema.sql"
 pg_psql new -d bench -f "$logs/schema.sql" >"$logs/schema-restore.log" 2>&1 ||
   { tail -n 20 "$logs/schema-restore.log" >&2; pg_die "restoring the schema on new failed"; }
+# new has the foreign keys too: until the backfill is done, a mirrored write may reference a row
+# not copied yet. session_replication_role = replica skips the check there (docs/migration.md).
+pg_psql new -c 'ALTER DATABASE bench SET session_replication_role = replica' >/dev/null
 accounts=$(pg_psql old -d bench -Atc 'SELECT count(*) FROM pgbench_accounts')
 size=$(pg_psql old -d bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
 new_rows=$(pg_psql new -d bench -Atc 'SELECT (SELECT count(*) FROM pgbench_accounts) + (SELECT count(*) FROM users)')
@@ -349,7 +374,7 @@ phase_end "old: $accounts accounts, $users users ($size); new: the schema only (
 # ------------------------------------------------------------------------------------ 2 preflight
 phase_begin 2 preflight
 start_pgtandem
-run_tool "$logs/preflight.log" "$bin" preflight --config "$cfg"
+run_tool "$logs/preflight.log" "$bin" preflight --config "$cfg" "${MIGRATE[@]}"
 if ((TOOL_RC == 0)); then
   phase_end "pgtandem preflight: every check passed ($(grep -c '✓' "$logs/preflight.log" || true) ✓)"
 else
@@ -371,9 +396,9 @@ phase_end "pgtandem up (mirror_writes = true), $clients_now client sessions; $mi
 
 # ------------------------------------------------------------------------------------ 4 backfill
 phase_begin 4 backfill
-run_tool "$logs/backfill.log" "$bin" backfill --config "$cfg" --jobs 2 --state-dir "$dir/backfill-state" \
-  --user postgres --dbname bench
+run_tool "$logs/backfill.log" "$bin" backfill --config "$cfg" --jobs 2 "${MIGRATE[@]}"
 if ((TOOL_RC == 0)); then
+  pg_psql new -c 'ALTER DATABASE bench RESET session_replication_role' >/dev/null
   new_accounts=$(pg_psql new -d bench -Atc 'SELECT count(*) FROM pgbench_accounts')
   new_users=$(pg_psql new -d bench -Atc 'SELECT count(*) FROM users')
   ((new_accounts == accounts)) || check_fail "new has $new_accounts accounts, old $accounts"
@@ -385,7 +410,7 @@ fi
 
 # verify_step LOG REPORT: pgtandem verify; sets TOOL_RC (0 identical, 1 differences).
 verify_step() {
-  run_tool "$1" "$bin" verify --config "$cfg" --report "$2"
+  run_tool "$1" "$bin" verify --config "$cfg" --report "$2" "${MIGRATE[@]}"
 }
 
 # ------------------------------------------------------------------------------------ 5 verify
@@ -435,7 +460,7 @@ else
   check_fail "verify exited $TOOL_RC instead of 1 (differences)"
   verify_note="verify: exit $TOOL_RC"
 fi
-run_tool "$logs/repair.log" "$bin" repair --config "$cfg" --report "$logs/verify-7a.json"
+run_tool "$logs/repair.log" "$bin" repair --config "$cfg" --report "$logs/verify-7a.json" "${MIGRATE[@]}"
 repair_note="repair: exit $TOOL_RC"
 ((TOOL_RC == 0)) || check_fail "pgtandem repair exited $TOOL_RC"
 verify_step "$logs/verify-7b.log" "$logs/verify-7b.json"

@@ -129,7 +129,8 @@ class Load:
         return [t for t in self.tx if t0 <= t[0] < t1]
 
     def workloads(self):
-        return sorted({w for _, _, w in self.tx} | {w for _, w in self.failed})
+        # The write path first (tpcb), then the reads.
+        return sorted({w for _, _, w in self.tx} | {w for _, w in self.failed}, key=lambda w: (w != "tpcb", w))
 
 
 def quantile(sorted_values, q):
