@@ -260,7 +260,7 @@ def text_table(rows, workloads):
             out.append("  ".join("-" * w for w in widths))
     notes = [f"tps: {' + '.join(workloads) or 'no load'} (pgbench at a fixed rate, through pgtandem);"
              " latency: every client transaction, schedule lag included",
-             "reads by new: reads pgtandem sent to new (share of all reads it decided);"
+             "reads by new: reads pgtandem sent to new (share of all the reads it routed, TPC-B's included);"
              " mirror lag: mean time from the primary's answer to the write applied on the other side;"
              " shadow mismatches: of the shadow reads compared; pause at flip: the longest client"
              " transaction from the reload until one second after every session moved"]
@@ -376,6 +376,16 @@ def svg_timeline(rows, events, load, width=1100):
                        f'stroke-width="1.5"><title>{html.escape(f["label"])}</title></line>')
             out.append(f'<text x="{xx + 3:.1f}" y="{y2 + ph - 5}" fill="#d62728">'
                        f'{html.escape(f["label"].split()[0])}</text>')
+    # Steps inside phases: the fault, each read-shift percentage.
+    for when, kind, detail in (e[:3] for e in events):
+        when = float(when)
+        if kind not in ("shift", "fault") or not t_start <= when <= t_end:
+            continue
+        xx = x(when)
+        label = "fault" if kind == "fault" else detail.rsplit(" ", 1)[-1]
+        out.append(f'<line x1="{xx:.1f}" y1="{y1}" x2="{xx:.1f}" y2="{y1 + ph}" stroke="#e08a00" '
+                   f'stroke-width="1"><title>{html.escape(detail)}</title></line>')
+        out.append(f'<text x="{xx + 3:.1f}" y="{y1 + ph - 5}" fill="#b36b00">{html.escape(label)}</text>')
     # Time axis.
     step = nice_step(span / 10)
     t = 0.0
@@ -413,9 +423,10 @@ h1 { font-size: 22px; margin: 0 0 4px 0; }
 .verdict { font-size: 16px; margin: 8px 0 16px 0; font-weight: bold; }
 .ok { color: #2a7d2a; } .failed { color: #c62828; }
 table { border-collapse: collapse; font-size: 13px; margin: 12px 0; }
-th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
-td.summary { text-align: left; color: #555; font-size: 12px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; white-space: nowrap; }
+th { background: #f2f2f2; white-space: normal; } td:first-child, th:first-child { text-align: left; }
+th:last-child { text-align: left; }
+td.summary { text-align: left; color: #555; font-size: 12px; white-space: normal; min-width: 320px; }
 tr.failed td { background: #fdecea; }
 p.note { color: #555; font-size: 12px; max-width: 1100px; }
 """
@@ -465,13 +476,13 @@ def cmd_report(argv):
     load = Load(logs)
     rows, events = phase_rows(logs, load)
     table, notes = text_table(rows, load.workloads())
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(html_report(rows, events, load, meta, notes))
     print(table)
     for n in notes:
         print(n)
     total_errors = len(load.failed) + len(load.errors)
-    if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(html_report(rows, events, load, meta, notes))
     failed = [r for r in rows if not r["ok"]]
     if total_errors:
         print(f"client errors: {total_errors}")
