@@ -556,7 +556,7 @@ echo
 echo "=== pgtandem demo: old -> new under load, scale $scale, $users users, $(nproc) cores ==="
 rc=0
 py report "$logs" --out "$report" \
-  --meta "scale $scale, $users users; TPC-B at $tpcb_rate tps and users at $users_rate tps, $clients clients each, through pgtandem; $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); $("$bin" --version 2>/dev/null | head -n 1)" ||
+  --meta "scale $scale, $users users; TPC-B (+10% sign-ups) at $tpcb_rate tps and reads of users at $users_rate tps, $clients clients each, through pgtandem; $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); $("$bin" --version 2>/dev/null | head -n 1)" ||
   rc=1
 echo
 echo "report: $report"
