@@ -477,7 +477,9 @@ for pct in 10 50 100; do
   CFG_PERCENT=$pct
   event shift "reads of users to new: $pct%"
   apply_config || true
-  sleep 0.5 # sessions take the new config at their next transaction boundary
+  # Sessions take the new config at their next transaction boundary, and the workers publish
+  # their counters to /metrics about once a second: measure from a scrape taken after both.
+  sleep 2
   scrape "shift-$pct"
   observe "$shift_secs"
   to_new=$(since "shift-$pct" pgtandem_route_decisions_total rule=users-reads target=new)
