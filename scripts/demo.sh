@@ -148,14 +148,17 @@ metric() {
   scrape now
   msum "$logs/metrics/now.prom" "$@"
 }
+# delta FROM TO NAME [label=value...]: growth of a metric between two scrapes.
+delta() {
+  local a b
+  a=$(msum "$logs/metrics/$1.prom" "${@:3}")
+  b=$(msum "$logs/metrics/$2.prom" "${@:3}")
+  calc "$b - $a"
+}
 # since SCRAPE NAME [label=value...]: growth of a metric since an earlier scrape.
 since() {
-  local from=$1 a b
-  shift
   scrape now
-  a=$(msum "$logs/metrics/$from.prom" "$@")
-  b=$(msum "$logs/metrics/now.prom" "$@")
-  calc "$b - $a"
+  delta "$1" now "${@:2}"
 }
 current_primary() {
   curl -fsS --max-time 5 "http://127.0.0.1:$PGTANDEM_ADMIN_PORT/status" |
@@ -429,8 +432,9 @@ phase_begin 6 shadow
 CFG_SHADOW=1.0
 apply_config || true
 observe "$shadow_secs"
-compared=$(int "$(since begin-06 pgtandem_shadow_reads_total outcome=match)")
-mismatched=$(int "$(since begin-06 pgtandem_shadow_reads_total outcome=mismatch)")
+scrape shadowed
+compared=$(int "$(delta begin-06 shadowed pgtandem_shadow_reads_total outcome=match)")
+mismatched=$(int "$(delta begin-06 shadowed pgtandem_shadow_reads_total outcome=mismatch)")
 ((compared > 0)) || check_fail "no shadow read was compared"
 ((mismatched == 0)) || check_fail "$mismatched shadow mismatches"
 phase_end "shadow reads at 100% (hot reload): $compared reads compared on new, $mismatched mismatches"
@@ -477,13 +481,14 @@ for pct in 10 50 100; do
   CFG_PERCENT=$pct
   event shift "reads of users to new: $pct%"
   apply_config || true
-  # Sessions take the new config at their next transaction boundary, and the workers publish
-  # their counters to /metrics about once a second: measure from a scrape taken after both.
-  sleep 2
+  # Sessions take the new config at their next transaction boundary (a few ms at this load);
+  # a moment later every worker has it: measure from a scrape taken after that.
+  sleep 1
   scrape "shift-$pct"
   observe "$shift_secs"
-  to_new=$(since "shift-$pct" pgtandem_route_decisions_total rule=users-reads target=new)
-  all=$(since "shift-$pct" pgtandem_route_decisions_total rule=users-reads)
+  scrape "shifted-$pct" # both numbers from the same scrape
+  to_new=$(delta "shift-$pct" "shifted-$pct" pgtandem_route_decisions_total rule=users-reads target=new)
+  all=$(delta "shift-$pct" "shifted-$pct" pgtandem_route_decisions_total rule=users-reads)
   share=$(int "$(calc "$all > 0 ? 100 * $to_new / $all : 0")")
   pg_log "  reads of users to new at $pct%: $(int "$to_new") of $(int "$all") ($share%)"
   shift_note+="${shift_note:+, }$pct% -> $share%"
