@@ -23,7 +23,7 @@
 # --keep      leave the servers and pgtandem running at the end and print how to connect
 # --report    the HTML report (default: LOGS/demo-report.html)
 # --logs      where logs, scrapes and pgbench's per-transaction logs go (default: build/demo)
-# Defaults: scale 10, 100000 users, TPC-B at 40 tps and users at 120 tps (4 clients each).
+# Defaults: scale 10, 100000 users, TPC-B (+10% sign-ups) at 40 tps, reads of users at 120 tps, 4 clients each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -52,7 +52,7 @@ while (($#)); do
     --users) users=$2; shift 2 ;;
     --tpcb-rate) tpcb_rate=$2; shift 2 ;;
     --users-rate) users_rate=$2; shift 2 ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
