@@ -451,7 +451,26 @@ while ((SECONDS - t_fault < 30)); do
   sleep 0.5
 done
 shadow_note="shadow reads: $caught mismatches in $((SECONDS - t_fault)) s"
-((caught > 0)) || { check_fail "shadow reads did not catch the changed row in 30 s"; shadow_note="shadow reads: not caught"; }
+if ((caught > 0)); then
+  # recheck_delay_ms: the read runs again on both targets; still different means the data differ.
+  persistent=0
+  for _ in $(seq 20); do
+    persistent=$(int "$(since begin-07 pgtandem_shadow_rechecks_total result=persistent)")
+    ((persistent > 0)) && break
+    sleep 0.25
+  done
+  shadow_note+=" (rechecked: $persistent persistent)"
+  if [[ -s $logs/shadow-mismatches.jsonl ]]; then
+    python3 -c 'import json, sys
+m = json.loads(open(sys.argv[1]).readline())
+print("    shadow mismatch log: %s\n      primary: %s\n      %s:     %s"
+      % (m["statement"], m["primary"]["row"], m["target"], m["shadow"]["row"]))' \
+      "$logs/shadow-mismatches.jsonl" || true
+  fi
+else
+  check_fail "shadow reads did not catch the changed row in 30 s"
+  shadow_note="shadow reads: not caught"
+fi
 verify_step "$logs/verify-7a.log" "$logs/verify-7a.json"
 if ((TOOL_RC == 1)); then
   verify_note="verify: exit 1"
