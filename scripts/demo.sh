@@ -450,7 +450,7 @@ while ((SECONDS - t_fault < 30)); do
   ((caught > 0)) && break
   sleep 0.5
 done
-shadow_note="shadow reads: $caught mismatches in $((SECONDS - t_fault)) s"
+shadow_note="shadow reads: $caught mismatch(es) within $((SECONDS - t_fault)) s"
 if ((caught > 0)); then
   # recheck_delay_ms: the read runs again on both targets; still different means the data differ.
   persistent=0
