@@ -19,6 +19,7 @@ PACKAGES=(
   valgrind
   # script helpers (openssl: throwaway certificates for the TLS tests and bench/run.sh --tls)
   python3 procps curl util-linux openssl
+  chromium # headless: tests/demo screenshots scripts/demo.sh's HTML report
   # deploy/ checks (tests/deploy): promtool validates the alert rules and dashboard queries
   prometheus python3-yaml
 )
