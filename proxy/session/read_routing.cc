@@ -213,16 +213,25 @@ asio::awaitable<bool> Session::serve_routed(std::string_view request) {
   unlock_client();
   if (redirect) state_.cancels.redirect(backend_pid_, backend_secret_, primary_cancel_key());
   mirror_->give_back(!r.connection_usable, mirror_writes_);
-  if (preparing && r.outcome == RoutedReadOutcome::kServed) link_prepared_.insert(tracker_.routed_statement());
+  if (preparing && r.outcome == RoutedReadOutcome::kServed) {
+    link_prepared_.insert(tracker_.routed_statement());
+  }
+  co_return on_routed_outcome(r, secondary, request.size(), started);
+}
+
+// What a routed read's outcome means for the session (the breaker, metrics, the request count):
+// true if it was answered (or the session ended), false if it goes to the primary instead.
+bool Session::on_routed_outcome(const RoutedReadResult& r, size_t secondary, size_t request_size,
+                                Clock::time_point started) {
   switch (r.outcome) {
     case RoutedReadOutcome::kServed:
       state_.breakers.record(state_, secondary, !r.error_in_answer, Clock::now());
       state_.metrics->route_decision(worker_.index(), snap_->generation, decision_.rule, secondary);
-      stats_.bytes[kFrontendDir].add(request.size());
+      stats_.bytes[kFrontendDir].add(request_size);
       if (tracker_.answered()) {
         stats_.query_latency[secondary].observe(Clock::now() - started);
       }
-      co_return true;
+      return true;
     case RoutedReadOutcome::kRetry:
       state_.breakers.record(state_, secondary, false, Clock::now());
       state_.metrics->route_fallback(secondary, r.reason == "unavailable"
@@ -233,7 +242,7 @@ asio::awaitable<bool> Session::serve_routed(std::string_view request) {
                  {{"target", state_.targets[secondary].name},
                   {"reason", r.reason},
                   {"sqlstate", r.sqlstate}});
-      co_return false;
+      return false;
     case RoutedReadOutcome::kClientGone:
     case RoutedReadOutcome::kBrokenAfterCommit:
       // Part of the answer reached the client: the session cannot go on consistently.
@@ -242,9 +251,9 @@ asio::awaitable<bool> Session::serve_routed(std::string_view request) {
                 {{"target", state_.targets[secondary].name}});
       close_backend();
       close_client();
-      co_return true;
+      return true;
   }
-  co_return true;
+  return true;
 }
 
 // --- policy::RequestTrackerHost: what the request tracker asks the session.

@@ -37,6 +37,7 @@
 #include "protocol/framing.h"
 #include "protocol/startup.h"
 #include "proxy/mirror/mirror_link.h"
+#include "proxy/session/routed_read.h"
 #include "proxy/shadow/shadow_lane.h"
 #include "proxy/worker.h"
 
@@ -111,6 +112,8 @@ class Session final : public policy::RequestTrackerHost {
   bool route_candidate(std::string_view sql);
   asio::awaitable<bool> serve_routed(std::string_view request);
   std::optional<policy::KeptReason> keep_routed_on_primary(size_t secondary);
+  bool on_routed_outcome(const RoutedReadResult& r, size_t secondary, size_t request_size,
+                         Clock::time_point started);
   bool rewrite_for_secondary(std::string_view request, bool prepare);
   asio::awaitable<void> lock_client();
   void unlock_client();
