@@ -85,7 +85,7 @@ asio::awaitable<void> Session::wait_for_mirror_room() {
 
 // Reads more from the client into fbuf_ after `end` bytes; kAgain when woken for a drain.
 asio::awaitable<Session::ReadStep> Session::read_client(size_t& end) {
-  if (state_.draining.load(std::memory_order_relaxed) &&
+  if (state_.control.draining.load(std::memory_order_relaxed) &&
       drain_idle(end, tracker_.batch_started_earlier())) {
     // Idle while pgtandem drains: leave now, as the server does at a smart/fast shutdown.
     pending_fatal_ = fatal(protocol::sqlstate::kAdminShutdown,
@@ -97,7 +97,7 @@ asio::awaitable<Session::ReadStep> Session::read_client(size_t& end) {
   auto [ec, n] = co_await client_.async_read_some(
       asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
       asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
-  if (ec == asio::error::operation_aborted && state_.draining.load(std::memory_order_relaxed)) {
+  if (ec == asio::error::operation_aborted && state_.control.draining.load(std::memory_order_relaxed)) {
     co_return ReadStep::kAgain;  // woken for a drain: leave if idle, else go on reading
   }
   if (ec) {
@@ -118,7 +118,7 @@ asio::awaitable<bool> Session::between_requests() {
       tracker_.batch_started_earlier()) {
     co_return true;
   }
-  order_mark_ = state_.mirror_order.last_assigned();
+  order_mark_ = state_.mirror.order.last_assigned();
   refresh_snapshot();
   if (snap_ && snap_->primary != target_) {
     const bool moved = co_await flip_primary(snap_->primary);  // never co_await inside &&

@@ -81,7 +81,7 @@ asio::awaitable<AuthResult> Session::startup_and_login() {
         const auto kind = protocol::classify_startup_code(frame.code, ssl_done, gss_done);
         if (kind == protocol::StartupKind::kSslRequest) {
           // TLS termination ([tls]): 'S', the handshake, then the startup again inside TLS.
-          auto tls = state_.client_tls.load(std::memory_order_acquire);
+          auto tls = state_.auth.client_tls.load(std::memory_order_acquire);
           if (tls && tls->context) {
             if (!co_await accept_tls(*tls, frame.length)) co_return AuthResult::kDone;
             ssl_done = true;
@@ -334,7 +334,7 @@ asio::awaitable<bool> Session::accept_tls(const ClientTls& tls, size_t request_l
 // has only hostssl lines answers. Unix-socket clients are local, as for the server's hostssl.
 bool Session::refuse_without_tls(const protocol::StartupMessage& msg, std::string* fatal_out) {
   if (client_.tls()) return false;
-  auto tls = state_.client_tls.load(std::memory_order_acquire);
+  auto tls = state_.auth.client_tls.load(std::memory_order_acquire);
   if (!tls || tls->mode != ClientTls::Mode::kRequire) return false;
   boost::system::error_code ec;
   const Endpoint peer = client_.remote_endpoint(ec);

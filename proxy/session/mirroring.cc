@@ -41,8 +41,8 @@ void Session::start_secondary() {
     ctx.params.emplace_back(k, v);
   }
   policy::WriteCapture::Options opts;
-  opts.classifier.functions = &state_.functions;
-  catalog_ = state_.catalog.load(std::memory_order_acquire);
+  opts.classifier.functions = &state_.mirror.functions;
+  catalog_ = state_.mirror.catalog.load(std::memory_order_acquire);
   opts.classifier.catalog = catalog_.get();
   opts.classifier.generation = catalog_ ? 1 : 0;
   opts.classifier.unknown_function_is_write = state_.config->classifier.unknown_function_is_write;

@@ -97,9 +97,9 @@ asio::awaitable<bool> Session::flip_primary(size_t to) {
   // policy/mirror/mirror_order.h): best effort within the same deadline (a session that waited that long
   // for others moves anyway: closing it would not help, a reconnected client would see the same).
   // (A shadow read may hold the connection: it gives it back within its timeout.)
-  const uint64_t committed_before = state_.mirror_order.last_assigned();
+  const uint64_t committed_before = state_.mirror.order.last_assigned();
   while ((!mirror_->drained() || mirror_->lent() ||
-          state_.mirror_order.done_through() < committed_before) &&
+          state_.mirror.order.done_through() < committed_before) &&
          Clock::now() < give_up) {
     asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
     co_await t.async_wait(kNoThrow);

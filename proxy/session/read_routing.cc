@@ -18,7 +18,7 @@ namespace pgtandem::proxy::session {
 // when it is dispatched): a plain read that neither pins the session nor changes its state.
 bool Session::route_candidate(std::string_view sql) {
   policy::ClassifierOptions opts;
-  opts.functions = &state_.functions;
+  opts.functions = &state_.mirror.functions;
   opts.catalog = catalog_.get();
   opts.generation = catalog_ ? 1 : 0;
   opts.unknown_function_is_write = state_.config->classifier.unknown_function_is_write;
@@ -140,7 +140,7 @@ std::optional<policy::KeptReason> Session::keep_routed_on_primary(size_t seconda
   safety.read_your_writes = snap_->config->routing.read_your_writes;
   auto kept = policy::keep_on_primary(safety);
   // The breaker is asked last: in half-open it counts the trial reads it admits.
-  if (!kept && !state_.breakers.allow(state_, secondary, snap_->config->breaker, snap_->generation,
+  if (!kept && !state_.health.breakers.allow(state_, secondary, snap_->config->breaker, snap_->generation,
                                       Clock::now())) {
     kept = policy::KeptReason::kBreakerOpen;
   }
@@ -175,7 +175,7 @@ asio::awaitable<bool> Session::serve_routed(std::string_view request) {
                                                   : SecondaryConnectOutcome::kConnectFailed);
   }
   if (server == nullptr) {
-    state_.breakers.record(state_, secondary, false, Clock::now());
+    state_.health.breakers.record(state_, secondary, false, Clock::now());
     state_.metrics->route_fallback(secondary, RouteFallbackReason::kConnect);
     log::debug("routed read falls back to the primary",
                {{"target", state_.targets[secondary].name}, {"reason", "connect"}, {"error", error}});
@@ -225,7 +225,7 @@ bool Session::on_routed_outcome(const RoutedReadResult& r, size_t secondary, siz
                                 Clock::time_point started) {
   switch (r.outcome) {
     case RoutedReadOutcome::kServed:
-      state_.breakers.record(state_, secondary, !r.error_in_answer, Clock::now());
+      state_.health.breakers.record(state_, secondary, !r.error_in_answer, Clock::now());
       state_.metrics->route_decision(worker_.index(), snap_->generation, decision_.rule, secondary);
       stats_.bytes[kFrontendDir].add(request_size);
       if (tracker_.answered()) {
@@ -233,7 +233,7 @@ bool Session::on_routed_outcome(const RoutedReadResult& r, size_t secondary, siz
       }
       return true;
     case RoutedReadOutcome::kRetry:
-      state_.breakers.record(state_, secondary, false, Clock::now());
+      state_.health.breakers.record(state_, secondary, false, Clock::now());
       state_.metrics->route_fallback(secondary, r.reason == "unavailable"
                                                     ? RouteFallbackReason::kUnavailable
                                                     : r.reason == "error" ? RouteFallbackReason::kError
@@ -246,7 +246,7 @@ bool Session::on_routed_outcome(const RoutedReadResult& r, size_t secondary, siz
     case RoutedReadOutcome::kClientGone:
     case RoutedReadOutcome::kBrokenAfterCommit:
       // Part of the answer reached the client: the session cannot go on consistently.
-      state_.breakers.record(state_, secondary, false, Clock::now());
+      state_.health.breakers.record(state_, secondary, false, Clock::now());
       log::warn("routed read failed mid-answer: closing the session",
                 {{"target", state_.targets[secondary].name}});
       close_backend();
@@ -265,7 +265,7 @@ void Session::on_frontend(const Header& h, std::string_view message) {
 void Session::on_first_outstanding() { request_start_ = Clock::now(); }
 
 bool Session::log_statements() const {
-  return state_.log_statements.load(std::memory_order_relaxed);
+  return state_.control.log_statements.load(std::memory_order_relaxed);
 }
 
 void Session::log_statement(std::string_view sql) { log_request(sql); }
