@@ -273,7 +273,7 @@ void Server::Impl::reload_client_tls() {
     log::error("TLS certificates not reloaded: keeping the ones in use", {{"error", why}});
     return;
   }
-  state.client_tls.store(std::move(next), std::memory_order_release);
+  state.auth.client_tls.store(std::move(next), std::memory_order_release);
   if (tls.enabled()) log::info("TLS certificates reloaded", {{"cert_file", tls.cert_file}});
 }
 
@@ -302,11 +302,11 @@ bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
     *error = "cannot open mirror journal " + m.journal_path + ": " + journal_error;
     return false;
   }
-  // File-mode logins read state.pgpass from the workers: once set at start, it is never replaced.
-  if (!state.pgpass) state.pgpass = std::move(pgpass);
-  state.journal = std::move(journal);
-  Journal* j = state.journal.get();
-  metrics->set_mirror_sources(&state.mirror_queue_bytes, [j] { return j->bytes(); });
+  // File-mode logins read state.mirror.pgpass from the workers: once set at start, it is never replaced.
+  if (!state.mirror.pgpass) state.mirror.pgpass = std::move(pgpass);
+  state.mirror.journal = std::move(journal);
+  Journal* j = state.mirror.journal.get();
+  metrics->set_mirror_sources(&state.mirror.queue_bytes, [j] { return j->bytes(); });
   return true;
 }
 
@@ -329,7 +329,7 @@ bool Server::start(std::string* error) {
   {
     auto tls = make_client_tls(cfg->tls, error);
     if (!tls) return false;
-    im.state.client_tls.store(std::move(tls), std::memory_order_release);
+    im.state.auth.client_tls.store(std::move(tls), std::memory_order_release);
   }
   std::vector<std::string> names;
   for (size_t i = 0; i < im.state.targets.size(); ++i) {
@@ -343,10 +343,10 @@ bool Server::start(std::string* error) {
                                             std::chrono::system_clock::now().time_since_epoch())
                                             .count());
   for (size_t i = 0; i < im.state.targets.size(); ++i) {
-    if (i != im.state.primary) im.state.secondary = i;
+    if (i != im.state.primary) im.state.mirror.secondary = i;
   }
-  im.state.functions.read_only = policy::FunctionSet(cfg->classifier.read_only_functions);
-  im.state.functions.writing = policy::FunctionSet(cfg->classifier.writing_functions);
+  im.state.mirror.functions.read_only = policy::FunctionSet(cfg->classifier.read_only_functions);
+  im.state.mirror.functions.writing = policy::FunctionSet(cfg->classifier.writing_functions);
   if (cfg->mirror_writes && !im.open_mirror(*cfg, error)) return false;
   if (cfg->auth.file_mode()) {
     // [auth] mode = "file": the users pgtandem authenticates, and its own passwords for logging
@@ -358,8 +358,8 @@ bool Server::start(std::string* error) {
                (errors.empty() ? std::string("unknown error") : errors.front().to_string());
       return false;
     }
-    im.state.userlist.store(std::move(users));
-    if (!im.state.pgpass) {
+    im.state.auth.userlist.store(std::move(users));
+    if (!im.state.mirror.pgpass) {
       auto pgpass = std::make_shared<config::Pgpass>();
       if (!cfg->mirror.credentials_file.empty()) {
         auto pg = config::load_pgpass_file(cfg->mirror.credentials_file);
@@ -370,7 +370,7 @@ bool Server::start(std::string* error) {
         }
         *pgpass = std::move(*pg.pgpass);
       }
-      im.state.pgpass = std::move(pgpass);
+      im.state.mirror.pgpass = std::move(pgpass);
     }
   }
 
@@ -381,8 +381,8 @@ bool Server::start(std::string* error) {
     // The certificate files are read now: a config whose files cannot be used is rejected.
     auto tls = make_client_tls(next.tls, why);
     if (!tls) return false;
-    if (next.mirror_writes && !im.state.journal && !im.open_mirror(next, why)) return false;
-    im.state.client_tls.store(std::move(tls), std::memory_order_release);
+    if (next.mirror_writes && !im.state.mirror.journal && !im.open_mirror(next, why)) return false;
+    im.state.auth.client_tls.store(std::move(tls), std::memory_order_release);
     return true;
   };
   im.reloader = std::make_unique<Reloader>(im.main_io, im.state, std::move(reload_options));
@@ -505,7 +505,7 @@ bool Server::start(std::string* error) {
             co_return;
           }
           log::info("function volatility learned", {{"functions", std::to_string(catalog->size())}});
-          st->catalog.store(std::move(catalog), std::memory_order_release);
+          st->mirror.catalog.store(std::move(catalog), std::memory_order_release);
         },
         asio::detached);
   }
@@ -576,7 +576,7 @@ void Server::stop() {
   if (impl_->admin) impl_->admin->stop();
   // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
   // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)
-  if (impl_->state.journal) {
+  if (impl_->state.mirror.journal) {
     std::vector<std::future<void>> done;
     for (Worker& w : impl_->workers) {
       auto p = std::make_shared<std::promise<void>>();
@@ -608,7 +608,7 @@ asio::awaitable<void> Server::Impl::probe_loop() {
       boost::system::error_code ignored;
       socket.close(ignored);
       if (!ec) failures_at_probe[i].store(failures, std::memory_order_relaxed);
-      const int before = state.target_reachable[i].exchange(ec ? 0 : 1, std::memory_order_relaxed);
+      const int before = state.health.reachable[i].exchange(ec ? 0 : 1, std::memory_order_relaxed);
       if (before != (ec ? 0 : 1) && before != -1) {
         log::write(ec ? log::Level::kWarn : log::Level::kInfo,
                    ec ? "target unreachable" : "target reachable",
@@ -623,14 +623,14 @@ asio::awaitable<void> Server::Impl::probe_loop() {
 
 bool Server::Impl::target_up(size_t target) const {
   if (target >= kMaxTargets) return false;
-  if (state.target_reachable[target].load(std::memory_order_relaxed) != 1) return false;
+  if (state.health.reachable[target].load(std::memory_order_relaxed) != 1) return false;
   // A session that failed to connect since the last successful probe: down until the next one.
   return metrics->upstream_connect_failures(target) ==
          failures_at_probe[target].load(std::memory_order_relaxed);
 }
 
 bool Server::Impl::ready(std::string* why) const {
-  if (state.draining.load(std::memory_order_relaxed)) {
+  if (state.control.draining.load(std::memory_order_relaxed)) {
     *why = "draining (shutting down)";
     return false;
   }
@@ -640,7 +640,7 @@ bool Server::Impl::ready(std::string* why) const {
     return false;
   }
   const size_t primary = snap->primary;
-  if (state.target_reachable[primary].load(std::memory_order_relaxed) == -1) {
+  if (state.health.reachable[primary].load(std::memory_order_relaxed) == -1) {
     *why = "primary " + state.targets[primary].name + " not checked yet";
     return false;
   }
@@ -683,7 +683,7 @@ std::string Server::Impl::status_json() const {
   log::append_json_string(out, rfc3339_utc(started_at));
   out += ",\"uptime_seconds\":" + std::to_string(uptime);
   out += ",\"draining\":";
-  out += state.draining.load(std::memory_order_relaxed) ? "true" : "false";
+  out += state.control.draining.load(std::memory_order_relaxed) ? "true" : "false";
   out += ",\"clients\":" + std::to_string(state.clients.load(std::memory_order_relaxed));
   out += ",\"primary\":";
   log::append_json_string(out, state.targets[primary].name);
@@ -691,7 +691,7 @@ std::string Server::Impl::status_json() const {
   out += ",\"targets\":[";
   for (size_t i = 0; i < state.targets.size() && i < kMaxTargets; ++i) {
     if (i != 0) out += ",";
-    const int reach = state.target_reachable[i].load(std::memory_order_relaxed);
+    const int reach = state.health.reachable[i].load(std::memory_order_relaxed);
     out += "{\"name\":";
     log::append_json_string(out, state.targets[i].name);
     out += ",\"address\":";
@@ -710,7 +710,7 @@ std::string Server::Impl::status_json() const {
     if (i != 0) out += ",";
     log::append_json_string(out, state.targets[i].name);
     out += ":";
-    log::append_json_string(out, breaker_name(state.breakers.state_code(i)));
+    log::append_json_string(out, breaker_name(state.health.breakers.state_code(i)));
   }
   out += "}";
 
@@ -751,12 +751,12 @@ std::string Server::Impl::status_json() const {
   out += ",\"mirror\":{\"enabled\":";
   out += mirroring ? "true" : "false";
   out += ",\"target\":";
-  log::append_json_string(out, state.targets[state.secondary].name);
+  log::append_json_string(out, state.targets[state.mirror.secondary].name);
   out += ",\"applied\":" + std::to_string(lag_count);
   out += ",\"lag_seconds_avg\":" + format_double(lag_count ? lag_sum / static_cast<double>(lag_count) : 0);
   out += ",\"queue_bytes\":" +
-         std::to_string(std::max<int64_t>(0, state.mirror_queue_bytes.load(std::memory_order_relaxed)));
-  out += ",\"journal_bytes\":" + std::to_string(state.journal ? state.journal->bytes() : 0);
+         std::to_string(std::max<int64_t>(0, state.mirror.queue_bytes.load(std::memory_order_relaxed)));
+  out += ",\"journal_bytes\":" + std::to_string(state.mirror.journal ? state.mirror.journal->bytes() : 0);
   out += "}";
 
   const ReloadReport report = reloader ? reloader->last_report() : ReloadReport{};
@@ -835,7 +835,7 @@ AdminReply Server::Impl::breaker_reset(std::string_view query) {
       return reply;
     }
   }
-  const int reset = state.breakers.reset(state, target, std::chrono::steady_clock::now());
+  const int reset = state.health.breakers.reset(state, target, std::chrono::steady_clock::now());
   log::warn("circuit breakers reset by the operator",
             {{"target", target < kMaxTargets ? state.targets[target].name : std::string("all")},
              {"were_open", std::to_string(reset)}});
@@ -844,7 +844,7 @@ AdminReply Server::Impl::breaker_reset(std::string_view query) {
     if (i != 0) reply.body += ",";
     log::append_json_string(reply.body, state.targets[i].name);
     reply.body += ":";
-    log::append_json_string(reply.body, breaker_name(state.breakers.state_code(i)));
+    log::append_json_string(reply.body, breaker_name(state.health.breakers.state_code(i)));
   }
   reply.body += "}}\n";
   return reply;
@@ -860,7 +860,7 @@ void Server::Impl::begin_drain() {
             {{"sessions", std::to_string(state.clients.load())},
              {"drain_timeout_ms", std::to_string(timeout_ms)}});
   // Set before the sessions are woken: a woken session must see it.
-  state.draining.store(true, std::memory_order_seq_cst);
+  state.control.draining.store(true, std::memory_order_seq_cst);
   for (Acceptor& a : acceptors) {
     // Each acceptor belongs to its worker's thread.
     asio::post(a.get_executor(), [&a] {
@@ -895,7 +895,7 @@ asio::awaitable<void> Server::Impl::drain_wait(std::chrono::steady_clock::time_p
   // Then the mirror: links apply what their sessions queued, within the same deadline; what is
   // left then is journaled by stop().
   bool mirror_drained = true;
-  if (state.journal) {
+  if (state.mirror.journal) {
     for (;;) {
       std::vector<std::future<bool>> checks;
       for (Worker& w : workers) {

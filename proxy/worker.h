@@ -17,7 +17,11 @@
 #include "config/pgpass.h"
 #include "config/userlist.h"
 #include "protocol/framing.h"
-#include "proxy/net/target_breakers.h"
+#include "proxy/auth/auth_shared.h"
+#include "proxy/control/control_flags.h"
+#include "proxy/mirror/mirror_shared.h"
+#include "proxy/net/target_health.h"
+#include "proxy/shadow/shadow_shared.h"
 #include "proxy/net/cancel_registry.h"
 #include "proxy/telemetry/metrics.h"
 #include "policy/mirror/mirror_order.h"
@@ -75,39 +79,17 @@ struct ServerState {
   CancelRegistry cancels;
   std::atomic<uint32_t> unauthenticated{0};
   std::atomic<uint32_t> clients{0};
-  // [tls]: how client SSLRequests are answered; replaced at each reload (new sessions take the new
-  // one, established ones keep theirs).
-  std::atomic<std::shared_ptr<const ClientTls>> client_tls;
   std::vector<Worker*> workers;
 
-  // Mirroring (config.mirror_writes).
-  size_t secondary = 1;                        // the target writes are mirrored to
-  std::unique_ptr<Journal> journal;            // where unapplied mirrored writes go
-  std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
-  // [auth] mode = "file": the users pgtandem authenticates; replaced by reloads (SIGHUP), read
-  // by each login.
-  std::atomic<std::shared_ptr<const config::Userlist>> userlist;
-  std::atomic<int64_t> mirror_queue_bytes{0};  // all sessions' mirror queues together
-  policy::MirrorOrder mirror_order;                    // commit order across sessions' mirror links
-  // A target found down is not tried again by every session until this time (steady clock, ns).
-  std::atomic<int64_t> target_down_until[kMaxTargets] = {};
-  policy::FunctionLists functions;            // from [classifier]
-  // Learned from the primary's pg_proc at start; sessions take it when they begin.
-  std::atomic<std::shared_ptr<const policy::VolatilityCatalog>> catalog;
-  TargetBreakers breakers;                          // per routed-to target (issue 4)
-  policy::MismatchTable shadow_mismatches;    // by fingerprint, for /status (issue 5)
-  std::string process_tag;                     // distinguishes this process in session ids
+  std::string process_tag;  // distinguishes this process in session ids
   std::atomic<uint64_t> next_session{1};
 
-  // Graceful shutdown (issue 6): set once by SIGTERM, before the sessions are woken. A session
-  // checks it (a relaxed load) before waiting for the client's next request and at the primary's
-  // ReadyForQuery, and leaves at its first idle boundary with FATAL 57P01.
-  std::atomic<bool> draining{false};
-  // [log] statements of the running config (set by the reloader): sessions check it per request.
-  std::atomic<bool> log_statements{false};
-  // Target health for /readyz and /status, from the admin's periodic TCP connect check:
-  // -1 not checked yet, 0 unreachable, 1 reachable.
-  std::atomic<int> target_reachable[kMaxTargets] = {-1, -1};
+  // Each wing's shared state, side by side.
+  MirrorShared mirror;    // proxy/mirror/mirror_shared.h (config.mirror_writes)
+  AuthShared auth;        // proxy/auth/auth_shared.h: userlist, client TLS
+  TargetHealth health;    // proxy/net/target_health.h: down marks, reachability, breakers
+  ShadowShared shadow;    // proxy/shadow/shadow_shared.h: mismatches (issue 5)
+  ControlFlags control;   // proxy/control/control_flags.h: draining, [log] statements
 
   ServerState();
   ~ServerState();

@@ -366,9 +366,9 @@ asio::awaitable<FileLoginResult> login_primary(const LoginContext& ctx, size_t t
   // the user's password too. A verifier or an md5 hash cannot be turned back into one.
   const config::Target& target_cfg = *cfg.find_target(state.targets[result.target].name);
   std::optional<std::string> password;
-  if (state.pgpass) {
+  if (state.mirror.pgpass) {
     if (const config::PgpassEntry* e =
-            state.pgpass->lookup(pgpass_host(target_cfg), target_cfg.port, database, user)) {
+            state.mirror.pgpass->lookup(pgpass_host(target_cfg), target_cfg.port, database, user)) {
       password = e->password;
     }
   }
@@ -491,7 +491,7 @@ asio::awaitable<FileLoginResult> file_login(Worker& worker, Socket& client, Sock
     if (!sent) co_return result;
   }
 
-  Exchange exchange(client, in, user, cfg.auth.method, state.userlist.load());
+  Exchange exchange(client, in, user, cfg.auth.method, state.auth.userlist.load());
   const std::string method(exchange.method());
   Verdict verdict = co_await exchange.run();
   if (verdict != Verdict::kOk) {

@@ -72,7 +72,7 @@ asio::awaitable<std::shared_ptr<const policy::VolatilityCatalog>> load_volatilit
   p.user = cfg.classifier.catalog_user;
   p.database = cfg.classifier.catalog_database;
   p.application_name = "pgtandem-catalog";
-  p.pgpass = state.pgpass.get();
+  p.pgpass = state.mirror.pgpass.get();
   p.pgpass_host = pgpass_host(*t);
   p.pgpass_port = t->port;
   p.timeout = timeout;
@@ -170,7 +170,7 @@ asio::awaitable<std::shared_ptr<const policy::VolatilityCatalog>> load_volatilit
   }
   // Judged with everything the sessions' classifier knows, the functions just loaded included.
   policy::ClassifierOptions opts;
-  opts.functions = &state.functions;
+  opts.functions = &state.mirror.functions;
   opts.catalog = catalog.get();
   opts.unknown_function_is_write = cfg.classifier.unknown_function_is_write;
   policy::ColumnDefaults& flagged = catalog->mutable_column_defaults();

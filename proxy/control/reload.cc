@@ -166,7 +166,7 @@ bool Reloader::publish_initial(std::shared_ptr<const config::Config> config, std
   state_.metrics->set_route_rules(1, std::move(names));
   state_.snapshot.store(snap, std::memory_order_release);
   state_.snapshot_generation.store(1, std::memory_order_release);
-  state_.log_statements.store(snap->config->log.statements, std::memory_order_relaxed);
+  state_.control.log_statements.store(snap->config->log.statements, std::memory_order_relaxed);
   state_.metrics->set_config(1, snap->hash);
   current_ = snap;
 
@@ -397,7 +397,7 @@ void Reloader::refresh_userlist(const config::Config& running) {
     return;
   }
   log::info("userlist loaded", {{"file", effective.auth.file}, {"users", std::to_string(users->size())}});
-  state_.userlist.store(std::move(users));
+  state_.auth.userlist.store(std::move(users));
 }
 
 ConfigReloadOutcome Reloader::reload(ReloadSource source) {
@@ -488,12 +488,12 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
   // snapshot first, so a session that sees the new generation finds the new snapshot.
   if (file_mode) {
     log::info("userlist loaded", {{"users", std::to_string(users->size())}});
-    state_.userlist.store(std::move(users));
+    state_.auth.userlist.store(std::move(users));
   }
   state_.snapshot.store(snap, std::memory_order_release);
   state_.snapshot_generation.store(generation, std::memory_order_release);
   current_ = snap;
-  state_.log_statements.store(snap->config->log.statements, std::memory_order_relaxed);
+  state_.control.log_statements.store(snap->config->log.statements, std::memory_order_relaxed);
   last_rejected_hash_.clear();
   state_.metrics->set_config(generation, snap->hash);
   state_.metrics->config_reload(ConfigReloadOutcome::kApplied);

@@ -83,13 +83,13 @@ bool MirrorLink::over_limit() const {
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   return queued_bytes_ > m.session_queue_bytes ||
-         static_cast<uint64_t>(state_.mirror_queue_bytes.load(std::memory_order_relaxed)) >
+         static_cast<uint64_t>(state_.mirror.queue_bytes.load(std::memory_order_relaxed)) >
              m.global_queue_bytes;
 }
 
 void MirrorLink::account(int64_t delta) {
   queued_bytes_ += delta;
-  state_.mirror_queue_bytes.fetch_add(delta, std::memory_order_relaxed);
+  state_.mirror.queue_bytes.fetch_add(delta, std::memory_order_relaxed);
 }
 
 void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::WriteCapture& capture) {
@@ -110,10 +110,10 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
       }
     }
     if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
-    u.seq = state_.mirror_order.assign();
+    u.seq = state_.mirror.order.assign();
     const uint64_t size = u.bytes.size();
     const bool full = queued_bytes_ + size > m.session_queue_bytes ||
-                      static_cast<uint64_t>(state_.mirror_queue_bytes.load(
+                      static_cast<uint64_t>(state_.mirror.queue_bytes.load(
                           std::memory_order_relaxed)) + size > m.global_queue_bytes;
     if (full && m.overflow == "journal" && !degraded_) {
       // The queue is bounded: rather than grow or drop, the write goes to the journal, and the
@@ -214,13 +214,13 @@ void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
   remember_state(unit);
   const uint64_t seq = unit.seq;
   e.unit = std::move(unit);
-  const bool ok = state_.journal != nullptr && state_.journal->append(std::move(e)) != 0;
+  const bool ok = state_.mirror.journal != nullptr && state_.mirror.journal->append(std::move(e)) != 0;
   state_.metrics->mirror_write(ok ? MirrorOutcome::kJournaled : MirrorOutcome::kFailed);
   if (!ok) {
     log::error("mirrored write lost: journal unavailable",
                {{"session", context_.session_id}, {"reason", reason}});
   }
-  state_.mirror_order.done(seq);
+  state_.mirror.order.done(seq);
 }
 
 // GCC 12 pairs the coroutine frame's operator delete with the aligned_alloc inside Asio's frame
@@ -233,13 +233,13 @@ asio::awaitable<bool> MirrorLink::connect(std::string* error) {
   const auto& cfg = *state_.config;
   // A target found down recently is not tried again by every session.
   const int64_t now_ns = Clock::now().time_since_epoch().count();
-  const int64_t down_until = state_.target_down_until[target_].load(std::memory_order_relaxed);
+  const int64_t down_until = state_.health.down_until[target_].load(std::memory_order_relaxed);
   if (now_ns < down_until) {
     *error = "target marked down after a recent failure";
     co_return false;
   }
   auto mark_down = [&] {
-    state_.target_down_until[target_].store(
+    state_.health.down_until[target_].store(
         now_ns + std::chrono::nanoseconds(std::chrono::milliseconds(cfg.mirror.reconnect_interval_ms))
                      .count(),
         std::memory_order_relaxed);
@@ -258,7 +258,7 @@ asio::awaitable<bool> MirrorLink::connect(std::string* error) {
   p.user = context_.user;
   p.database = context_.database;
   p.extra = context_.params;
-  p.pgpass = state_.pgpass.get();
+  p.pgpass = state_.mirror.pgpass.get();
   p.pgpass_host = pgpass_host(*t);
   p.pgpass_port = t->port;
   p.timeout = std::chrono::milliseconds(cfg.limits.connect_timeout_ms);
@@ -417,7 +417,7 @@ void MirrorLink::give_back(bool broken, bool mirrors_writes) {
 void MirrorLink::applied(policy::MirrorUnit& unit) {
   remember_state(unit);
   state_.metrics->mirror_write(MirrorOutcome::kApplied);
-  state_.mirror_order.done(unit.seq);
+  state_.mirror.order.done(unit.seq);
 }
 
 asio::awaitable<void> MirrorLink::apply() {
@@ -503,10 +503,10 @@ asio::awaitable<void> MirrorLink::apply() {
 asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
   const auto give_up = Clock::now() + kMaxOrderWait;
   bool waited = false;
-  while (state_.mirror_order.done_through() < after) {
+  while (state_.mirror.order.done_through() < after) {
     if (Clock::now() >= give_up) {
       state_.metrics->mirror_order_wait(false);
-      state_.mirror_order.give_up_through(after);
+      state_.mirror.order.give_up_through(after);
       log::warn("mirror applies a write before earlier ones of other sessions",
                 {{"session", context_.session_id},
                  {"target", state_.targets[target_].name},
@@ -538,7 +538,7 @@ asio::awaitable<void> MirrorLink::run() {
       wake_.expires_at(asio::steady_timer::time_point::max());
       co_await wake_.async_wait(kNoThrow);
     }
-    if (!degraded_ && queue_.front().after > state_.mirror_order.done_through()) {
+    if (!degraded_ && queue_.front().after > state_.mirror.order.done_through()) {
       // Commit order across sessions: what committed on the primary before this transaction
       // began is applied first (policy/mirror/mirror_order.h).
       co_await wait_for_order(queue_.front().after);
@@ -557,7 +557,7 @@ asio::awaitable<void> MirrorLink::run() {
       // nothing of other sessions' left to wait for, within the batch limits.
       batch_.clear();
       if (batch_.add(in_flight_.front())) {
-        const uint64_t done = state_.mirror_order.done_through();
+        const uint64_t done = state_.mirror.order.done_through();
         while (!queue_.empty() && in_flight_.size() < kMaxBatchUnits &&
                batch_.bytes() < kMaxBatchBytes && queue_.front().after <= done &&
                batch_.add(queue_.front())) {

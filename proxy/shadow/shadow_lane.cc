@@ -262,7 +262,7 @@ asio::awaitable<void> recheck(Worker &worker, std::shared_ptr<MirrorLink> model,
   } else {
     const bool persistent = policy::compare(p, s).kind != policy::MismatchKind::kNone;
     result = persistent ? "persistent" : "transient";
-    state.shadow_mismatches.record_recheck(fingerprint, persistent);
+    state.shadow.mismatches.record_recheck(fingerprint, persistent);
   }
   rechecks_in_flight.fetch_sub(1, std::memory_order_relaxed);
   state.metrics->shadow_recheck(result);
@@ -282,7 +282,7 @@ void report(Worker &worker, const std::shared_ptr<MirrorLink> &link,
   // Off the data path: a mismatch costs a parse or two (~10 us).
   const std::string fingerprint = policy::statement_fingerprint(read->statement);
   const std::string normalized = policy::normalize_statement(read->statement);
-  const std::string label = state.shadow_mismatches.record(
+  const std::string label = state.shadow.mismatches.record(
       fingerprint, c.kind, normalized, c.detail, read->rule, target_name, unix_ms);
   state.metrics->shadow_mismatch_fingerprint(label);
   if (options.recheck_delay_ms > 0 && !fingerprint.empty()) {
@@ -379,7 +379,7 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
   }
   const policy::Comparison c = policy::compare(read->primary, shadow);
   const bool mismatch = c.kind != policy::MismatchKind::kNone;
-  state.breakers.record_shadow(state, target, mismatch, Clock::now());
+  state.health.breakers.record_shadow(state, target, mismatch, Clock::now());
   if (!mismatch) {
     state.metrics->shadow_read(ShadowOutcome::kMatch);
     co_return;
@@ -442,7 +442,7 @@ bool ShadowLane::submit(std::shared_ptr<ShadowRead> read, ShadowRunOptions optio
 }
 
 std::string shadow_status_json(const ServerState &state, size_t limit) {
-  const auto &table = state.shadow_mismatches;
+  const auto &table = state.shadow.mismatches;
   std::string out = "{\"mismatches_total\":" + std::to_string(table.total()) +
                     ",\"other\":" + std::to_string(table.other()) + ",\"table\":[";
   bool first = true;

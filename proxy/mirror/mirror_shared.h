@@ -1,0 +1,30 @@
+// What all sessions' mirror links share (ServerState::mirror): the target writes go to, the
+// journal, pgtandem's credentials, the queue bytes, the commit order across links, and what the
+// classifier learned about functions (the write capture's classification).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "config/pgpass.h"
+#include "policy/mirror/mirror_order.h"
+#include "policy/sql/classifier.h"
+
+namespace pgtandem::proxy {
+
+class Journal;
+
+struct MirrorShared {
+  size_t secondary = 1;                          // the target writes are mirrored to
+  std::unique_ptr<Journal> journal;              // where unapplied mirrored writes go
+  std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
+  std::atomic<int64_t> queue_bytes{0};           // all sessions' mirror queues together
+  policy::MirrorOrder order;                     // commit order across sessions' mirror links
+  policy::FunctionLists functions;               // from [classifier]
+  // Learned from the primary's pg_proc at start; sessions take it when they begin.
+  std::atomic<std::shared_ptr<const policy::VolatilityCatalog>> catalog;
+};
+
+}  // namespace pgtandem::proxy

@@ -1,0 +1,192 @@
+// pump_frontend: the client's messages to the primary. Request boundaries and routability are
+// the request tracker's (policy/session/request_tracker.h); a diverted read is served elsewhere.
+#include "proxy/session/session_state.h"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "protocol/errors.h"
+#include "protocol/message_types.h"
+#include "proxy/telemetry/log.h"
+
+namespace pgtandem::proxy::session {
+
+asio::awaitable<void> Session::pump_frontend() {
+  // With mirroring on, every message must be seen whole (its bytes go to the mirror), so the
+  // keep limit is the message size limit and the buffer grows for a large statement; otherwise
+  // large messages stream through the fixed buffer untouched.
+  const size_t keep_limit =
+      capture_ ? size_t{state_.limits.max_message_size} + 1 : kKeepLimit;
+  FrameScanner scanner(protocol::Direction::kFrontend, state_.limits, keep_limit);
+  size_t end = fend_;
+  bool unscanned = end > 0;
+  const bool block_on_full = mirror_ && snap_ && snap_->config->mirror.overflow == "block";
+
+  for (;;) {
+    if (block_on_full) co_await wait_for_mirror_room();
+    if (!unscanned) {
+      const ReadStep step = co_await read_client(end);
+      if (step == ReadStep::kAgain) continue;
+      if (step == ReadStep::kStop) co_return;
+    }
+    unscanned = false;
+    const bool go_on = co_await between_requests();
+    if (!go_on) co_return;
+    char* buf = fbuf_.data();
+    const bool routing = routes_ && (routes_->routes_anything() || shadowing_) && !pinned_;
+    tracker_.begin_scan(buf, routing);
+    auto r = scanner.scan(std::string_view(buf, end), tracker_);
+    size_t send = tracker_.divert() ? tracker_.divert_begin() : r.forward;
+    bool stop = tracker_.terminate();
+    if (r.status == Status::kInvalid) {
+      send = on_invalid_frame(r, buf, end);
+      stop = true;
+    }
+    if (send > 0) {
+      auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(buf, send), kNoThrow);
+      if (ec) {
+        // The server is gone. The client is left to the other pump, which still delivers what
+        // the server said last (say, FATAL 57P01 after pg_terminate_backend) and then closes.
+        co_return;
+      }
+      stats_.bytes[kFrontendDir].add(send);
+      stats_.messages[kFrontendDir].add(tracker_.messages());
+    }
+    if (stop) {
+      if (!pending_fatal_.empty()) close_backend();
+      co_return;
+    }
+    size_t consumed = send;
+    if (tracker_.divert()) {
+      const size_t begin = tracker_.divert_begin();
+      const bool served = co_await serve_diverted(std::string_view(buf + begin, r.forward - begin));
+      if (!served) co_return;
+      consumed = r.forward;
+      unscanned = consumed < end;  // the scan stopped at the routed request: go on from there
+    }
+    tracker_.end_scan();
+    end -= consumed;
+    if (end > 0) std::memmove(buf, buf + consumed, end);
+    if (!resize_frontend_buffer(end, keep_limit)) co_return;
+  }
+}
+
+// overflow = "block": the client's next request waits until the mirror has room.
+asio::awaitable<void> Session::wait_for_mirror_room() {
+  while (mirror_->over_limit()) {
+    asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
+    co_await t.async_wait(kNoThrow);
+  }
+}
+
+// Reads more from the client into fbuf_ after `end` bytes; kAgain when woken for a drain.
+asio::awaitable<Session::ReadStep> Session::read_client(size_t& end) {
+  if (state_.control.draining.load(std::memory_order_relaxed) &&
+      drain_idle(end, tracker_.batch_started_earlier())) {
+    // Idle while pgtandem drains: leave now, as the server does at a smart/fast shutdown.
+    pending_fatal_ = fatal(protocol::sqlstate::kAdminShutdown,
+                           "terminating connection due to administrator command");
+    state_.metrics->drain_session_closed();
+    close_backend();
+    co_return ReadStep::kStop;
+  }
+  auto [ec, n] = co_await client_.async_read_some(
+      asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
+      asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+  if (ec == asio::error::operation_aborted && state_.control.draining.load(std::memory_order_relaxed)) {
+    co_return ReadStep::kAgain;  // woken for a drain: leave if idle, else go on reading
+  }
+  if (ec) {
+    // The client is gone. Closing the server connection (never a forged Terminate in the
+    // middle of a message) makes the server roll back an open transaction, as it would
+    // for a client that vanished on a direct connection.
+    close_backend();
+    co_return ReadStep::kStop;
+  }
+  end += n;
+  co_return ReadStep::kRead;
+}
+
+// A reload takes effect between requests, never inside a transaction: the mirror order's mark,
+// the config snapshot, and a flip to a new primary. False if the session closed.
+asio::awaitable<bool> Session::between_requests() {
+  if (!capture_ || tracker_.outstanding() != 0 || capture_->in_transaction() ||
+      tracker_.batch_started_earlier()) {
+    co_return true;
+  }
+  order_mark_ = state_.mirror.order.last_assigned();
+  refresh_snapshot();
+  if (snap_ && snap_->primary != target_) {
+    const bool moved = co_await flip_primary(snap_->primary);  // never co_await inside &&
+    co_return moved;
+  }
+  co_return true;
+}
+
+// A frame the scanner rejected: how much to send the server still (the session stops after it).
+size_t Session::on_invalid_frame(const FrameScanner::Result& r, const char* buf, size_t end) {
+  state_.metrics->protocol_error(ProtocolErrorKind::kClientFraming);
+  protocol::Limits server_limits;  // the server's own caps
+  auto server_view = protocol::decode_header(std::string_view(buf + r.forward, end - r.forward),
+                                             protocol::Direction::kFrontend, server_limits);
+  if (server_view.status == Status::kInvalid) {
+    // The server would reject this message too: hand it the offending header so the client
+    // gets the server's own answer (or its silent close), in order after earlier replies.
+    return std::min(end, r.forward + protocol::kHeaderSize);
+  }
+  pending_fatal_ = fatal("08P01", "pgtandem: message of " + std::to_string(r.bad_header.length) +
+                                      " bytes exceeds max_message_size");
+  return r.forward;
+}
+
+// The request the scan stopped at: served on the secondary, or else sent to the primary after
+// all. False if the session cannot go on.
+asio::awaitable<bool> Session::serve_diverted(std::string_view request) {
+  const bool routed = co_await serve_routed(request);
+  if (routed) co_return true;
+  state_.metrics->route_decision(worker_.index(), snap_->generation, decision_.rule, target_);
+  auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(request), kNoThrow);
+  if (ec) co_return false;
+  stats_.bytes[kFrontendDir].add(request.size());
+  co_return true;
+}
+
+// After a scan that left `end` bytes: a kept message larger than the buffer (mirroring only)
+// grows it, up to the limit (false: past it, the session ends); an idle session shrinks it back.
+bool Session::resize_frontend_buffer(size_t end, size_t keep_limit) {
+  if (end == fbuf_.size()) {
+    if (fbuf_.size() >= keep_limit) {
+      close_backend();
+      return false;
+    }
+    fbuf_.resize(std::min(fbuf_.size() * 2, keep_limit));
+  } else if (end == 0 && fbuf_.size() > 4 * kFrontendBufferSize) {
+    fbuf_.resize(kFrontendBufferSize);
+    fbuf_.shrink_to_fit();
+  }
+  return true;
+}
+
+// Idle for a graceful shutdown: nothing outstanding, not in a transaction (the primary's last
+// ReadyForQuery said 'I'), no partial message or unsynced batch from the client.
+bool Session::drain_idle(size_t buffered, bool batch_started) const {
+  return tracker_.outstanding() == 0 && tx_status_ == 'I' && buffered == 0 && !batch_started &&
+         !flipping_;
+}
+
+// [log] statements: one info line per client request (a Query, or a Parse's statement).
+void Session::log_request(std::string_view sql) const {
+  constexpr size_t kMaxStatementLog = 1024;
+  const std::string session = std::to_string(primary_pid_);
+  const bool cut = sql.size() > kMaxStatementLog;
+  log::info("statement", {{"session", session},
+                          {"target", state_.targets[target_].name},
+                          {"statement", sql.substr(0, kMaxStatementLog)},
+                          {"truncated", cut ? "true" : "false"}});
+}
+
+}  // namespace pgtandem::proxy::session

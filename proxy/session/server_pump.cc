@@ -1,0 +1,122 @@
+// pump_backend: the primary's answers to the client, feeding the capture, shadow reads and the
+// request counter.
+#include "proxy/session/session_state.h"
+
+#include <boost/asio/write.hpp>
+
+#include <cstring>
+
+#include "protocol/message_types.h"
+#include "proxy/telemetry/log.h"
+
+namespace pgtandem::proxy::session {
+
+struct Session::BackendVisitor {
+  Session* s;
+  LatencyHistogram* latency;
+  uint64_t messages = 0;
+  bool on_message(const Header& h, std::string_view body) {
+    ++messages;
+    if (s->shadow_) s->on_shadow_answer(h, body);
+    switch (h.type) {
+      case protocol::backend::kReadyForQuery: {
+        const auto now = Clock::now();
+        if (s->tracker_.answered()) latency->observe(now - s->request_start_);
+        if (s->capture_ && s->capture_->on_backend(h, body, now)) s->on_capture_ready();
+        s->tx_status_ = body.empty() ? 'I' : body[0];
+        if (s->tracker_.outstanding() == 0 && s->state_.control.draining.load(std::memory_order_relaxed)) {
+          s->drain_signal_.emit(asio::cancellation_type::terminal);  // pump_frontend decides
+        }
+        return true;
+      }
+      case protocol::backend::kCommandComplete:
+      case protocol::backend::kErrorResponse:
+      case protocol::backend::kParseComplete:
+      case protocol::backend::kCloseComplete:
+      case protocol::backend::kCopyInResponse:
+        if (s->capture_) s->capture_->on_backend(h, body, {});
+        return true;
+      default:
+        return true;
+    }
+  }
+  bool on_stream_start(const Header& h) {
+    ++messages;
+    if (s->shadow_) s->shadow_->on_primary_streamed();
+    if (s->capture_ && h.type == protocol::backend::kErrorResponse) {
+      s->capture_->on_backend(h, {}, {});
+    }
+    return true;
+  }
+};
+
+asio::awaitable<void> Session::pump_backend() {
+  FrameScanner scanner(protocol::Direction::kBackend, state_.limits, kKeepLimit);
+  char* buf = bbuf_.get();
+  size_t end = bend_;
+  bool unscanned = end > 0;
+  LatencyHistogram* latency = &stats_.query_latency[target_];
+
+  for (;;) {
+    if (!unscanned) {
+      if (flipping_) {
+        co_await park_backend();
+        latency = &stats_.query_latency[target_];
+      }
+      auto [ec, n] = co_await backend_.async_read_some(
+          asio::buffer(buf + end, kBackendBufferSize - end), kNoThrow);
+      if (ec) {
+        if (flipping_) continue;  // cancelled for a flip: park, then read the new primary
+        break;
+      }
+      end += n;
+    }
+    unscanned = false;
+    BackendVisitor v{this, latency};
+    auto r = scanner.scan(std::string_view(buf, end), v);
+    if (r.status == Status::kInvalid) {
+      // A server does not send malformed frames; if one does, pass on what is whole and stop.
+      state_.metrics->protocol_error(ProtocolErrorKind::kBackendFraming);
+      log::warn("malformed message from target", {{"target", state_.targets[target_].name}});
+      if (r.forward > 0) co_await asio::async_write(client_, asio::buffer(buf, r.forward), kNoThrow);
+      close_backend();
+      close_client();
+      co_return;
+    }
+    if (r.forward > 0) {
+      const bool written = co_await forward_to_client(buf, r.forward, v.messages);
+      if (!written) co_return;
+    }
+    end -= r.forward;
+    if (end > 0) std::memmove(buf, buf + r.forward, end);
+  }
+
+  // The server closed or failed. What it sent is passed on as it came, a partial message
+  // included, so the client sees exactly what a direct connection would show; nothing is ever
+  // injected after a partial message.
+  if (end > 0) {
+    co_await asio::async_write(client_, asio::buffer(buf, end), kNoThrow);
+  } else if (!pending_fatal_.empty() && scanner.at_boundary()) {
+    co_await asio::async_write(client_, asio::buffer(pending_fatal_), kNoThrow);
+  }
+  close_client();
+}
+
+// Writes the primary's answer to the client (false: the client is gone, the session ends).
+asio::awaitable<bool> Session::forward_to_client(const char* buf, size_t n, uint64_t messages) {
+  if (client_busy_) co_await lock_client();  // a routed read is writing (rare: notices)
+  else client_busy_ = true;
+  auto [ec, written] = co_await asio::async_write(client_, asio::buffer(buf, n), kNoThrow);
+  unlock_client();
+  if (ec) {
+    close_backend();
+    co_return false;
+  }
+  stats_.bytes[kBackendDir].add(n);
+  stats_.messages[kBackendDir].add(messages);
+  // A routed read waits for everything before it to reach the client.
+  if (waiting_answers_ && tracker_.outstanding() <= 1) answered_.cancel();
+  co_return true;
+}
+
+}  // namespace pgtandem::proxy::session
