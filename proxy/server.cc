@@ -473,8 +473,8 @@ bool Server::start(std::string* error) {
     handlers.ready = [&im](std::string* why) { return im.ready(why); };
     handlers.status = [&im] { return im.status_json(); };
     handlers.mirror_watermark = [&im] {
-      const uint64_t last = im.state.mirror_order.last_assigned();
-      const uint64_t done = im.state.mirror_order.done_through();
+      const uint64_t last = im.state.mirror.order.last_assigned();
+      const uint64_t done = im.state.mirror.order.done_through();
       return "{\"last_assigned\":" + std::to_string(last) + ",\"done_through\":" +
              std::to_string(done) + ",\"pending\":" + std::to_string(last > done ? last - done : 0) +
              "}";
