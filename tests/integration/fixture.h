@@ -11,7 +11,7 @@
 #include <atomic>
 #include <string>
 
-#include "tests/integration/harness.h"
+#include "tests/integration/harness/harness.h"
 
 namespace pgtandem::it {
 

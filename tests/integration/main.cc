@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "tests/integration/fixture.h"
-#include "tests/integration/harness.h"
+#include "tests/integration/harness/harness.h"
 
 namespace pgtandem::it {
 namespace {

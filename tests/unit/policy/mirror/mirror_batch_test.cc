@@ -10,23 +10,18 @@
 
 #include "protocol/message_types.h"
 #include "protocol/messages.h"
+#include "tests/support/messages.h"
 
 namespace pgtandem::policy {
 namespace {
 
 namespace proto = protocol;
+using test::query;
+using test::sync_msg;
 
-std::string query(std::string_view sql) {
-  std::string out;
-  proto::encode(out, proto::Query{sql});
-  return out;
-}
+// Bind (no parameters, no result format codes), Execute, Sync.
 std::string bind_execute_sync(std::string_view statement) {
-  std::string out;
-  proto::encode_bind(out, "", statement, {}, {}, {});
-  proto::encode(out, proto::Execute{"", 0});
-  proto::encode(out, proto::Sync{});
-  return out;
+  return test::bind_msg("", statement, {}, {}) + test::execute() + test::sync_msg();
 }
 // The unit alone as one request, into `out`; false when it must be sent as it is (what the mirror
 // link does with a unit that has nothing queued behind it).
@@ -35,12 +30,6 @@ bool coalesce_transaction(const MirrorUnit& unit, std::string& out) {
   if (unit.responses < 2 || !batch.add(unit)) return false;
   out = batch.request();
   return true;
-}
-
-std::string sync_msg() {
-  std::string out;
-  proto::encode(out, proto::Sync{});
-  return out;
 }
 
 Outcome ok(std::string tag) { return Outcome{std::move(tag), {}}; }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "protocol/messages.h"
+#include "tests/support/messages.h"
 
 // Counts allocations to check that digesting a DataRow allocates nothing after warm-up. Not with
 // sanitizers, which bring their own operator new.
@@ -53,7 +54,7 @@ constexpr uint32_t kFloat4 = 700;
 constexpr uint32_t kFloat8 = 701;
 constexpr uint32_t kNumeric = 1700;
 
-std::string body_of(const std::string& message) { return message.substr(protocol::kHeaderSize); }
+using test::body_of;
 
 struct Col {
   std::string name;
@@ -72,33 +73,20 @@ std::string row_description(const std::vector<Col>& cols) {
     cd.format = c.format;
     cds.push_back(cd);
   }
-  std::string out;
-  protocol::encode_row_description(out, cds);
-  return body_of(out);
+  return body_of(test::row_description(cds));
 }
 
 // nullopt is NULL.
 using Cell = std::optional<std::string>;
-std::string data_row(const std::vector<Cell>& cells) {
-  std::vector<Value> values;
-  for (const Cell& c : cells) values.push_back(c ? Value::of(*c) : Value::null());
-  std::string out;
-  protocol::encode_data_row(out, values);
-  return body_of(out);
-}
+std::string data_row(const std::vector<Cell>& cells) { return body_of(test::data_row_of(cells)); }
 
 std::string command_complete(std::string_view tag) {
-  std::string out;
-  protocol::encode(out, protocol::CommandComplete{tag});
-  return body_of(out);
+  return body_of(test::command_complete(tag));
 }
 
+// Fields S, V, C, M.
 std::string error_response(std::string_view sqlstate, std::string_view message) {
-  const protocol::Field fields[] = {
-      {'S', "ERROR"}, {'V', "ERROR"}, {'C', sqlstate}, {'M', message}};
-  std::string out;
-  protocol::encode_fields(out, 'E', fields);
-  return body_of(out);
+  return body_of(test::error_response(sqlstate, message));
 }
 
 using Rows = std::vector<std::vector<Cell>>;

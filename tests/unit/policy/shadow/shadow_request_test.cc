@@ -8,36 +8,21 @@
 
 #include "protocol/framing.h"
 #include "protocol/messages.h"
+#include "tests/support/messages.h"
 
 namespace pgtandem::policy {
 namespace {
 
-std::string msg(char type, const std::string &body) {
-  std::string out;
-  const size_t begin = protocol::begin_message(out, type);
-  out += body;
-  protocol::end_message(out, begin);
-  return out;
-}
-std::string z(std::string_view s) { return std::string(s) + '\0'; }
-std::string u16(uint16_t v) { return {static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; }
-std::string u32(uint32_t v) {
-  return {static_cast<char>(v >> 24), static_cast<char>((v >> 16) & 0xff),
-          static_cast<char>((v >> 8) & 0xff), static_cast<char>(v & 0xff)};
-}
-std::string parse(std::string_view name, std::string_view sql, uint32_t param_type = 0) {
-  std::string body = z(name) + z(sql);
-  body += param_type ? u16(1) + u32(param_type) : u16(0);
-  return msg('P', body);
-}
-// One text parameter "42", all results in text.
+using test::close_msg;
+using test::describe;
+using test::execute;
+using test::parse;
+using test::sync_msg;
+
+// This file's Bind: one text parameter "42", no result format codes.
 std::string bind(std::string_view portal, std::string_view statement) {
-  return msg('B', z(portal) + z(statement) + u16(0) + u16(1) + u32(2) + "42" + u16(0));
+  return test::bind_msg(portal, statement, {"42"}, {});
 }
-std::string describe(char target, std::string_view name) { return msg('D', target + z(name)); }
-std::string execute(std::string_view portal) { return msg('E', z(portal) + u32(0)); }
-std::string close(char target, std::string_view name) { return msg('C', target + z(name)); }
-std::string sync() { return msg('S', ""); }
 
 // The messages of `bytes` as "type:field|field" strings, for readable comparisons.
 std::vector<std::string> render(const std::string &bytes) {
@@ -71,20 +56,20 @@ struct Prepared {
 TEST(ShadowRequest, SimpleQueryAndUnnamedBatchesAreCopiedAsTheyAre) {
   Prepared p;
   std::string out;
-  const std::string query = msg('Q', z("SELECT 1"));
+  const std::string query = test::query("SELECT 1");
   ASSERT_TRUE(shadow_request(query, p.lookup(), &out));
   EXPECT_EQ(out, query);
-  const std::string batch = parse("", "SELECT $1", 23) + bind("", "") + describe('P', "") +
-                            execute("") + sync();
+  const std::string batch = parse("", "SELECT $1", {23}) + bind("", "") + describe('P', "") +
+                            execute("") + sync_msg();
   ASSERT_TRUE(shadow_request(batch, p.lookup(), &out));
   EXPECT_EQ(out, batch);
 }
 
 TEST(ShadowRequest, BindOfAPreparedStatementParsesItUnnamedFirst) {
   Prepared p;
-  p.parses["P0_1"] = parse("P0_1", "SELECT abalance FROM pgbench_accounts WHERE aid = $1", 23);
+  p.parses["P0_1"] = parse("P0_1", "SELECT abalance FROM pgbench_accounts WHERE aid = $1", {23});
   std::string out;
-  const std::string batch = bind("", "P0_1") + describe('P', "") + execute("") + sync();
+  const std::string batch = bind("", "P0_1") + describe('P', "") + execute("") + sync_msg();
   ASSERT_TRUE(shadow_request(batch, p.lookup(), &out));
   const auto r = render(out);
   ASSERT_EQ(r.size(), 5u);
@@ -101,8 +86,8 @@ TEST(ShadowRequest, BindOfAPreparedStatementParsesItUnnamedFirst) {
 TEST(ShadowRequest, ParseInTheBatchIsUsedAndNotLookedUp) {
   Prepared p;  // nothing prepared before: pgbench -M prepared's first execution
   std::string out;
-  const std::string batch = parse("s1", "SELECT $1::int", 23) + bind("", "s1") +
-                            describe('S', "s1") + execute("") + sync();
+  const std::string batch = parse("s1", "SELECT $1::int", {23}) + bind("", "s1") +
+                            describe('S', "s1") + execute("") + sync_msg();
   ASSERT_TRUE(shadow_request(batch, p.lookup(), &out));
   const auto r = render(out);
   ASSERT_EQ(r.size(), 5u);
@@ -118,7 +103,7 @@ TEST(ShadowRequest, TwoStatementsInOneBatchEachParsedBeforeUse) {
   p.parses["b"] = parse("b", "SELECT 2");
   std::string out;
   const std::string batch = bind("", "a") + execute("") + bind("", "b") + execute("") +
-                            bind("", "a") + execute("") + sync();
+                            bind("", "a") + execute("") + sync_msg();
   ASSERT_TRUE(shadow_request(batch, p.lookup(), &out));
   const auto r = render(out);
   ASSERT_EQ(r.size(), 10u);
@@ -133,7 +118,8 @@ TEST(ShadowRequest, RepeatedBindOfTheSameStatementParsesOnce) {
   Prepared p;
   p.parses["a"] = parse("a", "SELECT 1");
   std::string out;
-  ASSERT_TRUE(shadow_request(bind("", "a") + execute("") + bind("", "a") + execute("") + sync(),
+  ASSERT_TRUE(shadow_request(bind("", "a") + execute("") + bind("", "a") + execute("") +
+                                 sync_msg(),
                              p.lookup(), &out));
   EXPECT_EQ(render(out).size(), 6u);
 }
@@ -143,7 +129,7 @@ TEST(ShadowRequest, ClientUnnamedParseAfterANamedOneIsRespected) {
   p.parses["a"] = parse("a", "SELECT 1");
   std::string out;
   const std::string batch = bind("", "a") + execute("") + parse("", "SELECT 3") + bind("", "") +
-                            execute("") + bind("", "a") + execute("") + sync();
+                            execute("") + bind("", "a") + execute("") + sync_msg();
   ASSERT_TRUE(shadow_request(batch, p.lookup(), &out));
   const auto r = render(out);
   ASSERT_EQ(r.size(), 10u);
@@ -154,28 +140,28 @@ TEST(ShadowRequest, ClientUnnamedParseAfterANamedOneIsRespected) {
 TEST(ShadowRequest, CloseIsLeftOut) {
   Prepared p;
   std::string out;
-  ASSERT_TRUE(shadow_request(close('S', "x") + msg('Q', z("SELECT 1")), p.lookup(), &out));
-  EXPECT_EQ(out, msg('Q', z("SELECT 1")));
+  ASSERT_TRUE(shadow_request(close_msg('S', "x") + test::query("SELECT 1"), p.lookup(), &out));
+  EXPECT_EQ(out, test::query("SELECT 1"));
 }
 
 TEST(ShadowRequest, UnknownStatementOrMalformedBytesGiveNothingToShadow) {
   Prepared p;
   std::string out;
-  EXPECT_FALSE(shadow_request(bind("", "missing") + execute("") + sync(), p.lookup(), &out));
-  EXPECT_FALSE(shadow_request(describe('S', "missing") + sync(), p.lookup(), &out));
-  EXPECT_FALSE(shadow_request(bind("", "missing") + sync(), nullptr, &out));
-  std::string truncated = msg('Q', z("SELECT 1"));
+  EXPECT_FALSE(shadow_request(bind("", "missing") + execute("") + sync_msg(), p.lookup(), &out));
+  EXPECT_FALSE(shadow_request(describe('S', "missing") + sync_msg(), p.lookup(), &out));
+  EXPECT_FALSE(shadow_request(bind("", "missing") + sync_msg(), nullptr, &out));
+  std::string truncated = test::query("SELECT 1");
   truncated.pop_back();
   EXPECT_FALSE(shadow_request(truncated, p.lookup(), &out));
   EXPECT_FALSE(shadow_request(std::string("Q\0\0", 3), p.lookup(), &out));
-  std::string bad_len = msg('Q', z("SELECT 1"));
+  std::string bad_len = test::query("SELECT 1");
   bad_len[4] = 2;  // length 2 < 4
   EXPECT_FALSE(shadow_request(bad_len, p.lookup(), &out));
-  std::string bad_bind = msg('B', "no-terminators");
+  std::string bad_bind = test::frame('B', "no-terminators");
   EXPECT_FALSE(shadow_request(bad_bind, p.lookup(), &out));
   // A lookup answering with a message that is not a Parse.
-  p.parses["q"] = msg('Q', z("SELECT 1"));
-  EXPECT_FALSE(shadow_request(bind("", "q") + sync(), p.lookup(), &out));
+  p.parses["q"] = test::query("SELECT 1");
+  EXPECT_FALSE(shadow_request(bind("", "q") + sync_msg(), p.lookup(), &out));
 }
 
 }  // namespace

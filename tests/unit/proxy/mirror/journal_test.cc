@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "proxy/mirror/replay.h"
+#include "tests/support/messages.h"
 
 namespace pgtandem::proxy {
 namespace {
@@ -59,13 +60,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
-std::string query_message(const std::string& sql) {
-  uint32_t len = static_cast<uint32_t>(sql.size() + 5);
-  std::string m = "Q";
-  for (int shift = 24; shift >= 0; shift -= 8) m.push_back(static_cast<char>(len >> shift));
-  return m + sql + std::string(1, '\0');
-}
-
 std::string all_bytes() {
   std::string s;
   for (int i = 0; i < 256; ++i) s.push_back(static_cast<char>(i));
@@ -86,7 +80,7 @@ JournalEntry rich_entry() {
                       {"options", "-c search_path=a,b"},
                       {"client_encoding", "LATIN1"},
                       {"empty", ""}};
-  e.session.state = {query_message("SET search_path = a"), all_bytes(), ""};
+  e.session.state = {test::query("SET search_path = a"), all_bytes(), ""};
   e.session.prepared = {{"s1", std::string("P\0\0\0\x0bs1\0x\0\0\0", 12)},
                         {"weird \"name\"", all_bytes()}};
   e.unit.bytes = all_bytes() + std::string("\0\0\xff\xfe\"\\\n", 7) + all_bytes();
@@ -451,7 +445,7 @@ void write_entries(const std::string& path, int n) {
     e.session.state.clear();
     e.session.prepared.clear();
     e.unit.first_sql = "INSERT " + std::to_string(i + 1);
-    e.unit.bytes = query_message(e.unit.first_sql);
+    e.unit.bytes = test::query(e.unit.first_sql);
     e.unit.responses = 1;
     ASSERT_GT(j->append(e), 0u);
   }
