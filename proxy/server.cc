@@ -751,7 +751,11 @@ std::string Server::Impl::status_json() const {
   out += ",\"mirror\":{\"enabled\":";
   out += mirroring ? "true" : "false";
   out += ",\"target\":";
-  log::append_json_string(out, state.targets[state.mirror.secondary].name);
+  // The mirror's target is the one that is not the primary now (after a flip, `old`), not the
+  // secondary pgtandem started with.
+  const size_t mirror_target =
+      state.targets.size() == 2 ? 1 - primary : state.mirror.secondary;
+  log::append_json_string(out, state.targets[mirror_target].name);
   out += ",\"applied\":" + std::to_string(lag_count);
   out += ",\"lag_seconds_avg\":" + format_double(lag_count ? lag_sum / static_cast<double>(lag_count) : 0);
   out += ",\"queue_bytes\":" +

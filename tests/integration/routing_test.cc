@@ -366,6 +366,11 @@ TEST_F(RoutingTest, PrimaryFlipAndBackUnderTpcbLosesNothing) {
     p.send_signal(SIGHUP);
     mark("primary = new");
     std::this_thread::sleep_for(milliseconds(4000));
+    {
+      // /status names the mirror's target as it is now: old, once new is the primary.
+      const std::string status = http_get(p.admin_port(), "/status").body;
+      EXPECT_NE(status.find("\"target\":\"old\",\"applied\""), std::string::npos) << status;
+    }
     p.options().primary = "old";
     p.write_config();
     p.send_signal(SIGHUP);
