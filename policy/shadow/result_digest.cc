@@ -1,3 +1,6 @@
+// Result digests and their comparison (policy/shadow/result_digest.h). Size: ~780 lines, kept
+// whole: the per-type canonical forms (floats, numerics, timestamps, arrays) and the comparison
+// that relies on them must change together.
 #include "policy/shadow/result_digest.h"
 
 #include <algorithm>

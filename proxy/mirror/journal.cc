@@ -1,3 +1,7 @@
+// The mirror journal: its line format, the writer (appends, fsync policy, its sync thread) and the
+// reader. Size: ~840 lines, one file because the format is shared by writer and reader; the seam
+// to split along is writer vs reader, when automatic catch-up (issue 15) gives the reader a user
+// inside the running proxy.
 #include "proxy/mirror/journal.h"
 #include "protocol/base64.h"
 

@@ -1,3 +1,7 @@
+// `pgtandem replay`: applies a journal's unapplied entries in order on fresh connections and
+// records what it applied. Size: ~970 lines, one command read top to bottom (sessions rebuilt
+// from journal state, apply loop, applied-state file, report); the apply loop is what automatic
+// catch-up (issue 15) will share, and the seam to split along then.
 #include "proxy/mirror/replay.h"
 
 #include <fcntl.h>
