@@ -158,7 +158,8 @@ void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& li
   bool agree = true;
   for (const auto& r : live) {
     figure += " " + r.id + "@" + std::to_string(r.epoch) + "(" + r.state + ")";
-    if (r.epoch != e || r.state == "paused") agree = false;
+    // Epoch 0: a replica that never saw a control row serves the first epoch.
+    if (std::max<int64_t>(r.epoch, 1) != e || r.state == "paused") agree = false;
   }
   rep->gates.push_back({"replicas", agree, figure});
 }
@@ -224,13 +225,9 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
   } reset{coordinating_};
 
   std::string err;
-  if (!store_->ensure(&err)) {
-    rep.result = "error";
-    rep.reason = "control schema: " + err;
-    finish(rep);
-    return rep;
-  }
-  auto row = store_->read_epoch(&err);
+  const bool control_ok = store_->ensure(&err);
+  const std::string control_error = err;
+  auto row = control_ok ? store_->read_epoch(&err) : std::nullopt;
   EpochRow cur;
   {
     std::lock_guard lock(mu_);
@@ -255,18 +252,23 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
     finish(rep);
     return rep;
   }
-  heartbeat(false, "");
-  auto live = store_->live_replicas(kLiveMs, &err);
+  std::vector<ReplicaRow> live;
+  if (control_ok) {
+    heartbeat(false, "");
+    live = store_->live_replicas(kLiveMs, &err);
+  }
   std::vector<std::string> others;
   for (const auto& r : live) {
     if (r.id != id_) others.push_back(r.id);
   }
+  rep.gates.push_back({"control", control_ok,
+                       control_ok ? "schema pgtandem_control on every target" : control_error});
   gates(req, live, &rep);
   std::string failing;
   for (const auto& g : rep.gates) {
     if (!g.pass) failing += (failing.empty() ? "" : ", ") + g.name + " (" + g.figure + ")";
   }
-  if (!failing.empty() && !req.force) {
+  if (!failing.empty() && (!req.force || !control_ok)) {
     rep.result = "refused";
     rep.reason = "gates failed: " + failing;
     finish(rep);
