@@ -279,7 +279,10 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
   // Pause everywhere.
   const int64_t started = unix_ms();
   EpochRow pause{cur.epoch, cur.primary, "pause", id_, started};
+  state_.control.pause.close();  // here first: once the row says pause, this replica is paused
+  const auto pause_start = SteadyClock::now();
   if (!store_->write_epoch(pause, &err)) {
+    state_.control.pause.open();
     rep.result = "error";
     rep.reason = "cannot write the pause: " + err;
     finish(rep);
@@ -290,8 +293,6 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
     phase_ = "pause";
     my_state_ = "paused";
   }
-  state_.control.pause.close();
-  const auto pause_start = SteadyClock::now();
   rep.in_flight_at_pause = state_.control.pause.in_flight();
   std::string why;
   bool ok = wait_paused(req.timeout_ms, others, started, &why);

@@ -168,9 +168,16 @@ TEST_F(CutoverTest, ALongTransactionMakesThePauseTimeOutAndTheCutoverAbort) {
   query_value(held.get(), "INSERT INTO t (note) VALUES ('in flight') RETURNING id");
   ConnPtr other = connect(p.endpoint().conninfo("", db));
   HttpResponse r;
-  std::thread coordinator([&] { r = cutover(p, "to=new&timeout_ms=800"); });
+  std::thread coordinator([&] { r = cutover(p, "to=new&timeout_ms=1500"); });
   // While the cutover pauses, a new autocommit statement waits at its boundary, then runs.
-  std::this_thread::sleep_for(milliseconds(200));
+  const bool paused = poll_until([&] {
+    try {
+      return old_cluster().query_value("SELECT phase FROM pgtandem_control.epoch") == "pause";
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, milliseconds(10000));
+  EXPECT_TRUE(paused);
   const auto before = std::chrono::steady_clock::now();
   const std::string v = query_value(other.get(), "INSERT INTO t (note) VALUES ('waited') RETURNING note");
   const auto waited = std::chrono::steady_clock::now() - before;
