@@ -86,6 +86,8 @@ struct ControlStore::Conn {
   bool open(const std::string& info, const std::string& name, std::string* error) {
     label = name;
     c = PQconnectdb(info.c_str());
+    // CREATE ... IF NOT EXISTS notices would go to stderr: not for pgtandem's log.
+    PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
     if (PQstatus(c) != CONNECTION_OK) {
       *error = name + ": " + PQerrorMessage(c);
       while (!error->empty() && error->back() == '\n') error->pop_back();
