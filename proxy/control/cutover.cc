@@ -281,6 +281,7 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
   EpochRow pause{cur.epoch, cur.primary, "pause", id_, started};
   state_.control.pause.close();  // here first: once the row says pause, this replica is paused
   const auto pause_start = SteadyClock::now();
+  rep.in_flight_at_pause = state_.control.pause.in_flight();
   if (!store_->write_epoch(pause, &err)) {
     state_.control.pause.open();
     rep.result = "error";
@@ -293,7 +294,6 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
     phase_ = "pause";
     my_state_ = "paused";
   }
-  rep.in_flight_at_pause = state_.control.pause.in_flight();
   std::string why;
   bool ok = wait_paused(req.timeout_ms, others, started, &why);
   if (ok && !store_->sync_sequences(cur.primary, req.to, &rep.sequences_synced, &err)) {

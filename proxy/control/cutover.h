@@ -25,8 +25,10 @@ struct CutoverRequest {
   std::string to;               // target name: "new" or "old"
   bool force = false;           // failing gates do not block (audited)
   int64_t timeout_ms = 5000;    // pause: in-flight transactions and acks must finish within it
-  int64_t max_mirror_lag = 0;   // mirror units assigned but not applied, at most
-  int64_t max_queue_bytes = 1 << 20;
+  // Mirror units assigned but not applied, at most (under load a few hundred is normal: the pause
+  // drains them to zero before the switch).
+  int64_t max_mirror_lag = 1000;
+  int64_t max_queue_bytes = 16 << 20;
   uint64_t max_mismatches = 0;  // shadow mismatches recorded since the last cutover, at most
 };
 
