@@ -332,6 +332,10 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
     log::error("cutover: cannot switch this replica", {{"error", set_error}});
   }
   epoch_.store(sw.epoch);
+  // This replica may run again now: the switch is on both targets and applied here, and every
+  // other live replica is paused and drained and applies the switch before it resumes.
+  state_.control.pause.open();
+  rep.pause_ms = ms_since(pause_start);
   {
     std::lock_guard lock(mu_);
     primary_ = req.to;
@@ -341,8 +345,6 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
   wait_acks(others, "switch", started, req.timeout_ms, &ack_why);  // reported, not blocking
   EpochRow resume{sw.epoch, req.to, "resume", id_, started};
   store_->write_epoch(resume, &err);
-  state_.control.pause.open();
-  rep.pause_ms = ms_since(pause_start);
   rep.epoch = sw.epoch;
   {
     std::lock_guard lock(mu_);

@@ -3,7 +3,8 @@
 // pgbench TPC-B with zero client errors and identical data afterwards; a failing gate (new down)
 // refuses the cutover; a long-running transaction makes the pause time out and the cutover abort
 // cleanly (the statement that waited at the gate succeeds, only later); once a control epoch
-// exists, a change of `primary` in the file alone is refused.
+// exists, a change of `primary` in the file alone is refused; three replicas, each with its own
+// pgbench clients, move to new and back as one, called on one of them.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
@@ -69,8 +70,8 @@ class CutoverTest : public ProxyTest {
     ProxyOptions o = Env::get().default_proxy_options();
     o.section_lines[""].push_back("mirror_writes = true");
     o.section_lines["admin"].push_back(std::string("token = \"") + kToken + "\"");
-    journal_dir_ = std::make_unique<TempDir>("pgtandem-cutover-it");
-    o.extra_toml = "[mirror]\njournal_path = \"" + journal_dir_->file("mirror.journal") +
+    journal_dirs_.push_back(std::make_unique<TempDir>("pgtandem-cutover-it"));
+    o.extra_toml = "[mirror]\njournal_path = \"" + journal_dirs_.back()->file("mirror.journal") +
                    "\"\n[classifier]\ncatalog_user = \"postgres\"\n";
     return o;
   }
@@ -90,7 +91,7 @@ class CutoverTest : public ProxyTest {
   }
 
   std::vector<std::string> databases_;
-  std::unique_ptr<TempDir> journal_dir_;
+  std::vector<std::unique_ptr<TempDir>> journal_dirs_;
 };
 
 TEST_F(CutoverTest, ToNewAndBackUnderTpcbWithoutClientErrors) {
@@ -139,6 +140,66 @@ TEST_F(CutoverTest, ToNewAndBackUnderTpcbWithoutClientErrors) {
     n = pgbench_state(new_cluster(), db);
     return o == n;
   }, kDeadline)) << "old " << o << " vs new " << n;
+}
+
+TEST_F(CutoverTest, ThreeReplicasMoveAsOneUnderTpcb) {
+  const std::string db = make_db("three");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  std::vector<ProxyProcess*> replicas;
+  for (int i = 0; i < 3; ++i) replicas.push_back(&start_proxy(options()));
+  // Every agent has written its heartbeat.
+  ASSERT_TRUE(poll_until([&] {
+    try {
+      return old_cluster().query_value("SELECT count(*) FROM pgtandem_control.replicas") == "3";
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, milliseconds(15000)));
+  std::vector<ProcessResult> benches(3);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      benches[i] = run_pgbench(replicas[i]->endpoint(),
+                               {"-c", "2", "-j", "1", "-T", "12", "-M", "prepared"}, db,
+                               milliseconds(300000));
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(3000));
+  HttpResponse to_new = cutover(*replicas[0], "to=new");
+  std::this_thread::sleep_for(milliseconds(3000));
+  std::vector<std::string> statuses;
+  for (auto* p : replicas) statuses.push_back(http_get(p->admin_port(), "/status").body);
+  HttpResponse to_old = cutover(*replicas[1], "to=old");
+  for (auto& t : threads) t.join();
+  std::fprintf(stderr, "[cutover x3] to new: %s[cutover x3] to old: %s", to_new.body.c_str(),
+               to_old.body.c_str());
+  EXPECT_EQ(to_new.status, 200) << to_new.body;
+  EXPECT_EQ(to_old.status, 200) << to_old.body;
+  for (const auto& st : statuses) {
+    EXPECT_NE(st.find("\"epoch\":2,\"primary\":\"new\""), std::string::npos) << st;
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(benches[i].ok()) << i << ": " << benches[i].describe() << tail(replicas[i]->log_text());
+    PgbenchSummary s = parse_pgbench(benches[i].out);
+    ASSERT_TRUE(s.parsed) << benches[i].out;
+    EXPECT_EQ(s.failed, 0) << i;
+    EXPECT_GT(s.processed, 0) << i;
+  }
+  std::string o, n;
+  EXPECT_TRUE(poll_until([&] {
+    o = pgbench_state(old_cluster(), db);
+    n = pgbench_state(new_cluster(), db);
+    return o == n;
+  }, kDeadline)) << "old " << o << " vs new " << n;
+  for (auto* p : replicas) {
+    EXPECT_TRUE(poll_until([&] {
+      return http_get(p->admin_port(), "/status").body.find("\"epoch\":3,\"primary\":\"old\"") !=
+             std::string::npos;
+    }, milliseconds(5000))) << http_get(p->admin_port(), "/status").body;
+  }
 }
 
 TEST_F(CutoverTest, AFailingGateBlocks) {
