@@ -484,9 +484,16 @@ void Cutover::agent_step() {
     log::info("cutover: pausing for another replica", {{"coordinator", row->coordinator}});
     // Ack once every transaction here finished and the mirror is drained; the coordinator aborts
     // if that takes longer than its timeout (this replica then sees `abort` and resumes).
+    // (Watching the row meanwhile: an abort opens the gate at once.)
+    auto last_check = SteadyClock::now();
     while (!stop_.load() && (state_.control.pause.in_flight() > 0 || !drained()) &&
            ms_since(agent_pause_start_) < kOrphanPauseMs) {
       sleep_ms(1);
+      if (ms_since(last_check) >= kAgentPollMs) {
+        last_check = SteadyClock::now();
+        auto now_row = store_->read_epoch(&e);
+        if (now_row && (now_row->phase != "pause" || now_row->started_ms != row->started_ms)) return;
+      }
     }
     heartbeat(true, "pause");
     return;

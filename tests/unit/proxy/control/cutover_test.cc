@@ -79,18 +79,18 @@ TEST(RenderCutover, GatesAndResult) {
   bool failed = false;
   std::string error;
   const std::string out = render_cutover(
-      R"({"result":"refused","reason":"gates failed: breakers (open: new)","from":"old",)"
-      R"("to":"new","epoch":1,"forced":false,"gates":[{"name":"mirror_lag","result":"PASS",)"
-      R"("figure":"0 units behind"},{"name":"breakers","result":"FAIL","figure":"open: new"}],)"
-      R"("pause_ms":0,"in_flight_at_pause":0,"sequences_synced":0,"replicas":[]})",
+      R"j({"result":"refused","reason":"gates failed: breakers (open: new)","from":"old",)j"
+      R"j("to":"new","epoch":1,"forced":false,"gates":[{"name":"mirror_lag","result":"PASS",)j"
+      R"j("figure":"0 units behind"},{"name":"breakers","result":"FAIL","figure":"open: new"}],)j"
+      R"j("pause_ms":0,"in_flight_at_pause":0,"sequences_synced":0,"replicas":[]})j",
       &failed, &error);
   EXPECT_TRUE(failed);
   EXPECT_NE(out.find("PASS  mirror_lag"), std::string::npos) << out;
   EXPECT_NE(out.find("FAIL  breakers"), std::string::npos) << out;
   EXPECT_NE(out.find("cutover: refused (old -> new, epoch 1)"), std::string::npos) << out;
   const std::string ok = render_cutover(
-      R"({"result":"ok","from":"old","to":"new","epoch":2,"gates":[],"pause_ms":120,)"
-      R"("in_flight_at_pause":3,"sequences_synced":2,"replicas":["a/1: pause 120 ms"]})",
+      R"j({"result":"ok","from":"old","to":"new","epoch":2,"gates":[],"pause_ms":120,)j"
+      R"j("in_flight_at_pause":3,"sequences_synced":2,"replicas":["a/1: pause 120 ms"]})j",
       &failed, &error);
   EXPECT_FALSE(failed);
   EXPECT_NE(ok.find("pause 120 ms, 3 transaction(s)"), std::string::npos) << ok;
