@@ -115,6 +115,25 @@ struct ControlStore::Conn {
   }
 };
 
+ControlStore::ControlStore() = default;
+ControlStore::~ControlStore() = default;
+
+ControlStore::Conn* ControlStore::cached(size_t i, std::string* error) {
+  if (cache_.size() < targets_.size()) cache_.resize(targets_.size());
+  if (cache_[i] && PQstatus(cache_[i]->c) == CONNECTION_OK) return cache_[i].get();
+  auto c = std::make_unique<Conn>();
+  if (!c->open(conninfo(targets_[i], database_), targets_[i].name, error)) {
+    cache_[i].reset();
+    return nullptr;
+  }
+  cache_[i] = std::move(c);
+  return cache_[i].get();
+}
+
+void ControlStore::drop(size_t i) {
+  if (i < cache_.size()) cache_[i].reset();
+}
+
 std::unique_ptr<ControlStore> ControlStore::from_config(const config::Config& cfg, std::string* why) {
   auto store = std::unique_ptr<ControlStore>(new ControlStore());
   store->targets_ = cfg.targets;
@@ -149,13 +168,15 @@ std::string ControlStore::conninfo(const config::Target& t, const std::string& d
 }
 
 bool ControlStore::ensure(std::string* error) {
-  for (const auto& t : targets_) {
-    Conn c;
-    if (!c.open(conninfo(t, database_), t.name, error)) return false;
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    Conn* c = cached(i, error);
+    if (!c) return false;
     // Concurrent CREATE ... IF NOT EXISTS can still race on the catalog: serialise on a lock.
-    if (!c.exec("SELECT pg_advisory_lock(7238414); " + std::string(kSchemaSql) +
-                    "SELECT pg_advisory_unlock(7238414);",
-                error)) {
+    if (!c->exec("SELECT pg_advisory_lock(7238414); " + std::string(kSchemaSql) +
+                     "SELECT pg_advisory_unlock(7238414);",
+                 error)) {
+      drop(i);
       return false;
     }
   }
@@ -163,15 +184,17 @@ bool ControlStore::ensure(std::string* error) {
 }
 
 std::optional<EpochRow> ControlStore::read_epoch(std::string* error) {
+  std::lock_guard lock(mu_);
   std::optional<EpochRow> best;
   int answered = 0;
-  for (const auto& t : targets_) {
-    Conn c;
+  for (size_t i = 0; i < targets_.size(); ++i) {
     std::string e;
-    if (!c.open(conninfo(t, database_), t.name, &e)) {
+    Conn* cp = cached(i, &e);
+    if (!cp) {
       *error = e;
       continue;
     }
+    Conn& c = *cp;
     auto r = c.query(
         "SELECT epoch, primary_target, phase, coalesce(coordinator, ''), "
         "coalesce((extract(epoch FROM started_at) * 1000)::bigint, 0) "
@@ -179,11 +202,12 @@ std::optional<EpochRow> ControlStore::read_epoch(std::string* error) {
         &e);
     if (!r) {
       // No schema yet on this target is "no row", not an error.
-      Conn c2;
-      if (c2.open(conninfo(t, database_), t.name, &e)) {
-        auto exists = c2.query("SELECT to_regclass('pgtandem_control.epoch') IS NOT NULL", &e);
-        if (exists && exists->at(0, 0) == "f") ++answered;
-        else *error = e;
+      auto exists = c.query("SELECT to_regclass('pgtandem_control.epoch') IS NOT NULL", &e);
+      if (exists && exists->at(0, 0) == "f") {
+        ++answered;
+      } else {
+        *error = e;
+        drop(i);
       }
       continue;
     }
@@ -213,10 +237,14 @@ bool ControlStore::write_epoch(const EpochRow& row, std::string* error) {
       "excluded.primary_target, phase = excluded.phase, coordinator = excluded.coordinator, "
       "started_at = excluded.started_at, updated_at = now(); NOTIFY pgtandem_control, " +
       escape_literal(std::to_string(row.epoch) + ":" + row.phase) + ";";
-  for (const auto& t : targets_) {
-    Conn c;
-    if (!c.open(conninfo(t, database_), t.name, error)) return false;
-    if (!c.exec(sql, error)) return false;
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    Conn* c = cached(i, error);
+    if (!c) return false;
+    if (!c->exec(sql, error)) {
+      drop(i);
+      return false;
+    }
   }
   return true;
 }
@@ -232,30 +260,33 @@ bool ControlStore::upsert_replica(const ReplicaRow& row, bool ack, std::string* 
       ") ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, state = excluded.state, "
       "heartbeat_at = now(), pause_ms = excluded.pause_ms" +
       ack_cols + ";" + (ack ? " NOTIFY pgtandem_control, 'ack';" : "");
+  std::lock_guard lock(mu_);
   int ok = 0;
-  for (const auto& t : targets_) {
-    Conn c;
+  for (size_t i = 0; i < targets_.size(); ++i) {
     std::string e;
-    if (c.open(conninfo(t, database_), t.name, &e) && c.exec(sql, &e)) {
+    Conn* c = cached(i, &e);
+    if (c && c->exec(sql, &e)) {
       ++ok;
     } else {
       *error = e;
+      drop(i);
     }
   }
   return ok > 0;
 }
 
 std::vector<ReplicaRow> ControlStore::live_replicas(int64_t live_ms, std::string* error) {
+  std::lock_guard lock(mu_);
   std::vector<ReplicaRow> best;
   int64_t best_epoch = -1;
-  for (const auto& t : targets_) {
-    Conn c;
+  for (size_t i = 0; i < targets_.size(); ++i) {
     std::string e;
-    if (!c.open(conninfo(t, database_), t.name, &e)) {
+    Conn* c = cached(i, &e);
+    if (!c) {
       *error = e;
       continue;
     }
-    auto r = c.query(
+    auto r = c->query(
         "SELECT id, coalesce(epoch, 0), coalesce(state, ''), coalesce(acked_phase, ''), "
         "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), "
         "(extract(epoch FROM now() - heartbeat_at) * 1000)::bigint, coalesce(pause_ms, 0), "
@@ -265,6 +296,7 @@ std::vector<ReplicaRow> ControlStore::live_replicas(int64_t live_ms, std::string
         &e);
     if (!r) {
       *error = e;
+      drop(i);
       continue;
     }
     std::vector<ReplicaRow> rows;

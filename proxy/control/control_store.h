@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +36,8 @@ struct ReplicaRow {
 
 class ControlStore {
  public:
+  ControlStore();
+  ~ControlStore();
   // The user: $PGTANDEM_CONTROL_USER, else [classifier] catalog_user, else $PGUSER; the database:
   // $PGTANDEM_CONTROL_DATABASE, else "postgres"; the password from [mirror] credentials_file.
   // nullptr (with *why) when no user can be found: cutover is then unavailable.
@@ -62,6 +65,12 @@ class ControlStore {
  private:
   struct Conn;
   std::string conninfo(const config::Target& t, const std::string& db) const;
+  // The control database connection to targets_[i], kept open between calls (under mu_); null
+  // with *error if it cannot connect. drop(i) after a failed statement: the next call reconnects.
+  Conn* cached(size_t i, std::string* error);
+  void drop(size_t i);
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Conn>> cache_;
   std::vector<config::Target> targets_;
   std::string user_, database_;
   std::shared_ptr<const config::Pgpass> pgpass_;
