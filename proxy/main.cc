@@ -48,6 +48,8 @@ constexpr const char* kUsage =
     "                        --token or the config's [admin] token/token_file); prints the\n"
     "                        outcome and errors (exit 0: applied or unchanged, 1: rejected or\n"
     "                        unreachable, 2: usage)\n"
+    "  cutover               move the primary of every replica at once: --to new|old\n"
+    "                        [--admin HOST:PORT] [--force] [--timeout-ms N] (docs/cutover.md)\n"
     "  preflight             the pre-migration checklist: both targets reachable, schemas\n"
     "                        compatible (every difference named), keys, privileges, foreign keys,\n"
     "                        max_connections headroom; exit 1 on any failed check\n"
@@ -127,6 +129,9 @@ int main(int argc, char** argv) {
   }
   if (argc >= 2 && std::strcmp(argv[1], "reload") == 0) {
     return pgtandem::proxy::reload_main(argc - 1, argv + 1);
+  }
+  if (argc >= 2 && std::strcmp(argv[1], "cutover") == 0) {
+    return pgtandem::proxy::cutover_main(argc - 1, argv + 1);
   }
   if (argc >= 2 && std::strcmp(argv[1], "preflight") == 0)
     return pgtandem::proxy::migrate::preflight_main(argc - 1, argv + 1);

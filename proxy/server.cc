@@ -39,6 +39,7 @@
 
 #include <future>
 #include "proxy/telemetry/log.h"
+#include "proxy/control/cutover.h"
 #include "proxy/control/reload.h"
 #include "proxy/session/session.h"
 #include "proxy/net/tls.h"
@@ -188,6 +189,7 @@ struct Server::Impl {
   std::unique_ptr<AdminServer> admin;
   std::string unix_socket_path;
   std::unique_ptr<Reloader> reloader;
+  std::unique_ptr<Cutover> cutover;  // issue 14; null when mirroring was off at start
   bool stopped = false;
   std::string admin_token;  // [admin] token, or token_file's contents (read at start)
   std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
@@ -207,6 +209,9 @@ struct Server::Impl {
   bool ready(std::string* why) const;
   std::string status_json() const;
   AdminReply reload_via_admin();
+  AdminReply cutover_via_admin(std::string_view query);
+  bool set_primary_on_main(const std::string& primary, std::string* error);
+  void audit_cutover(const std::string& json);
   AdminReply breaker_reset(std::string_view query);
   void reload_client_tls();
   bool open_mirror(const config::Config& cfg, std::string* error);
@@ -325,6 +330,27 @@ bool Server::start(std::string* error) {
   // From here on SIGHUP is a reload request, never the default action (terminate); signals that
   // arrive before run_until_signal() wait in the signal_set.
   im.signals = std::make_unique<asio::signal_set>(im.main_io, SIGTERM, SIGINT, SIGHUP);
+  // Cutover (issue 14): once a control epoch exists, it names the primary, not the file.
+  const std::string file_primary = im.config.primary;
+  std::unique_ptr<ControlStore> control;
+  if (im.config.mirror_writes) {
+    std::string why;
+    control = ControlStore::from_config(im.config, &why);
+    if (!control) log::info("cutover unavailable", {{"reason", why}});
+  }
+  if (control) {
+    std::string why;
+    auto row = control->read_epoch(&why);
+    if (row && row->primary != im.config.primary) {
+      log::warn("the primary comes from the control epoch, not the config file",
+                {{"epoch", std::to_string(row->epoch)}, {"primary", row->primary},
+                 {"file_primary", im.config.primary}});
+      im.config.primary = row->primary;
+    } else if (!row && !why.empty()) {
+      log::warn("cannot read the control epoch; starting with the file's primary",
+                {{"error", why}});
+    }
+  }
   auto cfg = std::make_shared<const config::Config>(im.config);
   im.state.config = cfg;
   im.state.limits.max_message_size = cfg->limits.max_message_size;
@@ -388,9 +414,29 @@ bool Server::start(std::string* error) {
     im.state.auth.client_tls.store(std::move(tls), std::memory_order_release);
     return true;
   };
+  reload_options.file_primary = file_primary;
+  reload_options.check_primary = [&im](const std::string& p) {
+    return im.cutover ? im.cutover->check_file_primary(p) : std::string();
+  };
   im.reloader = std::make_unique<Reloader>(im.main_io, im.state, std::move(reload_options));
   // Generation 1, before any worker runs: sessions always find a snapshot.
   if (!im.reloader->publish_initial(cfg, im.options.config_hash, error)) return false;
+  if (control) {
+    Cutover::Hooks hooks;
+    hooks.set_primary = [&im](const std::string& p, std::string* why) {
+      return im.set_primary_on_main(p, why);
+    };
+    hooks.audit = [&im](const std::string& json) { im.audit_cutover(json); };
+    im.cutover = std::make_unique<Cutover>(im.state, std::move(control), std::move(hooks));
+    std::string why;
+    const std::string epoch_primary = im.cutover->startup_primary(&why);
+    if (!epoch_primary.empty()) {
+      std::string e;
+      im.reloader->set_primary(epoch_primary, &e);  // the same primary: records the override
+    }
+    im.metrics->set_cutover_epoch(im.cutover->epoch());
+    im.cutover->start_agent();
+  }
 
   size_t nworkers = cfg->workers;
   if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
@@ -484,6 +530,7 @@ bool Server::start(std::string* error) {
     };
     handlers.reload = [&im] { return im.reload_via_admin(); };
     handlers.breaker_reset = [&im](std::string_view query) { return im.breaker_reset(query); };
+    handlers.cutover = [&im](std::string_view query) { return im.cutover_via_admin(query); };
     handlers.token = im.admin_token;
     im.admin = std::make_unique<AdminServer>(cfg->admin.listen_host, cfg->admin.listen_port,
                                              std::move(handlers));
@@ -577,6 +624,7 @@ void Server::stop() {
   impl_->stopped = true;
   if (impl_->reloader) impl_->reloader->stop();
   if (impl_->admin) impl_->admin->stop();
+  if (impl_->cutover) impl_->cutover->stop_agent();
   // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
   // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)
   if (impl_->state.mirror.journal) {
@@ -788,6 +836,8 @@ std::string Server::Impl::status_json() const {
 
   out += ",\"shadow\":";
   out += shadow_status_json(state);
+  out += ",\"cutover\":";
+  out += cutover ? cutover->status_json() : std::string("null");
   out += "}\n";
   return out;
 }
@@ -822,6 +872,79 @@ AdminReply Server::Impl::reload_via_admin() {
                                       ? report.changes
                                       : std::vector<std::string>{});
   reply.body += "}\n";
+  return reply;
+}
+
+// The switch of a cutover: the reloader lives on the main thread, so the new snapshot is made
+// there, as a reload's is; the caller (admin or agent thread) waits for it.
+bool Server::Impl::set_primary_on_main(const std::string& primary, std::string* error) {
+  auto done = std::make_shared<std::promise<std::pair<bool, std::string>>>();
+  auto result = done->get_future();
+  asio::post(main_io, [this, done, primary] {
+    std::string why;
+    const bool ok = reloader->set_primary(primary, &why);
+    done->set_value({ok, why});
+  });
+  if (result.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    *error = "the switch did not run (pgtandem is shutting down?)";
+    return false;
+  }
+  auto [ok, why] = result.get();
+  if (ok) {
+    for (size_t i = 0; i < state.targets.size(); ++i) {
+      if (state.targets[i].name != primary) state.mirror.secondary = i;
+    }
+  }
+  *error = why;
+  return ok;
+}
+
+void Server::Impl::audit_cutover(const std::string& json) {
+  log::info("cutover", {{"report", json}});
+  if (options.audit_log_path.empty()) return;
+  const std::string line = "{\"time\":\"" + rfc3339_utc(std::chrono::system_clock::now()) +
+                           "\",\"source\":\"cutover\",\"cutover\":" + json + "}\n";
+  std::ofstream out(options.audit_log_path, std::ios::app | std::ios::binary);
+  out << line;
+  out.flush();
+  if (!out) log::error("cannot write the audit log", {{"path", options.audit_log_path}});
+}
+
+// POST /cutover?to=new[&force=1][&timeout_ms=N][&max_mismatches=N][&max_lag=N].
+AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
+  AdminReply reply;
+  if (!cutover) {
+    reply.status = 503;
+    reply.content_type = "text/plain; charset=utf-8";
+    reply.body = "cutover unavailable: it needs mirror_writes on at start and a control user "
+                 "($PGTANDEM_CONTROL_USER, [classifier] catalog_user or $PGUSER)\n";
+    return reply;
+  }
+  CutoverRequest req;
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view kv = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = kv.find('=');
+    const std::string_view k = kv.substr(0, eq);
+    const std::string v(eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1));
+    if (k == "to") req.to = v;
+    if (k == "force") req.force = v == "1" || v == "true";
+    if (k == "timeout_ms" && !v.empty()) req.timeout_ms = std::atoll(v.c_str());
+    if (k == "max_mismatches" && !v.empty()) req.max_mismatches = std::strtoull(v.c_str(), nullptr, 10);
+    if (k == "max_lag" && !v.empty()) req.max_mirror_lag = std::atoll(v.c_str());
+  }
+  if (req.to.empty()) {
+    reply.status = 400;
+    reply.content_type = "text/plain; charset=utf-8";
+    reply.body = "give the target: POST /cutover?to=new|old\n";
+    return reply;
+  }
+  const CutoverReport rep = cutover->run(req);
+  reply.status = rep.result == "ok" || rep.result == "unchanged" ? 200
+                 : rep.result == "error"                         ? 503
+                                                                 : 409;
+  reply.body = rep.json() + "\n";
   return reply;
 }
 

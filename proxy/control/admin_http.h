@@ -34,6 +34,9 @@ struct AdminHandlers {
   // once the bearer token matched; unset: 404.
   std::function<AdminReply()> reload;
   std::function<AdminReply(std::string_view query)> breaker_reset;
+  // POST /cutover?to=new[&force=1][&timeout_ms=N] (issue 14): runs the coordinated cutover on
+  // this thread (blocking: the other admin endpoints wait for it); unset: 404.
+  std::function<AdminReply(std::string_view query)> cutover;
   // The bearer token the POST endpoints require; "" = none configured: they answer 403.
   std::string token;
 };

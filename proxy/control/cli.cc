@@ -312,6 +312,17 @@ std::string render_status(std::string_view text, std::string* error) {
              one_line(str(m, "query"), 80) + "  [" + str(m, "fingerprint") + "]\n";
     }
   }
+  if (const json::value* k = field(v, "cutover"); k != nullptr && k->is_object()) {
+    out += "cutover:  epoch " + count(num(*k, "epoch")) + ", primary " + str(*k, "primary") +
+           ", phase " + str(*k, "phase") + ", this replica " + str(*k, "state") +
+           (flag(*k, "paused") ? " (paused, " + count(num(*k, "waiting")) + " waiting)" : "") + "\n";
+    if (const json::value* l = field(*k, "last"); l != nullptr && l->is_object()) {
+      out += "  last:   " + str(*l, "result") + " " + str(*l, "from") + " -> " + str(*l, "to") +
+             ", pause " + count(num(*l, "pause_ms")) + " ms";
+      const std::string reason = str(*l, "reason");
+      out += reason.empty() ? "\n" : ": " + one_line(reason, 100) + "\n";
+    }
+  }
   if (const json::value* c = field(v, "config")) {
     out += "config:   " + str(*c, "path") + " hash " + str(*c, "hash") + ", generation " +
            count(num(*c, "generation")) + ", loaded " + str(*c, "loaded_at") + "\n";
@@ -406,6 +417,87 @@ int reload_main(int argc, char** argv) {
   }
   std::fputs(text.c_str(), rejected ? stderr : stdout);
   return rejected ? 1 : 0;
+}
+
+std::string render_cutover(std::string_view text, bool* failed, std::string* error) {
+  *failed = true;
+  auto parsed = parse_json(text, error);
+  if (!parsed) return {};
+  const json::value& v = *parsed;
+  const std::string result = str(v, "result", "?");
+  *failed = result != "ok" && result != "unchanged";
+  std::string out;
+  for (const auto& g : arr(v, "gates")) {
+    out += "  " + pad(str(g, "result", "?"), 5) + " " + pad(str(g, "name"), 18) + " " +
+           str(g, "figure") + "\n";
+  }
+  out += "cutover: " + result + " (" + str(v, "from") + " -> " + str(v, "to") + ", epoch " +
+         count(num(v, "epoch")) + (flag(v, "forced") ? ", FORCED" : "") + ")";
+  const std::string reason = str(v, "reason");
+  if (!reason.empty()) out += ": " + reason;
+  out += "\n";
+  if (result == "ok" || result == "aborted") {
+    out += "  pause " + count(num(v, "pause_ms")) + " ms, " + count(num(v, "in_flight_at_pause")) +
+           " transaction(s) in flight at the pause, " + count(num(v, "sequences_synced")) +
+           " sequence(s) synced\n";
+  }
+  for (const auto& r : arr(v, "replicas")) {
+    if (r.is_string()) out += "  replica " + std::string(r.as_string()) + "\n";
+  }
+  return out;
+}
+
+int cutover_main(int argc, char** argv) {
+  static const char* kUsage =
+      "Usage: pgtandem cutover --to new|old [--admin HOST:PORT] [--config FILE] [--token TOKEN]\n"
+      "                        [--force] [--timeout-ms N]\n"
+      "Moves the primary of every pgtandem replica at once (POST /cutover): gates, pause at\n"
+      "transaction boundaries, mirror drain, sequence sync, switch, resume. --force overrides\n"
+      "failing gates (audited). --to old is the rollback. See docs/cutover.md.\n";
+  Options o;
+  std::string to, timeout;
+  bool force = false;
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view opt = argv[i];
+    if (opt == "--force") {
+      force = true;
+    } else if ((opt == "--to" || opt == "--timeout-ms") && i + 1 < argc) {
+      (opt == "--to" ? to : timeout) = argv[++i];
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (to.empty() || !parse_options(static_cast<int>(rest.size()), rest.data(), true, &o) ||
+      (!timeout.empty() && timeout.find_first_not_of("0123456789") != std::string::npos)) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  std::string host, port, error;
+  if (int rc = resolve(o, true, &host, &port); rc != 0) {
+    if (rc == 2) std::fputs(kUsage, stderr);
+    return rc;
+  }
+  std::string target = "/cutover?to=" + to;
+  if (force) target += "&force=1";
+  if (!timeout.empty()) target += "&timeout_ms=" + timeout;
+  auto res = http_call(host, port, http::verb::post, target, o.token, &error);
+  if (!res) {
+    std::fprintf(stderr, "pgtandem cutover: %s\n", error.c_str());
+    return 1;
+  }
+  if (res->status != 200 && res->status != 409 && res->status != 503) {
+    std::fprintf(stderr, "pgtandem cutover: HTTP %d: %s", res->status, res->body.c_str());
+    return 1;
+  }
+  bool failed = true;
+  std::string text = render_cutover(res->body, &failed, &error);
+  if (text.empty()) {
+    std::fprintf(stderr, "pgtandem cutover: HTTP %d: %s", res->status, res->body.c_str());
+    return 1;
+  }
+  std::fputs(text.c_str(), failed ? stderr : stdout);
+  return failed ? 1 : 0;
 }
 
 }  // namespace pgtandem::proxy

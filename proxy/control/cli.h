@@ -11,6 +11,13 @@ namespace pgtandem::proxy {
 // rejected reload, unexpected answer), 2 usage.
 int status_main(int argc, char** argv);
 int reload_main(int argc, char** argv);
+// `pgtandem cutover --to new|old [--admin HOST:PORT] [--config FILE] [--token T] [--force]
+// [--timeout-ms N]` (issue 14): POST /cutover; exit 0 done (or unchanged), 1 refused, aborted or
+// unreachable, 2 usage.
+int cutover_main(int argc, char** argv);
+// The lines `pgtandem cutover` prints for a POST /cutover answer (gates PASS/FAIL with their
+// figures, result, pause); *failed unless ok/unchanged. "" with *error if it cannot be parsed.
+std::string render_cutover(std::string_view json, bool* failed, std::string* error);
 
 // The readable summary `pgtandem status` prints for a /status JSON document; "" with *error if
 // the document cannot be parsed. Pure (for tests).

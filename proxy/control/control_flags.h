@@ -3,6 +3,8 @@
 
 #include <atomic>
 
+#include "proxy/control/pause_gate.h"
+
 namespace pgtandem::proxy {
 
 struct ControlFlags {
@@ -12,6 +14,8 @@ struct ControlFlags {
   std::atomic<bool> draining{false};
   // [log] statements of the running config (set by the reloader): sessions check it per request.
   std::atomic<bool> log_statements{false};
+  // Cutover (issue 14): sessions wait here at their boundary while a cutover pauses traffic.
+  PauseGate pause;
 };
 
 }  // namespace pgtandem::proxy

@@ -436,6 +436,16 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
     return ConfigReloadOutcome::kUnchanged;
   }
 
+  // The primary belongs to the control epoch once a cutover ran (issue 14): a file that changes
+  // it is refused; a file that still names the primary it had keeps the epoch's.
+  if (options_.check_primary && loaded.config->primary != options_.file_primary) {
+    const std::string refusal = options_.check_primary(loaded.config->primary);
+    if (!refusal.empty()) {
+      return reject(source, loaded, {config::Error{options_.config_path, 0, 0, refusal}});
+    }
+  }
+  options_.file_primary = loaded.config->primary;
+  if (!primary_override_.empty()) loaded.config->primary = primary_override_;
   auto config = std::make_shared<const config::Config>(std::move(*loaded.config));
   std::string why;
   if (options_.prepare && !options_.prepare(*config, &why)) {
@@ -502,6 +512,33 @@ ConfigReloadOutcome Reloader::reload(ReloadSource source) {
     log::error("cannot write the audit log", {{"path", options_.audit_log_path}, {"error", why}});
   }
   return ConfigReloadOutcome::kApplied;
+}
+
+bool Reloader::set_primary(const std::string& primary, std::string* error) {
+  if (!current_) {
+    *error = "no running config";
+    return false;
+  }
+  primary_override_ = primary;
+  if (current_->config->primary == primary) return true;
+  auto next = std::make_shared<config::Config>(*current_->config);
+  const std::string before = next->primary;
+  next->primary = primary;
+  const uint64_t generation = current_->generation + 1;
+  auto snap = make_snapshot(next, current_->hash, generation, state_.targets, error);
+  if (!snap) return false;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < snap->rules->size(); ++i) names.push_back(snap->rules->rule_name(i));
+  state_.metrics->set_route_rules(generation, std::move(names));
+  state_.snapshot.store(snap, std::memory_order_release);
+  state_.snapshot_generation.store(generation, std::memory_order_release);
+  current_ = snap;
+  state_.metrics->set_config(generation, snap->hash);
+  const std::string change = "primary: \"" + before + "\" -> \"" + primary + "\" (cutover)";
+  record(ReloadSource::kAdmin, ConfigReloadOutcome::kApplied, {}, {change});
+  log::info("primary switched by cutover", {{"from", before}, {"to", primary},
+                                            {"generation", std::to_string(generation)}});
+  return true;
 }
 
 }  // namespace pgtandem::proxy

@@ -82,6 +82,11 @@ class Reloader {
     // The server opens what the new config needs and the old one did not (the mirror journal
     // when mirror_writes is switched on).
     std::function<bool(const config::Config&, std::string*)> prepare;
+    // Cutover (issue 14): the primary the file named at start (the running primary may come from
+    // the control epoch instead), and the check of a reloaded file's primary against the control
+    // epoch: "" allows it, else the rejection's message ("use pgtandem cutover").
+    std::string file_primary;
+    std::function<std::string(const std::string& file_primary)> check_primary;
   };
 
   // state.metrics must be set. Nothing happens on `io` until it runs.
@@ -100,6 +105,11 @@ class Reloader {
   // Re-reads the file now; on the io_context's thread (or before it runs). Cancels a pending
   // debounced reload: this one reads what it would have read.
   ConfigReloadOutcome reload(ReloadSource source);
+  // A cutover's switch (issue 14): the running config with `primary` replaced becomes a new
+  // snapshot; sessions move at their boundary, as after a reload that changes `primary`. Later
+  // reloads keep this primary while the file's `primary` stays what it was. On the io_context's
+  // thread. False with *error.
+  bool set_primary(const std::string& primary, std::string* error);
   // Stops watching; pending debounced work is dropped.
   void stop();
 
@@ -133,6 +143,7 @@ class Reloader {
   std::string watch_path_;  // options_.config_path made absolute
   std::shared_ptr<const ConfigSnapshot> current_;
   std::string last_rejected_hash_;
+  std::string primary_override_;  // set by set_primary(): the control epoch's primary
   int inotify_fd_ = -1;
   std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor_;
   std::vector<WatchFilter> filters_;

@@ -118,6 +118,7 @@ asio::awaitable<bool> Session::between_requests() {
       tracker_.batch_started_earlier()) {
     co_return true;
   }
+  co_await pass_pause_gate();
   order_mark_ = state_.mirror.order.last_assigned();
   refresh_snapshot();
   if (snap_ && snap_->primary != target_) {
@@ -125,6 +126,20 @@ asio::awaitable<bool> Session::between_requests() {
     co_return moved;
   }
   co_return true;
+}
+
+// A cutover's pause (issue 14): at a boundary, the next request waits while the gate is closed
+// (latency, never an error); once through, the session counts in flight until its boundary.
+asio::awaitable<void> Session::pass_pause_gate() {
+  PauseGate& gate = pause_ticket_.gate();
+  bool waited = false;
+  while (!pause_ticket_.try_enter()) {
+    if (!waited) gate.add_waiting(1);
+    waited = true;
+    asio::steady_timer t(worker_.io(), std::chrono::milliseconds(2));
+    co_await t.async_wait(kNoThrow);
+  }
+  if (waited) gate.add_waiting(-1);
 }
 
 // A frame the scanner rejected: how much to send the server still (the session stops after it).

@@ -24,6 +24,7 @@ struct Session::BackendVisitor {
         if (s->tracker_.answered()) latency->observe(now - s->request_start_);
         if (s->capture_ && s->capture_->on_backend(h, body, now)) s->on_capture_ready();
         s->tx_status_ = body.empty() ? 'I' : body[0];
+        if (s->tx_status_ == 'I' && s->tracker_.outstanding() == 0) s->pause_ticket_.leave();
         if (s->tracker_.outstanding() == 0 && s->state_.control.draining.load(std::memory_order_relaxed)) {
           s->drain_signal_.emit(asio::cancellation_type::terminal);  // pump_frontend decides
         }

@@ -99,6 +99,7 @@ class Session final : public policy::RequestTrackerHost {
   asio::awaitable<bool> serve_diverted(std::string_view request);
   bool resize_frontend_buffer(size_t end, size_t keep_limit);
   bool drain_idle(size_t buffered, bool batch_started) const;
+  asio::awaitable<void> pass_pause_gate();
   void log_request(std::string_view sql) const;
   // server_pump.cc
   asio::awaitable<void> pump_backend();
@@ -175,6 +176,9 @@ class Session final : public policy::RequestTrackerHost {
   // the signal that cancels pump_frontend's wait for the client when pgtandem starts draining.
   char tx_status_ = 'I';
   asio::cancellation_signal drain_signal_;
+  // Cutover (issue 14): counted in flight from the boundary a request passed to the primary's
+  // ReadyForQuery 'I' with nothing outstanding; a closed gate holds the next request at its boundary.
+  PauseGate::Ticket pause_ticket_{state_.control.pause};
 
   // --- Write mirroring (mirroring.cc): what the client sends and the primary answers feeds the
   // capture, whose released units go to the mirror link. Both are null when mirror_writes is off.

@@ -3,6 +3,7 @@
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -264,6 +265,9 @@ struct Metrics::Impl {
   prometheus::Counter* protocol_errors[3] = {};
   prometheus::Counter* cancels[2] = {};
   prometheus::Counter* flips[2] = {};
+  prometheus::Family<prometheus::Counter>* cutovers = nullptr;
+  prometheus::Histogram* cutover_pause = nullptr;
+  prometheus::Gauge* cutover_epoch = nullptr;
   prometheus::Counter* kept[4] = {};
   prometheus::Counter* mirror_writes[5] = {};
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
@@ -338,6 +342,23 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                  .Register(r);
   impl_->flips[0] = &fl.Add({{"outcome", "closed"}});
   impl_->flips[1] = &fl.Add({{"outcome", "moved"}});
+  impl_->cutovers = &prometheus::BuildCounter()
+                        .Name("pgtandem_cutover_total")
+                        .Help("Cutovers this replica coordinated, by result (ok, aborted, refused, "
+                              "unchanged, error)")
+                        .Register(r);
+  impl_->cutover_pause = &prometheus::BuildHistogram()
+                             .Name("pgtandem_cutover_pause_seconds")
+                             .Help("How long a cutover this replica coordinated held new "
+                                   "transactions at their boundary")
+                             .Register(r)
+                             .Add({}, prometheus::Histogram::BucketBoundaries{
+                                          0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  impl_->cutover_epoch = &prometheus::BuildGauge()
+                             .Name("pgtandem_cutover_epoch")
+                             .Help("The control epoch this replica serves (0: no cutover ever ran)")
+                             .Register(r)
+                             .Add({});
   auto& kp = prometheus::BuildCounter()
                  .Name("pgtandem_route_kept_on_primary_total")
                  .Help("Reads a rule sent to the other target that stayed on the primary, by the "
@@ -510,6 +531,15 @@ void Metrics::protocol_error(ProtocolErrorKind kind) {
   impl_->protocol_errors[static_cast<int>(kind)]->Increment();
 }
 void Metrics::primary_flip(bool moved) { impl_->flips[moved ? 1 : 0]->Increment(); }
+
+void Metrics::cutover(const std::string& result, double pause_seconds) {
+  impl_->cutovers->Add({{"result", result}}).Increment();
+  if (pause_seconds >= 0) impl_->cutover_pause->Observe(pause_seconds);
+}
+
+void Metrics::set_cutover_epoch(int64_t epoch) {
+  impl_->cutover_epoch->Set(static_cast<double>(epoch));
+}
 void Metrics::route_kept(policy::KeptReason reason) {
   impl_->kept[static_cast<size_t>(reason)]->Increment();
 }

@@ -69,6 +69,10 @@ class Metrics {
   void cancel_request(bool known_session);
   // A session at a primary flip: moved, or closed because it could not be moved.
   void primary_flip(bool moved);
+  // A cutover (issue 14) ended: result ok | aborted | refused | unchanged | error; pause_seconds
+  // < 0 when it never paused. Off the hot path (the admin thread).
+  void cutover(const std::string& result, double pause_seconds);
+  void set_cutover_epoch(int64_t epoch);
   // A read a rule sent to the other target stayed on the primary (policy/route/route_safety.h).
   void route_kept(policy::KeptReason reason);
 

@@ -1,0 +1,521 @@
+// Cutover coordinator and agent (issue 14): see cutover.h and docs/cutover.md.
+//
+// TODO (issue 14, not done yet): an agent whose coordinator died mid-pause waits up to
+// kOrphanPauseMs and then aborts on its own; the [cutover] config section (thresholds, control
+// database) is still environment/query based; the verify gate; LISTEN instead of polling.
+#include "proxy/control/cutover.h"
+
+#include <algorithm>
+#include <unistd.h>
+
+#include "proxy/mirror/journal.h"
+#include "proxy/telemetry/log.h"
+#include "proxy/worker.h"
+
+namespace pgtandem::proxy {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t ms_since(SteadyClock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t).count();
+}
+
+void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+constexpr int64_t kLiveMs = 3000;        // a replica with an older heartbeat is not live
+constexpr int kHeartbeatMs = 1000;
+constexpr int kAgentPollMs = 100;
+constexpr int64_t kOrphanPauseMs = 60000;  // a pause nobody ends: the agent aborts it
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "pgtandem";
+  return buf;
+}
+
+}  // namespace
+
+std::string CutoverReport::json() const {
+  std::string out = "{\"result\":";
+  log::append_json_string(out, result);
+  out += ",\"reason\":";
+  log::append_json_string(out, reason);
+  out += ",\"from\":";
+  log::append_json_string(out, from);
+  out += ",\"to\":";
+  log::append_json_string(out, to);
+  out += ",\"epoch\":" + std::to_string(epoch);
+  out += ",\"forced\":";
+  out += forced ? "true" : "false";
+  out += ",\"gates\":[";
+  for (size_t i = 0; i < gates.size(); ++i) {
+    if (i) out += ",";
+    out += "{\"name\":";
+    log::append_json_string(out, gates[i].name);
+    out += ",\"result\":";
+    out += gates[i].pass ? "\"PASS\"" : "\"FAIL\"";
+    out += ",\"figure\":";
+    log::append_json_string(out, gates[i].figure);
+    out += "}";
+  }
+  out += "],\"pause_ms\":" + std::to_string(pause_ms);
+  out += ",\"in_flight_at_pause\":" + std::to_string(in_flight_at_pause);
+  out += ",\"sequences_synced\":" + std::to_string(sequences_synced);
+  out += ",\"replicas\":";
+  log::append_json_string_array(out, replicas);
+  out += ",\"time_unix_ms\":" +
+         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            time.time_since_epoch())
+                            .count());
+  out += "}";
+  return out;
+}
+
+Cutover::Cutover(ServerState& state, std::unique_ptr<ControlStore> store, Hooks hooks)
+    : state_(state), store_(std::move(store)), hooks_(std::move(hooks)) {
+  id_ = host_name() + "/" + std::to_string(::getpid());
+  auto snap = state_.snapshot.load();
+  if (snap) primary_ = state_.targets[snap->primary].name;
+}
+
+Cutover::~Cutover() { stop_agent(); }
+
+std::string Cutover::startup_primary(std::string* error) {
+  if (!store_) return "";
+  std::string e;
+  auto row = store_->read_epoch(&e);
+  if (!row) {
+    *error = e;
+    return "";
+  }
+  epoch_.store(row->epoch);
+  std::lock_guard lock(mu_);
+  primary_ = row->primary;
+  phase_ = row->phase;
+  return row->primary;
+}
+
+std::string Cutover::check_file_primary(const std::string& file_primary) const {
+  const int64_t e = epoch_.load();
+  if (e == 0) return "";
+  std::lock_guard lock(mu_);
+  if (file_primary == primary_) return "";
+  return "primary is owned by the control epoch " + std::to_string(e) + " (primary \"" + primary_ +
+         "\"): a change of primary in the file is not applied by one replica alone; use "
+         "pgtandem cutover --to " + file_primary;
+}
+
+bool Cutover::drained() const {
+  const auto& order = state_.mirror.order;
+  return state_.mirror.queue_bytes.load() <= 0 && order.done_through() >= order.last_assigned();
+}
+
+void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& live,
+                    CutoverReport* rep) {
+  auto snap = state_.snapshot.load();
+  const bool mirroring = snap && snap->config->mirror_writes;
+  rep->gates.push_back({"mirror_writes", mirroring, mirroring ? "on" : "off"});
+  const uint64_t assigned = state_.mirror.order.last_assigned();
+  const uint64_t done = state_.mirror.order.done_through();
+  const int64_t lag = assigned > done ? static_cast<int64_t>(assigned - done) : 0;
+  rep->gates.push_back({"mirror_lag", lag <= req.max_mirror_lag,
+                        std::to_string(lag) + " units behind (max " +
+                            std::to_string(req.max_mirror_lag) + ")"});
+  const int64_t queued = std::max<int64_t>(0, state_.mirror.queue_bytes.load());
+  rep->gates.push_back({"mirror_queue", queued <= req.max_queue_bytes,
+                        std::to_string(queued) + " bytes queued (max " +
+                            std::to_string(req.max_queue_bytes) + ")"});
+  const uint64_t journaled = state_.mirror.journal ? state_.mirror.journal->entries_written() : 0;
+  rep->gates.push_back({"journal", journaled == 0,
+                        std::to_string(journaled) + " entries journaled since start (" +
+                            std::to_string(state_.mirror.journal ? state_.mirror.journal->bytes() : 0) +
+                            " bytes in the file)"});
+  std::string open_breakers;
+  for (size_t i = 0; i < state_.targets.size() && i < kMaxTargets; ++i) {
+    if (state_.health.breakers.state_code(i) != 0) open_breakers += " " + state_.targets[i].name;
+  }
+  rep->gates.push_back({"breakers", open_breakers.empty(),
+                        open_breakers.empty() ? "all closed" : "open:" + open_breakers});
+  const uint64_t mismatches = state_.shadow.mismatches.total() - mismatches_at_last_;
+  rep->gates.push_back({"shadow_mismatches", mismatches <= req.max_mismatches,
+                        std::to_string(mismatches) + " since the last cutover (max " +
+                            std::to_string(req.max_mismatches) + ")"});
+  std::string down;
+  for (size_t i = 0; i < state_.targets.size() && i < kMaxTargets; ++i) {
+    if (state_.health.reachable[i].load() == 0) down += " " + state_.targets[i].name;
+  }
+  rep->gates.push_back({"targets", down.empty(), down.empty() ? "reachable" : "down:" + down});
+  const int64_t e = epoch_.load();
+  std::string figure = std::to_string(live.size()) + " live:";
+  bool agree = true;
+  for (const auto& r : live) {
+    figure += " " + r.id + "@" + std::to_string(r.epoch) + "(" + r.state + ")";
+    // Epoch 0: a replica that never saw a control row serves the first epoch.
+    if (std::max<int64_t>(r.epoch, 1) != e || r.state == "paused") agree = false;
+  }
+  rep->gates.push_back({"replicas", agree, figure});
+}
+
+// The local gate is closed: wait for this process's in-flight transactions and mirror, and for
+// every other live replica's ack of the pause.
+bool Cutover::wait_paused(int64_t deadline_ms, const std::vector<std::string>& others,
+                          int64_t since_ms, std::string* why) {
+  const auto start = SteadyClock::now();
+  while (state_.control.pause.in_flight() > 0 || !drained()) {
+    if (ms_since(start) > deadline_ms) {
+      *why = "the pause timed out on this replica: " +
+             std::to_string(state_.control.pause.in_flight()) + " transaction(s) still running, mirror " +
+             (drained() ? "drained" : "not drained");
+      return false;
+    }
+    sleep_ms(1);
+  }
+  const int64_t left = deadline_ms - ms_since(start);
+  return wait_acks(others, "pause", since_ms, std::max<int64_t>(left, 0), why);
+}
+
+bool Cutover::wait_acks(const std::vector<std::string>& others, const std::string& phase,
+                        int64_t since_ms, int64_t deadline_ms, std::string* why) {
+  if (others.empty()) return true;
+  const auto start = SteadyClock::now();
+  for (;;) {
+    std::string e;
+    auto live = store_->live_replicas(kLiveMs, &e);
+    std::string missing;
+    for (const auto& id : others) {
+      bool acked = false;
+      for (const auto& r : live) {
+        acked = acked || (r.id == id && r.acked_phase == phase && r.acked_ms >= since_ms);
+      }
+      if (!acked) missing += " " + id;
+    }
+    if (missing.empty()) return true;
+    if (ms_since(start) > deadline_ms) {
+      *why = "no ack of " + phase + " from:" + missing;
+      return false;
+    }
+    sleep_ms(10);
+  }
+}
+
+CutoverReport Cutover::run(const CutoverRequest& req) {
+  std::lock_guard run_lock(run_mu_);
+  CutoverReport rep;
+  rep.time = std::chrono::system_clock::now();
+  rep.to = req.to;
+  rep.forced = req.force;
+  if (!store_) {
+    rep.result = "error";
+    rep.reason = "no control database configured (set $PGTANDEM_CONTROL_USER or [classifier] catalog_user)";
+    finish(rep);
+    return rep;
+  }
+  coordinating_.store(true);
+  struct Reset {
+    std::atomic<bool>& f;
+    ~Reset() { f.store(false); }
+  } reset{coordinating_};
+
+  std::string err;
+  const bool control_ok = store_->ensure(&err);
+  const std::string control_error = err;
+  auto row = control_ok ? store_->read_epoch(&err) : std::nullopt;
+  EpochRow cur;
+  {
+    std::lock_guard lock(mu_);
+    cur.primary = primary_;
+  }
+  if (row) cur = *row;
+  if (cur.epoch == 0) cur.epoch = 1;  // the first cutover: epoch 1 is the primary pgtandem started with
+  epoch_.store(cur.epoch);
+  rep.from = cur.primary;
+  rep.epoch = cur.epoch;
+  bool known = false;
+  for (const auto& t : state_.targets) known = known || t.name == req.to;
+  if (!known) {
+    rep.result = "refused";
+    rep.reason = "unknown target \"" + req.to + "\"";
+    finish(rep);
+    return rep;
+  }
+  if (req.to == cur.primary) {
+    rep.result = "unchanged";
+    rep.reason = "the primary is already \"" + req.to + "\"";
+    finish(rep);
+    return rep;
+  }
+  std::vector<ReplicaRow> live;
+  if (control_ok) {
+    heartbeat(false, "");
+    live = store_->live_replicas(kLiveMs, &err);
+  }
+  std::vector<std::string> others;
+  for (const auto& r : live) {
+    if (r.id != id_) others.push_back(r.id);
+  }
+  rep.gates.push_back({"control", control_ok,
+                       control_ok ? "schema pgtandem_control on every target" : control_error});
+  gates(req, live, &rep);
+  std::string failing;
+  for (const auto& g : rep.gates) {
+    if (!g.pass) failing += (failing.empty() ? "" : ", ") + g.name + " (" + g.figure + ")";
+  }
+  if (!failing.empty() && (!req.force || !control_ok)) {
+    rep.result = "refused";
+    rep.reason = "gates failed: " + failing;
+    finish(rep);
+    return rep;
+  }
+  if (!failing.empty()) log::warn("cutover forced past failing gates", {{"gates", failing}});
+
+  // Pause everywhere.
+  const int64_t started = unix_ms();
+  EpochRow pause{cur.epoch, cur.primary, "pause", id_, started};
+  state_.control.pause.close();  // here first: once the row says pause, this replica is paused
+  const auto pause_start = SteadyClock::now();
+  rep.in_flight_at_pause = state_.control.pause.in_flight();
+  if (!store_->write_epoch(pause, &err)) {
+    state_.control.pause.open();
+    rep.result = "error";
+    rep.reason = "cannot write the pause: " + err;
+    finish(rep);
+    return rep;
+  }
+  {
+    std::lock_guard lock(mu_);
+    phase_ = "pause";
+    my_state_ = "paused";
+  }
+  std::string why;
+  bool ok = wait_paused(req.timeout_ms, others, started, &why);
+  if (ok && !store_->sync_sequences(cur.primary, req.to, &rep.sequences_synced, &err)) {
+    ok = false;
+    why = "sequence sync failed: " + err;
+  }
+  if (!ok) {
+    EpochRow abort{cur.epoch, cur.primary, "abort", id_, started};
+    std::string e2;
+    store_->write_epoch(abort, &e2);
+    state_.control.pause.open();
+    rep.pause_ms = ms_since(pause_start);
+    {
+      std::lock_guard lock(mu_);
+      phase_ = "abort";
+      my_state_ = "serving";
+    }
+    rep.result = "aborted";
+    rep.reason = why;
+    finish(rep);
+    return rep;
+  }
+  // Switch: the new epoch on both targets first, then here. Every replica is paused and drained.
+  EpochRow sw{cur.epoch + 1, req.to, "switch", id_, started};
+  if (!store_->write_epoch(sw, &err)) {
+    // Written to one target at most: the higher epoch wins, so retry once, else report. Nobody
+    // runs anything until a resume or abort is written.
+    std::string e2;
+    if (!store_->write_epoch(sw, &e2)) {
+      log::error("cutover: cannot write the switch; replicas stay paused until it is retried",
+                 {{"error", err}});
+    }
+  }
+  std::string set_error;
+  if (!hooks_.set_primary(req.to, &set_error)) {
+    log::error("cutover: cannot switch this replica", {{"error", set_error}});
+  }
+  epoch_.store(sw.epoch);
+  // This replica may run again now: the switch is on both targets and applied here, and every
+  // other live replica is paused and drained and applies the switch before it resumes.
+  state_.control.pause.open();
+  rep.pause_ms = ms_since(pause_start);
+  {
+    std::lock_guard lock(mu_);
+    primary_ = req.to;
+    phase_ = "switch";
+  }
+  std::string ack_why;
+  wait_acks(others, "switch", started, req.timeout_ms, &ack_why);  // reported, not blocking
+  EpochRow resume{sw.epoch, req.to, "resume", id_, started};
+  store_->write_epoch(resume, &err);
+  rep.epoch = sw.epoch;
+  {
+    std::lock_guard lock(mu_);
+    phase_ = "resume";
+    my_state_ = "serving";
+  }
+  heartbeat(true, "resume");
+  std::string resume_why;
+  wait_acks(others, "resume", started, 2000, &resume_why);
+  rep.replicas.push_back(id_ + ": pause " + std::to_string(rep.pause_ms) + " ms");
+  for (const auto& r : store_->live_replicas(kLiveMs, &err)) {
+    if (r.id != id_) rep.replicas.push_back(r.id + ": pause " + std::to_string(r.pause_ms) + " ms");
+  }
+  rep.result = "ok";
+  rep.reason = ack_why.empty() ? "" : ack_why;
+  mismatches_at_last_ = state_.shadow.mismatches.total();
+  finish(rep);
+  return rep;
+}
+
+void Cutover::finish(CutoverReport rep) {
+  if (rep.result == "ok" || rep.result == "aborted") {
+    state_.metrics->cutover(rep.result, static_cast<double>(rep.pause_ms) / 1000.0);
+  } else {
+    state_.metrics->cutover(rep.result, -1);
+  }
+  state_.metrics->set_cutover_epoch(epoch_.load());
+  const std::string json = rep.json();
+  if (hooks_.audit) hooks_.audit(json);
+  std::lock_guard lock(mu_);
+  last_ = std::move(rep);
+  have_last_ = true;
+}
+
+std::string Cutover::status_json() const {
+  std::lock_guard lock(mu_);
+  std::string out = "{\"epoch\":" + std::to_string(epoch_.load()) + ",\"primary\":";
+  log::append_json_string(out, primary_);
+  out += ",\"phase\":";
+  log::append_json_string(out, phase_);
+  out += ",\"replica\":";
+  log::append_json_string(out, id_);
+  out += ",\"state\":";
+  log::append_json_string(out, my_state_);
+  out += ",\"control\":";
+  out += store_ ? "true" : "false";
+  out += ",\"paused\":";
+  out += state_.control.pause.closed() ? "true" : "false";
+  out += ",\"in_flight\":" + std::to_string(state_.control.pause.in_flight());
+  out += ",\"waiting\":" + std::to_string(state_.control.pause.waiting());
+  out += ",\"last\":";
+  out += have_last_ ? last_.json() : "null";
+  out += "}";
+  return out;
+}
+
+// --- The agent: heartbeats, and follows another replica's cutover.
+
+void Cutover::start_agent() {
+  if (!store_ || agent_.joinable()) return;
+  stop_.store(false);
+  agent_ = std::thread([this] { agent_loop(); });
+}
+
+void Cutover::stop_agent() {
+  stop_.store(true);
+  cv_.notify_all();
+  if (agent_.joinable()) agent_.join();
+}
+
+void Cutover::heartbeat(bool ack, const std::string& phase) {
+  ReplicaRow r;
+  r.id = id_;
+  r.epoch = epoch_.load();
+  r.acked_phase = phase;
+  r.pause_ms = agent_last_pause_ms_;
+  {
+    std::lock_guard lock(mu_);
+    r.state = my_state_;
+    if (coordinating_.load() && have_last_) r.pause_ms = last_.pause_ms;
+  }
+  std::string e;
+  store_->upsert_replica(r, ack, &e);
+}
+
+void Cutover::agent_loop() {
+  std::string e;
+  store_->ensure(&e);
+  auto last_beat = SteadyClock::now() - std::chrono::seconds(10);
+  while (!stop_.load()) {
+    if (!coordinating_.load()) agent_step();
+    if (ms_since(last_beat) >= kHeartbeatMs) {
+      heartbeat(false, "");
+      last_beat = SteadyClock::now();
+    }
+    std::unique_lock lock(cv_mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(kAgentPollMs), [this] { return stop_.load(); });
+  }
+  if (agent_paused_) state_.control.pause.open();
+}
+
+void Cutover::agent_step() {
+  std::string e;
+  auto row = store_->read_epoch(&e);
+  if (!row) return;
+  const bool ours = row->coordinator == id_;
+  {
+    std::lock_guard lock(mu_);
+    phase_ = row->phase;
+  }
+  // A switch (or a later phase of a newer epoch) this replica has not applied yet: apply it
+  // first; while paused, every session is at a boundary and moves before it runs anything.
+  if (row->epoch > epoch_.load() && row->phase != "pause" && row->phase != "abort") {
+    std::string why;
+    if (!hooks_.set_primary(row->primary, &why)) {
+      log::error("cutover: cannot switch this replica", {{"error", why}});
+      return;
+    }
+    epoch_.store(row->epoch);
+    {
+      std::lock_guard lock(mu_);
+      primary_ = row->primary;
+      my_state_ = agent_paused_ ? "switched" : "serving";
+    }
+    state_.metrics->set_cutover_epoch(row->epoch);
+    heartbeat(true, "switch");
+  }
+  if (row->phase == "pause" && !ours && !agent_paused_ && row->epoch >= epoch_.load() &&
+      row->started_ms > 0 && unix_ms() - row->started_ms < kOrphanPauseMs) {
+    state_.control.pause.close();
+    agent_paused_ = true;
+    agent_pause_start_ = SteadyClock::now();
+    {
+      std::lock_guard lock(mu_);
+      my_state_ = "paused";
+    }
+    log::info("cutover: pausing for another replica", {{"coordinator", row->coordinator}});
+    // Ack once every transaction here finished and the mirror is drained; the coordinator aborts
+    // if that takes longer than its timeout (this replica then sees `abort` and resumes).
+    // (Watching the row meanwhile: an abort opens the gate at once.)
+    auto last_check = SteadyClock::now();
+    while (!stop_.load() && (state_.control.pause.in_flight() > 0 || !drained()) &&
+           ms_since(agent_pause_start_) < kOrphanPauseMs) {
+      sleep_ms(1);
+      if (ms_since(last_check) >= kAgentPollMs) {
+        last_check = SteadyClock::now();
+        auto now_row = store_->read_epoch(&e);
+        if (now_row && (now_row->phase != "pause" || now_row->started_ms != row->started_ms)) return;
+      }
+    }
+    heartbeat(true, "pause");
+    return;
+  }
+  if (agent_paused_ && row->phase != "pause" && row->phase != "switch") {
+    state_.control.pause.open();
+    agent_paused_ = false;
+    agent_last_pause_ms_ = ms_since(agent_pause_start_);
+    {
+      std::lock_guard lock(mu_);
+      my_state_ = "serving";
+    }
+    heartbeat(true, row->phase);
+    return;
+  }
+  if (agent_paused_ && ms_since(agent_pause_start_) > kOrphanPauseMs) {
+    // The coordinator is gone (it aborts long before this): abort the cutover for everyone.
+    log::error("cutover: the coordinator never ended the pause; aborting it", {});
+    EpochRow abort = *row;
+    abort.phase = "abort";
+    store_->write_epoch(abort, &e);
+  }
+}
+
+}  // namespace pgtandem::proxy

@@ -1,0 +1,275 @@
+// Cutover and rollback (issue 14, docs/cutover.md) end to end: dedicated pgtandems with mirroring
+// on, the control schema on the real clusters. Covered: one replica moves to new and back under
+// pgbench TPC-B with zero client errors and identical data afterwards; a failing gate (new down)
+// refuses the cutover; a long-running transaction makes the pause time out and the cutover abort
+// cleanly (the statement that waited at the gate succeeds, only later); once a control epoch
+// exists, a change of `primary` in the file alone is refused; three replicas, each with its own
+// pgbench clients, move to new and back as one, called on one of them.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+#include "tests/integration/fixture.h"
+#include "tests/integration/harness.h"
+
+namespace pgtandem::it {
+namespace {
+
+constexpr milliseconds kDeadline{120000};
+constexpr const char* kToken = "cutover-secret";
+
+class CutoverTest : public ProxyTest {
+ protected:
+  void SetUp() override {
+    ProxyTest::SetUp();
+    drop_control();
+  }
+  void TearDown() override {
+    if (!new_cluster().running()) {
+      try {
+        new_cluster().start();
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "cannot restart new: " << e.what();
+      }
+    }
+    ProxyTest::TearDown();
+    drop_control();
+    for (const auto& db : databases_) {
+      for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+        try {
+          if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+        } catch (const std::exception&) {
+        }
+      }
+    }
+  }
+
+  void drop_control() {
+    for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+      try {
+        if (c->running()) c->exec("DROP SCHEMA IF EXISTS pgtandem_control CASCADE");
+      } catch (const std::exception&) {
+      }
+    }
+  }
+
+  std::string make_db(const std::string& base) {
+    std::string db = unique("cutover_" + base);
+    for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+      c->create_database(db);
+      c->exec("CREATE TABLE t (id serial PRIMARY KEY, note text); GRANT ALL ON t TO PUBLIC", db);
+    }
+    databases_.push_back(db);
+    return db;
+  }
+
+  ProxyOptions options() {
+    ProxyOptions o = Env::get().default_proxy_options();
+    o.section_lines[""].push_back("mirror_writes = true");
+    o.section_lines["admin"].push_back(std::string("token = \"") + kToken + "\"");
+    journal_dirs_.push_back(std::make_unique<TempDir>("pgtandem-cutover-it"));
+    o.extra_toml = "[mirror]\njournal_path = \"" + journal_dirs_.back()->file("mirror.journal") +
+                   "\"\n[classifier]\ncatalog_user = \"postgres\"\n";
+    return o;
+  }
+
+  HttpResponse cutover(ProxyProcess& p, const std::string& query) {
+    return http_request(p.admin_port(), "POST", "/cutover?" + query,
+                        {std::string("Authorization: Bearer ") + kToken}, "", milliseconds(60000));
+  }
+
+  static std::string pgbench_state(PgCluster& c, const std::string& db) {
+    return c.query_value(
+        "SELECT (SELECT sum(abalance) FROM pgbench_accounts) || '/' ||"
+        " (SELECT md5(string_agg(t::text, ',' ORDER BY tid)) FROM pgbench_tellers t) || '/' ||"
+        " (SELECT md5(string_agg(b::text, ',' ORDER BY bid)) FROM pgbench_branches b) || '/' ||"
+        " (SELECT count(*) FROM pgbench_history)",
+        db);
+  }
+
+  std::vector<std::string> databases_;
+  std::vector<std::unique_ptr<TempDir>> journal_dirs_;
+};
+
+TEST_F(CutoverTest, ToNewAndBackUnderTpcbWithoutClientErrors) {
+  const std::string db = make_db("tpcb");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  ProxyProcess& p = start_proxy(options());
+  ProcessResult bench;
+  std::thread t([&] {
+    bench = run_pgbench(p.endpoint(), {"-c", "4", "-j", "2", "-T", "12", "-M", "prepared"}, db,
+                        milliseconds(300000));
+  });
+  std::this_thread::sleep_for(milliseconds(3000));
+  HttpResponse to_new = cutover(p, "to=new");
+  std::this_thread::sleep_for(milliseconds(3000));
+  HttpResponse status_new = http_get(p.admin_port(), "/status");
+  HttpResponse to_old = cutover(p, "to=old");
+  t.join();
+  EXPECT_EQ(to_new.status, 200) << to_new.body << tail(p.log_text());
+  EXPECT_NE(to_new.body.find("\"result\":\"ok\""), std::string::npos) << to_new.body;
+  EXPECT_NE(status_new.body.find("\"primary\":\"new\""), std::string::npos) << status_new.body;
+  EXPECT_EQ(to_old.status, 200) << to_old.body;
+  EXPECT_NE(to_old.body.find("\"result\":\"ok\""), std::string::npos) << to_old.body;
+  std::fprintf(stderr, "[cutover] to new: %s[cutover] to old: %s", to_new.body.c_str(),
+               to_old.body.c_str());
+  ASSERT_TRUE(bench.ok()) << bench.describe() << "\n" << tail(p.log_text());
+  PgbenchSummary s = parse_pgbench(bench.out);
+  ASSERT_TRUE(s.parsed) << bench.out;
+  EXPECT_EQ(s.failed, 0);
+  EXPECT_GT(s.processed, 0);
+  EXPECT_EQ(bench.err.find("error"), std::string::npos) << bench.err;
+  // The epoch row on both targets: 1 -> 2 (new) -> 3 (old).
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    EXPECT_EQ(c->query_value("SELECT epoch || '/' || primary_target FROM pgtandem_control.epoch"),
+              "3/old");
+  }
+  Metrics m = p.metrics();
+  EXPECT_EQ(m.sum("pgtandem_cutover_total", {{"result", "ok"}}), 2) << m.text();
+  EXPECT_EQ(m.sum("pgtandem_cutover_epoch"), 3) << m.text();
+  EXPECT_TRUE(m.has("pgtandem_cutover_pause_seconds")) << m.text();
+  std::string o, n;
+  EXPECT_TRUE(poll_until([&] {
+    o = pgbench_state(old_cluster(), db);
+    n = pgbench_state(new_cluster(), db);
+    return o == n;
+  }, kDeadline)) << "old " << o << " vs new " << n;
+}
+
+TEST_F(CutoverTest, ThreeReplicasMoveAsOneUnderTpcb) {
+  const std::string db = make_db("three");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  std::vector<ProxyProcess*> replicas;
+  for (int i = 0; i < 3; ++i) replicas.push_back(&start_proxy(options()));
+  // Every agent has written its heartbeat.
+  ASSERT_TRUE(poll_until([&] {
+    try {
+      return old_cluster().query_value("SELECT count(*) FROM pgtandem_control.replicas") == "3";
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, milliseconds(15000)));
+  std::vector<ProcessResult> benches(3);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      benches[i] = run_pgbench(replicas[i]->endpoint(),
+                               {"-c", "2", "-j", "1", "-T", "12", "-M", "prepared"}, db,
+                               milliseconds(300000));
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(3000));
+  HttpResponse to_new = cutover(*replicas[0], "to=new");
+  std::this_thread::sleep_for(milliseconds(3000));
+  std::vector<std::string> statuses;
+  for (auto* p : replicas) statuses.push_back(http_get(p->admin_port(), "/status").body);
+  HttpResponse to_old = cutover(*replicas[1], "to=old");
+  for (auto& t : threads) t.join();
+  std::fprintf(stderr, "[cutover x3] to new: %s[cutover x3] to old: %s", to_new.body.c_str(),
+               to_old.body.c_str());
+  EXPECT_EQ(to_new.status, 200) << to_new.body;
+  EXPECT_EQ(to_old.status, 200) << to_old.body;
+  for (const auto& st : statuses) {
+    EXPECT_NE(st.find("\"epoch\":2,\"primary\":\"new\""), std::string::npos) << st;
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(benches[i].ok()) << i << ": " << benches[i].describe() << tail(replicas[i]->log_text());
+    PgbenchSummary s = parse_pgbench(benches[i].out);
+    ASSERT_TRUE(s.parsed) << benches[i].out;
+    EXPECT_EQ(s.failed, 0) << i;
+    EXPECT_GT(s.processed, 0) << i;
+  }
+  std::string o, n;
+  EXPECT_TRUE(poll_until([&] {
+    o = pgbench_state(old_cluster(), db);
+    n = pgbench_state(new_cluster(), db);
+    return o == n;
+  }, kDeadline)) << "old " << o << " vs new " << n;
+  for (auto* p : replicas) {
+    EXPECT_TRUE(poll_until([&] {
+      return http_get(p->admin_port(), "/status").body.find("\"epoch\":3,\"primary\":\"old\"") !=
+             std::string::npos;
+    }, milliseconds(5000))) << http_get(p->admin_port(), "/status").body;
+  }
+}
+
+TEST_F(CutoverTest, AFailingGateBlocks) {
+  make_db("gate");
+  ProxyProcess& p = start_proxy(options());
+  new_cluster().stop();
+  // The admin's probe notices within about a second.
+  HttpResponse r;
+  ASSERT_TRUE(poll_until([&] {
+    r = cutover(p, "to=new");
+    return r.body.find("\"name\":\"targets\",\"result\":\"FAIL\"") != std::string::npos;
+  }, milliseconds(15000))) << r.status << " " << r.body;
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("\"result\":\"refused\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("down: new"), std::string::npos) << r.body;
+  new_cluster().start();
+  HttpResponse st = http_get(p.admin_port(), "/status");
+  EXPECT_NE(st.body.find("\"paused\":false"), std::string::npos) << st.body;
+  EXPECT_GE(p.metrics().sum("pgtandem_cutover_total", {{"result", "refused"}}), 1);
+}
+
+TEST_F(CutoverTest, ALongTransactionMakesThePauseTimeOutAndTheCutoverAbort) {
+  const std::string db = make_db("long");
+  ProxyProcess& p = start_proxy(options());
+  ConnPtr held = connect(p.endpoint().conninfo("", db));
+  exec(held.get(), "BEGIN");
+  query_value(held.get(), "INSERT INTO t (note) VALUES ('in flight') RETURNING id");
+  ConnPtr other = connect(p.endpoint().conninfo("", db));
+  HttpResponse r;
+  std::thread coordinator([&] { r = cutover(p, "to=new&timeout_ms=1500"); });
+  // While the cutover pauses, a new autocommit statement waits at its boundary, then runs.
+  const bool paused = poll_until([&] {
+    try {
+      return old_cluster().query_value("SELECT phase FROM pgtandem_control.epoch") == "pause";
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, milliseconds(10000));
+  EXPECT_TRUE(paused);
+  const auto before = std::chrono::steady_clock::now();
+  const std::string v = query_value(other.get(), "INSERT INTO t (note) VALUES ('waited') RETURNING note");
+  const auto waited = std::chrono::steady_clock::now() - before;
+  coordinator.join();
+  EXPECT_EQ(v, "waited") << PQerrorMessage(other.get());
+  EXPECT_GE(std::chrono::duration_cast<milliseconds>(waited).count(), 300);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("\"result\":\"aborted\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("timed out"), std::string::npos) << r.body;
+  // The held transaction commits on the old primary, as if nothing happened.
+  exec(held.get(), "COMMIT");
+  EXPECT_EQ(old_cluster().query_value("SELECT count(*) FROM t", db), "2");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    EXPECT_EQ(c->query_value("SELECT epoch || '/' || primary_target || '/' || phase FROM "
+                             "pgtandem_control.epoch"),
+              "1/old/abort");
+  }
+  HttpResponse st = http_get(p.admin_port(), "/status");
+  EXPECT_NE(st.body.find("\"paused\":false"), std::string::npos) << st.body;
+  EXPECT_EQ(p.metrics().sum("pgtandem_cutover_total", {{"result", "aborted"}}), 1);
+
+  // A control epoch exists: the file alone cannot move the primary.
+  p.options().primary = "new";
+  p.write_config();
+  p.send_signal(SIGHUP);
+  ASSERT_TRUE(poll_until([&] {
+    return http_get(p.admin_port(), "/status").body.find("use pgtandem cutover") != std::string::npos;
+  }, milliseconds(10000))) << http_get(p.admin_port(), "/status").body;
+  EXPECT_EQ(query_value(other.get(), "SELECT current_setting('port')"),
+            std::to_string(old_cluster().endpoint().port));
+}
+
+}  // namespace
+}  // namespace pgtandem::it
