@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "tests/integration/fixture.h"
-#include "tests/integration/harness.h"
+#include "tests/integration/harness/harness.h"
 
 namespace pgtandem::it {
 namespace {
