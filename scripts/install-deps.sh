@@ -17,6 +17,8 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 pgbouncer pgpool2
   # bench/*-instructions.sh: instruction counts under callgrind
   valgrind
+  # bench/backfill.sh: the reference backfill tools compared against
+  pgcopydb
   # script helpers (openssl: throwaway certificates for the TLS tests and bench/run.sh --tls)
   python3 procps curl util-linux openssl
   chromium # headless: tests/demo screenshots scripts/demo.sh's HTML report

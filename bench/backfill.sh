@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Backfill throughput against the usual tools, and verify against the physical limit (issue 13).
+#
+#   bench/backfill.sh          (root or not, Debian 12, PostgreSQL 15, pgcopydb; any cwd)
+#
+# One run, on two throwaway clusters (old, new) on loopback:
+#   - old: `pgbench -i -s BF_SCALE` (database bench);
+#   - pgtandem backfill (mirror_writes on, no client traffic) into new/bench, schema only
+#     (`pg_dump --schema-only`: indexes and keys exist while it copies);
+#   - `pg_dump -Fd -j2 | pg_restore -j2` into new/bench_restore (empty: pg_restore creates the
+#     tables, loads them, then builds indexes and keys);
+#   - `pgcopydb clone --table-jobs 2 --index-jobs 2` into new/bench_copydb (empty, same as above);
+#   - pgtandem verify of old/bench against new/bench, against one sequential read of both
+#     (`COPY (SELECT * FROM t) TO STDOUT` > /dev/null, every pgbench table, old then new; and
+#     both at once).
+# Prints one markdown table (seconds, rows/s, ratios) and the load average before and after.
+# Environment: BF_PGTANDEM (binary; default build/proxy/pgtandem), BF_SCALE=50, BF_JOBS=2.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${BF_PGTANDEM:-$root/build/proxy/pgtandem}
+scale=${BF_SCALE:-50}
+jobs=${BF_JOBS:-2}
+[[ -x $bin ]] || { echo "bench/backfill.sh: no pgtandem at $bin" >&2; exit 1; }
+command -v pgcopydb >/dev/null || { echo "bench/backfill.sh: pgcopydb not found (scripts/install-deps.sh)" >&2; exit 1; }
+# shellcheck source=scripts/lib/pg.sh
+source "$root/scripts/lib/pg.sh"
+pg_init
+pg_cluster_start old
+pg_cluster_start new
+oldp=$(pg_port old) newp=$(pg_port new)
+uri() { printf 'postgres://postgres@127.0.0.1:%s/%s' "$1" "$2"; }
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.1f}')"; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+pg_psql old -c "CREATE DATABASE bench" postgres >/dev/null
+for db in bench bench_restore bench_copydb; do pg_psql new -c "CREATE DATABASE $db" postgres >/dev/null; done
+pg_log "pgbench -i -s $scale on old"
+pgbench -i -s "$scale" -q -h 127.0.0.1 -p "$oldp" -U postgres bench >"$PG_WORKDIR/init.log" 2>&1 ||
+  { cat "$PG_WORKDIR/init.log" >&2; pg_die "pgbench -i failed"; }
+pg_psql old -c "VACUUM ANALYZE" bench >/dev/null
+rows=$(pg_psql old -tAc "SELECT (SELECT count(*) FROM pgbench_accounts) + (SELECT count(*) FROM pgbench_branches)
+  + (SELECT count(*) FROM pgbench_tellers) + (SELECT count(*) FROM pgbench_history)" bench)
+pg_dump --schema-only -h 127.0.0.1 -p "$oldp" -U postgres bench |
+  psql -q -h 127.0.0.1 -p "$newp" -U postgres bench >/dev/null
+load_before=$(load)
+
+# 1. pgtandem backfill (through a running pgtandem: the mirror barrier reads its watermark).
+export PGTANDEM_TOML_TOP='mirror_writes = true'
+export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
+pgtandem_start "$bin" old new 2 pgtandem
+conf=$PG_WORKDIR/pgtandem/pgtandem.toml
+t0=$(now)
+"$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" \
+  --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill.log" 2>&1 ||
+  { tail -n 30 "$PG_WORKDIR/backfill.log" >&2; pg_die "backfill failed"; }
+t_backfill=$(secs "$t0" "$(now)")
+
+# 2. pg_dump -Fd -j2 | pg_restore -j2 (directory format: two steps, timed together).
+t0=$(now)
+pg_dump -Fd -j "$jobs" -f "$PG_WORKDIR/dump" -h 127.0.0.1 -p "$oldp" -U postgres bench
+pg_restore -j "$jobs" -d bench_restore -h 127.0.0.1 -p "$newp" -U postgres "$PG_WORKDIR/dump"
+t_restore=$(secs "$t0" "$(now)")
+
+# 3. pgcopydb clone.
+t0=$(now)
+pgcopydb clone --source "$(uri "$oldp" bench)" --target "$(uri "$newp" bench_copydb)" \
+  --table-jobs "$jobs" --index-jobs "$jobs" --dir "$PG_WORKDIR/pgcopydb" \
+  >"$PG_WORKDIR/pgcopydb.log" 2>&1 || { tail -n 30 "$PG_WORKDIR/pgcopydb.log" >&2; pg_die "pgcopydb failed"; }
+t_copydb=$(secs "$t0" "$(now)")
+
+# 4. verify, and the physical limit: every table read once on each side.
+t0=$(now)
+set +e
+"$bin" verify --config "$conf" --user postgres --dbname bench --jobs "$jobs" \
+  --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/verify.log" 2>&1
+verify_rc=$?
+set -e
+t_verify=$(secs "$t0" "$(now)")
+read_all() {
+  local port=$1 t
+  for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+    psql -q -h 127.0.0.1 -p "$port" -U postgres -c "COPY (SELECT * FROM $t) TO STDOUT" bench >/dev/null
+  done
+}
+t0=$(now)
+read_all "$oldp"
+read_all "$newp"
+t_seq=$(secs "$t0" "$(now)")
+t0=$(now)
+read_all "$oldp" &
+reader=$!
+read_all "$newp"
+wait "$reader"  # not a bare `wait`: pgtandem is a child too
+t_par=$(secs "$t0" "$(now)")
+load_after=$(load)
+
+rate() { python3 -c "print(f'{$rows / $1:,.0f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+echo
+echo "pgbench -i -s $scale: $rows rows; jobs $jobs; load average before $load_before, after $load_after"
+echo "verify exit $verify_rc (0: identical)"
+echo
+printf '| step | seconds | rows/s | vs pgtandem backfill |\n|---|---:|---:|---:|\n'
+printf '| pgtandem backfill (schema-only new) | %s | %s | 1.00 |\n' "$t_backfill" "$(rate "$t_backfill")"
+printf '| pg_dump -Fd -j%s + pg_restore -j%s | %s | %s | %s |\n' "$jobs" "$jobs" "$t_restore" "$(rate "$t_restore")" "$(ratio "$t_restore" "$t_backfill")"
+printf '| pgcopydb clone (table/index jobs %s) | %s | %s | %s |\n' "$jobs" "$t_copydb" "$(rate "$t_copydb")" "$(ratio "$t_copydb" "$t_backfill")"
+printf '\n| step | seconds | vs sequential read | vs parallel read |\n|---|---:|---:|---:|\n'
+printf '| pgtandem verify | %s | %s | %s |\n' "$t_verify" "$(ratio "$t_verify" "$t_seq")" "$(ratio "$t_verify" "$t_par")"
+printf '| read of both, old then new | %s | 1.00 | |\n' "$t_seq"
+printf '| read of both, at once | %s | | 1.00 |\n' "$t_par"
