@@ -380,6 +380,7 @@ int MigrateTest::writers_scenario(const std::string& name, const std::vector<std
   wait_mirror(p);
   auto v = command("verify", p.config_path(), db, {"--chunk-rows", "500"});
   last_report_ = v.out + "\n" + read_file(dir_->file("state-" + db) + "/verify-report.json");
+  p.stop();  // a later scenario in the same test starts its own pgtandem on the same journal
   return v.exit_code;
 }
 
@@ -389,8 +390,18 @@ TEST_F(MigrateTest, RandomizedWritersInsideTheChunkBeingCopied) {
 
 // The same without the mirror barrier (rows still locked while copied): updates committed just
 // before a chunk was locked, not yet applied by the mirror, are applied again on top of the copy.
-TEST_F(MigrateTest, RandomizedWritersWithoutTheBarrierDiverge) {
-  EXPECT_EQ(writers_scenario("naive", {"--no-watermark", "--commit-grace-ms", "0"}), 1) << last_report_;
+// DISABLED: the race is random and depends on the machine's load. It diverged in 3 of 3 runs under
+// heavy load, but on a quieter machine all 4 attempts of one run came out identical (and a CI run
+// failed on it), so it cannot gate CI. It stays as the demonstration that the barrier matters:
+// run it with --gtest_also_run_disabled_tests; a deterministic version (a writer held between the
+// COMMIT and the mirror) is the open item of issue 13.
+TEST_F(MigrateTest, DISABLED_RandomizedWritersWithoutTheBarrierDiverge) {
+  int exit_code = 0;
+  for (int attempt = 0; attempt < 4 && exit_code != 1; ++attempt) {
+    exit_code = writers_scenario("naive" + std::to_string(attempt),
+                                 {"--no-watermark", "--commit-grace-ms", "0"});
+  }
+  EXPECT_EQ(exit_code, 1) << last_report_;
 }
 
 // The hot-row workload of the issue: 8 sessions overwrite 10 rows non-commutatively through the
