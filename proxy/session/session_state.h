@@ -94,7 +94,8 @@ class Session final : public policy::RequestTrackerHost {
   enum class ReadStep { kRead, kAgain, kStop };
   asio::awaitable<void> wait_for_mirror_room();
   asio::awaitable<ReadStep> read_client(size_t& end);
-  asio::awaitable<bool> between_requests();
+  bool at_request_boundary() const;          // between_requests() has work to do
+  asio::awaitable<bool> between_requests();  // call only at_request_boundary()
   size_t on_invalid_frame(const FrameScanner::Result& r, const char* buf, size_t end);
   asio::awaitable<bool> serve_diverted(std::string_view request);
   bool resize_frontend_buffer(size_t end, size_t keep_limit);
