@@ -29,9 +29,27 @@ asio::awaitable<void> Session::pump_frontend() {
   for (;;) {
     if (block_on_full) co_await wait_for_mirror_room();
     if (!unscanned) {
-      const ReadStep step = co_await read_client(end);
-      if (step == ReadStep::kAgain) continue;
-      if (step == ReadStep::kStop) co_return;
+      // Inline, not a sub-coroutine: a co_await of one allocates its frame on every read.
+      if (state_.control.draining.load(std::memory_order_relaxed) &&
+          drain_idle(end, tracker_.batch_started_earlier())) {
+        close_for_drain();  // idle while pgtandem drains: leave now
+        co_return;
+      }
+      auto [ec, n] = co_await client_.async_read_some(
+          asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
+          asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+      if (ec == asio::error::operation_aborted &&
+          state_.control.draining.load(std::memory_order_relaxed)) {
+        continue;  // woken for a drain: leave if idle, else go on reading
+      }
+      if (ec) {
+        // The client is gone. Closing the server connection (never a forged Terminate in the
+        // middle of a message) makes the server roll back an open transaction, as it would for
+        // a client that vanished on a direct connection.
+        close_backend();
+        co_return;
+      }
+      end += n;
     }
     unscanned = false;
     // Only a session with a capture has anything to do between requests; checking here keeps a
@@ -86,32 +104,12 @@ asio::awaitable<void> Session::wait_for_mirror_room() {
   }
 }
 
-// Reads more from the client into fbuf_ after `end` bytes; kAgain when woken for a drain.
-asio::awaitable<Session::ReadStep> Session::read_client(size_t& end) {
-  if (state_.control.draining.load(std::memory_order_relaxed) &&
-      drain_idle(end, tracker_.batch_started_earlier())) {
-    // Idle while pgtandem drains: leave now, as the server does at a smart/fast shutdown.
-    pending_fatal_ = fatal(protocol::sqlstate::kAdminShutdown,
-                           "terminating connection due to administrator command");
-    state_.metrics->drain_session_closed();
-    close_backend();
-    co_return ReadStep::kStop;
-  }
-  auto [ec, n] = co_await client_.async_read_some(
-      asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
-      asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
-  if (ec == asio::error::operation_aborted && state_.control.draining.load(std::memory_order_relaxed)) {
-    co_return ReadStep::kAgain;  // woken for a drain: leave if idle, else go on reading
-  }
-  if (ec) {
-    // The client is gone. Closing the server connection (never a forged Terminate in the
-    // middle of a message) makes the server roll back an open transaction, as it would
-    // for a client that vanished on a direct connection.
-    close_backend();
-    co_return ReadStep::kStop;
-  }
-  end += n;
-  co_return ReadStep::kRead;
+// The answer to a session idle while pgtandem drains, as the server gives at a smart/fast shutdown.
+void Session::close_for_drain() {
+  pending_fatal_ = fatal(protocol::sqlstate::kAdminShutdown,
+                         "terminating connection due to administrator command");
+  state_.metrics->drain_session_closed();
+  close_backend();
 }
 
 // A reload takes effect between requests, never inside a transaction: the mirror order's mark,

@@ -91,9 +91,8 @@ class Session final : public policy::RequestTrackerHost {
   void adopt_login_leftovers();
   // client_pump.cc
   asio::awaitable<void> pump_frontend();
-  enum class ReadStep { kRead, kAgain, kStop };
   asio::awaitable<void> wait_for_mirror_room();
-  asio::awaitable<ReadStep> read_client(size_t& end);
+  void close_for_drain();
   bool at_request_boundary() const;          // between_requests() has work to do
   asio::awaitable<bool> between_requests();  // call only at_request_boundary()
   size_t on_invalid_frame(const FrameScanner::Result& r, const char* buf, size_t end);
