@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <csignal>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "tests/integration/fixture.h"
 #include "tests/integration/harness/harness.h"
@@ -90,6 +92,40 @@ class CutoverTest : public ProxyTest {
         db);
   }
 
+  // The history rows one side has more of than the other (as a multiset of tid/bid/aid/delta),
+  // with their mtime on that side: where a divergence came from.
+  std::string history_difference(const std::string& db) {
+    auto rows = [&](PgCluster& c) {
+      std::multiset<std::string> out;
+      const std::string all = c.query_value(
+          "SELECT string_agg(tid || ',' || bid || ',' || aid || ',' || delta || ' @' || mtime, '\n') "
+          "FROM pgbench_history", db);
+      size_t start = 0;
+      while (start < all.size()) {
+        size_t end = all.find('\n', start);
+        if (end == std::string::npos) end = all.size();
+        out.insert(all.substr(start, end - start));
+        start = end + 1;
+      }
+      return out;
+    };
+    auto key = [](const std::string& r) { return r.substr(0, r.find(" @")); };
+    std::multiset<std::string> o = rows(old_cluster()), n = rows(new_cluster());
+    std::multiset<std::string> ok, nk;
+    for (const auto& r : o) ok.insert(key(r));
+    for (const auto& r : n) nk.insert(key(r));
+    std::string out;
+    for (const auto& [name, mine, theirs, keys] :
+         {std::tuple{"old", &o, &nk, &ok}, std::tuple{"new", &n, &ok, &nk}}) {
+      (void)keys;
+      for (const auto& r : *mine) {
+        const std::string k = key(r);
+        if (keys->count(k) > theirs->count(k)) out += std::string("only on ") + name + ": " + r + "\n";
+      }
+    }
+    return out;
+  }
+
   std::vector<std::string> databases_;
   std::vector<std::unique_ptr<TempDir>> journal_dirs_;
 };
@@ -142,11 +178,13 @@ TEST_F(CutoverTest, ToNewAndBackUnderTpcbWithoutClientErrors) {
   }, kDeadline)) << "old " << o << " vs new " << n;
 }
 
-// DISABLED: fails in about 1 of 3 runs: after a cutover to new and back with three replicas under
-// TPC-B, new holds a few pgbench_history rows more than old (balances agree). That is the open
-// bug of issue 14 (docs/cutover.md, "Open finding"); the test stays, to be enabled with the fix.
-// Run it with --gtest_also_run_disabled_tests --gtest_filter='CutoverTest.*ThreeReplicas*'.
-TEST_F(CutoverTest, DISABLED_ThreeReplicasMoveAsOneUnderTpcb) {
+// Each pgbench runs with -n: without it, every pgbench starts with `truncate pgbench_history`, and
+// three of them through three replicas race a TRUNCATE on one replica against INSERTs already
+// running on another. Each replica orders its own sessions' mirrored writes (commit order), but
+// no replica orders against another's, so `new` saw the TRUNCATE after inserts that old saw
+// after it: 4-33 history rows apart in 1 of 3 runs, before any cutover (the "open finding" of the
+// first cutover session, traced with log_statement on both servers; docs/cutover.md §7).
+TEST_F(CutoverTest, ThreeReplicasMoveAsOneUnderTpcb) {
   const std::string db = make_db("three");
   for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
     auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
@@ -167,7 +205,7 @@ TEST_F(CutoverTest, DISABLED_ThreeReplicasMoveAsOneUnderTpcb) {
   for (int i = 0; i < 3; ++i) {
     threads.emplace_back([&, i] {
       benches[i] = run_pgbench(replicas[i]->endpoint(),
-                               {"-c", "2", "-j", "1", "-T", "12", "-M", "prepared"}, db,
+                               {"-n", "-c", "2", "-j", "1", "-T", "12", "-M", "prepared"}, db,
                                milliseconds(300000));
     });
   }
@@ -193,11 +231,15 @@ TEST_F(CutoverTest, DISABLED_ThreeReplicasMoveAsOneUnderTpcb) {
     EXPECT_GT(s.processed, 0) << i;
   }
   std::string o, n;
-  EXPECT_TRUE(poll_until([&] {
+  const bool same = poll_until([&] {
     o = pgbench_state(old_cluster(), db);
     n = pgbench_state(new_cluster(), db);
     return o == n;
-  }, kDeadline)) << "old " << o << " vs new " << n;
+  }, kDeadline);
+  EXPECT_TRUE(same) << "old " << o << " vs new " << n << "\n" << history_difference(db);
+  if (!same) {
+    for (auto* p : replicas) std::fprintf(stderr, "---- replica log\n%s\n", tail(p->log_text(), 12000).c_str());
+  }
   for (auto* p : replicas) {
     EXPECT_TRUE(poll_until([&] {
       return http_get(p->admin_port(), "/status").body.find("\"epoch\":3,\"primary\":\"old\"") !=
