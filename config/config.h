@@ -204,6 +204,22 @@ struct Log {
   bool statements = false;        // one info line per client request (statement cut at 1 KB)
 };
 
+// A coordinated cutover (issue 14, docs/cutover.md): where replicas agree, and the default gates.
+// POST /cutover's query parameters override the thresholds for one call.
+struct Cutover {
+  // The control connection's user: this, else $PGTANDEM_CONTROL_USER, else [classifier]
+  // catalog_user, else $PGUSER. Its password comes from [mirror] credentials_file.
+  std::string control_user;
+  std::string control_database = "postgres";  // $PGTANDEM_CONTROL_DATABASE overrides an unset one
+  uint32_t pause_timeout_ms = 5000;  // in-flight transactions and acks must finish within it
+  uint64_t max_mirror_lag = 1000;    // mirror units assigned and not yet applied, at most
+  uint64_t max_queue_bytes = 16u << 20;
+  uint64_t max_shadow_mismatches = 0;  // since the last cutover
+  // The last `pgtandem verify` this replica heard of must be clean and at most this old; 0 turns
+  // the gate off (a verify run's report reaches the proxy through its admin API).
+  uint32_t verify_max_age_s = 0;
+};
+
 struct Config {
   std::vector<ListenAddress> listen = {{"127.0.0.1", 6432}};  // at least one
   std::string unix_socket_dir;  // optional: also listen on <dir>/.s.PGSQL.<first listen port>
@@ -223,6 +239,7 @@ struct Config {
   Shutdown shutdown;
   Auth auth;
   Log log;
+  Cutover cutover;
 
   const Target* find_target(const std::string& name) const {
     for (const auto& t : targets)

@@ -110,6 +110,8 @@ void Validator::validate(const toml::table& root, Config& out) {
       if (auto* t = get_table(node, "breaker")) validate_breaker(*t, out.breaker);
     } else if (k == "shadow") {
       if (auto* t = get_table(node, "shadow")) validate_shadow(*t, out.shadow);
+    } else if (k == "cutover") {
+      if (auto* t = get_table(node, "cutover")) validate_cutover(*t, out.cutover);
     } else if (k == "tls") {
       if (auto* t = get_table(node, "tls")) validate_tls(*t, out.tls);
     } else {

@@ -114,6 +114,9 @@ class Validator {
   void set_breaker_rate(const toml::node& node, std::string_view what, double& out);
   void validate_shadow(const toml::table& table, Shadow& out);
 
+  // sections/cutover.cc
+  void validate_cutover(const toml::table& table, Cutover& out);
+
   std::string file_;
   std::vector<Error> errors_;
   const toml::node* primary_node_ = nullptr;

@@ -372,7 +372,7 @@ bool Server::start(std::string* error) {
                                             std::chrono::system_clock::now().time_since_epoch())
                                             .count());
   for (size_t i = 0; i < im.state.targets.size(); ++i) {
-    if (i != im.state.primary) im.state.mirror.secondary = i;
+    if (i != im.state.primary) im.state.mirror.secondary.store(i);
   }
   im.state.mirror.functions.read_only = policy::FunctionSet(cfg->classifier.read_only_functions);
   im.state.mirror.functions.writing = policy::FunctionSet(cfg->classifier.writing_functions);
@@ -805,7 +805,7 @@ std::string Server::Impl::status_json() const {
   // The mirror's target is the one that is not the primary now (after a flip, `old`), not the
   // secondary pgtandem started with.
   const size_t mirror_target =
-      state.targets.size() == 2 ? 1 - primary : state.mirror.secondary;
+      state.targets.size() == 2 ? 1 - primary : state.mirror.secondary.load();
   log::append_json_string(out, state.targets[mirror_target].name);
   out += ",\"applied\":" + std::to_string(lag_count);
   out += ",\"lag_seconds_avg\":" + format_double(lag_count ? lag_sum / static_cast<double>(lag_count) : 0);
@@ -892,7 +892,7 @@ bool Server::Impl::set_primary_on_main(const std::string& primary, std::string* 
   auto [ok, why] = result.get();
   if (ok) {
     for (size_t i = 0; i < state.targets.size(); ++i) {
-      if (state.targets[i].name != primary) state.mirror.secondary = i;
+      if (state.targets[i].name != primary) state.mirror.secondary.store(i);
     }
   }
   *error = why;
@@ -917,10 +917,18 @@ AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
     reply.status = 503;
     reply.content_type = "text/plain; charset=utf-8";
     reply.body = "cutover unavailable: it needs mirror_writes on at start and a control user "
-                 "($PGTANDEM_CONTROL_USER, [classifier] catalog_user or $PGUSER)\n";
+                 "([cutover] control_user, $PGTANDEM_CONTROL_USER, [classifier] catalog_user or "
+                 "$PGUSER)\n";
     return reply;
   }
   CutoverRequest req;
+  if (auto snap = state.snapshot.load()) {  // [cutover]'s defaults; the query overrides them
+    const config::Cutover& c = snap->config->cutover;
+    req.timeout_ms = c.pause_timeout_ms;
+    req.max_mirror_lag = static_cast<int64_t>(c.max_mirror_lag);
+    req.max_queue_bytes = static_cast<int64_t>(c.max_queue_bytes);
+    req.max_mismatches = c.max_shadow_mismatches;
+  }
   while (!query.empty()) {
     const size_t amp = query.find('&');
     const std::string_view kv = query.substr(0, amp);

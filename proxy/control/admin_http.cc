@@ -63,6 +63,10 @@ struct AdminServer::Impl {
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(tcp::socket socket);
   Response handle(const Request& req);
+  // POST /cutover runs for seconds (its pause and acks): on a thread of its own, so /status,
+  // /metrics and the probes stay answered meanwhile. One at a time; a second gets 409 at once.
+  static bool runs_off_thread(const Request& req);
+  asio::awaitable<Response> handle_off_thread(const Request& req);
   bool open_acceptor(const tcp::endpoint& endpoint, bool dual_stack, std::string* error);
 
   // Tracks a live connection so that stop() can close it; lives in the connection's coroutine.
@@ -95,6 +99,9 @@ struct AdminServer::Impl {
   // Admin thread only.
   bool stopping_ = false;
   std::unordered_set<beast::tcp_stream*> connections_;
+  std::shared_ptr<asio::steady_timer> slow_done_;  // set while a slow request runs
+  // The slow request's thread: started and joined on the admin thread, joined last by stop().
+  std::thread slow_;
 };
 
 bool AdminServer::Impl::open_acceptor(const tcp::endpoint& endpoint, bool dual_stack,
@@ -205,8 +212,44 @@ void AdminServer::Impl::stop() {
       stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
       stream->close();
     }
+    if (slow_done_) slow_done_->cancel();
   });
   if (thread_.joinable()) thread_.join();
+  if (slow_.joinable()) slow_.join();  // a cutover ends within its own timeouts
+}
+
+bool AdminServer::Impl::runs_off_thread(const Request& req) {
+  const std::string_view target(req.target().data(), req.target().size());
+  return req.method() == http::verb::post && target.substr(0, target.find('?')) == "/cutover";
+}
+
+asio::awaitable<Response> AdminServer::Impl::handle_off_thread(const Request& req) {
+  if (slow_done_) {
+    Response busy = text_response(http::status::conflict, req.version(),
+                                  "a cutover is already running on this replica\n");
+    busy.keep_alive(req.keep_alive());
+    busy.prepare_payload();
+    co_return busy;
+  }
+  if (slow_.joinable()) slow_.join();  // the previous one has finished (slow_done_ was reset)
+  auto done = std::make_shared<asio::steady_timer>(ioc_, asio::steady_timer::time_point::max());
+  auto result = std::make_shared<Response>();
+  auto copy = std::make_shared<Request>(req);
+  slow_done_ = done;
+  slow_ = std::thread([this, done, result, copy] {
+    *result = handle(*copy);
+    asio::post(ioc_, [done] { done->cancel(); });
+  });
+  co_await done->async_wait(kUseTuple);
+  slow_done_.reset();
+  if (stopping_) {  // stop() woke us: the thread may still be writing *result
+    Response gone = text_response(http::status::service_unavailable, req.version(),
+                                  "pgtandem is stopping\n");
+    gone.keep_alive(false);
+    gone.prepare_payload();
+    co_return gone;
+  }
+  co_return std::move(*result);
 }
 
 asio::awaitable<void> AdminServer::Impl::accept_loop() {
@@ -273,6 +316,8 @@ asio::awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
       }
       res.keep_alive(false);
       res.prepare_payload();
+    } else if (runs_off_thread(parser.get())) {
+      res = co_await handle_off_thread(parser.get());
     } else {
       res = handle(parser.get());
     }

@@ -3,6 +3,8 @@
 
 #include <libpq-fe.h>
 
+#include <poll.h>
+
 #include <cstdlib>
 
 #include "config/pgpass.h"
@@ -137,12 +139,19 @@ void ControlStore::drop(size_t i) {
 std::unique_ptr<ControlStore> ControlStore::from_config(const config::Config& cfg, std::string* why) {
   auto store = std::unique_ptr<ControlStore>(new ControlStore());
   store->targets_ = cfg.targets;
-  store->user_ = env_or("PGTANDEM_CONTROL_USER",
-                        cfg.classifier.catalog_user.empty() ? env_or("PGUSER", "")
-                                                            : cfg.classifier.catalog_user);
-  store->database_ = env_or("PGTANDEM_CONTROL_DATABASE", "postgres");
+  // The file's [cutover] first, then the environment (a Kubernetes Secret/env), then the
+  // classifier's catalog user, then libpq's own default.
+  store->user_ = !cfg.cutover.control_user.empty()
+                     ? cfg.cutover.control_user
+                     : env_or("PGTANDEM_CONTROL_USER",
+                              cfg.classifier.catalog_user.empty() ? env_or("PGUSER", "")
+                                                                  : cfg.classifier.catalog_user);
+  store->database_ = cfg.cutover.control_database != "postgres"
+                         ? cfg.cutover.control_database
+                         : env_or("PGTANDEM_CONTROL_DATABASE", "postgres");
   if (store->user_.empty()) {
-    *why = "no control user: set $PGTANDEM_CONTROL_USER, [classifier] catalog_user or $PGUSER";
+    *why = "no control user: set [cutover] control_user, $PGTANDEM_CONTROL_USER, [classifier] "
+           "catalog_user or $PGUSER";
     return nullptr;
   }
   if (!cfg.mirror.credentials_file.empty()) {
@@ -249,6 +258,46 @@ bool ControlStore::write_epoch(const EpochRow& row, std::string* error) {
   return true;
 }
 
+bool ControlStore::cas_epoch(const EpochRow& row, int64_t expect_epoch,
+                             const std::vector<std::string>& expect_phases, std::string* error) {
+  const std::string started =
+      row.started_ms > 0 ? "to_timestamp(" + std::to_string(row.started_ms) + " / 1000.0)" : "NULL";
+  std::string phases;
+  for (const auto& p : expect_phases) phases += (phases.empty() ? "" : ", ") + escape_literal(p);
+  const std::string sql =
+      "INSERT INTO pgtandem_control.epoch AS cur (id, epoch, primary_target, phase, coordinator, "
+      "started_at, updated_at) SELECT 1, " +
+      std::to_string(row.epoch) + ", " + escape_literal(row.primary) + ", " +
+      escape_literal(row.phase) + ", " + escape_literal(row.coordinator) + ", " + started +
+      ", now() ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, primary_target = "
+      "excluded.primary_target, phase = excluded.phase, coordinator = excluded.coordinator, "
+      "started_at = excluded.started_at, updated_at = now() WHERE cur.epoch = " +
+      std::to_string(expect_epoch) + " AND cur.phase IN (" + phases + ") RETURNING 1";
+  const std::string current =
+      "SELECT epoch || ' ' || phase || ' by ' || coalesce(coordinator, '?') FROM "
+      "pgtandem_control.epoch";
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    Conn* c = cached(i, error);
+    if (!c) return false;
+    auto r = c->query(sql, error);
+    if (!r) {
+      drop(i);
+      return false;
+    }
+    if (r->rows() == 0) {
+      std::string e;
+      auto now = c->query(current, &e);
+      *error = targets_[i].name + ": the control row changed (now epoch " +
+               (now && now->rows() > 0 ? now->at(0, 0) : std::string("?")) + ")";
+      return false;
+    }
+    c->exec("NOTIFY pgtandem_control, " + escape_literal(std::to_string(row.epoch) + ":" + row.phase),
+            error);
+  }
+  return true;
+}
+
 bool ControlStore::upsert_replica(const ReplicaRow& row, bool ack, std::string* error) {
   const std::string ack_cols = ack ? ", acked_phase = excluded.acked_phase, acked_at = now()" : "";
   const std::string sql =
@@ -320,6 +369,46 @@ std::vector<ReplicaRow> ControlStore::live_replicas(int64_t live_ms, std::string
     }
   }
   return best;
+}
+
+bool ControlStore::wait_notify(int timeout_ms) {
+  if (listeners_.size() < targets_.size()) listeners_.resize(targets_.size());
+  std::vector<pollfd> fds;
+  std::vector<size_t> which;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    auto& l = listeners_[i];
+    if (l && PQstatus(l->c) != CONNECTION_OK) l.reset();
+    if (!l) {
+      auto c = std::make_unique<Conn>();
+      std::string e;
+      if (!c->open(conninfo(targets_[i], database_), targets_[i].name, &e) ||
+          !c->exec("LISTEN pgtandem_control", &e)) {
+        continue;  // the poll covers this target until it is back
+      }
+      l = std::move(c);
+    }
+    fds.push_back(pollfd{PQsocket(l->c), POLLIN, 0});
+    which.push_back(i);
+  }
+  if (fds.empty()) {
+    ::poll(nullptr, 0, timeout_ms);
+    return false;
+  }
+  if (::poll(fds.data(), fds.size(), timeout_ms) <= 0) return false;
+  bool got = false;
+  for (size_t k = 0; k < fds.size(); ++k) {
+    if (fds[k].revents == 0) continue;
+    auto& l = listeners_[which[k]];
+    if (PQconsumeInput(l->c) == 0) {
+      l.reset();
+      continue;
+    }
+    while (PGnotify* n = PQnotifies(l->c)) {
+      got = true;
+      PQfreemem(n);
+    }
+  }
+  return got;
 }
 
 bool ControlStore::sync_sequences(const std::string& from, const std::string& to, int* synced,

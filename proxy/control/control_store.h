@@ -51,6 +51,13 @@ class ControlStore {
   std::optional<EpochRow> read_epoch(std::string* error);
   // Writes the row to both targets and notifies; false if either failed.
   bool write_epoch(const EpochRow& row, std::string* error);
+  // Compare-and-set: writes `row` to each target, in the targets' order, only where the current
+  // row has epoch `expect_epoch` and its phase is one of `expect_phases` (or no row exists: the
+  // first cutover). Every coordinator writes the targets in the same order, so the
+  // first target decides between two racing coordinators. False with *error naming the current
+  // row where the compare failed.
+  bool cas_epoch(const EpochRow& row, int64_t expect_epoch,
+                 const std::vector<std::string>& expect_phases, std::string* error);
   // This replica's row on both targets (best effort: true if at least one took it).
   bool upsert_replica(const ReplicaRow& row, bool ack, std::string* error);
   // Replicas with a heartbeat younger than `live_ms`, from the target with the higher epoch.
@@ -59,6 +66,12 @@ class ControlStore {
   // that `to` also has. *synced counts the sequences set. False with *error.
   bool sync_sequences(const std::string& from, const std::string& to, int* synced,
                       std::string* error);
+
+  // Waits up to timeout_ms for a NOTIFY on channel `pgtandem_control` from any target, on LISTEN
+  // connections of its own (opened lazily, reopened after a failure). True if one arrived. The
+  // agent's thread only: a phase change reaches a participant in milliseconds, the agent's poll
+  // is the fallback for a lost notification or a broken connection.
+  bool wait_notify(int timeout_ms);
 
   const std::vector<config::Target>& targets() const { return targets_; }
 
@@ -71,6 +84,7 @@ class ControlStore {
   void drop(size_t i);
   std::mutex mu_;
   std::vector<std::unique_ptr<Conn>> cache_;
+  std::vector<std::unique_ptr<Conn>> listeners_;  // wait_notify's, agent thread only
   std::vector<config::Target> targets_;
   std::string user_, database_;
   std::shared_ptr<const config::Pgpass> pgpass_;

@@ -1,8 +1,7 @@
 // Cutover coordinator and agent (issue 14): see cutover.h and docs/cutover.md.
 //
-// TODO (issue 14, not done yet): an agent whose coordinator died mid-pause waits up to
-// kOrphanPauseMs and then aborts on its own; the [cutover] config section (thresholds, control
-// database) is still environment/query based; the verify gate; LISTEN instead of polling.
+// An agent whose coordinator died mid-pause waits up to kOrphanPauseMs and then aborts on its
+// own (compare-and-set on the phase: a newer cutover's row is left alone).
 #include "proxy/control/cutover.h"
 
 #include <algorithm>
@@ -282,10 +281,12 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
   state_.control.pause.close();  // here first: once the row says pause, this replica is paused
   const auto pause_start = SteadyClock::now();
   rep.in_flight_at_pause = state_.control.pause.in_flight();
-  if (!store_->write_epoch(pause, &err)) {
+  // Compare-and-set: a cutover another replica is running (or one that moved the epoch since it
+  // was read) wins; this one is refused before anyone paused for it.
+  if (!store_->cas_epoch(pause, row ? cur.epoch : 0, {"idle", "resume", "abort"}, &err)) {
     state_.control.pause.open();
-    rep.result = "error";
-    rep.reason = "cannot write the pause: " + err;
+    rep.result = err.find("control row changed") != std::string::npos ? "refused" : "error";
+    rep.reason = "cannot start the pause: " + err;
     finish(rep);
     return rep;
   }
@@ -441,8 +442,9 @@ void Cutover::agent_loop() {
       heartbeat(false, "");
       last_beat = SteadyClock::now();
     }
-    std::unique_lock lock(cv_mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(kAgentPollMs), [this] { return stop_.load(); });
+    // NOTIFY wakes the agent at once (the coordinator notifies every phase and every ack); the
+    // poll interval is the fallback.
+    store_->wait_notify(kAgentPollMs);
   }
   if (agent_paused_) state_.control.pause.open();
 }
@@ -487,9 +489,14 @@ void Cutover::agent_step() {
     // if that takes longer than its timeout (this replica then sees `abort` and resumes).
     // (Watching the row meanwhile: an abort opens the gate at once.)
     auto last_check = SteadyClock::now();
+    auto last_beat = SteadyClock::now();
     while (!stop_.load() && (state_.control.pause.in_flight() > 0 || !drained()) &&
            ms_since(agent_pause_start_) < kOrphanPauseMs) {
       sleep_ms(1);
+      if (ms_since(last_beat) >= kHeartbeatMs) {  // a long pause is not a dead replica
+        heartbeat(false, "");
+        last_beat = SteadyClock::now();
+      }
       if (ms_since(last_check) >= kAgentPollMs) {
         last_check = SteadyClock::now();
         auto now_row = store_->read_epoch(&e);
@@ -515,7 +522,7 @@ void Cutover::agent_step() {
     log::error("cutover: the coordinator never ended the pause; aborting it", {});
     EpochRow abort = *row;
     abort.phase = "abort";
-    store_->write_epoch(abort, &e);
+    store_->cas_epoch(abort, row->epoch, {"pause"}, &e);
   }
 }
 

@@ -17,7 +17,8 @@ namespace pgtandem::proxy {
 class Journal;
 
 struct MirrorShared {
-  size_t secondary = 1;                          // the target writes are mirrored to
+  // The target writes are mirrored to: written by a cutover (its thread), read by /status.
+  std::atomic<size_t> secondary{1};
   std::unique_ptr<Journal> journal;              // where unapplied mirrored writes go
   std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
   std::atomic<int64_t> queue_bytes{0};           // all sessions' mirror queues together

@@ -9,7 +9,10 @@
 #include <libpq-fe.h>
 
 #include <chrono>
+#include <algorithm>
 #include <csignal>
+#include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -124,6 +127,38 @@ class CutoverTest : public ProxyTest {
       }
     }
     return out;
+  }
+
+  // Three (or n) replicas over the same targets, each with its agent's heartbeat written.
+  std::vector<ProxyProcess*> start_replicas(int n) {
+    std::vector<ProxyProcess*> replicas;
+    for (int i = 0; i < n; ++i) replicas.push_back(&start_proxy(options()));
+    const std::string want = std::to_string(n);
+    EXPECT_TRUE(poll_until([&] {
+      try {
+        return old_cluster().query_value(
+                   "SELECT count(*) FROM pgtandem_control.replicas WHERE heartbeat_at > now() - "
+                   "interval '3 s'") == want;
+      } catch (const std::exception&) {
+        return false;
+      }
+    }, milliseconds(15000)));
+    return replicas;
+  }
+
+  std::string epoch_row(PgCluster& c) {
+    return c.query_value("SELECT epoch || '/' || primary_target || '/' || phase FROM "
+                         "pgtandem_control.epoch");
+  }
+
+  // track_commit_timestamp needs a restart of both servers (once; it stays on for later tests).
+  void track_commit_timestamps() {
+    for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+      if (c->query_value("SHOW track_commit_timestamp") == "on") continue;
+      c->exec("ALTER SYSTEM SET track_commit_timestamp = on");
+      c->stop();
+      c->start();
+    }
   }
 
   std::vector<std::string> databases_;
@@ -248,6 +283,181 @@ TEST_F(CutoverTest, ThreeReplicasMoveAsOneUnderTpcb) {
   }
 }
 
+// The invariant itself, from the servers' own commit timestamps: three replicas insert unique
+// keys; a key's first execution is the earlier of its commit timestamps on old and new (the
+// mirror applies after the primary committed). Sorted by that time, the first executions must
+// run old... then new... then old...: no write ran first on old after one ran first on new.
+TEST_F(CutoverTest, CommitTimestampsShowNoSplitAcrossThreeReplicas) {
+  track_commit_timestamps();
+  const std::string db = unique("cutover_ts");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    c->create_database(db);
+    c->exec("CREATE TABLE ct (k bigint PRIMARY KEY, note text); GRANT ALL ON ct TO PUBLIC", db);
+  }
+  databases_.push_back(db);
+  journal_dirs_.push_back(std::make_unique<TempDir>("pgtandem-cutover-script"));
+  const std::string script = journal_dirs_.back()->file("insert.sql");
+  {
+    std::ofstream f(script);
+    f << "\\set k random(1, 9000000000000000000)\n"
+         "INSERT INTO ct (k, note) VALUES (:k, 'c' || :client_id) ON CONFLICT DO NOTHING;\n";
+  }
+  std::vector<ProxyProcess*> replicas = start_replicas(3);
+  std::vector<ProcessResult> benches(3);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      benches[i] = run_pgbench(replicas[i]->endpoint(),
+                               {"-n", "-c", "2", "-j", "1", "-T", "10", "-f", script}, db,
+                               milliseconds(300000));
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(3000));
+  // Autocommit inserts make thousands of mirror units a second: the lag gate (in units) is not
+  // what this test is about; the pause drains whatever lag there is before the switch.
+  HttpResponse to_new = cutover(*replicas[0], "to=new&max_lag=1000000");
+  std::this_thread::sleep_for(milliseconds(2500));
+  HttpResponse to_old = cutover(*replicas[2], "to=old&max_lag=1000000");
+  for (auto& t : threads) t.join();
+  EXPECT_NE(to_new.body.find("\"result\":\"ok\""), std::string::npos) << to_new.body;
+  EXPECT_NE(to_old.body.find("\"result\":\"ok\""), std::string::npos) << to_old.body;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(benches[i].ok()) << i << ": " << benches[i].describe();
+    EXPECT_EQ(parse_pgbench(benches[i].out).failed, 0) << i;
+  }
+  const std::string count_sql = "SELECT count(*) || '/' || sum(k % 1000003) FROM ct";
+  std::string o, n;
+  ASSERT_TRUE(poll_until([&] {
+    o = old_cluster().query_value(count_sql, db);
+    n = new_cluster().query_value(count_sql, db);
+    return o == n;
+  }, kDeadline)) << "old " << o << " vs new " << n;
+  // Microseconds since the epoch of each key's commit, per server.
+  auto commits = [&](PgCluster& c) {
+    std::map<std::string, int64_t> out;
+    const std::string all = c.query_value(
+        "SELECT string_agg(k || ' ' || (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * "
+        "1000000)::bigint, ',') FROM ct", db);
+    size_t start = 0;
+    while (start < all.size()) {
+      size_t end = all.find(',', start);
+      if (end == std::string::npos) end = all.size();
+      const std::string item = all.substr(start, end - start);
+      const size_t sp = item.find(' ');
+      out[item.substr(0, sp)] = std::stoll(item.substr(sp + 1));
+      start = end + 1;
+    }
+    return out;
+  };
+  const auto on_old = commits(old_cluster());
+  const auto on_new = commits(new_cluster());
+  ASSERT_EQ(on_old.size(), on_new.size());
+  std::vector<std::pair<int64_t, char>> first;  // (time, 'o' or 'n') of each key's first run
+  for (const auto& [k, t_old] : on_old) {
+    auto it = on_new.find(k);
+    ASSERT_NE(it, on_new.end()) << k;
+    first.push_back(t_old <= it->second ? std::make_pair(t_old, 'o') : std::make_pair(it->second, 'n'));
+  }
+  std::sort(first.begin(), first.end());
+  std::string runs;  // the sequence of sides, runs collapsed: must be "ono"
+  size_t per_side[2] = {0, 0};
+  for (const auto& [t, side] : first) {
+    if (runs.empty() || runs.back() != side) runs += side;
+    ++per_side[side == 'n'];
+  }
+  std::fprintf(stderr, "[cutover ts] %zu keys: %zu first on old, %zu first on new; runs %s\n",
+               first.size(), per_side[0], per_side[1], runs.c_str());
+  EXPECT_EQ(runs, "ono") << "a write ran first on one primary after the other had taken writes";
+  EXPECT_GT(per_side[1], 0u);
+}
+
+// A participant killed while the cutover waits for its pause: it never acknowledges, so the
+// coordinator aborts everywhere, before anyone switched. Nobody is split: every surviving replica
+// serves old at the unchanged epoch, and their clients saw no error.
+TEST_F(CutoverTest, AReplicaKilledMidCutoverAbortsItEverywhere) {
+  const std::string db = make_db("killed");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  std::vector<ProxyProcess*> replicas = start_replicas(3);
+  // Replica 2 holds a transaction open: its pause cannot complete.
+  ConnPtr held = connect(replicas[2]->endpoint().conninfo("", db));
+  exec(held.get(), "BEGIN");
+  query_value(held.get(), "INSERT INTO t (note) VALUES ('held') RETURNING id");
+  std::vector<ProcessResult> benches(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      benches[i] = run_pgbench(replicas[i]->endpoint(),
+                               {"-n", "-c", "2", "-j", "1", "-T", "8", "-M", "prepared"}, db,
+                               milliseconds(300000));
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(2000));
+  HttpResponse r;
+  std::thread coordinator([&] { r = cutover(*replicas[0], "to=new&timeout_ms=4000"); });
+  ASSERT_TRUE(poll_until([&] {
+    try {
+      return old_cluster().query_value("SELECT phase FROM pgtandem_control.epoch") == "pause";
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, milliseconds(10000)));
+  replicas[2]->kill();
+  coordinator.join();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("\"result\":\"aborted\""), std::string::npos) << r.body;
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) EXPECT_EQ(epoch_row(*c), "1/old/abort");
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(benches[i].ok()) << i << ": " << benches[i].describe();
+    EXPECT_EQ(parse_pgbench(benches[i].out).failed, 0) << i;
+    EXPECT_TRUE(poll_until([&] {
+      const std::string st = http_get(replicas[i]->admin_port(), "/status").body;
+      return st.find("\"primary\":\"old\"") != std::string::npos &&
+             st.find("\"paused\":false") != std::string::npos;
+    }, milliseconds(5000))) << http_get(replicas[i]->admin_port(), "/status").body;
+  }
+  std::string o, n;
+  EXPECT_TRUE(poll_until([&] {
+    o = pgbench_state(old_cluster(), db);
+    n = pgbench_state(new_cluster(), db);
+    return o == n;
+  }, kDeadline)) << "old " << o << " vs new " << n << "\n" << history_difference(db);
+}
+
+// A replica that starts after a cutover serves the control epoch's primary, not its file's.
+// Two coordinators called at once: exactly one cutover happens.
+TEST_F(CutoverTest, TwoCoordinatorsAtOnceAndAReplicaStartedLater) {
+  const std::string db = make_db("later");
+  std::vector<ProxyProcess*> replicas = start_replicas(2);
+  HttpResponse a, b;
+  std::thread ta([&] { a = cutover(*replicas[0], "to=new"); });
+  std::thread tb([&] { b = cutover(*replicas[1], "to=new"); });
+  ta.join();
+  tb.join();
+  const int oks = (a.body.find("\"result\":\"ok\"") != std::string::npos) +
+                  (b.body.find("\"result\":\"ok\"") != std::string::npos);
+  EXPECT_EQ(oks, 1) << a.body << "\n" << b.body;
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    EXPECT_EQ(c->query_value("SELECT epoch || '/' || primary_target FROM pgtandem_control.epoch"),
+              "2/new");
+  }
+  ProxyProcess& later = start_proxy(options());  // its file says primary = "old"
+  ASSERT_EQ(later.options().primary, "old");
+  EXPECT_NE(http_get(later.admin_port(), "/status").body.find("\"epoch\":2,\"primary\":\"new\""),
+            std::string::npos) << http_get(later.admin_port(), "/status").body;
+  ConnPtr c = connect(later.endpoint().conninfo("", db));
+  EXPECT_EQ(query_value(c.get(), "SELECT current_setting('port')"),
+            std::to_string(new_cluster().endpoint().port));
+  exec(c.get(), "INSERT INTO t (id, note) VALUES (1000, 'after')");
+  EXPECT_EQ(new_cluster().query_value("SELECT note FROM t WHERE id = 1000", db), "after");
+  EXPECT_TRUE(poll_until([&] {
+    return old_cluster().query_value("SELECT count(*) FROM t WHERE id = 1000", db) == "1";
+  }, milliseconds(10000))) << "the write through the later replica was not mirrored to old";
+}
+
 TEST_F(CutoverTest, AFailingGateBlocks) {
   make_db("gate");
   ProxyProcess& p = start_proxy(options());
@@ -285,6 +495,13 @@ TEST_F(CutoverTest, ALongTransactionMakesThePauseTimeOutAndTheCutoverAbort) {
     }
   }, milliseconds(10000));
   EXPECT_TRUE(paused);
+  // The admin API keeps answering while the cutover runs (it runs on a thread of its own), and
+  // a second cutover meanwhile is refused at once.
+  HttpResponse during = http_get(p.admin_port(), "/status");
+  EXPECT_NE(during.body.find("\"paused\":true"), std::string::npos)
+      << "/status waited for the cutover to end: " << during.body;
+  HttpResponse second = cutover(p, "to=new");
+  EXPECT_EQ(second.status, 409) << second.body;
   const auto before = std::chrono::steady_clock::now();
   const std::string v = query_value(other.get(), "INSERT INTO t (note) VALUES ('waited') RETURNING note");
   const auto waited = std::chrono::steady_clock::now() - before;
