@@ -194,6 +194,10 @@ token = "demo"
 [mirror]
 journal_path = "$dir/mirror.journal"
 
+# Phase 9's coordinated cutover: the replicas' control schema lives in database postgres on both.
+[cutover]
+control_user = "postgres"
+
 [shadow]
 sample_rate = $CFG_SHADOW
 recheck_delay_ms = 200
@@ -518,21 +522,28 @@ done
 phase_end "reads of users served by new (by hot reload): $shift_note"
 
 # ------------------------------------------------------------------------------------ 9 flip
-# cutover_to TARGET LABEL: today's mechanism, a primary flip by config + reload: each session moves
-# at its next transaction boundary. The coordinated `pgtandem cutover --to TARGET` (issue 14) will
-# replace the body of this function; the measurement around it stays.
-FLIP_NOTE='' FLIP_MOVED=0 FLIP_CLOSED=0
+# cutover_to TARGET LABEL: the coordinated cutover, `pgtandem cutover --to TARGET` (docs/cutover.md):
+# gates, a pause at transaction boundaries, mirror drained, sequences synced, switch, resume. Each
+# session then moves at its next request; the measurement around it counts them.
+FLIP_NOTE='' FLIP_MOVED=0 FLIP_CLOSED=0 FLIP_PAUSES=''
 cutover_to() {
-  local target=$1 label=$2 t0=$EPOCHREALTIME sessions f0 nflip=0 last=-1 stable=0 ms
+  local target=$1 label=$2 t0=$EPOCHREALTIME sessions f0 nflip=0 last=-1 stable=0 ms out pause
   scrape flip-before
   sessions=$(int "$(msum "$logs/metrics/flip-before.prom" pgtandem_client_connections)")
   f0=$(msum "$logs/metrics/flip-before.prom" pgtandem_primary_flips_total)
   event flip "$label"
+  if ! out=$("$bin" cutover --to "$target" --admin "127.0.0.1:$PGTANDEM_ADMIN_PORT" --token demo 2>&1); then
+    printf '%s\n' "$out" >>"$logs/cutover.log"
+    printf '%s\n' "$out" | tail -n 12 >&2
+    check_fail "$label: pgtandem cutover --to $target failed (see $logs/cutover.log)"
+    return 0
+  fi
+  printf '%s\n' "$out" >>"$logs/cutover.log"
+  pause=$(grep -o 'pause [0-9]* ms' <<<"$out" | head -n 1 | grep -o '[0-9]*' || true)
+  FLIP_PAUSES+="${FLIP_PAUSES:+, }${pause:-?} ms"
+  # The control epoch owns the primary now: the file follows it, so later reloads agree.
   CFG_PRIMARY=$target
-  apply_config || return 0
-  # Every session moves at its next transaction boundary: wait until the primary is switched and
-  # as many sessions have moved as were open (or, when pgbench ended some of them in the meantime,
-  # the count has stopped growing for a second). At most 10 s.
+  write_config
   local deadline=$((SECONDS + 10))
   while ((SECONDS < deadline)); do
     if [[ $(current_primary) == "$target" ]]; then
@@ -564,7 +575,7 @@ observe "$hold_secs"
 cutover_to new "flip to new again"
 observe "$hold_secs"
 ((FLIP_CLOSED == 0)) || check_fail "$FLIP_CLOSED sessions were closed at a flip instead of moved"
-phase_end "primary flip by reload (coordinated cutover: issue 14): $FLIP_NOTE; sessions moved $FLIP_MOVED, closed $FLIP_CLOSED"
+phase_end "pgtandem cutover: $FLIP_NOTE; pause $FLIP_PAUSES; sessions moved $FLIP_MOVED, closed $FLIP_CLOSED"
 
 # ------------------------------------------------------------------------------------ 10 verify
 phase_begin 10 "final verify"

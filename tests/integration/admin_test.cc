@@ -190,14 +190,23 @@ TEST_F(AdminTest, InvalidConfigIsRejectedAndReported) {
   EXPECT_TRUE(contains(st.out, "drain_timeout_ms")) << st.out;
 
   // A valid change: applied, through the CLI; the token from the config itself.
+  // (pgtandem's own file watch applies the same file 150 ms after the write: on a loaded machine
+  // it can beat the CLI's process start, and the CLI then finds it unchanged. Either way the
+  // change is applied once, with the same diff.)
   write_file(p.config_path(), good + "\n[log]\nlevel = \"warn\"\n");
   rr = run_process({pgtandem_binary(), "reload", "--config", p.config_path()});
   EXPECT_EQ(rr.exit_code, 0) << rr.describe();
-  EXPECT_TRUE(contains(rr.out, "reload: applied")) << rr.describe();
-  EXPECT_TRUE(contains(rr.out, "log.level: info -> warn")) << rr.describe();
   status = http_get(p.admin_port(), "/status").body;
-  EXPECT_TRUE(contains(status, "\"outcome\":\"applied\"")) << status;
   EXPECT_TRUE(contains(status, "\"generation\":2")) << status;
+  if (contains(rr.out, "reload: unchanged")) {
+    EXPECT_TRUE(contains(p.log_text(), "source=file_watch outcome=applied generation=2"))
+        << p.log_text();
+    EXPECT_TRUE(contains(p.log_text(), "log.level: info -> warn")) << p.log_text();
+  } else {
+    EXPECT_TRUE(contains(rr.out, "reload: applied")) << rr.describe();
+    EXPECT_TRUE(contains(rr.out, "log.level: info -> warn")) << rr.describe();
+    EXPECT_TRUE(contains(status, "\"outcome\":\"applied\"")) << status;
+  }
   EXPECT_EQ(query_value(c.get(), "SELECT 'after'"), "after");
 }
 
