@@ -214,7 +214,8 @@ struct Cutover {
   uint32_t pause_timeout_ms = 5000;  // in-flight transactions and acks must finish within it
   uint64_t max_mirror_lag = 1000;    // mirror units assigned and not yet applied, at most
   uint64_t max_queue_bytes = 16u << 20;
-  uint64_t max_shadow_mismatches = 0;  // since the last cutover
+  uint64_t max_shadow_mismatches = 0;  // in the last shadow_window_s
+  uint32_t shadow_window_s = 300;
   // The last `pgtandem verify` this replica heard of must be clean and at most this old; 0 turns
   // the gate off (a verify run's report reaches the proxy through its admin API).
   uint32_t verify_max_age_s = 0;

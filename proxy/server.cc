@@ -928,6 +928,7 @@ AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
     req.max_mirror_lag = static_cast<int64_t>(c.max_mirror_lag);
     req.max_queue_bytes = static_cast<int64_t>(c.max_queue_bytes);
     req.max_mismatches = c.max_shadow_mismatches;
+    req.shadow_window_s = c.shadow_window_s;
   }
   while (!query.empty()) {
     const size_t amp = query.find('&');
@@ -941,6 +942,7 @@ AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
     if (k == "timeout_ms" && !v.empty()) req.timeout_ms = std::atoll(v.c_str());
     if (k == "max_mismatches" && !v.empty()) req.max_mismatches = std::strtoull(v.c_str(), nullptr, 10);
     if (k == "max_lag" && !v.empty()) req.max_mirror_lag = std::atoll(v.c_str());
+    if (k == "shadow_window_s" && !v.empty()) req.shadow_window_s = std::max(1LL, std::atoll(v.c_str()));
   }
   if (req.to.empty()) {
     reply.status = 400;

@@ -197,6 +197,9 @@ journal_path = "$dir/mirror.journal"
 # Phase 9's coordinated cutover: the replicas' control schema lives in database postgres on both.
 [cutover]
 control_user = "postgres"
+# The shadow gate looks at the last 10 s (default 5 min): phase 7's fault, repaired since, is older
+# than that here because the demo's phases are short; a fault still there would block the cutover.
+shadow_window_s = 10
 
 [shadow]
 sample_rate = $CFG_SHADOW

@@ -20,6 +20,8 @@ void Validator::validate_cutover(const toml::table& table, Cutover& out) {
     } else if (k == "max_shadow_mismatches") {
       set_uint(node, "cutover.max_shadow_mismatches", 0, int64_t{1} << 40,
                out.max_shadow_mismatches);
+    } else if (k == "shadow_window_s") {
+      set_uint(node, "cutover.shadow_window_s", 1, 86400, out.shadow_window_s);
     } else if (k == "verify_max_age_s") {
       set_uint(node, "cutover.verify_max_age_s", 0, 366LL * 24 * 3600, out.verify_max_age_s);
     } else {

@@ -143,9 +143,12 @@ void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& li
   }
   rep->gates.push_back({"breakers", open_breakers.empty(),
                         open_breakers.empty() ? "all closed" : "open:" + open_breakers});
-  const uint64_t mismatches = state_.shadow.mismatches.total() - mismatches_at_last_;
+  // A recent window, not "ever": a fault found and repaired an hour ago does not block today's
+  // cutover; one the shadow reads still see does.
+  const uint64_t mismatches = mismatches_within(req.shadow_window_s);
   rep->gates.push_back({"shadow_mismatches", mismatches <= req.max_mismatches,
-                        std::to_string(mismatches) + " since the last cutover (max " +
+                        std::to_string(mismatches) + " in the last " +
+                            std::to_string(req.shadow_window_s) + " s (max " +
                             std::to_string(req.max_mismatches) + ")"});
   std::string down;
   for (size_t i = 0; i < state_.targets.size() && i < kMaxTargets; ++i) {
@@ -362,9 +365,32 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
   }
   rep.result = "ok";
   rep.reason = ack_why.empty() ? "" : ack_why;
-  mismatches_at_last_ = state_.shadow.mismatches.total();
   finish(rep);
   return rep;
+}
+
+void Cutover::sample_mismatches() {
+  const auto now = SteadyClock::now();
+  std::lock_guard lock(mu_);
+  mismatch_samples_.emplace_back(now, state_.shadow.mismatches.total());
+  // Kept for a day at most (86,400 samples of 16 bytes): the longest window [cutover] allows.
+  while (!mismatch_samples_.empty() && now - mismatch_samples_.front().first > std::chrono::hours(24)) {
+    mismatch_samples_.pop_front();
+  }
+}
+
+uint64_t Cutover::mismatches_within(int64_t window_s) const {
+  const uint64_t total = state_.shadow.mismatches.total();
+  const auto since = SteadyClock::now() - std::chrono::seconds(window_s);
+  std::lock_guard lock(mu_);
+  // The newest sample at or before the window's start is the baseline; none (pgtandem is younger
+  // than the window): everything since start counts.
+  uint64_t base = 0;
+  for (const auto& [when, count] : mismatch_samples_) {
+    if (when > since) break;
+    base = count;
+  }
+  return total >= base ? total - base : 0;
 }
 
 void Cutover::finish(CutoverReport rep) {
@@ -440,6 +466,7 @@ void Cutover::agent_loop() {
     if (!coordinating_.load()) agent_step();
     if (ms_since(last_beat) >= kHeartbeatMs) {
       heartbeat(false, "");
+      sample_mismatches();
       last_beat = SteadyClock::now();
     }
     // NOTIFY wakes the agent at once (the coordinator notifies every phase and every ack); the

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,7 +30,8 @@ struct CutoverRequest {
   // drains them to zero before the switch).
   int64_t max_mirror_lag = 1000;
   int64_t max_queue_bytes = 16 << 20;
-  uint64_t max_mismatches = 0;  // shadow mismatches recorded since the last cutover, at most
+  uint64_t max_mismatches = 0;  // shadow mismatches in the last `shadow_window_s`, at most
+  int64_t shadow_window_s = 300;
 };
 
 struct CutoverGate {
@@ -110,7 +112,10 @@ class Cutover {
   std::string primary_;     // under mu_
   std::string phase_ = "idle";  // under mu_
   std::string my_state_ = "serving";  // under mu_
-  uint64_t mismatches_at_last_ = 0;
+  // (when, shadow mismatches total) once a second, by the agent: the gate's recent window.
+  std::deque<std::pair<std::chrono::steady_clock::time_point, uint64_t>> mismatch_samples_;  // mu_
+  void sample_mismatches();
+  uint64_t mismatches_within(int64_t window_s) const;
   // Agent.
   std::thread agent_;
   std::atomic<bool> stop_{false};

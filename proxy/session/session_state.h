@@ -104,7 +104,6 @@ class Session final : public policy::RequestTrackerHost {
   // server_pump.cc
   asio::awaitable<void> pump_backend();
   struct BackendVisitor;
-  asio::awaitable<bool> forward_to_client(const char* buf, size_t n, uint64_t messages);
   // mirroring.cc
   void start_secondary();
   void on_capture_ready();

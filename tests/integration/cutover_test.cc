@@ -458,6 +458,37 @@ TEST_F(CutoverTest, TwoCoordinatorsAtOnceAndAReplicaStartedLater) {
   }, milliseconds(10000))) << "the write through the later replica was not mirrored to old";
 }
 
+// The shadow gate counts a recent window: mismatches the shadow reads see now block the cutover;
+// the same mismatches, once older than the window, do not.
+TEST_F(CutoverTest, ShadowMismatchesBlockOnlyWhileRecent) {
+  const std::string db = make_db("shadow");
+  ProxyOptions o = options();
+  o.extra_toml += "[shadow]\nsample_rate = 1.0\n";
+  ProxyProcess& p = start_proxy(o);
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  exec(c.get(), "INSERT INTO t (id, note) VALUES (1, 'same')");
+  ASSERT_TRUE(poll_until([&] {
+    return new_cluster().query_value("SELECT count(*) FROM t", db) == "1";
+  }, milliseconds(10000)));
+  new_cluster().exec("UPDATE t SET note = 'changed behind pgtandem' WHERE id = 1", db);
+  for (int i = 0; i < 3; ++i) query_value(c.get(), "SELECT note FROM t WHERE id = 1");
+  ASSERT_TRUE(poll_until([&] {
+    return p.metrics().sum("pgtandem_shadow_mismatches_total") >= 3;
+  }, milliseconds(10000))) << p.metrics().text();
+  HttpResponse r = cutover(p, "to=new&shadow_window_s=60");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("\"name\":\"shadow_mismatches\",\"result\":\"FAIL\""), std::string::npos)
+      << r.body;
+  // Repaired, and no mismatch since: once the window has passed them, the gate passes.
+  new_cluster().exec("UPDATE t SET note = 'same' WHERE id = 1", db);
+  ASSERT_TRUE(poll_until([&] {
+    r = cutover(p, "to=new&shadow_window_s=2");
+    return r.body.find("\"result\":\"ok\"") != std::string::npos;
+  }, milliseconds(20000))) << r.body;
+  EXPECT_NE(r.body.find("\"name\":\"shadow_mismatches\",\"result\":\"PASS\""), std::string::npos)
+      << r.body;
+}
+
 TEST_F(CutoverTest, AFailingGateBlocks) {
   make_db("gate");
   ProxyProcess& p = start_proxy(options());

@@ -29,6 +29,7 @@ TEST(CutoverConfig, Defaults) {
   EXPECT_EQ(c.max_mirror_lag, 1000u);
   EXPECT_EQ(c.max_queue_bytes, 16u << 20);
   EXPECT_EQ(c.max_shadow_mismatches, 0u);
+  EXPECT_EQ(c.shadow_window_s, 300u);
   EXPECT_EQ(c.verify_max_age_s, 0u) << "the verify gate is off unless asked";
 }
 
@@ -40,6 +41,7 @@ pause_timeout_ms = 2500
 max_mirror_lag = 20000
 max_queue_bytes = 1048576
 max_shadow_mismatches = 3
+shadow_window_s = 60
 verify_max_age_s = 3600
 )");
   ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0].to_string());
@@ -50,6 +52,7 @@ verify_max_age_s = 3600
   EXPECT_EQ(c.max_mirror_lag, 20000u);
   EXPECT_EQ(c.max_queue_bytes, 1048576u);
   EXPECT_EQ(c.max_shadow_mismatches, 3u);
+  EXPECT_EQ(c.shadow_window_s, 60u);
   EXPECT_EQ(c.verify_max_age_s, 3600u);
 }
 
