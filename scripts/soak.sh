@@ -82,6 +82,9 @@ sample_every=2
 ((duration > 300)) && scale=${scale:-5}
 scale=${scale:-1}
 net_delay_ms=100 net_loss_pct=2
+# TPC-B rate per workload (tps): lower in short runs, so that CI's replay of the journal stays short.
+tpcb_rate=10
+((duration <= 300)) && tpcb_rate=8
 
 if ((build)); then
   scripts/build.sh --build-dir build --target pgtandem
@@ -296,9 +299,9 @@ loop() {
   PG_BG_PIDS+=($!)
 }
 load_start() {
-  loop tpcb-simple "${PB[@]}" -M simple -c 2 -j 1 -R 15 -D "scale=$scale" -D "start=$start_ts" \
+  loop tpcb-simple "${PB[@]}" -M simple -c 2 -j 1 -R "$tpcb_rate" -D "scale=$scale" -D "start=$start_ts" \
     -f "$logs/tpcb.sql" bench
-  loop tpcb-prepared "${PB[@]}" -M prepared -c 2 -j 1 -R 15 -D "scale=$scale" -D "start=$start_ts" \
+  loop tpcb-prepared "${PB[@]}" -M prepared -c 2 -j 1 -R "$tpcb_rate" -D "scale=$scale" -D "start=$start_ts" \
     -f "$logs/tpcb.sql" bench
   loop select "${PB[@]}" -M prepared -c 2 -j 1 -R 60 -b select-only bench
   loop copy copy_client
@@ -509,11 +512,17 @@ if [[ -z $catchup_how ]]; then
 fi
 
 # ------------------------------------------------------------------------------------ verify
-MIGRATE=(--user postgres --dbname bench)
+# repair goes through a running pgtandem (its admin API), so it runs again for verify and repair.
+if ! kill -0 "$PGTANDEM_PID" 2>/dev/null; then
+  run_pgtandem
+  event pgtandem-up "pgtandem started for verify and repair (pid $PGTANDEM_PID)"
+fi
+MIGRATE=(--user postgres --dbname bench --state-dir "$dir/migrate-state")
 verify_rc=0 repair_rc='' verify2_rc=''
 "$bin" verify --config "$cfg" --report "$logs/verify-1.json" "${MIGRATE[@]}" >"$logs/verify-1.log" 2>&1 ||
   verify_rc=$?
-event verify "pgtandem verify: exit $verify_rc"
+diffs=$(grep '^✗' "$logs/verify-1.log" | sed 's/^✗ //' | paste -sd ';' || true)
+event verify "pgtandem verify: exit $verify_rc${diffs:+ ($diffs)}"
 if ((verify_rc == 1)); then
   ((PGTANDEM_KILLS > 0)) || fail "old != new, and no pgtandem SIGKILL explains it (report $logs/verify-1.json)"
   repair_rc=0
@@ -537,6 +546,7 @@ fi
     "$NEW_RESTARTS" "$NEW_FREEZES" "$NET_WINDOWS" "$BURSTS" "$BURST_VICTIMS"
   printf 'pgtandem_kills\t%s\nnet\t%s\ncatchup\t%s\ncatchup_note\t%s\n' "$PGTANDEM_KILLS" "$net_note" \
     "$catchup_how" "$catchup_note"
+  printf 'verify_diffs\t%s\n' "${diffs:-}"
   printf 'verify_rc\t%s\nrepair_rc\t%s\nverify2_rc\t%s\njournal_lines\t%s\n' "$verify_rc" "$repair_rc" \
     "$verify2_rc" "$journal_lines"
   printf 'version\t%s\ncores\t%s\ncommand\t%s\n' "$("$bin" --version 2>/dev/null | head -n 1)" "$(nproc)" \

@@ -38,13 +38,13 @@ EOF
 # the pid is the client's own) until STOPFILE exists; start it again 1 s after it ends. Run it in
 # the background. Each run's stdout, stderr (stamped: pg_stamp) and "exit-code end-epoch" stay in
 # DIR/seg-N.{out,err,rc}; DIR/pid holds the running client's pid (for fault injection). On TERM it
-# interrupts the client (SIGINT) and exits.
+# stops the client (SIGTERM: a background job of a non-interactive shell ignores SIGINT) and exits.
 pg_run_loop() {
   local d=$1 stop=$2
   shift 2
   local seq=0 child='' rc
   mkdir -p "$d"
-  trap 'if [[ -n $child ]]; then kill -INT "$child" 2>/dev/null; fi; exit 0' TERM
+  trap 'if [[ -n $child ]]; then kill -TERM "$child" 2>/dev/null; fi; exit 0' TERM
   while [[ ! -e $stop ]]; do
     seq=$((seq + 1))
     "$@" >"$d/seg-$seq.out" 2> >(pg_stamp >"$d/seg-$seq.err") </dev/null &

@@ -182,7 +182,8 @@ def main():
                    f"{ok_r} valid applied, {ref_r} invalid refused, {bad_r} wrong"))
     v1, rep, v2 = run.get("verify_rc", ""), run.get("repair_rc", ""), run.get("verify2_rc", "")
     same = v1 == "0" or (v1 == "1" and v2 == "0" and int(run.get("pgtandem_kills", 0)) > 0)
-    vdetail = f"verify exit {v1}" + (f", repair exit {rep}, verify again exit {v2}" if rep else "")
+    vdetail = f"verify exit {v1}" + (f" ({run['verify_diffs']})" if run.get("verify_diffs") else "") + \
+        (f", repair exit {rep}, verify again exit {v2}" if rep else "")
     checks.append((same, "old == new after catch-up (and repair)", vdetail))
     for f in failed:
         checks.append((False, "soak.sh check", f))
