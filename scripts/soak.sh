@@ -331,7 +331,7 @@ fault_reload() {
   local rc=0 kind hash t=$EPOCHREALTIME
   if ((RELOAD_SEQ % 2)); then
     write_config valid $((200 + 100 * (RELOAD_SEQ / 2 % 2)))
-    "$bin" reload --config "$cfg" >>"$logs/reload.log" 2>&1 || rc=$?
+    timeout 20 "$bin" reload --config "$cfg" >>"$logs/reload.log" 2>&1 || rc=$?
     if ((rc == 0)); then
       RELOAD_OK=$((RELOAD_OK + 1))
       CFG_HASH=$(config_hash || true)
@@ -343,7 +343,7 @@ fault_reload() {
     kind=syntax
     ((RELOAD_SEQ % 4 == 0)) && kind=range
     write_config "$kind"
-    "$bin" reload --config "$cfg" >>"$logs/reload.log" 2>&1 || rc=$?
+    timeout 20 "$bin" reload --config "$cfg" >>"$logs/reload.log" 2>&1 || rc=$?
     kill -HUP "$PGTANDEM_PID" 2>/dev/null || true
     sleep 0.2
     hash=$(config_hash || true)
@@ -384,9 +384,13 @@ fault_net() {
   if (($1)); then
     netns_impair "$net_delay_ms" "$net_loss_pct"
     NET_ON=1 NET_WINDOWS=$((NET_WINDOWS + 1))
-    local probe
-    probe=$( { TIMEFORMAT=%R; time psql -X -At -h "$(pg_host new)" -p "$(pg_port new)" -U postgres \
-      -c 'SELECT 1' >/dev/null 2>&1; } 2>&1 || true)
+    # What a new connection to new and one query take now (not while new is frozen: it would
+    # only time out).
+    local probe='-'
+    if ! ((NEW_FROZEN)); then
+      probe=$( { TIMEFORMAT=%R; time timeout 10 psql -X -At -h "$(pg_host new)" -p "$(pg_port new)" \
+        -U postgres -c 'SELECT 1' >/dev/null 2>&1; } 2>&1 || true)
+    fi
     event net-on "delay ${net_delay_ms} ms, loss ${net_loss_pct}% on the link to new (a psql SELECT 1 to new: ${probe} s)"
   else
     netns_clear

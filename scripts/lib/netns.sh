@@ -28,10 +28,10 @@ netns_create() {
     NETNS_WHY="not root: creating a network namespace needs CAP_NET_ADMIN"
     return 1
   fi
-  command -v ip >/dev/null && command -v tc >/dev/null || {
+  if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
     NETNS_WHY="ip/tc (iproute2) not installed"
     return 1
-  }
+  fi
   local n=$(($$ % 16000))
   NETNS_NAME=pgtandem-soak-$$
   NETNS_VETH=pts$$a NETNS_PEER=pts$$b

@@ -232,6 +232,8 @@ pg_cluster_stop() {
   local name=$1
   local data=${PG_DATADIRS[$name]:-}
   [[ -n $data && -f $data/postmaster.pid ]] || return 0
+  # A cluster a test froze (SIGSTOP) would never act on the stop signal.
+  pg_cluster_pids "$name" 2>/dev/null | xargs -r kill -CONT 2>/dev/null || true
   (cd "$PG_WORKDIR" && pg_as_user "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 30 stop \
     >/dev/null 2>&1)
 }
