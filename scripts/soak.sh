@@ -528,6 +528,12 @@ verify_rc=0 repair_rc='' verify2_rc=''
 diffs=$(grep '^✗' "$logs/verify-1.log" | sed 's/^✗ //' | paste -sd ';' || true)
 event verify "pgtandem verify: exit $verify_rc${diffs:+ ($diffs)}"
 if ((verify_rc == 1)); then
+  # Both sides' values of the differing rows, before repair makes them equal: a write lost in the
+  # crash window and one applied twice (an uncertain entry sent again) look different here.
+  python3 "$root/scripts/lib/soak_report.py" --rows-sql "$logs/verify-1.json" >"$logs/verify-1-rows.sql" &&
+    for side in old new; do
+      pg_psql "$side" -d bench -At -F ' | ' -f "$logs/verify-1-rows.sql" >"$logs/verify-1-rows-$side.txt" 2>&1 || true
+    done
   ((PGTANDEM_KILLS > 0)) || fail "old != new, and no pgtandem SIGKILL explains it (report $logs/verify-1.json)"
   repair_rc=0
   "$bin" repair --config "$cfg" --report "$logs/verify-1.json" "${MIGRATE[@]}" >"$logs/repair.log" 2>&1 ||

@@ -13,6 +13,7 @@ prints a text summary, writes a markdown report and exits 1 when the soak did no
   - old != new after catch-up (and repair), or a failed check soak.sh recorded.
 """
 import argparse
+import json
 import os
 import re
 import statistics
@@ -101,7 +102,25 @@ def median_thirds(samples, key):
     return a, b, (b - a) / a if a else 0.0
 
 
+def rows_sql(report_path, limit=20):
+    """SQL that selects the first differing rows of a verify report (to keep both sides' values
+    before repair makes them equal): soak_report.py --rows-sql verify.json"""
+    rep = json.load(open(report_path))
+    out = []
+    for t in rep.get("tables", []):
+        keys = t.get("key", [])
+        for r in t.get("rows", [])[:limit]:
+            cond = " AND ".join(f"{k}::text = '{str(v).replace(chr(39), chr(39) * 2)}'"
+                                for k, v in zip(keys, r.get("key", [])))
+            if cond:
+                out.append(f"SELECT '{t['table']}' AS t, * FROM {t['table']} WHERE {cond};")
+    return "\n".join(out) + "\n"
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--rows-sql":
+        sys.stdout.write(rows_sql(sys.argv[2]))
+        return 0
     ap = argparse.ArgumentParser()
     ap.add_argument("logs")
     ap.add_argument("--out", required=True)
@@ -240,6 +259,12 @@ def main():
     lines.append("")
     lines.append(f"**Catch-up**: {run.get('catchup_note')} · **verify**: {vdetail}")
     lines.append("")
+    for side in ("old", "new"):
+        p = os.path.join(L, f"verify-1-rows-{side}.txt")
+        if os.path.exists(p):
+            rows = [r for r in open(p).read().splitlines() if r.strip()][:10]
+            lines.append(f"Differing rows before repair, on {side}: " + "; ".join(f"`{r}`" for r in rows))
+            lines.append("")
     lines.append("**Timeline** (seconds from the load's start; kill bursts and network windows "
                  "counted above): " + "; ".join(
                      f"+{t - t_start:.0f} {kind}" for t, kind, _ in events
