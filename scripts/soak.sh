@@ -31,8 +31,9 @@
 # again when the pgtandem SIGKILL left a crash-window difference).
 #
 # It holds (exit 0) when client errors come only from the kill bursts and the pgtandem restart
-# (counted per cause), RSS and fds are flat after warm-up (the last third's median within 10% of
-# the first third's), the invalid reloads were all refused, and old == new at the end.
+# (counted per cause), RSS and fds are flat after warm-up (the last third's median at most 10% above
+# the first third's: a leak check; a drop is reported, not failed, since sessions come and go and
+# pgtandem restarts once), the invalid reloads were all refused, and old == new at the end.
 #
 # --minutes N  how long the load and faults run (default 30; CI runs 2)
 # --report     the one-page markdown report (default: LOGS/soak-report.md)
