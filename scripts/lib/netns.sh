@@ -21,7 +21,7 @@
 # only traffic is between our side and the namespace.
 
 NETNS_NAME='' NETNS_ADDR='' NETNS_HOST_ADDR='' NETNS_WHY='' NETNS_IMPAIR_HOW=''
-NETNS_VETH='' NETNS_PEER='' NETNS_HAS_NETEM=0 NETNS_BPF_OBJ='' NETNS_TBF_RATE=${NETNS_TBF_RATE:-512kbit}
+NETNS_VETH='' NETNS_PEER='' NETNS_HAS_NETEM=0 NETNS_BPF_OBJ='' NETNS_CLANG='' NETNS_TBF_RATE=${NETNS_TBF_RATE:-512kbit}
 
 netns_create() {
   if [[ $EUID -ne 0 ]]; then
@@ -69,10 +69,11 @@ netns_create() {
 # The loss classifier, for kernels without netem: the drop share is a compile-time constant, one
 # object per loss level (compiled at its first use). Probed here with a 0% object.
 netns_build_bpf_loss() {
-  command -v clang >/dev/null || {
+  NETNS_CLANG=$(command -v clang || command -v clang-14 || true)
+  if [[ -z $NETNS_CLANG ]]; then
     NETNS_WHY="clang not installed"
     return 1
-  }
+  fi
   local src=$PG_WORKDIR/soak-loss.c
   cat >"$src" <<'EOF'
 #include <linux/bpf.h>
@@ -88,7 +89,7 @@ EOF
   local arch
   arch=$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
   # Probe: compile and attach a 0% object.
-  if ! clang -O2 -target bpf -I"/usr/include/$arch" -DLOSS_PER_10000=0 -c "$src" \
+  if ! "$NETNS_CLANG" -O2 -target bpf -I"/usr/include/$arch" -DLOSS_PER_10000=0 -c "$src" \
     -o "$NETNS_BPF_OBJ-0.o" 2>"$PG_WORKDIR/bpf.err" ||
     ! tc qdisc add dev "$NETNS_VETH" clsact 2>>"$PG_WORKDIR/bpf.err" ||
     ! tc filter add dev "$NETNS_VETH" egress bpf da obj "$NETNS_BPF_OBJ-0.o" sec classifier \
@@ -123,7 +124,7 @@ netns_impair() {
     per10k=$(awk -v p="$loss" 'BEGIN { printf "%d", p * 100 }')
     obj=$NETNS_BPF_OBJ-$per10k.o
     if [[ ! -f $obj ]]; then
-      clang -O2 -target bpf -I"/usr/include/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)" \
+      "$NETNS_CLANG" -O2 -target bpf -I"/usr/include/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)" \
         -DLOSS_PER_10000="$per10k" -c "$PG_WORKDIR/soak-loss.c" -o "$obj"
     fi
     netns_tc_both qdisc add clsact
