@@ -91,6 +91,8 @@ int() { printf '%.0f' "${1:-0}" 2>/dev/null || echo 0; }
 
 # shellcheck source=scripts/lib/pg.sh
 source "$root/scripts/lib/pg.sh"
+# shellcheck source=scripts/lib/load.sh
+source "$root/scripts/lib/load.sh"
 pg_init
 
 # ------------------------------------------------------------------------------------ phases
@@ -124,25 +126,7 @@ scrape() {
   curl -fsS --max-time 5 "http://127.0.0.1:$PGTANDEM_ADMIN_PORT/metrics" >"$logs/metrics/$1.prom" ||
     pg_log "warning: could not scrape /metrics"
 }
-# msum FILE NAME [label=value...]: a metric's value in a scrape, summed over the other labels.
-msum() {
-  local file=$1 name=$2
-  shift 2
-  awk -v name="$name" -v want="$*" '
-    BEGIN { n = split(want, w, " ") }
-    /^#/ { next }
-    {
-      key = $0
-      sub(/[{ ].*/, "", key)
-      if (key != name) next
-      for (i = 1; i <= n; i++) {
-        split(w[i], kv, "=")
-        if (index($0, kv[1] "=\"" kv[2] "\"") == 0) next
-      }
-      s += $NF
-    }
-    END { printf "%.6f\n", s }' "$file" 2>/dev/null || echo 0
-}
+msum() { pg_msum "$@"; } # scripts/lib/load.sh
 # metric NAME [label=value...]: its value now.
 metric() {
   scrape now
@@ -268,18 +252,17 @@ run_tool() {
 # same sessions from phase 3 to the end; restarted should every client of it abort), until
 # load_stop. Each run's per-transaction log, output, stderr (stamped) and exit code stay in
 # $logs/load/NAME/ as seg-N.*.
-stamp() { while IFS= read -r line; do printf '%(%s)T %s\n' -1 "$line"; done; }
 load_loop() {
   local name=$1 rate=$2
   shift 2
   local d=$logs/load/$name seq=0 child='' rc
   mkdir -p "$d"
-  trap 'if [[ -n $child ]]; then kill -INT "$child" 2>/dev/null; fi; exit 0' TERM
+  trap 'if [[ -n $child ]]; then kill -TERM "$child" 2>/dev/null; fi; exit 0' TERM
   while [[ ! -e $logs/load/stop ]]; do
     seq=$((seq + 1))
     pgbench -n -c "$clients" -j 2 -R "$rate" -T 86400 -l --log-prefix="$d/seg-$seq.tx" \
       -h 127.0.0.1 -p "$PGTANDEM_PORT" -U postgres "$@" bench \
-      >"$d/seg-$seq.out" 2> >(stamp >"$d/seg-$seq.err") </dev/null &
+      >"$d/seg-$seq.out" 2> >(pg_stamp >"$d/seg-$seq.err") </dev/null &
     child=$!
     rc=0
     wait "$child" || rc=$?
@@ -297,25 +280,8 @@ load_start() {
 \set req random(1, 1000000000)
 SELECT id, username, email, created_at FROM users WHERE id = :uid /* request=':req' */;
 EOF
-  # TPC-B as pgbench's built-in tpcb-like, except that the history row's key and time come from
-  # the client, as they must in an application whose writes are mirrored: the mirror replays the
-  # statement on new, where nextval() and now() would give other values than on old (pgtandem
-  # counts such writes in pgtandem_mirror_nondeterministic_writes_total, and verify finds them).
-  cat >"$logs/tpcb.sql" <<'EOF'
-\set aid random(1, 100000 * :scale)
-\set bid random(1, 1 * :scale)
-\set tid random(1, 10 * :scale)
-\set delta random(-5000, 5000)
-\set hid random(1, 1000000000000000000)
-BEGIN;
-UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
-SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
-UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
-UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
-INSERT INTO pgbench_history (hid, tid, bid, aid, delta, mtime)
-  VALUES (:hid, :tid, :bid, :aid, :delta, timestamp ':start');
-END;
-EOF
+  # TPC-B with the history row's key and time from the client (scripts/lib/load.sh says why).
+  pg_write_tpcb_script "$logs/tpcb.sql"
   cat >"$logs/users-signup.sql" <<'EOF'
 \set nid random(:nusers + 1, 2000000000)
 INSERT INTO users (id, username, email, created_at)
@@ -323,7 +289,7 @@ INSERT INTO users (id, username, email, created_at)
   ON CONFLICT DO NOTHING;
 EOF
   # The write path: TPC-B, and one transaction in ten a sign-up (a new users row).
-  load_loop tpcb "$tpcb_rate" -D "nusers=$users" -D "scale=$scale" -D "start=$(date -u '+%F %T')" \
+  load_loop tpcb "$tpcb_rate" -D "nusers=$users" -D "scale=$scale" -D "start=$EPOCHSECONDS" \
     -f "$logs/tpcb.sql@9" -f "$logs/users-signup.sql@1" &
   LOAD_PIDS+=($!)
   PG_BG_PIDS+=($!)

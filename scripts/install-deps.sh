@@ -19,8 +19,9 @@ PACKAGES=(
   valgrind
   # bench/backfill.sh: the reference backfill tools compared against
   pgcopydb
-  # script helpers (openssl: throwaway certificates for the TLS tests and bench/run.sh --tls)
-  python3 procps curl util-linux openssl
+  # script helpers (openssl: throwaway certificates for the TLS tests and bench/run.sh --tls;
+  # iproute2: scripts/soak.sh's network namespace and tc, with clang-14 for its BPF loss filter)
+  python3 procps curl util-linux openssl iproute2
   chromium # headless: tests/demo screenshots scripts/demo.sh's HTML report
   # deploy/ checks (tests/deploy): promtool validates the alert rules and dashboard queries
   prometheus python3-yaml

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install dependencies, build, and run every ctest test (unit and integration labels).
 #
-#   scripts/test.sh [--sanitize] [--no-deps] [--no-fuzz] [--build-dir DIR]
+#   scripts/test.sh [--sanitize] [--no-deps] [--no-fuzz] [--no-soak] [--build-dir DIR]
 #
 #   --sanitize   also build with -DPGTANDEM_SANITIZE=ON (ASan+UBSan) in build-asan and run the unit
 #                and integration tests there
@@ -9,6 +9,9 @@
 #   --no-fuzz    skip the fuzz targets (by default, after the main ctest, scripts/fuzz.sh builds
 #                them with clang in build-fuzz and runs each FUZZ_SECONDS seconds, default 20,
 #                from its checked-in corpus; each target counts as one test)
+#   --no-soak    skip the soak (by default, after the fuzz targets, scripts/soak.sh runs SOAK_MINUTES
+#                minutes, default 2, of load under faults against pgtandem from DIR; it counts as
+#                one test; its report and logs stay in DIR/soak)
 #
 # Ends with one line `N passed, N failed` (summed over all runs) and exits non-zero when any test
 # or fuzz target failed, no test ran, or a build failed. CTEST_PARALLEL_LEVEL and CTEST_TIMEOUT
@@ -19,14 +22,16 @@ cd "$(dirname "$0")/.."
 sanitize=0
 deps=1
 fuzz=1
+soak=1
 build_dir=build
 while (($#)); do
   case $1 in
     --sanitize) sanitize=1; shift ;;
     --no-deps) deps=0; shift ;;
     --no-fuzz) fuzz=0; shift ;;
+    --no-soak) soak=0; shift ;;
     --build-dir) build_dir=$2; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -81,6 +86,21 @@ run_fuzz() {
   if ((rc != 0)); then status=1; fi
 }
 
+# run_soak: scripts/soak.sh, a short soak under faults with the pgtandem just built; one test.
+run_soak() {
+  local rc=0
+  step "soak under faults, ${SOAK_MINUTES:-2} min (scripts/soak.sh)"
+  scripts/soak.sh --minutes "${SOAK_MINUTES:-2}" --no-build --pgtandem "$build_dir/proxy/pgtandem" \
+    --logs "$build_dir/soak" || rc=$?
+  if ((rc == 0)); then
+    passed=$((passed + 1))
+  else
+    echo "test.sh: the soak did not hold (exit $rc; report and logs in $build_dir/soak)" >&2
+    failed=$((failed + 1))
+    status=1
+  fi
+}
+
 finish() {
   printf '\n(total %ds)\n' "$((SECONDS - start))"
   echo "$passed passed, $failed failed"
@@ -101,6 +121,7 @@ if ! scripts/build.sh --build-dir "$build_dir" -DPGTANDEM_TESTS=ON; then
 fi
 run_ctest main "$build_dir"
 if ((fuzz)); then run_fuzz; fi
+if ((soak)); then run_soak; fi
 
 if ((sanitize)); then
   step "build build-asan (ASan+UBSan)"

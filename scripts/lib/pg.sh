@@ -6,6 +6,8 @@
 #   pg_init                      # temp workdir + cleanup trap (EXIT/INT/TERM)
 #   pg_cluster_start old         # initdb + start on a free port; pg_port old -> port
 #   pg_cluster_start new 6543    # or on a given port
+#   pg_cluster_start new "" 10.200.0.2 NETNS   # or on another address, in a network namespace
+#   pg_host new -> its address; pg_cluster_restart new; pg_cluster_pids new (postmaster + children)
 #   pg_spawn_bg LOG CMD...       # background process, stopped on cleanup; pid in PG_LAST_PID
 #   pg_wait_tcp PORT [SECONDS]
 #
@@ -18,6 +20,10 @@ PG_USER=${PG_USER:-postgres}
 PG_WORKDIR=${PG_WORKDIR:-}
 declare -gA PG_PORTS=()
 declare -gA PG_DATADIRS=()
+declare -gA PG_HOSTS=()
+declare -gA PG_NETNS=()
+# Functions pg_cleanup calls last (after the clusters stopped), e.g. netns_destroy.
+declare -ga PG_CLEANUP_HOOKS=()
 declare -ga PG_CLUSTERS=()
 declare -ga PG_BG_PIDS=()
 # Outputs for callers.
@@ -100,6 +106,9 @@ pg_cleanup() {
     pg_cluster_stop "$name" || true
   done
   PG_CLUSTERS=()
+  local hook
+  for hook in "${PG_CLEANUP_HOOKS[@]}"; do "$hook" || true; done
+  PG_CLEANUP_HOOKS=()
   if [[ -n $PG_AUTOGROUP_NICE_SAVED ]]; then
     echo "$PG_AUTOGROUP_NICE_SAVED" >"/proc/$$/autogroup" 2>/dev/null || true
     PG_AUTOGROUP_NICE_SAVED=''
@@ -135,12 +144,15 @@ pg_boost_self() {
 }
 
 pg_port() { printf '%s\n' "${PG_PORTS[$1]:?no cluster named $1}"; }
+pg_host() { printf '%s\n' "${PG_HOSTS[$1]:?no cluster named $1}"; }
 pg_datadir() { printf '%s\n' "${PG_DATADIRS[$1]:?no cluster named $1}"; }
 
 # Create and start a cluster tuned for throwaway use (no fsync, trust auth on loopback).
-# pg_cluster_start NAME [PORT]
+# pg_cluster_start NAME [PORT] [HOST] [NETNS]: HOST (default 127.0.0.1) is the one address it
+# listens on; with NETNS it runs in that network namespace (scripts/lib/netns.sh), trusting HOST's
+# /30 network too (the other end of the namespace's veth pair).
 pg_cluster_start() {
-  local name=$1 port=${2:-}
+  local name=$1 port=${2:-} host=${3:-127.0.0.1} netns=${4:-}
   [[ -n $PG_WORKDIR ]] || pg_die "call pg_init first"
   [[ -n $port ]] || port=$(pg_free_port)
   local dir=$PG_WORKDIR/pg-$name
@@ -156,7 +168,7 @@ pg_cluster_start() {
   cat >>"$data/postgresql.conf" <<EOF
 
 # pgtandem throwaway cluster ($name)
-listen_addresses = '127.0.0.1'
+listen_addresses = '$host'
 port = $port
 unix_socket_directories = '$dir'
 max_connections = 200
@@ -173,23 +185,55 @@ logging_collector = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] $name '
 EOF
+  if [[ $host != 127.0.0.1 ]]; then
+    printf 'host all all %s/30 trust\n' "$host" >>"$data/pg_hba.conf"
+  fi
   PG_PORTS[$name]=$port
   PG_DATADIRS[$name]=$data
+  PG_HOSTS[$name]=$host
+  PG_NETNS[$name]=$netns
   PG_CLUSTERS+=("$name")
-  (cd "$dir" && pg_as_user "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start \
-    >/dev/null) ||
+  pg_cluster_run "$name"
+  pg_log "postgres '$name' on $host:$port${netns:+ (network namespace $netns)} (data $data)"
+}
+
+# Start a created cluster's postmaster (again), in its network namespace if it has one.
+pg_cluster_run() {
+  local name=$1 dir data=${PG_DATADIRS[$1]} netns=${PG_NETNS[$1]:-}
+  dir=$(dirname "$data")
+  local -a in_ns=()
+  [[ -n $netns ]] && in_ns=(ip netns exec "$netns")
+  (cd "$dir" && "${in_ns[@]}" "${PG_AS_USER[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" \
+    -w -t 60 start >/dev/null) ||
     {
-      cat "$dir/server.log" >&2
+      tail -n 30 "$dir/server.log" >&2
       pg_die "could not start cluster $name"
     }
   if ((PG_BOOST)); then pg_boost_pid "$(head -n 1 "$data/postmaster.pid")"; fi
-  pg_log "postgres '$name' on 127.0.0.1:$port (data $data)"
+}
+
+# pg_cluster_restart NAME [MODE]: stop (pg_ctl -m MODE, default fast) and start again.
+pg_cluster_restart() {
+  local name=$1 mode=${2:-fast} data=${PG_DATADIRS[$1]}
+  (cd "$PG_WORKDIR" && pg_as_user "$PG_BIN/pg_ctl" -D "$data" -m "$mode" -w -t 60 stop \
+    >/dev/null) || pg_die "could not stop cluster $name"
+  pg_cluster_run "$name"
+}
+
+# The postmaster's pid and its children's (backends, background workers), one per line.
+pg_cluster_pids() {
+  local pm
+  pm=$(head -n 1 "$(pg_datadir "$1")/postmaster.pid") || return 1
+  echo "$pm"
+  pgrep -P "$pm" || true
 }
 
 pg_cluster_stop() {
   local name=$1
   local data=${PG_DATADIRS[$name]:-}
   [[ -n $data && -f $data/postmaster.pid ]] || return 0
+  # A cluster a test froze (SIGSTOP) would never act on the stop signal.
+  pg_cluster_pids "$name" 2>/dev/null | xargs -r kill -CONT 2>/dev/null || true
   (cd "$PG_WORKDIR" && pg_as_user "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 30 stop \
     >/dev/null 2>&1)
 }
@@ -198,7 +242,7 @@ pg_cluster_stop() {
 pg_psql() {
   local name=$1
   shift
-  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(pg_port "$name")" -U postgres "$@"
+  psql -X -q -v ON_ERROR_STOP=1 -h "$(pg_host "$name")" -p "$(pg_port "$name")" -U postgres "$@"
 }
 
 # Start a command in the background with output to LOG; remember it for cleanup.
@@ -252,7 +296,7 @@ pg_pgbouncer_start() {
   printf '"postgres" ""\n' >"$dir/userlist.txt"
   cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
-$db = host=127.0.0.1 port=$(pg_port "$name") dbname=$db
+$db = host=$(pg_host "$name") port=$(pg_port "$name") dbname=$db
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -348,12 +392,12 @@ workers = $workers
 addresses = ["127.0.0.1:$port"]
 
 [targets.old]
-host = "127.0.0.1"
+host = "$(pg_host "$old")"
 port = $(pg_port "$old")
 $target
 
 [targets.new]
-host = "127.0.0.1"
+host = "$(pg_host "$new")"
 port = $(pg_port "$new")
 $target
 
