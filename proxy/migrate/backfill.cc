@@ -280,7 +280,7 @@ int Backfill::run() {
       }
     }
   }
-  progress_ = std::make_unique<Progress>("backfill", state_dir(ctx_.opt) + "/backfill-state.json");
+  progress_ = std::make_unique<Progress>("backfill", state_dir(ctx_.opt) + "/backfill-state.json", &ctx_);
   int64_t resumed_rows = 0;
   for (auto& job : jobs_) {
     progress_->table_started(job.table->qualified(), job.table->estimated_rows);
@@ -297,11 +297,11 @@ int Backfill::run() {
   const size_t n = std::min<size_t>(ctx_.opt.jobs, std::max<size_t>(1, items_.size()));
   for (size_t i = 0; i < n; ++i) threads.emplace_back([this] { worker(); });
   for (auto& t : threads) t.join();
-  progress_->stop();
   int64_t rows = 0;
   for (const auto& job : jobs_) rows += job.checkpoint.rows();
   const double secs = std::chrono::duration<double>(Clock::now() - started_).count();
   const int code = error_.empty() ? 0 : 1;
+  progress_->finish(code, error_);
   if (code == 0) {
     std::printf("backfill complete: %zu tables, %s rows (%s this run) in %.1f s\n", jobs_.size(),
                 pm::format_count(rows).c_str(), pm::format_count(rows_total_.load()).c_str(), secs);

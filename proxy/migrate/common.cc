@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "config/pgpass.h"
+#include "policy/migrate/run_board.h"
 
 namespace pgtandem::proxy::migrate {
 
@@ -171,11 +172,25 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
   ctx->secondary = spec_for(ctx->cfg.secondary_target(), db, user, pp, app);
   ctx->primary_name = ctx->cfg.primary_target().name;
   ctx->secondary_name = ctx->cfg.secondary_target().name;
-  if (ctx->opt.admins.empty() && ctx->cfg.mirror_writes && ctx->cfg.admin.enabled()) {
+  std::string config_admin;
+  if (ctx->cfg.admin.enabled()) {
     const std::string host = ctx->cfg.admin.listen_host == "*" || ctx->cfg.admin.listen_host.empty()
                                  ? "127.0.0.1"
                                  : ctx->cfg.admin.listen_host;
-    ctx->opt.admins.push_back(config::format_host_port(host, ctx->cfg.admin.listen_port));
+    config_admin = config::format_host_port(host, ctx->cfg.admin.listen_port);
+  }
+  if (ctx->opt.admins.empty() && ctx->cfg.mirror_writes && !config_admin.empty())
+    ctx->opt.admins.push_back(config_admin);
+  ctx->report_admins = ctx->opt.admins;
+  if (ctx->report_admins.empty() && !config_admin.empty()) ctx->report_admins.push_back(config_admin);
+  ctx->admin_token = ctx->cfg.admin.token;
+  if (ctx->admin_token.empty() && !ctx->cfg.admin.token_file.empty()) {
+    std::string token;
+    if (read_whole_file(ctx->cfg.admin.token_file, &token)) {
+      const auto first = token.find_first_not_of(" \t\r\n");
+      const auto last = token.find_last_not_of(" \t\r\n");
+      ctx->admin_token = first == std::string::npos ? std::string() : token.substr(first, last - first + 1);
+    }
   }
   return true;
 }
@@ -305,7 +320,9 @@ pm::TableSql table_sql(const pm::Table& t) {
   return s;
 }
 
-bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error) {
+bool admin_request(const std::string& host_port, const std::string& method, const std::string& path,
+                   const std::vector<std::string>& headers, const std::string& body, int timeout_ms,
+                   int* status, std::string* response_body, std::string* error) {
   const size_t colon = host_port.rfind(':');
   if (colon == std::string::npos) {
     *error = "--admin " + host_port + ": expected HOST:PORT";
@@ -322,7 +339,7 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
     return false;
   }
   const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{5, 0};
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   if (fd >= 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -335,8 +352,11 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
     if (fd >= 0) ::close(fd);
     return false;
   }
-  const std::string req = "GET /mirror/watermark HTTP/1.1\r\nHost: " + host_port +
-                          "\r\nConnection: close\r\n\r\n";
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + host_port + "\r\nConnection: close\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  if (!body.empty() || method == "POST")
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
   if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
     *error = "pgtandem admin " + host_port + ": cannot send";
     ::close(fd);
@@ -351,13 +371,25 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
     if (resp.size() > 65536) break;
   }
   ::close(fd);
-  const size_t body = resp.find("\r\n\r\n");
-  if (resp.compare(0, 12, "HTTP/1.1 200") != 0 || body == std::string::npos) {
-    *error = "pgtandem admin " + host_port + ": GET /mirror/watermark answered " +
-             resp.substr(0, resp.find('\r'));
+  const size_t head_end = resp.find("\r\n\r\n");
+  if (resp.compare(0, 9, "HTTP/1.1 ") != 0 || resp.size() < 12 || head_end == std::string::npos) {
+    *error = "pgtandem admin " + host_port + ": " + method + " " + path + ": no HTTP answer";
     return false;
   }
-  auto j = pm::Json::parse(resp.substr(body + 4));
+  *status = std::atoi(resp.substr(9, 3).c_str());
+  *response_body = resp.substr(head_end + 4);
+  return true;
+}
+
+bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error) {
+  int status = 0;
+  std::string body;
+  if (!admin_request(host_port, "GET", "/mirror/watermark", {}, "", 5000, &status, &body, error)) return false;
+  if (status != 200) {
+    *error = "pgtandem admin " + host_port + ": GET /mirror/watermark answered " + std::to_string(status);
+    return false;
+  }
+  auto j = pm::Json::parse(body);
   const pm::Json* la = j ? j->get("last_assigned") : nullptr;
   const pm::Json* dt = j ? j->get("done_through") : nullptr;
   const pm::Json* pe = j ? j->get("pending") : nullptr;
@@ -544,33 +576,59 @@ void print_check(char mark, const std::string& text) {
   std::fflush(stdout);
 }
 
-Progress::Progress(std::string command, std::string state_path)
+Progress::Progress(std::string command, std::string state_path, const Context* ctx)
     : command_(std::move(command)), state_path_(std::move(state_path)) {
   tty_ = ::isatty(STDOUT_FILENO) == 1;
   started_ = Clock::now();
+  started_unix_ = static_cast<int64_t>(std::time(nullptr));
+  run_id_ = std::to_string(::getpid()) + "-" + std::to_string(started_unix_);
+  if (ctx && !ctx->admin_token.empty()) {
+    admins_ = ctx->report_admins;
+    token_ = ctx->admin_token;
+  } else if (ctx && !ctx->report_admins.empty()) {
+    std::fprintf(stderr,
+                 "pgtandem %s: note: progress is not reported to pgtandem (POST /migrate/progress "
+                 "needs [admin] token or token_file in the config)\n",
+                 command_.c_str());
+  }
 }
 
 Progress::~Progress() { stop(); }
 
 void Progress::start() {
+  tick(false, false);  // pgtandem learns of the run at once
   thread_ = std::thread([this] {
-    const auto interval = std::chrono::milliseconds(tty_ ? 500 : 5000);
-    auto next = Clock::now() + interval;
+    const auto print_interval = std::chrono::milliseconds(tty_ ? 500 : 5000);
+    const auto state_interval = std::chrono::milliseconds(1000);
+    auto next_print = Clock::now() + print_interval;
+    auto next_state = Clock::now() + state_interval;
     while (!stop_.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (Clock::now() >= next) {
-        tick(false);
-        next = Clock::now() + interval;
+      const auto now = Clock::now();
+      const bool print = now >= next_print;
+      if (print || now >= next_state) {
+        tick(false, print);
+        if (print) next_print = Clock::now() + print_interval;
+        next_state = Clock::now() + state_interval;
       }
     }
   });
+}
+
+void Progress::finish(int exit_code, std::string error) {
+  {
+    std::lock_guard lock(mu_);
+    exit_code_ = exit_code;
+    error_ = std::move(error);
+  }
+  stop();
 }
 
 void Progress::stop() {
   if (!thread_.joinable()) return;
   stop_ = true;
   thread_.join();
-  tick(true);
+  tick(true, true);
 }
 
 void Progress::table_started(const std::string& table, int64_t estimated_rows) {
@@ -595,15 +653,41 @@ void Progress::table_done(const std::string& table) {
   e.seconds = std::chrono::duration<double>(Clock::now() - e.started).count();
 }
 
-void Progress::tick(bool final) {
-  std::lock_guard lock(mu_);
+void Progress::post(const std::string& body) {
+  for (const auto& a : admins_) {
+    int status = 0;
+    std::string answer, e;
+    const bool sent = admin_request(a, "POST", "/migrate/progress", {"Authorization: Bearer " + token_}, body,
+                                    2000, &status, &answer, &e);
+    if ((!sent || status != 200) && !post_warned_) {
+      post_warned_ = true;  // once per run: a pgtandem that is not running is not an error
+      std::fprintf(stderr, "pgtandem %s: note: progress not reported to pgtandem at %s: %s\n", command_.c_str(),
+                   a.c_str(), sent ? ("answered " + std::to_string(status) + " " + answer).c_str() : e.c_str());
+    }
+  }
+}
+
+void Progress::tick(bool final, bool print) {
+  std::unique_lock lock(mu_);
   std::vector<std::string> lines;
+  const double run_seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+  const int64_t now_unix = static_cast<int64_t>(std::time(nullptr));
   pm::Json state = pm::Json::object();
   state.set("command", pm::Json::string(command_));
+  state.set("run", pm::Json::string(run_id_));
+  // verify's 1 means "differences found": the run itself finished.
+  const bool failed = exit_code_ != 0 && !(command_ == "verify" && exit_code_ == 1);
+  state.set("state", pm::Json::string(!final ? "running" : failed ? "failed" : "done"));
   state.set("running", pm::Json::boolean(!final));
-  state.set("seconds", pm::Json::number(std::chrono::duration<double>(Clock::now() - started_).count()));
-  pm::Json tables = pm::Json::array();
-  int64_t rows = 0, chunks = 0;
+  state.set("started_at", pm::Json::integer(started_unix_));
+  state.set("updated_at", pm::Json::integer(now_unix));
+  state.set("finished_at", final ? pm::Json::integer(now_unix) : pm::Json::null());
+  state.set("exit_code", final ? pm::Json::integer(exit_code_) : pm::Json::null());
+  state.set("error", pm::Json::string(error_));
+  state.set("seconds", pm::Json::number(run_seconds));
+  // Unfinished tables first, at most kMaxTables (what a pgtandem keeps; pm::RunBoard).
+  std::vector<pm::Json> unfinished, finished;
+  int64_t rows = 0, chunks = 0, bytes = 0;
   for (const auto& [name, e] : tables_) {
     const double secs = e.done ? e.seconds : std::chrono::duration<double>(Clock::now() - e.started).count();
     if (!e.done || final) {
@@ -613,6 +697,7 @@ void Progress::tick(bool final) {
     }
     rows += e.rows;
     chunks += e.chunks;
+    bytes += e.bytes;
     pm::Json t = pm::Json::object();
     t.set("table", pm::Json::string(name));
     t.set("rows", pm::Json::integer(e.rows));
@@ -620,25 +705,38 @@ void Progress::tick(bool final) {
     t.set("chunks", pm::Json::integer(e.chunks));
     t.set("estimated_rows", pm::Json::integer(e.estimated));
     t.set("done", pm::Json::boolean(e.done));
-    tables.push(std::move(t));
+    (e.done ? finished : unfinished).push_back(std::move(t));
   }
+  pm::Json tables = pm::Json::array();
+  const int64_t done_count = static_cast<int64_t>(finished.size());
+  for (auto* list : {&unfinished, &finished})
+    for (auto& t : *list)
+      if (tables.items().size() < pm::RunBoard::kMaxTables) tables.push(std::move(t));
   state.set("rows", pm::Json::integer(rows));
   state.set("chunks", pm::Json::integer(chunks));
+  state.set("bytes", pm::Json::integer(bytes));
   state.set("differences", pm::Json::integer(differences_.load()));
   state.set("repaired", pm::Json::integer(repaired_.load()));
+  state.set("tables_total", pm::Json::integer(static_cast<int64_t>(tables_.size())));
+  state.set("tables_done", pm::Json::integer(done_count));
   state.set("tables", std::move(tables));
+  const std::string doc = state.dump();
   std::string ignored;
-  if (!state_path_.empty()) write_file_atomic(state_path_, state.dump() + "\n", &ignored);
-  if (tty_) {
-    std::string out;
-    for (size_t i = 0; i < lines_drawn_; ++i) out += "\033[1A\033[2K";
-    for (const auto& l : lines) out += l + "\n";
-    lines_drawn_ = final ? 0 : lines.size();
-    std::fputs(out.c_str(), stdout);
-  } else if (!final) {
-    for (const auto& l : lines) std::printf("progress: %s\n", l.c_str());
+  if (!state_path_.empty()) write_file_atomic(state_path_, doc + "\n", &ignored);
+  if (print) {
+    if (tty_) {
+      std::string out;
+      for (size_t i = 0; i < lines_drawn_; ++i) out += "\033[1A\033[2K";
+      for (const auto& l : lines) out += l + "\n";
+      lines_drawn_ = final ? 0 : lines.size();
+      std::fputs(out.c_str(), stdout);
+    } else if (!final) {
+      for (const auto& l : lines) std::printf("progress: %s\n", l.c_str());
+    }
+    std::fflush(stdout);
   }
-  std::fflush(stdout);
+  lock.unlock();
+  if (!admins_.empty()) post(doc);  // off the lock: workers keep adding meanwhile
 }
 
 }  // namespace pgtandem::proxy::migrate

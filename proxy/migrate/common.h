@@ -55,6 +55,10 @@ struct Context {
   ConnSpec primary, secondary;  // the primary target and the other one
   std::string primary_name, secondary_name;
   bool mirror_writes = false;
+  // Where progress is POSTed (every running pgtandem: --admin, else the config's [admin] listen)
+  // and the bearer token it needs ([admin] token or token_file; "" = progress not reported).
+  std::vector<std::string> report_admins;
+  std::string admin_token;
 };
 bool make_context(const Options& opt, const std::string& application_name, Context* ctx,
                   std::string* error);
@@ -70,6 +74,11 @@ struct Watermark {
   uint64_t last_assigned = 0, done_through = 0, pending = 0;
 };
 bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error);
+// One HTTP/1.1 request to a pgtandem admin endpoint (Connection: close). *status: the status code;
+// *body: the response body. False with *error when it could not be sent or answered.
+bool admin_request(const std::string& host_port, const std::string& method, const std::string& path,
+                   const std::vector<std::string>& headers, const std::string& body, int timeout_ms,
+                   int* status, std::string* response_body, std::string* error);
 
 // Waits until every running pgtandem's mirror has applied what the primary committed before now
 // minus nothing: after `commit_grace_ms` (for COMMIT answers still on their way to pgtandem), the
@@ -120,13 +129,18 @@ bool read_whole_file(const std::string& path, std::string* out);
 void audit(const Options& opt, const std::string& command, int exit_code, pm::Json details);
 
 // Per-table progress: on a terminal one updating line per active table; otherwise plain lines
-// every few seconds. Also rewrites <state-dir>/<state_file> (JSON) at each tick.
+// every few seconds. Every second it also rewrites <state-dir>/<state_file> (JSON) and POSTs the
+// same document to every running pgtandem (POST /migrate/progress: /status and /metrics show it;
+// docs/migration.md, "Progress in pgtandem").
 class Progress {
  public:
-  Progress(std::string command, std::string state_path);
+  // ctx: where to report (nullptr: nowhere).
+  Progress(std::string command, std::string state_path, const Context* ctx = nullptr);
   ~Progress();
   void start();
-  void stop();  // final lines
+  void stop();  // final lines (state "done", exit code 0, unless finish() said otherwise)
+  // The run's result: the final state document says "done" (0, or verify's 1) or "failed".
+  void finish(int exit_code, std::string error = {});
   void table_started(const std::string& table, int64_t estimated_rows);
   void add(const std::string& table, int64_t rows, int64_t bytes, int64_t chunks = 1);
   void table_done(const std::string& table);
@@ -140,8 +154,15 @@ class Progress {
     std::chrono::steady_clock::time_point started;
     double seconds = 0;
   };
-  void tick(bool final);
+  void tick(bool final, bool print);
+  void post(const std::string& body);
   std::string command_, state_path_;
+  std::vector<std::string> admins_;
+  std::string token_, run_id_;
+  int64_t started_unix_ = 0;
+  int exit_code_ = 0;
+  std::string error_;
+  bool post_warned_ = false;
   std::mutex mu_;
   std::map<std::string, Entry> tables_;
   std::atomic<int64_t> differences_{0}, repaired_{0};
