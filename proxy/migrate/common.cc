@@ -408,18 +408,22 @@ MirrorBarrier::MirrorBarrier(const Context& ctx)
   if (!ctx.opt.no_watermark) admins_ = ctx.opt.admins;
 }
 
-bool MirrorBarrier::wait(std::string* error) {
+bool MirrorBarrier::wait(std::string* error, Clock::time_point since) {
   if (admins_.empty()) return true;
-  if (grace_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms_));
+  // COMMIT answers still on their way to pgtandem when the snapshot was taken have had `grace`
+  // since then to arrive (docs/migration.md): only what is left of it is slept.
+  std::this_thread::sleep_until(since + std::chrono::milliseconds(grace_ms_));
   std::vector<uint64_t> targets(admins_.size());
+  std::vector<bool> reached(admins_.size());
   for (size_t i = 0; i < admins_.size(); ++i) {
     Watermark w;
     if (!fetch_watermark(admins_[i], &w, error)) return false;
     targets[i] = w.last_assigned;
+    reached[i] = w.done_through >= w.last_assigned;  // an idle mirror: one request, no polling
   }
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (size_t i = 0; i < admins_.size(); ++i) {
-    for (int step = 0;; ++step) {
+    for (int step = 0; !reached[i]; ++step) {
       Watermark w;
       if (!fetch_watermark(admins_[i], &w, error)) return false;
       if (w.done_through >= targets[i]) break;
@@ -470,12 +474,13 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
   if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
   if (!n.exec("BEGIN", &e) || !n.exec(pm::create_staging_sql(t, staging), &e)) return fail(e);
   std::string last_line;
+  Clock::time_point snapshot_by = Clock::now();
   if (!p.copy_to(what.copy_out_sql, n, pm::copy_in_sql(staging, t), &result->rows, &result->bytes,
-                 &last_line, &e))
+                 &last_line, &e, &snapshot_by))
     return fail(e);
   // The chunk's rows are locked on the primary: wait until the mirror applied everything the
   // primary committed before (docs/migration.md).
-  if (!barrier.wait(&e)) return fail(e);
+  if (!barrier.wait(&e, snapshot_by)) return fail(e);
   if (what.delete_absent && !what.delete_absent->empty() &&
       !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
     return fail(e);

@@ -87,7 +87,9 @@ class MirrorBarrier {
  public:
   explicit MirrorBarrier(const Context& ctx);
   bool enabled() const { return !admins_.empty(); }
-  bool wait(std::string* error);
+  // `since`: when the snapshot whose commits must be applied was taken at the latest (the COPY
+  // out's start): the grace runs from there, so it overlaps the copy instead of following it.
+  bool wait(std::string* error, std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now());
   const std::vector<std::string>& admins() const { return admins_; }
 
  private:

@@ -166,7 +166,8 @@ bool PgConn::pipeline(const std::vector<std::string>& sqls, std::vector<Rows>* o
 }
 
 bool PgConn::copy_to(const std::string& copy_out_sql, PgConn& dest, const std::string& copy_in_sql,
-                     int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error) {
+                     int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error,
+                     std::chrono::steady_clock::time_point* out_started) {
   *rows = 0;
   *bytes = 0;
   ResultPtr in(PQexec(dest.conn_, copy_in_sql.c_str()));
@@ -184,6 +185,7 @@ bool PgConn::copy_to(const std::string& copy_out_sql, PgConn& dest, const std::s
     dest.drain_results(&ignored);
     return false;
   }
+  if (out_started) *out_started = std::chrono::steady_clock::now();
   bool ok = true;
   for (;;) {
     char* buf = nullptr;

@@ -7,6 +7,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,8 +60,10 @@ class PgConn {
   // Streams `copy_out_sql` (COPY ... TO STDOUT) on this connection into `copy_in_sql`
   // (COPY ... FROM STDIN) on `dest`. *rows and *bytes count what passed; *last_line is the last
   // data line (for the chunk's last key).
+  // *out_started (optional): when the COPY out began answering (its snapshot was taken before).
   bool copy_to(const std::string& copy_out_sql, PgConn& dest, const std::string& copy_in_sql,
-               int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error);
+               int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error,
+               std::chrono::steady_clock::time_point* out_started = nullptr);
 
   std::string server_version();  // "15.4"
 
