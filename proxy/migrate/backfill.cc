@@ -1,4 +1,5 @@
 // pgtandem backfill --config FILE [--tables ...] [--jobs N] [--max-rate ROWS/S] [--chunk-rows N]
+// [--chunk-memory BYTES]
 // [--state-dir DIR] [--admin HOST:PORT]... (issue 13).
 //
 // Copies every table from the primary to the other target while clients keep writing through
@@ -202,6 +203,8 @@ bool Backfill::copy_range(ConnPair& pair, const Item& item, std::string* error) 
     } else {
       pm::KeyRange from{rp.last ? rp.last : rp.range.lo, rp.range.hi};
       what.copy_out_sql = pm::copy_chunk_out_sql(t, from, ctx_.opt.chunk_rows);
+      what.range = from;
+      what.max_buffer = static_cast<size_t>(ctx_.opt.chunk_memory);
     }
     ChunkResult result;
     if (!copy_chunk(pair, barrier_, t, job.index, what, &result, error)) return false;
@@ -327,7 +330,7 @@ int backfill_main(int argc, char** argv) {
   Options opt;
   std::string error;
   if (!parse_options(argc, argv,
-                     {"--config", "--user", "--dbname", "--tables", "--jobs", "--max-rate", "--chunk-rows", "--state-dir",
+                     {"--config", "--user", "--dbname", "--tables", "--jobs", "--max-rate", "--chunk-rows", "--chunk-memory", "--state-dir",
                       "--admin", "--no-watermark", "--commit-grace-ms", "--watermark-timeout-ms"},
                      &opt, &error)) {
     std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());

@@ -91,6 +91,9 @@ bool parse_options(int argc, char** argv, const std::vector<std::string>& allowe
     } else if (flag == "--max-rate") {
       if (!number(0)) return false;
       o->max_rate = n;
+    } else if (flag == "--chunk-memory") {
+      if (!number(0)) return false;
+      o->chunk_memory = n;
     } else if (flag == "--chunk-rows") {
       if (!number(1)) return false;
       o->chunk_rows = n;
@@ -456,6 +459,34 @@ bool open_pair(const Context& ctx, ConnPair* pair, std::string* error) {
   return true;
 }
 
+namespace {
+
+std::optional<pm::Key> key_of_line(const pm::TableSql& t, std::string_view line) {
+  if (t.key.empty() || line.empty()) return std::nullopt;
+  auto fields = pm::decode_copy_line(line);
+  pm::Key key;
+  for (const auto& k : t.key) {
+    for (size_t i = 0; i < t.columns.size(); ++i)
+      if (t.columns[i] == k && i < fields.size() && fields[i]) key.push_back(*fields[i]);
+  }
+  if (key.size() != t.key.size()) return std::nullopt;
+  return key;
+}
+
+// On the other target, in its open transaction: whether it holds any row of `range`.
+bool range_empty(PgConn& n, const pm::TableSql& t, const pm::KeyRange& range, bool* empty,
+                 std::string* error) {
+  Rows r;
+  if (!n.query("SELECT 1 FROM " + pm::qualified_name(t.schema, t.name) + " WHERE " +
+                   pm::range_predicate(t, range) + " LIMIT 1",
+               &r, error))
+    return false;
+  *empty = r.rows.empty();
+  return true;
+}
+
+}  // namespace
+
 bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
                 const ChunkCopy& what, ChunkResult* result, std::string* error) {
   PgConn& p = *pair.primary;
@@ -472,40 +503,60 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
   std::string e;
   if (!p.exec("BEGIN ISOLATION LEVEL READ COMMITTED", &e)) return fail(e);
   if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
-  if (!n.exec("BEGIN", &e) || !n.exec(pm::create_staging_sql(t, staging), &e)) return fail(e);
-  std::string last_line;
+  // The chunk out of the primary (its rows locked as they are read), into memory while it fits.
+  std::string data;
+  size_t last_at = 0;
+  bool complete = false;
   Clock::time_point snapshot_by = Clock::now();
-  if (!p.copy_to(what.copy_out_sql, n, pm::copy_in_sql(staging, t), &result->rows, &result->bytes,
-                 &last_line, &e, &snapshot_by))
+  if (!p.copy_out_buffered(what.copy_out_sql, what.max_buffer, &data, &result->rows, &last_at,
+                           &complete, &snapshot_by, &e))
     return fail(e);
-  // The chunk's rows are locked on the primary: wait until the mirror applied everything the
-  // primary committed before (docs/migration.md).
-  if (!barrier.wait(&e, snapshot_by)) return fail(e);
-  if (what.delete_absent && !what.delete_absent->empty() &&
-      !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
-    return fail(e);
-  if (what.whole_table) {
-    const std::string table = pm::qualified_name(t.schema, t.name);
-    const std::string cols = pm::column_list(t.columns);
-    if (!n.exec("DELETE FROM " + table, &e) ||
-        !n.exec("INSERT INTO " + table + " (" + cols + ") OVERRIDING SYSTEM VALUE SELECT " + cols +
-                    " FROM " + pm::quote_ident(staging),
-                &e))
+  result->bytes = static_cast<int64_t>(data.size());
+  std::string last_line = data.substr(last_at);
+  bool direct = false;  // straight into the table
+  if (!n.exec("BEGIN", &e)) return fail(e);
+  if (complete) {
+    // Every row is read and locked: wait until the mirror applied everything the primary
+    // committed before (docs/migration.md), then look at what `new` holds of the range.
+    if (!barrier.wait(&e, snapshot_by)) return fail(e);
+    const auto last = key_of_line(t, last_line);
+    if (what.range && last && result->rows > 0 &&
+        !range_empty(n, t, pm::KeyRange{what.range->lo, *last}, &direct, &e))
       return fail(e);
-  } else if (result->rows > 0 && !n.exec(pm::upsert_from_staging_sql(t, staging), &e)) {
-    return fail(e);
+  }
+  if (direct) {
+    int64_t ignored_rows = 0, ignored_bytes = 0;
+    std::string ignored_line;
+    if (!p.copy_buffer_to(n, pm::copy_into_table_sql(t), data, false, &ignored_rows, &ignored_bytes,
+                          &ignored_line, &e))
+      return fail(e);
+  } else if (result->rows > 0 || what.whole_table || what.delete_absent) {
+    std::string rest_line;
+    if (!n.exec(pm::create_staging_sql(t, staging), &e) ||
+        !p.copy_buffer_to(n, pm::copy_in_sql(staging, t), data, !complete, &result->rows, &result->bytes,
+                          &rest_line, &e))
+      return fail(e);
+    if (!rest_line.empty()) last_line = std::move(rest_line);
+    // A chunk too large for memory was streamed: its rows are all locked only now.
+    if (!complete && !barrier.wait(&e, snapshot_by)) return fail(e);
+    if (what.delete_absent && !what.delete_absent->empty() &&
+        !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
+      return fail(e);
+    if (what.whole_table) {
+      const std::string table = pm::qualified_name(t.schema, t.name);
+      const std::string cols = pm::column_list(t.columns);
+      if (!n.exec("DELETE FROM " + table, &e) ||
+          !n.exec("INSERT INTO " + table + " (" + cols + ") OVERRIDING SYSTEM VALUE SELECT " + cols +
+                      " FROM " + pm::quote_ident(staging),
+                  &e))
+        return fail(e);
+    } else if (result->rows > 0 && !n.exec(pm::upsert_from_staging_sql(t, staging), &e)) {
+      return fail(e);
+    }
   }
   if (!n.exec("COMMIT", &e)) return fail(e);
   if (!p.exec("COMMIT", &e)) return fail(e);  // releases the chunk's locks
-  if (result->rows > 0 && !t.key.empty()) {
-    auto fields = pm::decode_copy_line(last_line);
-    pm::Key key;
-    for (const auto& k : t.key) {
-      for (size_t i = 0; i < t.columns.size(); ++i)
-        if (t.columns[i] == k && i < fields.size() && fields[i]) key.push_back(*fields[i]);
-    }
-    if (key.size() == t.key.size()) result->last_key = std::move(key);
-  }
+  if (result->rows > 0) result->last_key = key_of_line(t, last_line);
   return true;
 }
 

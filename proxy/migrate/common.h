@@ -34,6 +34,7 @@ struct Options {
   int jobs = 2;
   int64_t max_rate = 0;        // rows/s over all jobs; 0 = unlimited
   int64_t chunk_rows = 10000;  // rows per chunk
+  int64_t chunk_memory = 64 << 20;  // backfill: a chunk up to this many bytes is held in memory
   std::string state_dir;       // default ./pgtandem-state
   std::vector<std::string> admins;  // HOST:PORT of every running pgtandem
   bool no_watermark = false;        // copy without the mirror barrier (only with writes stopped)
@@ -114,6 +115,11 @@ struct ChunkCopy {
   std::string copy_out_sql;  // COPY (...) TO STDOUT on the primary
   const std::vector<pm::Key>* delete_absent = nullptr;  // repair: these keys, if the primary lacks them
   bool whole_table = false;  // keyless: replace every row of the table
+  // Backfill: the key range the chunk starts in (its rows are the first ones after range.lo).
+  // Set: a chunk that fits in memory is COPYed straight into the table when `new` holds no row
+  // of it (the common case of a first backfill), skipping the staging table and the upsert.
+  std::optional<pm::KeyRange> range;
+  size_t max_buffer = 64 << 20;  // bytes of the chunk held in memory; beyond, it is streamed
 };
 struct ChunkResult {
   int64_t rows = 0, bytes = 0;
