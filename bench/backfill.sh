@@ -19,7 +19,8 @@
 # Prints markdown tables (seconds, rows/s, ratios, latencies) and the load average before and after.
 # Environment: BF_PGTANDEM (binary; default build/proxy/pgtandem), BF_SCALE=50, BF_JOBS=2,
 # BF_CHUNK_ROWS (backfill --chunk-rows; default the command's), BF_TPCB_RATE=100 (tps),
-# BF_TPCB_SECONDS=30, BF_MAX_RATE=20000 (rows/s), BF_SKIP_TPCB=1 to leave that part out.
+# BF_TPCB_SECONDS=30, BF_MAX_RATE="20000" (rows/s; several: one backfill run each),
+# BF_SKIP_TPCB=1 to leave that part out.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${BF_PGTANDEM:-$root/build/proxy/pgtandem}
@@ -140,19 +141,22 @@ done
 rm -rf "$PG_WORKDIR/state/backfill"
 tpcb tpcb_alone
 read -r a50 a99 an < <(p99 "$PG_WORKDIR"/tpcb_alone/pgbench_log.*)
-for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
-  pg_psql new -c "TRUNCATE $t" bench >/dev/null
-done
-"$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" \
-  --max-rate "$max_rate" --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill-tpcb.log" 2>&1 &
-bf=$!
-tpcb tpcb_backfill
-kill "$bf" 2>/dev/null || true
-wait "$bf" 2>/dev/null || true
-read -r b50 b99 bn < <(p99 "$PG_WORKDIR"/tpcb_backfill/pgbench_log.*)
-copied=$(grep -o '"rows":[0-9]*' "$PG_WORKDIR/state/backfill-state.json" | head -n 1 | cut -d: -f2)
 printf '\n| TPC-B -R %s through pgtandem, %s s | transactions | p50 ms | p99 ms | p99 vs alone |\n|---|---:|---:|---:|---:|\n' \
   "$tpcb_rate" "$tpcb_secs"
 printf '| alone | %s | %s | %s | 1.00 |\n' "$an" "$a50" "$a99"
-printf '| with backfill --max-rate %s (%s rows copied meanwhile) | %s | %s | %s | %s |\n' "$max_rate" "$copied" \
-  "$bn" "$b50" "$b99" "$(ratio "$b99" "$a99")"
+for rate in $max_rate; do
+  for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+    pg_psql new -c "TRUNCATE $t" bench >/dev/null
+  done
+  rm -rf "$PG_WORKDIR/state/backfill"
+  "$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" \
+    --max-rate "$rate" --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill-tpcb-$rate.log" 2>&1 &
+  bf=$!
+  tpcb "tpcb_backfill_$rate"
+  kill "$bf" 2>/dev/null || true
+  wait "$bf" 2>/dev/null || true
+  read -r b50 b99 bn < <(p99 "$PG_WORKDIR/tpcb_backfill_$rate"/pgbench_log.*)
+  copied=$(grep -o '"rows":[0-9]*' "$PG_WORKDIR/state/backfill-state.json" | head -n 1 | cut -d: -f2)
+  printf '| with backfill --max-rate %s (%s rows copied meanwhile) | %s | %s | %s | %s |\n' "$rate" "$copied" \
+    "$bn" "$b50" "$b99" "$(ratio "$b99" "$a99")"
+done
