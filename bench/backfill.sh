@@ -13,13 +13,24 @@
 #   - pgtandem verify of old/bench against new/bench, against one sequential read of both
 #     (`COPY (SELECT * FROM t) TO STDOUT` > /dev/null, every pgbench table, old then new; and
 #     both at once).
-# Prints one markdown table (seconds, rows/s, ratios) and the load average before and after.
-# Environment: BF_PGTANDEM (binary; default build/proxy/pgtandem), BF_SCALE=50, BF_JOBS=2.
+#   - client latency under fixed-rate TPC-B through pgtandem (mirroring on): BF_TPCB_SECONDS
+#     without a backfill, then as long with `pgtandem backfill --max-rate BF_MAX_RATE` into an
+#     emptied new/bench (p50/p99 from pgbench's per-transaction log).
+# Prints markdown tables (seconds, rows/s, ratios, latencies) and the load average before and after.
+# Environment: BF_PGTANDEM (binary; default build/proxy/pgtandem), BF_SCALE=50, BF_JOBS=2,
+# BF_CHUNK_ROWS (backfill --chunk-rows; default the command's), BF_TPCB_RATE=100 (tps),
+# BF_TPCB_SECONDS=30, BF_MAX_RATE="20000" (rows/s; several: one backfill run each),
+# BF_SKIP_TPCB=1 to leave that part out.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${BF_PGTANDEM:-$root/build/proxy/pgtandem}
 scale=${BF_SCALE:-50}
 jobs=${BF_JOBS:-2}
+chunk=()
+[[ -n ${BF_CHUNK_ROWS:-} ]] && chunk=(--chunk-rows "$BF_CHUNK_ROWS")
+tpcb_rate=${BF_TPCB_RATE:-100}
+tpcb_secs=${BF_TPCB_SECONDS:-30}
+max_rate=${BF_MAX_RATE:-20000}
 [[ -x $bin ]] || { echo "bench/backfill.sh: no pgtandem at $bin" >&2; exit 1; }
 command -v pgcopydb >/dev/null || { echo "bench/backfill.sh: pgcopydb not found (scripts/install-deps.sh)" >&2; exit 1; }
 # shellcheck source=scripts/lib/pg.sh
@@ -51,7 +62,7 @@ export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
 pgtandem_start "$bin" old new 2 pgtandem
 conf=$PG_WORKDIR/pgtandem/pgtandem.toml
 t0=$(now)
-"$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" \
+"$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" \
   --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill.log" 2>&1 ||
   { tail -n 30 "$PG_WORKDIR/backfill.log" >&2; pg_die "backfill failed"; }
 t_backfill=$(secs "$t0" "$(now)")
@@ -109,3 +120,43 @@ printf '\n| step | seconds | vs sequential read | vs parallel read |\n|---|---:|
 printf '| pgtandem verify | %s | %s | %s |\n' "$t_verify" "$(ratio "$t_verify" "$t_seq")" "$(ratio "$t_verify" "$t_par")"
 printf '| read of both, old then new | %s | 1.00 | |\n' "$t_seq"
 printf '| read of both, at once | %s | | 1.00 |\n' "$t_par"
+
+[[ ${BF_SKIP_TPCB:-} == 1 ]] && exit 0
+# 5. Client latency under fixed-rate TPC-B through pgtandem, without and with a backfill.
+p99() {  # p50 and p99 (ms) of pgbench -l logs (3rd column: latency in us)
+  cat "$@" | python3 -c "
+import sys
+v = sorted(int(l.split()[2]) for l in sys.stdin if l.strip())
+print(f'{v[len(v)//2]/1000:.2f} {v[min(len(v)-1, int(len(v)*0.99))]/1000:.2f} {len(v)}')"
+}
+tpcb() {  # tpcb NAME: fixed-rate TPC-B through pgtandem for tpcb_secs; logs in $PG_WORKDIR/NAME
+  mkdir -p "$PG_WORKDIR/$1"
+  (cd "$PG_WORKDIR/$1" && pgbench -n -c 4 -j 2 -R "$tpcb_rate" -T "$tpcb_secs" -l -h 127.0.0.1 \
+    -p "$PGTANDEM_PORT" -U postgres bench >"$PG_WORKDIR/$1.log" 2>&1) ||
+    { tail -n 20 "$PG_WORKDIR/$1.log" >&2; pg_die "pgbench $1 failed"; }
+}
+for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+  pg_psql new -c "TRUNCATE $t" bench >/dev/null
+done
+rm -rf "$PG_WORKDIR/state/backfill"
+tpcb tpcb_alone
+read -r a50 a99 an < <(p99 "$PG_WORKDIR"/tpcb_alone/pgbench_log.*)
+printf '\n| TPC-B -R %s through pgtandem, %s s | transactions | p50 ms | p99 ms | p99 vs alone |\n|---|---:|---:|---:|---:|\n' \
+  "$tpcb_rate" "$tpcb_secs"
+printf '| alone | %s | %s | %s | 1.00 |\n' "$an" "$a50" "$a99"
+for rate in $max_rate; do
+  for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+    pg_psql new -c "TRUNCATE $t" bench >/dev/null
+  done
+  rm -rf "$PG_WORKDIR/state/backfill"
+  "$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" \
+    --max-rate "$rate" --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill-tpcb-$rate.log" 2>&1 &
+  bf=$!
+  tpcb "tpcb_backfill_$rate"
+  kill "$bf" 2>/dev/null || true
+  wait "$bf" 2>/dev/null || true
+  read -r b50 b99 bn < <(p99 "$PG_WORKDIR/tpcb_backfill_$rate"/pgbench_log.*)
+  copied=$(grep -o '"rows":[0-9]*' "$PG_WORKDIR/state/backfill-state.json" | head -n 1 | cut -d: -f2)
+  printf '| with backfill --max-rate %s (%s rows copied meanwhile) | %s | %s | %s | %s |\n' "$rate" "$copied" \
+    "$bn" "$b50" "$b99" "$(ratio "$b99" "$a99")"
+done

@@ -26,11 +26,13 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include "protocol/errors.h"
 #include "protocol/startup.h"
 #include "proxy/auth/auth_server.h"
+#include "policy/migrate/run_board.h"
 #include "proxy/control/admin_http.h"
 #include "proxy/control/catalog_loader.h"
 #include "proxy/mirror/journal.h"
@@ -192,6 +194,14 @@ struct Server::Impl {
   std::unique_ptr<Cutover> cutover;  // issue 14; null when mirroring was off at start
   bool stopped = false;
   std::string admin_token;  // [admin] token, or token_file's contents (read at start)
+  // Issue 13: the migration commands' progress, as they POST it (/migrate/progress).
+  mutable std::mutex migrate_mu;
+  policy::migrate::RunBoard migrate_board;
+  static int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
   std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
   std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();
   // Connect failures counted by sessions at the last successful probe of each target: a higher
@@ -367,6 +377,10 @@ bool Server::start(std::string* error) {
   }
   im.metrics = std::make_unique<Metrics>(names);
   im.state.metrics = im.metrics.get();
+  im.metrics->set_backfill_pending([&im] {
+    std::lock_guard lock(im.migrate_mu);
+    return im.migrate_board.backfill_pending();
+  });
   im.state.process_tag = std::to_string(::getpid()) + "." +
                          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                             std::chrono::system_clock::now().time_since_epoch())
@@ -517,7 +531,11 @@ bool Server::start(std::string* error) {
   if (cfg->admin.listen_port != 0) {
     AdminHandlers handlers;
     Metrics* m = im.metrics.get();
-    handlers.metrics = [m] { return m->serialize(); };
+    handlers.metrics = [m, &im] {
+      std::string out = m->serialize();
+      std::lock_guard lock(im.migrate_mu);
+      return out + im.migrate_board.prometheus(Impl::unix_now());
+    };
     handlers.healthy = [] { return true; };
     handlers.ready = [&im](std::string* why) { return im.ready(why); };
     handlers.status = [&im] { return im.status_json(); };
@@ -531,6 +549,13 @@ bool Server::start(std::string* error) {
     handlers.reload = [&im] { return im.reload_via_admin(); };
     handlers.breaker_reset = [&im](std::string_view query) { return im.breaker_reset(query); };
     handlers.cutover = [&im](std::string_view query) { return im.cutover_via_admin(query); };
+    handlers.migrate_progress = [&im](std::string_view body) {
+      std::string why;
+      std::lock_guard lock(im.migrate_mu);
+      if (!im.migrate_board.update(body, Impl::unix_now(), &why))
+        return AdminReply{400, "text/plain", "bad progress document: " + why + "\n"};
+      return AdminReply{200, "application/json", "{\"ok\":true}\n"};
+    };
     handlers.token = im.admin_token;
     im.admin = std::make_unique<AdminServer>(cfg->admin.listen_host, cfg->admin.listen_port,
                                              std::move(handlers));
@@ -838,6 +863,15 @@ std::string Server::Impl::status_json() const {
   out += shadow_status_json(state);
   out += ",\"cutover\":";
   out += cutover ? cutover->status_json() : std::string("null");
+  uint64_t real_divergences = 0, backfill_divergences = 0;
+  metrics->mirror_divergences(&real_divergences, &backfill_divergences);
+  out += ",\"migration\":{\"mirror_divergences\":{\"real\":" + std::to_string(real_divergences) +
+         ",\"backfill_pending\":" + std::to_string(backfill_divergences) + "},\"commands\":";
+  {
+    std::lock_guard lock(migrate_mu);
+    out += migrate_board.status_json(unix_now());
+  }
+  out += "}";
   out += "}\n";
   return out;
 }

@@ -152,10 +152,13 @@ std::string row_hash_expr(const TableSql& t, std::string_view alias) {
   return "md5(ROW(" + column_list(t.columns, alias) + ")::text)";
 }
 
+std::string chunk_hash_expr(const TableSql& t, std::string_view alias) {
+  return "hashtextextended(ROW(" + column_list(t.columns, alias) + ")::text, 0)";
+}
+
 std::string chunk_hash_sql(const TableSql& t, const KeyRange& range) {
-  return "SELECT count(*), coalesce(sum(('x' || substr(" + row_hash_expr(t, "h") +
-         ", 1, 16))::bit(64)::bigint::numeric), 0) FROM " + from(t) + " AS h WHERE " +
-         range_predicate(t, range);
+  return "SELECT count(*), coalesce(sum(" + chunk_hash_expr(t, "h") + "), 0) FROM " + from(t) +
+         " AS h WHERE " + range_predicate(t, range);
 }
 
 std::string row_hashes_sql(const TableSql& t, const KeyRange& range) {

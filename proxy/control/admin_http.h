@@ -37,6 +37,9 @@ struct AdminHandlers {
   // POST /cutover?to=new[&force=1][&timeout_ms=N] (issue 14): runs the coordinated cutover on
   // this thread (blocking: the other admin endpoints wait for it); unset: 404.
   std::function<AdminReply(std::string_view query)> cutover;
+  // POST /migrate/progress (issue 13): a migration command's state document (JSON body; needs the
+  // bearer token like every POST); unset: 404.
+  std::function<AdminReply(std::string_view body)> migrate_progress;
   // The bearer token the POST endpoints require; "" = none configured: they answer 403.
   std::string token;
 };
@@ -52,7 +55,7 @@ BearerCheck check_bearer(std::string_view authorization, std::string_view token)
 class AdminServer {
  public:
   static constexpr size_t kMaxHeaderBytes = 8 * 1024;  // larger request headers get 431 and close
-  static constexpr size_t kMaxBodyBytes = 8 * 1024;    // larger request bodies get 413 and close
+  static constexpr size_t kMaxBodyBytes = 64 * 1024;   // larger request bodies get 413 and close
   static constexpr int kIdleTimeoutSeconds = 30;       // a connection idle this long is closed
   static constexpr size_t kMaxConnections = 64;        // beyond this, new connections are closed
 

@@ -1,4 +1,5 @@
 // pgtandem backfill --config FILE [--tables ...] [--jobs N] [--max-rate ROWS/S] [--chunk-rows N]
+// [--chunk-memory BYTES]
 // [--state-dir DIR] [--admin HOST:PORT]... (issue 13).
 //
 // Copies every table from the primary to the other target while clients keep writing through
@@ -202,6 +203,8 @@ bool Backfill::copy_range(ConnPair& pair, const Item& item, std::string* error) 
     } else {
       pm::KeyRange from{rp.last ? rp.last : rp.range.lo, rp.range.hi};
       what.copy_out_sql = pm::copy_chunk_out_sql(t, from, ctx_.opt.chunk_rows);
+      what.range = from;
+      what.max_buffer = static_cast<size_t>(ctx_.opt.chunk_memory);
     }
     ChunkResult result;
     if (!copy_chunk(pair, barrier_, t, job.index, what, &result, error)) return false;
@@ -280,7 +283,7 @@ int Backfill::run() {
       }
     }
   }
-  progress_ = std::make_unique<Progress>("backfill", state_dir(ctx_.opt) + "/backfill-state.json");
+  progress_ = std::make_unique<Progress>("backfill", state_dir(ctx_.opt) + "/backfill-state.json", &ctx_);
   int64_t resumed_rows = 0;
   for (auto& job : jobs_) {
     progress_->table_started(job.table->qualified(), job.table->estimated_rows);
@@ -297,11 +300,11 @@ int Backfill::run() {
   const size_t n = std::min<size_t>(ctx_.opt.jobs, std::max<size_t>(1, items_.size()));
   for (size_t i = 0; i < n; ++i) threads.emplace_back([this] { worker(); });
   for (auto& t : threads) t.join();
-  progress_->stop();
   int64_t rows = 0;
   for (const auto& job : jobs_) rows += job.checkpoint.rows();
   const double secs = std::chrono::duration<double>(Clock::now() - started_).count();
   const int code = error_.empty() ? 0 : 1;
+  progress_->finish(code, error_);
   if (code == 0) {
     std::printf("backfill complete: %zu tables, %s rows (%s this run) in %.1f s\n", jobs_.size(),
                 pm::format_count(rows).c_str(), pm::format_count(rows_total_.load()).c_str(), secs);
@@ -327,7 +330,7 @@ int backfill_main(int argc, char** argv) {
   Options opt;
   std::string error;
   if (!parse_options(argc, argv,
-                     {"--config", "--user", "--dbname", "--tables", "--jobs", "--max-rate", "--chunk-rows", "--state-dir",
+                     {"--config", "--user", "--dbname", "--tables", "--jobs", "--max-rate", "--chunk-rows", "--chunk-memory", "--state-dir",
                       "--admin", "--no-watermark", "--commit-grace-ms", "--watermark-timeout-ms"},
                      &opt, &error)) {
     std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());

@@ -90,6 +90,9 @@ bool parse_options(int argc, char** argv, const std::vector<std::string>& allowe
     } else if (flag == "--max-rate") {
       if (!number(0)) return false;
       o->max_rate = n;
+    } else if (flag == "--chunk-memory") {
+      if (!number(0)) return false;
+      o->chunk_memory = n;
     } else if (flag == "--chunk-rows") {
       if (!number(1)) return false;
       o->chunk_rows = n;
@@ -171,11 +174,25 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
   ctx->secondary = spec_for(ctx->cfg.secondary_target(), db, user, pp, app);
   ctx->primary_name = ctx->cfg.primary_target().name;
   ctx->secondary_name = ctx->cfg.secondary_target().name;
-  if (ctx->opt.admins.empty() && ctx->cfg.mirror_writes && ctx->cfg.admin.enabled()) {
+  std::string config_admin;
+  if (ctx->cfg.admin.enabled()) {
     const std::string host = ctx->cfg.admin.listen_host == "*" || ctx->cfg.admin.listen_host.empty()
                                  ? "127.0.0.1"
                                  : ctx->cfg.admin.listen_host;
-    ctx->opt.admins.push_back(config::format_host_port(host, ctx->cfg.admin.listen_port));
+    config_admin = config::format_host_port(host, ctx->cfg.admin.listen_port);
+  }
+  if (ctx->opt.admins.empty() && ctx->cfg.mirror_writes && !config_admin.empty())
+    ctx->opt.admins.push_back(config_admin);
+  ctx->report_admins = ctx->opt.admins;
+  if (ctx->report_admins.empty() && !config_admin.empty()) ctx->report_admins.push_back(config_admin);
+  ctx->admin_token = ctx->cfg.admin.token;
+  if (ctx->admin_token.empty() && !ctx->cfg.admin.token_file.empty()) {
+    std::string token;
+    if (read_whole_file(ctx->cfg.admin.token_file, &token)) {
+      const auto first = token.find_first_not_of(" \t\r\n");
+      const auto last = token.find_last_not_of(" \t\r\n");
+      ctx->admin_token = first == std::string::npos ? std::string() : token.substr(first, last - first + 1);
+    }
   }
   return true;
 }
@@ -305,7 +322,9 @@ pm::TableSql table_sql(const pm::Table& t) {
   return s;
 }
 
-bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error) {
+bool admin_request(const std::string& host_port, const std::string& method, const std::string& path,
+                   const std::vector<std::string>& headers, const std::string& body, int timeout_ms,
+                   int* status, std::string* response_body, std::string* error) {
   const size_t colon = host_port.rfind(':');
   if (colon == std::string::npos) {
     *error = "--admin " + host_port + ": expected HOST:PORT";
@@ -322,7 +341,7 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
     return false;
   }
   const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{5, 0};
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   if (fd >= 0) {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -335,8 +354,11 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
     if (fd >= 0) ::close(fd);
     return false;
   }
-  const std::string req = "GET /mirror/watermark HTTP/1.1\r\nHost: " + host_port +
-                          "\r\nConnection: close\r\n\r\n";
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + host_port + "\r\nConnection: close\r\n";
+  for (const auto& h : headers) req += h + "\r\n";
+  if (!body.empty() || method == "POST")
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
   if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
     *error = "pgtandem admin " + host_port + ": cannot send";
     ::close(fd);
@@ -351,13 +373,25 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
     if (resp.size() > 65536) break;
   }
   ::close(fd);
-  const size_t body = resp.find("\r\n\r\n");
-  if (resp.compare(0, 12, "HTTP/1.1 200") != 0 || body == std::string::npos) {
-    *error = "pgtandem admin " + host_port + ": GET /mirror/watermark answered " +
-             resp.substr(0, resp.find('\r'));
+  const size_t head_end = resp.find("\r\n\r\n");
+  if (resp.compare(0, 9, "HTTP/1.1 ") != 0 || resp.size() < 12 || head_end == std::string::npos) {
+    *error = "pgtandem admin " + host_port + ": " + method + " " + path + ": no HTTP answer";
     return false;
   }
-  auto j = pm::Json::parse(resp.substr(body + 4));
+  *status = std::atoi(resp.substr(9, 3).c_str());
+  *response_body = resp.substr(head_end + 4);
+  return true;
+}
+
+bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error) {
+  int status = 0;
+  std::string body;
+  if (!admin_request(host_port, "GET", "/mirror/watermark", {}, "", 5000, &status, &body, error)) return false;
+  if (status != 200) {
+    *error = "pgtandem admin " + host_port + ": GET /mirror/watermark answered " + std::to_string(status);
+    return false;
+  }
+  auto j = pm::Json::parse(body);
   const pm::Json* la = j ? j->get("last_assigned") : nullptr;
   const pm::Json* dt = j ? j->get("done_through") : nullptr;
   const pm::Json* pe = j ? j->get("pending") : nullptr;
@@ -376,18 +410,22 @@ MirrorBarrier::MirrorBarrier(const Context& ctx)
   if (!ctx.opt.no_watermark) admins_ = ctx.opt.admins;
 }
 
-bool MirrorBarrier::wait(std::string* error) {
+bool MirrorBarrier::wait(std::string* error, Clock::time_point since) {
   if (admins_.empty()) return true;
-  if (grace_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms_));
+  // COMMIT answers still on their way to pgtandem when the snapshot was taken have had `grace`
+  // since then to arrive (docs/migration.md): only what is left of it is slept.
+  std::this_thread::sleep_until(since + std::chrono::milliseconds(grace_ms_));
   std::vector<uint64_t> targets(admins_.size());
+  std::vector<bool> reached(admins_.size());
   for (size_t i = 0; i < admins_.size(); ++i) {
     Watermark w;
     if (!fetch_watermark(admins_[i], &w, error)) return false;
     targets[i] = w.last_assigned;
+    reached[i] = w.done_through >= w.last_assigned;  // an idle mirror: one request, no polling
   }
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (size_t i = 0; i < admins_.size(); ++i) {
-    for (int step = 0;; ++step) {
+    for (int step = 0; !reached[i]; ++step) {
       Watermark w;
       if (!fetch_watermark(admins_[i], &w, error)) return false;
       if (w.done_through >= targets[i]) break;
@@ -420,6 +458,34 @@ bool open_pair(const Context& ctx, ConnPair* pair, std::string* error) {
   return true;
 }
 
+namespace {
+
+std::optional<pm::Key> key_of_line(const pm::TableSql& t, std::string_view line) {
+  if (t.key.empty() || line.empty()) return std::nullopt;
+  auto fields = pm::decode_copy_line(line);
+  pm::Key key;
+  for (const auto& k : t.key) {
+    for (size_t i = 0; i < t.columns.size(); ++i)
+      if (t.columns[i] == k && i < fields.size() && fields[i]) key.push_back(*fields[i]);
+  }
+  if (key.size() != t.key.size()) return std::nullopt;
+  return key;
+}
+
+// On the other target, in its open transaction: whether it holds any row of `range`.
+bool range_empty(PgConn& n, const pm::TableSql& t, const pm::KeyRange& range, bool* empty,
+                 std::string* error) {
+  Rows r;
+  if (!n.query("SELECT 1 FROM " + pm::qualified_name(t.schema, t.name) + " WHERE " +
+                   pm::range_predicate(t, range) + " LIMIT 1",
+               &r, error))
+    return false;
+  *empty = r.rows.empty();
+  return true;
+}
+
+}  // namespace
+
 bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
                 const ChunkCopy& what, ChunkResult* result, std::string* error) {
   PgConn& p = *pair.primary;
@@ -436,39 +502,60 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
   std::string e;
   if (!p.exec("BEGIN ISOLATION LEVEL READ COMMITTED", &e)) return fail(e);
   if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
-  if (!n.exec("BEGIN", &e) || !n.exec(pm::create_staging_sql(t, staging), &e)) return fail(e);
-  std::string last_line;
-  if (!p.copy_to(what.copy_out_sql, n, pm::copy_in_sql(staging, t), &result->rows, &result->bytes,
-                 &last_line, &e))
+  // The chunk out of the primary (its rows locked as they are read), into memory while it fits.
+  std::string data;
+  size_t last_at = 0;
+  bool complete = false;
+  Clock::time_point snapshot_by = Clock::now();
+  if (!p.copy_out_buffered(what.copy_out_sql, what.max_buffer, &data, &result->rows, &last_at,
+                           &complete, &snapshot_by, &e))
     return fail(e);
-  // The chunk's rows are locked on the primary: wait until the mirror applied everything the
-  // primary committed before (docs/migration.md).
-  if (!barrier.wait(&e)) return fail(e);
-  if (what.delete_absent && !what.delete_absent->empty() &&
-      !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
-    return fail(e);
-  if (what.whole_table) {
-    const std::string table = pm::qualified_name(t.schema, t.name);
-    const std::string cols = pm::column_list(t.columns);
-    if (!n.exec("DELETE FROM " + table, &e) ||
-        !n.exec("INSERT INTO " + table + " (" + cols + ") OVERRIDING SYSTEM VALUE SELECT " + cols +
-                    " FROM " + pm::quote_ident(staging),
-                &e))
+  result->bytes = static_cast<int64_t>(data.size());
+  std::string last_line = data.substr(last_at);
+  bool direct = false;  // straight into the table
+  if (!n.exec("BEGIN", &e)) return fail(e);
+  if (complete) {
+    // Every row is read and locked: wait until the mirror applied everything the primary
+    // committed before (docs/migration.md), then look at what `new` holds of the range.
+    if (!barrier.wait(&e, snapshot_by)) return fail(e);
+    const auto last = key_of_line(t, last_line);
+    if (what.range && last && result->rows > 0 &&
+        !range_empty(n, t, pm::KeyRange{what.range->lo, *last}, &direct, &e))
       return fail(e);
-  } else if (result->rows > 0 && !n.exec(pm::upsert_from_staging_sql(t, staging), &e)) {
-    return fail(e);
+  }
+  if (direct) {
+    int64_t ignored_rows = 0, ignored_bytes = 0;
+    std::string ignored_line;
+    if (!p.copy_buffer_to(n, pm::copy_into_table_sql(t), data, false, &ignored_rows, &ignored_bytes,
+                          &ignored_line, &e))
+      return fail(e);
+  } else if (result->rows > 0 || what.whole_table || what.delete_absent) {
+    std::string rest_line;
+    if (!n.exec(pm::create_staging_sql(t, staging), &e) ||
+        !p.copy_buffer_to(n, pm::copy_in_sql(staging, t), data, !complete, &result->rows, &result->bytes,
+                          &rest_line, &e))
+      return fail(e);
+    if (!rest_line.empty()) last_line = std::move(rest_line);
+    // A chunk too large for memory was streamed: its rows are all locked only now.
+    if (!complete && !barrier.wait(&e, snapshot_by)) return fail(e);
+    if (what.delete_absent && !what.delete_absent->empty() &&
+        !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
+      return fail(e);
+    if (what.whole_table) {
+      const std::string table = pm::qualified_name(t.schema, t.name);
+      const std::string cols = pm::column_list(t.columns);
+      if (!n.exec("DELETE FROM " + table, &e) ||
+          !n.exec("INSERT INTO " + table + " (" + cols + ") OVERRIDING SYSTEM VALUE SELECT " + cols +
+                      " FROM " + pm::quote_ident(staging),
+                  &e))
+        return fail(e);
+    } else if (result->rows > 0 && !n.exec(pm::upsert_from_staging_sql(t, staging), &e)) {
+      return fail(e);
+    }
   }
   if (!n.exec("COMMIT", &e)) return fail(e);
   if (!p.exec("COMMIT", &e)) return fail(e);  // releases the chunk's locks
-  if (result->rows > 0 && !t.key.empty()) {
-    auto fields = pm::decode_copy_line(last_line);
-    pm::Key key;
-    for (const auto& k : t.key) {
-      for (size_t i = 0; i < t.columns.size(); ++i)
-        if (t.columns[i] == k && i < fields.size() && fields[i]) key.push_back(*fields[i]);
-    }
-    if (key.size() == t.key.size()) result->last_key = std::move(key);
-  }
+  if (result->rows > 0) result->last_key = key_of_line(t, last_line);
   return true;
 }
 
@@ -541,103 +628,6 @@ void audit(const Options& opt, const std::string& command, int exit_code, pm::Js
 void print_check(char mark, const std::string& text) {
   const char* m = mark == '+' ? "\u2713" : mark == '-' ? "\u2717" : "!";
   std::printf("%s %s\n", m, text.c_str());
-  std::fflush(stdout);
-}
-
-Progress::Progress(std::string command, std::string state_path)
-    : command_(std::move(command)), state_path_(std::move(state_path)) {
-  tty_ = ::isatty(STDOUT_FILENO) == 1;
-  started_ = Clock::now();
-}
-
-Progress::~Progress() { stop(); }
-
-void Progress::start() {
-  thread_ = std::thread([this] {
-    const auto interval = std::chrono::milliseconds(tty_ ? 500 : 5000);
-    auto next = Clock::now() + interval;
-    while (!stop_.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (Clock::now() >= next) {
-        tick(false);
-        next = Clock::now() + interval;
-      }
-    }
-  });
-}
-
-void Progress::stop() {
-  if (!thread_.joinable()) return;
-  stop_ = true;
-  thread_.join();
-  tick(true);
-}
-
-void Progress::table_started(const std::string& table, int64_t estimated_rows) {
-  std::lock_guard lock(mu_);
-  auto& e = tables_[table];
-  e.estimated = estimated_rows;
-  e.started = Clock::now();
-}
-
-void Progress::add(const std::string& table, int64_t rows, int64_t bytes, int64_t chunks) {
-  std::lock_guard lock(mu_);
-  auto& e = tables_[table];
-  e.rows += rows;
-  e.bytes += bytes;
-  e.chunks += chunks;
-}
-
-void Progress::table_done(const std::string& table) {
-  std::lock_guard lock(mu_);
-  auto& e = tables_[table];
-  e.done = true;
-  e.seconds = std::chrono::duration<double>(Clock::now() - e.started).count();
-}
-
-void Progress::tick(bool final) {
-  std::lock_guard lock(mu_);
-  std::vector<std::string> lines;
-  pm::Json state = pm::Json::object();
-  state.set("command", pm::Json::string(command_));
-  state.set("running", pm::Json::boolean(!final));
-  state.set("seconds", pm::Json::number(std::chrono::duration<double>(Clock::now() - started_).count()));
-  pm::Json tables = pm::Json::array();
-  int64_t rows = 0, chunks = 0;
-  for (const auto& [name, e] : tables_) {
-    const double secs = e.done ? e.seconds : std::chrono::duration<double>(Clock::now() - e.started).count();
-    if (!e.done || final) {
-      std::string l = pm::format_progress(name, e.rows, e.estimated > 0 ? e.estimated : -1, e.bytes, secs);
-      if (e.done) l += "  done";
-      if (!final || tty_ || e.done) lines.push_back(l);
-    }
-    rows += e.rows;
-    chunks += e.chunks;
-    pm::Json t = pm::Json::object();
-    t.set("table", pm::Json::string(name));
-    t.set("rows", pm::Json::integer(e.rows));
-    t.set("bytes", pm::Json::integer(e.bytes));
-    t.set("chunks", pm::Json::integer(e.chunks));
-    t.set("estimated_rows", pm::Json::integer(e.estimated));
-    t.set("done", pm::Json::boolean(e.done));
-    tables.push(std::move(t));
-  }
-  state.set("rows", pm::Json::integer(rows));
-  state.set("chunks", pm::Json::integer(chunks));
-  state.set("differences", pm::Json::integer(differences_.load()));
-  state.set("repaired", pm::Json::integer(repaired_.load()));
-  state.set("tables", std::move(tables));
-  std::string ignored;
-  if (!state_path_.empty()) write_file_atomic(state_path_, state.dump() + "\n", &ignored);
-  if (tty_) {
-    std::string out;
-    for (size_t i = 0; i < lines_drawn_; ++i) out += "\033[1A\033[2K";
-    for (const auto& l : lines) out += l + "\n";
-    lines_drawn_ = final ? 0 : lines.size();
-    std::fputs(out.c_str(), stdout);
-  } else if (!final) {
-    for (const auto& l : lines) std::printf("progress: %s\n", l.c_str());
-  }
   std::fflush(stdout);
 }
 

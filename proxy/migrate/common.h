@@ -34,6 +34,7 @@ struct Options {
   int jobs = 2;
   int64_t max_rate = 0;        // rows/s over all jobs; 0 = unlimited
   int64_t chunk_rows = 10000;  // rows per chunk
+  int64_t chunk_memory = 64 << 20;  // backfill: a chunk up to this many bytes is held in memory
   std::string state_dir;       // default ./pgtandem-state
   std::vector<std::string> admins;  // HOST:PORT of every running pgtandem
   bool no_watermark = false;        // copy without the mirror barrier (only with writes stopped)
@@ -55,6 +56,10 @@ struct Context {
   ConnSpec primary, secondary;  // the primary target and the other one
   std::string primary_name, secondary_name;
   bool mirror_writes = false;
+  // Where progress is POSTed (every running pgtandem: --admin, else the config's [admin] listen)
+  // and the bearer token it needs ([admin] token or token_file; "" = progress not reported).
+  std::vector<std::string> report_admins;
+  std::string admin_token;
 };
 bool make_context(const Options& opt, const std::string& application_name, Context* ctx,
                   std::string* error);
@@ -70,6 +75,11 @@ struct Watermark {
   uint64_t last_assigned = 0, done_through = 0, pending = 0;
 };
 bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error);
+// One HTTP/1.1 request to a pgtandem admin endpoint (Connection: close). *status: the status code;
+// *body: the response body. False with *error when it could not be sent or answered.
+bool admin_request(const std::string& host_port, const std::string& method, const std::string& path,
+                   const std::vector<std::string>& headers, const std::string& body, int timeout_ms,
+                   int* status, std::string* response_body, std::string* error);
 
 // Waits until every running pgtandem's mirror has applied what the primary committed before now
 // minus nothing: after `commit_grace_ms` (for COMMIT answers still on their way to pgtandem), the
@@ -78,7 +88,9 @@ class MirrorBarrier {
  public:
   explicit MirrorBarrier(const Context& ctx);
   bool enabled() const { return !admins_.empty(); }
-  bool wait(std::string* error);
+  // `since`: when the snapshot whose commits must be applied was taken at the latest (the COPY
+  // out's start): the grace runs from there, so it overlaps the copy instead of following it.
+  bool wait(std::string* error, std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now());
   const std::vector<std::string>& admins() const { return admins_; }
 
  private:
@@ -103,6 +115,11 @@ struct ChunkCopy {
   std::string copy_out_sql;  // COPY (...) TO STDOUT on the primary
   const std::vector<pm::Key>* delete_absent = nullptr;  // repair: these keys, if the primary lacks them
   bool whole_table = false;  // keyless: replace every row of the table
+  // Backfill: the key range the chunk starts in (its rows are the first ones after range.lo).
+  // Set: a chunk that fits in memory is COPYed straight into the table when `new` holds no row
+  // of it (the common case of a first backfill), skipping the staging table and the upsert.
+  std::optional<pm::KeyRange> range;
+  size_t max_buffer = 64 << 20;  // bytes of the chunk held in memory; beyond, it is streamed
 };
 struct ChunkResult {
   int64_t rows = 0, bytes = 0;
@@ -120,13 +137,18 @@ bool read_whole_file(const std::string& path, std::string* out);
 void audit(const Options& opt, const std::string& command, int exit_code, pm::Json details);
 
 // Per-table progress: on a terminal one updating line per active table; otherwise plain lines
-// every few seconds. Also rewrites <state-dir>/<state_file> (JSON) at each tick.
+// every few seconds. Every second it also rewrites <state-dir>/<state_file> (JSON) and POSTs the
+// same document to every running pgtandem (POST /migrate/progress: /status and /metrics show it;
+// docs/migration.md, "Progress in pgtandem").
 class Progress {
  public:
-  Progress(std::string command, std::string state_path);
+  // ctx: where to report (nullptr: nowhere).
+  Progress(std::string command, std::string state_path, const Context* ctx = nullptr);
   ~Progress();
   void start();
-  void stop();  // final lines
+  void stop();  // final lines (state "done", exit code 0, unless finish() said otherwise)
+  // The run's result: the final state document says "done" (0, or verify's 1) or "failed".
+  void finish(int exit_code, std::string error = {});
   void table_started(const std::string& table, int64_t estimated_rows);
   void add(const std::string& table, int64_t rows, int64_t bytes, int64_t chunks = 1);
   void table_done(const std::string& table);
@@ -140,8 +162,15 @@ class Progress {
     std::chrono::steady_clock::time_point started;
     double seconds = 0;
   };
-  void tick(bool final);
+  void tick(bool final, bool print);
+  void post(const std::string& body);
   std::string command_, state_path_;
+  std::vector<std::string> admins_;
+  std::string token_, run_id_;
+  int64_t started_unix_ = 0;
+  int exit_code_ = 0;
+  std::string error_;
+  bool post_warned_ = false;
   std::mutex mu_;
   std::map<std::string, Entry> tables_;
   std::atomic<int64_t> differences_{0}, repaired_{0};

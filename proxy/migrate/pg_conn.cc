@@ -165,30 +165,64 @@ bool PgConn::pipeline(const std::vector<std::string>& sqls, std::vector<Rows>* o
   return ok;
 }
 
-bool PgConn::copy_to(const std::string& copy_out_sql, PgConn& dest, const std::string& copy_in_sql,
-                     int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error) {
+bool PgConn::copy_out_buffered(const std::string& copy_out_sql, size_t max_bytes,
+                               std::string* data, int64_t* rows, size_t* last_row_at,
+                               bool* complete, std::chrono::steady_clock::time_point* out_started,
+                               std::string* error) {
+  data->clear();
   *rows = 0;
-  *bytes = 0;
+  *last_row_at = 0;
+  *complete = false;
+  ResultPtr out(PQexec(conn_, copy_out_sql.c_str()));
+  if (!out || PQresultStatus(out.get()) != PGRES_COPY_OUT) {
+    *error = out ? spec_.label + ": " + trim(PQresultErrorMessage(out.get()))
+                 : err("COPY TO STDOUT failed");
+    return false;
+  }
+  if (out_started) *out_started = std::chrono::steady_clock::now();
+  while (data->size() <= max_bytes) {
+    char* buf = nullptr;
+    const int n = PQgetCopyData(conn_, &buf, 0);
+    if (n == -1) {
+      *complete = true;
+      return drain_results(error);
+    }
+    if (n < 0) {
+      *error = err("COPY out failed");
+      drain_results(error);
+      return false;
+    }
+    ++*rows;
+    *last_row_at = data->size();
+    data->append(buf, n);
+    PQfreemem(buf);
+  }
+  return true;  // more than max_bytes: the rest is still to be read
+}
+
+bool PgConn::copy_buffer_to(PgConn& dest, const std::string& copy_in_sql, const std::string& data,
+                            bool rest_open, int64_t* rows, int64_t* bytes, std::string* last_line,
+                            std::string* error) {
   ResultPtr in(PQexec(dest.conn_, copy_in_sql.c_str()));
   if (!in || PQresultStatus(in.get()) != PGRES_COPY_IN) {
     *error = in ? dest.spec_.label + ": " + trim(PQresultErrorMessage(in.get()))
                 : dest.err("COPY FROM STDIN failed");
     return false;
   }
-  ResultPtr out(PQexec(conn_, copy_out_sql.c_str()));
-  if (!out || PQresultStatus(out.get()) != PGRES_COPY_OUT) {
-    *error = out ? spec_.label + ": " + trim(PQresultErrorMessage(out.get()))
-                 : err("COPY TO STDOUT failed");
-    PQputCopyEnd(dest.conn_, "source failed");
-    std::string ignored;
-    dest.drain_results(&ignored);
-    return false;
-  }
-  bool ok = true;
-  for (;;) {
+  bool ok = data.empty() || PQputCopyData(dest.conn_, data.data(), static_cast<int>(data.size())) == 1;
+  if (!ok) *error = dest.err("COPY in failed");
+  while (ok && rest_open) {
     char* buf = nullptr;
     const int n = PQgetCopyData(conn_, &buf, 0);
-    if (n == -1) break;  // done
+    if (n == -1) {
+      rest_open = false;
+      std::string out_error;
+      if (!drain_results(&out_error)) {
+        *error = out_error;
+        ok = false;
+      }
+      break;
+    }
     if (n < 0) {
       *error = err("COPY out failed");
       ok = false;
@@ -197,27 +231,23 @@ bool PgConn::copy_to(const std::string& copy_out_sql, PgConn& dest, const std::s
     ++*rows;
     *bytes += n;
     last_line->assign(buf, n);
-    if (PQputCopyData(dest.conn_, buf, n) != 1) {
-      PQfreemem(buf);
-      *error = dest.err("COPY in failed");
-      ok = false;
-      break;
-    }
+    ok = PQputCopyData(dest.conn_, buf, n) == 1;
     PQfreemem(buf);
+    if (!ok) *error = dest.err("COPY in failed");
   }
-  std::string out_error;
-  const bool out_ok = drain_results(&out_error);
-  if (ok && !out_ok) {
-    *error = out_error;
-    ok = false;
+  if (rest_open && !ok) {  // leave this connection usable (ROLLBACK next)
+    char* buf = nullptr;
+    int n;
+    while ((n = PQgetCopyData(conn_, &buf, 0)) >= 0) PQfreemem(buf);
+    std::string ignored;
+    drain_results(&ignored);
   }
   if (PQputCopyEnd(dest.conn_, ok ? nullptr : "source failed") != 1 && ok) {
     *error = dest.err("COPY end failed");
     ok = false;
   }
   std::string in_error;
-  const bool in_ok = dest.drain_results(&in_error);
-  if (ok && !in_ok) {
+  if (!dest.drain_results(&in_error) && ok) {
     *error = in_error;
     ok = false;
   }

@@ -1,12 +1,14 @@
 // libpq for the migration commands (issue 13): an RAII connection with the few things they do:
-// run SQL, read rows as text, stream COPY out of one server into COPY in on the other
-// (PQgetCopyData -> PQputCopyData, no row parsing except the last line's key), and pipelined
+// run SQL, read rows as text, COPY out of one server (into memory while a chunk fits, streamed
+// beyond) into COPY in on the other (PQgetCopyData -> PQputCopyData, no row parsing except the
+// last line's key), and pipelined
 // queries (PQenterPipelineMode: verify's per-chunk hash queries in one round trip).
 // Blocking calls; each command's worker threads own their connections.
 #pragma once
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -56,11 +58,18 @@ class PgConn {
   // Queries sent in one pipeline (extended protocol, one Sync), results in order.
   bool pipeline(const std::vector<std::string>& sqls, std::vector<Rows>* out, std::string* error);
 
-  // Streams `copy_out_sql` (COPY ... TO STDOUT) on this connection into `copy_in_sql`
-  // (COPY ... FROM STDIN) on `dest`. *rows and *bytes count what passed; *last_line is the last
-  // data line (for the chunk's last key).
-  bool copy_to(const std::string& copy_out_sql, PgConn& dest, const std::string& copy_in_sql,
-               int64_t* rows, int64_t* bytes, std::string* last_line, std::string* error);
+  // COPY out into memory: `copy_out_sql`'s rows appended to *data until the COPY ends
+  // (*complete = true) or *data holds more than max_bytes (*complete = false: the COPY stays open;
+  // copy_buffer_to sends the rest). *last_row_at: where the last row starts in *data.
+  // *out_started: when the COPY began answering (its snapshot was taken before).
+  bool copy_out_buffered(const std::string& copy_out_sql, size_t max_bytes, std::string* data,
+                         int64_t* rows, size_t* last_row_at, bool* complete,
+                         std::chrono::steady_clock::time_point* out_started, std::string* error);
+  // `copy_in_sql` (COPY ... FROM STDIN) on `dest`, fed `data`, then, when `rest_open`, the rest
+  // of this connection's open COPY out (counted in *rows, *bytes; its last row in *last_line).
+  bool copy_buffer_to(PgConn& dest, const std::string& copy_in_sql, const std::string& data,
+                      bool rest_open, int64_t* rows, int64_t* bytes, std::string* last_line,
+                      std::string* error);
 
   std::string server_version();  // "15.4"
 

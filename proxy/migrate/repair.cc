@@ -143,10 +143,12 @@ int repair_main(int argc, char** argv) {
     }
   }
   // Verify what was repaired again.
-  Progress progress("repair", dir + "/repair-state.json");
+  Progress progress("repair", dir + "/repair-state.json", &ctx);
   progress.add_repaired(repaired);
+  progress.start();
   pm::Report after;
   if (!run_verify(ctx, tables, schema, &after, &progress, &error)) {
+    progress.finish(1, error);
     std::fprintf(stderr, "pgtandem repair: verifying again failed: %s\n", error.c_str());
     audit(opt, "repair", 1, pm::Json::object().set("error", pm::Json::string(error)));
     return 1;
@@ -161,6 +163,7 @@ int repair_main(int argc, char** argv) {
                          std::to_string(after.sequences.size()) + " sequence(s) still differ (report " + after_path +
                          "); run repair --report " + after_path + " again");
   const int code = identical ? 0 : 1;
+  progress.finish(code, identical ? "" : "differences remain");
   audit(opt, "repair", code,
         pm::Json::object()
             .set("report", pm::Json::string(report_path))

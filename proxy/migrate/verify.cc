@@ -315,7 +315,7 @@ void print_report(const pm::Report& r) {
 int verify_main(int argc, char** argv) {
   Options opt;
   std::string error;
-  if (!parse_options(argc, argv, {"--config", "--user", "--dbname", "--tables", "--jobs", "--chunk-rows", "--state-dir", "--report", "--recheck-delay-ms"},
+  if (!parse_options(argc, argv, {"--config", "--user", "--dbname", "--tables", "--jobs", "--chunk-rows", "--state-dir", "--report", "--recheck-delay-ms", "--admin"},
                      &opt, &error)) {
     std::fprintf(stderr, "pgtandem verify: %s\n", error.c_str());
     return 2;
@@ -335,16 +335,17 @@ int verify_main(int argc, char** argv) {
   }
   p.reset();
   const std::string dir = state_dir(opt);
-  Progress progress("verify", dir + "/verify-state.json");
+  Progress progress("verify", dir + "/verify-state.json", &ctx);
   progress.start();
   pm::Report report;
   const bool ok = run_verify(ctx, tables, schema, &report, &progress, &error);
-  progress.stop();
   if (!ok) {
+    progress.finish(3, error);
     std::fprintf(stderr, "pgtandem verify: %s\n", error.c_str());
     audit(opt, "verify", 3, pm::Json::object().set("error", pm::Json::string(error)));
     return 3;
   }
+  progress.finish(report.identical() ? 0 : 1);
   const std::string path = opt.report.empty() ? dir + "/verify-report.json" : opt.report;
   if (!write_file_atomic(path, pm::encode_report(report), &error))
     std::fprintf(stderr, "pgtandem verify: %s\n", error.c_str());

@@ -271,6 +271,10 @@ struct Metrics::Impl {
   prometheus::Counter* kept[4] = {};
   prometheus::Counter* mirror_writes[5] = {};
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
+  // Divergences on rows a backfill has not copied yet (issue 13), counted apart.
+  prometheus::Family<prometheus::Counter>* divergences_backfill = nullptr;
+  std::function<bool()> backfill_pending;
+  std::atomic<uint64_t> divergences_real{0}, divergences_pending{0};
   prometheus::Counter* nondeterministic = nullptr;
   prometheus::Counter* coalesced = nullptr;
   prometheus::Counter* order_waited = nullptr;
@@ -385,6 +389,13 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                            "error_code", "statements"}) {
     impl_->divergences->Add({{"kind", kind}});
   }
+  impl_->divergences_backfill =
+      &prometheus::BuildCounter()
+           .Name("pgtandem_mirror_divergences_backfill_pending_total")
+           .Help("Mirror divergences (row_count, error_on_mirror) while a backfill had not finished "
+                 "the table: rows not copied yet, not counted in pgtandem_mirror_divergences_total")
+           .Register(r);
+  for (const char* kind : {"row_count", "error_on_mirror"}) impl_->divergences_backfill->Add({{"kind", kind}});
   impl_->nondeterministic = &prometheus::BuildCounter()
                                  .Name("pgtandem_mirror_nondeterministic_writes_total")
                                  .Help("Mirrored writes with now(), random(), nextval(), serial "
@@ -549,7 +560,23 @@ void Metrics::mirror_write(MirrorOutcome outcome) {
   impl_->mirror_writes[static_cast<int>(outcome)]->Increment();
 }
 void Metrics::mirror_divergence(std::string_view kind) {
+  // An UPDATE/DELETE that found 0 rows on the other target, or failed there (a foreign key to a row
+  // not there yet), while a backfill has not finished: rows not copied yet, not a real divergence.
+  const bool backfill_kind = kind == "row_count" || kind == "error_on_mirror";
+  if (backfill_kind && impl_->backfill_pending && impl_->backfill_pending()) {
+    impl_->divergences_backfill->Add({{"kind", std::string(kind)}}).Increment();
+    impl_->divergences_pending.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   impl_->divergences->Add({{"kind", std::string(kind)}}).Increment();
+  impl_->divergences_real.fetch_add(1, std::memory_order_relaxed);
+}
+void Metrics::set_backfill_pending(std::function<bool()> pending) {
+  impl_->backfill_pending = std::move(pending);
+}
+void Metrics::mirror_divergences(uint64_t* real, uint64_t* backfill_pending) const {
+  *real = impl_->divergences_real.load(std::memory_order_relaxed);
+  *backfill_pending = impl_->divergences_pending.load(std::memory_order_relaxed);
 }
 void Metrics::mirror_nondeterministic() { impl_->nondeterministic->Increment(); }
 void Metrics::mirror_coalesced(size_t transactions) {

@@ -79,6 +79,13 @@ class Metrics {
   void mirror_write(MirrorOutcome outcome);
   // kind: row_count | command | error_on_mirror | error_on_primary | error_code | statements
   void mirror_divergence(std::string_view kind);
+  // Issue 13: whether a backfill has not finished yet (policy::migrate::RunBoard, as the commands
+  // report it). While it says so, row_count and error_on_mirror divergences are counted in
+  // pgtandem_mirror_divergences_backfill_pending_total instead. Set before serving starts; called
+  // on the divergence path only (rare), from any worker.
+  void set_backfill_pending(std::function<bool()> pending);
+  // Divergences counted so far: real ones, and those put down to a backfill in progress.
+  void mirror_divergences(uint64_t* real, uint64_t* backfill_pending) const;
   void mirror_nondeterministic();
   // Committed transactions applied on the mirror as one request (policy/mirror/mirror_batch.h).
   void mirror_coalesced(size_t transactions);

@@ -510,7 +510,8 @@ def main():
             "the image ships deploy/pgtandem.container.toml as /etc/pgtandem/pgtandem.toml")
 
     # ---------------------------------------------------------------- Prometheus rules
-    metrics_cc = (repo / "proxy/telemetry/metrics.cc").read_text()
+    # The migration commands' gauges (issue 13) are rendered by policy/migrate/run_board.cc.
+    metrics_cc = (repo / "proxy/telemetry/metrics.cc").read_text() + (repo / "policy/migrate/run_board.cc").read_text()
     exported, histograms = exported_metrics(metrics_cc)
     c.check(len(exported) >= 20 and len(histograms) >= 2,
             f"found pgtandem's metrics in proxy/telemetry/metrics.cc ({len(exported)} names, histograms {sorted(histograms)})")

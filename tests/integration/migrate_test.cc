@@ -3,6 +3,7 @@
 // pgtandem, then verify (and repair where pgbench_history's bigserial keys differ); a backfill
 // SIGKILLed midway and resumed; a table without a key; verify finding rows changed behind
 // pgtandem's back and repair fixing them; randomized writers inside the chunks being copied;
+// a mirrored write held in flight that a naive copy doubles and the barrier does not;
 // every kind of built-in type.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
@@ -68,6 +69,7 @@ class MigrateTest : public ProxyTest {
   ProxyProcess& start_mirror_proxy() {
     ProxyOptions o = Env::get().default_proxy_options();
     o.section_lines[""].push_back("mirror_writes = true");
+    o.section_lines["admin"].push_back("token = \"migrate-it-token\"");  // the commands POST progress
     o.extra_toml = "[mirror]\njournal_path = \"" + dir_->file("mirror.journal") + "\"\n";
     return start_proxy(o);
   }
@@ -112,10 +114,14 @@ class MigrateTest : public ProxyTest {
 
   // Writers inside the chunks being copied (below); returns verify's exit code.
   int writers_scenario(const std::string& name, const std::vector<std::string>& flags);
+  // A mirrored write held in flight while a chunk is copied (below); returns verify's exit code.
+  int held_write_scenario(const std::string& name, bool barrier, bool* finished_while_held);
 
   std::unique_ptr<TempDir> dir_;
   std::vector<std::string> databases_;
   std::string last_report_;
+  Metrics metrics_;      // held_write_scenario: pgtandem's /metrics and /status after verify
+  std::string status_;
 };
 
 TEST_F(MigrateTest, PreflightMatchingAndMismatchingSchemas) {
@@ -388,20 +394,97 @@ TEST_F(MigrateTest, RandomizedWritersInsideTheChunkBeingCopied) {
   EXPECT_EQ(writers_scenario("writers", {}), 0) << last_report_;
 }
 
-// The same without the mirror barrier (rows still locked while copied): updates committed just
-// before a chunk was locked, not yet applied by the mirror, are applied again on top of the copy.
-// DISABLED: the race is random and depends on the machine's load. It diverged in 3 of 3 runs under
-// heavy load, but on a quieter machine all 4 attempts of one run came out identical (and a CI run
-// failed on it), so it cannot gate CI. It stays as the demonstration that the barrier matters:
-// run it with --gtest_also_run_disabled_tests; a deterministic version (a writer held between the
-// COMMIT and the mirror) is the open item of issue 13.
-TEST_F(MigrateTest, DISABLED_RandomizedWritersWithoutTheBarrierDiverge) {
-  int exit_code = 0;
-  for (int attempt = 0; attempt < 4 && exit_code != 1; ++attempt) {
-    exit_code = writers_scenario("naive" + std::to_string(attempt),
-                                 {"--no-watermark", "--commit-grace-ms", "0"});
-  }
-  EXPECT_EQ(exit_code, 1) << last_report_;
+// The naive copy's race, made deterministic: a mirrored UPDATE is held in flight on `new` while
+// a chunk holding its row is copied. The client's transaction is `BEGIN; SELECT hold_gate();
+// UPDATE ...; COMMIT`: hold_gate() returns at once on the primary, and on `new` waits on an
+// advisory lock the test holds, so the mirror's UPDATE starts (and takes its snapshot) only when
+// the test lets it. The primary already committed the update, so the copy contains it:
+// - without the barrier (--no-watermark) the copy commits on `new`, then the held update is
+//   applied on top of it: `v * 31 + 7` twice on `new`, once on the primary. verify finds the row.
+// - with the barrier the chunk waits until the mirror applied the update (the test releases it
+//   only after checking that the backfill is still waiting), then overwrites it with the primary's
+//   image: identical.
+// Returns verify's exit code; *finished_while_held: the backfill finished while the write was held.
+int MigrateTest::held_write_scenario(const std::string& name, bool barrier, bool* finished_while_held) {
+  const std::string db = make_db(name);
+  const char* schema = "CREATE TABLE t (id int PRIMARY KEY, v bigint NOT NULL)";
+  old_cluster().exec(schema, db);
+  new_cluster().exec(schema, db);
+  old_cluster().exec("INSERT INTO t SELECT g, g FROM generate_series(1, 300) g;"
+                     "CREATE FUNCTION hold_gate() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$",
+                     db);
+  new_cluster().exec("CREATE FUNCTION hold_gate() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+                     "PERFORM pg_advisory_xact_lock_shared(4242); RETURN 1; END $$",
+                     db);
+  ProxyProcess& p = start_mirror_proxy();
+  ConnPtr gate = connect(new_cluster().conninfo(db));
+  exec(gate.get(), "SELECT pg_advisory_lock(4242)");
+  ConnPtr client = connect(p.endpoint().conninfo("", db));
+  exec(client.get(), "BEGIN");
+  exec(client.get(), "SELECT hold_gate()");
+  exec(client.get(), "UPDATE t SET v = v * 31 + 7 WHERE id = 150");
+  exec(client.get(), "COMMIT");  // committed on old: 150 * 31 + 7 = 4657
+  // The mirror has taken the unit and waits in hold_gate() on new.
+  EXPECT_TRUE(poll_until(
+      [&] {
+        return new_cluster().query_value(
+                   "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                   "wait_event = 'advisory' AND datname = '" + db + "'") == "1";
+      },
+      milliseconds(10000)));
+  std::vector<std::string> args = {"--chunk-rows", "100", "--jobs", "1", "--admin",
+                                   "127.0.0.1:" + std::to_string(p.admin_port())};
+  if (!barrier) args.insert(args.end(), {"--no-watermark", "--commit-grace-ms", "0"});
+  std::atomic<bool> done{false};
+  ProcessResult bf;
+  std::thread runner([&] {
+    bf = command("backfill", p.config_path(), db, args, milliseconds(60000));
+    done = true;
+  });
+  // Naive: it finishes with the write still held. With the barrier: it cannot finish while held.
+  poll_until([&] { return done.load(); }, milliseconds(barrier ? 3000 : 30000));
+  *finished_while_held = done.load();
+  exec(gate.get(), "SELECT pg_advisory_unlock(4242)");
+  runner.join();
+  EXPECT_EQ(bf.exit_code, 0) << bf.describe();
+  wait_mirror(p);
+  auto v = command("verify", p.config_path(), db, {"--recheck-delay-ms", "200"});
+  metrics_ = p.metrics();
+  status_ = http_get(p.admin_port(), "/status").body;
+  last_report_ = v.out + "\n" + read_file(dir_->file("state-" + db) + "/verify-report.json") +
+                 "\nold v=" + old_cluster().query_value("SELECT v FROM t WHERE id = 150", db) +
+                 " new v=" + new_cluster().query_value("SELECT v FROM t WHERE id = 150", db);
+  p.stop();  // the next scenario starts its own pgtandem on the same journal
+  return v.exit_code;
+}
+
+TEST_F(MigrateTest, HeldMirroredWriteDoubledByANaiveCopyNotWithTheBarrier) {
+  bool finished_while_held = false;
+  // Without the barrier: the copy lands under the held update, which is then applied again.
+  EXPECT_EQ(held_write_scenario("held_naive", false, &finished_while_held), 1) << last_report_;
+  EXPECT_TRUE(finished_while_held);
+  EXPECT_NE(last_report_.find("{\"key\":[\"150\"],\"kind\":\"changed\"}"), std::string::npos) << last_report_;
+  EXPECT_NE(last_report_.find("old v=4657 new v=144374"), std::string::npos) << last_report_;  // (150*31+7)*31+7
+  // With it: the chunk waits for the mirror, then copies the primary's image over it.
+  EXPECT_EQ(held_write_scenario("held_barrier", true, &finished_while_held), 0) << last_report_;
+  EXPECT_FALSE(finished_while_held);
+  EXPECT_NE(last_report_.find("old v=4657 new v=4657"), std::string::npos) << last_report_;
+  // The held UPDATE reached new before the copy of its row: "UPDATE 0" there, while the backfill
+  // (which reports its progress to pgtandem) had not finished the table: counted apart.
+  EXPECT_EQ(metrics_.sum("pgtandem_mirror_divergences_backfill_pending_total", {{"kind", "row_count"}}), 1)
+      << metrics_.text();
+  EXPECT_EQ(metrics_.sum("pgtandem_mirror_divergences_total"), 0) << metrics_.text();
+  EXPECT_NE(status_.find("\"mirror_divergences\":{\"real\":0,\"backfill_pending\":1}"), std::string::npos) << status_;
+  // The runs as pgtandem saw them: the backfill's 300 rows, verify's result.
+  EXPECT_EQ(metrics_.sum("pgtandem_backfill_rows"), 300) << metrics_.text();
+  EXPECT_EQ(metrics_.sum("pgtandem_backfill_chunks"), 4) << metrics_.text();  // the 4th finds none
+  EXPECT_EQ(metrics_.sum("pgtandem_backfill_last_run_exit_code"), 0) << metrics_.text();
+  EXPECT_EQ(metrics_.sum("pgtandem_backfill_table_done", {{"table", "public.t"}}), 1) << metrics_.text();
+  EXPECT_EQ(metrics_.sum("pgtandem_verify_rows"), 300) << metrics_.text();
+  EXPECT_EQ(metrics_.sum("pgtandem_verify_last_run_exit_code"), 0) << metrics_.text();
+  EXPECT_GT(metrics_.sum("pgtandem_verify_last_run_timestamp_seconds"), 1.7e9) << metrics_.text();
+  EXPECT_NE(status_.find("\"command\":\"backfill\""), std::string::npos) << status_;
+  EXPECT_NE(status_.find("\"state\":\"done\""), std::string::npos) << status_;
 }
 
 // The hot-row workload of the issue: 8 sessions overwrite 10 rows non-commutatively through the
@@ -483,7 +566,9 @@ TEST_F(MigrateTest, EveryKindOfBuiltInType) {
       "INSERT INTO types (id, f8) VALUES (5, 0.1::float8 + 0.2::float8)",
       db);
   const std::string cfg = plain_config();
-  auto bf = command("backfill", cfg, db);
+  // Chunks of 2 rows: the one with the 1.28 MB row is larger than --chunk-memory and is streamed
+  // through the staging table, the others go straight into the table.
+  auto bf = command("backfill", cfg, db, {"--chunk-rows", "2", "--chunk-memory", "100000"});
   ASSERT_EQ(bf.exit_code, 0) << bf.describe();
   auto v = command("verify", cfg, db);
   EXPECT_EQ(v.exit_code, 0) << v.describe();
