@@ -441,6 +441,14 @@ bool Server::start(std::string* error) {
       return im.set_primary_on_main(p, why);
     };
     hooks.audit = [&im](const std::string& json) { im.audit_cutover(json); };
+    hooks.last_verify = [&im](int64_t* finished, int64_t* exit_code) {
+      std::lock_guard lock(im.migrate_mu);
+      auto last = im.migrate_board.last_result("verify");
+      if (!last) return false;
+      *finished = last->finished_at;
+      *exit_code = last->exit_code;
+      return true;
+    };
     im.cutover = std::make_unique<Cutover>(im.state, std::move(control), std::move(hooks));
     std::string why;
     const std::string epoch_primary = im.cutover->startup_primary(&why);
@@ -963,6 +971,7 @@ AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
     req.max_queue_bytes = static_cast<int64_t>(c.max_queue_bytes);
     req.max_mismatches = c.max_shadow_mismatches;
     req.shadow_window_s = c.shadow_window_s;
+    req.verify_max_age_s = c.verify_max_age_s;
   }
   while (!query.empty()) {
     const size_t amp = query.find('&');
@@ -976,6 +985,7 @@ AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
     if (k == "timeout_ms" && !v.empty()) req.timeout_ms = std::atoll(v.c_str());
     if (k == "max_mismatches" && !v.empty()) req.max_mismatches = std::strtoull(v.c_str(), nullptr, 10);
     if (k == "max_lag" && !v.empty()) req.max_mirror_lag = std::atoll(v.c_str());
+    if (k == "verify_max_age_s" && !v.empty()) req.verify_max_age_s = std::atoll(v.c_str());
     if (k == "shadow_window_s" && !v.empty()) req.shadow_window_s = std::max(1LL, std::atoll(v.c_str()));
   }
   if (req.to.empty()) {

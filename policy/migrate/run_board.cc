@@ -201,6 +201,12 @@ std::string RunBoard::prometheus(int64_t now_unix) const {
   return out + done;
 }
 
+std::optional<RunBoard::LastResult> RunBoard::last_result(std::string_view command) const {
+  const Entry* e = entry(command);
+  if (e == nullptr) return std::nullopt;
+  return e->last;
+}
+
 bool RunBoard::backfill_pending(std::string_view table) const {
   const Entry* b = entry("backfill");
   if (!b) return false;

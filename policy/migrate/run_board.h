@@ -44,12 +44,16 @@ class RunBoard {
   // failed) and has not finished that table (table ""/unknown to it: any table).
   bool backfill_pending(std::string_view table = {}) const;
 
- private:
   struct LastResult {
-    int64_t finished_at = 0;
-    int64_t exit_code = 0;
+    int64_t finished_at = 0;  // unix seconds
+    int64_t exit_code = 0;    // verify: 0 identical, 1 differences
     double seconds = 0;
   };
+  // The last finished run of `command` (nullopt: none reported since this pgtandem started).
+  // The cutover's verify gate reads it (proxy/control/cutover.cc).
+  std::optional<LastResult> last_result(std::string_view command) const;
+
+ private:
   struct Entry {
     Json doc;
     int64_t received_at = 0;

@@ -150,6 +150,21 @@ void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& li
                         std::to_string(mismatches) + " in the last " +
                             std::to_string(req.shadow_window_s) + " s (max " +
                             std::to_string(req.max_mismatches) + ")"});
+  if (req.verify_max_age_s > 0) {
+    // The last verify must be clean and recent: a cutover onto a target nobody proved equal is
+    // what the migration plans forbid (pt-table-checksum before a switchover, Vitess's VDiff).
+    int64_t finished = 0;
+    int64_t exit_code = -1;
+    const bool have = hooks_.last_verify && hooks_.last_verify(&finished, &exit_code);
+    const int64_t age = unix_ms() / 1000 - finished;
+    const bool pass = have && exit_code == 0 && age <= req.verify_max_age_s;
+    std::string figure = !have ? "no verify reported to this replica"
+                               : std::string(exit_code == 0 ? "clean" : "found differences (exit " +
+                                                                           std::to_string(exit_code) + ")") +
+                                     ", " + std::to_string(age) + " s ago";
+    rep->gates.push_back({"verify", pass,
+                          figure + " (max age " + std::to_string(req.verify_max_age_s) + " s)"});
+  }
   std::string down;
   for (size_t i = 0; i < state_.targets.size() && i < kMaxTargets; ++i) {
     if (state_.health.reachable[i].load() == 0) down += " " + state_.targets[i].name;

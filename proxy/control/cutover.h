@@ -32,6 +32,7 @@ struct CutoverRequest {
   int64_t max_queue_bytes = 16 << 20;
   uint64_t max_mismatches = 0;  // shadow mismatches in the last `shadow_window_s`, at most
   int64_t shadow_window_s = 300;
+  int64_t verify_max_age_s = 0;  // 0: no verify gate
 };
 
 struct CutoverGate {
@@ -63,6 +64,9 @@ class Cutover {
     std::function<bool(const std::string& primary, std::string* error)> set_primary;
     // One audit line (JSON) for every cutover, aborted and refused ones included.
     std::function<void(const std::string& json)> audit;
+    // The last finished `pgtandem verify` this replica heard of (POST /migrate/progress): false if
+    // none; else its end (unix s) and exit code (0 identical).
+    std::function<bool(int64_t* finished_unix_s, int64_t* exit_code)> last_verify;
   };
 
   Cutover(ServerState& state, std::unique_ptr<ControlStore> store, Hooks hooks);

@@ -489,6 +489,30 @@ TEST_F(CutoverTest, ShadowMismatchesBlockOnlyWhileRecent) {
       << r.body;
 }
 
+// The verify gate: with verify_max_age_s set, a cutover needs a clean `pgtandem verify` that this
+// replica heard of (the command reports to the admin API of the config it runs with).
+TEST_F(CutoverTest, TheVerifyGateNeedsACleanRecentVerify) {
+  const std::string db = make_db("verify");
+  ProxyProcess& p = start_proxy(options());
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  exec(c.get(), "INSERT INTO t (id, note) VALUES (1, 'a'), (2, 'b')");
+  HttpResponse r = cutover(p, "to=new&verify_max_age_s=3600");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("\"name\":\"verify\",\"result\":\"FAIL\",\"figure\":\"no verify reported"),
+            std::string::npos) << r.body;
+  TempDir state("pgtandem-cutover-verify");
+  ProcessResult v;
+  ASSERT_TRUE(poll_until([&] {  // the mirror applies the insert first
+    v = run_process({pgtandem_binary(), "verify", "--config", p.config_path(), "--user", "postgres",
+                     "--dbname", db, "--state-dir", state.path()});
+    return v.exit_code == 0;
+  }, milliseconds(20000))) << v.describe();
+  r = cutover(p, "to=new&verify_max_age_s=3600");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find("\"name\":\"verify\",\"result\":\"PASS\",\"figure\":\"clean"),
+            std::string::npos) << r.body;
+}
+
 TEST_F(CutoverTest, AFailingGateBlocks) {
   make_db("gate");
   ProxyProcess& p = start_proxy(options());
