@@ -37,6 +37,9 @@ struct AdminHandlers {
   // POST /cutover?to=new[&force=1][&timeout_ms=N] (issue 14): runs the coordinated cutover on
   // this thread (blocking: the other admin endpoints wait for it); unset: 404.
   std::function<AdminReply(std::string_view query)> cutover;
+  // POST /mirror/crash-window/clear (the crash-window marks) and POST /mirror/needs-repair/clear
+  // (every needs-repair mark), after verify/repair (issue 15); `path` says which. Unset: 404.
+  std::function<AdminReply(std::string_view path)> mirror_clear;
   // The bearer token the POST endpoints require; "" = none configured: they answer 403.
   std::string token;
 };
