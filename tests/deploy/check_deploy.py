@@ -469,7 +469,12 @@ def main():
     read_files = [cfg.get("admin", {}).get("token_file"), cfg.get("mirror", {}).get("credentials_file")]
     for f in filter(None, read_files):
         c.check(mount_for(f, mounts) is not None, f"{f} (read by pgtandem) is on a volume mount")
-    written = [cfg.get("mirror", {}).get("journal_path") if cfg.get("mirror_writes") else None,
+    state_dir = cfg.get("state_dir", "/var/lib/pgtandem")
+    journal = cfg.get("mirror", {}).get("journal_path", "mirror.journal")
+    if not journal.startswith("/"):
+        journal = state_dir.rstrip("/") + "/" + journal  # resolved against state_dir
+    written = [journal if cfg.get("mirror_writes") else None,
+               (state_dir.rstrip("/") + "/mirror.running") if cfg.get("mirror_writes") else None,
                cfg.get("shadow", {}).get("mismatch_log")]
     for f in filter(None, written):
         m = mount_for(f, mounts)
@@ -510,7 +515,8 @@ def main():
             "the image ships deploy/pgtandem.container.toml as /etc/pgtandem/pgtandem.toml")
 
     # ---------------------------------------------------------------- Prometheus rules
-    metrics_cc = (repo / "proxy/telemetry/metrics.cc").read_text()
+    # Most metrics are defined in metrics.cc; scrape-time gauges (Metrics::add_gauge) in server.cc.
+    metrics_cc = (repo / "proxy/telemetry/metrics.cc").read_text() + (repo / "proxy/server.cc").read_text()
     exported, histograms = exported_metrics(metrics_cc)
     c.check(len(exported) >= 20 and len(histograms) >= 2,
             f"found pgtandem's metrics in proxy/telemetry/metrics.cc ({len(exported)} names, histograms {sorted(histograms)})")
