@@ -1140,7 +1140,6 @@ asio::awaitable<void> Server::Impl::drain_wait(std::chrono::steady_clock::time_p
   main_io.stop();
 }
 
-}  // namespace pgtandem::proxy
 
 // POST /mirror/crash-window/clear and POST /mirror/needs-repair/clear: the operator verified (and
 // repaired) the mirror target; the marks go and the cutover gate `needs_repair` passes again.
@@ -1158,3 +1157,5 @@ AdminReply Server::Impl::mirror_clear(std::string_view path) {
                ",\"remaining\":" + std::to_string(state.mirror.safety->marks().size()) + "}\n";
   return reply;
 }
+
+}  // namespace pgtandem::proxy
