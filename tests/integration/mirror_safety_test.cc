@@ -199,7 +199,9 @@ TEST_F(MirrorSafetyTest, JournalFullBlockModeMakesWritesWaitThenFailClearly) {
   ASSERT_FALSE(error.empty()) << "200 writes and never blocked; " << tail(p.log_text());
   EXPECT_TRUE(contains(error, "mirror journal is full")) << error;
   EXPECT_TRUE(contains(error, "journal_full = \"block\"")) << error;
-  if (!sqlstate.empty()) EXPECT_EQ(sqlstate, "53400");
+  if (!sqlstate.empty()) {
+    EXPECT_EQ(sqlstate, "53400");
+  }
   EXPECT_GE(failed_after.count(), 1400) << "the write did not wait for room";
   EXPECT_GE(file_size(journal()), static_cast<long>(kLimit));
   // Nothing lost: every write the primary committed is in the journal.

@@ -109,8 +109,18 @@ TEST_F(StateDir, UncleanStopLeavesACrashWindowUntilCleared) {
   }
 }
 
+TEST_F(StateDir, UnusableStateDirIsAClearError) {
+  std::ofstream(dir_ + "/file") << "x";
+  std::string error;
+  EXPECT_FALSE(MirrorSafety::open(dir_ + "/file", &error));
+  EXPECT_NE(error.find("is not a directory"), std::string::npos) << error;
+  EXPECT_NE(error.find("or set state_dir in the config"), std::string::npos) << error;
+  EXPECT_FALSE(MirrorSafety::open(dir_ + "/file/state", &error));
+  EXPECT_NE(error.find("does not exist and cannot be created"), std::string::npos) << error;
+}
+
 TEST_F(StateDir, UnwritableStateDirIsAClearError) {
-  if (geteuid() == 0) GTEST_SKIP() << "root writes anywhere";
+  if (geteuid() == 0) GTEST_SKIP() << "root writes anywhere (the not-a-directory case runs)";
   ASSERT_EQ(chmod(dir_.c_str(), 0500), 0);
   std::string error;
   EXPECT_FALSE(MirrorSafety::open(dir_ + "/state", &error));
