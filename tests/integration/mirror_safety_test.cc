@@ -88,7 +88,8 @@ class MirrorSafetyTest : public ProxyTest {
     o.section_lines[""].push_back("mirror_writes = true");
     o.section_lines[""].push_back("state_dir = \"" + state_dir() + "\"");
     o.section_lines["admin"].push_back(std::string("token = \"") + kToken + "\"");
-    o.extra_toml = "[mirror]\n";
+    // The cutover's control store logs in as this user.
+    o.extra_toml = "[classifier]\ncatalog_user = \"postgres\"\n[mirror]\n";
     for (const auto& l : mirror_lines) o.extra_toml += l + "\n";
     return o;
   }
@@ -98,9 +99,9 @@ class MirrorSafetyTest : public ProxyTest {
                         {std::string("Authorization: Bearer ") + kToken}, "", milliseconds(60000));
   }
 
-  // An autocommit insert of a ~2 KB row: one journal entry of ~3 KB while new is down.
+  // An autocommit insert of a ~2 KB row: one journal entry of ~3 KB (base64) while new is down.
   static std::string insert_sql(int id) {
-    return "INSERT INTO t VALUES (" + std::to_string(id) + ", repeat('x', 2000))";
+    return "INSERT INTO t VALUES (" + std::to_string(id) + ", '" + std::string(2000, 'x') + "')";
   }
 
   std::unique_ptr<TempDir> dir_;
@@ -224,7 +225,8 @@ TEST_F(MirrorSafetyTest, JournalFullBlockModeMakesWritesWaitThenFailClearly) {
   });
   std::this_thread::sleep_for(milliseconds(300));
   EXPECT_FALSE(done.load()) << "the write did not wait";
-  p.options().extra_toml = "[mirror]\njournal_max_bytes = 1073741824\njournal_full = \"block\"\n"
+  p.options().extra_toml = "[classifier]\ncatalog_user = \"postgres\"\n[mirror]\n"
+                           "journal_max_bytes = 1073741824\njournal_full = \"block\"\n"
                            "journal_full_timeout_ms = 1500\n";
   p.write_config();
   HttpResponse reload = post(p, "/reload");
