@@ -340,7 +340,7 @@ void Server::Impl::watch_mirror_safety() {
     s.mirroring = snap ? snap->config->mirror_writes : st->config->mirror_writes;
     const size_t primary = snap ? snap->primary : st->primary;
     s.target = st->targets.size() == 2 ? st->targets[1 - primary].name
-                                       : st->targets[st->mirror.secondary].name;
+                                       : st->targets[st->mirror.secondary.load()].name;
     s.last_assigned = st->mirror.order.last_assigned();
     s.done_through = st->mirror.order.done_through();
     s.queue_bytes = st->mirror.queue_bytes.load(std::memory_order_relaxed);
