@@ -189,6 +189,8 @@ def exported_metrics(metrics_cc):
             metrics_cc,
         )
     )
+    # Histograms built with prometheus-cpp's builder: BuildHistogram().Name("...").
+    histograms |= set(re.findall(r'BuildHistogram\(\)\s*\.Name\(\s*"(pgtandem_[a-z0-9_]+)"', metrics_cc))
     for h in histograms:
         names |= {h + "_bucket", h + "_sum", h + "_count"}
     return names, histograms
