@@ -130,4 +130,11 @@ LoadResult load_file(const std::string& path) {
   }
 }
 
+std::string resolve_state_path(const std::string& state_dir, const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  std::string dir = state_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir == "/" ? "/" + path : dir + "/" + path;
+}
+
 }  // namespace pgtandem::config

@@ -83,10 +83,20 @@ struct Mirror {
   // When a queue is full: "journal" (default: the write goes to the journal and the client goes
   // on) or "block" (the client's next request waits for room: backpressure instead of lag).
   std::string overflow = "journal";
-  std::string journal_path = "pgtandem-mirror.journal";
+  // The journal file. Relative paths (and the default, "mirror.journal") are resolved against the
+  // top-level state_dir when the file is loaded: the value held here is always absolute.
+  std::string journal_path = "mirror.journal";
   std::string journal_fsync = "interval";  // always | interval | never
   uint32_t journal_fsync_interval_ms = 100;
   uint32_t reconnect_interval_ms = 1000;  // after a failure, how soon a session tries the target again
+  // Journal size limit (issue 15): the file's size in bytes past which `journal_full` applies.
+  uint64_t journal_max_bytes = uint64_t{1} << 30;
+  // At the limit: "stop" (default: mirroring to the target stops, the target is marked as needing
+  // verify/repair, clients never wait) or "block" (mirrored sessions' next request waits at a
+  // request boundary for the journal to get below the limit, at most journal_full_timeout_ms,
+  // then the client gets FATAL 53400 and is disconnected). docs/design.md, "Mirroring".
+  std::string journal_full = "stop";
+  uint32_t journal_full_timeout_ms = 30000;
 };
 
 // Statement classification knobs.
@@ -226,6 +236,10 @@ struct Config {
   std::string unix_socket_dir;  // optional: also listen on <dir>/.s.PGSQL.<first listen port>
   uint32_t workers = 0;         // 0 = one per core
   std::string primary = "old";  // name of the target that is the source of truth
+  // Where pgtandem keeps its state (mirror journal, crash-window marker, needs-repair marks):
+  // absolute; the packaging convention (systemd StateDirectory=pgtandem, Debian /var/lib/<pkg>) by
+  // default. Only used (and required writable, checked at start) when mirroring is on.
+  std::string state_dir = "/var/lib/pgtandem";
   std::vector<Target> targets;  // exactly "old" and "new"
   bool mirror_writes = false;         // apply the primary's writes on the other target too
   Limits limits;
@@ -272,6 +286,9 @@ LoadResult load_string(std::string_view toml, const std::string& source_name = "
 
 // Stable 64-bit FNV-1a of the file's bytes as 16 lowercase hex digits, for the audit log.
 std::string config_hash(std::string_view file_contents);
+
+// `path` if absolute, else `state_dir`/`path` (how [mirror] journal_path is resolved).
+std::string resolve_state_path(const std::string& state_dir, const std::string& path);
 
 // "host:port", with IPv6 hosts in brackets ("[::1]:6432"), for logs and messages.
 std::string format_host_port(std::string_view host, uint16_t port);

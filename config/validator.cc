@@ -81,6 +81,14 @@ void Validator::validate(const toml::table& root, Config& out) {
       if (auto v = get_string(node, "primary")) out.primary = *v;
     } else if (k == "workers") {
       set_uint(node, "workers", 0, kMaxWorkers, out.workers);
+    } else if (k == "state_dir") {
+      auto v = get_string(node, "state_dir");
+      if (v && (v->empty() || (*v)[0] != '/')) {
+        error(&node.source(), "state_dir must be an absolute path (pgtandem never keeps state in "
+                              "the working directory), got '" + *v + "'");
+      } else if (v) {
+        out.state_dir = *v;
+      }
     } else if (k == "listen") {
       if (auto* t = get_table(node, "listen")) validate_listen(*t, out);
     } else if (k == "targets") {
@@ -127,6 +135,7 @@ void Validator::validate(const toml::table& root, Config& out) {
           "primary must name a target ('old' or 'new'), got '" + out.primary + "'");
   }
   check_cross_section(out);
+  out.mirror.journal_path = config::resolve_state_path(out.state_dir, out.mirror.journal_path);
 }
 
 std::vector<Error> Validator::take_errors() {

@@ -78,6 +78,16 @@ int check_config(const std::string& path) {
     return 1;
   }
   std::printf("%s: configuration is valid\n", path.c_str());
+  // Where state will go (issue 15): nothing is written in the working directory.
+  const auto& cfg = *result.config;
+  std::printf("state_dir: %s%s\n", cfg.state_dir.c_str(),
+              cfg.mirror_writes ? "" : " (used once mirror_writes is on)");
+  std::printf("mirror journal: %s (limit %llu bytes, journal_full = \"%s\")\n",
+              cfg.mirror.journal_path.c_str(),
+              static_cast<unsigned long long>(cfg.mirror.journal_max_bytes),
+              cfg.mirror.journal_full.c_str());
+  std::printf("crash-window marker: %s/mirror.running, needs-repair marks: %s/mirror.needs-repair\n",
+              cfg.state_dir.c_str(), cfg.state_dir.c_str());
   return 0;
 }
 

@@ -37,6 +37,7 @@
 #include "proxy/control/catalog_loader.h"
 #include "proxy/mirror/journal.h"
 #include "proxy/mirror/mirror_link.h"
+#include "proxy/mirror/mirror_safety.h"
 #include "proxy/shadow/shadow_lane.h"
 
 #include <future>
@@ -225,6 +226,8 @@ struct Server::Impl {
   AdminReply breaker_reset(std::string_view query);
   void reload_client_tls();
   bool open_mirror(const config::Config& cfg, std::string* error);
+  void watch_mirror_safety();
+  AdminReply mirror_clear(std::string_view path);
   Worker& pick_worker(Worker& self);
 };
 
@@ -310,6 +313,13 @@ bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
     }
     pgpass = std::make_shared<const config::Pgpass>(std::move(*pg.pgpass));
   }
+  // The state dir first: its marker says whether the previous process stopped cleanly, and a
+  // state dir that cannot be written is a clear error now, never a journal in the cwd.
+  if (!state.mirror.safety) {
+    auto safety = MirrorSafety::open(cfg.state_dir, error);
+    if (!safety) return false;
+    state.mirror.safety = std::move(safety);
+  }
   FsyncPolicy policy = m.journal_fsync == "always"  ? FsyncPolicy::kAlways
                        : m.journal_fsync == "never" ? FsyncPolicy::kNever
                                                     : FsyncPolicy::kInterval;
@@ -325,7 +335,48 @@ bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
   state.mirror.journal = std::move(journal);
   Journal* j = state.mirror.journal.get();
   metrics->set_mirror_sources(&state.mirror.queue_bytes, [j] { return j->bytes(); });
+  watch_mirror_safety();
+  log::info("mirror state", {{"state_dir", cfg.state_dir}, {"journal", m.journal_path}});
   return true;
+}
+
+// The crash-window marker's sampler and the gauges of the journal's limit and needs-repair marks.
+void Server::Impl::watch_mirror_safety() {
+  ServerState* st = &state;
+  MirrorSafety* safety = state.mirror.safety.get();
+  safety->start_sampler([st] {
+    MirrorSample s;
+    const auto snap = st->snapshot.load(std::memory_order_acquire);
+    s.mirroring = snap ? snap->config->mirror_writes : st->config->mirror_writes;
+    const size_t primary = snap ? snap->primary : st->primary;
+    s.target = st->targets.size() == 2 ? st->targets[1 - primary].name
+                                       : st->targets[st->mirror.secondary.load()].name;
+    s.last_assigned = st->mirror.order.last_assigned();
+    s.done_through = st->mirror.order.done_through();
+    s.queue_bytes = st->mirror.queue_bytes.load(std::memory_order_relaxed);
+    return s;
+  });
+  metrics->add_gauge("pgtandem_mirror_journal_limit_bytes",
+                     "[mirror] journal_max_bytes: the journal size at which journal_full applies",
+                     [st] {
+                       const auto snap = st->snapshot.load(std::memory_order_acquire);
+                       const auto& m = snap ? snap->config->mirror : st->config->mirror;
+                       return static_cast<double>(m.journal_max_bytes);
+                     });
+  metrics->add_gauge("pgtandem_mirror_stopped",
+                     "1 when mirroring stopped because the journal reached its limit "
+                     "(journal_full = \"stop\"); until restart",
+                     [safety] { return safety->stopped() ? 1.0 : 0.0; });
+  metrics->add_gauge("pgtandem_mirror_not_mirrored_writes",
+                     "Writes not mirrored since mirroring stopped at the journal's limit",
+                     [safety] { return static_cast<double>(safety->not_mirrored()); });
+  metrics->add_gauge("pgtandem_mirror_needs_repair",
+                     "Needs-repair marks (crash windows, journal-full stops) not yet cleared",
+                     [safety] { return static_cast<double>(safety->marks().size()); });
+  metrics->add_gauge("pgtandem_mirror_crash_window_seconds",
+                     "Length of the uncleared crash windows (unclean stops while mirroring): "
+                     "writes committed then may be missing on the mirror target; 0 = none",
+                     [safety] { return safety->crash_window_seconds(); });
 }
 
 Server::Server(config::Config config, ServerOptions options) : impl_(std::make_unique<Impl>()) {
@@ -564,6 +615,7 @@ bool Server::start(std::string* error) {
         return AdminReply{400, "text/plain", "bad progress document: " + why + "\n"};
       return AdminReply{200, "application/json", "{\"ok\":true}\n"};
     };
+    handlers.mirror_clear = [&im](std::string_view path) { return im.mirror_clear(path); };
     handlers.token = im.admin_token;
     im.admin = std::make_unique<AdminServer>(cfg->admin.listen_host, cfg->admin.listen_port,
                                              std::move(handlers));
@@ -670,7 +722,13 @@ void Server::stop() {
         p->set_value();
       });
     }
-    for (auto& f : done) f.wait_for(std::chrono::seconds(5));
+    bool all = true;
+    for (auto& f : done) {
+      if (f.wait_for(std::chrono::seconds(5)) != std::future_status::ready) all = false;
+    }
+    // Every queue is in the journal now: no crash window to report at the next start.
+    if (all && impl_->state.mirror.safety) impl_->state.mirror.safety->clean_stop();
+    if (!all) log::error("mirror queues not all journaled at stop: the crash window stays marked");
   }
   for (Worker& w : impl_->workers) w.stop();
   for (Worker& w : impl_->workers) w.join();
@@ -845,6 +903,26 @@ std::string Server::Impl::status_json() const {
   out += ",\"queue_bytes\":" +
          std::to_string(std::max<int64_t>(0, state.mirror.queue_bytes.load(std::memory_order_relaxed)));
   out += ",\"journal_bytes\":" + std::to_string(state.mirror.journal ? state.mirror.journal->bytes() : 0);
+  const auto& mc = snap ? snap->config->mirror : config.mirror;
+  out += ",\"journal_path\":";
+  log::append_json_string(out, state.mirror.journal ? state.mirror.journal->path() : mc.journal_path);
+  out += ",\"journal_limit_bytes\":" + std::to_string(mc.journal_max_bytes);
+  out += ",\"journal_full\":";
+  log::append_json_string(out, mc.journal_full);
+  const bool blocking = state.mirror.journal && mc.journal_full == "block" &&
+                        state.mirror.journal->bytes() >= mc.journal_max_bytes;
+  out += ",\"state\":";
+  log::append_json_string(out, !mirroring ? "off"
+                               : state.mirror.safety && state.mirror.safety->stopped()
+                                   ? "stopped_journal_full"
+                               : blocking ? "blocking_journal_full"
+                                          : "mirroring");
+  if (state.mirror.safety) {
+    out += ',';
+    out += state.mirror.safety->status_members();
+  } else {
+    out += ",\"crash_window\":null,\"needs_repair\":[]";
+  }
   out += "}";
 
   const ReloadReport report = reloader ? reloader->last_report() : ReloadReport{};
@@ -1106,6 +1184,24 @@ asio::awaitable<void> Server::Impl::drain_wait(std::chrono::steady_clock::time_p
                                {"mirror", mirror_drained ? "drained" : "journaling the rest"}});
   drain_finished = true;
   main_io.stop();
+}
+
+
+// POST /mirror/crash-window/clear and POST /mirror/needs-repair/clear: the operator verified (and
+// repaired) the mirror target; the marks go and the cutover gate `needs_repair` passes again.
+AdminReply Server::Impl::mirror_clear(std::string_view path) {
+  AdminReply reply;
+  if (!state.mirror.safety) {
+    reply.status = 409;
+    reply.content_type = "text/plain; charset=utf-8";
+    reply.body = "mirroring was never on in this process: nothing is marked\n";
+    return reply;
+  }
+  const size_t cleared =
+      state.mirror.safety->clear(path == "/mirror/crash-window/clear" ? "crash_window" : "");
+  reply.body = "{\"cleared\":" + std::to_string(cleared) +
+               ",\"remaining\":" + std::to_string(state.mirror.safety->marks().size()) + "}\n";
+  return reply;
 }
 
 }  // namespace pgtandem::proxy

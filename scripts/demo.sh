@@ -159,6 +159,8 @@ write_config() {
 primary = "$CFG_PRIMARY"
 mirror_writes = true
 workers = 2
+# pgtandem's state (mirror journal, crash-window marker): the demo's own directory.
+state_dir = "$dir/state"
 
 [listen]
 addresses = ["127.0.0.1:$PGTANDEM_PORT"]
@@ -176,7 +178,7 @@ listen = "127.0.0.1:$PGTANDEM_ADMIN_PORT"
 token = "demo"
 
 [mirror]
-journal_path = "$dir/mirror.journal"
+journal_path = "mirror.journal"  # in state_dir
 
 # Phase 9's coordinated cutover: the replicas' control schema lives in database postgres on both.
 [cutover]

@@ -29,6 +29,13 @@ void Validator::validate_mirror(const toml::table& table, Mirror& out) {
     } else if (k == "journal_fsync_interval_ms") {
       set_uint(node, "mirror.journal_fsync_interval_ms", 1, kMaxTimeoutMs,
                out.journal_fsync_interval_ms);
+    } else if (k == "journal_max_bytes") {
+      set_uint(node, "mirror.journal_max_bytes", 64 << 10, int64_t{1} << 50, out.journal_max_bytes);
+    } else if (k == "journal_full") {
+      set_enum(node, "mirror.journal_full", {"stop", "block"}, out.journal_full);
+    } else if (k == "journal_full_timeout_ms") {
+      set_uint(node, "mirror.journal_full_timeout_ms", 1, kMaxTimeoutMs,
+               out.journal_full_timeout_ms);
     } else if (k == "reconnect_interval_ms") {
       set_uint(node, "mirror.reconnect_interval_ms", 1, kMaxTimeoutMs, out.reconnect_interval_ms);
     } else {

@@ -341,8 +341,10 @@ Response AdminServer::Impl::handle(const Request& req) {
   }
   const unsigned version = req.version();
   const bool get = req.method() == http::verb::get;
+  const bool is_mirror_clear =
+      path == "/mirror/crash-window/clear" || path == "/mirror/needs-repair/clear";
   const bool is_post_path = path == "/reload" || path == "/breaker/reset" || path == "/cutover" ||
-                            path == "/migrate/progress";
+                            path == "/migrate/progress" || is_mirror_clear;
   const bool is_get_path = path == "/metrics" || path == "/healthz" ||
                            (path == "/readyz" && handlers_.ready) ||
                            (path == "/status" && handlers_.status) ||
@@ -358,7 +360,8 @@ Response AdminServer::Impl::handle(const Request& req) {
   if (is_post_path && ((path == "/reload" && handlers_.reload) ||
                        (path == "/breaker/reset" && handlers_.breaker_reset) ||
                        (path == "/cutover" && handlers_.cutover) ||
-                       (path == "/migrate/progress" && handlers_.migrate_progress))) {
+                       (path == "/migrate/progress" && handlers_.migrate_progress) ||
+                       (is_mirror_clear && handlers_.mirror_clear))) {
     if (req.method() != http::verb::post) {
       res = text_response(http::status::method_not_allowed, version, "method not allowed\n");
       res.set(http::field::allow, "POST");
@@ -385,6 +388,7 @@ Response AdminServer::Impl::handle(const Request& req) {
             res = from_reply(path == "/reload"             ? handlers_.reload()
                              : path == "/cutover"          ? handlers_.cutover(query)
                              : path == "/migrate/progress" ? handlers_.migrate_progress(req.body())
+                             : is_mirror_clear             ? handlers_.mirror_clear(path)
                                                            : handlers_.breaker_reset(query));
           } catch (...) {
             res = text_response(http::status::internal_server_error, version, "internal error\n");

@@ -40,6 +40,9 @@ struct AdminHandlers {
   // POST /migrate/progress (issue 13): a migration command's state document (JSON body; needs the
   // bearer token like every POST); unset: 404.
   std::function<AdminReply(std::string_view body)> migrate_progress;
+  // POST /mirror/crash-window/clear (the crash-window marks) and POST /mirror/needs-repair/clear
+  // (every needs-repair mark), after verify/repair (issue 15); `path` says which. Unset: 404.
+  std::function<AdminReply(std::string_view path)> mirror_clear;
   // The bearer token the POST endpoints require; "" = none configured: they answer 403.
   std::string token;
 };

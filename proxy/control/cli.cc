@@ -274,11 +274,21 @@ std::string render_status(std::string_view text, std::string* error) {
       out += "mirror:   on -> " + str(*mirror, "target") + ", " + count(num(*mirror, "applied")) +
              " write(s) applied, avg lag " + fmt("%.3f", num(*mirror, "lag_seconds_avg")) +
              " s, queue " + bytes(num(*mirror, "queue_bytes")) + ", journal " +
-             bytes(num(*mirror, "journal_bytes")) + "\n";
+             bytes(num(*mirror, "journal_bytes")) + " of " +
+             bytes(num(*mirror, "journal_limit_bytes")) + " (" + str(*mirror, "state", "?") + ")\n";
     } else {
       out += "mirror:   off";
       if (num(*mirror, "journal_bytes") > 0) out += " (journal " + bytes(num(*mirror, "journal_bytes")) + ")";
       out += "\n";
+    }
+    if (const json::value* w = field(*mirror, "crash_window"); w != nullptr && w->is_object()) {
+      out += "          CRASH WINDOW " + str(*w, "from") + " .. " + str(*w, "to") + " on " +
+             str(*w, "target") + ": verify/repair, then POST /mirror/crash-window/clear\n";
+    }
+    for (const auto& m : arr(*mirror, "needs_repair")) {
+      if (str(m, "kind") == "crash_window") continue;
+      out += "          NEEDS REPAIR (" + str(m, "kind") + " since " + str(m, "from") + "): " +
+             str(m, "detail") + "\n";
     }
   }
   const auto& rules = arr(v, "rules");

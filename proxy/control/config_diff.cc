@@ -200,6 +200,7 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   Differ d;
   d.field("primary", before.primary, after.primary);
   d.field("workers", before.workers, after.workers, true);
+  d.field("state_dir", before.state_dir, after.state_dir, true);
   d.field("mirror_writes", before.mirror_writes, after.mirror_writes);
 
   d.field("listen.addresses", host_ports(before.listen), host_ports(after.listen), true);
@@ -249,6 +250,10 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   d.field("mirror.journal_fsync", mb.journal_fsync, ma.journal_fsync, true);
   d.field("mirror.journal_fsync_interval_ms", mb.journal_fsync_interval_ms,
           ma.journal_fsync_interval_ms, true);
+  d.field("mirror.journal_max_bytes", mb.journal_max_bytes, ma.journal_max_bytes);
+  d.field("mirror.journal_full", mb.journal_full, ma.journal_full);
+  d.field("mirror.journal_full_timeout_ms", mb.journal_full_timeout_ms,
+          ma.journal_full_timeout_ms);
   d.field("mirror.reconnect_interval_ms", mb.reconnect_interval_ms, ma.reconnect_interval_ms);
 
   d.field("auth.mode", before.auth.mode, after.auth.mode, true);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "proxy/mirror/journal.h"
+#include "proxy/mirror/mirror_safety.h"
 #include "proxy/telemetry/log.h"
 #include "proxy/worker.h"
 
@@ -137,6 +138,11 @@ void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& li
                         std::to_string(journaled) + " entries journaled since start (" +
                             std::to_string(state_.mirror.journal ? state_.mirror.journal->bytes() : 0) +
                             " bytes in the file)"});
+  // Unclean stops (crash windows) and journal-full stops leave writes the target may lack: no
+  // cutover until verify/repair and an operator's clear (or --force).
+  const std::string repair =
+      state_.mirror.safety ? state_.mirror.safety->needs_repair_summary() : std::string();
+  rep->gates.push_back({"needs_repair", repair.empty(), repair.empty() ? "none" : repair});
   std::string open_breakers;
   for (size_t i = 0; i < state_.targets.size() && i < kMaxTargets; ++i) {
     if (state_.health.breakers.state_code(i) != 0) open_breakers += " " + state_.targets[i].name;

@@ -13,6 +13,7 @@
 #include "protocol/message_types.h"
 #include "protocol/messages.h"
 #include "proxy/auth/backend_login.h"
+#include "proxy/mirror/mirror_safety.h"
 #include "proxy/telemetry/log.h"
 #include "proxy/net/upstream.h"
 #include "policy/mirror/mirror_batch.h"
@@ -97,6 +98,8 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   pushed_ += units.size();
   for (auto& u : units) {
+    // The journal filled up with journal_full = "stop": writes are no longer mirrored (counted).
+    if (stopped_drops(state_.mirror, u.session_state, *state_.metrics)) continue;
     // Keep the Parse of every statement a unit binds: a journal entry must carry it.
     for (const auto& name : u.binds) {
       const std::string* parse = capture.parse_message(name);
@@ -213,6 +216,12 @@ void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
   }
   remember_state(unit);
   const uint64_t seq = unit.seq;
+  const auto snap = state_.snapshot.load(std::memory_order_acquire);
+  if (journal_full_stops(state_.mirror, snap ? snap->config->mirror : state_.config->mirror,
+                         e.target, *state_.metrics)) {
+    state_.mirror.order.done(seq);  // not journaled: counted as not mirrored (a repair mark)
+    return;
+  }
   e.unit = std::move(unit);
   const bool ok = state_.mirror.journal != nullptr && state_.mirror.journal->append(std::move(e)) != 0;
   state_.metrics->mirror_write(ok ? MirrorOutcome::kJournaled : MirrorOutcome::kFailed);

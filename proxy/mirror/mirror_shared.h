@@ -15,6 +15,7 @@
 namespace pgtandem::proxy {
 
 class Journal;
+class MirrorSafety;
 
 struct MirrorShared {
   // The target writes are mirrored to: written by a cutover (its thread), read by /status.
@@ -26,6 +27,10 @@ struct MirrorShared {
   policy::FunctionLists functions;               // from [classifier]
   // Learned from the primary's pg_proc at start; sessions take it when they begin.
   std::atomic<std::shared_ptr<const policy::VolatilityCatalog>> catalog;
+  // The state dir's crash-window marker, needs-repair marks and the journal limit's stop state
+  // (proxy/mirror/mirror_safety.h); opened with `journal`. Last: destroyed first, so its sampler
+  // thread (which reads `order` and `queue_bytes`) stops before they go.
+  std::unique_ptr<MirrorSafety> safety;
 };
 
 }  // namespace pgtandem::proxy

@@ -104,6 +104,38 @@ asio::awaitable<void> Session::wait_for_mirror_room() {
   }
 }
 
+// [mirror] journal_full = "block": the journal is at its limit, so the session's next request
+// waits (at a request boundary, never inside a transaction) until catch-up, a replay or a reload
+// makes room. Past journal_full_timeout_ms the client is told why and disconnected, as PgBouncer
+// does at query_wait_timeout: never a write the mirror silently lacks.
+asio::awaitable<bool> Session::wait_for_journal_room() {
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    refresh_snapshot();
+    const auto& m = snap_ ? snap_->config->mirror : state_.config->mirror;
+    const uint64_t bytes = state_.mirror.journal->bytes();
+    if (m.journal_full != "block" || bytes < m.journal_max_bytes) co_return true;
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    if (waited.count() >= m.journal_full_timeout_ms) {
+      log::warn("client closed: the mirror journal stayed full",
+                {{"journal_bytes", std::to_string(bytes)},
+                 {"limit", std::to_string(m.journal_max_bytes)},
+                 {"waited_ms", std::to_string(waited.count())}});
+      pending_fatal_ = fatal(
+          "53400",
+          "pgtandem: the mirror journal is full (" + std::to_string(bytes) + " of " +
+              std::to_string(m.journal_max_bytes) + " bytes, [mirror] journal_full = \"block\"); "
+              "waited " + std::to_string(waited.count()) + " ms for room",
+          "Writes are held back until the mirror catches up or the journal is replayed.");
+      close_backend();
+      co_return false;
+    }
+    asio::steady_timer t(worker_.io(), std::chrono::milliseconds(10));
+    co_await t.async_wait(kNoThrow);
+  }
+}
+
 // The answer to a session idle while pgtandem drains, as the server gives at a smart/fast shutdown.
 void Session::close_for_drain() {
   pending_fatal_ = fatal(protocol::sqlstate::kAdminShutdown,
@@ -123,6 +155,14 @@ asio::awaitable<bool> Session::between_requests() {
   co_await pass_pause_gate();
   order_mark_ = state_.mirror.order.last_assigned();
   refresh_snapshot();
+  if (mirror_writes_ && state_.mirror.journal) {
+    // Two loads per request boundary; the wait itself is a coroutine of its own, rarely entered.
+    const auto& m = snap_ ? snap_->config->mirror : state_.config->mirror;
+    if (m.journal_full == "block" && state_.mirror.journal->bytes() >= m.journal_max_bytes) {
+      const bool room = co_await wait_for_journal_room();
+      if (!room) co_return false;
+    }
+  }
   if (snap_ && snap_->primary != target_) {
     const bool moved = co_await flip_primary(snap_->primary);  // never co_await inside &&
     co_return moved;

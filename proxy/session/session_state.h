@@ -92,6 +92,8 @@ class Session final : public policy::RequestTrackerHost {
   // client_pump.cc
   asio::awaitable<void> pump_frontend();
   asio::awaitable<void> wait_for_mirror_room();
+  // [mirror] journal_full = "block", the journal at its limit: false (client closed) on timeout.
+  asio::awaitable<bool> wait_for_journal_room();
   void close_for_drain();
   bool at_request_boundary() const;          // between_requests() has work to do
   asio::awaitable<bool> between_requests();  // call only at_request_boundary()

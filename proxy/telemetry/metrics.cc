@@ -119,6 +119,13 @@ class WorkerStatsCollectable : public prometheus::Collectable {
       j.metric.push_back(cm);
       out.push_back(std::move(j));
     }
+    for (const auto& g : gauges_) {
+      prometheus::MetricFamily f{g.name, g.help, prometheus::MetricType::Gauge, {}};
+      prometheus::ClientMetric cm;
+      cm.gauge.value = g.value();
+      f.metric.push_back(cm);
+      out.push_back(std::move(f));
+    }
     return out;
   }
 
@@ -132,10 +139,27 @@ class WorkerStatsCollectable : public prometheus::Collectable {
     queue_bytes_ = q;
     journal_bytes_ = std::move(j);
   }
+  void add_gauge(std::string name, std::string help, std::function<double()> value) {
+    std::lock_guard lock(mu_);
+    for (auto& g : gauges_) {
+      if (g.name == name) {
+        g.help = std::move(help);
+        g.value = std::move(value);
+        return;
+      }
+    }
+    gauges_.push_back({std::move(name), std::move(help), std::move(value)});
+  }
 
  private:
   const std::atomic<int64_t>* queue_bytes_ = nullptr;
   std::function<uint64_t()> journal_bytes_;
+  struct Gauge {
+    std::string name;
+    std::string help;
+    std::function<double()> value;
+  };
+  std::vector<Gauge> gauges_;
   std::vector<const WorkerStats*> workers_;
 };
 
@@ -269,7 +293,7 @@ struct Metrics::Impl {
   prometheus::Histogram* cutover_pause = nullptr;
   prometheus::Gauge* cutover_epoch = nullptr;
   prometheus::Counter* kept[4] = {};
-  prometheus::Counter* mirror_writes[5] = {};
+  prometheus::Counter* mirror_writes[6] = {};
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
   // Divergences on rows a backfill has not copied yet (issue 13), counted apart.
   prometheus::Family<prometheus::Counter>* divergences_backfill = nullptr;
@@ -381,6 +405,7 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
   impl_->mirror_writes[2] = &mw.Add({{"outcome", "journaled"}});
   impl_->mirror_writes[3] = &mw.Add({{"outcome", "skipped_rollback"}});
   impl_->mirror_writes[4] = &mw.Add({{"outcome", "skipped_primary_only"}});
+  impl_->mirror_writes[5] = &mw.Add({{"outcome", "stopped"}});
   impl_->divergences = &prometheus::BuildCounter()
                             .Name("pgtandem_mirror_divergences_total")
                             .Help("Mirrored writes whose outcome differed from the primary's, by kind")
@@ -588,6 +613,10 @@ void Metrics::mirror_order_wait(bool in_time) {
 void Metrics::set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                                  std::function<uint64_t()> journal_bytes) {
   impl_->hot->set_mirror_sources(queue_bytes, std::move(journal_bytes));
+}
+
+void Metrics::add_gauge(std::string name, std::string help, std::function<double()> value) {
+  impl_->hot->add_gauge(std::move(name), std::move(help), std::move(value));
 }
 
 void Metrics::config_reload(ConfigReloadOutcome outcome) {

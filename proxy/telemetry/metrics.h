@@ -26,7 +26,15 @@ enum class RejectReason { kStartupTimeout, kTooManyUnauthenticated, kTooManyClie
 enum class ProtocolErrorKind { kClientFraming, kClientStartup, kBackendFraming };
 // skipped_primary_only: a request calling pg_terminate_backend() and the like, which act on the
 // server they run on, is never mirrored (nor journaled: a replay would run the call).
-enum class MirrorOutcome { kApplied, kFailed, kJournaled, kSkippedRollback, kSkippedPrimaryOnly };
+// kStopped: not mirrored because mirroring stopped at the journal's limit (journal_full = "stop").
+enum class MirrorOutcome {
+  kApplied,
+  kFailed,
+  kJournaled,
+  kSkippedRollback,
+  kSkippedPrimaryOnly,
+  kStopped
+};
 
 // Config reloads (issue 4): applied, rejected (parse or validation errors), or the file's bytes
 // were those already running.
@@ -95,6 +103,9 @@ class Metrics {
   // Read at scrape time: the queue gauge and the journal's size.
   void set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                           std::function<uint64_t()> journal_bytes);
+  // A gauge read at scrape time (state that is not a counter of events: the journal's limit, the
+  // mirror's stop, needs-repair marks). Adding a name twice replaces the first source.
+  void add_gauge(std::string name, std::string help, std::function<double()> value);
 
   // --- Config reloads (called by the reloader, on one thread) ---
   void config_reload(ConfigReloadOutcome outcome);

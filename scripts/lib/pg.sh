@@ -387,6 +387,8 @@ pgtandem_start() {
 ${top//@DIR@/$dir}
 primary = "old"
 workers = $workers
+# pgtandem's state (journal, crash-window marker) in the instance's directory, never the cwd.
+state_dir = "$dir/state"
 
 [listen]
 addresses = ["127.0.0.1:$port"]

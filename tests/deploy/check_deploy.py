@@ -189,6 +189,8 @@ def exported_metrics(metrics_cc):
             metrics_cc,
         )
     )
+    # Histograms built with prometheus-cpp's builder: BuildHistogram().Name("...").
+    histograms |= set(re.findall(r'BuildHistogram\(\)\s*\.Name\(\s*"(pgtandem_[a-z0-9_]+)"', metrics_cc))
     for h in histograms:
         names |= {h + "_bucket", h + "_sum", h + "_count"}
     return names, histograms
@@ -469,7 +471,12 @@ def main():
     read_files = [cfg.get("admin", {}).get("token_file"), cfg.get("mirror", {}).get("credentials_file")]
     for f in filter(None, read_files):
         c.check(mount_for(f, mounts) is not None, f"{f} (read by pgtandem) is on a volume mount")
-    written = [cfg.get("mirror", {}).get("journal_path") if cfg.get("mirror_writes") else None,
+    state_dir = cfg.get("state_dir", "/var/lib/pgtandem")
+    journal = cfg.get("mirror", {}).get("journal_path", "mirror.journal")
+    if not journal.startswith("/"):
+        journal = state_dir.rstrip("/") + "/" + journal  # resolved against state_dir
+    written = [journal if cfg.get("mirror_writes") else None,
+               (state_dir.rstrip("/") + "/mirror.running") if cfg.get("mirror_writes") else None,
                cfg.get("shadow", {}).get("mismatch_log")]
     for f in filter(None, written):
         m = mount_for(f, mounts)
@@ -510,8 +517,12 @@ def main():
             "the image ships deploy/pgtandem.container.toml as /etc/pgtandem/pgtandem.toml")
 
     # ---------------------------------------------------------------- Prometheus rules
-    # The migration commands' gauges (issue 13) are rendered by policy/migrate/run_board.cc.
-    metrics_cc = (repo / "proxy/telemetry/metrics.cc").read_text() + (repo / "policy/migrate/run_board.cc").read_text()
+    # Most metrics are defined in metrics.cc; scrape-time gauges (Metrics::add_gauge) in server.cc;
+    # the migration commands' gauges (issue 13) are rendered by policy/migrate/run_board.cc.
+    metrics_cc = "".join(
+        (repo / f).read_text()
+        for f in ("proxy/telemetry/metrics.cc", "proxy/server.cc", "policy/migrate/run_board.cc")
+    )
     exported, histograms = exported_metrics(metrics_cc)
     c.check(len(exported) >= 20 and len(histograms) >= 2,
             f"found pgtandem's metrics in proxy/telemetry/metrics.cc ({len(exported)} names, histograms {sorted(histograms)})")

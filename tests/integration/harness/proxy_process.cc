@@ -78,6 +78,14 @@ std::string ProxyProcess::render_config() const {
   };
   t << "primary = \"" << options_.primary << "\"\n";
   t << "workers = " << options_.workers << "\n";
+  // pgtandem's state (journal, crash-window marker) in the test's temp dir unless a test gives its
+  // own (one that restarts pgtandem on the same state): never the repository or the cwd.
+  bool own_state_dir = false;
+  if (auto it = options_.section_lines.find(""); it != options_.section_lines.end()) {
+    for (const auto& line : it->second)
+      if (line.rfind("state_dir", 0) == 0) own_state_dir = true;
+  }
+  if (!own_state_dir) t << "state_dir = \"" << dir_.file("state") << "\"\n";
   extra_lines("");
   t << "\n[listen]\naddresses = [\"127.0.0.1:" << port_ << "\"]\n";
   if (options_.unix_socket) t << "unix_socket_dir = \"" << dir_.file("sock") << "\"\n";

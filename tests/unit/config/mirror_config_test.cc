@@ -20,6 +20,44 @@ TEST(MirrorConfig, DefaultsAreOffAndJournalOnOverflow) {
   EXPECT_EQ(r.config->mirror.session_queue_bytes, 8u << 20);
   EXPECT_TRUE(r.config->classifier.unknown_function_is_write);
   EXPECT_EQ(r.config->secondary_target().name, "new");
+  // Issue 15: state in the packaging convention's directory, never the cwd; a bounded journal.
+  EXPECT_EQ(r.config->state_dir, "/var/lib/pgtandem");
+  EXPECT_EQ(r.config->mirror.journal_path, "/var/lib/pgtandem/mirror.journal");
+  EXPECT_EQ(r.config->mirror.journal_max_bytes, uint64_t{1} << 30);
+  EXPECT_EQ(r.config->mirror.journal_full, "stop");
+  EXPECT_EQ(r.config->mirror.journal_full_timeout_ms, 30000u);
+}
+
+TEST(MirrorConfig, JournalPathResolvesAgainstStateDir) {
+  auto r = load_string(std::string("state_dir = \"/srv/pgt/\"\n[mirror]\njournal_path = "
+                                   "\"j/m.journal\"\njournal_max_bytes = 1048576\n"
+                                   "journal_full = \"block\"\njournal_full_timeout_ms = 250\n") +
+                       kTargets);
+  ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0].to_string());
+  EXPECT_EQ(r.config->state_dir, "/srv/pgt/");
+  EXPECT_EQ(r.config->mirror.journal_path, "/srv/pgt/j/m.journal");
+  EXPECT_EQ(r.config->mirror.journal_max_bytes, 1048576u);
+  EXPECT_EQ(r.config->mirror.journal_full, "block");
+  EXPECT_EQ(r.config->mirror.journal_full_timeout_ms, 250u);
+  auto only_dir = load_string(std::string("state_dir = \"/srv/pgt\"\n") + kTargets);
+  ASSERT_TRUE(only_dir.ok());
+  EXPECT_EQ(only_dir.config->mirror.journal_path, "/srv/pgt/mirror.journal");
+  EXPECT_EQ(resolve_state_path("/", "x"), "/x");
+  EXPECT_EQ(resolve_state_path("/a", "/abs/j"), "/abs/j");
+}
+
+TEST(MirrorConfig, StateDirMustBeAbsoluteAndLimitsValid) {
+  auto r = load_string(std::string("state_dir = \"state\"\n[mirror]\njournal_full = \"drop\"\n"
+                                   "journal_max_bytes = 10\n") + kTargets, "t.toml");
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 3u);
+  EXPECT_EQ(r.errors[0].to_string(),
+            "t.toml:1:13: state_dir must be an absolute path (pgtandem never keeps state in the "
+            "working directory), got 'state'");
+  EXPECT_EQ(r.errors[1].to_string().rfind("t.toml:3:16: mirror.journal_full must be one of 'stop', 'block'", 0), 0u)
+      << r.errors[1].to_string();
+  EXPECT_EQ(r.errors[2].to_string().rfind("t.toml:4:21: mirror.journal_max_bytes must be in", 0), 0u)
+      << r.errors[2].to_string();
 }
 
 TEST(MirrorConfig, FullSection) {

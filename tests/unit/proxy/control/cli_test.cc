@@ -14,7 +14,11 @@ constexpr const char* kStatus = R"({"version":"0.1.0","pid":42,"started_at":"202
            {"name":"new","address":"127.0.0.1:5433","primary":false,"health":"down","connect_failures":2}],
 "breakers":{"old":"closed","new":"open"},
 "rules":[{"name":"canary","reads":{"old":7,"new":3}},{"name":"default","reads":{"old":90,"new":0}}],
-"mirror":{"enabled":true,"target":"new","applied":10,"lag_seconds_avg":0.002500,"queue_bytes":2048,"journal_bytes":0},
+"mirror":{"enabled":true,"target":"new","applied":10,"lag_seconds_avg":0.002500,"queue_bytes":2048,"journal_bytes":0,
+  "journal_limit_bytes":1073741824,"state":"stopped_journal_full",
+  "crash_window":{"from":"2026-11-21T09:00:00.000Z","to":"2026-11-21T09:00:03.000Z","target":"new","unclean_stops":1},
+  "needs_repair":[{"kind":"crash_window","target":"new","from":"2026-11-21T09:00:00.000Z","to":"2026-11-21T09:00:03.000Z","detail":"d"},
+                  {"kind":"journal_full","target":"new","from":"2026-11-21T09:30:00.000Z","to":null,"detail":"the journal reached its limit"}]},
 "config":{"path":"/etc/pgtandem.toml","hash":"00112233aabbccdd","generation":2,"loaded_at":"2026-11-21T10:01:00.000Z",
   "last_reload":{"time":"2026-11-21T10:02:00.000Z","source":"sighup","outcome":"rejected",
   "errors":["/etc/pgtandem.toml:3:1: unknown key 'x' at top level"],"changes":[]}},
@@ -31,6 +35,13 @@ TEST(CliRender, Status) {
   EXPECT_NE(out.find("down"), std::string::npos) << out;
   EXPECT_NE(out.find("breaker open"), std::string::npos) << out;
   EXPECT_NE(out.find("mirror:   on -> new, 10 write(s) applied, avg lag 0.003 s, queue 2.0 KiB"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("journal 0 B of 1.0 GiB (stopped_journal_full)"), std::string::npos) << out;
+  EXPECT_NE(out.find("CRASH WINDOW 2026-11-21T09:00:00.000Z .. 2026-11-21T09:00:03.000Z on new"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("NEEDS REPAIR (journal_full since 2026-11-21T09:30:00.000Z): the journal"),
             std::string::npos)
       << out;
   EXPECT_NE(out.find("canary"), std::string::npos) << out;

@@ -132,7 +132,7 @@ TEST(DescribeChanges, RestartOnlySettingsAreMarked) {
              "limits.max_client_connections: 10000 -> 5 (restart required)",
              "admin.listen: 127.0.0.1:9930 -> 127.0.0.1:9999 (restart required)",
              "mirror.overflow: journal -> block",
-             "mirror.journal_path: pgtandem-mirror.journal -> /tmp/j (restart required)",
+             "mirror.journal_path: /var/lib/pgtandem/mirror.journal -> /tmp/j (restart required)",
              "log.level: info -> debug"}));
   std::vector<std::string> restart;
   for (const auto& c : diff_configs(before, after))

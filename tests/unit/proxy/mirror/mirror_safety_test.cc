@@ -1,0 +1,135 @@
+// The crash-window marker and needs-repair marks (proxy/mirror/mirror_safety.h): the sampling
+// logic, the marker format, and a state dir across an unclean and a clean stop.
+#include "proxy/mirror/mirror_safety.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace pgtandem::proxy {
+namespace {
+
+MirrorSample sample(uint64_t last, uint64_t done, int64_t queued) {
+  MirrorSample s;
+  s.mirroring = true;
+  s.target = "new";
+  s.last_assigned = last;
+  s.done_through = done;
+  s.queue_bytes = queued;
+  return s;
+}
+
+TEST(PendingTracker, OldestUnappliedIsBoundedBySamples) {
+  PendingTracker t;
+  EXPECT_EQ(t.observe(1000, sample(0, 0, 0)), 0);  // nothing pending
+  EXPECT_EQ(t.observe(2000, sample(5, 5, 0)), 0);  // 5 units, all applied
+  // Units 6..9 pushed after the 2000 sample; 6 not applied yet: pending since 2000 at the latest.
+  EXPECT_EQ(t.observe(3000, sample(9, 5, 400)), 2000);
+  EXPECT_EQ(t.observe(4000, sample(12, 7, 400)), 2000);  // 8 numbered before 3000 (last 9 > 7)
+  // 10 is now the oldest: numbered after the 3000 sample (last 9 < 10).
+  EXPECT_EQ(t.observe(5000, sample(15, 9, 300)), 3000);
+  EXPECT_EQ(t.observe(6000, sample(15, 15, 0)), 0);  // drained
+  // Every number done but bytes queued (the commit order gave up waiting): the last drained
+  // sample bounds it.
+  EXPECT_EQ(t.observe(7000, sample(16, 16, 100)), 6000);
+}
+
+TEST(Marker, ParsesAndGivesTheWindow) {
+  const std::string text =
+      "pgtandem-mirror-marker 1\npid 42\nstarted_ms 1000\nsampled_ms 50000\n"
+      "pending_since_ms 47000\nmirroring 1\ntarget new\n      \n";
+  MarkerContents m;
+  ASSERT_TRUE(parse_marker(text, &m));
+  EXPECT_EQ(m.pid, 42);
+  EXPECT_EQ(m.pending_since_ms, 47000);
+  const RepairMark w = crash_window_from_marker(m);
+  EXPECT_EQ(w.kind, "crash_window");
+  EXPECT_EQ(w.target, "new");
+  EXPECT_EQ(w.from_ms, 47000);
+  EXPECT_EQ(w.to_ms, 52000);  // last sample + 2 intervals
+  m.pending_since_ms = 0;
+  EXPECT_EQ(crash_window_from_marker(m).from_ms, 50000);  // a write after the last sample
+  m.mirroring = false;
+  EXPECT_TRUE(crash_window_from_marker(m).kind.empty());  // not mirroring, nothing queued
+  EXPECT_FALSE(parse_marker("garbage", &m));
+}
+
+class StateDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgtandem-safety-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string dir_;
+};
+
+TEST_F(StateDir, UncleanStopLeavesACrashWindowUntilCleared) {
+  std::string error;
+  {
+    auto s = MirrorSafety::open(dir_ + "/state", &error);  // created
+    ASSERT_TRUE(s) << error;
+    EXPECT_TRUE(s->marks().empty());
+    std::string second_error;
+    EXPECT_FALSE(MirrorSafety::open(dir_ + "/state", &second_error));  // locked
+    EXPECT_NE(second_error.find("in use by another pgtandem"), std::string::npos) << second_error;
+    s->start_sampler([] { return sample(3, 1, 100); });
+    // Destroyed without clean_stop(): as after a SIGKILL, the marker stays.
+  }
+  {
+    auto s = MirrorSafety::open(dir_ + "/state", &error);
+    ASSERT_TRUE(s) << error;
+    ASSERT_EQ(s->marks().size(), 1u);
+    EXPECT_EQ(s->marks()[0].kind, "crash_window");
+    EXPECT_GT(s->crash_window_seconds(), 0);
+    EXPECT_NE(s->needs_repair_summary().find("crash window"), std::string::npos);
+    EXPECT_NE(s->status_members().find("\"crash_window\":{\"from\":"), std::string::npos);
+    s->start_sampler([] { return sample(0, 0, 0); });
+    s->clean_stop();
+  }
+  {
+    auto s = MirrorSafety::open(dir_ + "/state", &error);
+    ASSERT_TRUE(s) << error;
+    ASSERT_EQ(s->marks().size(), 1u);  // the mark survives restarts until cleared
+    s->stop_mirroring("new", 2000, 1000);
+    EXPECT_TRUE(s->stopped());
+    EXPECT_EQ(s->marks().size(), 2u);
+    EXPECT_EQ(s->clear("crash_window"), 1u);
+    EXPECT_EQ(s->marks()[0].kind, "journal_full");
+    EXPECT_EQ(s->clear(""), 1u);
+    EXPECT_EQ(s->needs_repair_summary(), "");
+    EXPECT_NE(s->status_members().find("\"crash_window\":null"), std::string::npos);
+    s->clean_stop();
+  }
+}
+
+TEST_F(StateDir, UnusableStateDirIsAClearError) {
+  std::ofstream(dir_ + "/file") << "x";
+  std::string error;
+  EXPECT_FALSE(MirrorSafety::open(dir_ + "/file", &error));
+  EXPECT_NE(error.find("is not a directory"), std::string::npos) << error;
+  EXPECT_NE(error.find("or set state_dir in the config"), std::string::npos) << error;
+  EXPECT_FALSE(MirrorSafety::open(dir_ + "/file/state", &error));
+  EXPECT_NE(error.find("does not exist and cannot be created"), std::string::npos) << error;
+}
+
+TEST_F(StateDir, UnwritableStateDirIsAClearError) {
+  if (geteuid() == 0) GTEST_SKIP() << "root writes anywhere (the not-a-directory case runs)";
+  ASSERT_EQ(chmod(dir_.c_str(), 0500), 0);
+  std::string error;
+  EXPECT_FALSE(MirrorSafety::open(dir_ + "/state", &error));
+  EXPECT_NE(error.find("cannot be created"), std::string::npos) << error;
+  EXPECT_NE(error.find("StateDirectory=pgtandem"), std::string::npos) << error;
+  EXPECT_FALSE(MirrorSafety::open(dir_, &error));
+  EXPECT_NE(error.find("not writable"), std::string::npos) << error;
+  chmod(dir_.c_str(), 0700);
+}
+
+}  // namespace
+}  // namespace pgtandem::proxy
