@@ -87,6 +87,10 @@ struct Mirror {
   std::string journal_fsync = "interval";  // always | interval | never
   uint32_t journal_fsync_interval_ms = 100;
   uint32_t reconnect_interval_ms = 1000;  // after a failure, how soon a session tries the target again
+  // Automatic catch-up (issue 15): once the target is back, pgtandem applies its own journal
+  // backlog in the background and returns every session to live mirroring. Off: the journal waits
+  // for `pgtandem replay` and a degraded session journals until it ends. Restart-only.
+  bool catchup = true;
 };
 
 // Statement classification knobs.

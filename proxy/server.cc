@@ -33,6 +33,7 @@
 #include "proxy/auth/auth_server.h"
 #include "proxy/control/admin_http.h"
 #include "proxy/control/catalog_loader.h"
+#include "proxy/mirror/catchup.h"
 #include "proxy/mirror/journal.h"
 #include "proxy/mirror/mirror_link.h"
 #include "proxy/shadow/shadow_lane.h"
@@ -189,6 +190,7 @@ struct Server::Impl {
   std::unique_ptr<AdminServer> admin;
   std::string unix_socket_path;
   std::unique_ptr<Reloader> reloader;
+  std::unique_ptr<Catchup> catchup;  // automatic catch-up of the mirror journal
   std::unique_ptr<Cutover> cutover;  // issue 14; null when mirroring was off at start
   bool stopped = false;
   std::string admin_token;  // [admin] token, or token_file's contents (read at start)
@@ -315,6 +317,19 @@ bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
   state.mirror.journal = std::move(journal);
   Journal* j = state.mirror.journal.get();
   metrics->set_mirror_sources(&state.mirror.queue_bytes, [j] { return j->bytes(); });
+  if (m.catchup && !catchup) {
+    state.mirror.backlog.enabled = true;
+    catchup = std::make_unique<Catchup>(state, cfg);
+    if (!catchup->open(error)) {
+      *error = "mirror catch-up: " + *error;
+      catchup.reset();
+      state.mirror.backlog.enabled = false;
+      return false;
+    }
+    catchup->start();
+    ServerState* st = &state;
+    metrics->set_extra_source([st] { return mirror_backlog_samples(*st); });
+  }
   return true;
 }
 
@@ -625,6 +640,7 @@ void Server::stop() {
   if (impl_->reloader) impl_->reloader->stop();
   if (impl_->admin) impl_->admin->stop();
   if (impl_->cutover) impl_->cutover->stop_agent();
+  if (impl_->catchup) impl_->catchup->stop();
   // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
   // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)
   if (impl_->state.mirror.journal) {
@@ -812,6 +828,7 @@ std::string Server::Impl::status_json() const {
   out += ",\"queue_bytes\":" +
          std::to_string(std::max<int64_t>(0, state.mirror.queue_bytes.load(std::memory_order_relaxed)));
   out += ",\"journal_bytes\":" + std::to_string(state.mirror.journal ? state.mirror.journal->bytes() : 0);
+  out += mirror_backlog_json(state);
   out += "}";
 
   const ReloadReport report = reloader ? reloader->last_report() : ReloadReport{};

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 
 #include "config/pgpass.h"
 #include "policy/mirror/mirror_order.h"
@@ -16,12 +17,35 @@ namespace pgtandem::proxy {
 
 class Journal;
 
+// Automatic catch-up (proxy/mirror/catchup.h, docs/design.md "Catch-up"): while the journal holds
+// entries not yet applied, every link journals (none applies live), so that no live write
+// overtakes a journaled one; the catch-up thread applies the backlog in commit order and, once it
+// has applied the last entry appended, flips back to live under `mu` held exclusively (links
+// journal under it shared, so no entry can slip in between).
+struct MirrorBacklog {
+  bool enabled = false;  // [mirror] catchup: set before sessions start, never changed after
+  std::shared_mutex mu;
+  std::atomic<bool> journaling{false};
+  std::atomic<uint64_t> returns_to_live{0};
+  // Written by the catch-up thread, read by /status and the metrics.
+  enum State : int { kLive = 0, kJournaling = 1, kCatchingUp = 2, kWaiting = 3 };
+  std::atomic<int> state{kLive};
+  std::atomic<uint64_t> entries{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<int64_t> oldest_unix{0};
+  std::atomic<uint64_t> applied{0};
+  std::atomic<uint64_t> skipped{0};
+  std::atomic<uint64_t> divergences{0};
+  std::atomic<double> rate{0};  // entries per second while catching up (last few seconds)
+};
+
 struct MirrorShared {
   size_t secondary = 1;                          // the target writes are mirrored to
   std::unique_ptr<Journal> journal;              // where unapplied mirrored writes go
   std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
   std::atomic<int64_t> queue_bytes{0};           // all sessions' mirror queues together
   policy::MirrorOrder order;                     // commit order across sessions' mirror links
+  MirrorBacklog backlog;                         // automatic catch-up
   policy::FunctionLists functions;               // from [classifier]
   // Learned from the primary's pg_proc at start; sessions take it when they begin.
   std::atomic<std::shared_ptr<const policy::VolatilityCatalog>> catalog;

@@ -119,6 +119,24 @@ class WorkerStatsCollectable : public prometheus::Collectable {
       j.metric.push_back(cm);
       out.push_back(std::move(j));
     }
+    if (extra_) {
+      for (const auto& sample : extra_()) {
+        if (out.empty() || out.back().name != sample.name) {
+          out.push_back(prometheus::MetricFamily{
+              sample.name, sample.help,
+              sample.counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge,
+              {}});
+        }
+        prometheus::ClientMetric cm;
+        if (!sample.label_key.empty()) cm.label = {{sample.label_key, sample.label_value}};
+        if (sample.counter) {
+          cm.counter.value = sample.value;
+        } else {
+          cm.gauge.value = sample.value;
+        }
+        out.back().metric.push_back(cm);
+      }
+    }
     return out;
   }
 
@@ -132,10 +150,15 @@ class WorkerStatsCollectable : public prometheus::Collectable {
     queue_bytes_ = q;
     journal_bytes_ = std::move(j);
   }
+  void set_extra_source(std::function<std::vector<Metrics::Sample>()> source) {
+    std::lock_guard lock(mu_);
+    extra_ = std::move(source);
+  }
 
  private:
   const std::atomic<int64_t>* queue_bytes_ = nullptr;
   std::function<uint64_t()> journal_bytes_;
+  std::function<std::vector<Metrics::Sample>()> extra_;
   std::vector<const WorkerStats*> workers_;
 };
 
@@ -561,6 +584,10 @@ void Metrics::mirror_order_wait(bool in_time) {
 void Metrics::set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                                  std::function<uint64_t()> journal_bytes) {
   impl_->hot->set_mirror_sources(queue_bytes, std::move(journal_bytes));
+}
+
+void Metrics::set_extra_source(std::function<std::vector<Sample>()> source) {
+  impl_->hot->set_extra_source(std::move(source));
 }
 
 void Metrics::config_reload(ConfigReloadOutcome outcome) {
