@@ -611,7 +611,10 @@ class JournalApplier::Impl {
       next = apply_batch(next, ready, &r);
     }
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(next));
-    const bool flush_now = pending_.empty() || Clock::now() - last_flush_ >= kFlushEvery;
+    // Group commit: at the end of the command, else at most every kFlushEvery (the target's
+    // record covers the rest).
+    const bool flush_now = hooks == nullptr ||
+                           Clock::now() - last_flush_ >= kFlushEvery;
     if (flush_now && !record(&error)) r.failure = error;
     r.failed = !r.failure.empty();
     return r;
@@ -633,7 +636,8 @@ class JournalApplier::Impl {
             << "\n";
     PassResult r = pass(nullptr);
     if (!r.failure.empty() && s_.failures == 0) fail_entry(r.failure);
-    if (s_.failures > 0) s_.not_attempted += pending_.size();
+    // (The entry that failed is the first pending one.)
+    if (s_.failures > 0 && !pending_.empty()) s_.not_attempted += pending_.size() - 1;
     if (!partial_.empty()) {
       s_.torn_tail = true;
       report_ << "torn last line: line " << line_no_ + 1 << " (" << partial_.size()
@@ -722,6 +726,7 @@ class JournalApplier::Impl {
     }
     prev_seq_ = entry.seq;
     const uint64_t fingerprint = fnv1a64(line);
+    if (journal_id_.empty()) journal_id_ = hex16(fingerprint);  // the first line names the journal
     if (entry.seq <= applied_.seq) {
       if (entry.seq == applied_.seq) {
         if (fingerprint != applied_.fingerprint) return fail(mismatch_text(applied_.seq));
@@ -932,7 +937,8 @@ class JournalApplier::Impl {
   // are recorded only in the applied-state file (the old window: one batch).
   bool load_markers(Connection& c, std::string* error) {
     const std::string select = std::string("SELECT session || ' ' || seq FROM ") + kMarkerTable +
-                               " WHERE seq > " + std::to_string(applied_.seq);
+                               " WHERE seq > " + std::to_string(applied_.seq) +
+                               " AND starts_with(session, " + sql_literal(journal_id_ + "/") + ")";
     std::string q;
     protocol::encode(q, protocol::Query{select});
     Exchange x = run_exchange(c, q, 1);
@@ -1043,7 +1049,7 @@ class JournalApplier::Impl {
 
   std::string marker_sql(const JournalEntry& e) const {
     return std::string("INSERT INTO ") + kMarkerTable + " (session, seq) VALUES (" +
-           sql_literal(e.session.id) + ", " + std::to_string(e.seq) +
+           sql_literal(marker_key(e)) + ", " + std::to_string(e.seq) +
            ") ON CONFLICT (session) DO UPDATE SET seq = EXCLUDED.seq, applied_at = now()";
   }
 
@@ -1111,7 +1117,7 @@ class JournalApplier::Impl {
         break;  // the entries before it first
       }
       if (c->markers) {
-        auto m = c->marked.find(e.session.id);
+        auto m = c->marked.find(marker_key(e));
         if (m != c->marked.end() && e.seq <= m->second) {
           // The target recorded it: applied before (by catch-up or a replay that was stopped).
           ++s_.already_applied;
@@ -1146,7 +1152,12 @@ class JournalApplier::Impl {
         request += prep;
         pl.prepare = 1;
       }
-      pl.wrap = c->markers ? wrap_for(e.unit) : Wrap::kRecordAfter;
+      // Only units that surely end outside a transaction block are pipelined with what follows
+      // (BEGIN..COMMIT, plain DML): any other may leave one open, and whatever ran after it would
+      // run inside it. Such a unit ends the batch, and its record follows once it is known idle.
+      const Wrap shape = wrap_for(e.unit);
+      const bool ends_batch = shape == Wrap::kRecordAfter;
+      pl.wrap = c->markers ? shape : Wrap::kRecordAfter;
       pl.marker = c->markers;
       if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
         protocol::encode(request, protocol::Query{"BEGIN;" + marker_sql(e)});
@@ -1157,16 +1168,13 @@ class JournalApplier::Impl {
       if (pl.marker && pl.wrap == Wrap::kAutocommit) {
         protocol::encode(request, protocol::Query{"COMMIT"});
         pl.suffix = 1;
-      } else if (pl.marker && pl.wrap == Wrap::kRecordAfter) {
-        protocol::encode(request, protocol::Query{marker_sql(e)});
-        pl.suffix = 1;
       }
       forget_statements(*c, pl.scan);
       for (const auto& [name, parse] : pl.preparing) c->statements[name] = parse;
       plan.push_back(std::move(pl));
       // A unit that changes the session's state ends the batch: the connection's state is no
       // longer the one its key names, so it is re-keyed (or closed) before anything else runs.
-      if (e.unit.session_state && !plan.back().scan.only_prepares) {
+      if (ends_batch || (e.unit.session_state && !plan.back().scan.only_prepares)) {
         ++i;
         break;
       }
@@ -1249,8 +1257,16 @@ class JournalApplier::Impl {
       Exchange rb = run_exchange(*c, rollback, 1);
       if (!rb.ok) drop(key);
     }
-    // The last unit changed the session's state: the connection now runs with it.
+    // The last unit's record, once it is known to have left no transaction open.
     const Planned& last = plan.back();
+    if (last.p != nullptr && last.marker && last.wrap == Wrap::kRecordAfter &&
+        connections_.count(key) != 0) {
+      std::string q;
+      protocol::encode(q, protocol::Query{marker_sql(last.p->e)});
+      Exchange mx = run_exchange(*c, q, 1);
+      if (!mx.ok) drop(key);
+    }
+    // The last unit changed the session's state: the connection now runs with it.
     if (last.p != nullptr && last.p->e.unit.session_state && !last.scan.only_prepares &&
         connections_.count(key) != 0) {
       auto node = connections_.extract(key);
@@ -1278,6 +1294,10 @@ class JournalApplier::Impl {
   std::map<std::string, std::unique_ptr<Connection>> connections_;  // by connection_key()
   uint64_t use_clock_ = 0;
   bool warned_markers_ = false;
+  // The target's record is keyed by journal and session: "<first line's fingerprint>/<session id>"
+  // (session ids are unique per pgtandem process; hand-made journals may reuse them).
+  std::string journal_id_;
+  std::string marker_key(const JournalEntry& e) const { return journal_id_ + "/" + e.session.id; }
 
   std::string applied_path_;
   AppliedState applied_;
