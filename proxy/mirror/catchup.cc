@@ -16,6 +16,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kIdlePoll = std::chrono::milliseconds(5);
 constexpr auto kRateWindow = std::chrono::seconds(3);
+// Catch-up starts draining once fewer entries than this are left to read.
+constexpr uint64_t kDrainBelow = 2048;
 }  // namespace
 
 Catchup::Catchup(ServerState& state, const config::Config& cfg) : state_(state), cfg_(cfg) {}
@@ -68,11 +70,19 @@ bool Catchup::try_return_to_live() {
   auto& b = state_.mirror.backlog;
   std::unique_lock lock(b.mu);  // no append can happen while it is held
   if (!b.journaling.load(std::memory_order_acquire)) return true;
-  if (applier_->pending() > 0 || state_.mirror.journal == nullptr ||
-      state_.mirror.journal->last_seq() != applier_->read_through()) {
+  const uint64_t last = state_.mirror.journal ? state_.mirror.journal->last_seq() : 0;
+  if (applier_->pending() > 0 || last != applier_->read_through()) {
+    // Under load the journal keeps growing: once little is left, units numbered from now on wait
+    // in their links for live instead of joining the journal (MirrorBacklog::draining).
+    const uint64_t unread = last > applier_->read_through() ? last - applier_->read_through() : 0;
+    if (!b.draining.load(std::memory_order_relaxed) && unread + applier_->pending() < kDrainBelow) {
+      b.drain_mark.store(state_.mirror.order.last_assigned(), std::memory_order_release);
+      b.draining.store(true, std::memory_order_release);
+    }
     return false;
   }
   b.journaling.store(false, std::memory_order_release);
+  b.draining.store(false, std::memory_order_release);
   b.returns_to_live.fetch_add(1, std::memory_order_relaxed);
   lock.unlock();
   log::info("mirror backlog applied: sessions mirror live again",
@@ -100,6 +110,7 @@ void Catchup::loop() {
   auto& b = state_.mirror.backlog;
   std::deque<std::pair<Clock::time_point, uint64_t>> window;  // (when, entries) for the rate
   auto last_failure_log = Clock::time_point{};
+  auto last_progress_log = Clock::time_point{};
   for (;;) {
     {
       std::lock_guard lock(mu_);
@@ -142,7 +153,7 @@ void Catchup::loop() {
       continue;
     }
     if (b.journaling.load(std::memory_order_acquire)) {
-      if (applier_->pending() == 0 && try_return_to_live()) {
+      if (try_return_to_live()) {
         b.state.store(MirrorBacklog::kLive, std::memory_order_relaxed);
         publish(rate);
       } else {
@@ -150,6 +161,17 @@ void Catchup::loop() {
       }
     } else if (applier_->pending() == 0) {
       b.state.store(MirrorBacklog::kLive, std::memory_order_relaxed);
+    }
+    if (b.journaling.load(std::memory_order_relaxed) && now - last_progress_log > std::chrono::seconds(1)) {
+      last_progress_log = now;
+      log::info("mirror catch-up",
+                {{"pending", std::to_string(applier_->pending())},
+                 {"read_through", std::to_string(applier_->read_through())},
+                 {"last_seq", std::to_string(state_.mirror.journal ? state_.mirror.journal->last_seq() : 0)},
+                 {"done_through", std::to_string(state_.mirror.order.done_through())},
+                 {"last_assigned", std::to_string(state_.mirror.order.last_assigned())},
+                 {"applied", std::to_string(b.applied.load())},
+                 {"draining", b.draining.load() ? "yes" : "no"}});
     }
     if (r.applied + r.skipped == 0) wait(kIdlePoll);
   }

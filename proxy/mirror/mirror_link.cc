@@ -122,10 +122,11 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
       // session's later writes follow it there to keep their order.
       degrade("queue_full", "mirror queue over its byte limit");
     }
-    if (journaling() && queue_.empty() && !busy_) {
-      journal(u, "session_degraded",
-              degraded_ ? degraded_reason_ + ": " + degraded_detail_ : "mirror backlog being caught up",
-              false);
+    if (journaling() && queue_.empty() && !busy_ &&
+        journal(u, "session_degraded",
+                degraded_ ? degraded_reason_ + ": " + degraded_detail_
+                          : "mirror backlog being caught up",
+                false, true)) {
       continue;
     }
     account(static_cast<int64_t>(size));
@@ -198,8 +199,16 @@ void MirrorLink::remember_state(const policy::MirrorUnit& unit) {
   }
 }
 
-void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
-                         std::string_view detail, bool uncertain) {
+bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
+                         std::string_view detail, bool uncertain, bool may_hold) {
+  // Catch-up flips back to live only with no append between its last check and the flip, and
+  // starts draining (holding units past its mark) under the same lock held exclusively.
+  auto& backlog = state_.mirror.backlog;
+  std::shared_lock lock(backlog.mu);
+  if (may_hold && backlog.enabled && backlog.draining.load(std::memory_order_acquire) &&
+      unit.seq > backlog.drain_mark.load(std::memory_order_acquire)) {
+    return false;
+  }
   JournalEntry e;
   e.target = state_.targets[target_].name;
   e.reason = std::string(reason);
@@ -218,14 +227,9 @@ void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
   remember_state(unit);
   const uint64_t seq = unit.seq;
   e.unit = std::move(unit);
-  bool ok = false;
-  {
-    // Catch-up flips back to live only with no append between its last check and the flip.
-    auto& backlog = state_.mirror.backlog;
-    std::shared_lock lock(backlog.mu);
-    if (backlog.enabled) backlog.journaling.store(true, std::memory_order_release);
-    ok = state_.mirror.journal != nullptr && state_.mirror.journal->append(std::move(e)) != 0;
-  }
+  if (backlog.enabled) backlog.journaling.store(true, std::memory_order_release);
+  const bool ok = state_.mirror.journal != nullptr && state_.mirror.journal->append(std::move(e)) != 0;
+  lock.unlock();
   // What the entry prepares lands on catch-up's connection, not this one.
   reprepare_ = true;
   reprepared_.clear();
@@ -235,6 +239,7 @@ void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
                {{"session", context_.session_id}, {"reason", reason}});
   }
   state_.mirror.order.done(seq);
+  return true;
 }
 
 // GCC 12 pairs the coroutine frame's operator delete with the aligned_alloc inside Asio's frame
@@ -625,9 +630,20 @@ asio::awaitable<void> MirrorLink::run() {
     // (Checked after the wait: a unit journaled before this one in commit order set journaling
     // before it counted as done, so this one follows it into the journal.)
     if (journaling()) {
-      journal(in_flight_.front(), "session_degraded",
-              degraded_ ? degraded_reason_ + ": " + degraded_detail_ : "mirror backlog being caught up",
-              false);
+      const bool journaled =
+          journal(in_flight_.front(), "session_degraded",
+                  degraded_ ? degraded_reason_ + ": " + degraded_detail_
+                            : "mirror backlog being caught up",
+                  false, true);
+      if (!journaled) {
+        // Catch-up is draining the last of the backlog: this unit waits for live mirroring.
+        queue_.push_front(std::move(in_flight_.front()));
+        in_flight_.clear();
+        busy_ = false;
+        wake_.expires_after(std::chrono::milliseconds(1));
+        co_await wake_.async_wait(kNoThrow);
+        continue;
+      }
     } else {
       // The session's next queued transactions join the request while they can: same protocol,
       // nothing of other sessions' left to wait for, within the batch limits.

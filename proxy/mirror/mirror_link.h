@@ -101,8 +101,10 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // `status`, if given: the last ReadyForQuery's transaction status.
   asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<policy::Outcome>* out,
                                       char* status);
-  void journal(policy::MirrorUnit& unit, std::string_view reason, std::string_view detail,
-               bool uncertain);
+  // Returns false, and leaves the unit alone, only with `may_hold` while catch-up drains and the
+  // unit is numbered past its mark (MirrorBacklog): such a unit waits in the queue for live.
+  bool journal(policy::MirrorUnit& unit, std::string_view reason, std::string_view detail,
+               bool uncertain, bool may_hold = false);
   void degrade(std::string reason, std::string detail);
   void compare(const policy::MirrorUnit& unit, std::span<const policy::Outcome> mirror);
   void remember_state(const policy::MirrorUnit& unit);

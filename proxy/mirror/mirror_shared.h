@@ -21,11 +21,17 @@ class Journal;
 // entries not yet applied, every link journals (none applies live), so that no live write
 // overtakes a journaled one; the catch-up thread applies the backlog in commit order and, once it
 // has applied the last entry appended, flips back to live under `mu` held exclusively (links
-// journal under it shared, so no entry can slip in between).
+// journal under it shared, so no entry can slip in between). Under load the journal never stops
+// growing by itself: for the last of the backlog catch-up drains (`draining` below).
 struct MirrorBacklog {
   bool enabled = false;  // [mirror] catchup: set before sessions start, never changed after
   std::shared_mutex mu;
   std::atomic<bool> journaling{false};
+  // The last of a backlog: catch-up set the mark (under `mu` exclusively) to the last unit number
+  // given; units numbered past it wait in their links' queues instead of being journaled, so the
+  // journal stops growing and catch-up can apply its last entry. Cleared at the flip.
+  std::atomic<bool> draining{false};
+  std::atomic<uint64_t> drain_mark{0};
   std::atomic<uint64_t> returns_to_live{0};
   // Written by the catch-up thread, read by /status and the metrics.
   enum State : int { kLive = 0, kJournaling = 1, kCatchingUp = 2, kWaiting = 3 };

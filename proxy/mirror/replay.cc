@@ -486,6 +486,10 @@ struct Connection {
   // and what it held above the applied-state seq when the connection opened (session -> seq).
   bool markers = false;
   std::map<std::string, uint64_t> marked;
+  // With the record on the target, entries commit asynchronously (synchronous_commit = off: no
+  // WAL flush per entry); before the applied-state file moves past them, one synchronous commit
+  // on the connection flushes the WAL up to there (flush_targets()).
+  bool unflushed = false;
 };
 
 constexpr const char* kMarkerTable = "public.pgtandem_mirror_applied";
@@ -547,6 +551,35 @@ Wrap wrap_for(const policy::MirrorUnit& u) {
       return Wrap::kRecordAfter;
   }
   return Wrap::kAutocommit;
+}
+
+// The unit's first request when it is only its BEGIN (one statement: a Query without another
+// statement, or one Execute up to the Sync, preparing nothing): its length, else 0. The wrap's
+// own `BEGIN; <record>` then replaces it, instead of preceding it (a second BEGIN would only warn,
+// once per entry in the target's log).
+size_t leading_begin(std::string_view bytes) {
+  size_t pos = 0;
+  int executes = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
+    if (end > bytes.size()) return 0;
+    if (type == protocol::frontend::kQuery) {
+      if (pos != 0) return 0;
+      protocol::Query q;
+      if (!protocol::decode(bytes.substr(pos + protocol::kHeaderSize, end - pos - protocol::kHeaderSize), q))
+        return 0;
+      std::string_view sql = q.sql;
+      while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back()))))
+        sql.remove_suffix(1);
+      return sql.find(';') == std::string_view::npos ? end : 0;
+    }
+    if (type == protocol::frontend::kParse || type == protocol::frontend::kClose) return 0;
+    if (type == protocol::frontend::kExecute) ++executes;
+    if (type == protocol::frontend::kSync) return executes == 1 ? end : 0;
+    pos = end;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -762,9 +795,10 @@ class JournalApplier::Impl {
     if (it == fingerprints_.begin()) return true;  // nothing new read below it
     --it;
     AppliedState now{it->first, it->second};
-    fingerprints_.erase(fingerprints_.begin(), std::next(it));
     if (now.seq <= applied_.seq) return true;
     last_flush_ = Clock::now();
+    if (!flush_targets()) return true;  // the file waits; the target's record covers the entries
+    fingerprints_.erase(fingerprints_.begin(), std::next(it));
     if (!write_applied(applied_path_, now, error)) {
       *error = "seq " + std::to_string(now.seq) + " was applied but could not be recorded: " +
                *error + " (entries since " + std::to_string(applied_.seq) +
@@ -774,6 +808,32 @@ class JournalApplier::Impl {
     applied_ = now;
     s_.last_applied_seq = now.seq;
     return true;
+  }
+
+  // One synchronous commit per connection that committed asynchronously since the last one: the
+  // target's WAL is then flushed past every entry it applied. False if one failed (that
+  // connection is closed: its entries are found by their record on the target).
+  bool flush_targets() {
+    bool ok = true;
+    std::vector<std::string> broken;
+    for (auto& [key, c] : connections_) {
+      if (!c->unflushed) continue;
+      std::string q;
+      protocol::encode(
+          q, protocol::Query{std::string("BEGIN; SET LOCAL synchronous_commit = on; INSERT INTO ") +
+                             kMarkerTable + " (session, seq) VALUES (" +
+                             sql_literal(journal_id_ + "/flush") +
+                             ", 0) ON CONFLICT (session) DO UPDATE SET applied_at = now(); COMMIT"});
+      Exchange x = run_exchange(*c, q, 1);
+      if (!x.ok || !x.errors.empty() || x.status != protocol::kTxIdle) {
+        ok = false;
+        broken.push_back(key);
+        continue;
+      }
+      c->unflushed = false;
+    }
+    for (const auto& key : broken) drop(key);
+    return ok;
   }
 
   std::string mismatch_text(uint64_t seq) {
@@ -960,6 +1020,15 @@ class JournalApplier::Impl {
         return false;
       }
       c.markers = cx.errors.empty();
+      if (c.markers) {
+        std::string async;
+        protocol::encode(async, protocol::Query{"SET synchronous_commit = off"});
+        Exchange ax = run_exchange(c, async, 1);
+        if (!ax.ok) {
+          *error = "SET synchronous_commit: " + ax.error + " (not applied)";
+          return false;
+        }
+      }
       if (!c.markers && !warned_markers_) {
         warned_markers_ = true;
         report_ << "note: cannot create " << kMarkerTable << " on target " << c.target << " ("
@@ -969,6 +1038,13 @@ class JournalApplier::Impl {
       return true;
     }
     c.markers = true;
+    std::string async;
+    protocol::encode(async, protocol::Query{"SET synchronous_commit = off"});
+    Exchange ax = run_exchange(c, async, 1);
+    if (!ax.ok) {
+      *error = "SET synchronous_commit: " + ax.error + " (not applied)";
+      return false;
+    }
     for (const auto& v : x.first_values) {
       const size_t space = v.rfind(' ');
       uint64_t seq = 0;
@@ -1042,7 +1118,8 @@ class JournalApplier::Impl {
     uint32_t prepare = 0;      // 1: a Close/Parse/Sync ahead of it
     uint32_t prefix = 0;       // 1: BEGIN; <record>
     uint32_t want = 0;         // the unit's own ReadyForQuery count
-    uint32_t suffix = 0;       // 1: COMMIT (autocommit wrap) or the record after it
+    uint32_t suffix = 0;       // 1: COMMIT (autocommit wrap)
+    bool stripped = false;     // the unit's BEGIN request was replaced by the wrap's
     std::vector<std::pair<std::string, std::string>> preparing;
     std::vector<std::string> notes;
   };
@@ -1159,12 +1236,20 @@ class JournalApplier::Impl {
       const bool ends_batch = shape == Wrap::kRecordAfter;
       pl.wrap = c->markers ? shape : Wrap::kRecordAfter;
       pl.marker = c->markers;
+      size_t skip = 0;
       if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
         protocol::encode(request, protocol::Query{"BEGIN;" + marker_sql(e)});
         pl.prefix = 1;
+        if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
       }
-      request += e.unit.bytes;
+      request.append(e.unit.bytes, skip, std::string::npos);
       pl.want = e.unit.responses > 0 ? e.unit.responses : pl.scan.requests;
+      if (skip > 0 && pl.want > 1) {
+        pl.stripped = true;
+        --pl.want;
+      } else if (skip > 0) {
+        request.insert(request.size() - (e.unit.bytes.size() - skip), e.unit.bytes, 0, skip);
+      }
       if (pl.marker && pl.wrap == Wrap::kAutocommit) {
         protocol::encode(request, protocol::Query{"COMMIT"});
         pl.suffix = 1;
@@ -1191,6 +1276,7 @@ class JournalApplier::Impl {
                                std::string(c->markers ? ", the target's record tells which)"
                                                       : "; the next run applies them again)"));
     }
+    if (c->markers) c->unflushed = true;
     // Split the answers: each part ends with a ReadyForQuery.
     size_t ready = 0;
     size_t out_at = 0;
@@ -1216,6 +1302,11 @@ class JournalApplier::Impl {
       take(pl.prefix, &prefix_out, nullptr);
       take(pl.want, &unit_out, &status);
       take(pl.suffix, &suffix_out, pl.wrap == Wrap::kAutocommit ? &status : nullptr);
+      if (pl.stripped && !prefix_out.empty()) {
+        // The wrap's BEGIN answered for the unit's own.
+        unit_out.insert(unit_out.begin(), prefix_out.front());
+        prefix_out.erase(prefix_out.begin());
+      }
       for (const auto& o : prep_out) {
         if (o.is_error()) {
           notes.push_back("preparing statements failed: " + o.sqlstate);
