@@ -66,7 +66,7 @@ void Catchup::wait(std::chrono::milliseconds d) {
   cv_.wait_for(lock, d, [this] { return stopping_; });
 }
 
-bool Catchup::try_return_to_live() {
+bool Catchup::try_return_to_live(bool progressing) {
   auto& b = state_.mirror.backlog;
   std::unique_lock lock(b.mu);  // no append can happen while it is held
   if (!b.journaling.load(std::memory_order_acquire)) return true;
@@ -75,7 +75,10 @@ bool Catchup::try_return_to_live() {
     // Under load the journal keeps growing: once little is left, units numbered from now on wait
     // in their links for live instead of joining the journal (MirrorBacklog::draining).
     const uint64_t unread = last > applier_->read_through() ? last - applier_->read_through() : 0;
-    if (!b.draining.load(std::memory_order_relaxed) && unread + applier_->pending() < kDrainBelow) {
+    // Only while catch-up is applying (the target is up): units held during an outage would
+    // pile up in memory instead of the journal.
+    if (progressing && !b.draining.load(std::memory_order_relaxed) &&
+        unread + applier_->pending() < kDrainBelow) {
       b.drain_mark.store(state_.mirror.order.last_assigned(), std::memory_order_release);
       b.draining.store(true, std::memory_order_release);
     }
@@ -144,6 +147,11 @@ void Catchup::loop() {
     for (uint64_t i = 0; i < r.divergences; ++i) state_.metrics->mirror_divergence("catchup");
     publish(rate);
     if (r.failed) {
+      if (b.draining.load(std::memory_order_acquire)) {
+        // The target is gone again: units go back to the journal rather than waiting in memory.
+        std::unique_lock lock(b.mu);
+        b.draining.store(false, std::memory_order_release);
+      }
       b.state.store(MirrorBacklog::kWaiting, std::memory_order_relaxed);
       if (now - last_failure_log > std::chrono::seconds(10)) {
         last_failure_log = now;
@@ -153,7 +161,7 @@ void Catchup::loop() {
       continue;
     }
     if (b.journaling.load(std::memory_order_acquire)) {
-      if (try_return_to_live()) {
+      if (try_return_to_live(r.applied + r.skipped > 0)) {
         b.state.store(MirrorBacklog::kLive, std::memory_order_relaxed);
         publish(rate);
       } else {
@@ -162,7 +170,7 @@ void Catchup::loop() {
     } else if (applier_->pending() == 0) {
       b.state.store(MirrorBacklog::kLive, std::memory_order_relaxed);
     }
-    if (b.journaling.load(std::memory_order_relaxed) && now - last_progress_log > std::chrono::seconds(1)) {
+    if (b.journaling.load(std::memory_order_relaxed) && now - last_progress_log > std::chrono::seconds(5)) {
       last_progress_log = now;
       log::info("mirror catch-up",
                 {{"pending", std::to_string(applier_->pending())},

@@ -35,7 +35,8 @@ class Catchup {
 
  private:
   void loop();
-  bool try_return_to_live();
+  // `progressing`: the last pass applied something (the target is up), so draining may start.
+  bool try_return_to_live(bool progressing);
   void publish(double rate);
   void wait(std::chrono::milliseconds d);
 

@@ -496,6 +496,7 @@ constexpr const char* kMarkerTable = "public.pgtandem_mirror_applied";
 constexpr size_t kMaxBatchEntries = 64;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
 constexpr auto kFlushEvery = std::chrono::milliseconds(200);
+constexpr uint64_t kMaxPerPass = 1024;  // entries per catch-up pass
 
 std::string sql_literal(std::string_view s) {
   std::string out = "'";
@@ -640,7 +641,9 @@ class JournalApplier::Impl {
       }
     }
     size_t next = 0;
-    while (next < ready && r.failure.empty()) {
+    // Catch-up returns now and then (its metrics, a stop request); the command applies it all.
+    const uint64_t most = hooks != nullptr ? kMaxPerPass : UINT64_MAX;
+    while (next < ready && r.failure.empty() && r.applied + r.skipped < most) {
       next = apply_batch(next, ready, &r);
     }
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(next));
