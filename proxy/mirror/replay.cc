@@ -619,7 +619,9 @@ class JournalApplier::Impl {
   PassResult pass(const ApplyHooks* hooks) {
     PassResult r;
     std::string error;
-    if (!read_new(hooks, &r)) return r;
+    // A malformed line stops reading there; the entries before it are still applied.
+    PassResult read;
+    const bool read_ok = read_new(hooks, &read);
     // Commit order: by process (in the order they wrote to the journal), then by the number each
     // unit got when the primary's answer to its COMMIT reached pgtandem, then by file position.
     std::stable_sort(pending_.begin(), pending_.end(), [](const Pending& a, const Pending& b) {
@@ -652,6 +654,7 @@ class JournalApplier::Impl {
     const bool flush_now = hooks == nullptr ||
                            Clock::now() - last_flush_ >= kFlushEvery;
     if (flush_now && !record(&error)) r.failure = error;
+    if (!read_ok && r.failure.empty()) r.failure = read.failure;
     r.failed = !r.failure.empty();
     return r;
   }
