@@ -97,6 +97,10 @@ struct Mirror {
   // then the client gets FATAL 53400 and is disconnected). docs/design.md, "Mirroring".
   std::string journal_full = "stop";
   uint32_t journal_full_timeout_ms = 30000;
+  // Automatic catch-up (issue 15): once the target is back, pgtandem applies its own journal
+  // backlog in the background and returns every session to live mirroring. Off: the journal waits
+  // for `pgtandem replay` and a degraded session journals until it ends. Restart-only.
+  bool catchup = true;
 };
 
 // Statement classification knobs.

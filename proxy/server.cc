@@ -35,6 +35,7 @@
 #include "policy/migrate/run_board.h"
 #include "proxy/control/admin_http.h"
 #include "proxy/control/catalog_loader.h"
+#include "proxy/mirror/catchup.h"
 #include "proxy/mirror/journal.h"
 #include "proxy/mirror/mirror_link.h"
 #include "proxy/mirror/mirror_safety.h"
@@ -192,6 +193,7 @@ struct Server::Impl {
   std::unique_ptr<AdminServer> admin;
   std::string unix_socket_path;
   std::unique_ptr<Reloader> reloader;
+  std::unique_ptr<Catchup> catchup;  // automatic catch-up of the mirror journal
   std::unique_ptr<Cutover> cutover;  // issue 14; null when mirroring was off at start
   bool stopped = false;
   std::string admin_token;  // [admin] token, or token_file's contents (read at start)
@@ -337,6 +339,19 @@ bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
   metrics->set_mirror_sources(&state.mirror.queue_bytes, [j] { return j->bytes(); });
   watch_mirror_safety();
   log::info("mirror state", {{"state_dir", cfg.state_dir}, {"journal", m.journal_path}});
+  if (m.catchup && !catchup) {
+    state.mirror.backlog.enabled = true;
+    catchup = std::make_unique<Catchup>(state, cfg);
+    if (!catchup->open(error)) {
+      *error = "mirror catch-up: " + *error;
+      catchup.reset();
+      state.mirror.backlog.enabled = false;
+      return false;
+    }
+    catchup->start();
+    ServerState* st = &state;
+    metrics->set_extra_source([st] { return mirror_backlog_samples(*st); });
+  }
   return true;
 }
 
@@ -710,6 +725,7 @@ void Server::stop() {
   if (impl_->reloader) impl_->reloader->stop();
   if (impl_->admin) impl_->admin->stop();
   if (impl_->cutover) impl_->cutover->stop_agent();
+  if (impl_->catchup) impl_->catchup->stop();
   // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
   // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)
   if (impl_->state.mirror.journal) {
@@ -923,6 +939,7 @@ std::string Server::Impl::status_json() const {
   } else {
     out += ",\"crash_window\":null,\"needs_repair\":[]";
   }
+  out += mirror_backlog_json(state);
   out += "}";
 
   const ReloadReport report = reloader ? reloader->last_report() : ReloadReport{};

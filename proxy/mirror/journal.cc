@@ -179,6 +179,12 @@ std::string format_body(const JournalEntry& e) {
   out += ',';
   append_key(out, "first_sql");
   append_json_string(out, u.first_sql);
+  // Commit order (policy/mirror/mirror_order.h) within the writing process: catch-up applies a
+  // process's entries by `order`, not by file position (issue 15).
+  if (u.seq != 0) {
+    out += ",\"order\":" + std::to_string(u.seq);
+    out += ",\"after\":" + std::to_string(u.after);
+  }
   out += "}}";
   return out;
 }
@@ -595,6 +601,16 @@ bool map_entry(const Json& root, JournalEntry* out, std::string* error) {
       !m.boolean(*u, "nondeterministic", &e.unit.nondeterministic, "unit.") ||
       !m.string(*u, "first_sql", &e.unit.first_sql, "unit."))
     return false;
+  if (const Json* o = m.field(*u, "order", Json::Kind::kNumber, false, "unit.")) {
+    e.unit.seq = o->number;
+  } else if (!error->empty()) {
+    return false;
+  }
+  if (const Json* a = m.field(*u, "after", Json::Kind::kNumber, false, "unit.")) {
+    e.unit.after = a->number;
+  } else if (!error->empty()) {
+    return false;
+  }
   *out = std::move(e);
   return true;
 }
@@ -835,6 +851,10 @@ uint64_t Journal::append(JournalEntry entry) {
 
 uint64_t Journal::entries_written() const { return impl_->written.load(); }
 uint64_t Journal::bytes() const { return impl_->size.load(); }
+uint64_t Journal::last_seq() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->last_seq;
+}
 const std::string& Journal::path() const { return impl_->path; }
 
 }  // namespace pgtandem::proxy

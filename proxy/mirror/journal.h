@@ -50,6 +50,7 @@ class Journal {
   uint64_t append(JournalEntry entry);
   uint64_t entries_written() const;
   uint64_t bytes() const;  // current file size
+  uint64_t last_seq() const;  // the last entry's sequence number (0: none)
   const std::string& path() const;
 
  private:

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <shared_mutex>
 #include <span>
 
 #include "protocol/message_types.h"
@@ -123,8 +125,11 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
       // session's later writes follow it there to keep their order.
       degrade("queue_full", "mirror queue over its byte limit");
     }
-    if (degraded_ && queue_.empty() && !busy_) {
-      journal(u, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
+    if (journaling() && queue_.empty() && !busy_ &&
+        journal(u, "session_degraded",
+                degraded_ ? degraded_reason_ + ": " + degraded_detail_
+                          : "mirror backlog being caught up",
+                false, true)) {
       continue;
     }
     account(static_cast<int64_t>(size));
@@ -197,8 +202,16 @@ void MirrorLink::remember_state(const policy::MirrorUnit& unit) {
   }
 }
 
-void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
-                         std::string_view detail, bool uncertain) {
+bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
+                         std::string_view detail, bool uncertain, bool may_hold) {
+  // Catch-up flips back to live only with no append between its last check and the flip, and
+  // starts draining (holding units past its mark) under the same lock held exclusively.
+  auto& backlog = state_.mirror.backlog;
+  std::shared_lock lock(backlog.mu);
+  if (may_hold && backlog.enabled && backlog.draining.load(std::memory_order_acquire) &&
+      unit.seq > backlog.drain_mark.load(std::memory_order_acquire)) {
+    return false;
+  }
   JournalEntry e;
   e.target = state_.targets[target_].name;
   e.reason = std::string(reason);
@@ -223,13 +236,19 @@ void MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
     return;
   }
   e.unit = std::move(unit);
+  if (backlog.enabled) backlog.journaling.store(true, std::memory_order_release);
   const bool ok = state_.mirror.journal != nullptr && state_.mirror.journal->append(std::move(e)) != 0;
+  lock.unlock();
+  // What the entry prepares lands on catch-up's connection, not this one.
+  reprepare_ = true;
+  reprepared_.clear();
   state_.metrics->mirror_write(ok ? MirrorOutcome::kJournaled : MirrorOutcome::kFailed);
   if (!ok) {
     log::error("mirrored write lost: journal unavailable",
                {{"session", context_.session_id}, {"reason", reason}});
   }
   state_.mirror.order.done(seq);
+  return true;
 }
 
 // GCC 12 pairs the coroutine frame's operator delete with the aligned_alloc inside Asio's frame
@@ -292,6 +311,8 @@ asio::awaitable<bool> MirrorLink::connect(std::string* error) {
     *error = "replaying the session's state failed";
     co_return false;
   }
+  if (epoch_ > 0) reprepare_ = true;
+  reprepared_.clear();
   ++epoch_;
   connected_ = true;
   co_return true;
@@ -418,7 +439,11 @@ void MirrorLink::give_back(bool broken, bool mirrors_writes) {
     rend_ = 0;
     boost::system::error_code ignored;
     socket_.close(ignored);
-    if (mirrors_writes) degrade("connection_lost", "connection lost during a routed read");
+    // With catch-up the next connection prepares the session's statements again (reprepare());
+    // without, the link cannot know them all and its later writes go to the journal.
+    if (mirrors_writes && !state_.mirror.backlog.enabled) {
+      degrade("connection_lost", "connection lost during a routed read");
+    }
   }
   wake_.cancel();  // units queued meanwhile
 }
@@ -435,6 +460,17 @@ asio::awaitable<void> MirrorLink::apply() {
     if (!co_await connect(&error)) {
       degrade(error.starts_with("login failed") ? "login_failed" : "target_unavailable", error);
       for (auto& unit : in_flight_) journal(unit, degraded_reason_, degraded_detail_, false);
+      co_return;
+    }
+  }
+  if (reprepare_) {
+    const bool prepared = co_await reprepare();
+    if (!prepared) {
+      connected_ = false;
+      boost::system::error_code ignored;
+      socket_.close(ignored);
+      degrade("connection_lost", "connection closed while preparing statements");
+      for (auto& unit : in_flight_) journal(unit, "connection_lost", degraded_detail_, false);
       co_return;
     }
   }
@@ -509,6 +545,48 @@ asio::awaitable<void> MirrorLink::apply() {
   }
 }
 
+namespace {
+// The unit parses the named statement itself (it must not exist before).
+bool parses(std::string_view bytes, std::string_view name) {
+  size_t pos = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const uint32_t len = protocol::read_u32(bytes.data() + pos + 1);
+    if (bytes[pos] == protocol::frontend::kParse && pos + 1 + len <= bytes.size()) {
+      protocol::Parse p;
+      if (protocol::decode(bytes.substr(pos + protocol::kHeaderSize, len + 1 - protocol::kHeaderSize), p) &&
+          p.name == name) {
+        return true;
+      }
+    }
+    pos += 1 + len;
+  }
+  return false;
+}
+}  // namespace
+
+asio::awaitable<bool> MirrorLink::reprepare() {
+  std::string prep;
+  for (const auto& unit : in_flight_) {
+    for (const auto& name : unit.binds) {
+      if (std::find(reprepared_.begin(), reprepared_.end(), name) != reprepared_.end()) continue;
+      reprepared_.push_back(name);
+      if (parses(unit.bytes, name)) continue;
+      auto it = std::find_if(parses_.begin(), parses_.end(),
+                             [&](const auto& p) { return p.first == name; });
+      if (it == parses_.end()) continue;
+      protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
+      prep += it->second;
+    }
+  }
+  if (prep.empty()) co_return true;
+  protocol::encode(prep, protocol::Sync{});
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(prep), kNoThrow);
+  if (ec) co_return false;
+  std::vector<policy::Outcome> ignored;
+  const bool read = co_await read_outcomes(1, &ignored, nullptr);
+  co_return read;
+}
+
 asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
   const auto give_up = Clock::now() + kMaxOrderWait;
   bool waited = false;
@@ -547,7 +625,7 @@ asio::awaitable<void> MirrorLink::run() {
       wake_.expires_at(asio::steady_timer::time_point::max());
       co_await wake_.async_wait(kNoThrow);
     }
-    if (!degraded_ && queue_.front().after > state_.mirror.order.done_through()) {
+    if (!journaling() && queue_.front().after > state_.mirror.order.done_through()) {
       // Commit order across sessions: what committed on the primary before this transaction
       // began is applied first (policy/mirror/mirror_order.h).
       co_await wait_for_order(queue_.front().after);
@@ -558,9 +636,23 @@ asio::awaitable<void> MirrorLink::run() {
     in_flight_.push_back(std::move(queue_.front()));
     queue_.pop_front();
     int64_t bytes = static_cast<int64_t>(in_flight_.front().bytes.size());
-    if (degraded_) {
-      journal(in_flight_.front(), "session_degraded", degraded_reason_ + ": " + degraded_detail_,
-              false);
+    // (Checked after the wait: a unit journaled before this one in commit order set journaling
+    // before it counted as done, so this one follows it into the journal.)
+    if (journaling()) {
+      const bool journaled =
+          journal(in_flight_.front(), "session_degraded",
+                  degraded_ ? degraded_reason_ + ": " + degraded_detail_
+                            : "mirror backlog being caught up",
+                  false, true);
+      if (!journaled) {
+        // Catch-up is draining the last of the backlog: this unit waits for live mirroring.
+        queue_.push_front(std::move(in_flight_.front()));
+        in_flight_.clear();
+        busy_ = false;
+        wake_.expires_after(std::chrono::milliseconds(1));
+        co_await wake_.async_wait(kNoThrow);
+        continue;
+      }
     } else {
       // The session's next queued transactions join the request while they can: same protocol,
       // nothing of other sessions' left to wait for, within the batch limits.

@@ -55,7 +55,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Routed reads (issue 4) borrow the link's connection: it carries the session's replayed state
   // (startup parameters, SET, prepared statements) and, once drained, every write the session
   // made, so a read served on it sees the session's own writes. Only while drained and healthy.
-  bool can_lend() const { return drained() && !lent_ && !degraded_ && !finished_; }
+  bool can_lend() const { return drained() && !lent_ && !journaling() && !finished_; }
   bool lent() const { return lent_; }
   // Connects (and logs in) if needed. nullptr if the target cannot be reached: the link itself is
   // not degraded by that (no write was lost), but the target is marked down for a while.
@@ -101,12 +101,23 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // `status`, if given: the last ReadyForQuery's transaction status.
   asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<policy::Outcome>* out,
                                       char* status);
-  void journal(policy::MirrorUnit& unit, std::string_view reason, std::string_view detail,
-               bool uncertain);
+  // Returns false, and leaves the unit alone, only with `may_hold` while catch-up drains and the
+  // unit is numbered past its mark (MirrorBacklog): such a unit waits in the queue for live.
+  bool journal(policy::MirrorUnit& unit, std::string_view reason, std::string_view detail,
+               bool uncertain, bool may_hold = false);
   void degrade(std::string reason, std::string detail);
   void compare(const policy::MirrorUnit& unit, std::span<const policy::Outcome> mirror);
   void remember_state(const policy::MirrorUnit& unit);
   void account(int64_t delta);
+  // Whether the link's units go to the journal now: with catch-up, while a backlog exists (for
+  // every link); without, once the link degraded (for good).
+  bool journaling() const {
+    const auto& b = state_.mirror.backlog;
+    return b.enabled ? b.journaling.load(std::memory_order_acquire) : degraded_;
+  }
+  // After journaling (or on another connection), the statements the session's units bind may be
+  // missing on the link's connection: prepares them ahead of the units in flight.
+  asio::awaitable<bool> reprepare();
 
   Worker& worker_;
   ServerState& state_;
@@ -135,6 +146,10 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
   size_t state_bytes_ = 0;
   std::vector<std::pair<std::string, std::string>> parses_;  // name -> Parse, for binds
+  // Set once the link journaled a unit or reconnected: binds are prepared again (once per name
+  // and connection, in reprepared_) before the units that use them.
+  bool reprepare_ = false;
+  std::vector<std::string> reprepared_;
 };
 
 }  // namespace pgtandem::proxy

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 
 #include "config/pgpass.h"
 #include "policy/mirror/mirror_order.h"
@@ -17,6 +18,34 @@ namespace pgtandem::proxy {
 class Journal;
 class MirrorSafety;
 
+// Automatic catch-up (proxy/mirror/catchup.h, docs/design.md "Catch-up"): while the journal holds
+// entries not yet applied, every link journals (none applies live), so that no live write
+// overtakes a journaled one; the catch-up thread applies the backlog in commit order and, once it
+// has applied the last entry appended, flips back to live under `mu` held exclusively (links
+// journal under it shared, so no entry can slip in between). Under load the journal never stops
+// growing by itself: for the last of the backlog catch-up drains (`draining` below).
+struct MirrorBacklog {
+  bool enabled = false;  // [mirror] catchup: set before sessions start, never changed after
+  std::shared_mutex mu;
+  std::atomic<bool> journaling{false};
+  // The last of a backlog: catch-up set the mark (under `mu` exclusively) to the last unit number
+  // given; units numbered past it wait in their links' queues instead of being journaled, so the
+  // journal stops growing and catch-up can apply its last entry. Cleared at the flip.
+  std::atomic<bool> draining{false};
+  std::atomic<uint64_t> drain_mark{0};
+  std::atomic<uint64_t> returns_to_live{0};
+  // Written by the catch-up thread, read by /status and the metrics.
+  enum State : int { kLive = 0, kJournaling = 1, kCatchingUp = 2, kWaiting = 3 };
+  std::atomic<int> state{kLive};
+  std::atomic<uint64_t> entries{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<int64_t> oldest_unix{0};
+  std::atomic<uint64_t> applied{0};
+  std::atomic<uint64_t> skipped{0};
+  std::atomic<uint64_t> divergences{0};
+  std::atomic<double> rate{0};  // entries per second while catching up (last few seconds)
+};
+
 struct MirrorShared {
   // The target writes are mirrored to: written by a cutover (its thread), read by /status.
   std::atomic<size_t> secondary{1};
@@ -24,6 +53,7 @@ struct MirrorShared {
   std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
   std::atomic<int64_t> queue_bytes{0};           // all sessions' mirror queues together
   policy::MirrorOrder order;                     // commit order across sessions' mirror links
+  MirrorBacklog backlog;                         // automatic catch-up
   policy::FunctionLists functions;               // from [classifier]
   // Learned from the primary's pg_proc at start; sessions take it when they begin.
   std::atomic<std::shared_ptr<const policy::VolatilityCatalog>> catalog;

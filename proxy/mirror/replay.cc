@@ -1,7 +1,8 @@
-// `pgtandem replay`: applies a journal's unapplied entries in order on fresh connections and
-// records what it applied. Size: ~970 lines, one command read top to bottom (sessions rebuilt
-// from journal state, apply loop, applied-state file, report); the apply loop is what automatic
-// catch-up (issue 15) will share, and the seam to split along then.
+// `pgtandem replay` and the engine automatic catch-up shares (JournalApplier): applies a journal's
+// unapplied entries in commit order on pipelined connections and records what it applied.
+// Size: ~1,500 lines, one engine read top to bottom (the wire exchange, sessions rebuilt from
+// journal state, the pipelined batch, the applied-state file and the target's record, the
+// report); the seam to split along is the wire exchange (top) vs the engine.
 #include "proxy/mirror/replay.h"
 
 #include <fcntl.h>
@@ -258,6 +259,10 @@ struct Exchange {
   std::vector<std::string> errors;  // "SQLSTATE: message" of each ErrorResponse
   char status = protocol::kTxIdle;  // of the last ReadyForQuery
   uint32_t ready = 0;
+  // At each ReadyForQuery: how many outcomes came before it, and its status (pipelined batches
+  // split their answers by these).
+  std::vector<std::pair<size_t, char>> readies;
+  std::vector<std::string> first_values;  // the first column of each DataRow
 };
 
 asio::awaitable<void> send_part(Socket& s, std::string_view out, boost::system::error_code* ec) {
@@ -320,14 +325,25 @@ bool consume_answers(Socket& s, std::string& buf, uint32_t want, Exchange* r) {
           return true;
         }
         r->status = z.status;
+        r->readies.emplace_back(r->outcomes.size(), z.status);
         if (++r->ready == want) {
           r->ok = true;
           done = true;
         }
         break;
       }
+      case protocol::backend::kDataRow: {
+        protocol::DataRow row;
+        if (protocol::decode(body, row)) {
+          for (const auto& v : row.columns) {
+            r->first_values.emplace_back(v.data);
+            break;
+          }
+        }
+        break;
+      }
       default:
-        break;  // ParseComplete, DataRow, NoticeResponse, CopyInResponse, ...: not outcomes
+        break;  // ParseComplete, NoticeResponse, CopyInResponse, ...: not outcomes
     }
   }
   buf.erase(0, pos);
@@ -457,7 +473,7 @@ bool write_applied(const std::string& path, const AppliedState& state, std::stri
 }
 
 // ------------------------------------------------------------------------------------------------
-// The replayer
+// The engine: JournalApplier (replay.h), shared by `pgtandem replay` and automatic catch-up.
 
 struct Connection {
   std::unique_ptr<Socket> socket;
@@ -465,128 +481,372 @@ struct Connection {
   std::vector<std::string> state;                 // state units run on it, in order
   std::map<std::string, std::string> statements;  // named statements we prepared -> Parse bytes
   uint64_t last_use = 0;
+  std::string target;
+  // Exactly-once (replay.h): the target's table of applied entries is usable on this connection,
+  // and what it held above the applied-state seq when the connection opened (session -> seq).
+  bool markers = false;
+  std::map<std::string, uint64_t> marked;
+  // With the record on the target, entries commit asynchronously (synchronous_commit = off: no
+  // WAL flush per entry); before the applied-state file moves past them, one synchronous commit
+  // on the connection flushes the WAL up to there (flush_targets()).
+  bool unflushed = false;
 };
 
-// How applying one entry went.
-enum class Applied { kMatched, kDiverged, kFailed };
+constexpr const char* kMarkerTable = "public.pgtandem_mirror_applied";
+constexpr size_t kMaxBatchEntries = 64;
+constexpr size_t kMaxBatchBytes = 256 * 1024;
+constexpr auto kFlushEvery = std::chrono::milliseconds(200);
+constexpr uint64_t kMaxPerPass = 1024;  // entries per catch-up pass
 
-class Replayer {
+std::string sql_literal(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
+// The session id's process part: "<process tag>-<n>" -> "<process tag>".
+std::string process_of(const std::string& session_id) {
+  const size_t dash = session_id.rfind('-');
+  return dash == std::string::npos ? session_id : session_id.substr(0, dash);
+}
+
+// "ts":"2026-12-06T07:38:25.123Z" -> unix seconds; 0 if absent.
+int64_t line_time(std::string_view line) {
+  const size_t at = line.find("\"ts\":\"");
+  if (at == std::string_view::npos || line.size() < at + 6 + 19) return 0;
+  std::tm tm{};
+  const std::string ts(line.substr(at + 6, 19));
+  if (::strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
+  return static_cast<int64_t>(::timegm(&tm));
+}
+
+// How an entry is sent so that its record on the target commits with it (replay.h):
+//   kTransaction: BEGIN; <record> first, the unit's own BEGIN only warns, its COMMIT commits both;
+//   kAutocommit: BEGIN; <record>, the unit, COMMIT;
+//   kRecordAfter: the unit as it is, the record in a transaction of its own after it.
+enum class Wrap { kTransaction, kAutocommit, kRecordAfter };
+
+Wrap wrap_for(const policy::MirrorUnit& u) {
+  if (u.primary.empty()) return Wrap::kRecordAfter;
+  const auto name = [](const Outcome& o) { return protocol::command_tag_name(o.tag); };
+  const std::string_view first = name(u.primary.front());
+  const std::string_view last = name(u.primary.back());
+  if ((first == "BEGIN" || first == "START TRANSACTION") && last == "COMMIT") {
+    for (size_t i = 1; i + 1 < u.primary.size(); ++i) {
+      const std::string_view n = name(u.primary[i]);
+      if (n == "COMMIT" || n == "ROLLBACK" || n == "BEGIN" || n == "PREPARE TRANSACTION" ||
+          n == "START TRANSACTION")
+        return Wrap::kRecordAfter;
+    }
+    return Wrap::kTransaction;
+  }
+  if (u.transaction || u.session_state) return Wrap::kRecordAfter;
+  for (const auto& o : u.primary) {
+    if (o.is_error()) return Wrap::kRecordAfter;
+    const std::string_view n = name(o);
+    if (n != "INSERT" && n != "UPDATE" && n != "DELETE" && n != "MERGE" && n != "SELECT" &&
+        n != "COPY")
+      return Wrap::kRecordAfter;
+  }
+  return Wrap::kAutocommit;
+}
+
+// The unit's first request when it is only its BEGIN (one statement: a Query without another
+// statement, or one Execute up to the Sync, preparing nothing): its length, else 0. The wrap's
+// own `BEGIN; <record>` then replaces it, instead of preceding it (a second BEGIN would only warn,
+// once per entry in the target's log).
+size_t leading_begin(std::string_view bytes) {
+  size_t pos = 0;
+  int executes = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
+    if (end > bytes.size()) return 0;
+    if (type == protocol::frontend::kQuery) {
+      if (pos != 0) return 0;
+      protocol::Query q;
+      if (!protocol::decode(bytes.substr(pos + protocol::kHeaderSize, end - pos - protocol::kHeaderSize), q))
+        return 0;
+      std::string_view sql = q.sql;
+      while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back()))))
+        sql.remove_suffix(1);
+      return sql.find(';') == std::string_view::npos ? end : 0;
+    }
+    if (type == protocol::frontend::kParse || type == protocol::frontend::kClose) return 0;
+    if (type == protocol::frontend::kExecute) ++executes;
+    if (type == protocol::frontend::kSync) return executes == 1 ? end : 0;
+    pos = end;
+  }
+  return 0;
+}
+
+}  // namespace
+
+class JournalApplier::Impl {
  public:
-  Replayer(const config::Config& cfg, const std::string& journal_path, const ReplayOptions& opts,
-           std::ostream& report, ReplaySummary* summary)
-      : cfg_(cfg), path_(journal_path), opts_(opts), report_(report), s_(*summary) {}
+  Impl(const config::Config& cfg, std::string journal_path, ReplayOptions opts,
+       std::ostream& report, ReplaySummary* summary)
+      : cfg_(cfg),
+        path_(std::move(journal_path)),
+        opts_(std::move(opts)),
+        report_(report),
+        s_(*summary) {}
 
-  ~Replayer() {
+  ~Impl() {
     for (auto& [key, conn] : connections_) close(*conn);
+    if (fd_ >= 0) ::close(fd_);
   }
 
+  bool open(std::string* error) {
+    applied_path_ = applied_state_path(path_);
+    if (!read_applied(applied_path_, &applied_, error)) return false;
+    s_.last_applied_seq = applied_.seq;
+    matched_ = applied_.seq == 0;
+    if (!opts_.dry_run && !prepare_targets(error)) return false;
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) {
+      *error = errno_text("cannot open journal " + path_);
+      return false;
+    }
+    return true;
+  }
+
+  uint64_t recorded_seq() const { return applied_.seq; }
+
+  PassResult pass(const ApplyHooks* hooks) {
+    PassResult r;
+    std::string error;
+    // A malformed line stops reading there; the entries before it are still applied.
+    PassResult read;
+    const bool read_ok = read_new(hooks, &read);
+    // Commit order: by process (in the order they wrote to the journal), then by the number each
+    // unit got when the primary's answer to its COMMIT reached pgtandem, then by file position.
+    std::stable_sort(pending_.begin(), pending_.end(), [](const Pending& a, const Pending& b) {
+      if (a.epoch != b.epoch) return a.epoch < b.epoch;
+      if (a.e.unit.seq != b.e.unit.seq) return a.e.unit.seq < b.e.unit.seq;
+      return a.e.seq < b.e.seq;
+    });
+    // The running process's entries wait until every unit numbered before them is settled
+    // (applied live or journaled): a lower-numbered one may still be on its way to the journal.
+    size_t ready = pending_.size();
+    if (hooks != nullptr && hooks->done_through) {
+      const uint64_t done = hooks->done_through();
+      for (size_t i = 0; i < pending_.size(); ++i) {
+        const Pending& p = pending_[i];
+        if (p.process == hooks->process_tag && p.e.unit.seq > done) {
+          ready = i;
+          break;
+        }
+      }
+    }
+    size_t next = 0;
+    // Catch-up returns now and then (its metrics, a stop request); the command applies it all.
+    const uint64_t most = hooks != nullptr ? kMaxPerPass : UINT64_MAX;
+    while (next < ready && r.failure.empty() && r.applied + r.skipped < most) {
+      next = apply_batch(next, ready, &r);
+    }
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(next));
+    // Group commit: at the end of the command, else at most every kFlushEvery (the target's
+    // record covers the rest).
+    const bool flush_now = hooks == nullptr ||
+                           Clock::now() - last_flush_ >= kFlushEvery;
+    if (flush_now && !record(&error)) r.failure = error;
+    if (!read_ok && r.failure.empty()) r.failure = read.failure;
+    r.failed = !r.failure.empty();
+    return r;
+  }
+
+  // The CLI: one pass over the whole journal, then the report.
   int run() {
-    const std::string applied_path = applied_state_path(path_);
     report_ << "pgtandem replay" << (opts_.dry_run ? " (dry run)" : "") << ": journal " << path_
             << "\n";
     std::string error;
-    AppliedState applied;
-    if (!read_applied(applied_path, &applied, &error)) return finish_with_failure(error);
-    s_.last_applied_seq = applied.seq;
-    report_ << "applied-state " << applied_path << ": "
-            << (applied.seq == 0
+    if (!open(&error)) {
+      if (fd_ < 0 && applied_path_.empty()) applied_path_ = applied_state_path(path_);
+      return finish_with_failure(error);
+    }
+    report_ << "applied-state " << applied_path_ << ": "
+            << (applied_.seq == 0
                     ? std::string("nothing applied yet")
-                    : "entries up to seq " + std::to_string(applied.seq) + " already applied")
+                    : "entries up to seq " + std::to_string(applied_.seq) + " already applied")
             << "\n";
-    if (!opts_.dry_run && !prepare_targets(&error)) return finish_with_failure(error);
-
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) return finish_with_failure(errno_text("cannot open journal " + path_));
-
-    std::string line;
-    uint64_t line_no = 0;
-    uint64_t prev_seq = 0;
-    bool matched = applied.seq == 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      if (in.eof()) {
-        // No newline: pgtandem crashed mid-append (or is appending right now). The entry was
-        // never acknowledged and pgtandem cuts it off when it reopens the journal.
-        s_.torn_tail = true;
-        report_ << "torn last line: line " << line_no << " (" << line.size()
-                << " bytes, no newline) is incomplete and was not applied\n";
-        break;
-      }
-      if (line.empty()) continue;
-      JournalEntry entry;
-      if (!parse_journal_line(line, &entry, &error)) {
-        fail_entry("line " + std::to_string(line_no) + " is malformed: " + error);
-        break;
-      }
-      ++s_.entries_read;
-      if (entry.seq <= prev_seq) {
-        fail_entry("line " + std::to_string(line_no) + ": seq " + std::to_string(entry.seq) +
-                   " does not follow seq " + std::to_string(prev_seq));
-        break;
-      }
-      prev_seq = entry.seq;
-      const uint64_t fingerprint = fnv1a64(line);
-      if (entry.seq <= applied.seq) {
-        if (entry.seq == applied.seq) {
-          if (fingerprint != applied.fingerprint) {
-            fail_entry(mismatch_text(applied_path, applied.seq));
-            break;
-          }
-          matched = true;
-        }
-        ++s_.already_applied;
-        continue;
-      }
-      if (!matched && s_.already_applied > 0) {
-        fail_entry(mismatch_text(applied_path, applied.seq));
-        break;
-      }
-      matched = true;
-      if (opts_.dry_run) {
-        UnitScan scan;
-        std::vector<UnitScan> state_scans;
-        if (!validate(entry, &scan, &state_scans, &error)) {
-          fail_entry(entry_label(entry) + ": " + error);
-          break;
-        }
-        report_ << "would apply: seq=" << entry.seq << " target=" << entry.target
-                << " session=" << entry.session.id << (entry.uncertain ? " uncertain" : "")
-                << " sql=\"" << printable(entry.unit.first_sql) << "\"\n";
-        ++s_.applied;
-        continue;
-      }
-      Applied result = apply(entry);
-      if (result == Applied::kFailed) break;
-      ++s_.applied;
-      if (entry.uncertain) ++s_.uncertain;
-      if (result == Applied::kDiverged) ++s_.divergences;
-      AppliedState now{entry.seq, fingerprint};
-      if (!write_applied(applied_path, now, &error)) {
-        fail_entry("seq " + std::to_string(entry.seq) + " was applied but could not be recorded: " +
-                   error + " (it will be applied again by the next run)");
-        break;
-      }
-      applied = now;
-      s_.last_applied_seq = now.seq;
+    PassResult r = pass(nullptr);
+    if (!r.failure.empty() && s_.failures == 0) fail_entry(r.failure);
+    // (The entry that failed is the first pending one.)
+    if (s_.failures > 0 && !pending_.empty()) s_.not_attempted += pending_.size() - 1;
+    if (!partial_.empty()) {
+      s_.torn_tail = true;
+      report_ << "torn last line: line " << line_no_ + 1 << " (" << partial_.size()
+              << " bytes, no newline) is incomplete and was not applied\n";
     }
-    if (in.bad() && s_.failures == 0) fail_entry(errno_text("cannot read journal " + path_));
-    if (s_.failures > 0) {
-      // What the failure left for the next run: the rest of the journal, not looked at.
-      while (std::getline(in, line)) {
-        if (!in.eof() && !line.empty()) ++s_.not_attempted;
-      }
-    }
-    if (s_.failures == 0 && !matched && s_.already_applied > 0)
-      fail_entry(mismatch_text(applied_path, applied.seq));
+    if (s_.failures == 0 && !matched_ && s_.already_applied > 0)
+      fail_entry(mismatch_text(applied_.seq));
     return finish();
   }
 
+  size_t pending() const { return pending_.size(); }
+  uint64_t pending_bytes() const {
+    uint64_t b = 0;
+    for (const auto& p : pending_) b += p.bytes;
+    return b;
+  }
+  int64_t oldest_pending_time() const {
+    int64_t t = 0;
+    for (const auto& p : pending_)
+      if (p.ts != 0 && (t == 0 || p.ts < t)) t = p.ts;
+    return t;
+  }
+  uint64_t read_through() const { return prev_seq_; }
+  uint64_t file_offset() const { return offset_; }
+
  private:
-  std::string mismatch_text(const std::string& applied_path, uint64_t seq) {
-    return applied_path + " records seq " + std::to_string(seq) +
+  struct Pending {
+    JournalEntry e;
+    uint64_t fingerprint = 0;
+    size_t epoch = 0;
+    std::string process;
+    size_t bytes = 0;
+    int64_t ts = 0;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  // Reads the whole lines appended since the last call into pending_ (entries already applied
+  // per the applied-state are counted and dropped). False on a malformed journal.
+  bool read_new(const ApplyHooks* hooks, PassResult* r) {
+    (void)hooks;
+    char chunk[64 * 1024];
+    for (;;) {
+      ssize_t n = ::pread(fd_, chunk, sizeof chunk, static_cast<off_t>(offset_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        r->failure = errno_text("cannot read journal " + path_);
+        r->failed = true;
+        fail_entry(r->failure);
+        return false;
+      }
+      if (n == 0) break;
+      offset_ += static_cast<uint64_t>(n);
+      partial_.append(chunk, static_cast<size_t>(n));
+      size_t start = 0;
+      for (size_t nl = partial_.find('\n'); nl != std::string::npos;
+           nl = partial_.find('\n', start)) {
+        std::string_view line(partial_.data() + start, nl - start);
+        start = nl + 1;
+        ++line_no_;
+        if (line.empty()) continue;
+        if (!take_line(std::string(line), r)) {
+          partial_.erase(0, start);
+          return false;
+        }
+      }
+      partial_.erase(0, start);
+    }
+    return true;
+  }
+
+  bool take_line(const std::string& line, PassResult* r) {
+    JournalEntry entry;
+    std::string error;
+    auto fail = [&](const std::string& what) {
+      r->failure = what;
+      r->failed = true;
+      fail_entry(what);
+      return false;
+    };
+    if (!parse_journal_line(line, &entry, &error))
+      return fail("line " + std::to_string(line_no_) + " is malformed: " + error);
+    ++s_.entries_read;
+    if (entry.seq <= prev_seq_) {
+      return fail("line " + std::to_string(line_no_) + ": seq " + std::to_string(entry.seq) +
+                  " does not follow seq " + std::to_string(prev_seq_));
+    }
+    prev_seq_ = entry.seq;
+    const uint64_t fingerprint = fnv1a64(line);
+    if (journal_id_.empty()) journal_id_ = hex16(fingerprint);  // the first line names the journal
+    if (entry.seq <= applied_.seq) {
+      if (entry.seq == applied_.seq) {
+        if (fingerprint != applied_.fingerprint) return fail(mismatch_text(applied_.seq));
+        matched_ = true;
+      }
+      ++s_.already_applied;
+      return true;
+    }
+    if (!matched_ && s_.already_applied > 0) return fail(mismatch_text(applied_.seq));
+    matched_ = true;
+    Pending p;
+    p.fingerprint = fingerprint;
+    p.bytes = line.size() + 1;
+    p.ts = line_time(line);
+    p.process = process_of(entry.session.id);
+    auto [it, inserted] = epochs_.emplace(p.process, epochs_.size());
+    p.epoch = it->second;
+    fingerprints_[entry.seq] = fingerprint;
+    unapplied_.insert(entry.seq);
+    p.e = std::move(entry);
+    pending_.push_back(std::move(p));
+    return true;
+  }
+
+  // Marks an entry done (applied, skipped as already applied, or dry-run counted).
+  void settle(uint64_t seq) { unapplied_.erase(seq); }
+
+  // The applied-state: every entry up to the last seq below the oldest one not applied.
+  bool record(std::string* error) {
+    if (opts_.dry_run) return true;
+    uint64_t through = unapplied_.empty() ? prev_seq_ : *unapplied_.begin() - 1;
+    auto it = fingerprints_.upper_bound(through);
+    if (it == fingerprints_.begin()) return true;  // nothing new read below it
+    --it;
+    AppliedState now{it->first, it->second};
+    if (now.seq <= applied_.seq) return true;
+    last_flush_ = Clock::now();
+    if (!flush_targets()) return true;  // the file waits; the target's record covers the entries
+    fingerprints_.erase(fingerprints_.begin(), std::next(it));
+    if (!write_applied(applied_path_, now, error)) {
+      *error = "seq " + std::to_string(now.seq) + " was applied but could not be recorded: " +
+               *error + " (entries since " + std::to_string(applied_.seq) +
+               " may be applied again where the target does not record them)";
+      return false;
+    }
+    applied_ = now;
+    s_.last_applied_seq = now.seq;
+    return true;
+  }
+
+  // One synchronous commit per connection that committed asynchronously since the last one: the
+  // target's WAL is then flushed past every entry it applied. False if one failed (that
+  // connection is closed: its entries are found by their record on the target).
+  bool flush_targets() {
+    bool ok = true;
+    std::vector<std::string> broken;
+    for (auto& [key, c] : connections_) {
+      if (!c->unflushed) continue;
+      std::string q;
+      protocol::encode(
+          q, protocol::Query{std::string("BEGIN; SET LOCAL synchronous_commit = on; INSERT INTO ") +
+                             kMarkerTable + " (session, seq) VALUES (" +
+                             sql_literal(journal_id_ + "/flush") +
+                             ", 0) ON CONFLICT (session) DO UPDATE SET applied_at = now(); COMMIT"});
+      Exchange x = run_exchange(*c, q, 1);
+      if (!x.ok || !x.errors.empty() || x.status != protocol::kTxIdle) {
+        ok = false;
+        broken.push_back(key);
+        continue;
+      }
+      c->unflushed = false;
+    }
+    for (const auto& key : broken) drop(key);
+    return ok;
+  }
+
+  std::string mismatch_text(uint64_t seq) {
+    return applied_path_ + " records seq " + std::to_string(seq) +
            ", which is not the entry with that seq in this journal: the journal was replaced "
            "or edited. Remove " +
-           applied_path + " only if none of its entries were applied";
+           applied_path_ + " only if none of its entries were applied";
   }
 
   void fail_entry(const std::string& what) {
@@ -638,15 +898,25 @@ class Replayer {
     return "seq=" + std::to_string(e.seq) + " target=" + e.target + " session=" + e.session.id;
   }
 
-  // Reports a failure for `e` and closes its connection (its protocol state is unknown).
-  Applied failed(const JournalEntry& e, const std::string& key, const std::string& what) {
-    fail_entry(entry_label(e) + ": " + what + "; replay stopped here");
-    auto it = connections_.find(key);
-    if (it != connections_.end()) {
-      close(*it->second);
-      connections_.erase(it);
+  // The connection an entry runs on: one per target, login (user, database, startup parameters)
+  // and session state, shared by every journaled session with the same ones, so that entries of
+  // many sessions can be pipelined on it in their order.
+  static std::string connection_key(const JournalEntry& e) {
+    std::string k = e.target + '\0' + e.session.user + '\0' + e.session.database;
+    for (const auto& [name, value] : e.session.params) k += '\0' + name + '=' + value;
+    uint64_t h = 14695981039346656037ull;
+    for (const auto& unit : e.session.state) {
+      h ^= fnv1a64(unit);
+      h *= 1099511628211ull;
     }
-    return Applied::kFailed;
+    return k + '\0' + hex16(h) + ':' + std::to_string(e.session.state.size());
+  }
+
+  void drop(const std::string& key) {
+    auto it = connections_.find(key);
+    if (it == connections_.end()) return;
+    close(*it->second);
+    connections_.erase(it);
   }
 
   void close(Connection& c) {
@@ -670,22 +940,6 @@ class Replayer {
     for (const auto& name : scan.touched) c.statements.erase(name);
   }
 
-  // A unit must leave no transaction open, or the next one would run inside it.
-  bool end_transaction(Connection& c, const Exchange& x, std::vector<std::string>* notes,
-                       std::string* error) {
-    if (x.status == protocol::kTxIdle) return true;
-    notes->push_back(std::string("left a transaction open on the target (status ") + x.status +
-                     "), rolled back");
-    std::string rollback;
-    protocol::encode(rollback, protocol::Query{"ROLLBACK"});
-    Exchange r = run_exchange(c, rollback, 1);
-    if (!r.ok) {
-      *error = "ROLLBACK after the unit: " + r.error;
-      return false;
-    }
-    return true;
-  }
-
   Connection* open_connection(const JournalEntry& e, const std::string& key,
                               const TargetEndpoint& te, const config::Target& t,
                               std::string* error) {
@@ -697,6 +951,7 @@ class Replayer {
       connections_.erase(lru);
     }
     auto c = std::make_unique<Connection>();
+    c->target = e.target;
     c->socket = std::make_unique<Socket>(io_);
     boost::system::error_code ec = run_sync(
         io_,
@@ -735,16 +990,81 @@ class Replayer {
       return nullptr;
     }
     c->buf = std::move(login.leftover);
+    if (opts_.exactly_once && !load_markers(*c, error)) {
+      close(*c);
+      return nullptr;
+    }
     Connection* raw = c.get();
     connections_[key] = std::move(c);
     return raw;
   }
 
-  // Runs the entry's state units that the connection has not run yet; false on a failure.
-  bool run_state(Connection& c, const JournalEntry& e, size_t from,
-                 const std::vector<UnitScan>& scans, std::vector<std::string>* notes,
-                 std::string* error) {
-    for (size_t i = from; i < e.session.state.size(); ++i) {
+  // The target's record of applied entries (replay.h). Without the right to create it, entries
+  // are recorded only in the applied-state file (the old window: one batch).
+  bool load_markers(Connection& c, std::string* error) {
+    const std::string select = std::string("SELECT session || ' ' || seq FROM ") + kMarkerTable +
+                               " WHERE seq > " + std::to_string(applied_.seq) +
+                               " AND starts_with(session, " + sql_literal(journal_id_ + "/") + ")";
+    std::string q;
+    protocol::encode(q, protocol::Query{select});
+    Exchange x = run_exchange(c, q, 1);
+    if (!x.ok) {
+      *error = "reading " + std::string(kMarkerTable) + ": " + x.error + " (not applied)";
+      return false;
+    }
+    if (!x.errors.empty()) {
+      std::string create;
+      protocol::encode(create,
+                       protocol::Query{std::string("CREATE TABLE IF NOT EXISTS ") + kMarkerTable +
+                                       " (session text PRIMARY KEY, seq bigint NOT NULL, "
+                                       "applied_at timestamptz NOT NULL DEFAULT now());"
+                                       "GRANT ALL ON " +
+                                       kMarkerTable + " TO PUBLIC"});
+      Exchange cx = run_exchange(c, create, 1);
+      if (!cx.ok) {
+        *error = "creating " + std::string(kMarkerTable) + ": " + cx.error + " (not applied)";
+        return false;
+      }
+      c.markers = cx.errors.empty();
+      if (c.markers) {
+        std::string async;
+        protocol::encode(async, protocol::Query{"SET synchronous_commit = off"});
+        Exchange ax = run_exchange(c, async, 1);
+        if (!ax.ok) {
+          *error = "SET synchronous_commit: " + ax.error + " (not applied)";
+          return false;
+        }
+      }
+      if (!c.markers && !warned_markers_) {
+        warned_markers_ = true;
+        report_ << "note: cannot create " << kMarkerTable << " on target " << c.target << " ("
+                << printable(cx.errors.front())
+                << "): what was applied is recorded in the applied-state file only\n";
+      }
+      return true;
+    }
+    c.markers = true;
+    std::string async;
+    protocol::encode(async, protocol::Query{"SET synchronous_commit = off"});
+    Exchange ax = run_exchange(c, async, 1);
+    if (!ax.ok) {
+      *error = "SET synchronous_commit: " + ax.error + " (not applied)";
+      return false;
+    }
+    for (const auto& v : x.first_values) {
+      const size_t space = v.rfind(' ');
+      uint64_t seq = 0;
+      if (space == std::string::npos) continue;
+      std::from_chars(v.data() + space + 1, v.data() + v.size(), seq);
+      c.marked[v.substr(0, space)] = seq;
+    }
+    return true;
+  }
+
+  // Runs the entry's state units on a fresh connection; false on a failure.
+  bool run_state(Connection& c, const JournalEntry& e, const std::vector<UnitScan>& scans,
+                 std::vector<std::string>* notes, std::string* error) {
+    for (size_t i = 0; i < e.session.state.size(); ++i) {
       Exchange x = run_exchange(c, e.session.state[i], scans[i].requests);
       if (!x.ok) {
         *error = "session state unit " + std::to_string(i + 1) + ": " + x.error + " (not applied)";
@@ -753,7 +1073,15 @@ class Replayer {
       forget_statements(c, scans[i]);
       for (const auto& err : x.errors)
         notes->push_back("session state unit " + std::to_string(i + 1) + " failed: " + err);
-      if (!end_transaction(c, x, notes, error)) return false;
+      if (x.status != protocol::kTxIdle) {
+        std::string rollback;
+        protocol::encode(rollback, protocol::Query{"ROLLBACK"});
+        Exchange rb = run_exchange(c, rollback, 1);
+        if (!rb.ok) {
+          *error = "ROLLBACK after session state: " + rb.error;
+          return false;
+        }
+      }
       c.state.push_back(e.session.state[i]);
     }
     return true;
@@ -787,120 +1115,317 @@ class Replayer {
     return true;
   }
 
-  Applied apply(const JournalEntry& e) {
-    const std::string key = e.session.id + '\0' + e.target;
-    std::string error;
-
-    // Check everything before sending anything: a malformed entry must not reach the target.
+  // One entry of a pipelined batch: what was sent for it and how its answers are split.
+  struct Planned {
+    Pending* p = nullptr;
     UnitScan scan;
-    std::vector<UnitScan> state_scans;
-    if (!validate(e, &scan, &state_scans, &error)) return failed(e, key, error);
-    const config::Target* target = cfg_.find_target(e.target);
+    Wrap wrap = Wrap::kRecordAfter;
+    bool marker = false;       // its record on the target is part of the request
+    uint32_t prepare = 0;      // 1: a Close/Parse/Sync ahead of it
+    uint32_t prefix = 0;       // 1: BEGIN; <record>
+    uint32_t want = 0;         // the unit's own ReadyForQuery count
+    uint32_t suffix = 0;       // 1: COMMIT (autocommit wrap)
+    bool stripped = false;     // the unit's BEGIN request was replaced by the wrap's
+    std::vector<std::pair<std::string, std::string>> preparing;
+    std::vector<std::string> notes;
+  };
+
+  std::string marker_sql(const JournalEntry& e) const {
+    return std::string("INSERT INTO ") + kMarkerTable + " (session, seq) VALUES (" +
+           sql_literal(marker_key(e)) + ", " + std::to_string(e.seq) +
+           ") ON CONFLICT (session) DO UPDATE SET seq = EXCLUDED.seq, applied_at = now()";
+  }
+
+  // Applies pending_[from, to) from `from` on: the entries that share its connection, up to the
+  // batch limits, as one pipelined request (the target runs them in order). Returns the index
+  // after the last entry settled; r->failure set when one failed (it and the rest stay pending).
+  size_t apply_batch(size_t from, size_t to, PassResult* r) {
+    std::string error;
+    const JournalEntry& first = pending_[from].e;
+    if (opts_.dry_run) {
+      UnitScan scan;
+      std::vector<UnitScan> state_scans;
+      if (!validate(first, &scan, &state_scans, &error)) {
+        r->failure = entry_label(first) + ": " + error;
+        fail_entry(r->failure);
+        return from;
+      }
+      report_ << "would apply: seq=" << first.seq << " target=" << first.target
+              << " session=" << first.session.id << (first.uncertain ? " uncertain" : "")
+              << " sql=\"" << printable(first.unit.first_sql) << "\"\n";
+      ++s_.applied;
+      settle(first.seq);
+      return from + 1;
+    }
+    const std::string key = connection_key(first);
+    const config::Target* target = cfg_.find_target(first.target);
     const TargetEndpoint* te = nullptr;
     for (const auto& candidate : endpoints_)
-      if (candidate.name == e.target) te = &candidate;
+      if (candidate.name == first.target) te = &candidate;
+    auto fail_at = [&](size_t i, const std::string& what) {
+      r->failure = entry_label(pending_[i].e) + ": " + what + "; replay stopped here";
+      fail_entry(r->failure);
+      drop(key);
+      return i;
+    };
     if (target == nullptr || te == nullptr)
-      return failed(e, key, "no target named \"" + e.target + "\" in the config (not applied)");
+      return fail_at(from, "no target named \"" + first.target + "\" in the config (not applied)");
 
-    std::vector<std::string> notes;
     Connection* c = nullptr;
-    size_t state_done = 0;
-    auto it = connections_.find(key);
-    if (it != connections_.end()) {
-      // Reuse the session's connection if what it ran is where this entry's session state
-      // starts; otherwise the states disagree and only a fresh connection is certain.
-      const auto& ran = it->second->state;
-      bool prefix = ran.size() <= e.session.state.size() &&
-                    std::equal(ran.begin(), ran.end(), e.session.state.begin());
-      if (prefix) {
-        c = it->second.get();
-        state_done = ran.size();
-      } else {
-        close(*it->second);
-        connections_.erase(it);
-      }
-    }
+    std::vector<std::string> open_notes;
+    if (auto it = connections_.find(key); it != connections_.end()) c = it->second.get();
     if (c == nullptr) {
-      c = open_connection(e, key, *te, *target, &error);
-      if (c == nullptr) return failed(e, key, error);
+      UnitScan scan;
+      std::vector<UnitScan> state_scans;
+      if (!validate(first, &scan, &state_scans, &error)) return fail_at(from, error);
+      c = open_connection(first, key, *te, *target, &error);
+      if (c == nullptr) return fail_at(from, error);
+      if (!run_state(*c, first, state_scans, &open_notes, &error)) return fail_at(from, error);
     }
     c->last_use = ++use_clock_;
-    if (!run_state(*c, e, state_done, state_scans, &notes, &error)) return failed(e, key, error);
 
-    // (Re)prepare what the unit binds without parsing it itself, and make room for what it
-    // parses first. Close of a statement that does not exist is not an error.
-    std::string batch;
-    std::vector<std::pair<std::string, std::string>> preparing;
-    for (const auto& name : scan.parses_first) {
-      protocol::encode(batch, protocol::Close{protocol::kTargetStatement, name});
-      c->statements.erase(name);
-    }
-    for (const auto& name : scan.needs) {
-      const std::string* parse = nullptr;
-      for (const auto& [pname, pbytes] : e.session.prepared)
-        if (pname == name) parse = &pbytes;
-      if (parse == nullptr) continue;  // not journaled: the target answers as it will
-      auto known = c->statements.find(name);
-      if (known != c->statements.end() && known->second == *parse) continue;
-      protocol::encode(batch, protocol::Close{protocol::kTargetStatement, name});
-      batch += *parse;
-      preparing.emplace_back(name, *parse);
-    }
-    if (!batch.empty()) {
-      protocol::encode(batch, protocol::Sync{});
-      Exchange x = run_exchange(*c, batch, 1);
-      if (!x.ok) return failed(e, key, "preparing statements: " + x.error + " (not applied)");
-      if (x.errors.empty()) {
-        for (auto& [name, parse] : preparing) c->statements[name] = std::move(parse);
-      } else {
-        for (const auto& [name, parse] : preparing) c->statements.erase(name);
-        for (const auto& err : x.errors) notes.push_back("preparing statements failed: " + err);
+    // Plan the batch: the request and, per entry, how many answers belong to it.
+    std::string request;
+    std::vector<Planned> plan;
+    size_t i = from;
+    for (; i < to && plan.size() < kMaxBatchEntries && request.size() < kMaxBatchBytes; ++i) {
+      Pending& p = pending_[i];
+      const JournalEntry& e = p.e;
+      if (i > from && connection_key(e) != key) break;
+      Planned pl;
+      pl.p = &p;
+      std::vector<UnitScan> state_scans;
+      if (!validate(e, &pl.scan, &state_scans, &error)) {
+        if (plan.empty()) return fail_at(i, error);
+        break;  // the entries before it first
+      }
+      if (c->markers) {
+        auto m = c->marked.find(marker_key(e));
+        if (m != c->marked.end() && e.seq <= m->second) {
+          // The target recorded it: applied before (by catch-up or a replay that was stopped).
+          ++s_.already_applied;
+          ++r->skipped;
+          settle(e.seq);
+          pl.p = nullptr;
+          plan.push_back(std::move(pl));
+          continue;
+        }
+      }
+      // (Re)prepare what the unit binds without parsing it itself, and make room for what it
+      // parses first. Close of a statement that does not exist is not an error.
+      std::string prep;
+      for (const auto& name : pl.scan.parses_first) {
+        protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
+        c->statements.erase(name);
+      }
+      for (const auto& name : pl.scan.needs) {
+        const std::string* parse = nullptr;
+        for (const auto& [pname, pbytes] : e.session.prepared)
+          if (pname == name) parse = &pbytes;
+        if (parse == nullptr) continue;  // not journaled: the target answers as it will
+        auto known = c->statements.find(name);
+        if (known != c->statements.end() && known->second == *parse) continue;
+        protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
+        prep += *parse;
+        pl.preparing.emplace_back(name, *parse);
+        c->statements[name] = *parse;  // expected; corrected when the answers say otherwise
+      }
+      if (!prep.empty()) {
+        protocol::encode(prep, protocol::Sync{});
+        request += prep;
+        pl.prepare = 1;
+      }
+      // Only units that surely end outside a transaction block are pipelined with what follows
+      // (BEGIN..COMMIT, plain DML): any other may leave one open, and whatever ran after it would
+      // run inside it. Such a unit ends the batch, and its record follows once it is known idle.
+      const Wrap shape = wrap_for(e.unit);
+      const bool ends_batch = shape == Wrap::kRecordAfter;
+      pl.wrap = c->markers ? shape : Wrap::kRecordAfter;
+      pl.marker = c->markers;
+      size_t skip = 0;
+      if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
+        protocol::encode(request, protocol::Query{"BEGIN;" + marker_sql(e)});
+        pl.prefix = 1;
+        if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
+      }
+      request.append(e.unit.bytes, skip, std::string::npos);
+      pl.want = e.unit.responses > 0 ? e.unit.responses : pl.scan.requests;
+      if (skip > 0 && pl.want > 1) {
+        pl.stripped = true;
+        --pl.want;
+      } else if (skip > 0) {
+        request.insert(request.size() - (e.unit.bytes.size() - skip), e.unit.bytes, 0, skip);
+      }
+      if (pl.marker && pl.wrap == Wrap::kAutocommit) {
+        protocol::encode(request, protocol::Query{"COMMIT"});
+        pl.suffix = 1;
+      }
+      forget_statements(*c, pl.scan);
+      for (const auto& [name, parse] : pl.preparing) c->statements[name] = parse;
+      plan.push_back(std::move(pl));
+      // A unit that changes the session's state ends the batch: the connection's state is no
+      // longer the one its key names, so it is re-keyed (or closed) before anything else runs.
+      if (ends_batch || (e.unit.session_state && !plan.back().scan.only_prepares)) {
+        ++i;
+        break;
       }
     }
-
-    // Each request of the unit is answered by one ReadyForQuery; the journal's count is the
-    // primary's, the scan's the same unless the entry was built by hand without it.
-    uint32_t want = e.unit.responses > 0 ? e.unit.responses : scan.requests;
-    Exchange x = run_exchange(*c, e.unit.bytes, want);
+    uint32_t want = 0;
+    for (const auto& pl : plan)
+      if (pl.p != nullptr) want += pl.prepare + pl.prefix + pl.want + pl.suffix;
+    if (want == 0) return i;  // all recorded on the target already
+    Exchange x = run_exchange(*c, request, want);
     if (!x.ok) {
-      return failed(e, key,
-                    x.error +
-                        " (the unit was sent: it may have been applied; the next "
-                        "run applies it again)");
+      // Which entries of the request the target ran is unknown here: with its record on the
+      // target, the next connection reads it and skips them; without, they are applied again.
+      return fail_at(from, x.error + " (sent: some entries may have been applied" +
+                               std::string(c->markers ? ", the target's record tells which)"
+                                                      : "; the next run applies them again)"));
     }
-    forget_statements(*c, scan);
-    if (!end_transaction(*c, x, &notes, &error)) return failed(e, key, error);
-    // The mirror adds a session-state unit to the state of the session's later entries even when
-    // the unit itself was journaled: this connection has run it now, and must not run it again
-    // as state (a second PREPARE or DEALLOCATE would fail).
-    if (e.unit.session_state && !scan.only_prepares) c->state.push_back(e.unit.bytes);
-    if (x.outcomes != e.unit.primary) {
-      std::string d = "primary=" + describe(e.unit.primary) + " target=" + describe(x.outcomes);
-      for (const auto& err : x.errors) d += " (" + printable(err) + ")";
-      notes.insert(notes.begin(), d);
+    if (c->markers) c->unflushed = true;
+    // Split the answers: each part ends with a ReadyForQuery.
+    size_t ready = 0;
+    size_t out_at = 0;
+    auto take = [&](uint32_t parts, std::vector<Outcome>* outs, char* status) {
+      for (uint32_t k = 0; k < parts && ready < x.readies.size(); ++k, ++ready) {
+        const auto [end, st] = x.readies[ready];
+        if (outs != nullptr)
+          outs->insert(outs->end(), x.outcomes.begin() + static_cast<std::ptrdiff_t>(out_at),
+                       x.outcomes.begin() + static_cast<std::ptrdiff_t>(end));
+        out_at = end;
+        if (status != nullptr) *status = st;
+      }
+    };
+    bool open_txn = false;
+    for (auto& pl : plan) {
+      if (pl.p == nullptr) continue;
+      const JournalEntry& e = pl.p->e;
+      std::vector<std::string> notes = std::move(open_notes);
+      open_notes.clear();
+      std::vector<Outcome> prep_out, prefix_out, unit_out, suffix_out;
+      char status = protocol::kTxIdle;
+      take(pl.prepare, &prep_out, nullptr);
+      take(pl.prefix, &prefix_out, nullptr);
+      take(pl.want, &unit_out, &status);
+      take(pl.suffix, &suffix_out, pl.wrap == Wrap::kAutocommit ? &status : nullptr);
+      if (pl.stripped && !prefix_out.empty()) {
+        // The wrap's BEGIN answered for the unit's own.
+        unit_out.insert(unit_out.begin(), prefix_out.front());
+        prefix_out.erase(prefix_out.begin());
+      }
+      for (const auto& o : prep_out) {
+        if (o.is_error()) {
+          notes.push_back("preparing statements failed: " + o.sqlstate);
+          for (const auto& [name, parse] : pl.preparing) c->statements.erase(name);
+        }
+      }
+      for (const auto& o : prefix_out)
+        if (o.is_error()) notes.push_back("recording on the target failed: " + o.sqlstate);
+      for (const auto& o : suffix_out)
+        if (o.is_error()) notes.push_back("recording on the target failed: " + o.sqlstate);
+      if (status != protocol::kTxIdle) {
+        notes.push_back(std::string("left a transaction open on the target (status ") + status +
+                        "), rolled back");
+        open_txn = true;
+      }
+      // The wrap's own BEGIN and the unit's (now only a warning) answer alike: the tags match.
+      const std::vector<Outcome>& primary = e.unit.primary;
+      if (unit_out != primary) {
+        std::string d = "primary=" + describe(primary) + " target=" + describe(unit_out);
+        notes.insert(notes.begin(), d);
+      }
+      ++s_.applied;
+      ++r->applied;
+      if (e.uncertain) ++s_.uncertain;
+      if (!notes.empty()) {
+        ++s_.divergences;
+        ++r->divergences;
+        report_ << "divergence: " << entry_label(e)
+                << (e.uncertain ? " (uncertain: the target may have applied it before)" : "")
+                << ":";
+        for (size_t n = 0; n < notes.size(); ++n) report_ << (n > 0 ? ";" : "") << " " << notes[n];
+        report_ << " sql=\"" << printable(e.unit.first_sql) << "\"\n";
+      }
+      settle(e.seq);
     }
-    if (notes.empty()) return Applied::kMatched;
-    report_ << "divergence: " << entry_label(e)
-            << (e.uncertain ? " (uncertain: the target may "
-                              "have applied it before)"
-                            : "")
-            << ":";
-    for (size_t i = 0; i < notes.size(); ++i) report_ << (i > 0 ? ";" : "") << " " << notes[i];
-    report_ << " sql=\"" << printable(e.unit.first_sql) << "\"\n";
-    return Applied::kDiverged;
+    if (open_txn) {
+      std::string rollback;
+      protocol::encode(rollback, protocol::Query{"ROLLBACK"});
+      Exchange rb = run_exchange(*c, rollback, 1);
+      if (!rb.ok) drop(key);
+    }
+    // The last unit's record, once it is known to have left no transaction open.
+    const Planned& last = plan.back();
+    if (last.p != nullptr && last.marker && last.wrap == Wrap::kRecordAfter &&
+        connections_.count(key) != 0) {
+      std::string q;
+      protocol::encode(q, protocol::Query{marker_sql(last.p->e)});
+      Exchange mx = run_exchange(*c, q, 1);
+      if (!mx.ok) drop(key);
+    }
+    // The last unit changed the session's state: the connection now runs with it.
+    if (last.p != nullptr && last.p->e.unit.session_state && !last.scan.only_prepares &&
+        connections_.count(key) != 0) {
+      auto node = connections_.extract(key);
+      node.mapped()->state.push_back(last.p->e.unit.bytes);
+      JournalEntry next_like = last.p->e;
+      next_like.session.state.push_back(last.p->e.unit.bytes);
+      node.key() = connection_key(next_like);
+      if (connections_.count(node.key()) == 0) {
+        connections_.insert(std::move(node));
+      } else {
+        close(*node.mapped());
+      }
+    }
+    return i;
   }
 
   const config::Config& cfg_;
   std::string path_;
-  const ReplayOptions& opts_;
+  ReplayOptions opts_;
   std::ostream& report_;
   ReplaySummary& s_;
   asio::io_context io_{1};
   std::vector<TargetEndpoint> endpoints_;
   std::optional<config::Pgpass> pgpass_;
-  std::map<std::string, std::unique_ptr<Connection>> connections_;  // by session id and target
+  std::map<std::string, std::unique_ptr<Connection>> connections_;  // by connection_key()
   uint64_t use_clock_ = 0;
+  bool warned_markers_ = false;
+  // The target's record is keyed by journal and session: "<first line's fingerprint>/<session id>"
+  // (session ids are unique per pgtandem process; hand-made journals may reuse them).
+  std::string journal_id_;
+  std::string marker_key(const JournalEntry& e) const { return journal_id_ + "/" + e.session.id; }
+
+  std::string applied_path_;
+  AppliedState applied_;
+  bool matched_ = true;
+  int fd_ = -1;
+  uint64_t offset_ = 0;
+  std::string partial_;  // bytes of a line not yet ended by its newline
+  uint64_t line_no_ = 0;
+  uint64_t prev_seq_ = 0;
+  std::vector<Pending> pending_;
+  std::map<std::string, size_t> epochs_;          // process -> order of first appearance
+  std::map<uint64_t, uint64_t> fingerprints_;     // seq -> fingerprint, above the applied-state
+  std::set<uint64_t> unapplied_;                  // read, not applied yet
+  Clock::time_point last_flush_ = Clock::now();
 };
+
+JournalApplier::JournalApplier(const config::Config& cfg, std::string journal_path,
+                               ReplayOptions opts, std::ostream& report, ReplaySummary* summary)
+    : impl_(std::make_unique<Impl>(cfg, std::move(journal_path), std::move(opts), report,
+                                   summary)) {}
+JournalApplier::~JournalApplier() = default;
+bool JournalApplier::open(std::string* error) { return impl_->open(error); }
+PassResult JournalApplier::pass(const ApplyHooks* hooks) { return impl_->pass(hooks); }
+size_t JournalApplier::pending() const { return impl_->pending(); }
+uint64_t JournalApplier::pending_bytes() const { return impl_->pending_bytes(); }
+int64_t JournalApplier::oldest_pending_time() const { return impl_->oldest_pending_time(); }
+uint64_t JournalApplier::read_through() const { return impl_->read_through(); }
+uint64_t JournalApplier::file_offset() const { return impl_->file_offset(); }
+uint64_t JournalApplier::recorded_seq() const { return impl_->recorded_seq(); }
+
+namespace {
 
 constexpr const char* kReplayUsage =
     "Usage: pgtandem replay --config FILE --journal FILE [--dry-run]\n"
@@ -922,7 +1447,7 @@ int run_replay(const config::Config& cfg, const std::string& journal_path,
   ReplaySummary local;
   ReplaySummary* s = summary != nullptr ? summary : &local;
   *s = ReplaySummary{};
-  Replayer replayer(cfg, journal_path, opts, report, s);
+  JournalApplier::Impl replayer(cfg, journal_path, opts, report, s);
   int code = replayer.run();
   report.flush();
   return code;

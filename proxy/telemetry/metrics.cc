@@ -126,6 +126,24 @@ class WorkerStatsCollectable : public prometheus::Collectable {
       f.metric.push_back(cm);
       out.push_back(std::move(f));
     }
+    if (extra_) {
+      for (const auto& sample : extra_()) {
+        if (out.empty() || out.back().name != sample.name) {
+          out.push_back(prometheus::MetricFamily{
+              sample.name, sample.help,
+              sample.counter ? prometheus::MetricType::Counter : prometheus::MetricType::Gauge,
+              {}});
+        }
+        prometheus::ClientMetric cm;
+        if (!sample.label_key.empty()) cm.label = {{sample.label_key, sample.label_value}};
+        if (sample.counter) {
+          cm.counter.value = sample.value;
+        } else {
+          cm.gauge.value = sample.value;
+        }
+        out.back().metric.push_back(cm);
+      }
+    }
     return out;
   }
 
@@ -150,6 +168,10 @@ class WorkerStatsCollectable : public prometheus::Collectable {
     }
     gauges_.push_back({std::move(name), std::move(help), std::move(value)});
   }
+  void set_extra_source(std::function<std::vector<Metrics::Sample>()> source) {
+    std::lock_guard lock(mu_);
+    extra_ = std::move(source);
+  }
 
  private:
   const std::atomic<int64_t>* queue_bytes_ = nullptr;
@@ -160,6 +182,7 @@ class WorkerStatsCollectable : public prometheus::Collectable {
     std::function<double()> value;
   };
   std::vector<Gauge> gauges_;
+  std::function<std::vector<Metrics::Sample>()> extra_;
   std::vector<const WorkerStats*> workers_;
 };
 
@@ -617,6 +640,10 @@ void Metrics::set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
 
 void Metrics::add_gauge(std::string name, std::string help, std::function<double()> value) {
   impl_->hot->add_gauge(std::move(name), std::move(help), std::move(value));
+}
+
+void Metrics::set_extra_source(std::function<std::vector<Sample>()> source) {
+  impl_->hot->set_extra_source(std::move(source));
 }
 
 void Metrics::config_reload(ConfigReloadOutcome outcome) {

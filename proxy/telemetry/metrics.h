@@ -101,6 +101,17 @@ class Metrics {
   // when it stopped waiting and was applied anyway.
   void mirror_order_wait(bool in_time);
   // Read at scrape time: the queue gauge and the journal's size.
+  // Samples computed at scrape time by another part of the proxy (the mirror backlog and
+  // catch-up): consecutive samples with the same name form one family.
+  struct Sample {
+    std::string name;
+    std::string help;
+    bool counter = false;
+    std::string label_key;  // empty: no label
+    std::string label_value;
+    double value = 0;
+  };
+  void set_extra_source(std::function<std::vector<Sample>()> source);
   void set_mirror_sources(const std::atomic<int64_t>* queue_bytes,
                           std::function<uint64_t()> journal_bytes);
   // A gauge read at scrape time (state that is not a counter of events: the journal's limit, the

@@ -204,6 +204,11 @@ class MirrorTest : public ProxyTest {
     ProxyOptions o = Env::get().default_proxy_options();
     o.section_lines[""].push_back("mirror_writes = true");
     std::string toml = "[mirror]\njournal_path = \"" + journal_ + "\"\n";
+    // These tests check the journal and `pgtandem replay` themselves: no automatic catch-up
+    // (tests/integration/catchup_test.cc covers it) unless a test asks for it.
+    bool catchup_given = false;
+    for (const auto& l : mirror_lines) catchup_given |= l.rfind("catchup", 0) == 0;
+    if (!catchup_given) toml += "catchup = false\n";
     for (const auto& l : mirror_lines) toml += l + "\n";
     toml += more_toml;
     o.extra_toml = toml;

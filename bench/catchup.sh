@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Catch-up and replay throughput (issue 15): how fast pgtandem applies a journal backlog against
+# the TPC-B write rate that produced it, measured in one run.
+#
+#   bench/catchup.sh                      (root, Debian 12, PostgreSQL 15; any cwd)
+#
+# Two phases on two throwaway clusters `old` and `new`, each on fresh `pgbench -i -s SCALE` data:
+#   catch-up  pgbench TPC-B -M prepared through pgtandem (mirror_writes, catchup = true); `new` is
+#             stopped OUTAGE s after the start and started again; the running pgtandem applies its
+#             backlog while the load goes on. Rate: entries catch-up applied / seconds from `new`
+#             being back to the backlog empty and every session live again (while pgbench runs).
+#   replay    the same load and outage with catchup = false; pgbench ends while `new` is down,
+#             pgtandem stops, `new` starts, `pgtandem replay` runs alone. Rate: entries applied /
+#             replay's wall time.
+# The TPC-B write rate is pgbench's tps (every TPC-B transaction is one journal entry while `new`
+# is down). After each phase old and new are compared (sums and md5 of accounts/tellers/branches,
+# history row count).
+#
+# Environment (defaults):
+#   CB_DURATION=25 CB_OUTAGE_AT=3 CB_OUTAGE=5    pgbench seconds; when `new` stops; for how long
+#   CB_REPLAY_DURATION=10                         pgbench seconds of the replay phase (new stops at
+#                                                 CB_OUTAGE_AT and stays down until it ends)
+#   CB_CLIENTS=4 CB_THREADS=2 CB_SCALE=10         pgbench -c / -j / -i -s
+#   CB_WORKERS=2                                  pgtandem workers
+#   CB_PGTANDEM=build/proxy/pgtandem              the binary (built by scripts/build.sh)
+#   PG_KEEP=1                                     keep the temp dir (logs, journals)
+# `new` is stopped with a fast shutdown (see new_stop).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+duration=${CB_DURATION:-25}
+outage_at=${CB_OUTAGE_AT:-3}
+outage=${CB_OUTAGE:-5}
+replay_duration=${CB_REPLAY_DURATION:-10}
+clients=${CB_CLIENTS:-4}
+threads=${CB_THREADS:-2}
+scale=${CB_SCALE:-10}
+workers=${CB_WORKERS:-2}
+pgtandem_bin=${CB_PGTANDEM:-$root/build/proxy/pgtandem}
+
+[[ $EUID -eq 0 ]] || { echo "bench/catchup.sh: run as root (postgres runs as user postgres)" >&2; exit 1; }
+[[ -x $pgtandem_bin ]] || { echo "bench/catchup.sh: no pgtandem binary at $pgtandem_bin" >&2; exit 1; }
+command -v pgbench >/dev/null || { echo "bench/catchup.sh: pgbench not found" >&2; exit 1; }
+
+# shellcheck source=scripts/lib/pg.sh
+source "$root/scripts/lib/pg.sh"
+pg_init
+w=$PG_WORKDIR
+
+pg_cluster_start old
+pg_cluster_start new
+for t in old new; do pg_psql "$t" -c 'CREATE DATABASE bench'; done
+
+# A fast shutdown, not pg_cluster_stop's immediate one: these clusters run with fsync and
+# synchronous_commit off, so an immediate stop would lose writes `new` had already acknowledged to
+# the live mirror (a different fault: the crash window), and old != new for that reason alone.
+new_stop() {
+  (cd "$w" && pg_as_user "$PG_BIN/pg_ctl" -D "$(pg_datadir new)" -m fast -w -t 60 stop >/dev/null)
+}
+
+new_start() {
+  (cd "$w" && pg_as_user "$PG_BIN/pg_ctl" -D "$(pg_datadir new)" -l "$w/new-restart.log" -w -t 60 \
+    start >/dev/null)
+}
+
+reset_data() {
+  local t
+  for t in old new; do
+    pg_psql "$t" -c 'DROP DATABASE IF EXISTS bench WITH (FORCE)' -c 'CREATE DATABASE bench'
+    pgbench -i -q -s "$scale" -h 127.0.0.1 -p "$(pg_port "$t")" -U postgres bench \
+      >"$w/init-$t.log" 2>&1 || { cat "$w/init-$t.log" >&2; pg_die "pgbench -i failed"; }
+  done
+}
+
+state_of() {
+  pg_psql "$1" -At bench -c "
+    SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT md5(string_agg(t::text, ',' ORDER BY aid)) FROM pgbench_accounts t),
+           (SELECT sum(tbalance) FROM pgbench_tellers), (SELECT sum(bbalance) FROM pgbench_branches),
+           (SELECT count(*) FROM pgbench_history)"
+}
+
+# metric NAME [LABEL-FILTER]: the sum of the series of NAME (optionally only lines containing the
+# filter) from pgtandem's /metrics.
+metric() {
+  curl -fsS "http://127.0.0.1:$PGTANDEM_ADMIN_PORT/metrics" |
+    awk -v n="$1" -v f="${2:-}" '$1 ~ "^"n"({|$)" && index($1, f) { s += $2 } END { printf "%.0f\n", s }'
+}
+
+now() { date +%s.%N; }
+
+# --- phase 1: catch-up ------------------------------------------------------------------------------
+reset_data
+export PGTANDEM_TOML_TOP='mirror_writes = true'
+export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"\nreconnect_interval_ms = 200\ncatchup = true'
+pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-catchup
+unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
+pg_log "phase catch-up: pgbench -c $clients -T $duration -M prepared; new down at ${outage_at}s for ${outage}s"
+pgbench -n -c "$clients" -j "$threads" -T "$duration" -M prepared -h 127.0.0.1 -p "$PGTANDEM_PORT" \
+  -U postgres bench >"$w/pgbench-catchup.log" 2>&1 &
+bench_pid=$!
+sleep "$outage_at"
+new_stop
+sleep "$outage"
+journaled=$(metric pgtandem_mirror_writes_total 'outcome="journaled"')
+new_start
+t_back=$(now)
+t_done=''
+peak=0
+while kill -0 "$bench_pid" 2>/dev/null || [[ -z $t_done ]]; do
+  entries=$(metric pgtandem_mirror_backlog_entries)
+  live=$(metric pgtandem_mirror_catchup_state 'state="live"')
+  returns=$(metric pgtandem_mirror_catchup_returns_to_live_total)
+  rate=$(metric pgtandem_mirror_catchup_rate)
+  ((rate > peak)) && peak=$rate
+  if [[ -z $t_done && $entries == 0 && $live == 1 && $returns -ge 1 ]]; then
+    t_done=$(now)
+    applied=$(metric pgtandem_mirror_catchup_applied_total)
+    during_load=$(kill -0 "$bench_pid" 2>/dev/null && echo yes || echo no)
+  fi
+  if [[ -z $t_done ]] && (($(date +%s) - ${t_back%.*} > 600)); then pg_die "catch-up did not finish in 600 s"; fi
+  sleep 0.1
+done
+wait "$bench_pid" || { cat "$w/pgbench-catchup.log" >&2; pg_die "pgbench failed"; }
+tps=$(awk '/^tps = / { print int($3) }' "$w/pgbench-catchup.log")
+failed=$(awk '/number of failed transactions/ { print $5 }' "$w/pgbench-catchup.log")
+catchup_secs=$(echo "$t_done - $t_back" | bc -l)
+catchup_rate=$(echo "$applied / $catchup_secs" | bc -l)
+sleep 2
+s_old=$(state_of old)
+s_new=$(state_of new)
+same=$([[ $s_old == "$s_new" ]] && echo yes || echo "NO: old=$s_old new=$s_new")
+kill -TERM "$PGTANDEM_PID"
+wait "$PGTANDEM_PID" 2>/dev/null || true
+
+# --- phase 2: replay --------------------------------------------------------------------------------
+reset_data
+export PGTANDEM_TOML_TOP='mirror_writes = true'
+export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"\nreconnect_interval_ms = 200\ncatchup = false'
+pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-replay
+unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
+pg_log "phase replay: pgbench -c $clients -T $replay_duration -M prepared; new down at ${outage_at}s until the end"
+pgbench -n -c "$clients" -j "$threads" -T "$replay_duration" -M prepared -h 127.0.0.1 \
+  -p "$PGTANDEM_PORT" -U postgres bench >"$w/pgbench-replay.log" 2>&1 &
+bench_pid=$!
+sleep "$outage_at"
+new_stop
+wait "$bench_pid" || { cat "$w/pgbench-replay.log" >&2; pg_die "pgbench failed"; }
+replay_tps=$(awk '/^tps = / { print int($3) }' "$w/pgbench-replay.log")
+kill -TERM "$PGTANDEM_PID"
+wait "$PGTANDEM_PID" 2>/dev/null || true
+new_start
+t0=$(now)
+"$pgtandem_bin" replay --config "$w/pgtandem-replay/pgtandem.toml" \
+  --journal "$w/pgtandem-replay/mirror.journal" >"$w/replay.log" 2>&1 || true
+t1=$(now)
+replayed=$(awk '/^  applied:/ { print $2 }' "$w/replay.log")
+replay_secs=$(echo "$t1 - $t0" | bc -l)
+replay_rate=$(echo "$replayed / $replay_secs" | bc -l)
+r_old=$(state_of old)
+r_new=$(state_of new)
+rsame=$([[ $r_old == "$r_new" ]] && echo yes || echo "NO: old=$r_old new=$r_new")
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo none)
+cat <<EOF
+
+bench/catchup.sh at $commit: TPC-B -M prepared, -c $clients -j $threads, scale $scale, $workers workers
+  catch-up phase: pgbench ${duration}s at $tps tps (failed: ${failed:-0}); new down ${outage}s; journaled $journaled
+    catch-up applied $applied entries in $(printf %.1f "$catchup_secs") s from new being back: $(printf %.0f "$catchup_rate") entries/s ($(printf %.1f "$(echo "$catchup_rate / $tps" | bc -l)")x the TPC-B rate), peak 3 s rate $peak/s
+    drained while pgbench was still running: ${during_load}; old == new: $same
+  replay phase: pgbench ${replay_duration}s at $replay_tps tps; replay applied $replayed entries in $(printf %.1f "$replay_secs") s: $(printf %.0f "$replay_rate") entries/s ($(printf %.1f "$(echo "$replay_rate / $replay_tps" | bc -l)")x the TPC-B rate); old == new: $rsame
+EOF

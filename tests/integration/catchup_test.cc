@@ -1,0 +1,298 @@
+// Automatic catch-up (issue 15, proxy/mirror/catchup.h) against real PostgreSQL servers: `new`
+// goes down under pgbench TPC-B (-M prepared) through pgtandem; once it is back, the running
+// pgtandem applies its own journal backlog, every session returns to live mirroring by itself,
+// and old == new without a replay step and without a client error. Then the same with pgtandem
+// SIGKILLed during catch-up and restarted: the restarted process finishes the backlog and applies
+// nothing twice (the target's record of applied entries), and `pgtandem replay` afterwards finds
+// nothing left to apply.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/fixture.h"
+#include "tests/integration/harness/harness.h"
+
+namespace pgtandem::it {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr milliseconds kDeadline{300000};  // the machine is small and shared: be patient
+
+struct Backlog {
+  double entries = 0, bytes = 0, applied_live = 0, journaled = 0, catchup_applied = 0;
+  double catchup_skipped = 0, returns = 0, live_state = 0, divergences = 0, rate = 0;
+  std::string describe() const {
+    std::ostringstream s;
+    s << "backlog_entries=" << entries << " backlog_bytes=" << bytes
+      << " applied_live=" << applied_live << " journaled=" << journaled
+      << " catchup_applied=" << catchup_applied << " catchup_skipped=" << catchup_skipped
+      << " returns_to_live=" << returns << " live=" << live_state
+      << " divergences=" << divergences << " rate=" << rate;
+    return s.str();
+  }
+};
+
+Backlog backlog(const ProxyProcess& p) {
+  Metrics m = p.metrics();
+  Backlog b;
+  b.entries = m.sum("pgtandem_mirror_backlog_entries");
+  b.bytes = m.sum("pgtandem_mirror_backlog_bytes");
+  b.applied_live = m.sum("pgtandem_mirror_writes_total", {{"outcome", "applied"}});
+  b.journaled = m.sum("pgtandem_mirror_writes_total", {{"outcome", "journaled"}});
+  b.catchup_applied = m.sum("pgtandem_mirror_catchup_applied_total");
+  b.catchup_skipped = m.sum("pgtandem_mirror_catchup_skipped_total");
+  b.returns = m.sum("pgtandem_mirror_catchup_returns_to_live_total");
+  b.live_state = m.sum("pgtandem_mirror_catchup_state", {{"state", "live"}});
+  b.divergences = m.sum("pgtandem_mirror_divergences_total");
+  b.rate = m.sum("pgtandem_mirror_catchup_rate");
+  return b;
+}
+
+long report_number(const std::string& report, const std::string& label) {
+  std::regex re("\\n\\s*" + label + ":\\s*([0-9]+)");
+  std::smatch m;
+  std::string text = "\n" + report;
+  if (!std::regex_search(text, m, re)) return -1;
+  return std::stol(m[1].str());
+}
+
+class CatchupTest : public ProxyTest {
+ protected:
+  void SetUp() override {
+    ProxyTest::SetUp();
+    if (HasFatalFailure()) return;
+    dir_ = std::make_unique<TempDir>("pgtandem-catchup-it");
+    journal_ = dir_->file("mirror.journal");
+  }
+
+  void TearDown() override {
+    if (!new_cluster().running()) {
+      try {
+        new_cluster().start();
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "cannot restart new: " << e.what();
+      }
+    }
+    ProxyTest::TearDown();
+    for (const auto& db : databases_) {
+      for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+        try {
+          if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+        } catch (const std::exception&) {
+        }
+      }
+    }
+  }
+
+  std::string make_db(const std::string& base) {
+    std::string db = unique("catchup_" + base);
+    old_cluster().create_database(db);
+    new_cluster().create_database(db);
+    databases_.push_back(db);
+    for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+      auto r = run_pgbench(c->endpoint(), {"-i", "-s", "1", "-q"}, db, milliseconds(300000));
+      EXPECT_TRUE(r.ok()) << "pgbench -i on " << c->name() << ": " << r.describe();
+    }
+    return db;
+  }
+
+  ProxyProcess& start_mirror_proxy() {
+    ProxyOptions o = Env::get().default_proxy_options();
+    o.section_lines[""].push_back("mirror_writes = true");
+    o.extra_toml = "[mirror]\njournal_path = \"" + journal_ +
+                   "\"\nreconnect_interval_ms = 200\ncatchup = true\n";
+    return start_proxy(o);
+  }
+
+  std::vector<std::pair<std::string, std::string>> pgbench_state(const PgCluster& c,
+                                                                 const std::string& db) {
+    std::vector<std::pair<std::string, std::string>> r;
+    const std::vector<std::pair<std::string, std::string>> tables = {
+        {"pgbench_accounts", "aid"}, {"pgbench_tellers", "tid"}, {"pgbench_branches", "bid"}};
+    for (const auto& [table, key] : tables) {
+      std::string bal = table == "pgbench_accounts"  ? "abalance"
+                        : table == "pgbench_tellers" ? "tbalance"
+                                                     : "bbalance";
+      r.emplace_back(table + " sum",
+                     c.query_value("SELECT coalesce(sum(" + bal + "), 0) FROM " + table, db));
+      r.emplace_back(table + " md5", c.query_value("SELECT md5(string_agg(t::text, ',' ORDER BY " +
+                                                       key + ")) FROM " + table + " t",
+                                                   db));
+    }
+    r.emplace_back("pgbench_history count",
+                   c.query_value("SELECT count(*) FROM pgbench_history", db));
+    return r;
+  }
+
+  void expect_identical(const std::string& db, const std::string& when) {
+    auto o = pgbench_state(old_cluster(), db);
+    auto n = pgbench_state(new_cluster(), db);
+    ASSERT_EQ(o.size(), n.size());
+    for (size_t i = 0; i < o.size(); ++i) {
+      EXPECT_EQ(o[i].second, n[i].second) << when << ": " << o[i].first << " old vs new";
+    }
+    EXPECT_NE(o.back().second, "0") << when << ": pgbench_history is empty";
+  }
+
+  // Until the backlog is applied and every session mirrors live again (`returned`: after a
+  // backlog this process saw; a restarted one may find it applied already).
+  bool wait_caught_up(const ProxyProcess& p, Backlog* last, bool returned = true) {
+    return poll_until(
+        [&] {
+          *last = backlog(p);
+          return last->entries == 0 && last->live_state == 1 && (!returned || last->returns >= 1);
+        },
+        kDeadline, milliseconds(200));
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::string journal_;
+  std::vector<std::string> databases_;
+};
+
+// `new` down for 5 s under TPC-B: the sessions return to live mirroring by themselves, the backlog
+// drains, old == new, no replay step, zero client errors.
+TEST_F(CatchupTest, NewDownUnderLoadHealsByItself) {
+  const std::string db = make_db("heal");
+  if (HasFailure()) return;
+  ProxyProcess& p = start_mirror_proxy();
+  ProcessResult bench;
+  std::atomic<bool> bench_done{false};
+  std::thread t([&] {
+    // At a fixed rate: on a loaded 2-core machine the one backend catch-up uses on new gets about
+    // the CPU share the load's own backends get, so an unbounded load can keep the backlog from
+    // draining before it ends (bench/README.md); at 300 tps it drains with the load still on.
+    bench = run_pgbench(p.endpoint(),
+                        {"-c", "4", "-j", "2", "-T", "45", "-R", "300", "-M", "prepared"}, db,
+                        milliseconds(600000));
+    bench_done = true;
+  });
+  // Writes are mirrored live first.
+  const bool mirroring = poll_until([&] { return backlog(p).applied_live > 100; },
+                                    milliseconds(60000), milliseconds(100));
+  new_cluster().stop();
+  const auto down_at = std::chrono::steady_clock::now();
+  const bool journaled = poll_until([&] { return backlog(p).journaled > 0; }, milliseconds(60000),
+                                    milliseconds(100));
+  std::this_thread::sleep_until(down_at + seconds(5));
+  new_cluster().start();
+  // While pgbench still runs: the backlog drains and the sessions go live again.
+  Backlog b;
+  const bool caught_up = wait_caught_up(p, &b);
+  const bool during_load = !bench_done.load();
+  const Backlog at_return = b;
+  // Live again: the same sessions' writes are applied live, not journaled.
+  bool live_again = false;
+  if (during_load) {
+    live_again = poll_until(
+        [&] {
+          Backlog now = backlog(p);
+          return now.applied_live > at_return.applied_live + 100;
+        },
+        milliseconds(60000), milliseconds(100));
+  }
+  t.join();
+  ASSERT_TRUE(mirroring) << backlog(p).describe();
+  ASSERT_TRUE(journaled) << backlog(p).describe();
+  ASSERT_TRUE(caught_up) << b.describe() << "\n" << tail(p.log_text(), 3000);
+  PgbenchSummary s = parse_pgbench(bench.out);
+  ASSERT_TRUE(bench.ok()) << bench.describe();
+  ASSERT_TRUE(s.parsed) << bench.describe();
+  EXPECT_EQ(s.failed, 0) << bench.describe();
+  EXPECT_TRUE(during_load) << "the backlog drained only after pgbench ended; " << b.describe();
+  if (during_load) {
+    EXPECT_TRUE(live_again) << backlog(p).describe();
+  }
+  // The end of the run: everything on new, by pgtandem alone.
+  ASSERT_TRUE(wait_caught_up(p, &b)) << b.describe();
+  ASSERT_TRUE(poll_until(
+      [&] {
+        auto o = pgbench_state(old_cluster(), db);
+        auto n = pgbench_state(new_cluster(), db);
+        return o == n;
+      },
+      milliseconds(120000), milliseconds(500)));
+  expect_identical(db, "after catch-up");
+  Backlog end = backlog(p);
+  EXPECT_GT(end.catchup_applied, 0) << end.describe();
+  EXPECT_EQ(end.divergences, 0) << end.describe() << "\n" << tail(p.log_text(), 3000);
+  std::fprintf(stderr, "[catchup] %ld transactions (%.0f tps); %s\n", s.processed, s.tps,
+               end.describe().c_str());
+  HttpResponse status = http_get(p.admin_port(), "/status");
+  EXPECT_NE(status.body.find("\"catchup\":{"), std::string::npos) << status.body;
+  EXPECT_NE(status.body.find("\"backlog\":{\"entries\":0"), std::string::npos) << status.body;
+}
+
+// The same, with pgtandem SIGKILLed during catch-up and restarted: the restarted process finishes
+// the backlog, nothing is applied twice.
+TEST_F(CatchupTest, KilledDuringCatchupFinishesAfterRestart) {
+  const std::string db = make_db("kill");
+  if (HasFailure()) return;
+  // Catch-up is much faster than the load that made the backlog: slowed down on new only (2 ms per
+  // history row, the data unchanged), so that the kill lands in the middle of it.
+  new_cluster().exec(
+      "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS "
+      "$$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$;"
+      "CREATE TRIGGER slow_down BEFORE INSERT ON pgbench_history FOR EACH ROW "
+      "EXECUTE FUNCTION slow_down()",
+      db);
+  ProxyProcess& p = start_mirror_proxy();
+  ProcessResult bench;
+  std::thread t([&] {
+    bench = run_pgbench(p.endpoint(), {"-c", "4", "-j", "2", "-T", "12", "-M", "prepared"}, db,
+                        milliseconds(600000));
+  });
+  const bool mirroring = poll_until([&] { return backlog(p).applied_live > 100; },
+                                    milliseconds(60000), milliseconds(100));
+  new_cluster().stop();
+  // The load ends while new is down: the whole backlog is in the journal, nothing in flight.
+  t.join();
+  ASSERT_TRUE(mirroring) << backlog(p).describe();
+  PgbenchSummary s = parse_pgbench(bench.out);
+  ASSERT_TRUE(bench.ok()) << bench.describe();
+  EXPECT_EQ(s.failed, 0) << bench.describe();
+  Backlog before;
+  ASSERT_TRUE(poll_until(
+      [&] {
+        before = backlog(p);
+        return before.entries > 1000;
+      },
+      milliseconds(60000), milliseconds(200)))
+      << before.describe();
+  new_cluster().start();
+  // Killed as soon as catch-up has applied something, well before it is done.
+  Backlog mid;
+  const bool started = poll_until(
+      [&] {
+        mid = backlog(p);
+        return mid.catchup_applied > 200;
+      },
+      kDeadline, milliseconds(10));
+  p.kill();
+  ASSERT_TRUE(started) << mid.describe();
+  std::fprintf(stderr, "[catchup] killed with %.0f of %.0f entries applied\n",
+               mid.catchup_applied, before.entries);
+  EXPECT_LT(mid.catchup_applied, before.entries) << "the kill came after catch-up had finished";
+  p.start();
+  Backlog b;
+  ASSERT_TRUE(wait_caught_up(p, &b, false)) << b.describe() << "\n" << tail(p.log_text(), 3000);
+  expect_identical(db, "after the restarted catch-up");
+  EXPECT_EQ(b.divergences, 0) << b.describe() << "\n" << tail(p.log_text(), 3000);
+  std::fprintf(stderr, "[catchup] after restart: %s\n", b.describe().c_str());
+  // A replay for the same journal finds nothing to apply.
+  EXPECT_TRUE(p.stop());
+  RunOptions ro;
+  ro.timeout = milliseconds(300000);
+  ProcessResult replay = run_process(
+      {pgtandem_binary(), "replay", "--config", p.config_path(), "--journal", journal_}, ro);
+  EXPECT_EQ(replay.exit_code, 0) << replay.describe();
+  EXPECT_EQ(report_number(replay.out, "applied"), 0) << replay.out;
+  expect_identical(db, "after replay");
+}
+
+}  // namespace
+}  // namespace pgtandem::it
