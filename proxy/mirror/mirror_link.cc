@@ -233,7 +233,7 @@ bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
   if (journal_full_stops(state_.mirror, snap ? snap->config->mirror : state_.config->mirror,
                          e.target, *state_.metrics)) {
     state_.mirror.order.done(seq);  // not journaled: counted as not mirrored (a repair mark)
-    return;
+    return true;
   }
   e.unit = std::move(unit);
   if (backlog.enabled) backlog.journaling.store(true, std::memory_order_release);
