@@ -45,6 +45,7 @@ start_replica() {
   while [[ $admin == "$port" ]]; do admin=$(pg_free_port); done
   cat >"$dir/pgtandem.toml" <<EOT
 primary = "old"
+state_dir = "$dir"
 mirror_writes = true
 workers = 2
 [listen]
