@@ -1,4 +1,4 @@
-// The process: listeners, workers, signals, the admin wiring and /status. Size: ~930 lines;
+// The process: listeners, workers, signals, the admin wiring and /status. Size: ~1,220 lines;
 // Server::Impl holds every wing side by side and /status reads them all, so status_json stays with
 // Impl until Impl gets a header of its own (the next seam: status rendering into proxy/control/).
 #include "proxy/server.h"

@@ -170,6 +170,7 @@ write_config() {
     echo 'primary = "old"'
     echo 'mirror_writes = true'
     echo 'workers = 2'
+    echo "state_dir = \"$dir/state\""  # journal, crash-window marker: the run's own, never /var/lib
     [[ $kind == syntax ]] && echo 'this line = is not [valid TOML'
     cat <<EOF
 

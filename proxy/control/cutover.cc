@@ -1,8 +1,9 @@
-// Cutover coordinator and agent (issue 14): see cutover.h and docs/cutover.md.
-//
-// An agent whose coordinator died mid-pause waits up to kOrphanPauseMs and then aborts on its
-// own (compare-and-set on the phase: a newer cutover's row is left alone).
+// The cutover's coordinator (issue 14): gates, pause, drain, sequence sync, switch, resume; see
+// cutover.h and docs/cutover.md. The agent that follows another replica's cutover is in
+// cutover_agent.cc.
 #include "proxy/control/cutover.h"
+
+#include "proxy/control/cutover_clock.h"
 
 #include <algorithm>
 #include <unistd.h>
@@ -16,24 +17,7 @@ namespace pgtandem::proxy {
 
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
-
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t ms_since(SteadyClock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - t).count();
-}
-
-void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
-
-constexpr int64_t kLiveMs = 3000;        // a replica with an older heartbeat is not live
-constexpr int kHeartbeatMs = 1000;
-constexpr int kAgentPollMs = 100;
-constexpr int64_t kOrphanPauseMs = 60000;  // a pause nobody ends: the agent aborts it
+using namespace cutover_detail;
 
 std::string host_name() {
   char buf[256] = {};
@@ -115,7 +99,13 @@ std::string Cutover::check_file_primary(const std::string& file_primary) const {
 
 bool Cutover::drained() const {
   const auto& order = state_.mirror.order;
-  return state_.mirror.queue_bytes.load() <= 0 && order.done_through() >= order.last_assigned();
+  const auto& backlog = state_.mirror.backlog;
+  // With catch-up, journaled writes are part of the mirror: drained means applied, so a switch
+  // never leaves entries for the old target behind in the journal.
+  const bool caught_up = !backlog.enabled || (backlog.entries.load() == 0 &&
+                                              backlog.state.load() == MirrorBacklog::kLive);
+  return caught_up && state_.mirror.queue_bytes.load() <= 0 &&
+         order.done_through() >= order.last_assigned();
 }
 
 void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& live,
@@ -133,11 +123,24 @@ void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& li
   rep->gates.push_back({"mirror_queue", queued <= req.max_queue_bytes,
                         std::to_string(queued) + " bytes queued (max " +
                             std::to_string(req.max_queue_bytes) + ")"});
-  const uint64_t journaled = state_.mirror.journal ? state_.mirror.journal->entries_written() : 0;
-  rep->gates.push_back({"journal", journaled == 0,
-                        std::to_string(journaled) + " entries journaled since start (" +
-                            std::to_string(state_.mirror.journal ? state_.mirror.journal->bytes() : 0) +
-                            " bytes in the file)"});
+  const auto& backlog = state_.mirror.backlog;
+  if (backlog.enabled) {
+    // Catch-up applies the journal by itself: the gate is its backlog, not the file's history.
+    const uint64_t entries = backlog.entries.load();
+    const int st = backlog.state.load();
+    const char* names[] = {"live", "journaling", "catching up", "waiting for the target"};
+    rep->gates.push_back({"journal", entries == 0 && st == MirrorBacklog::kLive,
+                          std::to_string(entries) + " journaled entries not yet applied (" +
+                              std::to_string(backlog.bytes.load()) + " bytes), mirror " +
+                              names[st >= 0 && st <= 3 ? st : 0]});
+  } else {
+    const uint64_t journaled =
+        state_.mirror.journal ? state_.mirror.journal->entries_written() : 0;
+    rep->gates.push_back({"journal", journaled == 0,
+                          std::to_string(journaled) + " entries journaled since start (" +
+                              std::to_string(state_.mirror.journal ? state_.mirror.journal->bytes() : 0) +
+                              " bytes in the file; catch-up off: replay them)"});
+  }
   // Unclean stops (crash windows) and journal-full stops leave writes the target may lack: no
   // cutover until verify/repair and an operator's clear (or --force).
   const std::string repair =
@@ -448,130 +451,6 @@ std::string Cutover::status_json() const {
   out += have_last_ ? last_.json() : "null";
   out += "}";
   return out;
-}
-
-// --- The agent: heartbeats, and follows another replica's cutover.
-
-void Cutover::start_agent() {
-  if (!store_ || agent_.joinable()) return;
-  stop_.store(false);
-  agent_ = std::thread([this] { agent_loop(); });
-}
-
-void Cutover::stop_agent() {
-  stop_.store(true);
-  cv_.notify_all();
-  if (agent_.joinable()) agent_.join();
-}
-
-void Cutover::heartbeat(bool ack, const std::string& phase) {
-  ReplicaRow r;
-  r.id = id_;
-  r.epoch = epoch_.load();
-  r.acked_phase = phase;
-  r.pause_ms = agent_last_pause_ms_;
-  {
-    std::lock_guard lock(mu_);
-    r.state = my_state_;
-    if (coordinating_.load() && have_last_) r.pause_ms = last_.pause_ms;
-  }
-  std::string e;
-  store_->upsert_replica(r, ack, &e);
-}
-
-void Cutover::agent_loop() {
-  std::string e;
-  store_->ensure(&e);
-  auto last_beat = SteadyClock::now() - std::chrono::seconds(10);
-  while (!stop_.load()) {
-    if (!coordinating_.load()) agent_step();
-    if (ms_since(last_beat) >= kHeartbeatMs) {
-      heartbeat(false, "");
-      sample_mismatches();
-      last_beat = SteadyClock::now();
-    }
-    // NOTIFY wakes the agent at once (the coordinator notifies every phase and every ack); the
-    // poll interval is the fallback.
-    store_->wait_notify(kAgentPollMs);
-  }
-  if (agent_paused_) state_.control.pause.open();
-}
-
-void Cutover::agent_step() {
-  std::string e;
-  auto row = store_->read_epoch(&e);
-  if (!row) return;
-  const bool ours = row->coordinator == id_;
-  {
-    std::lock_guard lock(mu_);
-    phase_ = row->phase;
-  }
-  // A switch (or a later phase of a newer epoch) this replica has not applied yet: apply it
-  // first; while paused, every session is at a boundary and moves before it runs anything.
-  if (row->epoch > epoch_.load() && row->phase != "pause" && row->phase != "abort") {
-    std::string why;
-    if (!hooks_.set_primary(row->primary, &why)) {
-      log::error("cutover: cannot switch this replica", {{"error", why}});
-      return;
-    }
-    epoch_.store(row->epoch);
-    {
-      std::lock_guard lock(mu_);
-      primary_ = row->primary;
-      my_state_ = agent_paused_ ? "switched" : "serving";
-    }
-    state_.metrics->set_cutover_epoch(row->epoch);
-    heartbeat(true, "switch");
-  }
-  if (row->phase == "pause" && !ours && !agent_paused_ && row->epoch >= epoch_.load() &&
-      row->started_ms > 0 && unix_ms() - row->started_ms < kOrphanPauseMs) {
-    state_.control.pause.close();
-    agent_paused_ = true;
-    agent_pause_start_ = SteadyClock::now();
-    {
-      std::lock_guard lock(mu_);
-      my_state_ = "paused";
-    }
-    log::info("cutover: pausing for another replica", {{"coordinator", row->coordinator}});
-    // Ack once every transaction here finished and the mirror is drained; the coordinator aborts
-    // if that takes longer than its timeout (this replica then sees `abort` and resumes).
-    // (Watching the row meanwhile: an abort opens the gate at once.)
-    auto last_check = SteadyClock::now();
-    auto last_beat = SteadyClock::now();
-    while (!stop_.load() && (state_.control.pause.in_flight() > 0 || !drained()) &&
-           ms_since(agent_pause_start_) < kOrphanPauseMs) {
-      sleep_ms(1);
-      if (ms_since(last_beat) >= kHeartbeatMs) {  // a long pause is not a dead replica
-        heartbeat(false, "");
-        last_beat = SteadyClock::now();
-      }
-      if (ms_since(last_check) >= kAgentPollMs) {
-        last_check = SteadyClock::now();
-        auto now_row = store_->read_epoch(&e);
-        if (now_row && (now_row->phase != "pause" || now_row->started_ms != row->started_ms)) return;
-      }
-    }
-    heartbeat(true, "pause");
-    return;
-  }
-  if (agent_paused_ && row->phase != "pause" && row->phase != "switch") {
-    state_.control.pause.open();
-    agent_paused_ = false;
-    agent_last_pause_ms_ = ms_since(agent_pause_start_);
-    {
-      std::lock_guard lock(mu_);
-      my_state_ = "serving";
-    }
-    heartbeat(true, row->phase);
-    return;
-  }
-  if (agent_paused_ && ms_since(agent_pause_start_) > kOrphanPauseMs) {
-    // The coordinator is gone (it aborts long before this): abort the cutover for everyone.
-    log::error("cutover: the coordinator never ended the pause; aborting it", {});
-    EpochRow abort = *row;
-    abort.phase = "abort";
-    store_->cas_epoch(abort, row->epoch, {"pause"}, &e);
-  }
 }
 
 }  // namespace pgtandem::proxy

@@ -1,3 +1,7 @@
+// Prometheus metrics (proxy/telemetry/metrics.h): every family registered in one place, the hot
+// per-worker counters and the scrape-time families. Size: ~770 lines, one file so that a metric's
+// name, help and labels are found once; the seam to split along is the hot counters (worker side)
+// vs the scrape-time rendering (admin side).
 #include "proxy/telemetry/metrics.h"
 
 #include <prometheus/collectable.h>

@@ -383,12 +383,16 @@ pgtandem_start() {
   admin=$(pg_free_port)
   while [[ $admin == "$port" ]]; do admin=$(pg_free_port); done
   local top=${PGTANDEM_TOML_TOP:-} tail=${PGTANDEM_TOML_TAIL:-} target=${PGTANDEM_TOML_TARGET:-}
+  # pgtandem's state (journal, crash-window marker) in the instance's directory, never the cwd.
+  # Only with mirroring (the one user of the state dir): a relay-only config stays readable by
+  # builds older than the key, which the before/after benchmarks run.
+  local state=''
+  [[ $top == *"mirror_writes = true"* ]] && state="state_dir = \"$dir/state\""
   cat >"$dir/pgtandem.toml" <<EOT
 ${top//@DIR@/$dir}
 primary = "old"
 workers = $workers
-# pgtandem's state (journal, crash-window marker) in the instance's directory, never the cwd.
-state_dir = "$dir/state"
+$state
 
 [listen]
 addresses = ["127.0.0.1:$port"]

@@ -526,7 +526,24 @@ TEST_F(CutoverTest, AFailingGateBlocks) {
   EXPECT_EQ(r.status, 409) << r.body;
   EXPECT_NE(r.body.find("\"result\":\"refused\""), std::string::npos) << r.body;
   EXPECT_NE(r.body.find("down: new"), std::string::npos) << r.body;
+  // A write while new is down goes to the journal: the journal gate holds until catch-up applied it.
+  ConnPtr c = connect(p.endpoint().conninfo("", databases_.back()));
+  exec(c.get(), "INSERT INTO t (note) VALUES ('while new was down')");
+  ASSERT_TRUE(poll_until([&] {
+    r = cutover(p, "to=new");
+    return r.body.find("\"name\":\"journal\",\"result\":\"FAIL\",\"figure\":\"1 journaled") !=
+           std::string::npos;
+  }, milliseconds(15000))) << r.body;
   new_cluster().start();
+  // Caught up: the journal and target gates pass; the lag gate's threshold is the caller's.
+  ASSERT_TRUE(poll_until([&] {
+    r = cutover(p, "to=new&max_lag=-1");
+    return r.body.find("\"name\":\"journal\",\"result\":\"PASS\"") != std::string::npos &&
+           r.body.find("\"name\":\"targets\",\"result\":\"PASS\"") != std::string::npos;
+  }, milliseconds(30000))) << r.body;
+  EXPECT_NE(r.body.find("\"name\":\"mirror_lag\",\"result\":\"FAIL\",\"figure\":\"0 units behind (max -1)"),
+            std::string::npos) << r.body;
+  EXPECT_EQ(new_cluster().query_value("SELECT count(*) FROM t", databases_.back()), "1");
   HttpResponse st = http_get(p.admin_port(), "/status");
   EXPECT_NE(st.body.find("\"paused\":false"), std::string::npos) << st.body;
   EXPECT_GE(p.metrics().sum("pgtandem_cutover_total", {{"result", "refused"}}), 1);
