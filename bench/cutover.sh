@@ -37,39 +37,12 @@ done
 
 # replica N: a pgtandem with mirroring, a token, and the control user (database postgres).
 declare -a PORTS ADMINS PIDS
+export PGTANDEM_TOML_TOP='mirror_writes = true'
+export PGTANDEM_TOML_ADMIN='token = "bench"'
+export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"\n[cutover]\ncontrol_user = "postgres"\nmax_mirror_lag = 100000'
 start_replica() {
-  local i=$1 dir=$PG_WORKDIR/replica-$1 port admin
-  mkdir -p "$dir"
-  port=$(pg_free_port)
-  admin=$(pg_free_port)
-  while [[ $admin == "$port" ]]; do admin=$(pg_free_port); done
-  cat >"$dir/pgtandem.toml" <<EOT
-primary = "old"
-state_dir = "$dir"
-mirror_writes = true
-workers = 2
-[listen]
-addresses = ["127.0.0.1:$port"]
-[targets.old]
-host = "127.0.0.1"
-port = $(pg_port old)
-[targets.new]
-host = "127.0.0.1"
-port = $(pg_port new)
-[admin]
-listen = "127.0.0.1:$admin"
-token = "bench"
-[mirror]
-journal_path = "$dir/mirror.journal"
-[cutover]
-control_user = "postgres"
-max_mirror_lag = 100000
-EOT
-  pg_spawn_bg "$dir/pgtandem.log" "$bin" --config "$dir/pgtandem.toml"
-  PIDS[i]=$PG_LAST_PID
-  pg_wait_tcp "$port" 20 "${PIDS[i]}" && pg_wait_tcp "$admin" 10 "${PIDS[i]}" ||
-    { tail -n 30 "$dir/pgtandem.log" >&2; pg_die "replica $i did not start"; }
-  PORTS[i]=$port ADMINS[i]=$admin
+  pgtandem_start "$bin" old new 2 "replica-$1"
+  PORTS[$1]=$PGTANDEM_PORT ADMINS[$1]=$PGTANDEM_ADMIN_PORT PIDS[$1]=$PGTANDEM_PID
 }
 
 results=()

@@ -234,18 +234,26 @@ std::optional<EpochRow> ControlStore::read_epoch(std::string* error) {
   return best;
 }
 
-bool ControlStore::write_epoch(const EpochRow& row, std::string* error) {
+// The epoch row's upsert on one target; `where` (may be empty) guards the update.
+static std::string epoch_upsert_sql(const EpochRow& row, const std::string& where) {
   const std::string started =
       row.started_ms > 0 ? "to_timestamp(" + std::to_string(row.started_ms) + " / 1000.0)" : "NULL";
-  const std::string sql =
-      "INSERT INTO pgtandem_control.epoch (id, epoch, primary_target, phase, coordinator, "
-      "started_at, updated_at) VALUES (1, " +
-      std::to_string(row.epoch) + ", " + escape_literal(row.primary) + ", " +
-      escape_literal(row.phase) + ", " + escape_literal(row.coordinator) + ", " + started +
-      ", now()) ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, primary_target = "
-      "excluded.primary_target, phase = excluded.phase, coordinator = excluded.coordinator, "
-      "started_at = excluded.started_at, updated_at = now(); NOTIFY pgtandem_control, " +
-      escape_literal(std::to_string(row.epoch) + ":" + row.phase) + ";";
+  return "INSERT INTO pgtandem_control.epoch AS cur (id, epoch, primary_target, phase, coordinator, "
+         "started_at, updated_at) VALUES (1, " +
+         std::to_string(row.epoch) + ", " + escape_literal(row.primary) + ", " +
+         escape_literal(row.phase) + ", " + escape_literal(row.coordinator) + ", " + started +
+         ", now()) ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, primary_target = "
+         "excluded.primary_target, phase = excluded.phase, coordinator = excluded.coordinator, "
+         "started_at = excluded.started_at, updated_at = now()" +
+         (where.empty() ? std::string() : " WHERE " + where) + " RETURNING 1";
+}
+
+static std::string epoch_notify_sql(const EpochRow& row) {
+  return "NOTIFY pgtandem_control, " + escape_literal(std::to_string(row.epoch) + ":" + row.phase);
+}
+
+bool ControlStore::write_epoch(const EpochRow& row, std::string* error) {
+  const std::string sql = epoch_upsert_sql(row, "") + "; " + epoch_notify_sql(row) + ";";
   std::lock_guard lock(mu_);
   for (size_t i = 0; i < targets_.size(); ++i) {
     Conn* c = cached(i, error);
@@ -260,19 +268,10 @@ bool ControlStore::write_epoch(const EpochRow& row, std::string* error) {
 
 bool ControlStore::cas_epoch(const EpochRow& row, int64_t expect_epoch,
                              const std::vector<std::string>& expect_phases, std::string* error) {
-  const std::string started =
-      row.started_ms > 0 ? "to_timestamp(" + std::to_string(row.started_ms) + " / 1000.0)" : "NULL";
   std::string phases;
   for (const auto& p : expect_phases) phases += (phases.empty() ? "" : ", ") + escape_literal(p);
-  const std::string sql =
-      "INSERT INTO pgtandem_control.epoch AS cur (id, epoch, primary_target, phase, coordinator, "
-      "started_at, updated_at) SELECT 1, " +
-      std::to_string(row.epoch) + ", " + escape_literal(row.primary) + ", " +
-      escape_literal(row.phase) + ", " + escape_literal(row.coordinator) + ", " + started +
-      ", now() ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, primary_target = "
-      "excluded.primary_target, phase = excluded.phase, coordinator = excluded.coordinator, "
-      "started_at = excluded.started_at, updated_at = now() WHERE cur.epoch = " +
-      std::to_string(expect_epoch) + " AND cur.phase IN (" + phases + ") RETURNING 1";
+  const std::string sql = epoch_upsert_sql(
+      row, "cur.epoch = " + std::to_string(expect_epoch) + " AND cur.phase IN (" + phases + ")");
   const std::string current =
       "SELECT epoch || ' ' || phase || ' by ' || coalesce(coordinator, '?') FROM "
       "pgtandem_control.epoch";
@@ -292,8 +291,7 @@ bool ControlStore::cas_epoch(const EpochRow& row, int64_t expect_epoch,
                (now && now->rows() > 0 ? now->at(0, 0) : std::string("?")) + ")";
       return false;
     }
-    c->exec("NOTIFY pgtandem_control, " + escape_literal(std::to_string(row.epoch) + ":" + row.phase),
-            error);
+    c->exec(epoch_notify_sql(row), error);
   }
   return true;
 }

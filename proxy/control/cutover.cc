@@ -128,11 +128,10 @@ void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& li
     // Catch-up applies the journal by itself: the gate is its backlog, not the file's history.
     const uint64_t entries = backlog.entries.load();
     const int st = backlog.state.load();
-    const char* names[] = {"live", "journaling", "catching up", "waiting for the target"};
     rep->gates.push_back({"journal", entries == 0 && st == MirrorBacklog::kLive,
                           std::to_string(entries) + " journaled entries not yet applied (" +
                               std::to_string(backlog.bytes.load()) + " bytes), mirror " +
-                              names[st >= 0 && st <= 3 ? st : 0]});
+                              MirrorBacklog::state_name(st)});
   } else {
     const uint64_t journaled =
         state_.mirror.journal ? state_.mirror.journal->entries_written() : 0;

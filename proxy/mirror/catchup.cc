@@ -190,18 +190,6 @@ void Catchup::loop() {
 namespace pgtandem::proxy {
 
 namespace {
-const char* state_name(int s) {
-  switch (s) {
-    case MirrorBacklog::kJournaling:
-      return "journaling";
-    case MirrorBacklog::kCatchingUp:
-      return "catching_up";
-    case MirrorBacklog::kWaiting:
-      return "waiting_for_target";
-    default:
-      return "live";
-  }
-}
 double oldest_age(const MirrorBacklog& b) {
   const int64_t oldest = b.oldest_unix.load(std::memory_order_relaxed);
   if (oldest == 0 || b.entries.load(std::memory_order_relaxed) == 0) return 0;
@@ -218,7 +206,7 @@ std::string mirror_backlog_json(const ServerState& state) {
                     ",\"bytes\":" + std::to_string(b.bytes.load()) +
                     ",\"oldest_age_seconds\":" + std::to_string(static_cast<int64_t>(oldest_age(b))) +
                     "},\"catchup\":{\"enabled\":" + (b.enabled ? "true" : "false") +
-                    ",\"state\":\"" + state_name(b.state.load()) + "\"" +
+                    ",\"state\":\"" + MirrorBacklog::state_name(b.state.load()) + "\"" +
                     ",\"journaling\":" + (b.journaling.load() ? "true" : "false") +
                     ",\"applied\":" + std::to_string(b.applied.load()) +
                     ",\"skipped_already_applied\":" + std::to_string(b.skipped.load()) +
@@ -257,7 +245,7 @@ std::vector<Metrics::Sample> mirror_backlog_samples(const ServerState& state) {
   for (int s = MirrorBacklog::kLive; s <= MirrorBacklog::kWaiting; ++s) {
     out.push_back({"pgtandem_mirror_catchup_state",
                    "Catch-up state: live, journaling, catching_up, waiting_for_target (1 = current)",
-                   false, "state", state_name(s), s == current ? 1.0 : 0.0});
+                   false, "state", MirrorBacklog::state_name(s), s == current ? 1.0 : 0.0});
   }
   return out;
 }

@@ -36,6 +36,19 @@ struct MirrorBacklog {
   std::atomic<uint64_t> returns_to_live{0};
   // Written by the catch-up thread, read by /status and the metrics.
   enum State : int { kLive = 0, kJournaling = 1, kCatchingUp = 2, kWaiting = 3 };
+  // For /status, the metrics' label and the cutover's journal gate.
+  static const char* state_name(int s) {
+    switch (s) {
+      case kJournaling:
+        return "journaling";
+      case kCatchingUp:
+        return "catching_up";
+      case kWaiting:
+        return "waiting_for_target";
+      default:
+        return "live";
+    }
+  }
   std::atomic<int> state{kLive};
   std::atomic<uint64_t> entries{0};
   std::atomic<uint64_t> bytes{0};

@@ -371,8 +371,9 @@ pg_cluster_cpu_us() {
 # Start pgtandem in front of clusters OLD and NEW (primary OLD), on free ports.
 # pgtandem_start BIN OLD NEW [WORKERS] [LOGNAME]
 #   -> PGTANDEM_PORT, PGTANDEM_ADMIN_PORT, PGTANDEM_PID, PGTANDEM_LOG
-# PGTANDEM_TOML_TOP (top-level keys), PGTANDEM_TOML_TARGET (keys for both [targets.*]) and
-# PGTANDEM_TOML_TAIL (extra tables) are added to the config;
+# PGTANDEM_TOML_TOP (top-level keys), PGTANDEM_TOML_TARGET (keys for both [targets.*]),
+# PGTANDEM_TOML_ADMIN (keys for [admin], e.g. a token) and PGTANDEM_TOML_TAIL (extra tables) are
+# added to the config;
 # @DIR@ in them stands for the instance's own directory (journal files and the like).
 pgtandem_start() {
   local bin=$1 old=$2 new=$3 workers=${4:-2} name=${5:-pgtandem}
@@ -409,6 +410,7 @@ $target
 
 [admin]
 listen = "127.0.0.1:$admin"
+${PGTANDEM_TOML_ADMIN:-}
 
 ${tail//@DIR@/$dir}
 EOT

@@ -4,20 +4,12 @@
 #include <string>
 
 #include "config/config.h"
+#include "tests/unit/config/test_support.h"
 
 namespace pgtandem::config {
 namespace {
 
-constexpr const char *kTargets = R"(
-[targets.old]
-host = "127.0.0.1"
-port = 5432
-[targets.new]
-host = "127.0.0.1"
-port = 5433
-)";
-
-LoadResult load(const std::string &text) { return load_string(text + kTargets, "c.toml"); }
+LoadResult load(const std::string &text) { return load_string(text + testing::kTwoTargets, "c.toml"); }
 
 TEST(CutoverConfig, Defaults) {
   auto r = load("");
