@@ -378,6 +378,11 @@ void Server::Impl::watch_mirror_safety() {
                        const auto& m = snap ? snap->config->mirror : st->config->mirror;
                        return static_cast<double>(m.journal_max_bytes);
                      });
+  metrics->add_gauge("pgtandem_mirror_unordered_overlaps",
+                     "Mirrored transactions (ended by a lone COMMIT) applied beside another whose "
+                     "COMMIT crossed theirs (forwarded after, answered before): not ordered "
+                     "against it, by design; they cannot have written the same rows (since start)",
+                     [st] { return static_cast<double>(st->mirror.order.unordered_overlaps()); });
   metrics->add_gauge("pgtandem_mirror_stopped",
                      "1 when mirroring stopped because the journal reached its limit "
                      "(journal_full = \"stop\"); until restart",
@@ -969,7 +974,9 @@ std::string Server::Impl::status_json() const {
   uint64_t real_divergences = 0, backfill_divergences = 0;
   metrics->mirror_divergences(&real_divergences, &backfill_divergences);
   out += ",\"migration\":{\"mirror_divergences\":{\"real\":" + std::to_string(real_divergences) +
-         ",\"backfill_pending\":" + std::to_string(backfill_divergences) + "},\"commands\":";
+         ",\"backfill_pending\":" + std::to_string(backfill_divergences) +
+         "},\"mirror_unordered_overlaps\":" +
+         std::to_string(state.mirror.order.unordered_overlaps()) + ",\"commands\":";
   {
     std::lock_guard lock(migrate_mu);
     out += migrate_board.status_json(unix_now());

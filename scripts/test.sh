@@ -14,8 +14,9 @@
 #                one test; its report and logs stay in DIR/soak)
 #
 # Ends with one line `N passed, N failed` (summed over all runs) and exits non-zero when any test
-# or fuzz target failed, no test ran, or a build failed. CTEST_PARALLEL_LEVEL and CTEST_TIMEOUT
-# (seconds per test, default 300) are honoured.
+# or fuzz target failed, no test ran, or a build failed. CTEST_PARALLEL_LEVEL (default 2: the
+# integration shards wait more than they compute) and CTEST_TIMEOUT (seconds per test, default
+# 300) are honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +52,8 @@ run_ctest() {
   shift 2
   local log=$logdir/$name.log rc=0
   step "ctest in $dir $*"
-  ctest --test-dir "$dir" --output-on-failure --timeout "${CTEST_TIMEOUT:-300}" "$@" 2>&1 |
+  ctest --test-dir "$dir" --output-on-failure --timeout "${CTEST_TIMEOUT:-300}" \
+    -j "${CTEST_PARALLEL_LEVEL:-2}" "$@" 2>&1 |
     tee "$log" || rc=$?
   local summary p f total
   summary=$(grep -Eo '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)

@@ -40,6 +40,10 @@ void WriteCapture::note(Request& r, const Classification& c, std::string_view sq
   if (c.kind == StatementKind::kTransactionControl || c.txn != TxnControl::kNone) {
     r.txn_control = true;
   }
+  if (c.txn == TxnControl::kCommit || c.txn == TxnControl::kCommitAndChain ||
+      c.txn == TxnControl::kPrepareTransaction) {
+    r.commits = true;
+  }
   if (c.kind == StatementKind::kSessionState) r.session_state = true;
   if (c.nondeterministic || c.may_use_defaults) r.nondeterministic = true;
   if (r.first_sql.empty() && !sql.empty()) {
@@ -224,6 +228,18 @@ const Classification* WriteCapture::find_statement(std::string_view name) const 
 
 void WriteCapture::close_request(Request&& r) { inflight_.push_back(std::move(r)); }
 
+bool WriteCapture::forwarded() {
+  // Requests closed since the last forward are the unsent ones at the back.
+  size_t fresh = 0;
+  for (auto r = inflight_.rbegin(); r != inflight_.rend() && !r->sent; ++r) {
+    r->sent = true;
+    ++fresh;
+  }
+  if (fresh != 1 || inflight_.size() != 1 || open_has_messages_ || txn_status_ == 'I') return false;
+  const Request& r = inflight_.back();
+  return r.commits && r.kind < StatementKind::kWrite;
+}
+
 WriteCapture::Request* WriteCapture::answering() {
   // The server answers requests in order. With nothing sent up to a Sync waiting, the answer is
   // to the batch being built: the client flushed before its Sync.
@@ -236,6 +252,7 @@ void WriteCapture::absorb(Request& into, Request&& from) {
   if (from.kind > into.kind) into.kind = from.kind;
   into.session_state |= from.session_state;
   into.txn_control |= from.txn_control;
+  into.commits |= from.commits;
   into.nondeterministic |= from.nondeterministic;
   into.primary_only |= from.primary_only;
   into.besides_primary_only |= from.besides_primary_only;
@@ -523,6 +540,9 @@ void WriteCapture::release(std::vector<Request>& requests,
   u.writes = writes;
   u.transaction = txn_control;
   u.primary_done = now;
+  // The request that committed carried no write of its own: every write of the unit had completed
+  // on the primary before it was forwarded.
+  u.lone_commit = requests.size() > 1 && requests.back().kind < StatementKind::kWrite;
   ++stats_.released;
   if (u.nondeterministic) ++stats_.nondeterministic;
   released_.push_back(std::move(u));

@@ -62,10 +62,14 @@ struct MirrorUnit {
   bool writes = false;             // changes data (not only session state or transaction control)
   std::string first_sql;           // for logs: the first statement text, truncated
   std::chrono::steady_clock::time_point primary_done{};  // when the primary answered
-  // Commit order across sessions (policy/mirror/mirror_order.h), set by the proxy: this unit's number,
-  // and the number it is applied after (the last one given when its transaction began).
+  // The request that committed it was a lone COMMIT: it wrote nothing, the writes came earlier
+  // (the commit order across sessions rests on it: policy/mirror/mirror_order.h).
+  bool lone_commit = false;
+  // Commit order across sessions, set by the proxy: this unit's number, the number it is applied
+  // after, and the last number given when its committing request was forwarded.
   uint64_t seq = 0;
   uint64_t after = 0;
+  uint64_t forward_mark = 0;
 };
 
 struct CaptureStats {
@@ -95,6 +99,10 @@ class WriteCapture {
 
   // A whole frontend message as it was forwarded (type byte and length included).
   void on_frontend(const protocol::Header& header, std::string_view message);
+  // The messages given to on_frontend() so far are being forwarded to the primary now (call once
+  // per forward, not per message). True when they close a lone COMMIT: a COMMIT (or PREPARE
+  // TRANSACTION) without writes, ending an open transaction, with nothing else in flight.
+  bool forwarded();
   // A backend message (body only is enough: only C, E, Z, 1, 3 and G are read).
   // `now` stamps released units. Returns true when units were released or requests skipped as
   // primary-only (take them with take() and take_skips()).
@@ -145,6 +153,8 @@ class WriteCapture {
     bool nondeterministic = false;
     bool primary_only = false;          // executes a primary-only call
     bool besides_primary_only = false;  // executes something else the mirror needs
+    bool commits = false;       // holds a COMMIT or PREPARE TRANSACTION
+    bool sent = false;          // forwarded() saw it closed
     bool synced = false;        // an extended-protocol batch ended by its Sync
     bool sync_ignored = false;  // ... whose Sync the server ignored: COPY IN started
     std::vector<std::string> binds;

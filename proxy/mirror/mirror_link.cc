@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -101,7 +102,10 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
   pushed_ += units.size();
   for (auto& u : units) {
     // The journal filled up with journal_full = "stop": writes are no longer mirrored (counted).
-    if (stopped_drops(state_.mirror, u.session_state, *state_.metrics)) continue;
+    if (stopped_drops(state_.mirror, u.session_state, *state_.metrics)) {
+      order_done(u.seq);  // a reserved number: nothing will apply it
+      continue;
+    }
     // Keep the Parse of every statement a unit binds: a journal entry must carry it.
     for (const auto& name : u.binds) {
       const std::string* parse = capture.parse_message(name);
@@ -115,7 +119,13 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
       }
     }
     if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
-    u.seq = state_.mirror.order.assign();
+    if (u.seq == 0) {  // else numbered when its lone COMMIT was forwarded (Session::on_forward)
+      using Follow = policy::MirrorOrder::Follow;
+      const auto numbered = state_.mirror.order.assign(
+          u.writes ? Follow::kEverything : Follow::kNothing, u.forward_mark);
+      u.seq = numbered.seq;
+      u.after = numbered.after;
+    }
     const uint64_t size = u.bytes.size();
     const bool full = queued_bytes_ + size > m.session_queue_bytes ||
                       static_cast<uint64_t>(state_.mirror.queue_bytes.load(
@@ -232,7 +242,7 @@ bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   if (journal_full_stops(state_.mirror, snap ? snap->config->mirror : state_.config->mirror,
                          e.target, *state_.metrics)) {
-    state_.mirror.order.done(seq);  // not journaled: counted as not mirrored (a repair mark)
+    order_done(seq);  // not journaled: counted as not mirrored (a repair mark)
     return true;
   }
   e.unit = std::move(unit);
@@ -247,7 +257,7 @@ bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
     log::error("mirrored write lost: journal unavailable",
                {{"session", context_.session_id}, {"reason", reason}});
   }
-  state_.mirror.order.done(seq);
+  order_done(seq);
   return true;
 }
 
@@ -451,7 +461,7 @@ void MirrorLink::give_back(bool broken, bool mirrors_writes) {
 void MirrorLink::applied(policy::MirrorUnit& unit) {
   remember_state(unit);
   state_.metrics->mirror_write(MirrorOutcome::kApplied);
-  state_.mirror.order.done(unit.seq);
+  order_done(unit.seq);
 }
 
 asio::awaitable<void> MirrorLink::apply() {
@@ -587,21 +597,64 @@ asio::awaitable<bool> MirrorLink::reprepare() {
   co_return read;
 }
 
+namespace {
+// Wakes the links waiting for a watermark at or below `through` (any thread).
+void wake_order_waiters(OrderWaiters& w, uint64_t through) {
+  if (w.count.load(std::memory_order_seq_cst) == 0) return;
+  thread_local std::vector<std::shared_ptr<MirrorLink>> ready;
+  {
+    std::lock_guard lock(w.mu);
+    std::erase_if(w.list, [&](auto& entry) {
+      if (entry.first > through) return false;
+      if (auto link = entry.second.lock()) ready.push_back(std::move(link));
+      return true;
+    });
+    w.count.store(w.list.size(), std::memory_order_seq_cst);
+  }
+  for (auto& link : ready) link->order_ready();
+  ready.clear();
+}
+}  // namespace
+
+void order_done(MirrorShared& mirror, uint64_t seq) {
+  if (seq == 0) return;
+  wake_order_waiters(mirror.order_waiters, mirror.order.done(seq));
+}
+
+void MirrorLink::order_done(uint64_t seq) { proxy::order_done(state_.mirror, seq); }
+
+void MirrorLink::order_ready() {
+  asio::post(wake_.get_executor(), [self = shared_from_this()] { self->wake_.cancel(); });
+}
+
 asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
   const auto give_up = Clock::now() + kMaxOrderWait;
+  auto& waiters = state_.mirror.order_waiters;
   bool waited = false;
+  bool registered = false;  // once: the entry stays until the watermark reaches `after`
   while (state_.mirror.order.done_through() < after) {
     if (Clock::now() >= give_up) {
       state_.metrics->mirror_order_wait(false);
-      state_.mirror.order.give_up_through(after);
+      wake_order_waiters(waiters, state_.mirror.order.give_up_through(after));
       log::warn("mirror applies a write before earlier ones of other sessions",
                 {{"session", context_.session_id},
                  {"target", state_.targets[target_].name},
                  {"reason", "waited too long for them"}});
       co_return;
     }
+    if (!registered) {
+      std::lock_guard lock(waiters.mu);
+      waiters.list.emplace_back(after, weak_from_this());
+      waiters.count.store(waiters.list.size(), std::memory_order_seq_cst);
+      registered = true;
+    }
+    // Read again after registering: a completion in between either saw the registration or
+    // moved the watermark before this read (both seq_cst).
+    if (state_.mirror.order.done_through() >= after) break;
     waited = true;
-    wake_.expires_after(std::chrono::milliseconds(1));
+    // Woken by order_ready() (or a push, or the give-up deadline); the post runs on this worker,
+    // so it cannot slip in before the wait starts.
+    wake_.expires_at(give_up);
     co_await wake_.async_wait(kNoThrow);
   }
   if (waited) state_.metrics->mirror_order_wait(true);
@@ -655,13 +708,17 @@ asio::awaitable<void> MirrorLink::run() {
       }
     } else {
       // The session's next queued transactions join the request while they can: same protocol,
-      // nothing of other sessions' left to wait for, within the batch limits.
+      // nothing of other sessions' left to wait for, within the batch limits. `covered`: every
+      // unit numbered up to it is done or earlier in this request (applied before, in order), so
+      // a unit that follows only those may join.
       batch_.clear();
       if (batch_.add(in_flight_.front())) {
-        const uint64_t done = state_.mirror.order.done_through();
+        uint64_t covered = state_.mirror.order.done_through();
+        if (in_flight_.front().seq == covered + 1) covered = in_flight_.front().seq;
         while (!queue_.empty() && in_flight_.size() < kMaxBatchUnits &&
-               batch_.bytes() < kMaxBatchBytes && queue_.front().after <= done &&
+               batch_.bytes() < kMaxBatchBytes && queue_.front().after <= covered &&
                batch_.add(queue_.front())) {
+          if (queue_.front().seq == covered + 1) covered = queue_.front().seq;
           bytes += static_cast<int64_t>(queue_.front().bytes.size());
           in_flight_.push_back(std::move(queue_.front()));
           queue_.pop_front();

@@ -23,6 +23,11 @@
 
 namespace pgtandem::proxy {
 
+struct MirrorShared;
+// A unit numbered `seq` by the commit order is done (or a reserved number went unused): moves the
+// watermark and wakes the links waiting for it (any thread; 0 is ignored).
+void order_done(MirrorShared& mirror, uint64_t seq);
+
 struct MirrorContext {
   std::string session_id;
   std::string user;
@@ -87,6 +92,9 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Units ever pushed (writes and session state): a shadow read sampled at one count compares
   // against the data the link holds only while the count stays the same.
   uint64_t pushed() const { return pushed_; }
+  // Called from any thread once the commit order lets the link go on: wakes its wait on its own
+  // worker.
+  void order_ready();
 
  private:
   asio::awaitable<void> run();
@@ -97,6 +105,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Waits until every unit numbered up to `after` is done (commit order across sessions,
   // policy/mirror/mirror_order.h), at most kMaxOrderWait; then it gives up on those for every link.
   asio::awaitable<void> wait_for_order(uint64_t after);
+  void order_done(uint64_t seq);
   void applied(policy::MirrorUnit& unit);
   // `status`, if given: the last ReadyForQuery's transaction status.
   asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<policy::Outcome>* out,

@@ -7,7 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
+#include <utility>
+#include <vector>
 
 #include "config/pgpass.h"
 #include "policy/mirror/mirror_order.h"
@@ -16,7 +19,18 @@
 namespace pgtandem::proxy {
 
 class Journal;
+class MirrorLink;
 class MirrorSafety;
+
+// Links waiting for the commit order (MirrorLink::wait_for_order): each is woken on its own worker
+// once the "done through" watermark reaches the number it waits for (no polling). `count` lets the
+// completing side skip the lock when nobody waits; it and the watermark are seq_cst, so a link that
+// registers and then re-reads the watermark never misses a wake.
+struct OrderWaiters {
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, std::weak_ptr<MirrorLink>>> list;
+  std::atomic<size_t> count{0};
+};
 
 // Automatic catch-up (proxy/mirror/catchup.h, docs/design.md "Catch-up"): while the journal holds
 // entries not yet applied, every link journals (none applies live), so that no live write
@@ -66,6 +80,7 @@ struct MirrorShared {
   std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
   std::atomic<int64_t> queue_bytes{0};           // all sessions' mirror queues together
   policy::MirrorOrder order;                     // commit order across sessions' mirror links
+  OrderWaiters order_waiters;                    // links waiting for it
   MirrorBacklog backlog;                         // automatic catch-up
   policy::FunctionLists functions;               // from [classifier]
   // Learned from the primary's pg_proc at start; sessions take it when they begin.

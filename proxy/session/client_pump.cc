@@ -68,6 +68,7 @@ asio::awaitable<void> Session::pump_frontend() {
       stop = true;
     }
     if (send > 0) {
+      if (capture_) on_forward();
       auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(buf, send), kNoThrow);
       if (ec) {
         // The server is gone. The client is left to the other pump, which still delivers what
@@ -144,8 +145,8 @@ void Session::close_for_drain() {
   close_backend();
 }
 
-// A reload takes effect between requests, never inside a transaction: the mirror order's mark,
-// the config snapshot, and a flip to a new primary. False if the session closed.
+// A reload takes effect between requests, never inside a transaction: the cutover's pause, the
+// config snapshot, and a flip to a new primary. False if the session closed.
 bool Session::at_request_boundary() const {
   return capture_ && tracker_.outstanding() == 0 && !capture_->in_transaction() &&
          !tracker_.batch_started_earlier();
@@ -153,7 +154,6 @@ bool Session::at_request_boundary() const {
 
 asio::awaitable<bool> Session::between_requests() {
   co_await pass_pause_gate();
-  order_mark_ = state_.mirror.order.last_assigned();
   refresh_snapshot();
   if (mirror_writes_ && state_.mirror.journal) {
     // Two loads per request boundary; the wait itself is a coroutine of its own, rarely entered.

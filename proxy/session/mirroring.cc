@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <string>
+#include <utility>
 
 #include "protocol/messages.h"
 #include "proxy/telemetry/log.h"
@@ -91,6 +92,19 @@ void Session::refresh_snapshot() {
   if (snap_->rules) routes_.emplace(snap_->rules->for_session(route_info_));
 }
 
+void Session::on_forward() {
+  const bool lone_commit = capture_->forwarded();
+  if (!mirror_ || !mirror_writes_) return;
+  forward_mark_ = state_.mirror.order.last_assigned();
+  // Reserved before the COMMIT reaches the server: no answer it causes can be numbered before it.
+  if (lone_commit && order_reserved_ == 0) order_reserved_ = state_.mirror.order.reserve().seq;
+}
+
+void Session::release_order_reservation() {
+  const uint64_t seq = std::exchange(order_reserved_, 0);
+  order_done(state_.mirror, seq);
+}
+
 void Session::on_capture_ready() {
   auto units = capture_->take();
   if (!mirror_writes_) {
@@ -104,7 +118,15 @@ void Session::on_capture_ready() {
       return true;
     });
   }
-  for (auto& u : units) u.after = order_mark_;
+  for (auto& u : units) {
+    u.forward_mark = forward_mark_;
+    if (order_reserved_ != 0 && u.lone_commit && u.writes) {
+      // The lone COMMIT's number, reserved when it was forwarded: it follows everything before.
+      u.seq = order_reserved_;
+      u.after = order_reserved_ - 1;
+      order_reserved_ = 0;
+    }
+  }
   if (!units.empty()) mirror_->push(std::move(units), *capture_);
   const uint64_t skips = capture_->stats().skipped_rollback;
   for (; reported_skips_ < skips; ++reported_skips_) {

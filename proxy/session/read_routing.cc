@@ -47,6 +47,9 @@ struct Session::RouteObserver final : BackendObserver {
     switch (h.type) {
       case protocol::backend::kReadyForQuery:
         if (s->capture_->on_backend(h, body, Clock::now())) s->on_capture_ready();
+        if (s->order_reserved_ != 0 && s->capture_->outstanding() == 0) {
+          s->release_order_reservation();
+        }
         break;
       case protocol::backend::kCommandComplete:
       case protocol::backend::kErrorResponse:

@@ -23,6 +23,9 @@ struct Session::BackendVisitor {
         const auto now = Clock::now();
         if (s->tracker_.answered()) latency->observe(now - s->request_start_);
         if (s->capture_ && s->capture_->on_backend(h, body, now)) s->on_capture_ready();
+        if (s->order_reserved_ != 0 && s->capture_->outstanding() == 0) {
+          s->release_order_reservation();  // its COMMIT released no write
+        }
         s->tx_status_ = body.empty() ? 'I' : body[0];
         if (s->tx_status_ == 'I' && s->tracker_.outstanding() == 0) s->pause_ticket_.leave();
         if (s->tracker_.outstanding() == 0 && s->state_.control.draining.load(std::memory_order_relaxed)) {

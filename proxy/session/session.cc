@@ -70,6 +70,7 @@ asio::awaitable<void> Session::run() {
 
   // The mirror applies what it was given even after the client left.
   if (shadow_lane_) shadow_lane_->close();
+  release_order_reservation();  // a COMMIT whose answer never came: nothing will take its number
   if (mirror_) mirror_->finish();
   if (have_key_) st.cancels.remove(backend_pid_, backend_secret_);
   close_backend();

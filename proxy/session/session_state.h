@@ -109,6 +109,11 @@ class Session final : public policy::RequestTrackerHost {
   // mirroring.cc
   void start_secondary();
   void on_capture_ready();
+  // A mirroring session's request is being forwarded: notes the commit order's mark, and reserves
+  // a number for a lone COMMIT. Once its answer is in, release_order_reservation() gives back a
+  // number no unit took.
+  void on_forward();
+  void release_order_reservation();
   void refresh_snapshot();
   // read_routing.cc
   bool route_candidate(std::string_view sql);
@@ -186,10 +191,11 @@ class Session final : public policy::RequestTrackerHost {
   std::unique_ptr<policy::WriteCapture> capture_;
   std::shared_ptr<const policy::VolatilityCatalog> catalog_;
   std::shared_ptr<MirrorLink> mirror_;
+  // Commit order on the mirror (policy/mirror/mirror_order.h): the number reserved for the lone
+  // COMMIT in flight (0: none), and the order's last number at the latest forward.
+  uint64_t order_reserved_ = 0;
+  uint64_t forward_mark_ = 0;
   uint64_t reported_skips_ = 0;
-  // The mirror order's last number when the session's current transaction began (its first
-  // request while idle): its unit is applied on the mirror after those (policy/mirror/mirror_order.h).
-  uint64_t order_mark_ = 0;
   uint64_t reported_primary_only_ = 0;
   bool mirror_writes_ = false;  // units that write go to the link (else only session state)
 

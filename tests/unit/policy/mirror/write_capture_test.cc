@@ -86,6 +86,43 @@ TEST(WriteCapture, UnitsAreStampedWithTheTimeOfTheReadyForQuery) {
   EXPECT_EQ(d.units[0].primary_done, kNow + std::chrono::milliseconds(9));
 }
 
+// The commit order rests on lone COMMITs (policy/mirror/mirror_order.h): forwarded() tells the
+// session when one is on its way, and the unit says whether it ended with one.
+TEST(WriteCapture, LoneCommitsAreToldAtTheirForwardAndMarkedOnTheirUnit) {
+  WriteCapture w({});
+  // Feeds one request, says it is forwarded (returns what forwarded() said), then its answer.
+  auto request = [&](const std::string& front, const std::string& back) {
+    std::vector<Message> f, b;
+    EXPECT_TRUE(split(front, proto::Direction::kFrontend, &f));
+    EXPECT_TRUE(split(back, proto::Direction::kBackend, &b));
+    for (const auto& m : f) w.on_frontend(m.header, m.whole);
+    const bool lone = w.forwarded();
+    for (const auto& m : b) w.on_backend(m.header, m.body, kNow);
+    return lone;
+  };
+  EXPECT_FALSE(request(query("BEGIN"), done("BEGIN", 'T')));
+  EXPECT_FALSE(request(query(kInsert), done("INSERT 0 1", 'T')));
+  EXPECT_TRUE(request(query("COMMIT"), done("COMMIT", 'I')));
+  EXPECT_FALSE(request(query(kInsert), done("INSERT 0 1", 'I')));  // autocommit
+  EXPECT_FALSE(request(query("BEGIN; " + std::string(kInsert) + "; COMMIT"),
+                       command_complete("BEGIN") + command_complete("INSERT 0 1") +
+                           done("COMMIT", 'I')));
+  EXPECT_FALSE(request(query("BEGIN"), done("BEGIN", 'T')));
+  EXPECT_FALSE(request(query(std::string(kInsert) + "; COMMIT"),
+                       command_complete("INSERT 0 1") + done("COMMIT", 'I')));
+  EXPECT_FALSE(request(query("BEGIN"), done("BEGIN", 'T')));
+  EXPECT_FALSE(request(query("ROLLBACK"), done("ROLLBACK", 'I')));  // not a COMMIT
+  EXPECT_FALSE(request(query("COMMIT"), done("COMMIT", 'I')));  // no transaction open
+  auto units = w.take();
+  ASSERT_EQ(units.size(), 5u);
+  EXPECT_TRUE(units[0].lone_commit);
+  EXPECT_FALSE(units[1].lone_commit);
+  EXPECT_FALSE(units[2].lone_commit);  // the write and the COMMIT in one request
+  EXPECT_FALSE(units[3].lone_commit);
+  EXPECT_FALSE(units[4].lone_commit);  // the stray COMMIT: released, but it writes nothing
+  EXPECT_FALSE(units[4].writes);
+}
+
 TEST(WriteCapture, FirstSqlIsTruncated) {
   WriteCapture::Options options;
   options.max_sql_in_unit = 11;
