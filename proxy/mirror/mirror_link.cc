@@ -725,6 +725,9 @@ asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
   const auto give_up = Clock::now() + kMaxOrderWait;
   bool waited = false;
   while (state_.mirror.order.done_through() < after) {
+    // The units it waits for may be on a hung link (apply timeout): once the session journals,
+    // the unit follows them into the journal (catch-up orders it) instead of queueing behind it.
+    if (journaling()) co_return;
     if (Clock::now() >= give_up) {
       state_.metrics->mirror_order_wait(false);
       state_.mirror.order.give_up_through(after);
