@@ -385,5 +385,65 @@ TEST_F(CatchupTest, HungNewJournalsAfterApplyTimeout) {
                end.describe().c_str());
 }
 
+// The same hang, ended by a crash of new instead (a hung backend SIGKILLed: the postmaster
+// restarts every backend): the units in flight never got an answer, and whether they committed
+// cannot be known, so they are neither applied again nor dropped silently: a needs-repair mark
+// `apply_timeout` names them, the count says how many, and catch-up carries on with the rest.
+TEST_F(CatchupTest, HungNewCrashLeavesRepairMark) {
+  const std::string db = make_db("hungcrash");
+  if (HasFailure()) return;
+  ProxyProcess& p = start_mirror_proxy("apply_timeout_ms = 500\n");
+  std::thread t([&] {
+    run_pgbench(p.endpoint(), {"-c", "2", "-j", "2", "-T", "20", "-R", "100", "-M", "prepared"},
+                db, milliseconds(600000));
+  });
+  auto metric = [&](const char* name) { return p.metrics().sum(name); };
+  const bool mirroring = poll_until([&] { return backlog(p).applied_live > 50; },
+                                    milliseconds(60000), milliseconds(100));
+  std::vector<pid_t> pids;
+  poll_until(
+      [&] {
+        const std::string list = new_cluster().query_value(
+            "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE datname = "
+            "'" + db + "' AND application_name = 'pgbench'");
+        pids.clear();
+        std::stringstream in(list);
+        std::string one;
+        while (std::getline(in, one, ',')) pids.push_back(static_cast<pid_t>(std::stol(one)));
+        return pids.size() >= 2;
+      },
+      milliseconds(30000), milliseconds(100));
+  if (!mirroring || pids.empty()) {
+    t.join();
+    FAIL() << "mirroring=" << mirroring << " backends on new=" << pids.size();
+  }
+  for (pid_t pid : pids) new_cluster().signal_backend(pid, SIGSTOP);
+  const bool hung = poll_until([&] { return metric("pgtandem_mirror_hung_links") >= 1; },
+                               milliseconds(60000), milliseconds(50));
+  // Every stopped backend dies without running what it had received (SIGKILL reaches a stopped
+  // process); the postmaster restarts the rest.
+  for (size_t i = 1; i < pids.size(); ++i) ::kill(pids[i], SIGKILL);
+  new_cluster().signal_backend(pids.front(), SIGKILL);
+  new_cluster().wait_ready();
+  const bool marked = poll_until(
+      [&] {
+        return metric("pgtandem_mirror_apply_timeout_unresolved_total") >= 1 &&
+               metric("pgtandem_mirror_hung_links") == 0;
+      },
+      kDeadline, milliseconds(100));
+  t.join();
+  ASSERT_TRUE(hung) << backlog(p).describe();
+  ASSERT_TRUE(marked) << backlog(p).describe() << "\n" << tail(p.log_text(), 3000);
+  Backlog b;
+  EXPECT_TRUE(wait_caught_up(p, &b)) << b.describe() << "\n" << tail(p.log_text(), 3000);
+  HttpResponse status = http_get(p.admin_port(), "/status");
+  EXPECT_NE(status.body.find("\"kind\":\"apply_timeout\""), std::string::npos) << status.body;
+  EXPECT_EQ(status.body.find("\"unresolved_units\":0"), std::string::npos) << status.body;
+  EXPECT_NE(p.log_text().find("mirrored writes of unknown fate after an apply timeout"),
+            std::string::npos);
+  std::fprintf(stderr, "[apply-timeout] crash: %.0f unit(s) marked; %s\n",
+               metric("pgtandem_mirror_apply_timeout_unresolved_total"), b.describe().c_str());
+}
+
 }  // namespace
 }  // namespace pgtandem::it
