@@ -117,7 +117,9 @@ void Catchup::loop() {
   hooks.process_tag = state_.process_tag;
   hooks.done_through = [this] { return state_.mirror.order.done_through(); };
   auto& b = state_.mirror.backlog;
-  std::deque<std::pair<Clock::time_point, uint64_t>> window;  // (when, entries) for the rate
+  // (pass start, entries) for the rate: a pass's entries over the time since it started (keyed
+  // by its end, a first pass of 1024 entries after an idle wait read as 1024 / 0.2 s = 5,120/s).
+  std::deque<std::pair<Clock::time_point, uint64_t>> window;
   auto last_failure_log = Clock::time_point{};
   auto last_progress_log = Clock::time_point{};
   for (;;) {
@@ -125,6 +127,7 @@ void Catchup::loop() {
       std::lock_guard lock(mu_);
       if (stopping_) break;
     }
+    const auto pass_start = Clock::now();
     PassResult r = applier_->pass(&hooks);
     // What the pass reported (divergences, failures), one log line each.
     if (report_.tellp() > 0) {
@@ -137,14 +140,15 @@ void Catchup::loop() {
       report_.clear();
     }
     const auto now = Clock::now();
-    if (r.applied + r.skipped > 0) window.emplace_back(now, r.applied + r.skipped);
-    while (!window.empty() && now - window.front().first > kRateWindow) window.pop_front();
+    if (r.applied + r.skipped > 0) window.emplace_back(pass_start, r.applied + r.skipped);
+    while (window.size() > 1 && now - window.front().first > kRateWindow) window.pop_front();
+    if (!window.empty() && now - window.front().first > 2 * kRateWindow) window.clear();  // idle
     double rate = 0;
     if (!window.empty()) {
       uint64_t n = 0;
       for (const auto& [t, k] : window) n += k;
       const double span = std::max(
-          0.2, std::chrono::duration<double>(now - window.front().first).count());
+          0.01, std::chrono::duration<double>(now - window.front().first).count());
       rate = static_cast<double>(n) / span;
     }
     b.applied.fetch_add(r.applied, std::memory_order_relaxed);
