@@ -89,6 +89,24 @@ metric() {
 
 now() { date +%s.%N; }
 
+# cpu_ticks CLUSTER: CPU ticks (user + system, USER_HZ) used so far by the cluster's backends and
+# other children of its postmaster (those alive now: the apply connections live through a phase).
+cpu_ticks() {
+  local pm pid total=0 f
+  pm=$(head -1 "$(pg_datadir "$1")/postmaster.pid")
+  for pid in $(ps --ppid "$pm" -o pid=); do
+    f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    f=${f##*) }
+    total=$((total + $(awk '{ print $12 + $13 }' <<<"$f")))
+  done
+  echo "$total"
+}
+# proc_ticks PID: the same for one process.
+proc_ticks() { local f; f=$(cat "/proc/$1/stat"); f=${f##*) }; awk '{ print $12 + $13 }' <<<"$f"; }
+hz=$(getconf CLK_TCK)
+# share TICKS SECONDS: CPU used over SECONDS, as a percentage of one core.
+share() { printf '%.0f%%' "$(echo "100 * $1 / $hz / $2" | bc -l)"; }
+
 # --- phase 1: catch-up ------------------------------------------------------------------------------
 reset_data
 export PGTANDEM_TOML_TOP='mirror_writes = true'
@@ -105,9 +123,19 @@ sleep "$outage"
 journaled=$(metric pgtandem_mirror_writes_total 'outcome="journaled"')
 new_start
 t_back=$(now)
+new_ticks0=$(cpu_ticks new); px_ticks0=$(proc_ticks "$PGTANDEM_PID")
+load_during=''
 t_done=''
+t_load_end=''
 peak=0
 while kill -0 "$bench_pid" 2>/dev/null || [[ -z $t_done ]]; do
+  if [[ -z $t_load_end ]] && ! kill -0 "$bench_pid" 2>/dev/null; then
+    # The load just ended: what catch-up applied under it, and the CPU it had meanwhile.
+    t_load_end=$(now)
+    applied_load=$(metric pgtandem_mirror_catchup_applied_total)
+    new_ticks_load=$(cpu_ticks new); px_ticks_load=$(proc_ticks "$PGTANDEM_PID")
+    load_under=$(cut -d' ' -f1 /proc/loadavg)
+  fi
   entries=$(metric pgtandem_mirror_backlog_entries)
   live=$(metric pgtandem_mirror_catchup_state 'state="live"')
   returns=$(metric pgtandem_mirror_catchup_returns_to_live_total)
@@ -115,6 +143,8 @@ while kill -0 "$bench_pid" 2>/dev/null || [[ -z $t_done ]]; do
   ((rate > peak)) && peak=$rate
   if [[ -z $t_done && $entries == 0 && $live == 1 && $returns -ge 1 ]]; then
     t_done=$(now)
+    new_ticks1=$(cpu_ticks new); px_ticks1=$(proc_ticks "$PGTANDEM_PID")
+    load_during=$(cut -d' ' -f1 /proc/loadavg)
     applied=$(metric pgtandem_mirror_catchup_applied_total)
     during_load=$(kill -0 "$bench_pid" 2>/dev/null && echo yes || echo no)
   fi
@@ -126,6 +156,16 @@ tps=$(awk '/^tps = / { print int($3) }' "$w/pgbench-catchup.log")
 failed=$(awk '/number of failed transactions/ { print $5 }' "$w/pgbench-catchup.log")
 catchup_secs=$(echo "$t_done - $t_back" | bc -l)
 catchup_rate=$(echo "$applied / $catchup_secs" | bc -l)
+if [[ $during_load == no ]]; then
+  under_secs=$(echo "$t_load_end - $t_back" | bc -l)
+  after_secs=$(echo "$t_done - $t_load_end" | bc -l)
+  under_rate=$(echo "$applied_load / $under_secs" | bc -l)
+  after_rate=$(echo "($applied - $applied_load) / $after_secs" | bc -l)
+  split="under load: $applied_load entries in $(printf %.1f "$under_secs") s, $(printf %.0f "$under_rate")/s ($(printf %.1f "$(echo "$under_rate / $tps" | bc -l)")x), new's backends $(share $((new_ticks_load - new_ticks0)) "$under_secs") of a core, pgtandem $(share $((px_ticks_load - px_ticks0)) "$under_secs"), load average $load_under
+    after the load: $((applied - applied_load)) entries in $(printf %.1f "$after_secs") s, $(printf %.0f "$after_rate")/s ($(printf %.1f "$(echo "$after_rate / $tps" | bc -l)")x), new's backends $(share $((new_ticks1 - new_ticks_load)) "$after_secs") of a core"
+else
+  split="(drained under load: no after-load part)"
+fi
 sleep 2
 s_old=$(state_of old)
 s_new=$(state_of new)
@@ -151,9 +191,19 @@ kill -TERM "$PGTANDEM_PID"
 wait "$PGTANDEM_PID" 2>/dev/null || true
 new_start
 t0=$(now)
+rnew0=$(cpu_ticks new)
 "$pgtandem_bin" replay --config "$w/pgtandem-replay/pgtandem.toml" \
-  --journal "$w/pgtandem-replay/mirror.journal" >"$w/replay.log" 2>&1 || true
+  --journal "$w/pgtandem-replay/mirror.journal" >"$w/replay.log" 2>&1 &
+replay_pid=$!
+# Sampled while it runs: the replay's backend on new exits with it.
+rnew1=$rnew0
+while kill -0 "$replay_pid" 2>/dev/null; do
+  t=$(cpu_ticks new); ((t > rnew1)) && rnew1=$t
+  sleep 0.2
+done
+wait "$replay_pid" || true
 t1=$(now)
+rload=$(cut -d' ' -f1 /proc/loadavg)
 replayed=$(awk '/^  applied:/ { print $2 }' "$w/replay.log")
 replay_secs=$(echo "$t1 - $t0" | bc -l)
 replay_rate=$(echo "$replayed / $replay_secs" | bc -l)
@@ -168,5 +218,8 @@ bench/catchup.sh at $commit: TPC-B -M prepared, -c $clients -j $threads, scale $
   catch-up phase: pgbench ${duration}s at $tps tps (failed: ${failed:-0}); new down ${outage}s; journaled $journaled
     catch-up applied $applied entries in $(printf %.1f "$catchup_secs") s from new being back: $(printf %.0f "$catchup_rate") entries/s ($(printf %.1f "$(echo "$catchup_rate / $tps" | bc -l)")x the TPC-B rate), peak 3 s rate $peak/s
     drained while pgbench was still running: ${during_load}; old == new: $same
+    $split
+    CPU while catching up (% of one core; 2 cores): new's backends $(share $((new_ticks1 - new_ticks0)) "$catchup_secs"), pgtandem $(share $((px_ticks1 - px_ticks0)) "$catchup_secs"); load average $load_during
   replay phase: pgbench ${replay_duration}s at $replay_tps tps; replay applied $replayed entries in $(printf %.1f "$replay_secs") s: $(printf %.0f "$replay_rate") entries/s ($(printf %.1f "$(echo "$replay_rate / $replay_tps" | bc -l)")x the TPC-B rate); old == new: $rsame
+    CPU while replaying: new's backends $(share $((rnew1 - rnew0)) "$replay_secs") of one core; load average $rload
 EOF

@@ -89,6 +89,11 @@ struct Mirror {
   std::string journal_fsync = "interval";  // always | interval | never
   uint32_t journal_fsync_interval_ms = 100;
   uint32_t reconnect_interval_ms = 1000;  // after a failure, how soon a session tries the target again
+  // A unit applied live on the mirror with no answer past this moves the session to the journal,
+  // as a lost connection does (a hung target must not grow the link's queue in memory); the unit
+  // in flight waits for its answer, and is marked for repair if none comes (docs/design.md,
+  // "Apply timeout").
+  uint32_t apply_timeout_ms = 5000;
   // Journal size limit (issue 15): the file's size in bytes past which `journal_full` applies.
   uint64_t journal_max_bytes = uint64_t{1} << 30;
   // At the limit: "stop" (default: mirroring to the target stops, the target is marked as needing

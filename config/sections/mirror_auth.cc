@@ -38,6 +38,8 @@ void Validator::validate_mirror(const toml::table& table, Mirror& out) {
                out.journal_full_timeout_ms);
     } else if (k == "reconnect_interval_ms") {
       set_uint(node, "mirror.reconnect_interval_ms", 1, kMaxTimeoutMs, out.reconnect_interval_ms);
+    } else if (k == "apply_timeout_ms") {
+      set_uint(node, "mirror.apply_timeout_ms", 10, kMaxTimeoutMs, out.apply_timeout_ms);
     } else if (k == "catchup") {
       set_bool(node, "mirror.catchup", out.catchup);
     } else {

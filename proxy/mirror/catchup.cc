@@ -70,6 +70,12 @@ bool Catchup::try_return_to_live(bool progressing) {
   auto& b = state_.mirror.backlog;
   std::unique_lock lock(b.mu);  // no append can happen while it is held
   if (!b.journaling.load(std::memory_order_acquire)) return true;
+  if (b.hung_links.load(std::memory_order_acquire) > 0) {
+    // A link's unit in flight has had no answer past the apply timeout: entries after it wait for
+    // its fate, so nothing may be held in memory for a flip that cannot come (nor flip early).
+    b.draining.store(false, std::memory_order_release);
+    return false;
+  }
   const uint64_t last = state_.mirror.journal ? state_.mirror.journal->last_seq() : 0;
   if (applier_->pending() > 0 || last != applier_->read_through()) {
     // Under load the journal keeps growing: once little is left, units numbered from now on wait
@@ -111,7 +117,9 @@ void Catchup::loop() {
   hooks.process_tag = state_.process_tag;
   hooks.done_through = [this] { return state_.mirror.order.done_through(); };
   auto& b = state_.mirror.backlog;
-  std::deque<std::pair<Clock::time_point, uint64_t>> window;  // (when, entries) for the rate
+  // (pass start, entries) for the rate: a pass's entries over the time since it started (keyed
+  // by its end, a first pass of 1024 entries after an idle wait read as 1024 / 0.2 s = 5,120/s).
+  std::deque<std::pair<Clock::time_point, uint64_t>> window;
   auto last_failure_log = Clock::time_point{};
   auto last_progress_log = Clock::time_point{};
   for (;;) {
@@ -119,6 +127,7 @@ void Catchup::loop() {
       std::lock_guard lock(mu_);
       if (stopping_) break;
     }
+    const auto pass_start = Clock::now();
     PassResult r = applier_->pass(&hooks);
     // What the pass reported (divergences, failures), one log line each.
     if (report_.tellp() > 0) {
@@ -131,14 +140,15 @@ void Catchup::loop() {
       report_.clear();
     }
     const auto now = Clock::now();
-    if (r.applied + r.skipped > 0) window.emplace_back(now, r.applied + r.skipped);
-    while (!window.empty() && now - window.front().first > kRateWindow) window.pop_front();
+    if (r.applied + r.skipped > 0) window.emplace_back(pass_start, r.applied + r.skipped);
+    while (window.size() > 1 && now - window.front().first > kRateWindow) window.pop_front();
+    if (!window.empty() && now - window.front().first > 2 * kRateWindow) window.clear();  // idle
     double rate = 0;
     if (!window.empty()) {
       uint64_t n = 0;
       for (const auto& [t, k] : window) n += k;
       const double span = std::max(
-          0.2, std::chrono::duration<double>(now - window.front().first).count());
+          0.01, std::chrono::duration<double>(now - window.front().first).count());
       rate = static_cast<double>(n) / span;
     }
     b.applied.fetch_add(r.applied, std::memory_order_relaxed);
@@ -212,7 +222,11 @@ std::string mirror_backlog_json(const ServerState& state) {
                     ",\"skipped_already_applied\":" + std::to_string(b.skipped.load()) +
                     ",\"divergences\":" + std::to_string(b.divergences.load()) +
                     ",\"rate_per_second\":" + std::to_string(static_cast<int64_t>(b.rate.load())) +
-                    ",\"returns_to_live\":" + std::to_string(b.returns_to_live.load()) + "}";
+                    ",\"returns_to_live\":" + std::to_string(b.returns_to_live.load()) +
+                    "},\"apply_timeout\":{\"timeouts\":" + std::to_string(b.apply_timeouts.load()) +
+                    ",\"hung_links\":" + std::to_string(b.hung_links.load()) +
+                    ",\"unresolved_units\":" + std::to_string(b.apply_timeout_unresolved.load()) +
+                    "}";
   return out;
 }
 
@@ -241,6 +255,15 @@ std::vector<Metrics::Sample> mirror_backlog_samples(const ServerState& state) {
   counter("pgtandem_mirror_catchup_returns_to_live_total",
           "Times every session returned to live mirroring after a backlog was applied",
           static_cast<double>(b.returns_to_live.load()));
+  counter("pgtandem_mirror_apply_timeouts_total",
+          "Times a mirror link's unit had no answer within apply_timeout_ms (the session journaled)",
+          static_cast<double>(b.apply_timeouts.load()));
+  counter("pgtandem_mirror_apply_timeout_unresolved_total",
+          "Mirrored units of unknown fate after an apply timeout (needs-repair mark, not reapplied)",
+          static_cast<double>(b.apply_timeout_unresolved.load()));
+  gauge("pgtandem_mirror_hung_links",
+        "Mirror links waiting past apply_timeout_ms for the answer to their unit in flight",
+        static_cast<double>(b.hung_links.load()));
   const int current = b.state.load();
   for (int s = MirrorBacklog::kLive; s <= MirrorBacklog::kWaiting; ++s) {
     out.push_back({"pgtandem_mirror_catchup_state",

@@ -80,7 +80,8 @@ MirrorLink::MirrorLink(Worker& worker, MirrorContext context, size_t target)
       context_(std::move(context)),
       target_(target),
       socket_(worker.io()),
-      wake_(worker.io()) {}
+      wake_(worker.io()),
+      hang_timer_(worker.io()) {}
 
 bool MirrorLink::over_limit() const {
   // [mirror] may change on reload; the snapshot holds the current one.
@@ -135,11 +136,12 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
       // session's later writes follow it there to keep their order.
       degrade("queue_full", "mirror queue over its byte limit");
     }
-    if (journaling() && queue_.empty() && !busy_ &&
+    // (A hung link journals at once, ahead of nothing: its queue went to the journal at the hang.)
+    if (journaling() && queue_.empty() && (!busy_ || hung_) &&
         journal(u, "session_degraded",
                 degraded_ ? degraded_reason_ + ": " + degraded_detail_
                           : "mirror backlog being caught up",
-                false, true)) {
+                false, !hung_)) {
       continue;
     }
     account(static_cast<int64_t>(size));
@@ -151,6 +153,10 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
 void MirrorLink::journal_pending(std::string_view reason) {
   // Runs on the worker while the link's coroutine is suspended (or done): it never resumes after
   // this, so the unit it was applying is journaled as uncertain, the queued ones as they are.
+  if (hung_) {
+    // Sent to a target that has not answered for apply_timeout_ms: it may still commit them.
+    unresolved("pgtandem stopped while the target had not answered");
+  }
   for (auto& unit : in_flight_) {
     const int64_t size = static_cast<int64_t>(unit.bytes.size());
     journal(unit, reason, "pgtandem stopped while the target was applying it", true);
@@ -473,6 +479,7 @@ asio::awaitable<void> MirrorLink::apply() {
       co_return;
     }
   }
+  watch_apply();
   if (reprepare_) {
     const bool prepared = co_await reprepare();
     if (!prepared) {
@@ -514,6 +521,11 @@ asio::awaitable<void> MirrorLink::apply() {
     connected_ = false;
     boost::system::error_code ignored;
     socket_.close(ignored);
+    if (hung_) {
+      unresolved(ec ? "the connection broke after the apply timeout"
+                    : "no answer after the apply timeout");
+      co_return;
+    }
     degrade("connection_lost", ec ? ec.message() : "connection closed while applying");
     for (auto& unit : in_flight_) journal(unit, "connection_lost", degraded_detail_, !ec);
     co_return;
@@ -633,6 +645,9 @@ asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
   bool waited = false;
   bool registered = false;  // once: the entry stays until the watermark reaches `after`
   while (state_.mirror.order.done_through() < after) {
+    // The units it waits for may be on a hung link (apply timeout): once the session journals,
+    // the unit follows them into the journal (catch-up orders it) instead of queueing behind it.
+    if (journaling()) co_return;
     if (Clock::now() >= give_up) {
       state_.metrics->mirror_order_wait(false);
       wake_order_waiters(waiters, state_.mirror.order.give_up_through(after));
@@ -725,6 +740,7 @@ asio::awaitable<void> MirrorLink::run() {
         }
       }
       co_await apply();
+      end_watch();
     }
     // (Journaled units were moved into their entries: the size was taken before.)
     if (!in_flight_.empty()) account(-bytes);  // empty: journal_pending() accounted for them

@@ -124,6 +124,16 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
     const auto& b = state_.mirror.backlog;
     return b.enabled ? b.journaling.load(std::memory_order_acquire) : degraded_;
   }
+  // Apply timeout ([mirror] apply_timeout_ms; docs/design.md "Apply timeout"): watch_apply() arms
+  // the watch when a unit goes out, end_watch() ends it once apply() returned. Past the timeout
+  // on_hang() moves the session to the journal (its queue and later units) while the units in
+  // flight keep waiting for their answer; past the give-up time the connection is closed, and
+  // units that got no answer are marked for repair (unresolved()), neither journaled nor dropped.
+  void watch_apply();
+  void on_hang(uint64_t gen);
+  void give_up_hang(uint64_t gen);
+  void end_watch();
+  void unresolved(std::string_view why);
   // After journaling (or on another connection), the statements the session's units bind may be
   // missing on the link's connection: prepares them ahead of the units in flight.
   asio::awaitable<bool> reprepare();
@@ -134,6 +144,10 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   size_t target_;
   Socket socket_;
   asio::steady_timer wake_;
+  asio::steady_timer hang_timer_;  // the apply timeout's watch
+  uint64_t watch_gen_ = 0;         // a watch's expiry acts only for the apply that armed it
+  bool hung_ = false;              // the unit(s) in flight outlived the apply timeout
+  int64_t hung_since_ms_ = 0;      // Unix ms the unit(s) in flight were sent
   std::deque<policy::MirrorUnit> queue_;
   uint64_t queued_bytes_ = 0;
   bool busy_ = false;

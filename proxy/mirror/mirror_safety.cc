@@ -345,6 +345,13 @@ void MirrorSafety::stop_mirroring(const std::string& target, uint64_t journal_by
   if (!save_marks_locked(&why)) log::error("needs-repair mark not saved", {{"error", why}});
 }
 
+void MirrorSafety::add_mark(RepairMark mark) {
+  std::lock_guard lock(mu_);
+  marks_.push_back(std::move(mark));
+  std::string why;
+  if (!save_marks_locked(&why)) log::error("needs-repair mark not saved", {{"error", why}});
+}
+
 bool MirrorSafety::save_marks_locked(std::string* error) const {
   const std::string tmp = marks_path_ + ".tmp";
   std::string text;

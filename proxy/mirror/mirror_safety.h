@@ -34,7 +34,7 @@ struct MirrorShared;
 class Metrics;
 
 struct RepairMark {
-  std::string kind;    // "crash_window" | "journal_full"
+  std::string kind;    // "crash_window" | "journal_full" | "apply_timeout"
   std::string target;  // the mirror target the writes may be missing on
   int64_t from_ms = 0;  // Unix milliseconds: crash window start, or when the journal filled
   int64_t to_ms = 0;    // crash window end; 0 for journal_full
@@ -95,6 +95,9 @@ class MirrorSafety {
 
   // --- marks ---
   std::vector<RepairMark> marks() const;
+  // Adds a mark and persists it (logged by the caller): e.g. "apply_timeout", units a hung target
+  // may or may not have committed.
+  void add_mark(RepairMark mark);
   // Removes the marks of `kind` ("" = all) and persists; returns how many went.
   size_t clear(std::string_view kind);
   // Seconds covered by the pending crash windows (0 = none), for the metric.

@@ -71,6 +71,13 @@ struct MirrorBacklog {
   std::atomic<uint64_t> skipped{0};
   std::atomic<uint64_t> divergences{0};
   std::atomic<double> rate{0};  // entries per second while catching up (last few seconds)
+  // Apply timeout ([mirror] apply_timeout_ms, docs/design.md "Apply timeout"): links whose unit in
+  // flight has had no answer past the timeout (while any is, catch-up neither drains nor returns
+  // to live: its entries wait for that unit's fate), how often that happened, and the units whose
+  // fate stayed unknown (a needs-repair mark each time).
+  std::atomic<int64_t> hung_links{0};
+  std::atomic<uint64_t> apply_timeouts{0};
+  std::atomic<uint64_t> apply_timeout_unresolved{0};
 };
 
 struct MirrorShared {

@@ -490,6 +490,9 @@ struct Connection {
   // WAL flush per entry); before the applied-state file moves past them, one synchronous commit
   // on the connection flushes the WAL up to there (flush_targets()).
   bool unflushed = false;
+  // The wrap's BEGIN and record statements are prepared on the connection (append_marked_begin):
+  // parsed and planned once, not once per entry.
+  bool mark_prepared = false;
 };
 
 constexpr const char* kMarkerTable = "public.pgtandem_mirror_applied";
@@ -936,7 +939,10 @@ class JournalApplier::Impl {
 
   // After a unit or state unit ran: what it did to the named statements we track.
   static void forget_statements(Connection& c, const UnitScan& scan) {
-    if (scan.may_deallocate) c.statements.clear();
+    if (scan.may_deallocate) {
+      c.statements.clear();
+      c.mark_prepared = false;  // DEALLOCATE ALL / DISCARD ALL drop ours too
+    }
     for (const auto& name : scan.touched) c.statements.erase(name);
   }
 
@@ -1130,6 +1136,33 @@ class JournalApplier::Impl {
     std::vector<std::string> notes;
   };
 
+  // `BEGIN` and the entry's record as one request answered by one ReadyForQuery (the outcomes
+  // BEGIN, INSERT 0 1, as the simple Query "BEGIN; INSERT .." gives), on statements prepared once
+  // per connection: the record's INSERT .. ON CONFLICT is not parsed and planned per entry.
+  void append_marked_begin(Connection& c, const JournalEntry& e, std::string& out) const {
+    static constexpr std::string_view kBegin = "pgtandem_replay_begin";
+    static constexpr std::string_view kMark = "pgtandem_replay_mark";
+    if (!c.mark_prepared) {
+      static const std::string mark_sql =
+          std::string("INSERT INTO ") + kMarkerTable +
+          " (session, seq) VALUES ($1, $2::bigint) ON CONFLICT (session) DO UPDATE SET seq = "
+          "EXCLUDED.seq, applied_at = now()";
+      protocol::encode(out, protocol::Close{protocol::kTargetStatement, kBegin});
+      protocol::encode(out, protocol::Close{protocol::kTargetStatement, kMark});
+      protocol::encode_parse(out, kBegin, "BEGIN", {});
+      protocol::encode_parse(out, kMark, mark_sql, {});
+      c.mark_prepared = true;
+    }
+    protocol::encode_bind(out, "", kBegin, {}, {}, {});
+    protocol::encode(out, protocol::Execute{});
+    const std::string key = marker_key(e);
+    const std::string seq = std::to_string(e.seq);
+    const protocol::Value params[2] = {protocol::Value::of(key), protocol::Value::of(seq)};
+    protocol::encode_bind(out, "", kMark, {}, params, {});
+    protocol::encode(out, protocol::Execute{});
+    protocol::encode(out, protocol::Sync{});
+  }
+
   std::string marker_sql(const JournalEntry& e) const {
     return std::string("INSERT INTO ") + kMarkerTable + " (session, seq) VALUES (" +
            sql_literal(marker_key(e)) + ", " + std::to_string(e.seq) +
@@ -1244,7 +1277,7 @@ class JournalApplier::Impl {
       pl.marker = c->markers;
       size_t skip = 0;
       if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
-        protocol::encode(request, protocol::Query{"BEGIN;" + marker_sql(e)});
+        append_marked_begin(*c, e, request);
         pl.prefix = 1;
         if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
       }
@@ -1319,8 +1352,11 @@ class JournalApplier::Impl {
           for (const auto& [name, parse] : pl.preparing) c->statements.erase(name);
         }
       }
-      for (const auto& o : prefix_out)
-        if (o.is_error()) notes.push_back("recording on the target failed: " + o.sqlstate);
+      for (const auto& o : prefix_out) {
+        if (!o.is_error()) continue;
+        notes.push_back("recording on the target failed: " + o.sqlstate);
+        c->mark_prepared = false;  // prepared again (Close first) before the next entry
+      }
       for (const auto& o : suffix_out)
         if (o.is_error()) notes.push_back("recording on the target failed: " + o.sqlstate);
       if (status != protocol::kTxIdle) {

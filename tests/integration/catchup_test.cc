@@ -7,6 +7,8 @@
 // nothing left to apply.
 #include <sys/stat.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <regex>
 #include <sstream>
@@ -100,11 +102,11 @@ class CatchupTest : public ProxyTest {
     return db;
   }
 
-  ProxyProcess& start_mirror_proxy() {
+  ProxyProcess& start_mirror_proxy(const std::string& more_mirror_keys = "") {
     ProxyOptions o = Env::get().default_proxy_options();
     o.section_lines[""].push_back("mirror_writes = true");
     o.extra_toml = "[mirror]\njournal_path = \"" + journal_ +
-                   "\"\nreconnect_interval_ms = 200\ncatchup = true\n";
+                   "\"\nreconnect_interval_ms = 200\ncatchup = true\n" + more_mirror_keys;
     return start_proxy(o);
   }
 
@@ -292,6 +294,155 @@ TEST_F(CatchupTest, KilledDuringCatchupFinishesAfterRestart) {
   EXPECT_EQ(replay.exit_code, 0) << replay.describe();
   EXPECT_EQ(report_number(replay.out, "applied"), 0) << replay.out;
   expect_identical(db, "after replay");
+}
+
+// A hung `new` (apply timeout, docs/design.md "Apply timeout"): the backends of the sessions'
+// mirror connections on new are SIGSTOPped (their connections stay open) under a steady TPC-B
+// load. Within apply_timeout_ms (plus slack) the sessions journal instead of queueing in memory,
+// the queue stops growing, and once the backends resume the units in flight get their answers
+// (applied live, once), catch-up applies the journal and old == new, nothing marked for repair.
+TEST_F(CatchupTest, HungNewJournalsAfterApplyTimeout) {
+  const std::string db = make_db("hung");
+  if (HasFailure()) return;
+  constexpr int kTimeoutMs = 1000;
+  ProxyProcess& p = start_mirror_proxy("apply_timeout_ms = " + std::to_string(kTimeoutMs) + "\n");
+  ProcessResult bench;
+  std::atomic<bool> bench_done{false};
+  std::thread t([&] {
+    bench = run_pgbench(p.endpoint(),
+                        {"-c", "4", "-j", "2", "-T", "40", "-R", "200", "-M", "prepared"}, db,
+                        milliseconds(600000));
+    bench_done = true;
+  });
+  auto metric = [&](const char* name) { return p.metrics().sum(name); };
+  const bool mirroring = poll_until([&] { return backlog(p).applied_live > 100; },
+                                    milliseconds(60000), milliseconds(100));
+  // The mirror links' backends on new: the client's application_name (catch-up's is its own).
+  std::vector<pid_t> pids;
+  poll_until(
+      [&] {
+        const std::string list = new_cluster().query_value(
+            "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE datname = "
+            "'" + db + "' AND application_name = 'pgbench'");
+        pids.clear();
+        std::stringstream in(list);
+        std::string one;
+        while (std::getline(in, one, ',')) pids.push_back(static_cast<pid_t>(std::stol(one)));
+        return pids.size() >= 4;
+      },
+      milliseconds(30000), milliseconds(100));
+  if (!mirroring || pids.empty()) {
+    t.join();
+    FAIL() << "mirroring=" << mirroring << " backends on new=" << pids.size() << " "
+           << backlog(p).describe();
+  }
+  for (pid_t pid : pids) new_cluster().signal_backend(pid, SIGSTOP);
+  const auto stopped_at = std::chrono::steady_clock::now();
+  const bool timed_out = poll_until(
+      [&] { return metric("pgtandem_mirror_apply_timeouts_total") >= 1; }, milliseconds(60000),
+      milliseconds(50));
+  const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
+                                                             stopped_at);
+  // The load goes on into the journal; the links' queues no longer grow.
+  const double queue_at_hang = metric("pgtandem_mirror_queue_bytes");
+  const double journaled_at_hang = backlog(p).journaled;
+  const bool journaling = poll_until(
+      [&] { return backlog(p).journaled > journaled_at_hang + 200; }, milliseconds(60000),
+      milliseconds(100));
+  const double queue_later = metric("pgtandem_mirror_queue_bytes");
+  const double hung_links = metric("pgtandem_mirror_hung_links");
+  HttpResponse during = http_get(p.admin_port(), "/status");
+  for (pid_t pid : pids) new_cluster().signal_backend(pid, SIGCONT);
+  ASSERT_TRUE(timed_out) << backlog(p).describe() << "\n" << tail(p.log_text(), 3000);
+  std::fprintf(stderr, "[apply-timeout] %zu backends stopped; timeout noticed after %lld ms\n",
+               pids.size(), static_cast<long long>(took.count()));
+  EXPECT_LT(took.count(), kTimeoutMs + 10000) << "apply_timeout_ms plus slack";
+  EXPECT_TRUE(journaling) << backlog(p).describe();
+  EXPECT_LE(queue_later, queue_at_hang) << "the link queues kept growing while new was hung";
+  EXPECT_GE(hung_links, 1) << backlog(p).describe();
+  EXPECT_NE(during.body.find("\"apply_timeout\":{\"timeouts\":"), std::string::npos)
+      << during.body;
+  // Resumed: the units in flight are answered, the hung links settle, catch-up drains.
+  EXPECT_TRUE(poll_until([&] { return metric("pgtandem_mirror_hung_links") == 0; }, kDeadline,
+                         milliseconds(100)));
+  Backlog b;
+  ASSERT_TRUE(wait_caught_up(p, &b)) << b.describe() << "\n" << tail(p.log_text(), 3000);
+  t.join();
+  PgbenchSummary s = parse_pgbench(bench.out);
+  ASSERT_TRUE(bench.ok()) << bench.describe();
+  EXPECT_EQ(s.failed, 0) << bench.describe();
+  ASSERT_TRUE(wait_caught_up(p, &b)) << b.describe();
+  ASSERT_TRUE(poll_until(
+      [&] { return pgbench_state(old_cluster(), db) == pgbench_state(new_cluster(), db); },
+      milliseconds(120000), milliseconds(500)));
+  expect_identical(db, "after the hang and catch-up");
+  Backlog end = backlog(p);
+  EXPECT_EQ(end.divergences, 0) << end.describe() << "\n" << tail(p.log_text(), 3000);
+  EXPECT_EQ(metric("pgtandem_mirror_apply_timeout_unresolved_total"), 0);
+  HttpResponse status = http_get(p.admin_port(), "/status");
+  EXPECT_NE(status.body.find("\"needs_repair\":[]"), std::string::npos) << status.body;
+  std::fprintf(stderr, "[apply-timeout] %ld transactions (%.0f tps); %s\n", s.processed, s.tps,
+               end.describe().c_str());
+}
+
+// The same hang, ended by a crash of new instead (a hung backend SIGKILLed: the postmaster
+// restarts every backend): the units in flight never got an answer, and whether they committed
+// cannot be known, so they are neither applied again nor dropped silently: a needs-repair mark
+// `apply_timeout` names them, the count says how many, and catch-up carries on with the rest.
+TEST_F(CatchupTest, HungNewCrashLeavesRepairMark) {
+  const std::string db = make_db("hungcrash");
+  if (HasFailure()) return;
+  ProxyProcess& p = start_mirror_proxy("apply_timeout_ms = 500\n");
+  std::thread t([&] {
+    run_pgbench(p.endpoint(), {"-c", "2", "-j", "2", "-T", "20", "-R", "100", "-M", "prepared"},
+                db, milliseconds(600000));
+  });
+  auto metric = [&](const char* name) { return p.metrics().sum(name); };
+  const bool mirroring = poll_until([&] { return backlog(p).applied_live > 50; },
+                                    milliseconds(60000), milliseconds(100));
+  std::vector<pid_t> pids;
+  poll_until(
+      [&] {
+        const std::string list = new_cluster().query_value(
+            "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE datname = "
+            "'" + db + "' AND application_name = 'pgbench'");
+        pids.clear();
+        std::stringstream in(list);
+        std::string one;
+        while (std::getline(in, one, ',')) pids.push_back(static_cast<pid_t>(std::stol(one)));
+        return pids.size() >= 2;
+      },
+      milliseconds(30000), milliseconds(100));
+  if (!mirroring || pids.empty()) {
+    t.join();
+    FAIL() << "mirroring=" << mirroring << " backends on new=" << pids.size();
+  }
+  for (pid_t pid : pids) new_cluster().signal_backend(pid, SIGSTOP);
+  const bool hung = poll_until([&] { return metric("pgtandem_mirror_hung_links") >= 1; },
+                               milliseconds(60000), milliseconds(50));
+  // Every stopped backend dies without running what it had received (SIGKILL reaches a stopped
+  // process); the postmaster restarts the rest.
+  for (size_t i = 1; i < pids.size(); ++i) ::kill(pids[i], SIGKILL);
+  new_cluster().signal_backend(pids.front(), SIGKILL);
+  new_cluster().wait_ready();
+  const bool marked = poll_until(
+      [&] {
+        return metric("pgtandem_mirror_apply_timeout_unresolved_total") >= 1 &&
+               metric("pgtandem_mirror_hung_links") == 0;
+      },
+      kDeadline, milliseconds(100));
+  t.join();
+  ASSERT_TRUE(hung) << backlog(p).describe();
+  ASSERT_TRUE(marked) << backlog(p).describe() << "\n" << tail(p.log_text(), 3000);
+  Backlog b;
+  EXPECT_TRUE(wait_caught_up(p, &b)) << b.describe() << "\n" << tail(p.log_text(), 3000);
+  HttpResponse status = http_get(p.admin_port(), "/status");
+  EXPECT_NE(status.body.find("\"kind\":\"apply_timeout\""), std::string::npos) << status.body;
+  EXPECT_EQ(status.body.find("\"unresolved_units\":0"), std::string::npos) << status.body;
+  EXPECT_NE(p.log_text().find("mirrored writes of unknown fate after an apply timeout"),
+            std::string::npos);
+  std::fprintf(stderr, "[apply-timeout] crash: %.0f unit(s) marked; %s\n",
+               metric("pgtandem_mirror_apply_timeout_unresolved_total"), b.describe().c_str());
 }
 
 }  // namespace

@@ -72,6 +72,7 @@ journal_path = "/var/lib/pgtandem/j.log"
 journal_fsync = "always"
 journal_fsync_interval_ms = 50
 reconnect_interval_ms = 250
+apply_timeout_ms = 1500
 [classifier]
 read_only_functions = ["my_pure_fn", "app.lookup"]
 writing_functions = ["audit.log_event"]
@@ -89,6 +90,7 @@ unknown_function_is_write = false
   EXPECT_EQ(c.mirror.journal_fsync, "always");
   EXPECT_EQ(c.mirror.journal_fsync_interval_ms, 50u);
   EXPECT_EQ(c.mirror.reconnect_interval_ms, 250u);
+  EXPECT_EQ(c.mirror.apply_timeout_ms, 1500u);
   ASSERT_EQ(c.classifier.read_only_functions.size(), 2u);
   EXPECT_EQ(c.classifier.read_only_functions[1], "app.lookup");
   ASSERT_EQ(c.classifier.writing_functions.size(), 1u);

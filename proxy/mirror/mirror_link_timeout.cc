@@ -1,0 +1,137 @@
+// The mirror link's apply timeout ([mirror] apply_timeout_ms; docs/design.md, "Apply timeout"):
+// a unit in flight with no answer past the timeout moves the session to the journal while the unit
+// waits for its answer; one that never gets it is marked for repair, neither journaled (it could
+// apply twice) nor dropped. Kept apart from mirror_link.cc (the live path) on purpose.
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+
+#include "proxy/mirror/mirror_link.h"
+#include "proxy/mirror/mirror_safety.h"
+#include "proxy/telemetry/log.h"
+
+namespace pgtandem::proxy {
+
+namespace {
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+// How long the unit(s) in flight may wait for their answer after the timeout before the link gives
+// up on them (and marks them for repair).
+std::chrono::milliseconds give_up_after(std::chrono::milliseconds timeout) {
+  return std::max<std::chrono::milliseconds>(std::chrono::seconds(60), timeout * 10);
+}
+}  // namespace
+
+void MirrorLink::watch_apply() {
+  const auto snap = state_.snapshot.load(std::memory_order_acquire);
+  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
+  hung_since_ms_ = unix_ms();
+  const uint64_t gen = ++watch_gen_;
+  hang_timer_.expires_after(std::chrono::milliseconds(m.apply_timeout_ms));
+  hang_timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
+    if (!ec) self->on_hang(gen);
+  });
+}
+
+void MirrorLink::end_watch() {
+  ++watch_gen_;  // a handler already queued does nothing
+  hang_timer_.cancel();
+  if (!hung_) return;
+  hung_ = false;
+  state_.mirror.backlog.hung_links.fetch_sub(1, std::memory_order_acq_rel);
+  log::info("mirror target answered after the apply timeout",
+            {{"session", context_.session_id}, {"target", state_.targets[target_].name}});
+}
+
+void MirrorLink::on_hang(uint64_t gen) {
+  if (gen != watch_gen_ || !busy_ || hung_) return;
+  const auto snap = state_.snapshot.load(std::memory_order_acquire);
+  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
+  auto& b = state_.mirror.backlog;
+  hung_ = true;
+  b.apply_timeouts.fetch_add(1, std::memory_order_relaxed);
+  {
+    // Counted before journaling is set, under the lock catch-up flips under: it cannot return to
+    // live (nor drain) while a link is hung, even with nothing journaled yet.
+    std::shared_lock lock(b.mu);
+    b.hung_links.fetch_add(1, std::memory_order_acq_rel);
+    if (b.enabled) b.journaling.store(true, std::memory_order_release);
+  }
+  const std::string detail =
+      "no answer from the target within apply_timeout_ms = " + std::to_string(m.apply_timeout_ms);
+  degrade("apply_timeout", detail);
+  log::warn("mirror apply timeout: the session's writes go to the journal",
+            {{"session", context_.session_id},
+             {"target", state_.targets[target_].name},
+             {"in_flight", std::to_string(in_flight_.size())},
+             {"queued", std::to_string(queue_.size())}});
+  // The queue follows the unit(s) in flight into the journal (in order, never held: catch-up
+  // waits for the units in flight anyway).
+  while (!queue_.empty()) {
+    const int64_t size = static_cast<int64_t>(queue_.front().bytes.size());
+    journal(queue_.front(), "apply_timeout", detail, false);
+    queue_.pop_front();
+    account(-size);
+  }
+  const uint64_t next = ++watch_gen_;
+  hang_timer_.expires_after(give_up_after(std::chrono::milliseconds(m.apply_timeout_ms)) -
+                            std::chrono::milliseconds(m.apply_timeout_ms));
+  hang_timer_.async_wait([self = shared_from_this(), next](boost::system::error_code ec) {
+    if (!ec) self->give_up_hang(next);
+  });
+}
+
+void MirrorLink::give_up_hang(uint64_t gen) {
+  if (gen != watch_gen_ || !hung_) return;
+  log::warn("mirror target still silent: giving up on the units in flight",
+            {{"session", context_.session_id}, {"target", state_.targets[target_].name}});
+  boost::system::error_code ignored;
+  socket_.close(ignored);  // apply() reads nothing more and calls unresolved()
+}
+
+void MirrorLink::unresolved(std::string_view why) {
+  // The target may or may not commit them (a stopped backend runs what it had received when it
+  // resumes): applied again they could apply twice, so they are not journaled; the target is
+  // marked for verify/repair instead, naming the session, the units and the window.
+  auto& b = state_.mirror.backlog;
+  if (in_flight_.empty()) return;
+  std::string detail = "session " + context_.session_id + ": " + std::to_string(in_flight_.size()) +
+                       " mirrored unit(s), commit order " + std::to_string(in_flight_.front().seq) +
+                       ".." + std::to_string(in_flight_.back().seq) + ", first statement \"" +
+                       in_flight_.front().first_sql.substr(0, 120) +
+                       "\", sent to the target, which did not answer (" + std::string(why) +
+                       "): they may or may not have committed there";
+  log::error("mirrored writes of unknown fate after an apply timeout: the target needs verify/repair",
+             {{"session", context_.session_id},
+              {"target", state_.targets[target_].name},
+              {"detail", detail}});
+  b.apply_timeout_unresolved.fetch_add(in_flight_.size(), std::memory_order_relaxed);
+  if (state_.mirror.safety) {
+    RepairMark mark;
+    mark.kind = "apply_timeout";
+    mark.target = state_.targets[target_].name;
+    mark.from_ms = hung_since_ms_;
+    mark.to_ms = unix_ms();
+    mark.detail = std::move(detail);
+    state_.mirror.safety->add_mark(std::move(mark));
+  }
+  for (auto& unit : in_flight_) {
+    state_.metrics->mirror_write(MirrorOutcome::kFailed);
+    state_.mirror.order.done(unit.seq);
+    account(-static_cast<int64_t>(unit.bytes.size()));  // (run() skips an empty in_flight_)
+  }
+  in_flight_.clear();
+  reprepare_ = true;
+  reprepared_.clear();
+  if (hung_) {
+    hung_ = false;
+    b.hung_links.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace pgtandem::proxy
