@@ -667,9 +667,10 @@ asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
     // moved the watermark before this read (both seq_cst).
     if (state_.mirror.order.done_through() >= after) break;
     waited = true;
-    // Woken by order_ready() (or a push, or the give-up deadline); the post runs on this worker,
-    // so it cannot slip in before the wait starts.
-    wake_.expires_at(give_up);
+    // Woken by order_ready() (or a push); the post runs on this worker, so it cannot slip in
+    // before the wait starts. A look every 100 ms besides, for a switch to journaling (nothing
+    // wakes waiters for that) and the give-up deadline.
+    wake_.expires_at(std::min(give_up, Clock::now() + std::chrono::milliseconds(100)));
     co_await wake_.async_wait(kNoThrow);
   }
   if (waited) state_.metrics->mirror_order_wait(true);
