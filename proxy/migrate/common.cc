@@ -59,6 +59,7 @@ bool parse_options(int argc, char** argv, const std::vector<std::string>& allowe
       *error = "unknown option " + flag;
       return false;
     }
+    o->given.insert(flag);
     if (flag == "--no-watermark") {
       o->no_watermark = true;
       continue;
@@ -138,6 +139,22 @@ ConnSpec spec_for(const config::Target& t, const std::string& db, const std::str
   return s;
 }
 
+void apply_migrate_section(const config::Migrate& m, Options* o) {
+  auto unset = [&](const char* flag) { return o->given.count(flag) == 0; };
+  if (unset("--user")) o->user = m.user;
+  if (unset("--dbname")) o->dbname = m.dbname;
+  if (unset("--jobs")) o->jobs = static_cast<int>(m.jobs);
+  if (unset("--chunk-rows")) o->chunk_rows = static_cast<int64_t>(m.chunk_rows);
+  if (unset("--chunk-memory")) o->chunk_memory = static_cast<int64_t>(m.chunk_memory);
+  if (unset("--max-rate")) o->max_rate = static_cast<int64_t>(m.max_rate);
+  if (unset("--commit-grace-ms")) o->commit_grace_ms = static_cast<int>(m.commit_grace_ms);
+  if (unset("--watermark-timeout-ms")) o->watermark_timeout_ms = static_cast<int>(m.watermark_timeout_ms);
+  if (unset("--recheck-delay-ms")) o->recheck_delay_ms = static_cast<int>(m.recheck_delay_ms);
+  if (unset("--admin")) o->admins = m.admins;
+  if (unset("--state-dir")) o->state_dir = m.state_dir;
+  o->use_admin_token = m.use_admin_token;
+}
+
 }  // namespace
 
 bool make_context(const Options& opt, const std::string& app, Context* ctx, std::string* error) {
@@ -150,13 +167,14 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
   }
   ctx->cfg = *loaded.config;
   ctx->mirror_writes = ctx->cfg.mirror_writes;
-  std::string user = opt.user.empty() ? ctx->cfg.classifier.catalog_user : opt.user;
+  apply_migrate_section(ctx->cfg.migrate, &ctx->opt);
+  std::string user = ctx->opt.user.empty() ? ctx->cfg.classifier.catalog_user : ctx->opt.user;
   if (user.empty() && std::getenv("PGUSER")) user = std::getenv("PGUSER");
   if (user.empty()) {
-    *error = "no user: give --user, or set [classifier] catalog_user or $PGUSER";
+    *error = "no user: give --user, or set [migrate] user, [classifier] catalog_user or $PGUSER";
     return false;
   }
-  std::string db = opt.dbname.empty() ? ctx->cfg.classifier.catalog_database : opt.dbname;
+  std::string db = ctx->opt.dbname.empty() ? ctx->cfg.classifier.catalog_database : ctx->opt.dbname;
   if (db.empty() && std::getenv("PGDATABASE")) db = std::getenv("PGDATABASE");
   if (db.empty()) db = user;
   std::optional<config::Pgpass> pgpass;
@@ -185,8 +203,8 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
     ctx->opt.admins.push_back(config_admin);
   ctx->report_admins = ctx->opt.admins;
   if (ctx->report_admins.empty() && !config_admin.empty()) ctx->report_admins.push_back(config_admin);
-  ctx->admin_token = ctx->cfg.admin.token;
-  if (ctx->admin_token.empty() && !ctx->cfg.admin.token_file.empty()) {
+  ctx->admin_token = ctx->opt.use_admin_token ? ctx->cfg.admin.token : std::string();
+  if (ctx->opt.use_admin_token && ctx->admin_token.empty() && !ctx->cfg.admin.token_file.empty()) {
     std::string token;
     if (read_whole_file(ctx->cfg.admin.token_file, &token)) {
       const auto first = token.find_first_not_of(" \t\r\n");
@@ -194,7 +212,8 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
       ctx->admin_token = first == std::string::npos ? std::string() : token.substr(first, last - first + 1);
     }
   }
-  return true;
+  // Checkpoints, reports and the audit log go there: a command that cannot write it stops now.
+  return !state_dir(ctx->opt, error).empty();
 }
 
 namespace {
@@ -405,6 +424,68 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
   return true;
 }
 
+std::vector<pm::AdminMarks> read_marks(const Context& ctx) {
+  std::vector<pm::AdminMarks> out;
+  for (const auto& a : ctx.report_admins) {
+    pm::AdminMarks m;
+    m.admin = a;
+    int status = 0;
+    std::string body, e;
+    if (admin_request(a, "GET", "/status", {}, "", 5000, &status, &body, &e) && status == 200)
+      pm::parse_status_marks(body, &m, &e);
+    m.admin = a;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+void clear_marks_after_clean_verify(const Context& ctx, const std::vector<pm::AdminMarks>& at_start,
+                                    pm::Json* details) {
+  pm::Json cleared_json = pm::Json::array();
+  const auto now = read_marks(ctx);
+  for (const auto& n : now) {
+    pm::AdminMarks start;
+    start.admin = n.admin;
+    for (const auto& s : at_start)
+      if (s.admin == n.admin) start = s;
+    if (!n.read) {
+      print_check('!', "pgtandem " + n.admin + ": /status not readable: its needs-repair marks (if any) were not cleared");
+      continue;
+    }
+    const pm::ClearPlan plan = pm::plan_clear(start, n);
+    for (const auto& k : plan.kept) print_check('!', "pgtandem " + n.admin + ": mark kept: " + k);
+    if (plan.path.empty()) continue;
+    if (ctx.admin_token.empty()) {
+      print_check('!', "pgtandem " + n.admin + ": " + std::to_string(plan.expected) +
+                           " needs-repair mark(s) not cleared: no [admin] token (or [migrate] use_admin_token = false); POST " +
+                           plan.path + " by hand");
+      continue;
+    }
+    int status = 0;
+    std::string body, e;
+    if (!admin_request(n.admin, "POST", plan.path, {"Authorization: Bearer " + ctx.admin_token}, "{}", 5000,
+                       &status, &body, &e) ||
+        status != 200) {
+      print_check('-', "pgtandem " + n.admin + ": POST " + plan.path + " failed: " +
+                           (e.empty() ? "status " + std::to_string(status) + " " + body : e));
+      continue;
+    }
+    const auto answer = pm::Json::parse(body);
+    const pm::Json* c = answer ? answer->get("cleared") : nullptr;
+    const int64_t cleared = c ? c->as_int() : -1;
+    print_check('+', "pgtandem " + n.admin + ": the clean verify cleared " + std::to_string(cleared) +
+                         " needs-repair mark(s) (POST " + plan.path + ")");
+    if (cleared > static_cast<int64_t>(plan.expected))
+      print_check('!', "pgtandem " + n.admin + ": " + std::to_string(cleared - static_cast<int64_t>(plan.expected)) +
+                           " mark(s) appeared between reading /status and the clear and went with it: run verify again");
+    cleared_json.push(pm::Json::object()
+                          .set("admin", pm::Json::string(n.admin))
+                          .set("path", pm::Json::string(plan.path))
+                          .set("cleared", pm::Json::integer(cleared)));
+  }
+  details->set("marks_cleared", std::move(cleared_json));
+}
+
 MirrorBarrier::MirrorBarrier(const Context& ctx)
     : grace_ms_(ctx.opt.commit_grace_ms), timeout_ms_(ctx.opt.watermark_timeout_ms) {
   if (!ctx.opt.no_watermark) admins_ = ctx.opt.admins;
@@ -559,9 +640,31 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
   return true;
 }
 
-std::string state_dir(const Options& opt) {
-  std::string dir = opt.state_dir.empty() ? "pgtandem-state" : opt.state_dir;
-  ::mkdir(dir.c_str(), 0755);
+std::string state_dir(const Options& opt, std::string* error) {
+  // make_context() filled state_dir from [migrate] (absolute); a command that fails before its
+  // config is read has nowhere to write, and says so instead of using the working directory.
+  std::string dir = opt.state_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir.empty()) {
+    if (error) *error = "no state directory (the config was not read)";
+    return {};
+  }
+  for (size_t at = dir.find('/', 1);; at = dir.find('/', at + 1)) {
+    const std::string part = at == std::string::npos ? dir : dir.substr(0, at);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      if (error)
+        *error = "cannot create the state directory " + part + ": " + std::strerror(errno) +
+                 " (set [migrate] state_dir or give --state-dir)";
+      return {};
+    }
+    if (at == std::string::npos) break;
+  }
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || ::access(dir.c_str(), W_OK) != 0) {
+    if (error)
+      *error = "the state directory " + dir + " is not a writable directory (set [migrate] state_dir or give --state-dir)";
+    return {};
+  }
   return dir;
 }
 
@@ -615,7 +718,9 @@ void audit(const Options& opt, const std::string& command, int exit_code, pm::Js
   line.set("tables", std::move(tables));
   line.set("exit_code", pm::Json::integer(exit_code));
   line.set("details", std::move(details));
-  const std::string path = state_dir(opt) + "/audit.log";
+  const std::string dir = state_dir(opt);
+  if (dir.empty()) return;  // the command already said why
+  const std::string path = dir + "/audit.log";
   if (FILE* f = std::fopen(path.c_str(), "a")) {
     const std::string text = line.dump() + "\n";
     std::fwrite(text.data(), 1, text.size(), f);

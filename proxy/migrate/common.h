@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +28,9 @@ namespace pgtandem::proxy::migrate {
 
 namespace pm = policy::migrate;
 
+// The command line. Every setting but --config, --tables, --report, --no-watermark and
+// --allow-cast has a [migrate] key of the same name (config/config.h): make_context() fills the
+// ones no flag gave from the file (flags override the file), so read them from Context::opt.
 struct Options {
   std::string config_path;
   std::string user, dbname;
@@ -35,7 +39,7 @@ struct Options {
   int64_t max_rate = 0;        // rows/s over all jobs; 0 = unlimited
   int64_t chunk_rows = 10000;  // rows per chunk
   int64_t chunk_memory = 64 << 20;  // backfill: a chunk up to this many bytes is held in memory
-  std::string state_dir;       // default ./pgtandem-state
+  std::string state_dir;       // default: [migrate] state_dir (the proxy's state_dir)
   std::vector<std::string> admins;  // HOST:PORT of every running pgtandem
   bool no_watermark = false;        // copy without the mirror barrier (only with writes stopped)
   int commit_grace_ms = 50;         // see docs/migration.md, "the answer still on its way"
@@ -43,6 +47,8 @@ struct Options {
   int recheck_delay_ms = 1000;
   std::string report;  // verify: where to write; repair: what to read
   std::vector<std::string> allowed_casts;  // preflight: "old_type->new_type"
+  bool use_admin_token = true;             // [migrate] use_admin_token (no flag)
+  std::set<std::string> given;             // the flags given on the command line
 };
 
 // Parses argv (after the command name). `allowed`: the flags this command takes, e.g.
@@ -80,6 +86,16 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
 bool admin_request(const std::string& host_port, const std::string& method, const std::string& path,
                    const std::vector<std::string>& headers, const std::string& body, int timeout_ms,
                    int* status, std::string* response_body, std::string* error);
+
+// GET /status of every pgtandem the command knows (Context::report_admins): its needs-repair marks
+// (policy/migrate/marks.h; read = false where it could not be read).
+std::vector<pm::AdminMarks> read_marks(const Context& ctx);
+// After a clean verify of every table (or a repair of such a verify's report, verified again
+// clean): on each pgtandem, POSTs the clear that plan_clear() allows against `at_start` (the
+// marks seen when that verify started), prints what was cleared and what was kept and why, and
+// records it in *details (the audit line). docs/migration.md, "Marks cleared by a clean verify".
+void clear_marks_after_clean_verify(const Context& ctx, const std::vector<pm::AdminMarks>& at_start,
+                                    pm::Json* details);
 
 // Waits until every running pgtandem's mirror has applied what the primary committed before now
 // minus nothing: after `commit_grace_ms` (for COMMIT answers still on their way to pgtandem), the
@@ -128,8 +144,9 @@ struct ChunkResult {
 bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
                 const ChunkCopy& what, ChunkResult* result, std::string* error);
 
-// --state-dir (default ./pgtandem-state), created if missing.
-std::string state_dir(const Options& opt);
+// --state-dir, else [migrate] state_dir (by default the proxy's state_dir; never the working
+// directory), created (with its parents, 0700) if missing; "" with *error when it cannot be.
+std::string state_dir(const Options& opt, std::string* error = nullptr);
 // Writes <state-dir>/<name> atomically (temp file + rename).
 bool write_file_atomic(const std::string& path, const std::string& content, std::string* error);
 bool read_whole_file(const std::string& path, std::string* out);

@@ -126,7 +126,7 @@ int preflight_main(int argc, char** argv) {
   pf.check(p != nullptr, p ? ctx.primary.label + " reachable as " + ctx.primary.user + ", PostgreSQL " + p->server_version() + " (primary)" : pe);
   pf.check(n != nullptr, n ? ctx.secondary.label + " reachable as " + ctx.secondary.user + ", PostgreSQL " + n->server_version() : ne);
   if (!p || !n) {
-    audit(opt, "preflight", 1, pm::Json::object().set("failures", pm::Json::integer(pf.failures)));
+    audit(ctx.opt, "preflight", 1, pm::Json::object().set("failures", pm::Json::integer(pf.failures)));
     return 1;
   }
   const int pmajor = PQserverVersion(p->raw()) / 10000, nmajor = PQserverVersion(n->raw()) / 10000;
@@ -203,7 +203,7 @@ int preflight_main(int argc, char** argv) {
   pf.details.set("keyless_tables", pm::Json::integer(static_cast<int64_t>(keyless.size())));
   const int code = pf.failures == 0 ? 0 : 1;
   std::printf("%s\n", code == 0 ? "preflight passed" : ("preflight failed: " + std::to_string(pf.failures) + " check(s)").c_str());
-  audit(opt, "preflight", code, std::move(pf.details));
+  audit(ctx.opt, "preflight", code, std::move(pf.details));
   return code;
 }
 

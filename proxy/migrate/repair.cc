@@ -81,7 +81,7 @@ int repair_main(int argc, char** argv) {
     std::fprintf(stderr, "pgtandem repair: %s\n", error.c_str());
     return 1;
   }
-  const std::string dir = state_dir(opt);
+  const std::string dir = state_dir(ctx.opt);
   const std::string report_path = opt.report.empty() ? dir + "/verify-report.json" : opt.report;
   std::string text;
   if (!read_whole_file(report_path, &text)) {
@@ -150,7 +150,7 @@ int repair_main(int argc, char** argv) {
   if (!run_verify(ctx, tables, schema, &after, &progress, &error)) {
     progress.finish(1, error);
     std::fprintf(stderr, "pgtandem repair: verifying again failed: %s\n", error.c_str());
-    audit(opt, "repair", 1, pm::Json::object().set("error", pm::Json::string(error)));
+    audit(ctx.opt, "repair", 1, pm::Json::object().set("error", pm::Json::string(error)));
     return 1;
   }
   const std::string after_path = dir + "/repair-verify-report.json";
@@ -164,8 +164,15 @@ int repair_main(int argc, char** argv) {
                          "); run repair --report " + after_path + " again");
   const int code = identical ? 0 : 1;
   progress.finish(code, identical ? "" : "differences remain");
-  audit(opt, "repair", code,
-        pm::Json::object()
+  // The report's verify covered every table and the re-verify of what differed is clean: old and
+  // new agree on every table since that verify's start.
+  pm::Json details = pm::Json::object();
+  if (identical && report->all_tables)
+    clear_marks_after_clean_verify(ctx, report->marks_at_start, &details);
+  else if (identical)
+    print_check('!', "needs-repair marks not cleared: the report's verify covered only some tables (--tables)");
+  audit(ctx.opt, "repair", code,
+        details
             .set("report", pm::Json::string(report_path))
             .set("repaired_rows", pm::Json::integer(repaired))
             .set("failures", pm::Json::integer(failures))
