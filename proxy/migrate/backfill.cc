@@ -302,6 +302,24 @@ int Backfill::run() {
   for (auto& t : threads) t.join();
   int64_t rows = 0;
   for (const auto& job : jobs_) rows += job.checkpoint.rows();
+  // Serial and identity columns: mirrored INSERTs draw from the other target's own sequences, and
+  // the copy does not call nextval there; at the end every sequence is set to at least the
+  // primary's value (docs/migration.md, "Serial and identity columns").
+  int sequences_raised = 0;
+  if (error_.empty()) {
+    ConnPair pair;
+    std::string e;
+    bool ok = open_pair(ctx_, &pair, &e);
+    for (size_t i = 0; ok && i < schema.sequences.size(); ++i) {
+      bool raised = false;
+      ok = raise_sequence(pair, schema.sequences[i], &raised, &e);
+      sequences_raised += raised ? 1 : 0;
+    }
+    if (!ok) error_ = "setting the other target's sequences: " + e;
+    else if (!schema.sequences.empty())
+      std::printf("sequences: %d of %zu set to at least the primary's value on %s\n", sequences_raised,
+                  schema.sequences.size(), ctx_.secondary_name.c_str());
+  }
   const double secs = std::chrono::duration<double>(Clock::now() - started_).count();
   const int code = error_.empty() ? 0 : 1;
   progress_->finish(code, error_);
@@ -319,6 +337,7 @@ int Backfill::run() {
             .set("tables", pm::Json::integer(static_cast<int64_t>(jobs_.size())))
             .set("rows", pm::Json::integer(rows))
             .set("rows_this_run", pm::Json::integer(rows_total_.load()))
+            .set("sequences_raised", pm::Json::integer(sequences_raised))
             .set("seconds", pm::Json::number(secs))
             .set("error", pm::Json::string(error_)));
   return code;

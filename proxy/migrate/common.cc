@@ -640,6 +640,31 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
   return true;
 }
 
+bool raise_sequence(ConnPair& pair, const pm::Sequence& s, bool* raised, std::string* error) {
+  *raised = false;
+  const std::string reg = pm::quote_literal(pm::qualified_name(s.schema, s.name));
+  Rows p, n;
+  const std::string sql = "SELECT last_value FROM pg_sequences WHERE schemaname = " + pm::quote_literal(s.schema) +
+                          " AND sequencename = " + pm::quote_literal(s.name);
+  if (!pair.primary->query(sql, &p, error) || !pair.secondary->query(sql, &n, error)) return false;
+  if (p.rows.empty() || !p.rows[0][0]) return true;  // unused on the primary
+  const int64_t pv = std::atoll(p.at(0, 0).c_str());
+  if (n.rows.empty()) {
+    *error = "sequence " + s.qualified() + " is missing on the other target";
+    return false;
+  }
+  if (n.rows[0][0] && std::atoll(n.at(0, 0).c_str()) >= pv) return true;
+  // GREATEST on the other target itself: a mirrored nextval between the read and the setval is
+  // not undone.
+  Rows ignored;
+  if (!pair.secondary->query("SELECT setval(" + reg + "::regclass, GREATEST(" + std::to_string(pv) +
+                                 ", (SELECT last_value FROM " + pm::qualified_name(s.schema, s.name) + ")), true)",
+                             &ignored, error))
+    return false;
+  *raised = true;
+  return true;
+}
+
 std::string state_dir(const Options& opt, std::string* error) {
   // make_context() filled state_dir from [migrate] (absolute); a command that fails before its
   // config is read has nowhere to write, and says so instead of using the working directory.

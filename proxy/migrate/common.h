@@ -144,6 +144,10 @@ struct ChunkResult {
 bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
                 const ChunkCopy& what, ChunkResult* result, std::string* error);
 
+// Sets the sequence on the other target to at least the primary's last_value (setval; never
+// lowers it: ahead is harmless, behind breaks a cutover). *raised: whether it moved.
+bool raise_sequence(ConnPair& pair, const pm::Sequence& s, bool* raised, std::string* error);
+
 // --state-dir, else [migrate] state_dir (by default the proxy's state_dir; never the working
 // directory), created (with its parents, 0700) if missing; "" with *error when it cannot be.
 std::string state_dir(const Options& opt, std::string* error = nullptr);

@@ -1,5 +1,6 @@
 // pgtandem preflight --config FILE: the pre-migration checklist (issue 13). One line per check,
 // ✓ or ✗ (! for a note that does not fail), exit 1 on any ✗.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -81,6 +82,47 @@ struct Preflight {
                        " SET session_replication_role = replica (RESET it after the backfill)" +
                        (superuser ? "" : "; " + ctx.secondary.user + " is not a superuser, so backfill copies parents before children instead"));
     }
+  }
+
+  // Serial and identity columns (docs/migration.md, "Serial and identity columns"): a mirrored
+  // INSERT that leaves one to its default draws from the other target's own sequence, whose order
+  // is not the primary's commit order (concurrent inserts) and which never saw the primary's
+  // rolled-back draws: the same row then has another value there. Named one by one, as a note.
+  void serial_columns(PgConn& p, const std::vector<const pm::Table*>& tables) {
+    Rows r;
+    std::string e;
+    if (!p.query("SELECT n.nspname, c.relname, a.attname, CASE a.attidentity WHEN 'a' THEN 'identity always' "
+                 "WHEN 'd' THEN 'identity by default' ELSE 'serial' END, coalesce(pg_get_serial_sequence("
+                 "format('%I.%I', n.nspname, c.relname), a.attname), '') FROM pg_attribute a JOIN pg_class c "
+                 "ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d "
+                 "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE c.relkind IN ('r', 'p') AND "
+                 "a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' OR pg_get_expr(d.adbin, "
+                 "d.adrelid) LIKE 'nextval(%') ORDER BY 1, 2, a.attnum",
+                 &r, &e)) {
+      check(false, "cannot read serial and identity columns: " + e);
+      return;
+    }
+    size_t named = 0;
+    for (const auto& row : r.rows) {
+      const std::string table = *row[0] + "." + *row[1];
+      const pm::Table* t = nullptr;
+      for (const pm::Table* c : tables)
+        if (c->qualified() == table) t = c;
+      if (t == nullptr) continue;  // not one of --tables
+      const auto key = pm::choose_key(*t);
+      const bool in_key = std::find(key.columns.begin(), key.columns.end(), *row[2]) != key.columns.end();
+      print_check('!', "serial: " + table + "." + *row[2] + " (" + *row[3] +
+                           (row[4]->empty() ? "" : ", sequence " + *row[4]) + (in_key ? ", part of the key" : "") +
+                           "): a mirrored INSERT that leaves it to its default takes " + ctx.secondary_name +
+                           "'s own next value, which differs from the primary's under concurrent inserts and "
+                           "after inserts rolled back on the primary" +
+                           (in_key ? " (the same row gets another key there)" : "") +
+                           ". Remedy: verify + repair (repair copies the primary's rows and sets the sequence), "
+                           "or keys the application generates (uuid, or nextval read first and sent as a value)");
+      ++named;
+    }
+    if (named == 0) check(true, "serial: no serial or identity column in the tables");
+    details.set("serial_columns", pm::Json::integer(static_cast<int64_t>(named)));
   }
 
   void connections(PgConn& c, const std::string& name) {
@@ -180,6 +222,7 @@ int preflight_main(int argc, char** argv) {
                          "SHARE on the primary (writes to it wait for the copy); verify compares it whole (count and hash)");
   }
   pf.privileges(*p, *n, tables);
+  pf.serial_columns(*p, tables);
   pf.foreign_keys(*n, new_schema);
   pf.connections(*p, ctx.primary.label);
   pf.connections(*n, ctx.secondary.label);

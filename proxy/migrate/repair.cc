@@ -51,19 +51,6 @@ bool repair_table(ConnPair& pair, MirrorBarrier& barrier, const pm::Table& table
   return true;
 }
 
-bool repair_sequence(ConnPair& pair, const pm::Sequence& s, std::string* error) {
-  const std::string reg = pm::quote_literal(pm::qualified_name(s.schema, s.name));
-  Rows p, n;
-  const std::string sql = "SELECT last_value FROM pg_sequences WHERE schemaname = " + pm::quote_literal(s.schema) +
-                          " AND sequencename = " + pm::quote_literal(s.name);
-  if (!pair.primary->query(sql, &p, error) || !pair.secondary->query(sql, &n, error)) return false;
-  if (p.rows.empty() || !p.rows[0][0]) return true;  // unused on the primary
-  const int64_t pv = std::atoll(p.at(0, 0).c_str());
-  if (!n.rows.empty() && n.rows[0][0] && std::atoll(n.at(0, 0).c_str()) >= pv) return true;
-  Rows ignored;
-  return pair.secondary->query("SELECT setval(" + reg + "::regclass, " + std::to_string(pv) + ", true)", &ignored, error);
-}
-
 }  // namespace
 
 int repair_main(int argc, char** argv) {
@@ -135,7 +122,8 @@ int repair_main(int argc, char** argv) {
     const pm::Sequence* seq = nullptr;
     for (const auto& q : schema.sequences)
       if (q.qualified() == s.sequence) seq = &q;
-    if (seq == nullptr || !repair_sequence(pair, *seq, &error)) {
+    bool raised = false;
+    if (seq == nullptr || !raise_sequence(pair, *seq, &raised, &error)) {
       print_check('-', "sequence " + s.sequence + ": " + (seq ? error : "not on the primary"));
       ++failures;
     } else {
