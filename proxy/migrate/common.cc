@@ -522,9 +522,14 @@ bool MirrorBarrier::wait(std::string* error, Clock::time_point since) {
   return true;
 }
 
-bool open_pair(const Context& ctx, ConnPair* pair, std::string* error) {
+bool open_pair(const Context& ctx, ConnPair* pair, std::string* error, bool second_primary) {
   pair->primary = PgConn::open(ctx.primary, error);
   if (!pair->primary) return false;
+  pair->primary2.reset();
+  if (second_primary) {
+    pair->primary2 = PgConn::open(ctx.primary, error);
+    if (!pair->primary2 || !pair->primary2->exec("SET lock_timeout = '30s'", error)) return false;
+  }
   pair->secondary = PgConn::open(ctx.secondary, error);
   if (!pair->secondary) return false;
   // Foreign keys and triggers on the other target do not fire for the copy (parents may come
@@ -567,11 +572,34 @@ bool range_empty(PgConn& n, const pm::TableSql& t, const pm::KeyRange& range, bo
 
 }  // namespace
 
-bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
-                const ChunkCopy& what, ChunkResult* result, std::string* error) {
-  PgConn& p = *pair.primary;
-  PgConn& n = *pair.secondary;
+bool read_chunk(PgConn& p, const ChunkCopy& what, ChunkRead* r, std::string* error) {
+  *r = {};
+  std::string e;
+  auto fail = [&](const std::string& why) {
+    *error = why;
+    std::string ignored;
+    if (p.ok()) p.exec("ROLLBACK", &ignored);
+    return false;
+  };
+  if (!p.exec("BEGIN ISOLATION LEVEL READ COMMITTED", &e)) return fail(e);
+  if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
+  // The chunk out of the primary (its rows locked as they are read), into memory while it fits.
+  r->snapshot_by = Clock::now();
+  if (!p.copy_out_buffered(what.copy_out_sql, what.max_buffer, &r->data, &r->rows, &r->last_at, &r->complete,
+                           &r->snapshot_by, &e))
+    return fail(e);
+  return true;
+}
+
+std::optional<pm::Key> last_key_read(const pm::TableSql& t, const ChunkRead& r) {
+  if (r.rows == 0 || !r.complete) return std::nullopt;
+  return key_of_line(t, std::string_view(r.data).substr(r.last_at));
+}
+
+bool write_chunk(PgConn& p, PgConn& n, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
+                 const ChunkCopy& what, const ChunkRead& read, ChunkResult* result, std::string* error) {
   *result = {};
+  result->rows = read.rows;
   const std::string staging = pm::staging_name(staging_index);
   auto fail = [&](const std::string& e) {
     *error = e;
@@ -581,24 +609,16 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
     return false;
   };
   std::string e;
-  if (!p.exec("BEGIN ISOLATION LEVEL READ COMMITTED", &e)) return fail(e);
-  if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
-  // The chunk out of the primary (its rows locked as they are read), into memory while it fits.
-  std::string data;
-  size_t last_at = 0;
-  bool complete = false;
-  Clock::time_point snapshot_by = Clock::now();
-  if (!p.copy_out_buffered(what.copy_out_sql, what.max_buffer, &data, &result->rows, &last_at,
-                           &complete, &snapshot_by, &e))
-    return fail(e);
+  const std::string& data = read.data;
+  const bool complete = read.complete;
   result->bytes = static_cast<int64_t>(data.size());
-  std::string last_line = data.substr(last_at);
+  std::string last_line = data.substr(read.last_at);
   bool direct = false;  // straight into the table
   if (!n.exec("BEGIN", &e)) return fail(e);
   if (complete) {
     // Every row is read and locked: wait until the mirror applied everything the primary
     // committed before (docs/migration.md), then look at what `new` holds of the range.
-    if (!barrier.wait(&e, snapshot_by)) return fail(e);
+    if (!barrier.wait(&e, read.snapshot_by)) return fail(e);
     const auto last = key_of_line(t, last_line);
     if (what.range && last && result->rows > 0 &&
         !range_empty(n, t, pm::KeyRange{what.range->lo, *last}, &direct, &e))
@@ -618,7 +638,7 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
       return fail(e);
     if (!rest_line.empty()) last_line = std::move(rest_line);
     // A chunk too large for memory was streamed: its rows are all locked only now.
-    if (!complete && !barrier.wait(&e, snapshot_by)) return fail(e);
+    if (!complete && !barrier.wait(&e, read.snapshot_by)) return fail(e);
     if (what.delete_absent && !what.delete_absent->empty() &&
         !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
       return fail(e);
@@ -638,6 +658,14 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
   if (!p.exec("COMMIT", &e)) return fail(e);  // releases the chunk's locks
   if (result->rows > 0) result->last_key = key_of_line(t, last_line);
   return true;
+}
+
+bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
+                const ChunkCopy& what, ChunkResult* result, std::string* error) {
+  ChunkRead read;
+  *result = {};
+  if (!read_chunk(*pair.primary, what, &read, error)) return false;
+  return write_chunk(*pair.primary, *pair.secondary, barrier, t, staging_index, what, read, result, error);
 }
 
 bool raise_sequence(ConnPair& pair, const pm::Sequence& s, bool* raised, std::string* error) {

@@ -118,9 +118,12 @@ class MirrorBarrier {
 // A connection pair for one worker: the primary's and the other target's.
 struct ConnPair {
   std::unique_ptr<PgConn> primary, secondary;
+  // Backfill: a second primary connection, so that the next chunk is read while this one is
+  // written (docs/migration.md, "Overlapped chunks").
+  std::unique_ptr<PgConn> primary2;
   bool replica_role = false;  // session_replication_role = replica took on the other target
 };
-bool open_pair(const Context& ctx, ConnPair* pair, std::string* error);
+bool open_pair(const Context& ctx, ConnPair* pair, std::string* error, bool second_primary = false);
 
 // One chunk copied under the invariant (docs/migration.md): on the primary, BEGIN, `lock_sql`
 // (optional), the COPY out (which may lock rows FOR SHARE); streamed into a staging table on the
@@ -143,6 +146,24 @@ struct ChunkResult {
 };
 bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
                 const ChunkCopy& what, ChunkResult* result, std::string* error);
+
+// copy_chunk() in its two phases, for a caller that overlaps them (backfill): read_chunk() is
+// step 1-2 on a primary connection (its transaction, and the chunk's row locks, stay open);
+// write_chunk() is the rest, on that same primary connection and the other target's. Both roll
+// back what they opened on failure.
+struct ChunkRead {
+  std::string data;
+  int64_t rows = 0;
+  size_t last_at = 0;
+  bool complete = false;  // false: the COPY out is still open (streamed by write_chunk)
+  std::chrono::steady_clock::time_point snapshot_by;
+};
+bool read_chunk(PgConn& primary, const ChunkCopy& what, ChunkRead* read, std::string* error);
+// The key of the read's last row (nullopt: no rows, or not all read yet).
+std::optional<pm::Key> last_key_read(const pm::TableSql& t, const ChunkRead& read);
+bool write_chunk(PgConn& primary, PgConn& secondary, MirrorBarrier& barrier, const pm::TableSql& t,
+                 size_t staging_index, const ChunkCopy& what, const ChunkRead& read, ChunkResult* result,
+                 std::string* error);
 
 // Sets the sequence on the other target to at least the primary's last_value (setval; never
 // lowers it: ahead is harmless, behind breaks a cutover). *raised: whether it moved.

@@ -138,7 +138,8 @@ struct Preflight {
     const int64_t free = max - reserved - used;
     // The backfill's --jobs connections, verify's, plus room for the mirror's (one per client
     // session that writes) and for clients coming and going: at least 10 and a quarter.
-    const int64_t need = ctx.opt.jobs + std::max<int64_t>(10, max / 4);
+    // Backfill: two connections per job on the primary (overlapped chunks), one on the other.
+    const int64_t need = 2 * ctx.opt.jobs + std::max<int64_t>(10, max / 4);
     check(free >= need, name + ": max_connections " + std::to_string(max) + ", " + std::to_string(used) +
                             " in use, " + std::to_string(reserved) + " reserved: " + std::to_string(free) +
                             " free (need " + std::to_string(need) + " for " + std::to_string(ctx.opt.jobs) +
