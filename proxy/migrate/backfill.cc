@@ -74,7 +74,8 @@ class Backfill {
   bool copy_range(ConnPair& pair, const Item& item, std::string* error);
   bool copy_range_overlapped(ConnPair& pair, const Item& item, std::string* error);
   // A chunk of `item` written: its checkpoint, progress and the rate cap.
-  bool record(const Item& item, const ChunkResult& result, std::string* error);
+  // `throttle`: also wait for --max-rate (false: the caller did, before it locked anything).
+  bool record(const Item& item, const ChunkResult& result, std::string* error, bool throttle = true);
   bool save(TableJob& job, std::string* error);
   void throttle(int64_t rows);
 
@@ -190,7 +191,7 @@ void Backfill::throttle(int64_t rows) {
   }
 }
 
-bool Backfill::record(const Item& item, const ChunkResult& result, std::string* error) {
+bool Backfill::record(const Item& item, const ChunkResult& result, std::string* error, bool throttle_now) {
   TableJob& job = jobs_[item.table];
   {
     std::lock_guard lock(mu_);
@@ -201,7 +202,7 @@ bool Backfill::record(const Item& item, const ChunkResult& result, std::string* 
     if (!save(job, error)) return false;
   }
   progress_->add(job.table->qualified(), result.rows, result.bytes);
-  throttle(result.rows);
+  if (throttle_now) throttle(result.rows);
   return true;
 }
 
@@ -241,7 +242,8 @@ bool Backfill::copy_range_overlapped(ConnPair& pair, const Item& item, std::stri
       if (ok) *error = s.error;
       return false;
     }
-    return record(item, s.result, error);
+    rows_total_ += s.result.rows - s.read.rows;  // a streamed chunk's rest
+    return record(item, s.result, error, false);
   };
   std::optional<pm::Key> from = rp.last ? rp.last : rp.range.lo;
   bool done = false;
@@ -253,6 +255,9 @@ bool Backfill::copy_range_overlapped(ConnPair& pair, const Item& item, std::stri
     cur.what.copy_out_sql = pm::copy_chunk_out_sql(t, range, ctx_.opt.chunk_rows);
     cur.what.range = range;
     cur.what.max_buffer = static_cast<size_t>(ctx_.opt.chunk_memory);
+    // --max-rate waits here, before this chunk's rows are locked (never while holding them; the
+    // write in flight holds only its own chunk's locks and goes on meanwhile).
+    throttle(0);
     if (!read_chunk(*cur.primary, cur.what, &cur.read, error)) {
       ok = false;
       break;
@@ -263,6 +268,7 @@ bool Backfill::copy_range_overlapped(ConnPair& pair, const Item& item, std::stri
       ok = false;
       break;
     }
+    rows_total_ += cur.read.rows;  // counted for --max-rate when read (streamed rest: when written)
     cur.active = true;
     cur.writer = std::thread([&, s = &cur] {
       s->ok = write_chunk(*s->primary, *pair.secondary, barrier_, t, job.index, s->what, s->read, &s->result,
