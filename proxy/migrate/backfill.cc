@@ -17,6 +17,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -31,7 +32,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 // Read the next chunk while this one is written (a second primary connection per job).
-constexpr bool kOverlap = true;
+// PGTANDEM_BACKFILL_NO_OVERLAP=1 turns it off (bench/README.md's A/B; one chunk at a time).
+bool overlap_enabled() {
+  const char* off = std::getenv("PGTANDEM_BACKFILL_NO_OVERLAP");
+  return off == nullptr || off[0] == '\0' || off[0] == '0';
+}
 constexpr int kAttempts = 4;  // per chunk, with 1, 2, 4 s pauses: then the command stops
 
 std::string file_name(const std::string& table) {
@@ -321,7 +326,7 @@ bool Backfill::copy_range(ConnPair& pair, const Item& item, std::string* error) 
 void Backfill::worker() {
   ConnPair pair;
   std::string e;
-  bool connected = open_pair(ctx_, &pair, &e, kOverlap);
+  bool connected = open_pair(ctx_, &pair, &e, overlap_enabled());
   bool replica = connected && pair.replica_role;
   Item item;
   while (next_item(replica, &item)) {
@@ -329,7 +334,7 @@ void Backfill::worker() {
     bool ok = false;
     for (int attempt = 1; attempt <= kAttempts && !abort_; ++attempt) {
       if (!connected || !pair.primary->ok() || !pair.secondary->ok()) {
-        connected = open_pair(ctx_, &pair, &e, kOverlap);
+        connected = open_pair(ctx_, &pair, &e, overlap_enabled());
         if (connected) replica = pair.replica_role;
       }
       if (connected && copy_range(pair, item, &e)) {
