@@ -20,7 +20,8 @@
 # Environment: BF_PGTANDEM (binary; default build/proxy/pgtandem), BF_SCALE=50, BF_JOBS=2,
 # BF_CHUNK_ROWS (backfill --chunk-rows; default the command's), BF_TPCB_RATE=100 (tps),
 # BF_TPCB_SECONDS=30, BF_MAX_RATE="20000" (rows/s; several: one backfill run each),
-# BF_SKIP_TPCB=1 to leave that part out.
+# BF_SKIP_TPCB=1 to leave that part out. PGTANDEM_BACKFILL_NO_OVERLAP=1 (passed to pgtandem
+# backfill) copies one chunk at a time, for an A/B of the overlapped chunks.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${BF_PGTANDEM:-$root/build/proxy/pgtandem}

@@ -240,6 +240,29 @@ struct Cutover {
   uint32_t verify_max_age_s = 0;
 };
 
+// The migration commands (issue 13: preflight, backfill, verify, repair; docs/migration.md). Their
+// command-line flags override these. Not read by the proxy itself.
+struct Migrate {
+  std::string user;    // "": [classifier] catalog_user, else $PGUSER
+  std::string dbname;  // "": [classifier] catalog_database, else $PGDATABASE, else the user name
+  uint32_t jobs = 2;   // connections pairs (tables, or ranges of one table) working at once
+  uint64_t chunk_rows = 10000;       // rows per chunk (backfill's copy, verify's hashes)
+  uint64_t chunk_memory = 64u << 20;  // bytes of a chunk held in memory; beyond, streamed
+  uint64_t max_rate = 0;             // rows/s over all jobs; 0 = unlimited
+  uint32_t commit_grace_ms = 50;     // docs/migration.md, "the answer still on its way"
+  uint32_t watermark_timeout_ms = 60000;
+  uint32_t recheck_delay_ms = 1000;  // verify: pause before a differing chunk is checked again
+  // HOST:PORT of every running pgtandem's admin listener (the mirror barrier, progress reports,
+  // clearing marks). Empty: this config's own [admin] listener.
+  std::vector<std::string> admins;
+  // Send [admin] token (or token_file) to those endpoints: progress reports and the clears after
+  // a clean verify need it. false: progress stays local, marks are not cleared.
+  bool use_admin_token = true;
+  // Checkpoints, reports, progress and the audit log. Relative paths (and the default, "": the
+  // top-level state_dir itself) are resolved against state_dir when loaded: always absolute here.
+  std::string state_dir;
+};
+
 struct Config {
   std::vector<ListenAddress> listen = {{"127.0.0.1", 6432}};  // at least one
   std::string unix_socket_dir;  // optional: also listen on <dir>/.s.PGSQL.<first listen port>
@@ -264,6 +287,7 @@ struct Config {
   Auth auth;
   Log log;
   Cutover cutover;
+  Migrate migrate;
 
   const Target* find_target(const std::string& name) const {
     for (const auto& t : targets)

@@ -120,6 +120,8 @@ void Validator::validate(const toml::table& root, Config& out) {
       if (auto* t = get_table(node, "shadow")) validate_shadow(*t, out.shadow);
     } else if (k == "cutover") {
       if (auto* t = get_table(node, "cutover")) validate_cutover(*t, out.cutover);
+    } else if (k == "migrate") {
+      if (auto* t = get_table(node, "migrate")) validate_migrate(*t, out.migrate);
     } else if (k == "tls") {
       if (auto* t = get_table(node, "tls")) validate_tls(*t, out.tls);
     } else {
@@ -136,6 +138,9 @@ void Validator::validate(const toml::table& root, Config& out) {
   }
   check_cross_section(out);
   out.mirror.journal_path = config::resolve_state_path(out.state_dir, out.mirror.journal_path);
+  out.migrate.state_dir = out.migrate.state_dir.empty()
+                              ? out.state_dir
+                              : config::resolve_state_path(out.state_dir, out.migrate.state_dir);
 }
 
 std::vector<Error> Validator::take_errors() {

@@ -117,6 +117,9 @@ class Validator {
   // sections/cutover.cc
   void validate_cutover(const toml::table& table, Cutover& out);
 
+  // sections/migrate.cc
+  void validate_migrate(const toml::table& table, Migrate& out);
+
   std::string file_;
   std::vector<Error> errors_;
   const toml::node* primary_node_ = nullptr;

@@ -88,6 +88,28 @@ int check_config(const std::string& path) {
               cfg.mirror.journal_full.c_str());
   std::printf("crash-window marker: %s/mirror.running, needs-repair marks: %s/mirror.needs-repair\n",
               cfg.state_dir.c_str(), cfg.state_dir.c_str());
+  // [migrate]: what preflight/backfill/verify/repair use unless a flag says otherwise.
+  const auto& m = cfg.migrate;
+  std::string admins;
+  for (const auto& a : m.admins) admins += (admins.empty() ? "" : ",") + a;
+  if (admins.empty())
+    admins = cfg.admin.enabled() ? pgtandem::config::format_host_port(cfg.admin.listen_host == "*"
+                                                                          ? "127.0.0.1"
+                                                                          : cfg.admin.listen_host,
+                                                                      cfg.admin.listen_port) +
+                                       " ([admin] listen)"
+                                 : "none";
+  std::printf("migrate: state_dir %s, user %s, dbname %s, jobs %u, chunk_rows %llu, chunk_memory %llu, "
+              "max_rate %llu rows/s, commit_grace_ms %u, watermark_timeout_ms %u, recheck_delay_ms %u, "
+              "admins %s, admin token %s\n",
+              m.state_dir.c_str(), m.user.empty() ? "(catalog_user / $PGUSER)" : m.user.c_str(),
+              m.dbname.empty() ? "(catalog_database / $PGDATABASE / user)" : m.dbname.c_str(), m.jobs,
+              static_cast<unsigned long long>(m.chunk_rows), static_cast<unsigned long long>(m.chunk_memory),
+              static_cast<unsigned long long>(m.max_rate), m.commit_grace_ms, m.watermark_timeout_ms,
+              m.recheck_delay_ms, admins.c_str(),
+              !m.use_admin_token ? "not sent"
+              : (cfg.admin.token.empty() && cfg.admin.token_file.empty()) ? "none configured"
+                                                                           : "sent");
   return 0;
 }
 

@@ -32,6 +32,7 @@
 #include "protocol/errors.h"
 #include "protocol/startup.h"
 #include "proxy/auth/auth_server.h"
+#include "policy/migrate/divergence.h"
 #include "policy/migrate/run_board.h"
 #include "proxy/control/admin_http.h"
 #include "proxy/control/catalog_loader.h"
@@ -448,9 +449,16 @@ bool Server::start(std::string* error) {
   }
   im.metrics = std::make_unique<Metrics>(names);
   im.state.metrics = im.metrics.get();
-  im.metrics->set_backfill_pending([&im] {
+  im.metrics->set_backfill_pending([&im](std::string_view unit_bytes) {
+    {
+      std::lock_guard lock(im.migrate_mu);
+      if (!im.migrate_board.backfill_pending()) return false;  // the common case: no parsing
+    }
+    // A backfill has tables left: the unit's tables (parsed here, on the rare divergence path,
+    // outside the lock) narrow it down (policy/migrate/divergence.h).
+    const auto tables = policy::migrate::unit_tables(unit_bytes);
     std::lock_guard lock(im.migrate_mu);
-    return im.migrate_board.backfill_pending();
+    return im.migrate_board.backfill_pending_any(tables);
   });
   im.state.process_tag = std::to_string(::getpid()) + "." +
                          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(

@@ -229,4 +229,11 @@ bool RunBoard::backfill_pending(std::string_view table) const {
   return false;
 }
 
+bool RunBoard::backfill_pending_any(const std::vector<std::string>& tables) const {
+  if (tables.empty()) return backfill_pending();
+  for (const auto& t : tables)
+    if (backfill_pending(t)) return true;
+  return false;
+}
+
 }  // namespace pgtandem::policy::migrate

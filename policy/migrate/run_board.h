@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "policy/migrate/json.h"
 
@@ -43,6 +44,9 @@ class RunBoard {
   // from rows the backfill has not copied yet: a backfill was reported (running, stopped or
   // failed) and has not finished that table (table ""/unknown to it: any table).
   bool backfill_pending(std::string_view table = {}) const;
+  // The same for a divergence whose statements reference `tables` (policy/migrate/divergence.h):
+  // pending if any of them is; an empty list (tables unknown) is the global answer.
+  bool backfill_pending_any(const std::vector<std::string>& tables) const;
 
   struct LastResult {
     int64_t finished_at = 0;  // unix seconds

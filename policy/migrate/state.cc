@@ -190,6 +190,8 @@ std::string encode_report(const Report& r) {
     seqs.push(std::move(o));
   }
   j.set("sequences", std::move(seqs));
+  j.set("all_tables", Json::boolean(r.all_tables));
+  j.set("marks_at_start", encode_admin_marks(r.marks_at_start));
   return j.dump() + "\n";
 }
 
@@ -205,6 +207,8 @@ std::optional<Report> decode_report(std::string_view text, std::string* error) {
   if (const Json* p = j->get("primary")) r.primary = p->as_string();
   if (const Json* v = j->get("tables_checked")) r.tables_checked = v->as_int();
   if (const Json* v = j->get("rows_checked")) r.rows_checked = v->as_int();
+  if (const Json* v = j->get("all_tables")) r.all_tables = v->as_bool();
+  r.marks_at_start = decode_admin_marks(j->get("marks_at_start"));
   const Json* tables = j->get("tables");
   const Json* seqs = j->get("sequences");
   if (tables == nullptr || seqs == nullptr || tables->type() != Json::Type::kArray ||

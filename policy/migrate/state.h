@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "policy/migrate/json.h"
+#include "policy/migrate/marks.h"
 #include "policy/migrate/sql.h"
 
 namespace pgtandem::policy::migrate {
@@ -71,6 +72,11 @@ struct Report {
   std::vector<SequenceReport> sequences;  // only the differing sequences
   int64_t tables_checked = 0;
   int64_t rows_checked = 0;
+  // Every table of the primary was compared (no --tables): only such a clean verify (or a repair
+  // of its report, verified again clean) clears the proxies' needs-repair marks.
+  bool all_tables = false;
+  // Each known pgtandem's marks when the verify started (policy/migrate/marks.h).
+  std::vector<AdminMarks> marks_at_start;
   bool identical() const { return tables.empty() && sequences.empty(); }
 };
 std::string encode_report(const Report& r);  // JSON, one document

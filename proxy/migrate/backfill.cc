@@ -17,6 +17,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -30,6 +31,14 @@ namespace pgtandem::proxy::migrate {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// Read the next chunk while this one is written (a second primary connection per job).
+// Not with --max-rate: the cap, not the grace, then sets the pace, and in two A/B runs the
+// overlap's client p99 under TPC-B was worse (bench/README.md). PGTANDEM_BACKFILL_NO_OVERLAP=1
+// turns it off (the A/B; one chunk at a time).
+bool overlap_enabled(int64_t max_rate) {
+  const char* off = std::getenv("PGTANDEM_BACKFILL_NO_OVERLAP");
+  return max_rate == 0 && (off == nullptr || off[0] == '\0' || off[0] == '0');
+}
 constexpr int kAttempts = 4;  // per chunk, with 1, 2, 4 s pauses: then the command stops
 
 std::string file_name(const std::string& table) {
@@ -70,6 +79,10 @@ class Backfill {
   void worker();
   bool next_item(bool replica, Item* out);
   bool copy_range(ConnPair& pair, const Item& item, std::string* error);
+  bool copy_range_overlapped(ConnPair& pair, const Item& item, std::string* error);
+  // A chunk of `item` written: its checkpoint, progress and the rate cap.
+  // `throttle`: also wait for --max-rate (false: the caller did, before it locked anything).
+  bool record(const Item& item, const ChunkResult& result, std::string* error, bool throttle = true);
   bool save(TableJob& job, std::string* error);
   void throttle(int64_t rows);
 
@@ -185,9 +198,108 @@ void Backfill::throttle(int64_t rows) {
   }
 }
 
+bool Backfill::record(const Item& item, const ChunkResult& result, std::string* error, bool throttle_now) {
+  TableJob& job = jobs_[item.table];
+  {
+    std::lock_guard lock(mu_);
+    auto& r = job.checkpoint.ranges[item.range];
+    r.rows += result.rows;
+    if (result.last_key) r.last = result.last_key;
+    r.done = job.sql.key.empty() || result.rows < ctx_.opt.chunk_rows;
+    if (!save(job, error)) return false;
+  }
+  progress_->add(job.table->qualified(), result.rows, result.bytes);
+  if (throttle_now) throttle(result.rows);
+  return true;
+}
+
+// Chunk k+1 is read (and its rows locked) on one primary connection while chunk k is written on
+// the other target by a second thread, with the other primary connection's transaction (chunk
+// k's locks) committed at its end: the barrier's grace and new's write overlap the next read.
+// Writes stay one at a time and in key order (one connection to new; the checkpoint only moves
+// forward). docs/migration.md, "Overlapped chunks".
+bool Backfill::copy_range_overlapped(ConnPair& pair, const Item& item, std::string* error) {
+  TableJob& job = jobs_[item.table];
+  const pm::TableSql& t = job.sql;
+  pm::RangeProgress rp;
+  {
+    std::lock_guard lock(mu_);
+    rp = job.checkpoint.ranges[item.range];
+  }
+  if (rp.done) return true;
+  struct Slot {
+    PgConn* primary = nullptr;
+    ChunkCopy what;
+    ChunkRead read;
+    ChunkResult result;
+    std::thread writer;
+    bool active = false, ok = false;
+    std::string error;
+  };
+  Slot slots[2];
+  slots[0].primary = pair.primary.get();
+  slots[1].primary = pair.primary2.get();
+  bool ok = true;
+  // Waits for a slot's write and records it.
+  auto finish = [&](Slot& s) {
+    if (!s.active) return true;
+    s.writer.join();
+    s.active = false;
+    if (!s.ok) {
+      if (ok) *error = s.error;
+      return false;
+    }
+    rows_total_ += s.result.rows - s.read.rows;  // a streamed chunk's rest
+    return record(item, s.result, error, false);
+  };
+  std::optional<pm::Key> from = rp.last ? rp.last : rp.range.lo;
+  bool done = false;
+  for (size_t k = 0; ok && !done && !abort_; ++k) {
+    Slot& cur = slots[k % 2];
+    Slot& prev = slots[(k + 1) % 2];
+    cur.what = ChunkCopy{};
+    const pm::KeyRange range{from, rp.range.hi};
+    cur.what.copy_out_sql = pm::copy_chunk_out_sql(t, range, ctx_.opt.chunk_rows);
+    cur.what.range = range;
+    cur.what.max_buffer = static_cast<size_t>(ctx_.opt.chunk_memory);
+    // --max-rate waits here, before this chunk's rows are locked (never while holding them; the
+    // write in flight holds only its own chunk's locks and goes on meanwhile).
+    throttle(0);
+    if (!read_chunk(*cur.primary, cur.what, &cur.read, error)) {
+      ok = false;
+      break;
+    }
+    if (!finish(prev)) {  // the previous chunk is committed before this one is written
+      std::string ignored;
+      cur.primary->exec("ROLLBACK", &ignored);
+      ok = false;
+      break;
+    }
+    rows_total_ += cur.read.rows;  // counted for --max-rate when read (streamed rest: when written)
+    cur.active = true;
+    cur.writer = std::thread([&, s = &cur] {
+      s->ok = write_chunk(*s->primary, *pair.secondary, barrier_, t, job.index, s->what, s->read, &s->result,
+                          &s->error);
+    });
+    if (cur.read.complete) {
+      from = last_key_read(t, cur.read);
+      done = cur.read.rows < ctx_.opt.chunk_rows || !from;
+    } else {
+      // Larger than --chunk-memory: its last key is known once streamed.
+      ok = finish(cur);
+      from = cur.result.last_key;
+      done = cur.result.rows < ctx_.opt.chunk_rows || !from;
+    }
+  }
+  for (Slot& s : slots)
+    if (!finish(s)) ok = false;
+  return ok;
+}
+
 bool Backfill::copy_range(ConnPair& pair, const Item& item, std::string* error) {
   TableJob& job = jobs_[item.table];
   const pm::TableSql& t = job.sql;
+  if (!t.key.empty() && pair.primary2) return copy_range_overlapped(pair, item, error);
   for (;;) {
     pm::RangeProgress rp;
     {
@@ -208,16 +320,7 @@ bool Backfill::copy_range(ConnPair& pair, const Item& item, std::string* error) 
     }
     ChunkResult result;
     if (!copy_chunk(pair, barrier_, t, job.index, what, &result, error)) return false;
-    {
-      std::lock_guard lock(mu_);
-      auto& r = job.checkpoint.ranges[item.range];
-      r.rows += result.rows;
-      if (result.last_key) r.last = result.last_key;
-      r.done = t.key.empty() || result.rows < ctx_.opt.chunk_rows;
-      if (!save(job, error)) return false;
-    }
-    progress_->add(job.table->qualified(), result.rows, result.bytes);
-    throttle(result.rows);
+    if (!record(item, result, error)) return false;
     if (abort_) return true;
   }
 }
@@ -225,7 +328,7 @@ bool Backfill::copy_range(ConnPair& pair, const Item& item, std::string* error) 
 void Backfill::worker() {
   ConnPair pair;
   std::string e;
-  bool connected = open_pair(ctx_, &pair, &e);
+  bool connected = open_pair(ctx_, &pair, &e, overlap_enabled(ctx_.opt.max_rate));
   bool replica = connected && pair.replica_role;
   Item item;
   while (next_item(replica, &item)) {
@@ -233,7 +336,7 @@ void Backfill::worker() {
     bool ok = false;
     for (int attempt = 1; attempt <= kAttempts && !abort_; ++attempt) {
       if (!connected || !pair.primary->ok() || !pair.secondary->ok()) {
-        connected = open_pair(ctx_, &pair, &e);
+        connected = open_pair(ctx_, &pair, &e, overlap_enabled(ctx_.opt.max_rate));
         if (connected) replica = pair.replica_role;
       }
       if (connected && copy_range(pair, item, &e)) {
@@ -302,6 +405,24 @@ int Backfill::run() {
   for (auto& t : threads) t.join();
   int64_t rows = 0;
   for (const auto& job : jobs_) rows += job.checkpoint.rows();
+  // Serial and identity columns: mirrored INSERTs draw from the other target's own sequences, and
+  // the copy does not call nextval there; at the end every sequence is set to at least the
+  // primary's value (docs/migration.md, "Serial and identity columns").
+  int sequences_raised = 0;
+  if (error_.empty()) {
+    ConnPair pair;
+    std::string e;
+    bool ok = open_pair(ctx_, &pair, &e);
+    for (size_t i = 0; ok && i < schema.sequences.size(); ++i) {
+      bool raised = false;
+      ok = raise_sequence(pair, schema.sequences[i], &raised, &e);
+      sequences_raised += raised ? 1 : 0;
+    }
+    if (!ok) error_ = "setting the other target's sequences: " + e;
+    else if (!schema.sequences.empty())
+      std::printf("sequences: %d of %zu set to at least the primary's value on %s\n", sequences_raised,
+                  schema.sequences.size(), ctx_.secondary_name.c_str());
+  }
   const double secs = std::chrono::duration<double>(Clock::now() - started_).count();
   const int code = error_.empty() ? 0 : 1;
   progress_->finish(code, error_);
@@ -319,6 +440,7 @@ int Backfill::run() {
             .set("tables", pm::Json::integer(static_cast<int64_t>(jobs_.size())))
             .set("rows", pm::Json::integer(rows))
             .set("rows_this_run", pm::Json::integer(rows_total_.load()))
+            .set("sequences_raised", pm::Json::integer(sequences_raised))
             .set("seconds", pm::Json::number(secs))
             .set("error", pm::Json::string(error_)));
   return code;

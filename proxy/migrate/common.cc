@@ -59,6 +59,7 @@ bool parse_options(int argc, char** argv, const std::vector<std::string>& allowe
       *error = "unknown option " + flag;
       return false;
     }
+    o->given.insert(flag);
     if (flag == "--no-watermark") {
       o->no_watermark = true;
       continue;
@@ -138,6 +139,22 @@ ConnSpec spec_for(const config::Target& t, const std::string& db, const std::str
   return s;
 }
 
+void apply_migrate_section(const config::Migrate& m, Options* o) {
+  auto unset = [&](const char* flag) { return o->given.count(flag) == 0; };
+  if (unset("--user")) o->user = m.user;
+  if (unset("--dbname")) o->dbname = m.dbname;
+  if (unset("--jobs")) o->jobs = static_cast<int>(m.jobs);
+  if (unset("--chunk-rows")) o->chunk_rows = static_cast<int64_t>(m.chunk_rows);
+  if (unset("--chunk-memory")) o->chunk_memory = static_cast<int64_t>(m.chunk_memory);
+  if (unset("--max-rate")) o->max_rate = static_cast<int64_t>(m.max_rate);
+  if (unset("--commit-grace-ms")) o->commit_grace_ms = static_cast<int>(m.commit_grace_ms);
+  if (unset("--watermark-timeout-ms")) o->watermark_timeout_ms = static_cast<int>(m.watermark_timeout_ms);
+  if (unset("--recheck-delay-ms")) o->recheck_delay_ms = static_cast<int>(m.recheck_delay_ms);
+  if (unset("--admin")) o->admins = m.admins;
+  if (unset("--state-dir")) o->state_dir = m.state_dir;
+  o->use_admin_token = m.use_admin_token;
+}
+
 }  // namespace
 
 bool make_context(const Options& opt, const std::string& app, Context* ctx, std::string* error) {
@@ -150,13 +167,14 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
   }
   ctx->cfg = *loaded.config;
   ctx->mirror_writes = ctx->cfg.mirror_writes;
-  std::string user = opt.user.empty() ? ctx->cfg.classifier.catalog_user : opt.user;
+  apply_migrate_section(ctx->cfg.migrate, &ctx->opt);
+  std::string user = ctx->opt.user.empty() ? ctx->cfg.classifier.catalog_user : ctx->opt.user;
   if (user.empty() && std::getenv("PGUSER")) user = std::getenv("PGUSER");
   if (user.empty()) {
-    *error = "no user: give --user, or set [classifier] catalog_user or $PGUSER";
+    *error = "no user: give --user, or set [migrate] user, [classifier] catalog_user or $PGUSER";
     return false;
   }
-  std::string db = opt.dbname.empty() ? ctx->cfg.classifier.catalog_database : opt.dbname;
+  std::string db = ctx->opt.dbname.empty() ? ctx->cfg.classifier.catalog_database : ctx->opt.dbname;
   if (db.empty() && std::getenv("PGDATABASE")) db = std::getenv("PGDATABASE");
   if (db.empty()) db = user;
   std::optional<config::Pgpass> pgpass;
@@ -185,8 +203,8 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
     ctx->opt.admins.push_back(config_admin);
   ctx->report_admins = ctx->opt.admins;
   if (ctx->report_admins.empty() && !config_admin.empty()) ctx->report_admins.push_back(config_admin);
-  ctx->admin_token = ctx->cfg.admin.token;
-  if (ctx->admin_token.empty() && !ctx->cfg.admin.token_file.empty()) {
+  ctx->admin_token = ctx->opt.use_admin_token ? ctx->cfg.admin.token : std::string();
+  if (ctx->opt.use_admin_token && ctx->admin_token.empty() && !ctx->cfg.admin.token_file.empty()) {
     std::string token;
     if (read_whole_file(ctx->cfg.admin.token_file, &token)) {
       const auto first = token.find_first_not_of(" \t\r\n");
@@ -194,7 +212,8 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
       ctx->admin_token = first == std::string::npos ? std::string() : token.substr(first, last - first + 1);
     }
   }
-  return true;
+  // Checkpoints, reports and the audit log go there: a command that cannot write it stops now.
+  return !state_dir(ctx->opt, error).empty();
 }
 
 namespace {
@@ -322,89 +341,6 @@ pm::TableSql table_sql(const pm::Table& t) {
   return s;
 }
 
-bool admin_request(const std::string& host_port, const std::string& method, const std::string& path,
-                   const std::vector<std::string>& headers, const std::string& body, int timeout_ms,
-                   int* status, std::string* response_body, std::string* error) {
-  const size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos) {
-    *error = "--admin " + host_port + ": expected HOST:PORT";
-    return false;
-  }
-  std::string host = host_port.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  const std::string port = host_port.substr(colon + 1);
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
-    *error = "pgtandem admin " + host_port + ": cannot resolve";
-    return false;
-  }
-  const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  if (fd >= 0) {
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  }
-  const bool connected = fd >= 0 && ::connect(fd, res->ai_addr, res->ai_addrlen) == 0;
-  freeaddrinfo(res);
-  if (!connected) {
-    *error = "pgtandem admin " + host_port + ": cannot connect (" + std::strerror(errno) +
-             "); is pgtandem running with its admin listener there? (--admin HOST:PORT)";
-    if (fd >= 0) ::close(fd);
-    return false;
-  }
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + host_port + "\r\nConnection: close\r\n";
-  for (const auto& h : headers) req += h + "\r\n";
-  if (!body.empty() || method == "POST")
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-  req += "\r\n" + body;
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    *error = "pgtandem admin " + host_port + ": cannot send";
-    ::close(fd);
-    return false;
-  }
-  std::string resp;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    resp.append(buf, n);
-    if (resp.size() > 65536) break;
-  }
-  ::close(fd);
-  const size_t head_end = resp.find("\r\n\r\n");
-  if (resp.compare(0, 9, "HTTP/1.1 ") != 0 || resp.size() < 12 || head_end == std::string::npos) {
-    *error = "pgtandem admin " + host_port + ": " + method + " " + path + ": no HTTP answer";
-    return false;
-  }
-  *status = std::atoi(resp.substr(9, 3).c_str());
-  *response_body = resp.substr(head_end + 4);
-  return true;
-}
-
-bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error) {
-  int status = 0;
-  std::string body;
-  if (!admin_request(host_port, "GET", "/mirror/watermark", {}, "", 5000, &status, &body, error)) return false;
-  if (status != 200) {
-    *error = "pgtandem admin " + host_port + ": GET /mirror/watermark answered " + std::to_string(status);
-    return false;
-  }
-  auto j = pm::Json::parse(body);
-  const pm::Json* la = j ? j->get("last_assigned") : nullptr;
-  const pm::Json* dt = j ? j->get("done_through") : nullptr;
-  const pm::Json* pe = j ? j->get("pending") : nullptr;
-  if (!la || !dt) {
-    *error = "pgtandem admin " + host_port + ": malformed watermark";
-    return false;
-  }
-  out->last_assigned = static_cast<uint64_t>(la->as_int());
-  out->done_through = static_cast<uint64_t>(dt->as_int());
-  out->pending = pe ? static_cast<uint64_t>(pe->as_int()) : 0;
-  return true;
-}
-
 MirrorBarrier::MirrorBarrier(const Context& ctx)
     : grace_ms_(ctx.opt.commit_grace_ms), timeout_ms_(ctx.opt.watermark_timeout_ms) {
   if (!ctx.opt.no_watermark) admins_ = ctx.opt.admins;
@@ -441,9 +377,14 @@ bool MirrorBarrier::wait(std::string* error, Clock::time_point since) {
   return true;
 }
 
-bool open_pair(const Context& ctx, ConnPair* pair, std::string* error) {
+bool open_pair(const Context& ctx, ConnPair* pair, std::string* error, bool second_primary) {
   pair->primary = PgConn::open(ctx.primary, error);
   if (!pair->primary) return false;
+  pair->primary2.reset();
+  if (second_primary) {
+    pair->primary2 = PgConn::open(ctx.primary, error);
+    if (!pair->primary2 || !pair->primary2->exec("SET lock_timeout = '30s'", error)) return false;
+  }
   pair->secondary = PgConn::open(ctx.secondary, error);
   if (!pair->secondary) return false;
   // Foreign keys and triggers on the other target do not fire for the copy (parents may come
@@ -486,11 +427,34 @@ bool range_empty(PgConn& n, const pm::TableSql& t, const pm::KeyRange& range, bo
 
 }  // namespace
 
-bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
-                const ChunkCopy& what, ChunkResult* result, std::string* error) {
-  PgConn& p = *pair.primary;
-  PgConn& n = *pair.secondary;
+bool read_chunk(PgConn& p, const ChunkCopy& what, ChunkRead* r, std::string* error) {
+  *r = {};
+  std::string e;
+  auto fail = [&](const std::string& why) {
+    *error = why;
+    std::string ignored;
+    if (p.ok()) p.exec("ROLLBACK", &ignored);
+    return false;
+  };
+  if (!p.exec("BEGIN ISOLATION LEVEL READ COMMITTED", &e)) return fail(e);
+  if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
+  // The chunk out of the primary (its rows locked as they are read), into memory while it fits.
+  r->snapshot_by = Clock::now();
+  if (!p.copy_out_buffered(what.copy_out_sql, what.max_buffer, &r->data, &r->rows, &r->last_at, &r->complete,
+                           &r->snapshot_by, &e))
+    return fail(e);
+  return true;
+}
+
+std::optional<pm::Key> last_key_read(const pm::TableSql& t, const ChunkRead& r) {
+  if (r.rows == 0 || !r.complete) return std::nullopt;
+  return key_of_line(t, std::string_view(r.data).substr(r.last_at));
+}
+
+bool write_chunk(PgConn& p, PgConn& n, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
+                 const ChunkCopy& what, const ChunkRead& read, ChunkResult* result, std::string* error) {
   *result = {};
+  result->rows = read.rows;
   const std::string staging = pm::staging_name(staging_index);
   auto fail = [&](const std::string& e) {
     *error = e;
@@ -500,24 +464,16 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
     return false;
   };
   std::string e;
-  if (!p.exec("BEGIN ISOLATION LEVEL READ COMMITTED", &e)) return fail(e);
-  if (!what.lock_sql.empty() && !p.exec(what.lock_sql, &e)) return fail(e);
-  // The chunk out of the primary (its rows locked as they are read), into memory while it fits.
-  std::string data;
-  size_t last_at = 0;
-  bool complete = false;
-  Clock::time_point snapshot_by = Clock::now();
-  if (!p.copy_out_buffered(what.copy_out_sql, what.max_buffer, &data, &result->rows, &last_at,
-                           &complete, &snapshot_by, &e))
-    return fail(e);
+  const std::string& data = read.data;
+  const bool complete = read.complete;
   result->bytes = static_cast<int64_t>(data.size());
-  std::string last_line = data.substr(last_at);
+  std::string last_line = data.substr(read.last_at);
   bool direct = false;  // straight into the table
   if (!n.exec("BEGIN", &e)) return fail(e);
   if (complete) {
     // Every row is read and locked: wait until the mirror applied everything the primary
     // committed before (docs/migration.md), then look at what `new` holds of the range.
-    if (!barrier.wait(&e, snapshot_by)) return fail(e);
+    if (!barrier.wait(&e, read.snapshot_by)) return fail(e);
     const auto last = key_of_line(t, last_line);
     if (what.range && last && result->rows > 0 &&
         !range_empty(n, t, pm::KeyRange{what.range->lo, *last}, &direct, &e))
@@ -537,7 +493,7 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
       return fail(e);
     if (!rest_line.empty()) last_line = std::move(rest_line);
     // A chunk too large for memory was streamed: its rows are all locked only now.
-    if (!complete && !barrier.wait(&e, snapshot_by)) return fail(e);
+    if (!complete && !barrier.wait(&e, read.snapshot_by)) return fail(e);
     if (what.delete_absent && !what.delete_absent->empty() &&
         !n.exec(pm::delete_absent_sql(t, *what.delete_absent, staging), &e))
       return fail(e);
@@ -559,9 +515,64 @@ bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, s
   return true;
 }
 
-std::string state_dir(const Options& opt) {
-  std::string dir = opt.state_dir.empty() ? "pgtandem-state" : opt.state_dir;
-  ::mkdir(dir.c_str(), 0755);
+bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
+                const ChunkCopy& what, ChunkResult* result, std::string* error) {
+  ChunkRead read;
+  *result = {};
+  if (!read_chunk(*pair.primary, what, &read, error)) return false;
+  return write_chunk(*pair.primary, *pair.secondary, barrier, t, staging_index, what, read, result, error);
+}
+
+bool raise_sequence(ConnPair& pair, const pm::Sequence& s, bool* raised, std::string* error) {
+  *raised = false;
+  const std::string reg = pm::quote_literal(pm::qualified_name(s.schema, s.name));
+  Rows p, n;
+  const std::string sql = "SELECT last_value FROM pg_sequences WHERE schemaname = " + pm::quote_literal(s.schema) +
+                          " AND sequencename = " + pm::quote_literal(s.name);
+  if (!pair.primary->query(sql, &p, error) || !pair.secondary->query(sql, &n, error)) return false;
+  if (p.rows.empty() || !p.rows[0][0]) return true;  // unused on the primary
+  const int64_t pv = std::atoll(p.at(0, 0).c_str());
+  if (n.rows.empty()) {
+    *error = "sequence " + s.qualified() + " is missing on the other target";
+    return false;
+  }
+  if (n.rows[0][0] && std::atoll(n.at(0, 0).c_str()) >= pv) return true;
+  // GREATEST on the other target itself: a mirrored nextval between the read and the setval is
+  // not undone.
+  Rows ignored;
+  if (!pair.secondary->query("SELECT setval(" + reg + "::regclass, GREATEST(" + std::to_string(pv) +
+                                 ", (SELECT last_value FROM " + pm::qualified_name(s.schema, s.name) + ")), true)",
+                             &ignored, error))
+    return false;
+  *raised = true;
+  return true;
+}
+
+std::string state_dir(const Options& opt, std::string* error) {
+  // make_context() filled state_dir from [migrate] (absolute); a command that fails before its
+  // config is read has nowhere to write, and says so instead of using the working directory.
+  std::string dir = opt.state_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir.empty()) {
+    if (error) *error = "no state directory (the config was not read)";
+    return {};
+  }
+  for (size_t at = dir.find('/', 1);; at = dir.find('/', at + 1)) {
+    const std::string part = at == std::string::npos ? dir : dir.substr(0, at);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      if (error)
+        *error = "cannot create the state directory " + part + ": " + std::strerror(errno) +
+                 " (set [migrate] state_dir or give --state-dir)";
+      return {};
+    }
+    if (at == std::string::npos) break;
+  }
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || ::access(dir.c_str(), W_OK) != 0) {
+    if (error)
+      *error = "the state directory " + dir + " is not a writable directory (set [migrate] state_dir or give --state-dir)";
+    return {};
+  }
   return dir;
 }
 
@@ -615,7 +626,9 @@ void audit(const Options& opt, const std::string& command, int exit_code, pm::Js
   line.set("tables", std::move(tables));
   line.set("exit_code", pm::Json::integer(exit_code));
   line.set("details", std::move(details));
-  const std::string path = state_dir(opt) + "/audit.log";
+  const std::string dir = state_dir(opt);
+  if (dir.empty()) return;  // the command already said why
+  const std::string path = dir + "/audit.log";
   if (FILE* f = std::fopen(path.c_str(), "a")) {
     const std::string text = line.dump() + "\n";
     std::fwrite(text.data(), 1, text.size(), f);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +28,9 @@ namespace pgtandem::proxy::migrate {
 
 namespace pm = policy::migrate;
 
+// The command line. Every setting but --config, --tables, --report, --no-watermark and
+// --allow-cast has a [migrate] key of the same name (config/config.h): make_context() fills the
+// ones no flag gave from the file (flags override the file), so read them from Context::opt.
 struct Options {
   std::string config_path;
   std::string user, dbname;
@@ -35,7 +39,7 @@ struct Options {
   int64_t max_rate = 0;        // rows/s over all jobs; 0 = unlimited
   int64_t chunk_rows = 10000;  // rows per chunk
   int64_t chunk_memory = 64 << 20;  // backfill: a chunk up to this many bytes is held in memory
-  std::string state_dir;       // default ./pgtandem-state
+  std::string state_dir;       // default: [migrate] state_dir (the proxy's state_dir)
   std::vector<std::string> admins;  // HOST:PORT of every running pgtandem
   bool no_watermark = false;        // copy without the mirror barrier (only with writes stopped)
   int commit_grace_ms = 50;         // see docs/migration.md, "the answer still on its way"
@@ -43,6 +47,8 @@ struct Options {
   int recheck_delay_ms = 1000;
   std::string report;  // verify: where to write; repair: what to read
   std::vector<std::string> allowed_casts;  // preflight: "old_type->new_type"
+  bool use_admin_token = true;             // [migrate] use_admin_token (no flag)
+  std::set<std::string> given;             // the flags given on the command line
 };
 
 // Parses argv (after the command name). `allowed`: the flags this command takes, e.g.
@@ -81,6 +87,16 @@ bool admin_request(const std::string& host_port, const std::string& method, cons
                    const std::vector<std::string>& headers, const std::string& body, int timeout_ms,
                    int* status, std::string* response_body, std::string* error);
 
+// GET /status of every pgtandem the command knows (Context::report_admins): its needs-repair marks
+// (policy/migrate/marks.h; read = false where it could not be read).
+std::vector<pm::AdminMarks> read_marks(const Context& ctx);
+// After a clean verify of every table (or a repair of such a verify's report, verified again
+// clean): on each pgtandem, POSTs the clear that plan_clear() allows against `at_start` (the
+// marks seen when that verify started), prints what was cleared and what was kept and why, and
+// records it in *details (the audit line). docs/migration.md, "Marks cleared by a clean verify".
+void clear_marks_after_clean_verify(const Context& ctx, const std::vector<pm::AdminMarks>& at_start,
+                                    pm::Json* details);
+
 // Waits until every running pgtandem's mirror has applied what the primary committed before now
 // minus nothing: after `commit_grace_ms` (for COMMIT answers still on their way to pgtandem), the
 // last unit number each pgtandem assigned is read and its done_through awaited.
@@ -102,9 +118,12 @@ class MirrorBarrier {
 // A connection pair for one worker: the primary's and the other target's.
 struct ConnPair {
   std::unique_ptr<PgConn> primary, secondary;
+  // Backfill: a second primary connection, so that the next chunk is read while this one is
+  // written (docs/migration.md, "Overlapped chunks").
+  std::unique_ptr<PgConn> primary2;
   bool replica_role = false;  // session_replication_role = replica took on the other target
 };
-bool open_pair(const Context& ctx, ConnPair* pair, std::string* error);
+bool open_pair(const Context& ctx, ConnPair* pair, std::string* error, bool second_primary = false);
 
 // One chunk copied under the invariant (docs/migration.md): on the primary, BEGIN, `lock_sql`
 // (optional), the COPY out (which may lock rows FOR SHARE); streamed into a staging table on the
@@ -128,8 +147,31 @@ struct ChunkResult {
 bool copy_chunk(ConnPair& pair, MirrorBarrier& barrier, const pm::TableSql& t, size_t staging_index,
                 const ChunkCopy& what, ChunkResult* result, std::string* error);
 
-// --state-dir (default ./pgtandem-state), created if missing.
-std::string state_dir(const Options& opt);
+// copy_chunk() in its two phases, for a caller that overlaps them (backfill): read_chunk() is
+// step 1-2 on a primary connection (its transaction, and the chunk's row locks, stay open);
+// write_chunk() is the rest, on that same primary connection and the other target's. Both roll
+// back what they opened on failure.
+struct ChunkRead {
+  std::string data;
+  int64_t rows = 0;
+  size_t last_at = 0;
+  bool complete = false;  // false: the COPY out is still open (streamed by write_chunk)
+  std::chrono::steady_clock::time_point snapshot_by;
+};
+bool read_chunk(PgConn& primary, const ChunkCopy& what, ChunkRead* read, std::string* error);
+// The key of the read's last row (nullopt: no rows, or not all read yet).
+std::optional<pm::Key> last_key_read(const pm::TableSql& t, const ChunkRead& read);
+bool write_chunk(PgConn& primary, PgConn& secondary, MirrorBarrier& barrier, const pm::TableSql& t,
+                 size_t staging_index, const ChunkCopy& what, const ChunkRead& read, ChunkResult* result,
+                 std::string* error);
+
+// Sets the sequence on the other target to at least the primary's last_value (setval; never
+// lowers it: ahead is harmless, behind breaks a cutover). *raised: whether it moved.
+bool raise_sequence(ConnPair& pair, const pm::Sequence& s, bool* raised, std::string* error);
+
+// --state-dir, else [migrate] state_dir (by default the proxy's state_dir; never the working
+// directory), created (with its parents, 0700) if missing; "" with *error when it cannot be.
+std::string state_dir(const Options& opt, std::string* error = nullptr);
 // Writes <state-dir>/<name> atomically (temp file + rename).
 bool write_file_atomic(const std::string& path, const std::string& content, std::string* error);
 bool read_whole_file(const std::string& path, std::string* out);

@@ -1,5 +1,6 @@
 // pgtandem preflight --config FILE: the pre-migration checklist (issue 13). One line per check,
 // ✓ or ✗ (! for a note that does not fail), exit 1 on any ✗.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -83,6 +84,47 @@ struct Preflight {
     }
   }
 
+  // Serial and identity columns (docs/migration.md, "Serial and identity columns"): a mirrored
+  // INSERT that leaves one to its default draws from the other target's own sequence, whose order
+  // is not the primary's commit order (concurrent inserts) and which never saw the primary's
+  // rolled-back draws: the same row then has another value there. Named one by one, as a note.
+  void serial_columns(PgConn& p, const std::vector<const pm::Table*>& tables) {
+    Rows r;
+    std::string e;
+    if (!p.query("SELECT n.nspname, c.relname, a.attname, CASE a.attidentity WHEN 'a' THEN 'identity always' "
+                 "WHEN 'd' THEN 'identity by default' ELSE 'serial' END, coalesce(pg_get_serial_sequence("
+                 "format('%I.%I', n.nspname, c.relname), a.attname), '') FROM pg_attribute a JOIN pg_class c "
+                 "ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d "
+                 "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE c.relkind IN ('r', 'p') AND "
+                 "a.attnum > 0 AND NOT a.attisdropped AND (a.attidentity <> '' OR pg_get_expr(d.adbin, "
+                 "d.adrelid) LIKE 'nextval(%') ORDER BY 1, 2, a.attnum",
+                 &r, &e)) {
+      check(false, "cannot read serial and identity columns: " + e);
+      return;
+    }
+    size_t named = 0;
+    for (const auto& row : r.rows) {
+      const std::string table = *row[0] + "." + *row[1];
+      const pm::Table* t = nullptr;
+      for (const pm::Table* c : tables)
+        if (c->qualified() == table) t = c;
+      if (t == nullptr) continue;  // not one of --tables
+      const auto key = pm::choose_key(*t);
+      const bool in_key = std::find(key.columns.begin(), key.columns.end(), *row[2]) != key.columns.end();
+      print_check('!', "serial: " + table + "." + *row[2] + " (" + *row[3] +
+                           (row[4]->empty() ? "" : ", sequence " + *row[4]) + (in_key ? ", part of the key" : "") +
+                           "): a mirrored INSERT that leaves it to its default takes " + ctx.secondary_name +
+                           "'s own next value, which differs from the primary's under concurrent inserts and "
+                           "after inserts rolled back on the primary" +
+                           (in_key ? " (the same row gets another key there)" : "") +
+                           ". Remedy: verify + repair (repair copies the primary's rows and sets the sequence), "
+                           "or keys the application generates (uuid, or nextval read first and sent as a value)");
+      ++named;
+    }
+    if (named == 0) check(true, "serial: no serial or identity column in the tables");
+    details.set("serial_columns", pm::Json::integer(static_cast<int64_t>(named)));
+  }
+
   void connections(PgConn& c, const std::string& name) {
     Rows r;
     std::string e;
@@ -96,7 +138,8 @@ struct Preflight {
     const int64_t free = max - reserved - used;
     // The backfill's --jobs connections, verify's, plus room for the mirror's (one per client
     // session that writes) and for clients coming and going: at least 10 and a quarter.
-    const int64_t need = ctx.opt.jobs + std::max<int64_t>(10, max / 4);
+    // Backfill: two connections per job on the primary (overlapped chunks), one on the other.
+    const int64_t need = 2 * ctx.opt.jobs + std::max<int64_t>(10, max / 4);
     check(free >= need, name + ": max_connections " + std::to_string(max) + ", " + std::to_string(used) +
                             " in use, " + std::to_string(reserved) + " reserved: " + std::to_string(free) +
                             " free (need " + std::to_string(need) + " for " + std::to_string(ctx.opt.jobs) +
@@ -126,7 +169,7 @@ int preflight_main(int argc, char** argv) {
   pf.check(p != nullptr, p ? ctx.primary.label + " reachable as " + ctx.primary.user + ", PostgreSQL " + p->server_version() + " (primary)" : pe);
   pf.check(n != nullptr, n ? ctx.secondary.label + " reachable as " + ctx.secondary.user + ", PostgreSQL " + n->server_version() : ne);
   if (!p || !n) {
-    audit(opt, "preflight", 1, pm::Json::object().set("failures", pm::Json::integer(pf.failures)));
+    audit(ctx.opt, "preflight", 1, pm::Json::object().set("failures", pm::Json::integer(pf.failures)));
     return 1;
   }
   const int pmajor = PQserverVersion(p->raw()) / 10000, nmajor = PQserverVersion(n->raw()) / 10000;
@@ -180,6 +223,7 @@ int preflight_main(int argc, char** argv) {
                          "SHARE on the primary (writes to it wait for the copy); verify compares it whole (count and hash)");
   }
   pf.privileges(*p, *n, tables);
+  pf.serial_columns(*p, tables);
   pf.foreign_keys(*n, new_schema);
   pf.connections(*p, ctx.primary.label);
   pf.connections(*n, ctx.secondary.label);
@@ -203,7 +247,7 @@ int preflight_main(int argc, char** argv) {
   pf.details.set("keyless_tables", pm::Json::integer(static_cast<int64_t>(keyless.size())));
   const int code = pf.failures == 0 ? 0 : 1;
   std::printf("%s\n", code == 0 ? "preflight passed" : ("preflight failed: " + std::to_string(pf.failures) + " check(s)").c_str());
-  audit(opt, "preflight", code, std::move(pf.details));
+  audit(ctx.opt, "preflight", code, std::move(pf.details));
   return code;
 }
 

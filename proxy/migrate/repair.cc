@@ -51,19 +51,6 @@ bool repair_table(ConnPair& pair, MirrorBarrier& barrier, const pm::Table& table
   return true;
 }
 
-bool repair_sequence(ConnPair& pair, const pm::Sequence& s, std::string* error) {
-  const std::string reg = pm::quote_literal(pm::qualified_name(s.schema, s.name));
-  Rows p, n;
-  const std::string sql = "SELECT last_value FROM pg_sequences WHERE schemaname = " + pm::quote_literal(s.schema) +
-                          " AND sequencename = " + pm::quote_literal(s.name);
-  if (!pair.primary->query(sql, &p, error) || !pair.secondary->query(sql, &n, error)) return false;
-  if (p.rows.empty() || !p.rows[0][0]) return true;  // unused on the primary
-  const int64_t pv = std::atoll(p.at(0, 0).c_str());
-  if (!n.rows.empty() && n.rows[0][0] && std::atoll(n.at(0, 0).c_str()) >= pv) return true;
-  Rows ignored;
-  return pair.secondary->query("SELECT setval(" + reg + "::regclass, " + std::to_string(pv) + ", true)", &ignored, error);
-}
-
 }  // namespace
 
 int repair_main(int argc, char** argv) {
@@ -81,7 +68,7 @@ int repair_main(int argc, char** argv) {
     std::fprintf(stderr, "pgtandem repair: %s\n", error.c_str());
     return 1;
   }
-  const std::string dir = state_dir(opt);
+  const std::string dir = state_dir(ctx.opt);
   const std::string report_path = opt.report.empty() ? dir + "/verify-report.json" : opt.report;
   std::string text;
   if (!read_whole_file(report_path, &text)) {
@@ -135,7 +122,8 @@ int repair_main(int argc, char** argv) {
     const pm::Sequence* seq = nullptr;
     for (const auto& q : schema.sequences)
       if (q.qualified() == s.sequence) seq = &q;
-    if (seq == nullptr || !repair_sequence(pair, *seq, &error)) {
+    bool raised = false;
+    if (seq == nullptr || !raise_sequence(pair, *seq, &raised, &error)) {
       print_check('-', "sequence " + s.sequence + ": " + (seq ? error : "not on the primary"));
       ++failures;
     } else {
@@ -150,7 +138,7 @@ int repair_main(int argc, char** argv) {
   if (!run_verify(ctx, tables, schema, &after, &progress, &error)) {
     progress.finish(1, error);
     std::fprintf(stderr, "pgtandem repair: verifying again failed: %s\n", error.c_str());
-    audit(opt, "repair", 1, pm::Json::object().set("error", pm::Json::string(error)));
+    audit(ctx.opt, "repair", 1, pm::Json::object().set("error", pm::Json::string(error)));
     return 1;
   }
   const std::string after_path = dir + "/repair-verify-report.json";
@@ -164,8 +152,15 @@ int repair_main(int argc, char** argv) {
                          "); run repair --report " + after_path + " again");
   const int code = identical ? 0 : 1;
   progress.finish(code, identical ? "" : "differences remain");
-  audit(opt, "repair", code,
-        pm::Json::object()
+  // The report's verify covered every table and the re-verify of what differed is clean: old and
+  // new agree on every table since that verify's start.
+  pm::Json details = pm::Json::object();
+  if (identical && report->all_tables)
+    clear_marks_after_clean_verify(ctx, report->marks_at_start, &details);
+  else if (identical)
+    print_check('!', "needs-repair marks not cleared: the report's verify covered only some tables (--tables)");
+  audit(ctx.opt, "repair", code,
+        details
             .set("report", pm::Json::string(report_path))
             .set("repaired_rows", pm::Json::integer(repaired))
             .set("failures", pm::Json::integer(failures))

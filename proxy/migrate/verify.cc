@@ -330,19 +330,23 @@ int verify_main(int argc, char** argv) {
   std::vector<const pm::Table*> tables;
   if (!p || !fetch_schema(*p, &schema, &error) || !select_tables(schema, opt.tables, &tables, &error)) {
     std::fprintf(stderr, "pgtandem verify: %s\n", error.c_str());
-    audit(opt, "verify", 3, pm::Json::object().set("error", pm::Json::string(error)));
+    audit(ctx.opt, "verify", 3, pm::Json::object().set("error", pm::Json::string(error)));
     return 3;
   }
   p.reset();
-  const std::string dir = state_dir(opt);
+  const std::string dir = state_dir(ctx.opt);
   Progress progress("verify", dir + "/verify-state.json", &ctx);
-  progress.start();
   pm::Report report;
+  // The marks each pgtandem holds now, before any table is read: only those may be cleared if
+  // the verify is clean (policy/migrate/marks.h).
+  report.all_tables = opt.tables.empty();
+  report.marks_at_start = read_marks(ctx);
+  progress.start();
   const bool ok = run_verify(ctx, tables, schema, &report, &progress, &error);
   if (!ok) {
     progress.finish(3, error);
     std::fprintf(stderr, "pgtandem verify: %s\n", error.c_str());
-    audit(opt, "verify", 3, pm::Json::object().set("error", pm::Json::string(error)));
+    audit(ctx.opt, "verify", 3, pm::Json::object().set("error", pm::Json::string(error)));
     return 3;
   }
   progress.finish(report.identical() ? 0 : 1);
@@ -357,8 +361,13 @@ int verify_main(int argc, char** argv) {
   const int code = report.identical() ? 0 : 1;
   int64_t rows = 0;
   for (const auto& t : report.tables) rows += static_cast<int64_t>(t.rows.size());
-  audit(opt, "verify", code,
-        pm::Json::object()
+  pm::Json details = pm::Json::object();
+  if (report.identical() && report.all_tables)
+    clear_marks_after_clean_verify(ctx, report.marks_at_start, &details);
+  else if (report.identical())
+    print_check('!', "needs-repair marks not cleared: --tables verified only some tables");
+  audit(ctx.opt, "verify", code,
+        details
             .set("report", pm::Json::string(path))
             .set("tables_checked", pm::Json::integer(report.tables_checked))
             .set("rows_checked", pm::Json::integer(report.rows_checked))

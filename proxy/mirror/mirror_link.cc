@@ -411,7 +411,7 @@ void MirrorLink::compare(const policy::MirrorUnit& unit,
     }
     break;
   }
-  state_.metrics->mirror_divergence(kind);
+  state_.metrics->mirror_divergence(kind, unit.bytes);
   log::warn("mirror divergence", {{"session", context_.session_id},
                                   {"target", state_.targets[target_].name},
                                   {"kind", kind},

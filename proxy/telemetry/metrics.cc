@@ -324,7 +324,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>* divergences = nullptr;
   // Divergences on rows a backfill has not copied yet (issue 13), counted apart.
   prometheus::Family<prometheus::Counter>* divergences_backfill = nullptr;
-  std::function<bool()> backfill_pending;
+  std::function<bool(std::string_view)> backfill_pending;
   std::atomic<uint64_t> divergences_real{0}, divergences_pending{0};
   prometheus::Counter* nondeterministic = nullptr;
   prometheus::Counter* coalesced = nullptr;
@@ -611,11 +611,13 @@ void Metrics::cancel_request(bool known_session) { impl_->cancels[known_session 
 void Metrics::mirror_write(MirrorOutcome outcome) {
   impl_->mirror_writes[static_cast<int>(outcome)]->Increment();
 }
-void Metrics::mirror_divergence(std::string_view kind) {
+void Metrics::mirror_divergence(std::string_view kind, std::string_view unit_bytes) {
   // An UPDATE/DELETE that found 0 rows on the other target, or failed there (a foreign key to a row
   // not there yet), while a backfill has not finished: rows not copied yet, not a real divergence.
+  // row_count: by the unit's tables; error_on_mirror: any table (the parent is not named).
   const bool backfill_kind = kind == "row_count" || kind == "error_on_mirror";
-  if (backfill_kind && impl_->backfill_pending && impl_->backfill_pending()) {
+  if (backfill_kind && impl_->backfill_pending &&
+      impl_->backfill_pending(kind == "row_count" ? unit_bytes : std::string_view())) {
     impl_->divergences_backfill->Add({{"kind", std::string(kind)}}).Increment();
     impl_->divergences_pending.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -623,7 +625,7 @@ void Metrics::mirror_divergence(std::string_view kind) {
   impl_->divergences->Add({{"kind", std::string(kind)}}).Increment();
   impl_->divergences_real.fetch_add(1, std::memory_order_relaxed);
 }
-void Metrics::set_backfill_pending(std::function<bool()> pending) {
+void Metrics::set_backfill_pending(std::function<bool(std::string_view)> pending) {
   impl_->backfill_pending = std::move(pending);
 }
 void Metrics::mirror_divergences(uint64_t* real, uint64_t* backfill_pending) const {

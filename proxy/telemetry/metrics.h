@@ -85,13 +85,17 @@ class Metrics {
   void route_kept(policy::KeptReason reason);
 
   void mirror_write(MirrorOutcome outcome);
-  // kind: row_count | command | error_on_mirror | error_on_primary | error_code | statements
-  void mirror_divergence(std::string_view kind);
-  // Issue 13: whether a backfill has not finished yet (policy::migrate::RunBoard, as the commands
-  // report it). While it says so, row_count and error_on_mirror divergences are counted in
+  // kind: row_count | command | error_on_mirror | error_on_primary | error_code | statements.
+  // unit_bytes: the diverging mirror unit's frontend messages (its tables decide the backfill
+  // attribution below; {} = unknown).
+  void mirror_divergence(std::string_view kind, std::string_view unit_bytes = {});
+  // Issue 13: whether a backfill has not finished the tables of a diverging unit yet
+  // (policy::migrate::RunBoard, as the commands report it; unit_bytes {}: any table). While it
+  // says so, row_count divergences of that unit, and every error_on_mirror divergence (a foreign
+  // key's parent row not copied yet is in a table the statement does not name), are counted in
   // pgtandem_mirror_divergences_backfill_pending_total instead. Set before serving starts; called
   // on the divergence path only (rare), from any worker.
-  void set_backfill_pending(std::function<bool()> pending);
+  void set_backfill_pending(std::function<bool(std::string_view unit_bytes)> pending);
   // Divergences counted so far: real ones, and those put down to a backfill in progress.
   void mirror_divergences(uint64_t* real, uint64_t* backfill_pending) const;
   void mirror_nondeterministic();

@@ -592,3 +592,89 @@ TEST_F(MigrateTest, EveryKindOfBuiltInType) {
 
 }  // namespace
 }  // namespace pgtandem::it
+
+namespace pgtandem::it {
+namespace {
+
+// Issue 13 with issue 15: a clean verify of every table, started after a crash window ended,
+// clears the crash-window mark on the running pgtandem (and says so); a verify of some tables
+// does not; a repair whose verify-again is clean does, for a mark its report's verify saw.
+TEST_F(MigrateTest, CleanVerifyOrRepairClearsTheCrashWindowSeenAtItsStart) {
+  const std::string db = make_db("marks");
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
+    c->exec("CREATE TABLE t (id int PRIMARY KEY, v int); CREATE TABLE u (id int PRIMARY KEY)", db);
+    c->exec("INSERT INTO t SELECT g, g FROM generate_series(1, 500) g; INSERT INTO u VALUES (1)", db);
+  }
+  ProxyOptions o = Env::get().default_proxy_options();
+  o.section_lines[""].push_back("mirror_writes = true");
+  o.section_lines[""].push_back("state_dir = \"" + dir_->file("proxy-state") + "\"");
+  o.section_lines["admin"].push_back("token = \"migrate-it-token\"");
+  auto crash = [&] {
+    auto doomed = std::make_unique<ProxyProcess>(o);
+    doomed->start();
+    doomed->kill();  // SIGKILL: the marker stays, the next start records a crash window
+  };
+  crash();
+  auto p = std::make_unique<ProxyProcess>(o);
+  p->start();
+  auto status = [&] { return http_get(p->admin_port(), "/status").body; };
+  ASSERT_NE(status().find("\"crash_window\":{\"from\":\""), std::string::npos) << status();
+
+  auto some = command("verify", p->config_path(), db, {"--tables", "t"});
+  EXPECT_EQ(some.exit_code, 0) << some.describe();
+  EXPECT_NE(some.out.find("marks not cleared: --tables"), std::string::npos) << some.out;
+  EXPECT_NE(status().find("\"crash_window\":{\"from\":\""), std::string::npos) << "only some tables verified";
+
+  auto all = command("verify", p->config_path(), db);
+  EXPECT_EQ(all.exit_code, 0) << all.describe();
+  EXPECT_NE(all.out.find("the clean verify cleared 1 needs-repair mark(s)"), std::string::npos) << all.out;
+  EXPECT_NE(status().find("\"crash_window\":null"), std::string::npos) << status();
+  EXPECT_NE(read_file(dir_->file("state-" + db) + "/audit.log").find("\"marks_cleared\":[{"), std::string::npos);
+
+  // Another crash, and a difference: verify finds it (marks stay), repair fixes it and clears.
+  p->stop();
+  crash();
+  p = std::make_unique<ProxyProcess>(o);
+  p->start();
+  new_cluster().exec("UPDATE t SET v = -1 WHERE id = 42", db);
+  auto differs = command("verify", p->config_path(), db, {"--recheck-delay-ms", "0"});
+  EXPECT_EQ(differs.exit_code, 1) << differs.describe();
+  EXPECT_EQ(differs.out.find("cleared"), std::string::npos) << differs.out;
+  EXPECT_NE(status().find("\"crash_window\":{\"from\":\""), std::string::npos) << status();
+  auto rep = command("repair", p->config_path(), db, {"--recheck-delay-ms", "0"});
+  EXPECT_EQ(rep.exit_code, 0) << rep.describe();
+  EXPECT_NE(rep.out.find("the clean verify cleared 1 needs-repair mark(s)"), std::string::npos) << rep.out;
+  EXPECT_NE(status().find("\"crash_window\":null"), std::string::npos) << status();
+  EXPECT_EQ(new_cluster().query_value("SELECT v FROM t WHERE id = 42", db), "42");
+  p->stop();
+}
+
+// Serial and identity columns: preflight names each with its risk and remedy; the backfill sets
+// the other target's sequences to at least the primary's.
+TEST_F(MigrateTest, SerialColumnsNamedByPreflightAndSequencesRaisedByBackfill) {
+  const std::string db = make_db("serial");
+  const char* schema =
+      "CREATE TABLE s (id bigserial PRIMARY KEY, v int);"
+      "CREATE TABLE i (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n serial)";
+  for (PgCluster* c : {&old_cluster(), &new_cluster()}) c->exec(schema, db);
+  old_cluster().exec("INSERT INTO s (v) SELECT g FROM generate_series(1, 300) g;"
+                     "INSERT INTO i DEFAULT VALUES; SELECT setval('s_id_seq', 9000)",
+                     db);
+  const std::string cfg = plain_config();
+  auto pre = command("preflight", cfg, db);
+  EXPECT_NE(pre.out.find("serial: public.s.id (serial, sequence public.s_id_seq, part of the key)"), std::string::npos)
+      << pre.out;
+  EXPECT_NE(pre.out.find("serial: public.i.id (identity always"), std::string::npos) << pre.out;
+  EXPECT_NE(pre.out.find("serial: public.i.n (serial"), std::string::npos) << pre.out;
+  EXPECT_NE(pre.out.find("Remedy: verify + repair"), std::string::npos) << pre.out;
+  auto bf = command("backfill", cfg, db, {"--no-watermark"});
+  ASSERT_EQ(bf.exit_code, 0) << bf.describe();
+  EXPECT_NE(bf.out.find("sequences: 3 of 3 set to at least the primary's value"), std::string::npos) << bf.out;
+  EXPECT_EQ(new_cluster().query_value("SELECT last_value FROM s_id_seq", db), "9000");
+  EXPECT_EQ(new_cluster().query_value("SELECT nextval('i_id_seq')", db), "2");
+  auto v = command("verify", cfg, db);
+  EXPECT_EQ(v.exit_code, 0) << v.describe();
+}
+
+}  // namespace
+}  // namespace pgtandem::it

@@ -1,6 +1,7 @@
 // policy/migrate/run_board: the migration commands' state as a running pgtandem keeps it (issue
 // 13): documents accepted and refused, stale runs, the last result kept across a new run,
 // Prometheus text, and which divergences a backfill in progress explains.
+#include "policy/migrate/divergence.h"
 #include "policy/migrate/run_board.h"
 
 #include <gtest/gtest.h>
@@ -88,6 +89,41 @@ TEST(RunBoard, BackfillPendingUntilItsTablesAreDone) {
                        103, &why));
   EXPECT_FALSE(b.backfill_pending());
   EXPECT_FALSE(b.backfill_pending("public.b"));
+}
+
+std::string message(char type, const std::string& body) {
+  const uint32_t len = static_cast<uint32_t>(body.size() + 4);
+  std::string m(1, type);
+  for (int s = 24; s >= 0; s -= 8) m += static_cast<char>((len >> s) & 0xff);
+  return m + body;
+}
+
+TEST(RunBoard, DivergenceTablesFromTheUnitsMessages) {
+  using namespace std::string_literals;
+  // A transaction as pgbench sends it (simple queries), and an extended-protocol statement.
+  const std::string unit = message('Q', "BEGIN;"s + '\0') +
+                           message('Q', "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 7;"s + '\0') +
+                           message('P', "s1\0INSERT INTO public.history (x) VALUES ($1)\0\0\0"s) +
+                           message('B', "\0s1\0\0\0\0\0\0\0"s) + message('E', "\0\0\0\0\0"s) + message('S', "") +
+                           message('Q', "COMMIT;"s + '\0');
+  const auto sqls = unit_statements(unit);
+  ASSERT_EQ(sqls.size(), 4u);
+  EXPECT_EQ(sqls[2], "INSERT INTO public.history (x) VALUES ($1)");
+  const auto tables = unit_tables(unit);
+  ASSERT_EQ(tables.size(), 2u);
+  EXPECT_EQ(tables[0], "pgbench_accounts");
+  EXPECT_EQ(tables[1], "public.history");
+  EXPECT_TRUE(unit_tables(message('Q', "COMMIT;"s + '\0')).empty());
+  EXPECT_TRUE(unit_tables(unit.substr(0, 12)).empty()) << "a cut message is not read";
+
+  RunBoard b;
+  std::string why;
+  ASSERT_TRUE(b.update(doc("backfill", "running",
+                           "{\"table\":\"public.pgbench_accounts\",\"done\":true},{\"table\":\"public.history\",\"done\":false}"),
+                       100, &why));
+  EXPECT_TRUE(b.backfill_pending_any(tables)) << "history is not copied yet";
+  EXPECT_FALSE(b.backfill_pending_any({"pgbench_accounts"})) << "accounts is: a real divergence";
+  EXPECT_TRUE(b.backfill_pending_any({})) << "tables unknown: the global answer";
 }
 
 TEST(RunBoard, KeepsAtMostMaxTables) {
