@@ -111,11 +111,15 @@ for nb in "${bins[@]}"; do
   pid_of[$name]=$PGTANDEM_PID
 done
 
-postmasters() {
-  local pm
-  pm=$(head -n 1 "$(pg_datadir old)/postmaster.pid")
-  if ((mirror)); then pm+=",$(head -n 1 "$(pg_datadir new)/postmaster.pid")"; fi
-  echo "$pm"
+# The server's processes: each postmaster (its counters are inherited by the backends it forks
+# during the cell) and its live children (PgBouncer's pooled backends were forked before).
+server_pids() {
+  local c pids=()
+  for c in old $( ((mirror == 0)) || echo new); do
+    mapfile -t -O "${#pids[@]}" pids < <(pg_cluster_pids "$c")
+  done
+  local IFS=,
+  echo "${pids[*]}"
 }
 
 # perf stat -x output -> "column=count ..." for one process group.
@@ -154,8 +158,7 @@ measure() {
     perf stat -x, -o "$dir/proxy.txt" "${perf_args[@]}" -p "$proxy" &
     pp=$!
   fi
-  # Attached to the postmaster, the counters are inherited by the backends it forks for pgbench.
-  perf stat -x, -o "$dir/server.txt" "${perf_args[@]}" -p "$(postmasters)" &
+  perf stat -x, -o "$dir/server.txt" "${perf_args[@]}" -p "$(server_pids)" &
   sp=$!
   sleep 0.3  # perf attaches
   perf stat -x, -o "$dir/client.txt" "${perf_args[@]}" -- pgbench "${args[@]}" bench \

@@ -11,6 +11,7 @@
 
 #include "protocol/errors.h"
 #include "protocol/message_types.h"
+#include "proxy/net/relay_read.h"
 #include "proxy/telemetry/log.h"
 
 namespace pgtandem::proxy::session {
@@ -35,8 +36,9 @@ asio::awaitable<void> Session::pump_frontend() {
         close_for_drain();  // idle while pgtandem drains: leave now
         co_return;
       }
-      auto [ec, n] = co_await client_.async_read_some(
-          asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
+      // No recv that finds nothing: proxy/net/relay_read.h.
+      auto [ec, n] = co_await relay_read_some(
+          client_, asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
           asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
       if (ec == asio::error::operation_aborted &&
           state_.control.draining.load(std::memory_order_relaxed)) {
@@ -68,7 +70,15 @@ asio::awaitable<void> Session::pump_frontend() {
       stop = true;
     }
     if (send > 0) {
-      auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(buf, send), kNoThrow);
+      // One send for the whole batch this read produced; the rest, if the server's socket is
+      // full, through the reactor.
+      boost::system::error_code ec;
+      size_t sent = backend_.tls() ? 0 : backend_.try_send(buf, send, ec);
+      if (!ec && sent < send) {
+        auto [aec, an] = co_await asio::async_write(backend_, asio::buffer(buf + sent, send - sent),
+                                                    kNoThrow);
+        ec = aec;
+      }
       if (ec) {
         // The server is gone. The client is left to the other pump, which still delivers what
         // the server said last (say, FATAL 57P01 after pg_terminate_backend) and then closes.

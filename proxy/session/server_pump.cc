@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "protocol/message_types.h"
+#include "proxy/net/relay_read.h"
 #include "proxy/telemetry/log.h"
 
 namespace pgtandem::proxy::session {
@@ -64,8 +65,9 @@ asio::awaitable<void> Session::pump_backend() {
         co_await park_backend();
         latency = &stats_.query_latency[target_];
       }
-      auto [ec, n] = co_await backend_.async_read_some(
-          asio::buffer(buf + end, kBackendBufferSize - end), kNoThrow);
+      // No recv that finds nothing: proxy/net/relay_read.h.
+      auto [ec, n] = co_await relay_read_some(
+          backend_, asio::buffer(buf + end, kBackendBufferSize - end), kNoThrow);
       if (ec) {
         if (flipping_) continue;  // cancelled for a flip: park, then read the new primary
         break;
@@ -92,7 +94,16 @@ asio::awaitable<void> Session::pump_backend() {
       } else {
         client_busy_ = true;
       }
-      auto [wec, written] = co_await asio::async_write(client_, asio::buffer(buf, r.forward), kNoThrow);
+      // One send for everything this read produced; the rest, if the client's socket is full,
+      // through the reactor.
+      boost::system::error_code wec;
+      size_t written = client_.tls() ? 0 : client_.try_send(buf, r.forward, wec);
+      if (!wec && written < r.forward) {
+        auto [aec, an] = co_await asio::async_write(
+            client_, asio::buffer(buf + written, r.forward - written), kNoThrow);
+        wec = aec;
+        written += an;
+      }
       unlock_client();
       if (wec) {
         close_backend();

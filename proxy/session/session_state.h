@@ -179,7 +179,7 @@ class Session final : public policy::RequestTrackerHost {
   asio::cancellation_signal drain_signal_;
   // Cutover (issue 14): counted in flight from the boundary a request passed to the primary's
   // ReadyForQuery 'I' with nothing outstanding; a closed gate holds the next request at its boundary.
-  PauseGate::Ticket pause_ticket_{state_.control.pause};
+  PauseGate::Ticket pause_ticket_{state_.control.pause, worker_.index()};  // per-worker slot
 
   // --- Write mirroring (mirroring.cc): what the client sends and the primary answers feeds the
   // capture, whose released units go to the mirror link. Both are null when mirror_writes is off.
