@@ -11,8 +11,9 @@
 // readiness event of that socket, whether or not a read is queued then, so no event is lost (an
 // event for bytes that an earlier recv already took costs one recv that finds nothing, as before).
 //
-// Built on Asio's epoll reactor internals (Boost 1.81: reactor_op, handler_work, start_op); with
-// Asio's io_uring backend (PGTANDEM_IO_URING) and on TLS streams it is plain async_read_some.
+// Built on Asio's epoll reactor internals (reactor_op, handler_work, start_op) as Boost 1.81 has
+// them; with another Boost version, with Asio's io_uring backend (PGTANDEM_IO_URING) and on TLS
+// streams it is plain async_read_some (check these internals before allowing a newer Boost).
 // Included only by the pumps (proxy/session/{client,server}_pump.cc).
 #pragma once
 
@@ -31,6 +32,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
+#include <boost/version.hpp>
 
 #include <sys/socket.h>
 
@@ -41,10 +43,16 @@
 
 #include "proxy/net/stream.h"
 
+#if BOOST_VERSION == 108100 && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+#define PGTANDEM_RELAY_READ_OP 1
+#else
+#define PGTANDEM_RELAY_READ_OP 0
+#endif
+
 namespace pgtandem::proxy {
 namespace relay_detail {
 
-#if !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+#if PGTANDEM_RELAY_READ_OP
 namespace ad = boost::asio::detail;
 
 template <typename Handler, typename IoExecutor>
@@ -139,7 +147,7 @@ template <typename Token>
 auto relay_read_some(Stream& stream, asio::mutable_buffer buffer, Token&& token) {
   return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
       [&stream](auto handler, asio::mutable_buffer b) {
-#if !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+#if PGTANDEM_RELAY_READ_OP
         namespace ad = boost::asio::detail;
         using Handler = std::decay_t<decltype(handler)>;
         RawSocket& socket = stream.raw();
