@@ -21,7 +21,8 @@
 # Columns, per transaction: recv (recvfrom + recvmsg), EAGAIN (recv*/read returning EAGAIN: a
 # speculative read that found nothing), send (sendto + sendmsg + writev), rd/wr (read/write: files,
 # eventfds, pipes), wait (epoll_wait/epoll_pwait/poll/ppoll/select/io_uring_enter), futex, other,
-# all (every syscall) and cs (context switches: each one a sleep and a wake-up). Rows: the proxy
+# all (every syscall), cs (context switches: each one a sleep and a wake-up) and, for the proxy, its
+# CPU time per transaction (a time, not a count: it moves with the load). Rows: the proxy
 # (all its threads), the PostgreSQL server (postmaster and the backends forked during the run; both
 # clusters when mirroring) and pgbench.
 set -euo pipefail
@@ -52,7 +53,7 @@ while (($#)); do
     --no-direct) direct=0; shift ;;
     --toml-top) toml_top=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/syscalls.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -152,7 +153,7 @@ measure() {
   local -a args=(-n -M "$mode" -c "$c" -j "$((c < 2 ? c : 2))" -t "$((txns / c))"
     -h 127.0.0.1 -p "${port_of[$target]}" -U postgres)
   [[ $workload == select ]] && args+=(-S)
-  local proxy=${pid_of[$target]:-} pp='' sp
+  local proxy=${pid_of[$target]:-} pp='' sp cpu0=0 cpu1=0
   rm -f "$dir"/*.txt
   if [[ -n $proxy ]]; then
     perf stat -x, -o "$dir/proxy.txt" "${perf_args[@]}" -p "$proxy" &
@@ -161,8 +162,10 @@ measure() {
   perf stat -x, -o "$dir/server.txt" "${perf_args[@]}" -p "$(server_pids)" &
   sp=$!
   sleep 0.3  # perf attaches
+  [[ -z $proxy ]] || cpu0=$(pg_cpu_us "$proxy")
   perf stat -x, -o "$dir/client.txt" "${perf_args[@]}" -- pgbench "${args[@]}" bench \
     >"$dir/pgbench.log" 2>&1 || { cat "$dir/pgbench.log" >&2; pg_die "pgbench failed ($target)"; }
+  [[ -z $proxy ]] || cpu1=$(pg_cpu_us "$proxy")
   sleep 0.2  # backends exit (their counts are folded into the postmaster's on exit)
   kill -INT "$sp" ${pp:+"$pp"} 2>/dev/null || true
   wait "$sp" ${pp:+"$pp"} 2>/dev/null || true
@@ -170,8 +173,10 @@ measure() {
   done_txns=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$dir/pgbench.log")
   for who in proxy server client; do
     [[ -f $dir/$who.txt ]] || continue
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$c" "$target" "$who" "$done_txns" \
-      "$(summarise "$dir/$who.txt")" >>"$out/raw.tsv"
+    local cpu=-
+    [[ $who != proxy ]] || cpu=$((cpu1 - cpu0))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s cpu_us=%s\n' "$workload" "$mode" "$c" "$target" "$who" \
+      "$done_txns" "$(summarise "$dir/$who.txt")" "$cpu" >>"$out/raw.tsv"
   done
 }
 
@@ -200,18 +205,20 @@ done
   python3 - "$out/raw.tsv" <<'EOF'
 import sys
 cols = ["recv", "eagain", "send", "rd", "wr", "wait", "futex", "other", "all", "cs"]
-print("| workload | -M | c | target | process | " + " | ".join(cols) + " |")
-print("|---|---|---:|---|---|" + "---:|" * len(cols))
+print("| workload | -M | c | target | process | " + " | ".join(cols) + " | CPU us |")
+print("|---|---|---:|---|---|" + "---:|" * (len(cols) + 1))
 for line in open(sys.argv[1]):
     w, m, c, t, who, n, rest = line.rstrip("\n").split("\t")
     n = max(int(n or 0), 1)
     kv = dict(x.split("=") for x in rest.split())
     vals = " | ".join("%.2f" % (int(kv[k]) / n) for k in cols)
-    print(f"| {w} | {m} | {c} | {t} | {who} | {vals} |")
+    cpu = "-" if kv.get("cpu_us", "-") == "-" else "%.1f" % (int(kv["cpu_us"]) / n)
+    print(f"| {w} | {m} | {c} | {t} | {who} | {vals} | {cpu} |")
 print()
 print("Per transaction. recv: recvfrom+recvmsg; eagain: recv*/read that returned EAGAIN; send:"
       " sendto+sendmsg+writev; rd/wr: read/write; wait: epoll_wait/epoll_pwait/poll/ppoll/select/"
-      "io_uring_enter; all: every syscall; cs: context switches. proxy: every thread of the proxy;"
+      "io_uring_enter; all: every syscall; cs: context switches; CPU us: the proxy's utime+stime"
+      " (/proc/PID/stat, 10 ms ticks: a time, so it moves with the load, unlike the counts). proxy: every thread of the proxy;"
       " server: the postmaster and the backends forked during the cell; client: pgbench.")
 EOF
 } >"$out/results.md"
