@@ -26,9 +26,17 @@ asio::awaitable<void> Session::pump_frontend() {
   size_t end = fend_;
   bool unscanned = end > 0;
   const bool block_on_full = mirror_ && snap_ && snap_->config->mirror.overflow == "block";
+  // The last read left the socket empty and the client now waits for answers: the next read waits
+  // for readiness without a recv that finds nothing (proxy/net/relay_read.h).
+  bool wait_first = false;
+  int inq = -1;
+  enable_inq(client_);
 
   for (;;) {
-    if (block_on_full) co_await wait_for_mirror_room();
+    if (block_on_full && mirror_->over_limit()) {
+      co_await wait_for_mirror_room();
+      wait_first = false;  // suspended: the reactor may have turned
+    }
     if (!unscanned) {
       // Inline, not a sub-coroutine: a co_await of one allocates its frame on every read.
       if (state_.control.draining.load(std::memory_order_relaxed) &&
@@ -36,10 +44,12 @@ asio::awaitable<void> Session::pump_frontend() {
         close_for_drain();  // idle while pgtandem drains: leave now
         co_return;
       }
-      // No recv that finds nothing: proxy/net/relay_read.h.
+      const uint32_t writes = client_writes_;
       auto [ec, n] = co_await relay_read_some(
-          client_, asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
+          client_, asio::buffer(fbuf_.data() + end, fbuf_.size() - end), wait_first, &inq,
           asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+      wait_first = false;
+      if (client_writes_ != writes) inq = -1;
       if (ec == asio::error::operation_aborted &&
           state_.control.draining.load(std::memory_order_relaxed)) {
         continue;  // woken for a drain: leave if idle, else go on reading
@@ -54,10 +64,14 @@ asio::awaitable<void> Session::pump_frontend() {
       end += n;
     }
     unscanned = false;
+    bool turned = false;  // suspended since the read (the reactor may have turned)
     // Only a session with a capture has anything to do between requests; checking here keeps a
     // coroutine frame (an allocation) off every read of the plain relay.
     bool go_on = true;
-    if (at_request_boundary()) go_on = co_await between_requests();
+    if (at_request_boundary()) {
+      go_on = co_await between_requests();
+      turned = true;  // it may have waited (pause gate, journal room, a flip)
+    }
     if (!go_on) co_return;
     char* buf = fbuf_.data();
     const bool routing = routes_ && (routes_->routes_anything() || shadowing_) && !pinned_;
@@ -75,9 +89,12 @@ asio::awaitable<void> Session::pump_frontend() {
       boost::system::error_code ec;
       size_t sent = backend_.tls() ? 0 : backend_.try_send(buf, send, ec);
       if (!ec && sent < send) {
+        ++backend_writes_;
         auto [aec, an] = co_await asio::async_write(backend_, asio::buffer(buf + sent, send - sent),
                                                     kNoThrow);
+        ++backend_writes_;
         ec = aec;
+        turned = true;
       }
       if (ec) {
         // The server is gone. The client is left to the other pump, which still delivers what
@@ -96,10 +113,12 @@ asio::awaitable<void> Session::pump_frontend() {
       const size_t begin = tracker_.divert_begin();
       const bool served = co_await serve_diverted(std::string_view(buf + begin, r.forward - begin));
       if (!served) co_return;
+      turned = true;
       consumed = r.forward;
       unscanned = consumed < end;  // the scan stopped at the routed request: go on from there
     }
     tracker_.end_scan();
+    wait_first = !turned && inq == 0 && consumed == end && tracker_.outstanding() > 0;
     end -= consumed;
     if (end > 0) std::memmove(buf, buf + consumed, end);
     if (!resize_frontend_buffer(end, keep_limit)) co_return;
@@ -216,7 +235,9 @@ asio::awaitable<bool> Session::serve_diverted(std::string_view request) {
   const bool routed = co_await serve_routed(request);
   if (routed) co_return true;
   state_.metrics->route_decision(worker_.index(), snap_->generation, decision_.rule, target_);
+  ++backend_writes_;
   auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(request), kNoThrow);
+  ++backend_writes_;
   if (ec) co_return false;
   stats_.bytes[kFrontendDir].add(request.size());
   co_return true;

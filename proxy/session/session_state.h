@@ -162,6 +162,10 @@ class Session final : public policy::RequestTrackerHost {
   bool holds_login_slot_ = true;  // counted in ServerState::unauthenticated
 
   // --- The pumps (client_pump.cc, server_pump.cc).
+  // Asio writes started or finished on each socket (proxy/net/relay_read.h: a read that completed
+  // alongside one of them may have been deferred past a reactor turn, so its "empty" is not trusted).
+  uint32_t client_writes_ = 0;
+  uint32_t backend_writes_ = 0;
   std::vector<char> fbuf_;  // grows past its initial size only to hold a whole message to mirror
   std::unique_ptr<char[]> bbuf_;
   size_t fend_ = 0;
