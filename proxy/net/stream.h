@@ -8,6 +8,9 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <concepts>
 #include <cstddef>
 #include <memory>
@@ -82,6 +85,24 @@ class Stream {
   std::size_t write_some(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
     if (tls_ == nullptr) return socket_.write_some(buffers, ec);
     return tls_write_some(*tls_, first_buffer<asio::const_buffer>(buffers), ec);
+  }
+
+  // The relay's write on a plain socket (tls() false): one send straight on the descriptor, never
+  // blocking, no reactor operation. A write that completes at once through Asio still posts its
+  // completion, and the posted handler makes the worker's next reactor turn an extra epoll_wait
+  // with a zero timeout; this costs the send alone. Returns the bytes sent (maybe fewer than
+  // asked; 0 when the socket buffer is full), 0 with ec set on a hard error. The pumps' read is
+  // proxy/net/relay_read.h.
+  std::size_t try_send(const void* data, std::size_t size, boost::system::error_code& ec) {
+    for (;;) {
+      const ssize_t n = ::send(socket_.native_handle(), data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) return static_cast<std::size_t>(n);
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec = boost::system::error_code(errno, boost::system::system_category());
+      }
+      return 0;
+    }
   }
 
   template <typename MutableBufferSequence, typename Token>

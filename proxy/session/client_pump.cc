@@ -11,6 +11,7 @@
 
 #include "protocol/errors.h"
 #include "protocol/message_types.h"
+#include "proxy/net/relay_read.h"
 #include "proxy/telemetry/log.h"
 
 namespace pgtandem::proxy::session {
@@ -25,9 +26,17 @@ asio::awaitable<void> Session::pump_frontend() {
   size_t end = fend_;
   bool unscanned = end > 0;
   const bool block_on_full = mirror_ && snap_ && snap_->config->mirror.overflow == "block";
+  // The last read left the socket empty and the client now waits for answers: the next read waits
+  // for readiness without a recv that finds nothing (proxy/net/relay_read.h).
+  bool wait_first = false;
+  int inq = -1;
+  enable_inq(client_);
 
   for (;;) {
-    if (block_on_full) co_await wait_for_mirror_room();
+    if (block_on_full && mirror_->over_limit()) {
+      co_await wait_for_mirror_room();
+      wait_first = false;  // suspended: the reactor may have turned
+    }
     if (!unscanned) {
       // Inline, not a sub-coroutine: a co_await of one allocates its frame on every read.
       if (state_.control.draining.load(std::memory_order_relaxed) &&
@@ -35,9 +44,12 @@ asio::awaitable<void> Session::pump_frontend() {
         close_for_drain();  // idle while pgtandem drains: leave now
         co_return;
       }
-      auto [ec, n] = co_await client_.async_read_some(
-          asio::buffer(fbuf_.data() + end, fbuf_.size() - end),
+      const uint32_t writes = client_writes_;
+      auto [ec, n] = co_await relay_read_some(
+          client_, asio::buffer(fbuf_.data() + end, fbuf_.size() - end), wait_first, &inq,
           asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+      wait_first = false;
+      if (client_writes_ != writes) inq = -1;
       if (ec == asio::error::operation_aborted &&
           state_.control.draining.load(std::memory_order_relaxed)) {
         continue;  // woken for a drain: leave if idle, else go on reading
@@ -52,10 +64,14 @@ asio::awaitable<void> Session::pump_frontend() {
       end += n;
     }
     unscanned = false;
+    bool turned = false;  // suspended since the read (the reactor may have turned)
     // Only a session with a capture has anything to do between requests; checking here keeps a
     // coroutine frame (an allocation) off every read of the plain relay.
     bool go_on = true;
-    if (at_request_boundary()) go_on = co_await between_requests();
+    if (at_request_boundary()) {
+      go_on = co_await between_requests();
+      turned = true;  // it may have waited (pause gate, journal room, a flip)
+    }
     if (!go_on) co_return;
     char* buf = fbuf_.data();
     const bool routing = routes_ && (routes_->routes_anything() || shadowing_) && !pinned_;
@@ -69,7 +85,18 @@ asio::awaitable<void> Session::pump_frontend() {
     }
     if (send > 0) {
       if (capture_) on_forward();
-      auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(buf, send), kNoThrow);
+      // One send for the whole batch this read produced; the rest, if the server's socket is
+      // full, through the reactor.
+      boost::system::error_code ec;
+      size_t sent = backend_.tls() ? 0 : backend_.try_send(buf, send, ec);
+      if (!ec && sent < send) {
+        ++backend_writes_;
+        auto [aec, an] = co_await asio::async_write(backend_, asio::buffer(buf + sent, send - sent),
+                                                    kNoThrow);
+        ++backend_writes_;
+        ec = aec;
+        turned = true;
+      }
       if (ec) {
         // The server is gone. The client is left to the other pump, which still delivers what
         // the server said last (say, FATAL 57P01 after pg_terminate_backend) and then closes.
@@ -87,10 +114,12 @@ asio::awaitable<void> Session::pump_frontend() {
       const size_t begin = tracker_.divert_begin();
       const bool served = co_await serve_diverted(std::string_view(buf + begin, r.forward - begin));
       if (!served) co_return;
+      turned = true;
       consumed = r.forward;
       unscanned = consumed < end;  // the scan stopped at the routed request: go on from there
     }
     tracker_.end_scan();
+    wait_first = !turned && inq == 0 && consumed == end && tracker_.outstanding() > 0;
     end -= consumed;
     if (end > 0) std::memmove(buf, buf + consumed, end);
     if (!resize_frontend_buffer(end, keep_limit)) co_return;
@@ -206,7 +235,9 @@ asio::awaitable<bool> Session::serve_diverted(std::string_view request) {
   const bool routed = co_await serve_routed(request);
   if (routed) co_return true;
   state_.metrics->route_decision(worker_.index(), snap_->generation, decision_.rule, target_);
+  ++backend_writes_;
   auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(request), kNoThrow);
+  ++backend_writes_;
   if (ec) co_return false;
   stats_.bytes[kFrontendDir].add(request.size());
   co_return true;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "protocol/message_types.h"
+#include "proxy/net/relay_read.h"
 #include "proxy/telemetry/log.h"
 
 namespace pgtandem::proxy::session {
@@ -15,8 +16,10 @@ struct Session::BackendVisitor {
   Session* s;
   LatencyHistogram* latency;
   uint64_t messages = 0;
+  bool last_ready = false;  // the last message seen was a ReadyForQuery
   bool on_message(const Header& h, std::string_view body) {
     ++messages;
+    last_ready = h.type == protocol::backend::kReadyForQuery;
     if (s->shadow_) s->on_shadow_answer(h, body);
     switch (h.type) {
       case protocol::backend::kReadyForQuery: {
@@ -46,6 +49,7 @@ struct Session::BackendVisitor {
   }
   bool on_stream_start(const Header& h) {
     ++messages;
+    last_ready = false;
     if (s->shadow_) s->shadow_->on_primary_streamed();
     if (s->capture_ && h.type == protocol::backend::kErrorResponse) {
       s->capture_->on_backend(h, {}, {});
@@ -60,15 +64,25 @@ asio::awaitable<void> Session::pump_backend() {
   size_t end = bend_;
   bool unscanned = end > 0;
   LatencyHistogram* latency = &stats_.query_latency[target_];
+  // The last read left the socket empty and the server now waits for a request: the next read
+  // waits for readiness without a recv that finds nothing (proxy/net/relay_read.h).
+  bool wait_first = false;
+  int inq = -1;
+  enable_inq(backend_);
 
   for (;;) {
     if (!unscanned) {
       if (flipping_) {
         co_await park_backend();
         latency = &stats_.query_latency[target_];
+        enable_inq(backend_);
+        wait_first = false;
       }
-      auto [ec, n] = co_await backend_.async_read_some(
-          asio::buffer(buf + end, kBackendBufferSize - end), kNoThrow);
+      const uint32_t writes = backend_writes_;
+      auto [ec, n] = co_await relay_read_some(
+          backend_, asio::buffer(buf + end, kBackendBufferSize - end), wait_first, &inq, kNoThrow);
+      wait_first = false;
+      if (backend_writes_ != writes) inq = -1;
       if (ec) {
         if (flipping_) continue;  // cancelled for a flip: park, then read the new primary
         break;
@@ -78,6 +92,7 @@ asio::awaitable<void> Session::pump_backend() {
     unscanned = false;
     BackendVisitor v{this, latency};
     auto r = scanner.scan(std::string_view(buf, end), v);
+    wait_first = inq == 0 && r.forward == end && v.last_ready && tracker_.outstanding() == 0;
     if (r.status == Status::kInvalid) {
       // A server does not send malformed frames; if one does, pass on what is whole and stop.
       state_.metrics->protocol_error(ProtocolErrorKind::kBackendFraming);
@@ -92,13 +107,27 @@ asio::awaitable<void> Session::pump_backend() {
       // coroutine frame per server read was ~500 instructions of the relay (bench/README.md).
       if (client_busy_) {
         co_await lock_client();  // a routed read is writing (rare: notices)
+        wait_first = false;      // suspended: the reactor may have turned
       } else {
         client_busy_ = true;
       }
-      auto [wec, written] = co_await asio::async_write(client_, asio::buffer(buf, r.forward), kNoThrow);
+      // One send for everything this read produced; the rest, if the client's socket is full,
+      // through the reactor.
+      boost::system::error_code wec;
+      size_t written = client_.tls() ? 0 : client_.try_send(buf, r.forward, wec);
+      if (!wec && written < r.forward) {
+        ++client_writes_;
+        auto [aec, an] = co_await asio::async_write(
+            client_, asio::buffer(buf + written, r.forward - written), kNoThrow);
+        ++client_writes_;
+        wec = aec;
+        written += an;
+        wait_first = false;  // suspended: the reactor may have turned
+      }
       unlock_client();
       if (wec) {
         close_backend();
+        close_client();  // the client is gone: end pump_frontend's read too
         co_return;
       }
       stats_.bytes[kBackendDir].add(written);

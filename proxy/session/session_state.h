@@ -167,6 +167,10 @@ class Session final : public policy::RequestTrackerHost {
   bool holds_login_slot_ = true;  // counted in ServerState::unauthenticated
 
   // --- The pumps (client_pump.cc, server_pump.cc).
+  // Asio writes started or finished on each socket (proxy/net/relay_read.h: a read that completed
+  // alongside one of them may have been deferred past a reactor turn, so its "empty" is not trusted).
+  uint32_t client_writes_ = 0;
+  uint32_t backend_writes_ = 0;
   std::vector<char> fbuf_;  // grows past its initial size only to hold a whole message to mirror
   std::unique_ptr<char[]> bbuf_;
   size_t fend_ = 0;
@@ -184,7 +188,7 @@ class Session final : public policy::RequestTrackerHost {
   asio::cancellation_signal drain_signal_;
   // Cutover (issue 14): counted in flight from the boundary a request passed to the primary's
   // ReadyForQuery 'I' with nothing outstanding; a closed gate holds the next request at its boundary.
-  PauseGate::Ticket pause_ticket_{state_.control.pause};
+  PauseGate::Ticket pause_ticket_{state_.control.pause, worker_.index()};  // per-worker slot
 
   // --- Write mirroring (mirroring.cc): what the client sends and the primary answers feeds the
   // capture, whose released units go to the mirror link. Both are null when mirror_writes is off.

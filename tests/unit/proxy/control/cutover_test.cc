@@ -47,6 +47,26 @@ TEST(PauseGate, TicketLeavesWhenTheSessionEnds) {
   EXPECT_EQ(gate.in_flight(), 0);
 }
 
+TEST(PauseGate, SlotsPerWorkerAddUp) {
+  PauseGate gate;
+  PauseGate::Ticket a(gate, 0);
+  PauseGate::Ticket b(gate, 1);
+  PauseGate::Ticket c(gate, 1 + PauseGate::kSlots);  // shares slot 1
+  ASSERT_TRUE(a.try_enter());
+  ASSERT_TRUE(b.try_enter());
+  ASSERT_TRUE(c.try_enter());
+  EXPECT_EQ(gate.in_flight(), 3);
+  gate.close();
+  b.leave();
+  EXPECT_EQ(gate.in_flight(), 2);
+  PauseGate::Ticket d(gate, 7);
+  EXPECT_FALSE(d.try_enter());
+  EXPECT_EQ(gate.in_flight(), 2);
+  a.leave();
+  c.leave();
+  EXPECT_EQ(gate.in_flight(), 0);
+}
+
 // Dekker: after close(), once in_flight() reads zero, no session is past the gate.
 TEST(PauseGate, NoSessionSlipsPastAClosingGate) {
   PauseGate gate;
@@ -55,8 +75,8 @@ TEST(PauseGate, NoSessionSlipsPastAClosingGate) {
   std::atomic<bool> zero_seen{false};
   std::vector<std::thread> sessions;
   for (int i = 0; i < 4; ++i) {
-    sessions.emplace_back([&] {
-      PauseGate::Ticket t(gate);
+    sessions.emplace_back([&, i] {
+      PauseGate::Ticket t(gate, static_cast<size_t>(i));  // a slot per "worker"
       while (!stop.load()) {
         if (t.try_enter()) {
           if (zero_seen.load()) past_after_zero.fetch_add(1);
