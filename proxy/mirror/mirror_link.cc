@@ -3,7 +3,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -31,11 +30,6 @@ constexpr size_t kMaxStateBytes = 256 * 1024;
 // A batch: queued transactions of the session sent as one request (policy/mirror/mirror_batch.h).
 constexpr size_t kMaxBatchUnits = 64;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
-// Commit order across sessions: how long a unit waits for earlier ones of other sessions before it
-// is applied anyway, and every link stops waiting for those (only a unit stuck on a link that
-// neither applies nor journals it, say behind a lock on the target, makes it wait that long: a
-// target that is down makes its links journal at once).
-constexpr auto kMaxOrderWait = std::chrono::seconds(30);
 using Clock = std::chrono::steady_clock;
 
 std::string describe(std::span<const policy::Outcome> outcomes) {
@@ -607,73 +601,6 @@ asio::awaitable<bool> MirrorLink::reprepare() {
   std::vector<policy::Outcome> ignored;
   const bool read = co_await read_outcomes(1, &ignored, nullptr);
   co_return read;
-}
-
-namespace {
-// Wakes the links waiting for a watermark at or below `through` (any thread).
-void wake_order_waiters(OrderWaiters& w, uint64_t through) {
-  if (w.count.load(std::memory_order_seq_cst) == 0) return;
-  thread_local std::vector<std::shared_ptr<MirrorLink>> ready;
-  {
-    std::lock_guard lock(w.mu);
-    std::erase_if(w.list, [&](auto& entry) {
-      if (entry.first > through) return false;
-      if (auto link = entry.second.lock()) ready.push_back(std::move(link));
-      return true;
-    });
-    w.count.store(w.list.size(), std::memory_order_seq_cst);
-  }
-  for (auto& link : ready) link->order_ready();
-  ready.clear();
-}
-}  // namespace
-
-void order_done(MirrorShared& mirror, uint64_t seq) {
-  if (seq == 0) return;
-  wake_order_waiters(mirror.order_waiters, mirror.order.done(seq));
-}
-
-void MirrorLink::order_done(uint64_t seq) { proxy::order_done(state_.mirror, seq); }
-
-void MirrorLink::order_ready() {
-  asio::post(wake_.get_executor(), [self = shared_from_this()] { self->wake_.cancel(); });
-}
-
-asio::awaitable<void> MirrorLink::wait_for_order(uint64_t after) {
-  const auto give_up = Clock::now() + kMaxOrderWait;
-  auto& waiters = state_.mirror.order_waiters;
-  bool waited = false;
-  bool registered = false;  // once: the entry stays until the watermark reaches `after`
-  while (state_.mirror.order.done_through() < after) {
-    // The units it waits for may be on a hung link (apply timeout): once the session journals,
-    // the unit follows them into the journal (catch-up orders it) instead of queueing behind it.
-    if (journaling()) co_return;
-    if (Clock::now() >= give_up) {
-      state_.metrics->mirror_order_wait(false);
-      wake_order_waiters(waiters, state_.mirror.order.give_up_through(after));
-      log::warn("mirror applies a write before earlier ones of other sessions",
-                {{"session", context_.session_id},
-                 {"target", state_.targets[target_].name},
-                 {"reason", "waited too long for them"}});
-      co_return;
-    }
-    if (!registered) {
-      std::lock_guard lock(waiters.mu);
-      waiters.list.emplace_back(after, weak_from_this());
-      waiters.count.store(waiters.list.size(), std::memory_order_seq_cst);
-      registered = true;
-    }
-    // Read again after registering: a completion in between either saw the registration or
-    // moved the watermark before this read (both seq_cst).
-    if (state_.mirror.order.done_through() >= after) break;
-    waited = true;
-    // Woken by order_ready() (or a push); the post runs on this worker, so it cannot slip in
-    // before the wait starts. A look every 100 ms besides, for a switch to journaling (nothing
-    // wakes waiters for that) and the give-up deadline.
-    wake_.expires_at(std::min(give_up, Clock::now() + std::chrono::milliseconds(100)));
-    co_await wake_.async_wait(kNoThrow);
-  }
-  if (waited) state_.metrics->mirror_order_wait(true);
 }
 
 asio::awaitable<void> MirrorLink::run() {

@@ -64,6 +64,26 @@ long report_number(const std::string& report, const std::string& label) {
 
 class CatchupTest : public ProxyTest {
  protected:
+  // The backends on new of the mirror links of pgbench's sessions (the client's application_name;
+  // catch-up's connection has its own), once at least `at_least` are there (or what is there after
+  // 30 s).
+  std::vector<pid_t> mirror_backends(const std::string& db, size_t at_least) {
+    std::vector<pid_t> pids;
+    poll_until(
+        [&] {
+          const std::string list = new_cluster().query_value(
+              "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE "
+              "datname = '" + db + "' AND application_name = 'pgbench'");
+          pids.clear();
+          std::stringstream in(list);
+          std::string one;
+          while (std::getline(in, one, ',')) pids.push_back(static_cast<pid_t>(std::stol(one)));
+          return pids.size() >= at_least;
+        },
+        milliseconds(30000), milliseconds(100));
+    return pids;
+  }
+
   void SetUp() override {
     ProxyTest::SetUp();
     if (HasFatalFailure()) return;
@@ -317,20 +337,7 @@ TEST_F(CatchupTest, HungNewJournalsAfterApplyTimeout) {
   auto metric = [&](const char* name) { return p.metrics().sum(name); };
   const bool mirroring = poll_until([&] { return backlog(p).applied_live > 100; },
                                     milliseconds(60000), milliseconds(100));
-  // The mirror links' backends on new: the client's application_name (catch-up's is its own).
-  std::vector<pid_t> pids;
-  poll_until(
-      [&] {
-        const std::string list = new_cluster().query_value(
-            "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE datname = "
-            "'" + db + "' AND application_name = 'pgbench'");
-        pids.clear();
-        std::stringstream in(list);
-        std::string one;
-        while (std::getline(in, one, ',')) pids.push_back(static_cast<pid_t>(std::stol(one)));
-        return pids.size() >= 4;
-      },
-      milliseconds(30000), milliseconds(100));
+  std::vector<pid_t> pids = mirror_backends(db, 4);
   if (!mirroring || pids.empty()) {
     t.join();
     FAIL() << "mirroring=" << mirroring << " backends on new=" << pids.size() << " "
@@ -400,19 +407,7 @@ TEST_F(CatchupTest, HungNewCrashLeavesRepairMark) {
   auto metric = [&](const char* name) { return p.metrics().sum(name); };
   const bool mirroring = poll_until([&] { return backlog(p).applied_live > 50; },
                                     milliseconds(60000), milliseconds(100));
-  std::vector<pid_t> pids;
-  poll_until(
-      [&] {
-        const std::string list = new_cluster().query_value(
-            "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE datname = "
-            "'" + db + "' AND application_name = 'pgbench'");
-        pids.clear();
-        std::stringstream in(list);
-        std::string one;
-        while (std::getline(in, one, ',')) pids.push_back(static_cast<pid_t>(std::stol(one)));
-        return pids.size() >= 2;
-      },
-      milliseconds(30000), milliseconds(100));
+  std::vector<pid_t> pids = mirror_backends(db, 2);
   if (!mirroring || pids.empty()) {
     t.join();
     FAIL() << "mirroring=" << mirroring << " backends on new=" << pids.size();
