@@ -463,8 +463,8 @@ Metrics::Metrics(std::vector<std::string> target_names) : impl_(std::make_unique
                           .Add({});
   auto& order_waits = prometheus::BuildCounter()
                           .Name("pgtandem_mirror_order_waits_total")
-                          .Help("Mirrored writes that waited for other sessions' writes committed "
-                                "before their transaction began (commit order); result=timeout: "
+                          .Help("Mirrored writes that waited for other sessions' writes they follow "
+                                "in commit order (policy/mirror/mirror_order.h); result=timeout: "
                                 "applied anyway after waiting too long")
                           .Register(r);
   impl_->order_waited = &order_waits.Add({{"result", "ok"}});
