@@ -62,5 +62,9 @@ class Journal {
 // Parsing, for replay and tests. One line -> entry; false with *error for a malformed line.
 bool parse_journal_line(const std::string& line, JournalEntry* out, std::string* error);
 std::string format_journal_line(const JournalEntry& entry);  // without the trailing newline
+// The two halves of format_journal_line, for the writer: the entry's body (the costly part, base64,
+// formatted outside the writer's lock) and the line around it with its number and the time now.
+std::string journal_entry_body(const JournalEntry& entry);
+std::string journal_line(uint64_t seq, const std::string& body);
 
 }  // namespace pgtandem::proxy
