@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -626,12 +627,27 @@ bool Server::start(std::string* error) {
     handlers.healthy = [] { return true; };
     handlers.ready = [&im](std::string* why) { return im.ready(why); };
     handlers.status = [&im] { return im.status_json(); };
-    handlers.mirror_watermark = [&im] {
+    handlers.mirror_watermark = [&im](std::string_view query) {
+      // drain=start flips the answer drain, drain=T checks it (policy/mirror/answer_drain.h);
+      // `last_assigned` is read after `drained`, so a drained answer's numbers are in it.
+      std::string drain;
+      auto& answers = im.state.mirror.answers;
+      if (query == "drain=start" || query.starts_with("drain=")) {
+        uint64_t token = 0;
+        if (query == "drain=start") {
+          token = answers.flip();
+        } else {
+          const auto v = query.substr(6);
+          std::from_chars(v.data(), v.data() + v.size(), token);
+        }
+        drain = ",\"drain\":" + std::to_string(token) +
+                ",\"drained\":" + (answers.drained(token) ? "true" : "false");
+      }
       const uint64_t last = im.state.mirror.order.last_assigned();
       const uint64_t done = im.state.mirror.order.done_through();
       return "{\"last_assigned\":" + std::to_string(last) + ",\"done_through\":" +
              std::to_string(done) + ",\"pending\":" + std::to_string(last > done ? last - done : 0) +
-             "}";
+             drain + "}";
     };
     handlers.reload = [&im] { return im.reload_via_admin(); };
     handlers.breaker_reset = [&im](std::string_view query) { return im.breaker_reset(query); };

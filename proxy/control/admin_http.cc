@@ -426,7 +426,7 @@ Response AdminServer::Impl::handle(const Request& req) {
   } else if (path == "/status" || path == "/mirror/watermark") {
     try {
       res = text_response(http::status::ok, version,
-                          path == "/status" ? handlers_.status() : handlers_.mirror_watermark());
+                          path == "/status" ? handlers_.status() : handlers_.mirror_watermark(query));
       res.set(http::field::content_type, "application/json");
     } catch (...) {
       res = text_response(http::status::internal_server_error, version, "status unavailable\n");

@@ -28,8 +28,9 @@ struct AdminHandlers {
   std::function<bool(std::string* why)> ready;
   std::function<std::string()> status;  // /status: a JSON document; unset: 404
   // GET /mirror/watermark: {"last_assigned":N,"done_through":M,"pending":P} (the migration
-  // commands wait on it, docs/migration.md); unset: 404.
-  std::function<std::string()> mirror_watermark;
+  // commands wait on it, docs/migration.md); `query` "drain=start" or "drain=T" also starts or
+  // checks an answer drain (policy/mirror/answer_drain.h). Unset: 404.
+  std::function<std::string(std::string_view query)> mirror_watermark;
   // POST /reload and POST /breaker/reset (query: the part after '?', "" if none), called only
   // once the bearer token matched; unset: 404.
   std::function<AdminReply()> reload;

@@ -75,10 +75,12 @@ bool admin_request(const std::string& host_port, const std::string& method, cons
   return true;
 }
 
-bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error) {
+bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error,
+                     const std::string& drain_query) {
   int status = 0;
   std::string body;
-  if (!admin_request(host_port, "GET", "/mirror/watermark", {}, "", 5000, &status, &body, error)) return false;
+  const std::string path = drain_query.empty() ? "/mirror/watermark" : "/mirror/watermark?" + drain_query;
+  if (!admin_request(host_port, "GET", path, {}, "", 5000, &status, &body, error)) return false;
   if (status != 200) {
     *error = "pgtandem admin " + host_port + ": GET /mirror/watermark answered " + std::to_string(status);
     return false;
@@ -94,6 +96,11 @@ bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* 
   out->last_assigned = static_cast<uint64_t>(la->as_int());
   out->done_through = static_cast<uint64_t>(dt->as_int());
   out->pending = pe ? static_cast<uint64_t>(pe->as_int()) : 0;
+  const pm::Json* dr = j->get("drain");
+  const pm::Json* dd = j->get("drained");
+  out->drain_known = dr != nullptr && dd != nullptr;
+  out->drain = dr ? static_cast<uint64_t>(dr->as_int()) : 0;
+  out->drained = dd != nullptr && dd->as_bool();
   return true;
 }
 

@@ -429,6 +429,10 @@ int Backfill::run() {
   if (code == 0) {
     std::printf("backfill complete: %zu tables, %s rows (%s this run) in %.1f s\n", jobs_.size(),
                 pm::format_count(rows).c_str(), pm::format_count(rows_total_.load()).c_str(), secs);
+    if (barrier_.enabled())
+      std::printf("mirror barrier: %lld chunks after the answers drained, %lld after the %d ms grace\n",
+                  static_cast<long long>(barrier_.drained()), static_cast<long long>(barrier_.by_grace()),
+                  ctx_.opt.commit_grace_ms);
   } else {
     std::fprintf(stderr,
                  "pgtandem backfill: stopped: %s\nprogress is saved in %s/backfill: run the same "

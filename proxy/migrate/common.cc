@@ -346,19 +346,49 @@ MirrorBarrier::MirrorBarrier(const Context& ctx)
   if (!ctx.opt.no_watermark) admins_ = ctx.opt.admins;
 }
 
+bool MirrorBarrier::drain(const std::string& admin, Clock::time_point grace_end, Watermark* w,
+                          bool* exact, std::string* error) {
+  *exact = false;
+  uint64_t token = 0;
+  for (int step = 0;; ++step) {
+    const std::string q = token == 0 ? "drain=start" : "drain=" + std::to_string(token);
+    if (!fetch_watermark(admin, w, error, q)) return false;
+    if (!w->drain_known) break;  // a pgtandem without the drain: the grace alone
+    token = w->drain;            // 0: an earlier drain is not over yet; ask again
+    if (w->drained) {
+      *exact = true;  // its last_assigned was read after the drain: nothing is left to number
+      return true;
+    }
+    const auto now = Clock::now();
+    if (now >= grace_end) break;
+    std::this_thread::sleep_until(std::min(grace_end, now + std::chrono::milliseconds(step < 20 ? 1 : 5)));
+  }
+  // Some session was still waiting for an answer at the end of the grace: the watermark as it
+  // stands now, as before the drain existed (docs/migration.md, the race).
+  std::this_thread::sleep_until(grace_end);
+  return fetch_watermark(admin, w, error);
+}
+
 bool MirrorBarrier::wait(std::string* error, Clock::time_point since) {
   if (admins_.empty()) return true;
-  // COMMIT answers still on their way to pgtandem when the snapshot was taken have had `grace`
-  // since then to arrive (docs/migration.md): only what is left of it is slept.
-  std::this_thread::sleep_until(since + std::chrono::milliseconds(grace_ms_));
+  // COMMIT answers still on their way to pgtandem when the chunk was read: each pgtandem counts
+  // its sessions waiting for an answer, and the barrier waits until every session counted now
+  // has had its answer numbered (docs/migration.md, "The race"). That is exact, and immediate
+  // when nothing is in flight; a session busy throughout holds it to the grace, counted from
+  // the snapshot (`since`), as the barrier did before.
+  const auto grace_end = since + std::chrono::milliseconds(grace_ms_);
   std::vector<uint64_t> targets(admins_.size());
   std::vector<bool> reached(admins_.size());
+  bool all_exact = true;
   for (size_t i = 0; i < admins_.size(); ++i) {
     Watermark w;
-    if (!fetch_watermark(admins_[i], &w, error)) return false;
+    bool exact = false;
+    if (!drain(admins_[i], grace_end, &w, &exact, error)) return false;
+    all_exact = all_exact && exact;
     targets[i] = w.last_assigned;
-    reached[i] = w.done_through >= w.last_assigned;  // an idle mirror: one request, no polling
+    reached[i] = w.done_through >= w.last_assigned;  // an idle mirror: no polling
   }
+  (all_exact ? drained_ : by_grace_).fetch_add(1);
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (size_t i = 0; i < admins_.size(); ++i) {
     for (int step = 0; !reached[i]; ++step) {

@@ -79,8 +79,14 @@ pm::TableSql table_sql(const pm::Table& t);  // canonical columns, chosen key an
 // GET /mirror/watermark of one pgtandem admin endpoint.
 struct Watermark {
   uint64_t last_assigned = 0, done_through = 0, pending = 0;
+  // With `drain_query`: whether the pgtandem knows the answer drain (older ones ignore the
+  // query), the drain's token (0: refused, ask again) and whether it has drained.
+  bool drain_known = false, drained = false;
+  uint64_t drain = 0;
 };
-bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error);
+// `drain_query`: "" (the watermark only), "drain=start" or "drain=<token>" (admin_http.h).
+bool fetch_watermark(const std::string& host_port, Watermark* out, std::string* error,
+                     const std::string& drain_query = "");
 // One HTTP/1.1 request to a pgtandem admin endpoint (Connection: close). *status: the status code;
 // *body: the response body. False with *error when it could not be sent or answered.
 bool admin_request(const std::string& host_port, const std::string& method, const std::string& path,
@@ -108,9 +114,18 @@ class MirrorBarrier {
   // out's start): the grace runs from there, so it overlaps the copy instead of following it.
   bool wait(std::string* error, std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now());
   const std::vector<std::string>& admins() const { return admins_; }
+  // Barriers whose pgtandems all drained their answers (exact, no grace slept), and those that
+  // waited out the grace for at least one of them (a session busy throughout, an older pgtandem).
+  int64_t drained() const { return drained_.load(); }
+  int64_t by_grace() const { return by_grace_.load(); }
 
  private:
+  // The answer drain of one pgtandem (policy/mirror/answer_drain.h), until it drains or
+  // `grace_end`; *w then holds the watermark read after it. False only on an error.
+  bool drain(const std::string& admin, std::chrono::steady_clock::time_point grace_end, Watermark* w,
+             bool* exact, std::string* error);
   std::vector<std::string> admins_;
+  std::atomic<int64_t> drained_{0}, by_grace_{0};
   int grace_ms_ = 50;
   int timeout_ms_ = 60000;
 };

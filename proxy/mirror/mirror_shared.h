@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/pgpass.h"
+#include "policy/mirror/answer_drain.h"
 #include "policy/mirror/mirror_order.h"
 #include "policy/sql/classifier.h"
 
@@ -87,6 +88,7 @@ struct MirrorShared {
   std::shared_ptr<const config::Pgpass> pgpass;  // pgtandem's credentials for the targets
   std::atomic<int64_t> queue_bytes{0};           // all sessions' mirror queues together
   policy::MirrorOrder order;                     // commit order across sessions' mirror links
+  policy::AnswerDrain answers;                   // sessions waiting for an answer (the barrier)
   OrderWaiters order_waiters;                    // links waiting for it
   MirrorBacklog backlog;                         // automatic catch-up
   policy::FunctionLists functions;               // from [classifier]

@@ -95,6 +95,7 @@ void Session::refresh_snapshot() {
 void Session::on_forward() {
   const bool lone_commit = capture_->forwarded();
   if (!mirror_ || !mirror_writes_) return;
+  answer_ticket_.enter();  // before the request is written: see answer_drain.h
   forward_mark_ = state_.mirror.order.last_assigned();
   // Reserved before the COMMIT reaches the server: no answer it causes can be numbered before it.
   if (lone_commit && order_reserved_ == 0) order_reserved_ = state_.mirror.order.reserve().seq;

@@ -234,6 +234,7 @@ bool Session::on_routed_outcome(const RoutedReadResult& r, size_t secondary, siz
       if (tracker_.answered()) {
         stats_.query_latency[secondary].observe(Clock::now() - started);
       }
+      if (tracker_.outstanding() == 0) answer_ticket_.leave();  // as at the primary's answers
       return true;
     case RoutedReadOutcome::kRetry:
       state_.health.breakers.record(state_, secondary, false, Clock::now());

@@ -29,6 +29,8 @@ struct Session::BackendVisitor {
         if (s->order_reserved_ != 0 && s->capture_->outstanding() == 0) {
           s->release_order_reservation();  // its COMMIT released no write
         }
+        // After the answer's units were numbered (on_capture_ready): the barrier's drain.
+        if (s->tracker_.outstanding() == 0) s->answer_ticket_.leave();
         s->tx_status_ = body.empty() ? 'I' : body[0];
         if (s->tx_status_ == 'I' && s->tracker_.outstanding() == 0) s->pause_ticket_.leave();
         if (s->tracker_.outstanding() == 0 && s->state_.control.draining.load(std::memory_order_relaxed)) {

@@ -189,6 +189,9 @@ class Session final : public policy::RequestTrackerHost {
   // Cutover (issue 14): counted in flight from the boundary a request passed to the primary's
   // ReadyForQuery 'I' with nothing outstanding; a closed gate holds the next request at its boundary.
   PauseGate::Ticket pause_ticket_{state_.control.pause, worker_.index()};  // per-worker slot
+  // Counted from a mirrored request's forward until the answer that leaves none outstanding
+  // (its units numbered): the backfill's barrier drains it (policy/mirror/answer_drain.h).
+  policy::AnswerDrain::Ticket answer_ticket_{state_.mirror.answers, worker_.index()};
 
   // --- Write mirroring (mirroring.cc): what the client sends and the primary answers feeds the
   // capture, whose released units go to the mirror link. Both are null when mirror_writes is off.

@@ -362,7 +362,7 @@ TEST(AdminServer, AllInterfaces) {
 // The migration commands' barrier (docs/migration.md) reads the mirror's watermark.
 TEST(AdminServer, MirrorWatermark) {
   AdminHandlers handlers;
-  handlers.mirror_watermark = [] { return std::string("{\"last_assigned\":7,\"done_through\":5,\"pending\":2}"); };
+  handlers.mirror_watermark = [](std::string_view) { return std::string("{\"last_assigned\":7,\"done_through\":5,\"pending\":2}"); };
   AdminServer server("127.0.0.1", 0, std::move(handlers));
   std::string error;
   ASSERT_TRUE(server.start(&error)) << error;
