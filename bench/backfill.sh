@@ -20,7 +20,8 @@
 # Environment: BF_PGTANDEM (binary; default build/proxy/pgtandem), BF_SCALE=50, BF_JOBS=2,
 # BF_CHUNK_ROWS (backfill --chunk-rows; default the command's), BF_TPCB_RATE=100 (tps),
 # BF_TPCB_SECONDS=30, BF_MAX_RATE="20000" (rows/s; several: one backfill run each),
-# BF_SKIP_TPCB=1 to leave that part out. PGTANDEM_BACKFILL_NO_OVERLAP=1 (passed to pgtandem
+# BF_SKIP_TPCB=1 to leave that part out. BF_WAL_LEVEL=replica: both servers at wal_level replica
+# (see below) instead of the throwaway clusters' minimal. PGTANDEM_BACKFILL_NO_OVERLAP=1 (passed to pgtandem
 # backfill) copies one chunk at a time, for an A/B of the overlapped chunks.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,10 +41,35 @@ pg_init
 pg_cluster_start old
 pg_cluster_start new
 oldp=$(pg_port old) newp=$(pg_port new)
+# The throwaway clusters run wal_level = minimal, where pg_restore's and pgcopydb's TRUNCATE + COPY
+# in one transaction writes no WAL for the heap; a live migration's target (a future primary, with
+# replicas and backups) runs replica or logical, where nothing skips WAL. BF_WAL_LEVEL=replica
+# measures that case.
+if [[ -n ${BF_WAL_LEVEL:-} && ${BF_WAL_LEVEL} != minimal ]]; then
+  for c in old new; do
+    pg_psql "$c" -c "ALTER SYSTEM SET wal_level = '$BF_WAL_LEVEL'" postgres >/dev/null
+    pg_psql "$c" -c "ALTER SYSTEM SET max_wal_senders = 10" postgres >/dev/null
+    pg_cluster_restart "$c"
+  done
+  oldp=$(pg_port old) newp=$(pg_port new)
+fi
 uri() { printf 'postgres://postgres@127.0.0.1:%s/%s' "$1" "$2"; }
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.1f}')"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# CPU seconds so far: old's cluster, new's cluster, and the tools this script ran and waited for
+# (its reaped children: backfill, pg_dump/pg_restore, pgcopydb). Steadier than wall time when the
+# machine is shared.
+cpu_now() {
+  pg_stat_ticks $$ 1
+  echo "$(pg_cluster_cpu_us old) $(pg_cluster_cpu_us new) $((PG_TICKS * 1000000 / PG_CLK_TCK))"
+}
+cpu_since() {  # cpu_since "OLD NEW TOOLS" -> "old new tools total" in seconds
+  local a b
+  read -r -a a <<<"$1"
+  read -r -a b <<<"$(cpu_now)"
+  python3 -c "o,n,t=($((b[0] - a[0]))/1e6,$((b[1] - a[1]))/1e6,$((b[2] - a[2]))/1e6); print(f'{o:.1f} {n:.1f} {t:.1f} {o+n+t:.1f}')"
+}
 
 pg_psql old -c "CREATE DATABASE bench" postgres >/dev/null
 for db in bench bench_restore bench_copydb; do pg_psql new -c "CREATE DATABASE $db" postgres >/dev/null; done
@@ -62,24 +88,30 @@ export PGTANDEM_TOML_TOP='mirror_writes = true'
 export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
 pgtandem_start "$bin" old new 2 pgtandem
 conf=$PG_WORKDIR/pgtandem/pgtandem.toml
+c0=$(cpu_now)
 t0=$(now)
 "$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" \
   --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill.log" 2>&1 ||
   { tail -n 30 "$PG_WORKDIR/backfill.log" >&2; pg_die "backfill failed"; }
 t_backfill=$(secs "$t0" "$(now)")
+c_backfill=$(cpu_since "$c0")
 
 # 2. pg_dump -Fd -j2 | pg_restore -j2 (directory format: two steps, timed together).
+c0=$(cpu_now)
 t0=$(now)
 pg_dump -Fd -j "$jobs" -f "$PG_WORKDIR/dump" -h 127.0.0.1 -p "$oldp" -U postgres bench
 pg_restore -j "$jobs" -d bench_restore -h 127.0.0.1 -p "$newp" -U postgres "$PG_WORKDIR/dump"
 t_restore=$(secs "$t0" "$(now)")
+c_restore=$(cpu_since "$c0")
 
 # 3. pgcopydb clone.
+c0=$(cpu_now)
 t0=$(now)
 pgcopydb clone --source "$(uri "$oldp" bench)" --target "$(uri "$newp" bench_copydb)" \
   --table-jobs "$jobs" --index-jobs "$jobs" --dir "$PG_WORKDIR/pgcopydb" \
   >"$PG_WORKDIR/pgcopydb.log" 2>&1 || { tail -n 30 "$PG_WORKDIR/pgcopydb.log" >&2; pg_die "pgcopydb failed"; }
 t_copydb=$(secs "$t0" "$(now)")
+c_copydb=$(cpu_since "$c0")
 
 # 4. verify, and the physical limit: every table read once on each side.
 t0=$(now)
@@ -110,13 +142,17 @@ load_after=$(load)
 rate() { python3 -c "print(f'{$rows / $1:,.0f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
-echo "pgbench -i -s $scale: $rows rows; jobs $jobs; load average before $load_before, after $load_after"
+echo "pgbench -i -s $scale: $rows rows; jobs $jobs; wal_level $(pg_psql new -tAc 'SHOW wal_level' postgres); load average before $load_before, after $load_after"
 echo "verify exit $verify_rc (0: identical)"
 echo
-printf '| step | seconds | rows/s | vs pgtandem backfill |\n|---|---:|---:|---:|\n'
-printf '| pgtandem backfill (schema-only new) | %s | %s | 1.00 |\n' "$t_backfill" "$(rate "$t_backfill")"
-printf '| pg_dump -Fd -j%s + pg_restore -j%s | %s | %s | %s |\n' "$jobs" "$jobs" "$t_restore" "$(rate "$t_restore")" "$(ratio "$t_restore" "$t_backfill")"
-printf '| pgcopydb clone (table/index jobs %s) | %s | %s | %s |\n' "$jobs" "$t_copydb" "$(rate "$t_copydb")" "$(ratio "$t_copydb" "$t_backfill")"
+grep -h '^mirror barrier' "$PG_WORKDIR/backfill.log" || true
+echo
+cpu_cols() { local a; read -r -a a <<<"$1"; printf '%s / %s / %s | %s' "${a[0]}" "${a[1]}" "${a[2]}" "${a[3]}"; }
+cpu_total() { local a; read -r -a a <<<"$1"; echo "${a[3]}"; }
+printf '| step | seconds | rows/s | vs pgtandem backfill | CPU s old / new / tool | CPU s total | CPU vs backfill |\n|---|---:|---:|---:|---:|---:|---:|\n'
+printf '| pgtandem backfill (schema-only new) | %s | %s | 1.00 | %s | 1.00 |\n' "$t_backfill" "$(rate "$t_backfill")" "$(cpu_cols "$c_backfill")"
+printf '| pg_dump -Fd -j%s + pg_restore -j%s | %s | %s | %s | %s | %s |\n' "$jobs" "$jobs" "$t_restore" "$(rate "$t_restore")" "$(ratio "$t_restore" "$t_backfill")" "$(cpu_cols "$c_restore")" "$(ratio "$(cpu_total "$c_restore")" "$(cpu_total "$c_backfill")")"
+printf '| pgcopydb clone (table/index jobs %s) | %s | %s | %s | %s | %s |\n' "$jobs" "$t_copydb" "$(rate "$t_copydb")" "$(ratio "$t_copydb" "$t_backfill")" "$(cpu_cols "$c_copydb")" "$(ratio "$(cpu_total "$c_copydb")" "$(cpu_total "$c_backfill")")"
 printf '\n| step | seconds | vs sequential read | vs parallel read |\n|---|---:|---:|---:|\n'
 printf '| pgtandem verify | %s | %s | %s |\n' "$t_verify" "$(ratio "$t_verify" "$t_seq")" "$(ratio "$t_verify" "$t_par")"
 printf '| read of both, old then new | %s | 1.00 | |\n' "$t_seq"
