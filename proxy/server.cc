@@ -28,12 +28,14 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "protocol/errors.h"
 #include "protocol/startup.h"
 #include "proxy/auth/auth_server.h"
 #include "policy/migrate/divergence.h"
+#include "policy/migrate/json.h"
 #include "policy/migrate/run_board.h"
 #include "proxy/control/admin_http.h"
 #include "proxy/control/catalog_loader.h"
@@ -231,7 +233,7 @@ struct Server::Impl {
   void reload_client_tls();
   bool open_mirror(const config::Config& cfg, std::string* error);
   void watch_mirror_safety();
-  AdminReply mirror_clear(std::string_view path);
+  AdminReply mirror_clear(std::string_view path, std::string_view body);
   Worker& pick_worker(Worker& self);
 };
 
@@ -659,7 +661,9 @@ bool Server::start(std::string* error) {
         return AdminReply{400, "text/plain", "bad progress document: " + why + "\n"};
       return AdminReply{200, "application/json", "{\"ok\":true}\n"};
     };
-    handlers.mirror_clear = [&im](std::string_view path) { return im.mirror_clear(path); };
+    handlers.mirror_clear = [&im](std::string_view path, std::string_view body) {
+      return im.mirror_clear(path, body);
+    };
     handlers.token = im.admin_token;
     im.admin = std::make_unique<AdminServer>(cfg->admin.listen_host, cfg->admin.listen_port,
                                              std::move(handlers));
@@ -1237,7 +1241,7 @@ asio::awaitable<void> Server::Impl::drain_wait(std::chrono::steady_clock::time_p
 
 // POST /mirror/crash-window/clear and POST /mirror/needs-repair/clear: the operator verified (and
 // repaired) the mirror target; the marks go and the cutover gate `needs_repair` passes again.
-AdminReply Server::Impl::mirror_clear(std::string_view path) {
+AdminReply Server::Impl::mirror_clear(std::string_view path, std::string_view body) {
   AdminReply reply;
   if (!state.mirror.safety) {
     reply.status = 409;
@@ -1245,8 +1249,22 @@ AdminReply Server::Impl::mirror_clear(std::string_view path) {
     reply.body = "mirroring was never on in this process: nothing is marked\n";
     return reply;
   }
-  const size_t cleared =
-      state.mirror.safety->clear(path == "/mirror/crash-window/clear" ? "crash_window" : "");
+  // A list of marks (a clean verify's: exactly those it saw at its start), or every mark of the kind.
+  std::optional<std::vector<std::string>> listed;
+  if (!body.empty() && body != "{}") {
+    const auto j = policy::migrate::Json::parse(body);
+    const policy::migrate::Json* marks = j ? j->get("marks") : nullptr;
+    if (marks == nullptr || marks->type() != policy::migrate::Json::Type::kArray) {
+      reply.status = 400;
+      reply.content_type = "text/plain; charset=utf-8";
+      reply.body = "expected {} or {\"marks\":[\"kind|target|from|to\",...]}\n";
+      return reply;
+    }
+    listed.emplace();
+    for (const auto& m : marks->items()) listed->push_back(m.as_string());
+  }
+  const std::string_view kind = path == "/mirror/crash-window/clear" ? "crash_window" : "";
+  const size_t cleared = listed ? state.mirror.safety->clear_listed(kind, *listed) : state.mirror.safety->clear(kind);
   reply.body = "{\"cleared\":" + std::to_string(cleared) +
                ",\"remaining\":" + std::to_string(state.mirror.safety->marks().size()) + "}\n";
   return reply;

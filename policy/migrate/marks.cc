@@ -42,6 +42,7 @@ ClearPlan plan_clear(const AdminMarks& at_start, const AdminMarks& now) {
   ClearPlan plan;
   if (now.marks.empty()) return plan;
   size_t crash = 0, crash_ok = 0, other_ok = 0;
+  std::vector<std::string> crash_ids, all_ids;
   for (const auto& m : now.marks) {
     std::string why;
     if (!at_start.read) {
@@ -53,12 +54,19 @@ ClearPlan plan_clear(const AdminMarks& at_start, const AdminMarks& now) {
     } else if (m.kind == "journal_full") {
       if (at_start.stopped || now.stopped)
         why = "mirroring is stopped by the journal limit in that pgtandem (restart it, then verify again)";
+    } else if (m.kind == "apply_timeout") {
+      // The hung backend may still commit its units after the verify: only an operator who knows
+      // that backend is gone can clear it.
+      why = "units a hung backend may still commit: clear it by hand (POST /mirror/needs-repair/clear) "
+            "once that backend is gone, then verify again";
     } else {
       why = "a mark of a kind this version does not know";
     }
     if (m.kind == "crash_window") ++crash;
     if (why.empty()) {
       (m.kind == "crash_window" ? crash_ok : other_ok)++;
+      all_ids.push_back(m.id());
+      if (m.kind == "crash_window") crash_ids.push_back(m.id());
     } else {
       plan.kept.push_back(m.kind + " on " + m.target + " from " + m.from + ": " + why);
     }
@@ -66,10 +74,12 @@ ClearPlan plan_clear(const AdminMarks& at_start, const AdminMarks& now) {
   if (plan.kept.empty()) {
     plan.path = other_ok > 0 ? "/mirror/needs-repair/clear" : "/mirror/crash-window/clear";
     plan.expected = now.marks.size();
+    plan.ids = std::move(all_ids);
   } else if (crash > 0 && crash_ok == crash) {
     // Every crash window may go but something else must stay: clear only that kind.
     plan.path = "/mirror/crash-window/clear";
     plan.expected = crash;
+    plan.ids = std::move(crash_ids);
   }
   return plan;
 }

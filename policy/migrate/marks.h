@@ -43,7 +43,10 @@ bool parse_status_marks(std::string_view status_json, AdminMarks* out, std::stri
 
 struct ClearPlan {
   std::string path;      // "" = nothing to POST; else /mirror/crash-window/clear or /mirror/needs-repair/clear
-  size_t expected = 0;   // marks that POST should clear (more: one appeared meanwhile)
+  size_t expected = 0;   // marks that POST should clear
+  // Their ids (MarkView::id), the POST's body {"marks":[...]}: the proxy clears exactly these, so
+  // a mark that appears between the last read of /status and the POST stays.
+  std::vector<std::string> ids;
   std::vector<std::string> kept;  // marks left, each "<kind> on <target> from <from>: why"
 };
 ClearPlan plan_clear(const AdminMarks& at_start, const AdminMarks& now);

@@ -388,7 +388,7 @@ Response AdminServer::Impl::handle(const Request& req) {
             res = from_reply(path == "/reload"             ? handlers_.reload()
                              : path == "/cutover"          ? handlers_.cutover(query)
                              : path == "/migrate/progress" ? handlers_.migrate_progress(req.body())
-                             : is_mirror_clear             ? handlers_.mirror_clear(path)
+                             : is_mirror_clear             ? handlers_.mirror_clear(path, req.body())
                                                            : handlers_.breaker_reset(query));
           } catch (...) {
             res = text_response(http::status::internal_server_error, version, "internal error\n");

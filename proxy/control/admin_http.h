@@ -42,8 +42,10 @@ struct AdminHandlers {
   // bearer token like every POST); unset: 404.
   std::function<AdminReply(std::string_view body)> migrate_progress;
   // POST /mirror/crash-window/clear (the crash-window marks) and POST /mirror/needs-repair/clear
-  // (every needs-repair mark), after verify/repair (issue 15); `path` says which. Unset: 404.
-  std::function<AdminReply(std::string_view path)> mirror_clear;
+  // (every needs-repair mark), after verify/repair (issue 15); `path` says which. `body`: "" or
+  // "{}" clears every mark of that kind; {"marks":["kind|target|from|to",...]} (ids as /status
+  // shows them, policy/migrate/marks.h) clears only those. Unset: 404.
+  std::function<AdminReply(std::string_view path, std::string_view body)> mirror_clear;
   // The bearer token the POST endpoints require; "" = none configured: they answer 403.
   std::string token;
 };

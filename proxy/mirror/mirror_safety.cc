@@ -379,10 +379,23 @@ std::vector<RepairMark> MirrorSafety::marks() const {
   return marks_;
 }
 
-size_t MirrorSafety::clear(std::string_view kind) {
+size_t MirrorSafety::clear(std::string_view kind) { return clear_if(kind, nullptr); }
+
+size_t MirrorSafety::clear_listed(std::string_view kind, const std::vector<std::string>& ids) {
+  return clear_if(kind, &ids);
+}
+
+size_t MirrorSafety::clear_if(std::string_view kind, const std::vector<std::string>* ids) {
+  auto id_of = [](const RepairMark& m) {
+    return m.kind + "|" + m.target + "|" + log::utc_timestamp_ms(m.from_ms) + "|" +
+           (m.to_ms != 0 ? log::utc_timestamp_ms(m.to_ms) : std::string());
+  };
   std::lock_guard lock(mu_);
   const size_t before = marks_.size();
-  std::erase_if(marks_, [&](const RepairMark& m) { return kind.empty() || m.kind == kind; });
+  std::erase_if(marks_, [&](const RepairMark& m) {
+    if (!kind.empty() && m.kind != kind) return false;
+    return ids == nullptr || std::find(ids->begin(), ids->end(), id_of(m)) != ids->end();
+  });
   const size_t cleared = before - marks_.size();
   if (cleared > 0) {
     std::string why;

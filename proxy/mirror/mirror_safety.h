@@ -100,6 +100,10 @@ class MirrorSafety {
   void add_mark(RepairMark mark);
   // Removes the marks of `kind` ("" = all) and persists; returns how many went.
   size_t clear(std::string_view kind);
+  // Removes, of the marks of `kind` ("" = all), those whose id ("kind|target|from|to", the times
+  // as /status shows them: policy/migrate/marks.h MarkView::id) is listed; returns how many went.
+  // A clean verify names the marks it saw at its start: one added meanwhile stays.
+  size_t clear_listed(std::string_view kind, const std::vector<std::string>& ids);
   // Seconds covered by the pending crash windows (0 = none), for the metric.
   double crash_window_seconds() const;
   // The gate's figure: "" when nothing needs repair.
@@ -112,6 +116,7 @@ class MirrorSafety {
   int64_t pending_since_ms() const { return pending_since_.load(std::memory_order_relaxed); }
 
  private:
+  size_t clear_if(std::string_view kind, const std::vector<std::string>* ids);
   MirrorSafety() = default;
   bool save_marks_locked(std::string* error) const;
   void write_marker(int64_t now_ms, int64_t pending_since_ms, const MirrorSample& s);

@@ -47,6 +47,20 @@ TEST(ClearMarks, MarksSeenAtTheStartGo) {
   EXPECT_EQ(p.path, "/mirror/needs-repair/clear");
   EXPECT_EQ(p.expected, 2u);
   EXPECT_TRUE(p.kept.empty());
+  // The POST names exactly these (a mark added after the last read of /status is not in it).
+  ASSERT_EQ(p.ids.size(), 2u);
+  EXPECT_EQ(p.ids[0], "crash_window|new|2026-12-06T10:00:00.000Z|2026-12-06T10:00:02.000Z");
+  EXPECT_EQ(p.ids[1], "journal_full|new|2026-12-06T09:00:00.000Z|");
+}
+
+TEST(ClearMarks, AnApplyTimeoutMarkIsLeftToTheOperator) {
+  const std::string status = R"({"mirror":{"stopped":false,"crash_window":null,"needs_repair":[
+    {"kind":"apply_timeout","target":"new","from":"2026-12-06T10:00:00.000Z","to":null,"detail":"d"}]}})";
+  const ClearPlan p = plan_clear(parsed(status), parsed(status));
+  EXPECT_EQ(p.path, "");
+  EXPECT_TRUE(p.ids.empty());
+  ASSERT_EQ(p.kept.size(), 1u);
+  EXPECT_NE(p.kept[0].find("hung backend may still commit"), std::string::npos) << p.kept[0];
 }
 
 TEST(ClearMarks, AMarkThatAppearedDuringTheVerifyStays) {
@@ -56,6 +70,8 @@ TEST(ClearMarks, AMarkThatAppearedDuringTheVerifyStays) {
   const ClearPlan p = plan_clear(start, now);
   EXPECT_EQ(p.path, "/mirror/crash-window/clear") << "the crash window may still go, alone";
   EXPECT_EQ(p.expected, 1u);
+  ASSERT_EQ(p.ids.size(), 1u);
+  EXPECT_EQ(p.ids[0].rfind("crash_window|", 0), 0u) << p.ids[0];
   ASSERT_EQ(p.kept.size(), 1u);
   EXPECT_NE(p.kept[0].find("appeared after the verify started"), std::string::npos) << p.kept[0];
 
