@@ -1,4 +1,6 @@
 // pgtandem: a PostgreSQL wire-protocol proxy for zero-downtime database migrations.
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -113,6 +115,31 @@ int check_config(const std::string& path) {
   return 0;
 }
 
+// Each client costs pgtandem two descriptors (the client's and the primary's socket) and a third
+// with mirroring or routed reads; the usual soft limit (1024) would refuse the 500th client. Like
+// nginx's worker_rlimit_nofile or Envoy's startup, pgtandem raises its soft limit to the hard
+// limit, and says so when even that is short of what max_client_connections needs.
+void raise_fd_limit(uint32_t max_clients) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  const uint64_t needed = 3ull * max_clients + 100;
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= needed) return;
+  // A warning when the operator chose the client limit; the default (10,000) is a cap, not a
+  // plan, so falling short of it is only worth an info line.
+  const bool chosen = max_clients != pgtandem::config::Limits{}.max_client_connections;
+  const std::string nofile = std::to_string(lim.rlim_cur), clients = std::to_string(max_clients),
+                    need = std::to_string(needed);
+  namespace log = pgtandem::proxy::log;
+  log::write(chosen ? log::Level::kWarn : log::Level::kInfo,
+             "open file limit is below what max_client_connections needs; clients past it are refused",
+             {{"nofile", nofile}, {"max_client_connections", clients}, {"needed", need}});
+}
+
 int run(const std::string& path, const std::string& audit_log) {
   using namespace pgtandem;
   // A SIGHUP while starting (a ConfigMap update, an eager operator) must not terminate pgtandem:
@@ -128,6 +155,7 @@ int run(const std::string& path, const std::string& audit_log) {
   proxy::log::parse_level(cfg.log.level, &level);
   proxy::log::configure(level, cfg.log.format == "json" ? proxy::log::Format::kJson
                                                         : proxy::log::Format::kLogfmt);
+  raise_fd_limit(cfg.limits.max_client_connections);
   proxy::ServerOptions options;
   options.config_path = path;
   options.config_hash = result.source_hash;
