@@ -95,6 +95,9 @@ t0=$(now)
   { tail -n 30 "$PG_WORKDIR/backfill.log" >&2; pg_die "backfill failed"; }
 t_backfill=$(secs "$t0" "$(now)")
 c_backfill=$(cpu_since "$c0")
+autovac=$(pg_psql new -tAc "SELECT coalesce(sum(autovacuum_count), 0) || ' autovacuums, ' ||
+  coalesce(sum(autoanalyze_count), 0) || ' autoanalyzes'
+  FROM pg_stat_user_tables" bench)
 
 # 2. pg_dump -Fd -j2 | pg_restore -j2 (directory format: two steps, timed together).
 c0=$(cpu_now)
@@ -146,6 +149,7 @@ echo "pgbench -i -s $scale: $rows rows; jobs $jobs; wal_level $(pg_psql new -tAc
 echo "verify exit $verify_rc (0: identical)"
 echo
 grep -h '^mirror barrier' "$PG_WORKDIR/backfill.log" || true
+echo "on new during the backfill: $autovac"
 echo
 cpu_cols() { local a; read -r -a a <<<"$1"; printf '%s / %s / %s | %s' "${a[0]}" "${a[1]}" "${a[2]}" "${a[3]}"; }
 cpu_total() { local a; read -r -a a <<<"$1"; echo "${a[3]}"; }

@@ -50,39 +50,9 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
-bouncer() {  # bouncer NAME MODE POOL -> PORT in BOUNCER_PORT, pid in BOUNCER_PID
-  local dir=$PG_WORKDIR/pgbouncer-$1 port
-  mkdir -p "$dir"
-  port=$(pg_free_port)
-  printf '"postgres" ""\n' >"$dir/userlist.txt"
-  cat >"$dir/pgbouncer.ini" <<EOF
-[databases]
-bench = host=127.0.0.1 port=$oldp dbname=bench
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-pool_mode = $2
-max_client_conn = $((clients + 50))
-default_pool_size = $3
-max_db_connections = 0
-logfile =
-pidfile =
-log_connections = 0
-log_disconnections = 0
-EOF
-  [[ $EUID -eq 0 ]] && chown -R "$PG_USER:" "$dir"
-  pg_spawn_bg "$dir/pgbouncer.log" "${PG_AS_USER[@]}" /usr/sbin/pgbouncer "$dir/pgbouncer.ini"
-  BOUNCER_PID=$PG_LAST_PID BOUNCER_PORT=$port
-  pg_wait_tcp "$port" 20 "$BOUNCER_PID" || { cat "$dir/pgbouncer.log" >&2; pg_die "pgbouncer did not start"; }
-  # pg_spawn_bg may have started a wrapper (runuser); the proxy's own pid is its child then.
-  local child
-  child=$(pgrep -P "$BOUNCER_PID" pgbouncer || true)
-  [[ -n $child ]] && BOUNCER_PID=$child
-  return 0
+bouncer() {  # bouncer MODE POOL -> port in BOUNCER_PORT, pid in BOUNCER_PID
+  pg_pgbouncer_start old bench "$2" "$1" $((clients + 50))
+  BOUNCER_PORT=$PG_PGBOUNCER_PORT BOUNCER_PID=$PG_LAST_PID  # setpriv execs: the pid is PgBouncer's
 }
 
 # run NAME PORT PID: pgbench through PORT; samples PID (0: none) before and mid-run.
@@ -114,10 +84,10 @@ run() {
 }
 
 run direct "$oldp" 0
-bouncer session session "$clients"
+bouncer session "$clients"
 run pgbouncer-session "$BOUNCER_PORT" "$BOUNCER_PID"
 pg_stop_pid "$BOUNCER_PID" 2>/dev/null || kill "$BOUNCER_PID" 2>/dev/null || true
-bouncer tx transaction 20
+bouncer transaction 20
 run pgbouncer-tx "$BOUNCER_PORT" "$BOUNCER_PID"
 pg_stop_pid "$BOUNCER_PID" 2>/dev/null || kill "$BOUNCER_PID" 2>/dev/null || true
 pgtandem_start "$bin" old new 2 pgtandem

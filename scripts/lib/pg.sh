@@ -285,11 +285,13 @@ pg_stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# Start PgBouncer in session mode in front of cluster NAME, as the unprivileged user.
-# pg_pgbouncer_start NAME DBNAME [POOL_SIZE] -> port in PG_PGBOUNCER_PORT, pid in PG_LAST_PID
+# Start PgBouncer in front of cluster NAME, as the unprivileged user.
+# pg_pgbouncer_start NAME DBNAME [POOL_SIZE] [POOL_MODE] [MAX_CLIENT_CONN]
+#   -> port in PG_PGBOUNCER_PORT, pid in PG_LAST_PID (session mode and 200 clients by default)
 pg_pgbouncer_start() {
-  local name=$1 db=$2 pool=${3:-32}
+  local name=$1 db=$2 pool=${3:-32} mode=${4:-session} max_clients=${5:-200}
   local dir=$PG_WORKDIR/pgbouncer-$name
+  [[ $mode == session ]] || dir+=-$mode
   mkdir -p "$dir"
   local port
   port=$(pg_free_port)
@@ -304,8 +306,8 @@ listen_port = $port
 unix_socket_dir =
 auth_type = trust
 auth_file = $dir/userlist.txt
-pool_mode = session
-max_client_conn = 200
+pool_mode = $mode
+max_client_conn = $max_clients
 default_pool_size = $pool
 server_login_retry = 1
 logfile =
@@ -321,7 +323,7 @@ EOF
   }
   # shellcheck disable=SC2034  # read by callers
   PG_PGBOUNCER_PORT=$port
-  pg_log "pgbouncer (session mode) on 127.0.0.1:$port -> $name"
+  pg_log "pgbouncer ($mode mode) on 127.0.0.1:$port -> $name"
 }
 
 PG_CLK_TCK=$(getconf CLK_TCK)
