@@ -25,6 +25,11 @@ constexpr Gauge kGauges[] = {
      "differences", "Differing rows found by the latest run"},
     {{"pgtandem_backfill_repaired", "pgtandem_verify_repaired", "pgtandem_repair_repaired"}, "repaired",
      "Rows repaired by the latest run"},
+    {{"pgtandem_backfill_barriers_by_grace", "pgtandem_verify_barriers_by_grace",
+      "pgtandem_repair_barriers_by_grace"},
+     "barriers_by_grace",
+     "Chunks whose mirror barrier waited out the commit grace (a request still in flight): exact only if "
+     "its answer came within the grace (the rest ended by the answer drain)"},
     {{"pgtandem_backfill_running", "pgtandem_verify_running", "pgtandem_repair_running"}, "running",
      "1 while a run reports progress (0: none, finished, or silent for 30 s)"},
     {{"pgtandem_backfill_last_run_timestamp_seconds", "pgtandem_verify_last_run_timestamp_seconds",

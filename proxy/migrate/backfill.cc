@@ -387,6 +387,7 @@ int Backfill::run() {
     }
   }
   progress_ = std::make_unique<Progress>("backfill", state_dir(ctx_.opt) + "/backfill-state.json", &ctx_);
+  progress_->set_barrier(&barrier_);
   int64_t resumed_rows = 0;
   for (auto& job : jobs_) {
     progress_->table_started(job.table->qualified(), job.table->estimated_rows);

@@ -209,6 +209,8 @@ class Progress {
   void table_started(const std::string& table, int64_t estimated_rows);
   void add(const std::string& table, int64_t rows, int64_t bytes, int64_t chunks = 1);
   void table_done(const std::string& table);
+  // The barrier whose counts (drained / by the grace) the state document carries.
+  void set_barrier(const MirrorBarrier* b) { barrier_ = b; }
   void add_differences(int64_t n) { differences_ += n; }
   void add_repaired(int64_t n) { repaired_ += n; }
 
@@ -221,6 +223,7 @@ class Progress {
   };
   void tick(bool final, bool print);
   void post(const std::string& body);
+  const MirrorBarrier* barrier_ = nullptr;
   std::string command_, state_path_;
   std::vector<std::string> admins_;
   std::string token_, run_id_;

@@ -153,6 +153,9 @@ void Progress::tick(bool final, bool print) {
   state.set("chunks", pm::Json::integer(chunks));
   state.set("bytes", pm::Json::integer(bytes));
   state.set("differences", pm::Json::integer(differences_.load()));
+  // Chunks whose barrier ended by the answer drain (exact) or waited out the grace (docs/migration.md).
+  state.set("barriers_drained", pm::Json::integer(barrier_ ? barrier_->drained() : 0));
+  state.set("barriers_by_grace", pm::Json::integer(barrier_ ? barrier_->by_grace() : 0));
   state.set("repaired", pm::Json::integer(repaired_.load()));
   state.set("tables_total", pm::Json::integer(static_cast<int64_t>(tables_.size())));
   state.set("tables_done", pm::Json::integer(done_count));

@@ -132,6 +132,7 @@ int repair_main(int argc, char** argv) {
   }
   // Verify what was repaired again.
   Progress progress("repair", dir + "/repair-state.json", &ctx);
+  progress.set_barrier(&barrier);
   progress.add_repaired(repaired);
   progress.start();
   pm::Report after;

@@ -88,6 +88,8 @@ TEST_F(MigrateBarrierTest, AnswerInFlightDoubledWithoutTheDrainWaitedForWithIt) 
     EXPECT_NE(report.find("{\"key\":[\"150\"],\"kind\":\"changed\"}"), std::string::npos) << report;
     EXPECT_NE(report.find("old v=4657 new v=144374"), std::string::npos) << report;  // applied twice
     EXPECT_NE(report.find("after the 0 ms grace"), std::string::npos) << report;
+    // The operator sees it: chunks whose barrier ended by the grace (the held answer's chunks).
+    EXPECT_GE(p.metrics().sum("pgtandem_backfill_barriers_by_grace"), 1) << report;
     p.stop();
   }
   const std::string drained = make_db("drain_exact");
@@ -98,6 +100,8 @@ TEST_F(MigrateBarrierTest, AnswerInFlightDoubledWithoutTheDrainWaitedForWithIt) 
   EXPECT_NE(report.find("mirror barrier: 4 chunks after the answers drained, 0 after the 60000 ms grace"),
             std::string::npos)
       << report;
+  EXPECT_EQ(p.metrics().sum("pgtandem_backfill_barriers_by_grace"), 0) << report;
+  EXPECT_NE(http_get(p.admin_port(), "/status").body.find("\"barriers_drained\":4"), std::string::npos);
 }
 
 int MigrateBarrierTest::answer_in_flight(ProxyProcess& p, const std::string& db, int grace_ms,
