@@ -24,6 +24,7 @@
 
 #include "policy/migrate/state.h"
 #include "proxy/migrate/commands.h"
+#include "proxy/migrate/chunk_copy.h"
 #include "proxy/migrate/common.h"
 
 namespace pgtandem::proxy::migrate {

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "proxy/migrate/chunk_copy.h"
 #include "proxy/migrate/common.h"
 #include "proxy/migrate/commands.h"
 

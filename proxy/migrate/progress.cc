@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "policy/migrate/run_board.h"
+#include "proxy/migrate/chunk_copy.h"
 #include "proxy/migrate/common.h"
 
 namespace pgtandem::proxy::migrate {

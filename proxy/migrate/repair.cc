@@ -14,6 +14,7 @@
 
 #include "policy/migrate/state.h"
 #include "proxy/migrate/commands.h"
+#include "proxy/migrate/chunk_copy.h"
 #include "proxy/migrate/common.h"
 #include "proxy/migrate/verify.h"
 
