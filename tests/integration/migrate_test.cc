@@ -127,11 +127,31 @@ TEST_F(MigrateTest, BackfillKilledMidwayResumes) {
   auto v = command("verify", cfg, db, {"--chunk-rows", "4000"});
   EXPECT_EQ(v.exit_code, 0) << v.describe();
 
-  // new down during a backfill: a clear error naming it, then the same command continues.
+  // new stopped in the middle of a backfill: a clear error naming it, then the same command
+  // continues. (The rate cap keeps the run going long enough to stop new under it.)
   old_cluster().exec("INSERT INTO big SELECT g, 'q', 'late' FROM generate_series(1, 5000) g", db);
-  new_cluster().stop();
   const std::vector<std::string> fresh = {"--tables", "big", "--state-dir", dir_->file("fresh")};
-  auto down = command("backfill", cfg, db, fresh, milliseconds(60000));
+  std::vector<std::string> slow = fresh;
+  slow.insert(slow.end(), {"--chunk-rows", "1000", "--jobs", "1", "--max-rate", "4000"});
+  ProcessResult down;
+  std::atomic<bool> down_done{false};
+  std::thread runner([&] {
+    down = command("backfill", cfg, db, slow, milliseconds(90000));
+    down_done = true;
+  });
+  // Stopped once some chunks are on new, while the run still has most of the table to go.
+  auto rows_reported = [&] {  // the largest "rows" of the run's state document (0: none yet)
+    const std::string doc = read_file(dir_->file("fresh") + "/backfill-state.json");
+    long most = 0;
+    for (size_t at = doc.find("\"rows\":"); at != std::string::npos; at = doc.find("\"rows\":", at + 1))
+      most = std::max(most, std::strtol(doc.c_str() + at + 7, nullptr, 10));
+    return most;
+  };
+  const bool started = poll_until([&] { return rows_reported() >= 2000; }, milliseconds(30000), milliseconds(50));
+  EXPECT_TRUE(started);
+  EXPECT_FALSE(down_done.load()) << "the capped run finished before new was stopped";
+  new_cluster().stop();
+  runner.join();
   EXPECT_EQ(down.exit_code, 1) << down.describe();
   EXPECT_NE(down.err.find("new (127.0.0.1:" + std::to_string(new_cluster().port()) + ")"), std::string::npos) << down.err;
   EXPECT_NE(down.err.find("run the same command again to continue"), std::string::npos) << down.err;
