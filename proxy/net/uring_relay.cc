@@ -1,0 +1,447 @@
+// The liburing relay backend: see proxy/net/uring_relay.h and docs/design.md 4.1.
+#include "proxy/net/uring_relay.h"
+
+#include "proxy/net/stream.h"
+
+#if PGTANDEM_URING_RELAY
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <system_error>
+#include <vector>
+
+namespace pgtandem::proxy {
+namespace {
+
+constexpr unsigned kSqEntries = 1024;
+constexpr unsigned kCqEntries = 4096;
+constexpr unsigned kBuffers = 256;           // provided buffers per worker (a power of two)
+constexpr unsigned kBufferSize = 16 * 1024;  // 4 MB per worker in all
+constexpr unsigned kGroup = 1;               // the buffer group id
+constexpr unsigned kFixedFiles = 16384;      // legs per worker (two per session)
+constexpr uint32_t kMaxHeldBuffers = 4;      // per leg, before its recv pauses (64 KB)
+
+enum Kind : uint64_t { kRecv = 1, kSend = 2, kCancel = 3 };
+
+uint64_t encode(Kind kind, uint32_t slot, uint32_t gen) {
+  return (uint64_t{gen} << 32) | (uint64_t{slot} << 2) | kind;
+}
+
+[[noreturn]] void fail(int err, const char* what) {
+  throw std::system_error(err, std::system_category(), what);
+}
+
+}  // namespace
+
+struct UringRelay::Impl {
+  io_uring ring{};
+  io_uring_buf_ring* br = nullptr;
+  char* buffers = nullptr;
+  std::vector<int32_t> next;   // per buffer: the next buffer of the same leg's list
+  std::vector<uint32_t> len;   // per buffer: bytes received into it
+  std::vector<std::unique_ptr<UringLeg>> legs;
+  std::vector<uint32_t> free_slots;
+  int efd = -1;
+  // Reset at shut_down, while the io_context still exists (its service owns the registration).
+  std::unique_ptr<asio::posix::stream_descriptor> efd_watch;
+  explicit Impl(asio::io_context& io)
+      : efd_watch(std::make_unique<asio::posix::stream_descriptor>(io)) {}
+  char* buffer(uint32_t bid) { return buffers + size_t{bid} * kBufferSize; }
+  io_uring_sqe* sqe() {
+    io_uring_sqe* s = io_uring_get_sqe(&ring);
+    if (s == nullptr) {  // the SQ is full: submit what is there first
+      io_uring_submit(&ring);
+      s = io_uring_get_sqe(&ring);
+    }
+    return s;
+  }
+};
+
+UringRelay::UringRelay(asio::io_context& io) : io_(io), impl_(new Impl(io)) {
+  Impl& m = *impl_;
+  io_uring_params p{};
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+            IORING_SETUP_SUBMIT_ALL;
+  p.cq_entries = kCqEntries;
+  int r = io_uring_queue_init_params(kSqEntries, &m.ring, &p);
+  if (r < 0) {
+    delete impl_;
+    fail(-r, "io_uring_queue_init_params (SINGLE_ISSUER | DEFER_TASKRUN)");
+  }
+  const size_t ring_bytes = kBuffers * sizeof(io_uring_buf);
+  void* mem = mmap(nullptr, ring_bytes + size_t{kBuffers} * kBufferSize, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) fail(errno, "mmap (provided buffers)");
+  m.br = static_cast<io_uring_buf_ring*>(mem);
+  m.buffers = static_cast<char*>(mem) + ring_bytes;
+  io_uring_buf_ring_init(m.br);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(m.br);
+  reg.ring_entries = kBuffers;
+  reg.bgid = kGroup;
+  r = io_uring_register_buf_ring(&m.ring, &reg, 0);
+  if (r < 0) fail(-r, "io_uring_register_buf_ring");
+  const int mask = io_uring_buf_ring_mask(kBuffers);
+  for (unsigned i = 0; i < kBuffers; ++i) {
+    io_uring_buf_ring_add(m.br, m.buffer(i), kBufferSize, static_cast<unsigned short>(i), mask,
+                          static_cast<int>(i));
+  }
+  io_uring_buf_ring_advance(m.br, kBuffers);
+  m.next.assign(kBuffers, -1);
+  m.len.assign(kBuffers, 0);
+  r = io_uring_register_files_sparse(&m.ring, kFixedFiles);
+  if (r < 0) fail(-r, "io_uring_register_files_sparse");
+  m.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (m.efd < 0) fail(errno, "eventfd");
+  r = io_uring_register_eventfd(&m.ring, m.efd);
+  if (r < 0) fail(-r, "io_uring_register_eventfd");
+  m.efd_watch->assign(m.efd);
+  watch_eventfd();
+}
+
+UringRelay::~UringRelay() {
+  Impl& m = *impl_;
+  if (m.efd_watch) {  // never started on a thread (a startup probe): close it here
+    boost::system::error_code ignored;
+    m.efd_watch->close(ignored);
+    m.efd_watch.reset();
+  }
+  // Coroutines still waiting on a leg belong to the stopped io_context: never resumed, never
+  // destroyed from here.
+  for (auto& l : m.legs) {
+    l->read_waiter_.forget();
+    l->send_waiter_.forget();
+  }
+  io_uring_queue_exit(&m.ring);
+  munmap(m.br, kBuffers * sizeof(io_uring_buf) + size_t{kBuffers} * kBufferSize);
+  delete impl_;
+}
+
+// The eventfd is signalled when the ring has completions to run (DEFER_TASKRUN: when deferred
+// work is first queued). Asio registers descriptors edge-triggered, so it is never read: each
+// signal is a new edge, and the wait is queued again before the reactor next runs.
+void UringRelay::shut_down() {
+  shut_down_ = true;
+  boost::system::error_code ignored;
+  impl_->efd_watch->close(ignored);
+  impl_->efd_watch.reset();
+}
+
+void UringRelay::watch_eventfd() {
+  impl_->efd_watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                              [this](const boost::system::error_code& ec) {
+                                if (ec) return;
+                                run();
+                                watch_eventfd();
+                              });
+}
+
+void UringRelay::schedule_flush() {
+  if (running_ || flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(io_, [this] {
+    flush_posted_ = false;
+    if (io_uring_sq_ready(&impl_->ring) != 0) run();
+  });
+}
+
+void UringRelay::run() {
+  if (running_ || shut_down_) return;
+  running_ = true;
+  Impl& m = *impl_;
+  io_uring_cqe* batch[64];
+  struct Done {
+    uint64_t user_data;
+    int res;
+    uint32_t flags;
+  } done[64];
+  for (;;) {
+    // One entry: submits every queued send and re-armed recv, runs the deferred completions.
+    io_uring_submit_and_get_events(&m.ring);
+    for (;;) {
+      const unsigned n = io_uring_peek_batch_cqe(&m.ring, batch, 64);
+      if (n == 0) break;
+      for (unsigned i = 0; i < n; ++i) done[i] = {batch[i]->user_data, batch[i]->res, batch[i]->flags};
+      io_uring_cq_advance(&m.ring, n);
+      for (unsigned i = 0; i < n; ++i) handle(done[i].user_data, done[i].res, done[i].flags);
+    }
+    if (io_uring_sq_ready(&m.ring) == 0) break;
+  }
+  running_ = false;
+}
+
+void UringRelay::handle(uint64_t user_data, int res, uint32_t flags) {
+  const auto kind = static_cast<Kind>(user_data & 3);
+  if (kind == kCancel) return;
+  const auto slot = static_cast<uint32_t>((user_data >> 2) & 0x3fffffff);
+  const auto gen = static_cast<uint32_t>(user_data >> 32);
+  Impl& m = *impl_;
+  UringLeg* leg = slot < m.legs.size() ? m.legs[slot].get() : nullptr;
+  const bool stale = leg == nullptr || !leg->in_use_ || leg->gen_ != gen;
+  if (kind == kRecv) {
+    if (stale) {
+      if (flags & IORING_CQE_F_BUFFER) recycle(flags >> IORING_CQE_BUFFER_SHIFT);
+      return;
+    }
+    on_recv(*leg, res, flags);
+    return;
+  }
+  if (stale) return;  // a send of a released leg (release cancelled it and completed its waiter)
+  leg->sending_ = false;
+  boost::system::error_code ec;
+  if (res < 0) {
+    ec = boost::system::error_code(-res, boost::system::system_category());
+  } else if (static_cast<size_t>(res) < leg->send_size_) {
+    ec = asio::error::broken_pipe;
+  }
+  if (leg->send_waiter_) leg->send_waiter_.complete(ec, res > 0 ? static_cast<size_t>(res) : 0);
+}
+
+void UringRelay::on_recv(UringLeg& leg, int res, uint32_t flags) {
+  Impl& m = *impl_;
+  bool no_buffers = false;
+  if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+    const uint32_t bid = flags >> IORING_CQE_BUFFER_SHIFT;
+    m.len[bid] = static_cast<uint32_t>(res);
+    m.next[bid] = -1;
+    if (leg.tail_ >= 0) {
+      m.next[leg.tail_] = static_cast<int32_t>(bid);
+    } else {
+      leg.head_ = static_cast<int32_t>(bid);
+      leg.head_off_ = 0;
+    }
+    leg.tail_ = static_cast<int32_t>(bid);
+    ++leg.held_;
+  } else if (res == 0) {
+    leg.eof_ = true;
+  } else if (res == -ENOBUFS) {
+    no_buffers = true;
+  } else if (res < 0 && res != -ECANCELED) {
+    leg.error_ = -res;
+  }
+  if ((flags & IORING_CQE_F_MORE) == 0) {
+    leg.armed_ = false;
+    leg.pausing_ = false;
+    if (no_buffers && !leg.starving_) {
+      leg.starving_ = true;
+      ++starving_count_;
+    }
+  } else if (leg.held_ >= kMaxHeldBuffers && !leg.pausing_) {
+    // Flow control: the pump is behind; stop this socket's recv until it has taken some.
+    io_uring_sqe* s = m.sqe();
+    io_uring_prep_cancel64(s, encode(kRecv, leg.slot_, leg.gen_), 0);
+    io_uring_sqe_set_data64(s, encode(kCancel, leg.slot_, leg.gen_));
+    leg.pausing_ = true;
+  }
+  if (leg.read_waiter_ && (leg.head_ >= 0 || leg.eof_ || leg.error_ != 0)) {
+    leg.clear_slot();
+    leg.read_waiter_.complete({}, 0);
+  } else if (leg.read_waiter_ && !leg.armed_ && !leg.starving_) {
+    arm_recv(leg);  // ended with nothing for the waiting pump (a pause's cancel): go on
+  }
+}
+
+void UringRelay::arm_recv(UringLeg& leg) {
+  io_uring_sqe* s = impl_->sqe();
+  io_uring_prep_recv_multishot(s, static_cast<int>(leg.slot_), nullptr, 0, 0);
+  s->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+  s->buf_group = kGroup;
+  io_uring_sqe_set_data64(s, encode(kRecv, leg.slot_, leg.gen_));
+  leg.armed_ = true;
+  schedule_flush();
+}
+
+void UringRelay::queue_send(UringLeg& leg, const void* data, std::size_t size) {
+  io_uring_sqe* s = impl_->sqe();
+  io_uring_prep_send(s, static_cast<int>(leg.slot_), data, size, MSG_WAITALL | MSG_NOSIGNAL);
+  s->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(s, encode(kSend, leg.slot_, leg.gen_));
+  schedule_flush();
+}
+
+void UringRelay::recycle(uint32_t bid) {
+  Impl& m = *impl_;
+  io_uring_buf_ring_add(m.br, m.buffer(bid), kBufferSize, static_cast<unsigned short>(bid),
+                        io_uring_buf_ring_mask(kBuffers), 0);
+  io_uring_buf_ring_advance(m.br, 1);
+  if (starving_count_ != 0) rearm_starving();
+}
+
+void UringRelay::rearm_starving() {
+  for (auto& l : impl_->legs) {
+    if (l && l->in_use_ && l->starving_) {
+      l->starving_ = false;
+      --starving_count_;
+      if (!l->armed_ && !l->eof_ && l->error_ == 0) arm_recv(*l);
+    }
+  }
+}
+
+UringLeg* UringRelay::attach(int fd) {
+  if (shut_down_) return nullptr;
+  Impl& m = *impl_;
+  uint32_t slot;
+  if (!m.free_slots.empty()) {
+    slot = m.free_slots.back();
+    m.free_slots.pop_back();
+  } else {
+    if (m.legs.size() >= kFixedFiles) return nullptr;
+    slot = static_cast<uint32_t>(m.legs.size());
+    m.legs.emplace_back(new UringLeg());
+    m.legs.back()->relay_ = this;
+    m.legs.back()->slot_ = slot;
+  }
+  if (io_uring_register_files_update(&m.ring, slot, &fd, 1) != 1) {
+    m.free_slots.push_back(slot);
+    return nullptr;
+  }
+  UringLeg& leg = *m.legs[slot];
+  leg.in_use_ = true;
+  leg.fd_ = fd;
+  leg.head_ = leg.tail_ = -1;
+  leg.head_off_ = leg.held_ = 0;
+  leg.armed_ = leg.pausing_ = leg.starving_ = leg.eof_ = leg.sending_ = false;
+  leg.error_ = 0;
+  arm_recv(leg);
+  return &leg;
+}
+
+void UringRelay::release(UringLeg* leg) {
+  if (leg == nullptr || !leg->in_use_) return;
+  Impl& m = *impl_;
+  if (shut_down_) {
+    leg->read_waiter_.forget();
+    leg->send_waiter_.forget();
+    leg->in_use_ = false;
+    return;
+  }
+  // A send or recv still queued in the SQ would run after the cancel below, on a slot that may
+  // hold another socket by then: submit first.
+  if (io_uring_sq_ready(&m.ring) != 0) io_uring_submit(&m.ring);
+  // Nothing of this leg stays in the kernel: a pending send no longer reads the pump's buffer,
+  // and the recv takes no byte meant for whoever reads the socket next (a flip's mirror link).
+  io_uring_sync_cancel_reg reg{};
+  reg.fd = static_cast<int32_t>(leg->slot_);
+  reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_FD_FIXED | IORING_ASYNC_CANCEL_ALL;
+  reg.timeout.tv_sec = -1;
+  reg.timeout.tv_nsec = -1;
+  if (leg->armed_ || leg->sending_) io_uring_register_sync_cancel(&m.ring, &reg);
+  int minus_one = -1;
+  io_uring_register_files_update(&m.ring, leg->slot_, &minus_one, 1);
+  while (leg->head_ >= 0) {
+    const auto bid = static_cast<uint32_t>(leg->head_);
+    leg->head_ = m.next[bid];
+    recycle(bid);
+  }
+  leg->tail_ = -1;
+  leg->held_ = 0;
+  if (leg->starving_) --starving_count_;
+  leg->starving_ = false;
+  leg->clear_slot();
+  leg->read_waiter_.post_completion(io_, asio::error::operation_aborted);
+  leg->send_waiter_.post_completion(io_, asio::error::operation_aborted);
+  leg->in_use_ = false;
+  ++leg->gen_;
+  m.free_slots.push_back(leg->slot_);
+  schedule_flush();  // the cancelled requests' completions (stale now) free their buffers
+}
+
+std::size_t UringLeg::take(void* data, std::size_t size, boost::system::error_code& ec) {
+  UringRelay::Impl& m = *relay_->impl_;
+  std::size_t copied = 0;
+  auto* out = static_cast<char*>(data);
+  while (copied < size && head_ >= 0) {
+    const auto bid = static_cast<uint32_t>(head_);
+    const std::size_t n = std::min<std::size_t>(m.len[bid] - head_off_, size - copied);
+    std::memcpy(out + copied, m.buffer(bid) + head_off_, n);
+    copied += n;
+    head_off_ += static_cast<uint32_t>(n);
+    if (head_off_ == m.len[bid]) {
+      head_ = m.next[bid];
+      if (head_ < 0) tail_ = -1;
+      head_off_ = 0;
+      --held_;
+      relay_->recycle(bid);
+    }
+  }
+  if (copied == 0 && head_ < 0) {
+    if (error_ != 0) {
+      ec = boost::system::error_code(error_, boost::system::system_category());
+    } else if (eof_) {
+      ec = asio::error::eof;
+    }
+  }
+  if (in_use_ && !armed_ && !pausing_ && !starving_ && !eof_ && error_ == 0 &&
+      held_ < kMaxHeldBuffers) {
+    relay_->arm_recv(*this);
+  }
+  return copied;
+}
+
+void UringLeg::start_wait() {
+  if (!in_use_) {
+    clear_slot();
+    read_waiter_.post_completion(relay_->io_, asio::error::operation_aborted);
+    return;
+  }
+  if (head_ >= 0 || eof_ || error_ != 0) {
+    clear_slot();
+    read_waiter_.post_completion(relay_->io_, {});
+    return;
+  }
+  if (!armed_ && !starving_) relay_->arm_recv(*this);
+}
+
+void UringLeg::start_send(const void* data, std::size_t size) {
+  if (!in_use_) {
+    send_waiter_.post_completion(relay_->io_, asio::error::operation_aborted);
+    return;
+  }
+  sending_ = true;
+  send_size_ = size;
+  relay_->queue_send(*this, data, size);
+}
+
+void UringLeg::cancel() {
+  if (!read_waiter_) return;
+  clear_slot();
+  read_waiter_.post_completion(relay_->io_, asio::error::operation_aborted);
+}
+
+void UringLeg::cancel_from_slot() {
+  // Called by the slot's own handler: leave the slot alone (clearing it would destroy the caller).
+  read_slot_ = {};
+  if (read_waiter_) read_waiter_.post_completion(relay_->io_, asio::error::operation_aborted);
+}
+
+void UringLeg::clear_slot() {
+  if (read_slot_.is_connected()) read_slot_.clear();
+  read_slot_ = {};
+}
+
+UringLeg* uring_attach(UringRelay& relay, int fd) { return relay.attach(fd); }
+void uring_release(UringRelay& relay, UringLeg* leg) { relay.release(leg); }
+void uring_cancel(UringLeg& leg) { leg.cancel(); }
+
+}  // namespace pgtandem::proxy
+
+#else  // built without the liburing relay: nothing is ever attached
+
+namespace pgtandem::proxy {
+UringLeg* uring_attach(UringRelay&, int) { return nullptr; }
+void uring_release(UringRelay&, UringLeg*) {}
+void uring_cancel(UringLeg&) {}
+}  // namespace pgtandem::proxy
+
+#endif
