@@ -129,8 +129,8 @@ UringRelay::~UringRelay() {
 }
 
 // The eventfd is signalled when the ring has completions to run (DEFER_TASKRUN: when deferred
-// work is first queued). Asio registers descriptors edge-triggered, so it is never read: each
-// signal is a new edge, and the wait is queued again before the reactor next runs.
+// work is first queued). Each wake costs epoll_wait, this read and Asio's EPOLL_CTL_MOD re-arm on
+// top of the ring entries (docs/design.md 4.1 and bench/README.md have the counts).
 void UringRelay::shut_down() {
   shut_down_ = true;
   boost::system::error_code ignored;
@@ -142,6 +142,10 @@ void UringRelay::watch_eventfd() {
   impl_->efd_watch->async_wait(asio::posix::stream_descriptor::wait_read,
                               [this](const boost::system::error_code& ec) {
                                 if (ec) return;
+                                // Reset it: Asio re-arms a wait with EPOLL_CTL_MOD, which reports
+                                // a descriptor still readable at once (a busy loop otherwise).
+                                uint64_t count;
+                                [[maybe_unused]] auto r = ::read(impl_->efd, &count, sizeof(count));
                                 run();
                                 watch_eventfd();
                               });
