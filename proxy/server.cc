@@ -177,8 +177,12 @@ void Worker::start() {
     // (IORING_SETUP_SINGLE_ISSUER); start_server probed the same setup before any worker started.
     if (state_.config->io_backend == "uring") uring_ = std::make_unique<UringRelay>(io_);
 #endif
-    io_.run();
-    if (uring_) uring_->shut_down();
+    if (uring_) {
+      uring_->run_worker();  // the ring waits; it runs Asio's handlers too (uring_relay.cc)
+      uring_->shut_down();
+    } else {
+      io_.run();
+    }
   });
 }
 

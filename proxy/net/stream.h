@@ -22,11 +22,14 @@ namespace asio = boost::asio;
 using RawSocket = asio::generic::stream_protocol::socket;
 using IoHandler = asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
 
+namespace asio = boost::asio;
+using RawSocket = asio::generic::stream_protocol::socket;
+
 class UringLeg;    // proxy/net/uring_relay.h: the socket's presence on the worker's ring
 class UringRelay;
 // In proxy/net/uring_relay.cc: puts a plain TCP socket on the ring (null: not possible), and
 // takes it off (synchronously: nothing of the leg stays in the kernel).
-UringLeg* uring_attach(UringRelay& relay, int fd);
+UringLeg* uring_attach(UringRelay& relay, RawSocket& socket);
 void uring_release(UringRelay& relay, UringLeg* leg);
 
 // A Stream's leg on the ring; moves with the Stream, released when the Stream closes or dies.
@@ -45,9 +48,9 @@ class UringAttachment {
   }
   ~UringAttachment() { release(); }
   UringLeg* leg() const { return leg_; }
-  void attach(UringRelay& relay, int fd) {
+  void attach(UringRelay& relay, RawSocket& socket) {
     release();
-    leg_ = uring_attach(relay, fd);
+    leg_ = uring_attach(relay, socket);
     if (leg_ != nullptr) relay_ = &relay;
   }
   void release() {
@@ -125,7 +128,7 @@ class Stream {
     const int fd = socket_.native_handle();
     if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return;
     if (domain != AF_INET && domain != AF_INET6) return;
-    uring_.attach(relay, fd);
+    uring_.attach(relay, socket_);
   }
   // Takes the socket off the ring (a flip hands it to the mirror link, which reads it with Asio).
   void detach_uring() { uring_.release(); }

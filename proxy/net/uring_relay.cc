@@ -5,11 +5,15 @@
 
 #if PGTANDEM_URING_RELAY
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/detail/epoll_reactor.hpp>
+#include <boost/asio/detail/op_queue.hpp>
+#include <boost/asio/detail/scheduler.hpp>
+#include <boost/asio/detail/thread_context.hpp>
+#include <boost/version.hpp>
 
 #include <liburing.h>
-#include <sys/eventfd.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -33,6 +37,47 @@ constexpr unsigned kFixedFiles = 16384;      // legs per worker (two per session
 constexpr uint32_t kMaxHeldBuffers = 4;      // per leg, before its recv pauses (64 KB)
 
 enum Kind : uint64_t { kRecv = 1, kSend = 2, kCancel = 3 };
+constexpr uint64_t kAsioPoll = 0;  // user_data of the poll on Asio's epoll descriptor
+
+// The worker loop waits in the ring and runs Asio's handlers when Asio has work (see run_worker).
+// That needs four private members of Boost 1.81's scheduler and epoll reactor, reached the one
+// way C++ allows (an explicit instantiation may name private members). Check them before
+// allowing another Boost version (CMake pins 1.81; proxy/net/relay_read.h depends on it too).
+#if BOOST_VERSION != 108100 || defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+#error "proxy/net/uring_relay.cc reaches into Boost 1.81's epoll reactor and scheduler"
+#endif
+namespace ad = boost::asio::detail;
+template <typename Tag, typename Tag::type Member>
+struct Reach {
+  friend typename Tag::type member(Tag) { return Member; }
+};
+struct EpollFd {
+  using type = int ad::epoll_reactor::*;
+  friend type member(EpollFd);
+};
+template struct Reach<EpollFd, &ad::epoll_reactor::epoll_fd_>;
+struct SchedMutex {
+  using type = ad::conditionally_enabled_mutex ad::scheduler::*;
+  friend type member(SchedMutex);
+};
+template struct Reach<SchedMutex, &ad::scheduler::mutex_>;
+struct TaskInterrupted {
+  using type = bool ad::scheduler::*;
+  friend type member(TaskInterrupted);
+};
+template struct Reach<TaskInterrupted, &ad::scheduler::task_interrupted_>;
+struct SchedQueue {
+  using type = ad::op_queue<ad::scheduler_operation> ad::scheduler::*;
+  friend type member(SchedQueue);
+};
+template struct Reach<SchedQueue, &ad::scheduler::op_queue_>;
+// A socket's implementation (basic_socket keeps it protected): its reactor registration.
+struct SocketImpl : RawSocket {
+  using RawSocket::impl_;
+};
+void* reactor_data(RawSocket& socket) {
+  return (socket.*(&SocketImpl::impl_)).get_implementation().reactor_data_;
+}
 
 uint64_t encode(Kind kind, uint32_t slot, uint32_t gen) {
   return (uint64_t{gen} << 32) | (uint64_t{slot} << 2) | kind;
@@ -52,11 +97,8 @@ struct UringRelay::Impl {
   std::vector<uint32_t> len;   // per buffer: bytes received into it
   std::vector<std::unique_ptr<UringLeg>> legs;
   std::vector<uint32_t> free_slots;
-  int efd = -1;
-  // Reset at shut_down, while the io_context still exists (its service owns the registration).
-  std::unique_ptr<asio::posix::stream_descriptor> efd_watch;
-  explicit Impl(asio::io_context& io)
-      : efd_watch(std::make_unique<asio::posix::stream_descriptor>(io)) {}
+  int epfd = -1;  // Asio's epoll descriptor
+  explicit Impl(asio::io_context&) {}
   char* buffer(uint32_t bid) { return buffers + size_t{bid} * kBufferSize; }
   io_uring_sqe* sqe() {
     io_uring_sqe* s = io_uring_get_sqe(&ring);
@@ -102,21 +144,12 @@ UringRelay::UringRelay(asio::io_context& io) : io_(io), impl_(new Impl(io)) {
   m.len.assign(kBuffers, 0);
   r = io_uring_register_files_sparse(&m.ring, kFixedFiles);
   if (r < 0) fail(-r, "io_uring_register_files_sparse");
-  m.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (m.efd < 0) fail(errno, "eventfd");
-  r = io_uring_register_eventfd(&m.ring, m.efd);
-  if (r < 0) fail(-r, "io_uring_register_eventfd");
-  m.efd_watch->assign(m.efd);
-  watch_eventfd();
+  // Asio's reactor exists once a socket was made on the context; make sure of it.
+  m.epfd = asio::use_service<ad::epoll_reactor>(io).*member(EpollFd{});
 }
 
 UringRelay::~UringRelay() {
   Impl& m = *impl_;
-  if (m.efd_watch) {  // never started on a thread (a startup probe): close it here
-    boost::system::error_code ignored;
-    m.efd_watch->close(ignored);
-    m.efd_watch.reset();
-  }
   // Coroutines still waiting on a leg belong to the stopped io_context: never resumed, never
   // destroyed from here.
   for (auto& l : m.legs) {
@@ -128,61 +161,83 @@ UringRelay::~UringRelay() {
   delete impl_;
 }
 
-// The eventfd is signalled when the ring has completions to run (DEFER_TASKRUN: when deferred
-// work is first queued). Each wake costs epoll_wait, this read and Asio's EPOLL_CTL_MOD re-arm on
-// top of the ring entries (docs/design.md 4.1 and bench/README.md have the counts).
-void UringRelay::shut_down() {
-  shut_down_ = true;
-  boost::system::error_code ignored;
-  impl_->efd_watch->close(ignored);
-  impl_->efd_watch.reset();
-}
+void UringRelay::shut_down() { shut_down_ = true; }
 
-void UringRelay::watch_eventfd() {
-  impl_->efd_watch->async_wait(asio::posix::stream_descriptor::wait_read,
-                              [this](const boost::system::error_code& ec) {
-                                if (ec) return;
-                                // Reset it: Asio re-arms a wait with EPOLL_CTL_MOD, which reports
-                                // a descriptor still readable at once (a busy loop otherwise).
-                                uint64_t count;
-                                [[maybe_unused]] auto r = ::read(impl_->efd, &count, sizeof(count));
-                                run();
-                                watch_eventfd();
-                              });
-}
+// SQEs queued by anyone are submitted by the worker loop before it waits again.
+void UringRelay::schedule_flush() {}
 
-void UringRelay::schedule_flush() {
-  if (running_ || flush_posted_) return;
-  flush_posted_ = true;
-  asio::post(io_, [this] {
-    flush_posted_ = false;
-    if (io_uring_sq_ready(&impl_->ring) != 0) run();
-  });
-}
-
-void UringRelay::run() {
-  if (running_ || shut_down_) return;
-  running_ = true;
+// The worker thread's loop, instead of io_context::run(): the ring is the only wait.
+//   - Asio's epoll descriptor is watched by the ring (a poll SQE, re-armed after each use): Asio's
+//     sockets, its timers (timerfd) and its interrupter are in that set, so any of them wakes the
+//     ring, and io_context::poll() then runs Asio's ready handlers (one epoll_wait(0) each time).
+//   - Handlers posted from this thread (a pump resumed here that starts an Asio operation) land
+//     on this loop's thread-private queue: checked after every batch of completions.
+//   - Handlers posted from other threads (adopt(), reloads, stop()) make Asio interrupt its
+//     reactor only while it believes the reactor is waiting: the loop says so (task_interrupted_
+//     = false) under the scheduler's lock before it blocks, after checking that queue is empty;
+//     the interrupt makes the epoll descriptor readable, which completes the ring's poll.
+//   - The loop is a thread context of the scheduler for its whole life (like run()), so Asio's
+//     recycled handler memory and coroutine frames work for the pumps it resumes.
+// Per message and direction this is one io_uring_enter that waits and one that submits the send
+// (and returns at once with its completion), against epoll_wait + recv + send on epoll.
+void UringRelay::run_worker() {
   Impl& m = *impl_;
+  auto& sched = asio::use_service<ad::scheduler>(io_);
+  ad::scheduler_thread_info info;
+  info.private_outstanding_work = 0;
+  ad::call_stack<ad::thread_context, ad::thread_info_base>::context ctx(&sched, info);
+  bool asio_due = true;
+  bool poll_armed = false;
   io_uring_cqe* batch[64];
   struct Done {
     uint64_t user_data;
     int res;
     uint32_t flags;
   } done[64];
-  for (;;) {
-    // One entry: submits every queued send and re-armed recv, runs the deferred completions.
-    io_uring_submit_and_get_events(&m.ring);
+  while (!io_.stopped()) {
+    if (asio_due || !info.private_op_queue.empty()) {
+      // Work posted to this thread's queue counts once it is on the scheduler's.
+      for (; info.private_outstanding_work > 0; --info.private_outstanding_work) sched.work_started();
+      io_.poll();
+      asio_due = false;
+      continue;
+    }
+    if (!poll_armed) {
+      io_uring_sqe* sq = m.sqe();
+      io_uring_prep_poll_add(sq, m.epfd, POLLIN);
+      io_uring_sqe_set_data64(sq, kAsioPoll);
+      poll_armed = true;
+    }
+    {
+      ad::conditionally_enabled_mutex::scoped_lock lock(sched.*member(SchedMutex{}));
+      auto& queue = sched.*member(SchedQueue{});
+      // The reactor's own entry is always there while it does not run; anything more is a
+      // handler posted from another thread.
+      ad::scheduler_operation* front = queue.front();
+      if (front != nullptr && ad::op_queue_access::next(front) != nullptr) {
+        asio_due = true;
+        continue;
+      }
+      sched.*member(TaskInterrupted{}) = false;
+    }
+    running_ = true;
+    io_uring_submit_and_wait(&m.ring, 1);
     for (;;) {
       const unsigned n = io_uring_peek_batch_cqe(&m.ring, batch, 64);
       if (n == 0) break;
       for (unsigned i = 0; i < n; ++i) done[i] = {batch[i]->user_data, batch[i]->res, batch[i]->flags};
       io_uring_cq_advance(&m.ring, n);
-      for (unsigned i = 0; i < n; ++i) handle(done[i].user_data, done[i].res, done[i].flags);
+      for (unsigned i = 0; i < n; ++i) {
+        if (done[i].user_data == kAsioPoll) {
+          poll_armed = false;
+          asio_due = true;
+        } else {
+          handle(done[i].user_data, done[i].res, done[i].flags);
+        }
+      }
     }
-    if (io_uring_sq_ready(&m.ring) == 0) break;
+    running_ = false;
   }
-  running_ = false;
 }
 
 void UringRelay::handle(uint64_t user_data, int res, uint32_t flags) {
@@ -292,8 +347,9 @@ void UringRelay::rearm_starving() {
   }
 }
 
-UringLeg* UringRelay::attach(int fd) {
+UringLeg* UringRelay::attach(RawSocket& socket) {
   if (shut_down_) return nullptr;
+  int fd = socket.native_handle();
   Impl& m = *impl_;
   uint32_t slot;
   if (!m.free_slots.empty()) {
@@ -313,6 +369,14 @@ UringLeg* UringRelay::attach(int fd) {
   UringLeg& leg = *m.legs[slot];
   leg.in_use_ = true;
   leg.fd_ = fd;
+  // Off Asio's epoll interest for input: its readiness would wake the ring's poll of that set
+  // for nothing on every message. EPOLLOUT stays, so an Asio write that finds the socket full
+  // (a routed read's reply) still learns when it drains.
+  leg.asio_data_ = reactor_data(socket);
+  epoll_event ev{};
+  ev.events = EPOLLOUT | EPOLLET;
+  ev.data.ptr = leg.asio_data_;
+  epoll_ctl(m.epfd, EPOLL_CTL_MOD, fd, &ev);
   leg.head_ = leg.tail_ = -1;
   leg.head_off_ = leg.held_ = 0;
   leg.armed_ = leg.pausing_ = leg.starving_ = leg.eof_ = leg.sending_ = false;
@@ -343,6 +407,12 @@ void UringRelay::release(UringLeg* leg) {
   if (leg->armed_ || leg->sending_) io_uring_register_sync_cancel(&m.ring, &reg);
   int minus_one = -1;
   io_uring_register_files_update(&m.ring, leg->slot_, &minus_one, 1);
+  // Back to Asio's registration as it made it (the socket may go on with Asio: a flip). Not
+  // EPOLL_CTL_ADD: the descriptor never left the set.
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLPRI | EPOLLERR | EPOLLHUP | EPOLLOUT | EPOLLET;
+  ev.data.ptr = leg->asio_data_;
+  epoll_ctl(m.epfd, EPOLL_CTL_MOD, leg->fd_, &ev);
   while (leg->head_ >= 0) {
     const auto bid = static_cast<uint32_t>(leg->head_);
     leg->head_ = m.next[bid];
@@ -434,7 +504,7 @@ void UringLeg::clear_slot() {
   read_slot_ = {};
 }
 
-UringLeg* uring_attach(UringRelay& relay, int fd) { return relay.attach(fd); }
+UringLeg* uring_attach(UringRelay& relay, RawSocket& socket) { return relay.attach(socket); }
 void uring_release(UringRelay& relay, UringLeg* leg) { relay.release(leg); }
 void uring_cancel(UringLeg& leg) { leg.cancel(); }
 
@@ -443,7 +513,7 @@ void uring_cancel(UringLeg& leg) { leg.cancel(); }
 #else  // built without the liburing relay: nothing is ever attached
 
 namespace pgtandem::proxy {
-UringLeg* uring_attach(UringRelay&, int) { return nullptr; }
+UringLeg* uring_attach(UringRelay&, RawSocket&) { return nullptr; }
 void uring_release(UringRelay&, UringLeg*) {}
 void uring_cancel(UringLeg&) {}
 }  // namespace pgtandem::proxy

@@ -24,6 +24,8 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+
+#include "proxy/net/stream.h"
 #include <boost/system/error_code.hpp>
 
 #include <cstddef>
@@ -163,6 +165,7 @@ class UringLeg {
   uint32_t slot_ = 0;  // index in the relay's leg table and its fixed-file table
   uint32_t gen_ = 0;   // bumped at every release: completions of an earlier use are stale
   int fd_ = -1;
+  void* asio_data_ = nullptr;  // Asio's registration of the socket in its epoll set
   // Received and not yet taken: provided buffers, linked through the relay's per-buffer arrays.
   int32_t head_ = -1;
   int32_t tail_ = -1;
@@ -193,7 +196,7 @@ class UringRelay {
 
   // Puts socket `fd` (plain TCP) on the ring; null when the table is full (the session then stays
   // on Asio).
-  UringLeg* attach(int fd);
+  UringLeg* attach(RawSocket& socket);
   // Takes the socket off the ring, synchronously: no request of the leg is left in the kernel,
   // waiters complete with operation_aborted (posted), unread bytes held by the leg are dropped.
   // The descriptor itself is left open (the Stream owns it).
@@ -202,8 +205,8 @@ class UringRelay {
   // Called on the worker thread once its io_context stopped (the eventfd watch goes first).
   void shut_down();
 
-  // Submits what is queued and processes every completion, until nothing more is queued.
-  void run();
+  // The worker thread's loop in place of io_context::run() (returns when the context stops).
+  void run_worker();
 
  private:
   friend class UringLeg;
@@ -215,7 +218,6 @@ class UringRelay {
   void rearm_starving();
   void handle(uint64_t user_data, int res, uint32_t flags);
   void on_recv(UringLeg& leg, int res, uint32_t flags);
-  void watch_eventfd();
 
   asio::io_context& io_;
   Impl* impl_;
