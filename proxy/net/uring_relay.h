@@ -1,8 +1,8 @@
 // The liburing relay backend (io_backend = "uring"; docs/design.md 4.1, issue 17): one io_uring per
 // worker carries the session pumps' socket I/O for plain TCP sessions after login. Everything else
 // (logins, TLS, Unix sockets, routed reads, shadow lanes, mirror links, the admin API, timers)
-// stays on the worker's Asio io_context, which also drives the ring: the ring signals an eventfd
-// that Asio watches, and the ring is entered from Asio handlers only (see UringRelay::run).
+// stays on the worker's Asio io_context. The ring is the worker thread's only wait and runs Asio's
+// handlers when Asio has work (UringRelay::run_worker; docs/design.md 4.1).
 //
 // A UringLeg is one socket's presence on the ring, taken by a pump after login (Stream::attach_uring)
 // and given back at close, at a flip (detach), or with the Stream:
@@ -187,8 +187,8 @@ class UringLeg {
 // The worker's ring. Created on the worker thread (IORING_SETUP_SINGLE_ISSUER), used there only.
 class UringRelay {
  public:
-  // Sets up the ring, its provided buffers and fixed-file table, and starts watching its eventfd
-  // on `io`. Throws std::system_error when the kernel refuses (pgtandem then does not start).
+  // Sets up the ring, its provided buffers and fixed-file table for the worker of `io`. Throws
+  // std::system_error when the kernel refuses (pgtandem then does not start).
   explicit UringRelay(asio::io_context& io);
   ~UringRelay();
   UringRelay(const UringRelay&) = delete;
@@ -202,7 +202,7 @@ class UringRelay {
   // The descriptor itself is left open (the Stream owns it).
   void release(UringLeg* leg);
   // After the worker's io_context stopped: later releases only forget their legs.
-  // Called on the worker thread once its io_context stopped (the eventfd watch goes first).
+  // Called on the worker thread once its io_context stopped.
   void shut_down();
 
   // The worker thread's loop in place of io_context::run() (returns when the context stops).
