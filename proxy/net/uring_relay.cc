@@ -3,6 +3,9 @@
 
 #include "proxy/net/stream.h"
 
+#include <cerrno>
+#include <system_error>
+
 #if PGTANDEM_URING_RELAY
 
 #include <boost/asio/detail/epoll_reactor.hpp>
@@ -145,7 +148,9 @@ UringRelay::UringRelay(asio::io_context& io) : io_(io), impl_(new Impl(io)) {
   r = io_uring_register_files_sparse(&m.ring, kFixedFiles);
   if (r < 0) fail(-r, "io_uring_register_files_sparse");
   // Asio's reactor exists once a socket was made on the context; make sure of it.
-  m.epfd = asio::use_service<ad::epoll_reactor>(io).*member(EpollFd{});
+  auto& reactor = asio::use_service<ad::epoll_reactor>(io);
+  reactor.init_task();  // the scheduler's queue then always holds the reactor's entry (run_worker)
+  m.epfd = reactor.*member(EpollFd{});
 }
 
 UringRelay::~UringRelay() {
@@ -513,6 +518,23 @@ void uring_cancel(UringLeg& leg) { leg.cancel(); }
 #else  // built without the liburing relay: nothing is ever attached
 
 namespace pgtandem::proxy {
+UringRelay::UringRelay(asio::io_context& io) : io_(io), impl_(nullptr) {
+  throw std::system_error(ENOSYS, std::system_category(), "built without PGTANDEM_URING_RELAY");
+}
+UringRelay::~UringRelay() = default;
+void UringRelay::run_worker() {}
+void UringRelay::shut_down() {}
+UringLeg* UringRelay::attach(RawSocket&) { return nullptr; }
+void UringRelay::release(UringLeg*) {}
+std::size_t UringLeg::take(void*, std::size_t, boost::system::error_code& ec) {
+  ec = asio::error::operation_not_supported;
+  return 0;
+}
+void UringLeg::start_wait() {}
+void UringLeg::start_send(const void*, std::size_t) {}
+void UringLeg::cancel() {}
+void UringLeg::cancel_from_slot() {}
+void UringLeg::clear_slot() {}
 UringLeg* uring_attach(UringRelay&, RawSocket&) { return nullptr; }
 void uring_release(UringRelay&, UringLeg*) {}
 void uring_cancel(UringLeg&) {}
