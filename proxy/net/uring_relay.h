@@ -222,7 +222,6 @@ class UringRelay {
   asio::io_context& io_;
   Impl* impl_;
   bool running_ = false;
-  bool flush_posted_ = false;
   bool shut_down_ = false;
   uint32_t starving_count_ = 0;
 };
