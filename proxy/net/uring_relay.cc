@@ -127,7 +127,15 @@ UringRelay::UringRelay(asio::io_context& io) : io_(io), impl_(new Impl(io)) {
   const size_t ring_bytes = kBuffers * sizeof(io_uring_buf);
   void* mem = mmap(nullptr, ring_bytes + size_t{kBuffers} * kBufferSize, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) fail(errno, "mmap (provided buffers)");
+  // A failure past this point (a kernel without buffer rings or sparse file tables) undoes the
+  // setup before it throws: the startup probe runs in the main process.
+  auto undo_and_fail = [&](int err, const char* what) {
+    io_uring_queue_exit(&m.ring);
+    if (mem != MAP_FAILED) munmap(mem, ring_bytes + size_t{kBuffers} * kBufferSize);
+    delete impl_;
+    fail(err, what);
+  };
+  if (mem == MAP_FAILED) undo_and_fail(errno, "mmap (provided buffers)");
   m.br = static_cast<io_uring_buf_ring*>(mem);
   m.buffers = static_cast<char*>(mem) + ring_bytes;
   io_uring_buf_ring_init(m.br);
@@ -136,7 +144,7 @@ UringRelay::UringRelay(asio::io_context& io) : io_(io), impl_(new Impl(io)) {
   reg.ring_entries = kBuffers;
   reg.bgid = kGroup;
   r = io_uring_register_buf_ring(&m.ring, &reg, 0);
-  if (r < 0) fail(-r, "io_uring_register_buf_ring");
+  if (r < 0) undo_and_fail(-r, "io_uring_register_buf_ring");
   const int mask = io_uring_buf_ring_mask(kBuffers);
   for (unsigned i = 0; i < kBuffers; ++i) {
     io_uring_buf_ring_add(m.br, m.buffer(i), kBufferSize, static_cast<unsigned short>(i), mask,
@@ -146,7 +154,7 @@ UringRelay::UringRelay(asio::io_context& io) : io_(io), impl_(new Impl(io)) {
   m.next.assign(kBuffers, -1);
   m.len.assign(kBuffers, 0);
   r = io_uring_register_files_sparse(&m.ring, kFixedFiles);
-  if (r < 0) fail(-r, "io_uring_register_files_sparse");
+  if (r < 0) undo_and_fail(-r, "io_uring_register_files_sparse");
   // Asio's reactor exists once a socket was made on the context; make sure of it.
   auto& reactor = asio::use_service<ad::epoll_reactor>(io);
   reactor.init_task();  // the scheduler's queue then always holds the reactor's entry (run_worker)
