@@ -7,7 +7,8 @@
 #   bench/relay-instructions.sh BASELINE_BIN CANDIDATE_BIN     (root, Debian 12, PostgreSQL 15, valgrind)
 #
 # Environment: RI_TXNS=300 (transactions per client), RI_CLIENTS="1 8", RI_MODES="simple prepared",
-# RI_WORKLOADS="select tpcb". Prints one table row per cell: instructions per transaction of each
+# RI_WORKLOADS="select tpcb"; RI_BASE_TOP / RI_CAND_TOP: extra top-level config for the baseline /
+# the candidate (e.g. RI_CAND_TOP='io_backend = "uring"' with the same binary twice). Prints one table row per cell: instructions per transaction of each
 # binary and the candidate's change. Each binary runs under callgrind with one worker; what a start
 # and a stop with no client cost is measured once per binary and subtracted.
 set -euo pipefail
@@ -41,10 +42,10 @@ unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
 # instructions BIN NAME WORKLOAD MODE CLIENTS: sets PER_TXN to pgtandem's instructions per
 # transaction for one cell (not in a $(...) subshell: pgtandem_callgrind_* keep state in this shell).
 instructions() {
-  local bin=$1 name=$2 workload=$3 mode=$4 clients=$5 idle=$6
+  local bin=$1 name=$2 workload=$3 mode=$4 clients=$5 idle=$6 top=$7
   local args=(-n -M "$mode" -c "$clients" -t "$txns")
   [[ $workload == select ]] && args+=(-S)
-  pgtandem_callgrind_start "$bin" "$name"
+  PGTANDEM_TOML_TOP=$top pgtandem_callgrind_start "$bin" "$name"
   pgbench "${args[@]}" -h 127.0.0.1 -p "$PGTANDEM_PORT" -U postgres bench \
     >"$PG_WORKDIR/$name/pgbench.log" 2>&1 || pg_die "pgbench failed ($name)"
   pgtandem_callgrind_stop
@@ -53,14 +54,14 @@ instructions() {
 
 # What a start and a stop cost each binary (no client): subtracted from every cell.
 idle() {
-  pgtandem_callgrind_start "$1" "$2"
+  PGTANDEM_TOML_TOP=$3 pgtandem_callgrind_start "$1" "$2"
   sleep 1
   pgtandem_callgrind_stop
   IDLE=$PGTANDEM_CALLGRIND_TOTAL
 }
-idle "$base" ri-idle-base >&2
+idle "$base" ri-idle-base "${RI_BASE_TOP:-}" >&2
 idle_base=$IDLE
-idle "$cand" ri-idle-cand >&2
+idle "$cand" ri-idle-cand "${RI_CAND_TOP:-}" >&2
 idle_cand=$IDLE
 
 printf '| workload | mode | clients | baseline instr/txn | candidate instr/txn | change |\n'
@@ -70,9 +71,9 @@ for workload in $workloads; do
   for mode in $modes; do
     for clients in $clients_list; do
       n=$((n + 1))
-      instructions "$base" "ri-$n-base" "$workload" "$mode" "$clients" "$idle_base" >&2
+      instructions "$base" "ri-$n-base" "$workload" "$mode" "$clients" "$idle_base" "${RI_BASE_TOP:-}" >&2
       b=$PER_TXN
-      instructions "$cand" "ri-$n-cand" "$workload" "$mode" "$clients" "$idle_cand" >&2
+      instructions "$cand" "ri-$n-cand" "$workload" "$mode" "$clients" "$idle_cand" "${RI_CAND_TOP:-}" >&2
       c=$PER_TXN
       printf '| %s | %s | %d | %d | %d | %s |\n' "$workload" "$mode" "$clients" "$b" "$c" \
         "$(awk -v a="$c" -v b="$b" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')"

@@ -14,6 +14,7 @@
 #                        run it side by side with the epoll build
 #     --mirror           pgtandem with mirror_writes = true (TPC-B's writes also go to `new`)
 #     --baseline BIN     also run this pgtandem binary (e.g. the previous commit's) side by side
+#     --uring-relay      also run the same pgtandem binary with io_backend = "uring" (pgtandem-uring)
 #     --tls              servers with ssl = on; adds direct-tls (pgbench sslmode=require) and
 #                        pgtandem-tls (TLS on both legs: [tls] mode = require, targets sslmode =
 #                        require); the other targets stay in clear text (sslmode=disable)
@@ -43,6 +44,7 @@ boost=0
 mirror=0
 build=1
 baseline_bin=
+uring_relay=0
 tls=0
 pgtandem_bin=
 out=
@@ -60,6 +62,7 @@ while (($#)); do
     --boost) boost=1; shift ;;
     --mirror) mirror=1; shift ;;
     --baseline) baseline_bin=$(realpath "$2"); shift 2 ;;
+    --uring-relay) uring_relay=1; shift ;;
     --tls) tls=1; shift ;;
     --pgtandem) pgtandem_bin=$(realpath "$2"); build=0; shift 2 ;;
     --no-build) build=0; shift ;;
@@ -147,6 +150,13 @@ unset PGTANDEM_TOML_TARGET
 targets+=(pgtandem)
 port_of[pgtandem]=$PGTANDEM_PORT
 pid_of[pgtandem]=$PGTANDEM_PID
+if ((uring_relay)); then
+  PGTANDEM_TOML_TOP="${PGTANDEM_TOML_TOP:-}"$'\nio_backend = "uring"' \
+    pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-uring
+  targets+=(pgtandem-uring)
+  port_of[pgtandem-uring]=$PGTANDEM_PORT
+  pid_of[pgtandem-uring]=$PGTANDEM_PID
+fi
 if [[ -n $baseline_bin ]]; then
   pgtandem_start "$baseline_bin" old new "$workers" pgtandem-base
   targets+=(pgtandem-base)

@@ -16,6 +16,8 @@
 #     --mirror              pgtandem with mirror_writes = true
 #     --no-pgbouncer / --no-direct
 #     --toml-top 'KEY = V'  extra top-level pgtandem config (e.g. io_backend), every pgtandem target
+#     --target-top NAME 'KEY = V'  extra top-level config for target NAME only (repeatable), e.g.
+#                           --pgtandem uring=BIN --target-top uring 'io_backend = "uring"'
 #     --out DIR             raw.tsv and results.md (default build-bench/syscalls-<time>)
 #
 # Columns, per transaction: recv (recvfrom + recvmsg), EAGAIN (recv*/read returning EAGAIN: a
@@ -40,6 +42,7 @@ direct=1
 toml_top=
 out=
 declare -a bins=()
+declare -A target_top=()
 while (($#)); do
   case $1 in
     --pgtandem) bins+=("$2"); shift 2 ;;
@@ -52,8 +55,9 @@ while (($#)); do
     --no-pgbouncer) pgbouncer=0; shift ;;
     --no-direct) direct=0; shift ;;
     --toml-top) toml_top=$2; shift 2 ;;
+    --target-top) target_top[$2]=$3; shift 3 ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/syscalls.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -106,7 +110,8 @@ export PGTANDEM_TOML_TOP=$top
 for nb in "${bins[@]}"; do
   name=${nb%%=*} bin=${nb#*=}
   [[ -x $bin ]] || pg_die "no pgtandem binary at $bin"
-  pgtandem_start "$bin" old new "$workers" "$name"
+  PGTANDEM_TOML_TOP=$top${target_top[$name]:+$'\n'${target_top[$name]}} \
+    pgtandem_start "$bin" old new "$workers" "$name"
   targets+=("$name")
   port_of[$name]=$PGTANDEM_PORT
   pid_of[$name]=$PGTANDEM_PID
@@ -200,7 +205,9 @@ done
 {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) cores"
   echo "- $txns transactions per cell, pgbench -c C -j min(C,2), scale 10; pgtandem workers=$workers$( ((mirror == 0)) || echo ', mirror_writes = true')${toml_top:+, $toml_top}"
-  for nb in "${bins[@]}"; do echo "- ${nb%%=*}: ${nb#*=}"; done
+  for nb in "${bins[@]}"; do
+    echo "- ${nb%%=*}: ${nb#*=}${target_top[${nb%%=*}]:+ (${target_top[${nb%%=*}]})}"
+  done
   echo
   python3 - "$out/raw.tsv" <<'EOF'
 import sys

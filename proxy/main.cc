@@ -82,6 +82,13 @@ int check_config(const std::string& path) {
   std::printf("%s: configuration is valid\n", path.c_str());
   // Where state will go (issue 15): nothing is written in the working directory.
   const auto& cfg = *result.config;
+  std::printf("io_backend: %s%s\n", cfg.io_backend.c_str(),
+#if PGTANDEM_URING_RELAY
+              ""
+#else
+              cfg.io_backend == "uring" ? " (this build has no liburing relay: pgtandem will refuse to start)" : ""
+#endif
+  );
   std::printf("state_dir: %s%s\n", cfg.state_dir.c_str(),
               cfg.mirror_writes ? "" : " (used once mirror_writes is on)");
   std::printf("mirror journal: %s (limit %llu bytes, journal_full = \"%s\")\n",

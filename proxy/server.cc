@@ -39,6 +39,7 @@
 #include "policy/migrate/run_board.h"
 #include "proxy/control/admin_http.h"
 #include "proxy/control/catalog_loader.h"
+#include "proxy/net/uring_relay.h"
 #include "proxy/mirror/catchup.h"
 #include "proxy/mirror/journal.h"
 #include "proxy/mirror/mirror_link.h"
@@ -122,6 +123,7 @@ ServerState::ServerState() = default;
 ServerState::~ServerState() = default;
 
 Worker::Worker(size_t index, ServerState& state) : index_(index), state_(state) {}
+Worker::~Worker() = default;
 
 void Worker::adopt(int family, int protocol, int fd) {
   sessions_.fetch_add(1, std::memory_order_relaxed);
@@ -173,7 +175,17 @@ bool Worker::mirror_links_drained() {
 void Worker::start() {
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
-    io_.run();
+#if PGTANDEM_URING_RELAY
+    // io_backend = "uring": the ring is created here, on the thread that alone submits to it
+    // (IORING_SETUP_SINGLE_ISSUER); start_server probed the same setup before any worker started.
+    if (state_.config->io_backend == "uring") uring_ = std::make_unique<UringRelay>(io_);
+#endif
+    if (uring_) {
+      uring_->run_worker();  // the ring waits; it runs Asio's handlers too (uring_relay.cc)
+      uring_->shut_down();
+    } else {
+      io_.run();
+    }
   });
 }
 
@@ -597,6 +609,23 @@ bool Server::start(std::string* error) {
     asio::co_spawn(w.io(), im.accept_loop(w, a, false), asio::detached);
   }
 
+  // io_backend = "uring": probe the ring setup the workers will use, so that a kernel (or a
+  // seccomp profile) that refuses it stops pgtandem here, with a message, not a worker thread.
+  if (cfg->io_backend == "uring") {
+#if PGTANDEM_URING_RELAY
+    try {
+      asio::io_context probe_io(1);
+      UringRelay probe(probe_io);
+    } catch (const std::exception& e) {
+      *error = std::string("io_backend = \"uring\": cannot set up io_uring: ") + e.what();
+      return false;
+    }
+#else
+    *error = "io_backend = \"uring\": this build has no liburing relay (PGTANDEM_URING_RELAY=OFF)";
+    return false;
+#endif
+  }
+
   im.admin_token = cfg->admin.token;
   if (!cfg->admin.token_file.empty()) {
     std::ifstream in(cfg->admin.token_file, std::ios::binary);
@@ -707,7 +736,8 @@ bool Server::start(std::string* error) {
   }
   log::info("pgtandem started",
             {{"version", PGTANDEM_VERSION},
-             {"io_backend", PGTANDEM_IO_BACKEND},
+             {"io_backend", cfg->io_backend == "uring" ? std::string("uring")
+                                                        : std::string(PGTANDEM_IO_BACKEND)},
              {"listen", listen_desc},
              {"workers", std::to_string(nworkers)},
              {"primary", cfg->primary},

@@ -52,6 +52,7 @@ struct TargetEndpoint {
 
 class Worker;
 class Journal;
+class UringRelay;
 class MirrorLink;
 
 // What a hot reload swaps (issue 4): the validated config and what is compiled from it. Immutable;
@@ -98,6 +99,7 @@ struct ServerState {
 class Worker {
  public:
   Worker(size_t index, ServerState& state);
+  ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
@@ -107,6 +109,10 @@ class Worker {
   WorkerStats& stats() { return stats_; }
   // Statement classifications are cached per worker: no lock, and hot statements stay hot.
   policy::ClassificationCache& classification_cache() { return classification_cache_; }
+
+  // The worker's ring when io_backend = "uring" (proxy/net/uring_relay.h), else null; set on the
+  // worker thread before it runs anything.
+  UringRelay* uring() { return uring_.get(); }
 
   // Sessions served by this worker now; read by other workers' acceptors to balance load.
   std::atomic<uint32_t>& sessions() { return sessions_; }
@@ -135,6 +141,8 @@ class Worker {
  private:
   size_t index_;
   ServerState& state_;
+  // Before io_: destroyed after it (sessions still in io_'s handlers release their legs into it).
+  std::unique_ptr<UringRelay> uring_;
   asio::io_context io_{1};
   WorkerStats stats_;
   policy::ClassificationCache classification_cache_;

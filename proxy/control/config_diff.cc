@@ -200,6 +200,7 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   Differ d;
   d.field("primary", before.primary, after.primary);
   d.field("workers", before.workers, after.workers, true);
+  d.field("io_backend", before.io_backend, after.io_backend, true);
   d.field("state_dir", before.state_dir, after.state_dir, true);
   d.field("mirror_writes", before.mirror_writes, after.mirror_writes);
 

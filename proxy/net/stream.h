@@ -22,6 +22,49 @@ namespace asio = boost::asio;
 using RawSocket = asio::generic::stream_protocol::socket;
 using IoHandler = asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
 
+namespace asio = boost::asio;
+using RawSocket = asio::generic::stream_protocol::socket;
+
+class UringLeg;    // proxy/net/uring_relay.h: the socket's presence on the worker's ring
+class UringRelay;
+// In proxy/net/uring_relay.cc: puts a plain TCP socket on the ring (null: not possible), and
+// takes it off (synchronously: nothing of the leg stays in the kernel).
+UringLeg* uring_attach(UringRelay& relay, RawSocket& socket);
+void uring_release(UringRelay& relay, UringLeg* leg);
+
+// A Stream's leg on the ring; moves with the Stream, released when the Stream closes or dies.
+class UringAttachment {
+ public:
+  UringAttachment() = default;
+  UringAttachment(UringAttachment&& o) noexcept
+      : relay_(std::exchange(o.relay_, nullptr)), leg_(std::exchange(o.leg_, nullptr)) {}
+  UringAttachment& operator=(UringAttachment&& o) noexcept {
+    if (this != &o) {
+      release();
+      relay_ = std::exchange(o.relay_, nullptr);
+      leg_ = std::exchange(o.leg_, nullptr);
+    }
+    return *this;
+  }
+  ~UringAttachment() { release(); }
+  UringLeg* leg() const { return leg_; }
+  void attach(UringRelay& relay, RawSocket& socket) {
+    release();
+    leg_ = uring_attach(relay, socket);
+    if (leg_ != nullptr) relay_ = &relay;
+  }
+  void release() {
+    if (leg_ != nullptr) uring_release(*relay_, leg_);
+    leg_ = nullptr;
+    relay_ = nullptr;
+  }
+
+ private:
+  UringRelay* relay_ = nullptr;
+  UringLeg* leg_ = nullptr;
+};
+void uring_cancel(UringLeg& leg);
+
 class TlsConnection;  // proxy/net/tls.cc: OpenSSL's state and the socket it runs over
 struct TlsConnectionDeleter {
   void operator()(TlsConnection* tls) const;  // in proxy/net/tls.cc, where the type is complete
@@ -58,13 +101,37 @@ class Stream {
   void attach_tls(TlsConnectionPtr tls) { tls_ = std::move(tls); }
 
   bool is_open() { return raw().is_open(); }
-  void close(boost::system::error_code& ec) { raw().close(ec); }
-  // Cancels pending reads and writes (a TLS read so cancelled can be started again).
+  void close(boost::system::error_code& ec) {
+    uring_.release();
+    raw().close(ec);
+  }
+  // Cancels pending reads and writes (a TLS read so cancelled can be started again; on the ring,
+  // the pump's wait for bytes).
   void cancel() {
     boost::system::error_code ignored;
-    raw().cancel(ignored);
+    cancel(ignored);
   }
-  void cancel(boost::system::error_code& ec) { raw().cancel(ec); }
+  void cancel(boost::system::error_code& ec) {
+    if (uring_.leg() != nullptr) uring_cancel(*uring_.leg());
+    raw().cancel(ec);
+  }
+
+  // The liburing relay (io_backend = "uring", proxy/net/uring_relay.h): a pump puts a plain TCP
+  // socket on its worker's ring after login; reads and writes then go through uring() while it
+  // is non-null. Everyone else (routed reads' replies, a malformed frame's last bytes) still
+  // writes through Asio, never at the same time as the ring (the pumps wait for their sends).
+  UringLeg* uring() const { return uring_.leg(); }
+  void attach_uring(UringRelay& relay) {
+    if (tls_ != nullptr || uring_.leg() != nullptr) return;
+    int domain = 0;
+    socklen_t len = sizeof(domain);
+    const int fd = socket_.native_handle();
+    if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return;
+    if (domain != AF_INET && domain != AF_INET6) return;
+    uring_.attach(relay, socket_);
+  }
+  // Takes the socket off the ring (a flip hands it to the mirror link, which reads it with Asio).
+  void detach_uring() { uring_.release(); }
   void shutdown(asio::socket_base::shutdown_type what, boost::system::error_code& ec) {
     raw().shutdown(what, ec);
   }
@@ -146,6 +213,7 @@ class Stream {
 
   RawSocket socket_;  // the plain socket; moved into tls_ when TLS starts
   TlsConnectionPtr tls_;
+  UringAttachment uring_;  // last: released before the socket closes
 };
 
 }  // namespace pgtandem::proxy

@@ -12,6 +12,7 @@
 #include "protocol/errors.h"
 #include "protocol/message_types.h"
 #include "proxy/net/relay_read.h"
+#include "proxy/net/uring_relay.h"
 #include "proxy/telemetry/log.h"
 
 namespace pgtandem::proxy::session {
@@ -30,7 +31,8 @@ asio::awaitable<void> Session::pump_frontend() {
   // for readiness without a recv that finds nothing (proxy/net/relay_read.h).
   bool wait_first = false;
   int inq = -1;
-  enable_inq(client_);
+  if (UringRelay* ring = worker_.uring()) client_.attach_uring(*ring);
+  if (client_.uring() == nullptr) enable_inq(client_);
 
   for (;;) {
     if (block_on_full && mirror_->over_limit()) {
@@ -45,9 +47,27 @@ asio::awaitable<void> Session::pump_frontend() {
         co_return;
       }
       const uint32_t writes = client_writes_;
-      auto [ec, n] = co_await relay_read_some(
-          client_, asio::buffer(fbuf_.data() + end, fbuf_.size() - end), wait_first, &inq,
-          asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+      boost::system::error_code ec;
+      size_t n = 0;
+      if (UringLeg* leg = client_.uring()) {
+        // On the ring: take what arrived; wait only when nothing has (no syscall either way).
+        n = leg->take(fbuf_.data() + end, fbuf_.size() - end, ec);
+        while (n == 0 && !ec) {
+          auto [wec, wn] = co_await leg->async_wait(
+              asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+          if (wec) {
+            ec = wec;
+            break;
+          }
+          n = leg->take(fbuf_.data() + end, fbuf_.size() - end, ec);
+        }
+      } else {
+        auto [rec, rn] = co_await relay_read_some(
+            client_, asio::buffer(fbuf_.data() + end, fbuf_.size() - end), wait_first, &inq,
+            asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+        ec = rec;
+        n = rn;
+      }
       wait_first = false;
       if (client_writes_ != writes) inq = -1;
       if (ec == asio::error::operation_aborted &&
@@ -88,7 +108,18 @@ asio::awaitable<void> Session::pump_frontend() {
       // One send for the whole batch this read produced; the rest, if the server's socket is
       // full, through the reactor.
       boost::system::error_code ec;
-      size_t sent = backend_.tls() ? 0 : backend_.try_send(buf, send, ec);
+      size_t sent = 0;
+      if (UringLeg* leg = backend_.uring()) {
+        // On the ring: queued, and submitted with the worker's next ring entry.
+        ++backend_writes_;
+        auto [uec, un] = co_await leg->async_send(buf, send, kNoThrow);
+        ++backend_writes_;
+        ec = uec;
+        sent = send;
+        turned = true;
+      } else if (!backend_.tls()) {
+        sent = backend_.try_send(buf, send, ec);
+      }
       if (!ec && sent < send) {
         ++backend_writes_;
         auto [aec, an] = co_await asio::async_write(backend_, asio::buffer(buf + sent, send - sent),

@@ -8,6 +8,7 @@
 
 #include "protocol/message_types.h"
 #include "proxy/net/relay_read.h"
+#include "proxy/net/uring_relay.h"
 #include "proxy/telemetry/log.h"
 
 namespace pgtandem::proxy::session {
@@ -70,19 +71,41 @@ asio::awaitable<void> Session::pump_backend() {
   // waits for readiness without a recv that finds nothing (proxy/net/relay_read.h).
   bool wait_first = false;
   int inq = -1;
-  enable_inq(backend_);
+  UringRelay* const ring = worker_.uring();
+  if (ring != nullptr) backend_.attach_uring(*ring);
+  if (backend_.uring() == nullptr) enable_inq(backend_);
 
   for (;;) {
     if (!unscanned) {
       if (flipping_) {
+        // The connection becomes the mirror link's (read through Asio): off the ring first.
+        backend_.detach_uring();
         co_await park_backend();
         latency = &stats_.query_latency[target_];
-        enable_inq(backend_);
+        if (ring != nullptr) backend_.attach_uring(*ring);
+        if (backend_.uring() == nullptr) enable_inq(backend_);
         wait_first = false;
       }
       const uint32_t writes = backend_writes_;
-      auto [ec, n] = co_await relay_read_some(
-          backend_, asio::buffer(buf + end, kBackendBufferSize - end), wait_first, &inq, kNoThrow);
+      boost::system::error_code ec;
+      size_t n = 0;
+      if (UringLeg* leg = backend_.uring()) {
+        n = leg->take(buf + end, kBackendBufferSize - end, ec);
+        while (n == 0 && !ec) {
+          auto [wec, wn] = co_await leg->async_wait(kNoThrow);
+          if (wec) {
+            ec = wec;
+            break;
+          }
+          n = leg->take(buf + end, kBackendBufferSize - end, ec);
+        }
+      } else {
+        auto [rec, rn] = co_await relay_read_some(
+            backend_, asio::buffer(buf + end, kBackendBufferSize - end), wait_first, &inq,
+            kNoThrow);
+        ec = rec;
+        n = rn;
+      }
       wait_first = false;
       if (backend_writes_ != writes) inq = -1;
       if (ec) {
@@ -116,7 +139,18 @@ asio::awaitable<void> Session::pump_backend() {
       // One send for everything this read produced; the rest, if the client's socket is full,
       // through the reactor.
       boost::system::error_code wec;
-      size_t written = client_.tls() ? 0 : client_.try_send(buf, r.forward, wec);
+      size_t written = 0;
+      if (UringLeg* leg = client_.uring()) {
+        // On the ring: queued, and submitted with the worker's next ring entry.
+        ++client_writes_;
+        auto [uec, un] = co_await leg->async_send(buf, r.forward, kNoThrow);
+        ++client_writes_;
+        wec = uec;
+        written = uec ? 0 : r.forward;
+        wait_first = false;
+      } else if (!client_.tls()) {
+        written = client_.try_send(buf, r.forward, wec);
+      }
       if (!wec && written < r.forward) {
         ++client_writes_;
         auto [aec, an] = co_await asio::async_write(

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -78,6 +79,10 @@ std::string ProxyProcess::render_config() const {
   };
   t << "primary = \"" << options_.primary << "\"\n";
   t << "workers = " << options_.workers << "\n";
+  // PGTANDEM_TEST_IO_BACKEND=uring runs the same suite on the liburing relay (issue 17).
+  if (const char* backend = std::getenv("PGTANDEM_TEST_IO_BACKEND"); backend && *backend) {
+    t << "io_backend = \"" << backend << "\"\n";
+  }
   // pgtandem's state (journal, crash-window marker) in the test's temp dir unless a test gives its
   // own (one that restarts pgtandem on the same state): never the repository or the cwd.
   bool own_state_dir = false;
