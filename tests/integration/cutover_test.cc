@@ -397,13 +397,18 @@ TEST_F(CutoverTest, AReplicaKilledMidCutoverAbortsItEverywhere) {
   std::this_thread::sleep_for(milliseconds(2000));
   HttpResponse r;
   std::thread coordinator([&] { r = cutover(*replicas[0], "to=new&timeout_ms=4000"); });
-  ASSERT_TRUE(poll_until([&] {
+  const bool pausing = poll_until([&] {
     try {
       return old_cluster().query_value("SELECT phase FROM pgtandem_control.epoch") == "pause";
     } catch (const std::exception&) {
       return false;
     }
-  }, milliseconds(10000)));
+  }, milliseconds(10000));
+  if (!pausing) {  // the coordinator refused or ended first: say what it answered (no thread left running)
+    coordinator.join();
+    for (auto& t : threads) t.join();
+    FAIL() << "the cutover never reached its pause: " << r.status << " " << r.body;
+  }
   replicas[2]->kill();
   coordinator.join();
   for (auto& t : threads) t.join();
