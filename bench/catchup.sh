@@ -119,8 +119,10 @@ share() { printf '%.0f%%' "$(echo "100 * $1 / $hz / $2" | bc -l)"; }
 phases=${CB_PHASES:-catchup replay}
 replay_runs=${CB_REPLAY_RUNS:-1}
 # children_cpu: user + system seconds of this shell's waited-for children so far (bash `times`).
+# (`times` in a pipeline or $(...) would run in a subshell, which has no children of its own.)
 children_cpu() {
-  times | tail -1 | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
+  times >"$w/times.txt"
+  tail -1 "$w/times.txt" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
 }
 
 catchup_report='  catch-up phase: not run'
