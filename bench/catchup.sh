@@ -120,9 +120,10 @@ phases=${CB_PHASES:-catchup replay}
 replay_runs=${CB_REPLAY_RUNS:-1}
 # children_cpu: user + system seconds of this shell's waited-for children so far (bash `times`).
 # (`times` in a pipeline or $(...) would run in a subshell, which has no children of its own.)
+# Sets CHILDREN_CPU; call it directly, not in $(...).
 children_cpu() {
   times >"$w/times.txt"
-  tail -1 "$w/times.txt" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
+  CHILDREN_CPU=$(tail -1 "$w/times.txt" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
 }
 
 catchup_report='  catch-up phase: not run'
@@ -232,7 +233,8 @@ for ((run = 1; run <= replay_runs; run++)); do
   new_start
   t0=$(now)
   rnew0=$(cpu_ticks new)
-  cpu0=$(children_cpu)
+  children_cpu
+  cpu0=$CHILDREN_CPU
   "$pgtandem_bin" replay --config "$w/pgtandem-replay/pgtandem.toml" --journal "$journal" \
     >"$w/replay-$run.log" 2>&1 &
   replay_pid=$!
@@ -249,7 +251,8 @@ for ((run = 1; run <= replay_runs; run++)); do
   fi
   wait "$replay_pid" || true
   t1=$(now)
-  cpu1=$(children_cpu)
+  children_cpu
+  cpu1=$CHILDREN_CPU
   sleep 0.3  # the backend exits and is reaped
   rnew1=$(cpu_ticks new)
   rload=$(cut -d' ' -f1 /proc/loadavg)
