@@ -1,6 +1,6 @@
 // `pgtandem replay` and the engine automatic catch-up shares (JournalApplier): applies a journal's
 // unapplied entries in commit order on pipelined connections and records what it applied.
-// Size: ~1,500 lines, one engine read top to bottom (the wire exchange, sessions rebuilt from
+// Size: ~1,900 lines, one engine read top to bottom (the wire exchange, sessions rebuilt from
 // journal state, the pipelined batch, the applied-state file and the target's record, the
 // report); the seam to split along is the wire exchange (top) vs the engine.
 #include "proxy/mirror/replay.h"
