@@ -22,6 +22,13 @@
 #                                                 CB_OUTAGE_AT and stays down until it ends)
 #   CB_CLIENTS=4 CB_THREADS=2 CB_SCALE=10         pgbench -c / -j / -i -s
 #   CB_WORKERS=2                                  pgtandem workers
+#   CB_PHASES="catchup replay"                    which phases run (e.g. CB_PHASES=replay)
+#   CB_REPLAY_RUNS=1                              replays of the same journal: before each one after
+#                                                 the first, `new` gets back its data directory as
+#                                                 it was before the first (a copy) and the
+#                                                 applied-state file is removed; compare the runs
+#   CB_REPLAY_PERF=0                              1: `perf stat` on the apply backend of the last
+#                                                 replay run (context switches, CPU) into the workdir
 #   CB_PGTANDEM=build/proxy/pgtandem              the binary (built by scripts/build.sh)
 #   PG_KEEP=1                                     keep the temp dir (logs, journals)
 # `new` is stopped with a fast shutdown (see new_stop).
@@ -90,10 +97,12 @@ metric() {
 now() { date +%s.%N; }
 
 # cpu_ticks CLUSTER: CPU ticks (user + system, USER_HZ) used so far by the cluster's backends and
-# other children of its postmaster (those alive now: the apply connections live through a phase).
+# other children of its postmaster: those alive now, and those that exited and were reaped (the
+# postmaster's cutime + cstime), so a backend that ends between two samples is counted whole.
 cpu_ticks() {
   local pm pid total=0 f
   pm=$(head -1 "$(pg_datadir "$1")/postmaster.pid")
+  f=$(cat "/proc/$pm/stat") && f=${f##*) } && total=$(awk '{ print $14 + $15 }' <<<"$f")
   for pid in $(ps --ppid "$pm" -o pid=); do
     f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     f=${f##*) }
@@ -107,6 +116,18 @@ hz=$(getconf CLK_TCK)
 # share TICKS SECONDS: CPU used over SECONDS, as a percentage of one core.
 share() { printf '%.0f%%' "$(echo "100 * $1 / $hz / $2" | bc -l)"; }
 
+phases=${CB_PHASES:-catchup replay}
+replay_runs=${CB_REPLAY_RUNS:-1}
+# children_cpu: user + system seconds of this shell's waited-for children so far (bash `times`).
+# (`times` in a pipeline or $(...) would run in a subshell, which has no children of its own.)
+# Sets CHILDREN_CPU; call it directly, not in $(...).
+children_cpu() {
+  times >"$w/times.txt"
+  CHILDREN_CPU=$(tail -1 "$w/times.txt" | awk '{ split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+}
+
+catchup_report='  catch-up phase: not run'
+if [[ " $phases " == *" catchup "* ]]; then
 # --- phase 1: catch-up ------------------------------------------------------------------------------
 reset_data
 export PGTANDEM_TOML_TOP='mirror_writes = true'
@@ -172,7 +193,15 @@ s_new=$(state_of new)
 same=$([[ $s_old == "$s_new" ]] && echo yes || echo "NO: old=$s_old new=$s_new")
 kill -TERM "$PGTANDEM_PID"
 wait "$PGTANDEM_PID" 2>/dev/null || true
+catchup_report="  catch-up phase: pgbench ${duration}s at $tps tps (failed: ${failed:-0}); new down ${outage}s; journaled $journaled
+    catch-up applied $applied entries in $(printf %.1f "$catchup_secs") s from new being back: $(printf %.0f "$catchup_rate") entries/s ($(printf %.1f "$(echo "$catchup_rate / $tps" | bc -l)")x the TPC-B rate), peak 3 s rate $peak/s
+    drained while pgbench was still running: ${during_load}; old == new: $same
+    $split
+    CPU while catching up (% of one core; 2 cores): new's backends $(share $((new_ticks1 - new_ticks0)) "$catchup_secs"), pgtandem $(share $((px_ticks1 - px_ticks0)) "$catchup_secs"); load average $load_during"
+fi
 
+replay_report='  replay phase: not run'
+if [[ " $phases " == *" replay "* ]]; then
 # --- phase 2: replay --------------------------------------------------------------------------------
 reset_data
 export PGTANDEM_TOML_TOP='mirror_writes = true'
@@ -189,37 +218,65 @@ wait "$bench_pid" || { cat "$w/pgbench-replay.log" >&2; pg_die "pgbench failed";
 replay_tps=$(awk '/^tps = / { print int($3) }' "$w/pgbench-replay.log")
 kill -TERM "$PGTANDEM_PID"
 wait "$PGTANDEM_PID" 2>/dev/null || true
-new_start
-t0=$(now)
-rnew0=$(cpu_ticks new)
-"$pgtandem_bin" replay --config "$w/pgtandem-replay/pgtandem.toml" \
-  --journal "$w/pgtandem-replay/mirror.journal" >"$w/replay.log" 2>&1 &
-replay_pid=$!
-# Sampled while it runs: the replay's backend on new exits with it.
-rnew1=$rnew0
-while kill -0 "$replay_pid" 2>/dev/null; do
-  t=$(cpu_ticks new); ((t > rnew1)) && rnew1=$t
-  sleep 0.2
+# `new` as the journal left it, for the runs after the first.
+snapshot=$w/new-before-replay
+if ((replay_runs > 1)); then cp -a "$(pg_datadir new)" "$snapshot"; fi
+journal=$w/pgtandem-replay/mirror.journal
+replay_report="  replay phase: pgbench ${replay_duration}s at $replay_tps tps; journal $(wc -l <"$journal") entries"
+for ((run = 1; run <= replay_runs; run++)); do
+  if ((run > 1)); then
+    new_stop
+    rm -rf "$(pg_datadir new)"
+    cp -a "$snapshot" "$(pg_datadir new)"
+    rm -f "$journal.applied"
+  fi
+  new_start
+  t0=$(now)
+  rnew0=$(cpu_ticks new)
+  children_cpu
+  cpu0=$CHILDREN_CPU
+  "$pgtandem_bin" replay --config "$w/pgtandem-replay/pgtandem.toml" --journal "$journal" \
+    >"$w/replay-$run.log" 2>&1 &
+  replay_pid=$!
+  if [[ ${CB_REPLAY_PERF:-0} == 1 && $run == "$replay_runs" ]]; then
+    # The apply backend: the child of new's postmaster with pgtandem-replay's application_name.
+    bpid=''
+    for _ in $(seq 100); do
+      bpid=$(pg_psql new -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgtandem-replay'" 2>/dev/null || true)
+      [[ -n $bpid ]] && break
+      sleep 0.02
+    done
+    [[ -n $bpid ]] && perf stat -e task-clock,context-switches,cpu-migrations -p "$bpid" \
+      -o "$w/replay-backend-perf.txt" 2>/dev/null &
+  fi
+  wait "$replay_pid" || true
+  t1=$(now)
+  children_cpu
+  cpu1=$CHILDREN_CPU
+  sleep 0.3  # the backend exits and is reaped
+  rnew1=$(cpu_ticks new)
+  rload=$(cut -d' ' -f1 /proc/loadavg)
+  replayed=$(awk '/^  applied:/ { print $2 }' "$w/replay-$run.log")
+  replay_secs=$(echo "$t1 - $t0" | bc -l)
+  replay_rate=$(echo "$replayed / $replay_secs" | bc -l)
+  new_secs=$(echo "$((rnew1 - rnew0)) / $hz" | bc -l)
+  px_secs=$(echo "$cpu1 - $cpu0" | bc -l)
+  r_old=$(state_of old)
+  r_new=$(state_of new)
+  rsame=$([[ $r_old == "$r_new" ]] && echo yes || echo "NO: old=$r_old new=$r_new")
+  replay_report+="
+    run $run: replay applied $replayed entries in $(printf %.2f "$replay_secs") s: $(printf %.0f "$replay_rate") entries/s ($(printf %.2f "$(echo "$replay_rate / $replay_tps" | bc -l)")x the TPC-B rate); old == new: $rsame
+      CPU: new's backends $(share $((rnew1 - rnew0)) "$replay_secs") of one core, $(printf %.0f "$(echo "1000000 * $new_secs / $replayed" | bc -l)") us per entry; pgtandem replay $(printf %.2f "$px_secs") s, $(printf %.0f "$(echo "1000000 * $px_secs / $replayed" | bc -l)") us per entry; load average $rload"
 done
-wait "$replay_pid" || true
-t1=$(now)
-rload=$(cut -d' ' -f1 /proc/loadavg)
-replayed=$(awk '/^  applied:/ { print $2 }' "$w/replay.log")
-replay_secs=$(echo "$t1 - $t0" | bc -l)
-replay_rate=$(echo "$replayed / $replay_secs" | bc -l)
-r_old=$(state_of old)
-r_new=$(state_of new)
-rsame=$([[ $r_old == "$r_new" ]] && echo yes || echo "NO: old=$r_old new=$r_new")
+wait  # perf stat, if it ran
+[[ -f $w/replay-backend-perf.txt ]] && replay_report+="
+    perf stat of the last run's apply backend: $(grep -E 'task-clock|context-switches|seconds time elapsed' "$w/replay-backend-perf.txt" | awk '{ printf "%s %s; ", $1, $2 }')"
+fi
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo none)
 cat <<EOF
 
 bench/catchup.sh at $commit: TPC-B -M prepared, -c $clients -j $threads, scale $scale, $workers workers
-  catch-up phase: pgbench ${duration}s at $tps tps (failed: ${failed:-0}); new down ${outage}s; journaled $journaled
-    catch-up applied $applied entries in $(printf %.1f "$catchup_secs") s from new being back: $(printf %.0f "$catchup_rate") entries/s ($(printf %.1f "$(echo "$catchup_rate / $tps" | bc -l)")x the TPC-B rate), peak 3 s rate $peak/s
-    drained while pgbench was still running: ${during_load}; old == new: $same
-    $split
-    CPU while catching up (% of one core; 2 cores): new's backends $(share $((new_ticks1 - new_ticks0)) "$catchup_secs"), pgtandem $(share $((px_ticks1 - px_ticks0)) "$catchup_secs"); load average $load_during
-  replay phase: pgbench ${replay_duration}s at $replay_tps tps; replay applied $replayed entries in $(printf %.1f "$replay_secs") s: $(printf %.0f "$replay_rate") entries/s ($(printf %.1f "$(echo "$replay_rate / $replay_tps" | bc -l)")x the TPC-B rate); old == new: $rsame
-    CPU while replaying: new's backends $(share $((rnew1 - rnew0)) "$replay_secs") of one core; load average $rload
+$catchup_report
+$replay_report
 EOF

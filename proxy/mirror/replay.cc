@@ -1,6 +1,6 @@
 // `pgtandem replay` and the engine automatic catch-up shares (JournalApplier): applies a journal's
 // unapplied entries in commit order on pipelined connections and records what it applied.
-// Size: ~1,500 lines, one engine read top to bottom (the wire exchange, sessions rebuilt from
+// Size: ~1,900 lines, one engine read top to bottom (the wire exchange, sessions rebuilt from
 // journal state, the pipelined batch, the applied-state file and the target's record, the
 // report); the seam to split along is the wire exchange (top) vs the engine.
 #include "proxy/mirror/replay.h"
@@ -389,6 +389,73 @@ asio::awaitable<Exchange> exchange(Socket& s, std::string& buf, std::string_view
   co_return r;
 }
 
+// A pipelined exchange: sends `out` (the next batch) while reading the answers to what was sent
+// before it, up to `want` ReadyForQuery. The answers to `out` itself stay in `buf` for the next
+// call. Reading goes on until the write is done, whatever `want` is: a server blocked writing
+// answers we do not read would stop reading what we write.
+struct PipeState {
+  bool sending = true;
+  bool send_failed = false;
+  boost::system::error_code ec;
+};
+
+asio::awaitable<void> send_pipelined(Socket& s, std::string_view out, PipeState* st) {
+  if (!out.empty()) {
+    auto [e, n] = co_await asio::async_write(s, asio::buffer(out.data(), out.size()), kNoThrow);
+    (void)n;
+    st->ec = e;
+    st->send_failed = static_cast<bool>(e);
+  }
+  st->sending = false;
+  boost::system::error_code ignored;
+  s.cancel(ignored);  // the reader may be waiting only for the write to end
+}
+
+asio::awaitable<void> receive_pipelined(Socket& s, std::string& buf, std::string& chunk,
+                                        uint32_t want, Exchange* r, PipeState* st) {
+  bool done = want == 0 || consume_answers(s, buf, want, r);
+  for (;;) {
+    if (!r->error.empty() || st->send_failed) co_return;
+    if (done && !st->sending) break;
+    auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk), kNoThrow);
+    if (ec == asio::error::operation_aborted && r->error.empty()) continue;  // the write ended
+    if (ec) {
+      receive_failed(
+          s, r,
+          ec == asio::error::eof ? "the server closed the connection" : "read: " + ec.message());
+      co_return;
+    }
+    buf.append(chunk.data(), n);
+    if (!done) done = consume_answers(s, buf, want, r);
+  }
+  r->ok = true;
+}
+
+asio::awaitable<Exchange> exchange_pipelined(Socket& s, std::string& buf, std::string& chunk,
+                                             std::string_view out, uint32_t want,
+                                             std::chrono::milliseconds timeout) {
+  Exchange r;
+  PipeState st;
+  if (timeout.count() > 0) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+    auto v = co_await ((send_pipelined(s, out, &st) &&
+                        receive_pipelined(s, buf, chunk, want, &r, &st)) ||
+                       timer.async_wait(kNoThrow));
+    if (v.index() == 1) {
+      r.ok = false;
+      r.error = "timed out after " + std::to_string(timeout.count()) + " ms";
+      co_return r;
+    }
+  } else {
+    co_await (send_pipelined(s, out, &st) && receive_pipelined(s, buf, chunk, want, &r, &st));
+  }
+  if (st.send_failed) {
+    r.ok = false;
+    r.error = "write: " + st.ec.message();
+  }
+  co_return r;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Applied-state file
 
@@ -586,6 +653,186 @@ size_t leading_begin(std::string_view bytes) {
   return 0;
 }
 
+
+// The text of a statement a request runs: a Query's SQL, or for Bind .. Execute the Parse of the
+// statement it binds (an unnamed one parsed in the same request, else the journaled Parse).
+bool statement_text(const JournalEntry& e, std::string_view bytes, size_t from, size_t to,
+                    std::string* sql) {
+  size_t pos = from;
+  int executes = 0;
+  std::string bound;
+  bool have_bind = false;
+  std::string unnamed_parse;
+  bool have_unnamed = false;
+  while (pos < to) {
+    const char type = bytes[pos];
+    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
+    std::string_view body = bytes.substr(pos + protocol::kHeaderSize, end - pos - protocol::kHeaderSize);
+    switch (type) {
+      case protocol::frontend::kQuery: {
+        protocol::Query q;
+        if (pos != from || end != to || !protocol::decode(body, q)) return false;
+        *sql = q.sql;
+        return true;
+      }
+      case protocol::frontend::kParse: {
+        protocol::Parse p;
+        if (!protocol::decode(body, p) || !p.name.empty()) return false;
+        unnamed_parse = p.query;
+        have_unnamed = true;
+        break;
+      }
+      case protocol::frontend::kBind: {
+        protocol::Bind b;
+        if (have_bind || !protocol::decode(body, b)) return false;
+        bound = b.statement;
+        have_bind = true;
+        break;
+      }
+      case protocol::frontend::kExecute:
+        ++executes;
+        break;
+      case protocol::frontend::kDescribe:
+      case protocol::frontend::kSync:
+      case protocol::frontend::kFlush:
+        break;
+      default:
+        return false;
+    }
+    pos = end;
+  }
+  if (executes != 1 || !have_bind) return false;
+  if (bound.empty()) {
+    if (!have_unnamed) return false;
+    *sql = unnamed_parse;
+    return true;
+  }
+  if (have_unnamed) return false;
+  for (const auto& [name, parse] : e.session.prepared) {
+    if (name != bound) continue;
+    protocol::Parse p;
+    if (!protocol::decode(std::string_view(parse).substr(protocol::kHeaderSize), p)) return false;
+    *sql = p.query;
+    return true;
+  }
+  return false;
+}
+
+// "COMMIT", "END", "COMMIT WORK", "end transaction;" ...: a plain commit (not AND CHAIN, not
+// PREPARE TRANSACTION), one statement.
+bool is_plain_commit(std::string_view sql) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char ch : sql) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalpha(c)) {
+      word += static_cast<char>(std::tolower(c));
+    } else if (std::isspace(c) || ch == ';') {
+      if (!word.empty()) words.push_back(std::move(word));
+      word.clear();
+      if (ch == ';' && !words.empty()) words.emplace_back(";");
+    } else {
+      return false;
+    }
+  }
+  if (!word.empty()) words.push_back(std::move(word));
+  while (!words.empty() && words.back() == ";") words.pop_back();
+  if (words.empty() || (words[0] != "commit" && words[0] != "end")) return false;
+  if (words.size() == 1) return true;
+  return words.size() == 2 && (words[1] == "work" || words[1] == "transaction");
+}
+
+// A BEGIN..COMMIT unit pipelined as two requests (JournalApplier::Impl::plan_batch): the wrap's
+// BEGIN and record, then the unit's statements with their Syncs dropped, ended by one Sync; and
+// the engine's own COMMIT as a simple Query. `middle` gets the statements' messages. Only when
+// the unit is [a lone BEGIN request][extended-query messages][a lone plain COMMIT request]: the
+// statements then run in the same transaction, in the same order, as on the primary (a Sync
+// inside a transaction block only answers and flushes), and whatever fails, the COMMIT request
+// ends the block (COMMIT of a failed block rolls it back), so the next entry starts idle.
+bool shape_transaction(const JournalEntry& e, std::string* middle) {
+  const std::string_view bytes = e.unit.bytes;
+  const size_t begin_end = leading_begin(bytes);
+  if (begin_end == 0) return false;
+  for (const auto& o : e.unit.primary)
+    if (o.is_error()) return false;
+  // The messages after the BEGIN request; the last request's start.
+  std::vector<std::pair<size_t, size_t>> msgs;
+  size_t pos = begin_end;
+  size_t last_request = begin_end;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
+    if (end > bytes.size() || end < pos + protocol::kHeaderSize) return false;
+    msgs.emplace_back(pos, end);
+    pos = end;
+  }
+  if (pos != bytes.size() || msgs.empty()) return false;
+  // The COMMIT request: the last Query, or the messages after the Sync before the last one.
+  const char last_type = bytes[msgs.back().first];
+  if (last_type == protocol::frontend::kQuery) {
+    last_request = msgs.back().first;
+  } else if (last_type == protocol::frontend::kSync) {
+    last_request = begin_end;
+    for (size_t k = msgs.size() - 1; k-- > 0;) {
+      const char t = bytes[msgs[k].first];
+      if (t == protocol::frontend::kSync || t == protocol::frontend::kQuery) {
+        last_request = msgs[k].second;
+        break;
+      }
+    }
+  } else {
+    return false;
+  }
+  std::string sql;
+  if (!statement_text(e, bytes, last_request, bytes.size(), &sql) || !is_plain_commit(sql))
+    return false;
+  middle->clear();
+  for (const auto& [from, to] : msgs) {
+    if (from >= last_request) break;
+    switch (bytes[from]) {
+      case protocol::frontend::kParse:
+      case protocol::frontend::kBind:
+      case protocol::frontend::kDescribe:
+      case protocol::frontend::kExecute:
+      case protocol::frontend::kClose:
+        middle->append(bytes.substr(from, to - from));
+        break;
+      case protocol::frontend::kSync:
+      case protocol::frontend::kFlush:
+        break;  // one Sync ends the whole request
+      default:
+        return false;  // a Query (or COPY data, a function call): its own request, kept as it is
+    }
+  }
+  return true;
+}
+
+// A plain DML autocommit unit of extended-query messages only: its messages without Sync/Flush.
+bool shape_autocommit(const JournalEntry& e, std::string* middle) {
+  const std::string_view bytes = e.unit.bytes;
+  middle->clear();
+  size_t pos = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
+    if (end > bytes.size() || end < pos + protocol::kHeaderSize) return false;
+    switch (bytes[pos]) {
+      case protocol::frontend::kParse:
+      case protocol::frontend::kBind:
+      case protocol::frontend::kDescribe:
+      case protocol::frontend::kExecute:
+      case protocol::frontend::kClose:
+        middle->append(bytes.substr(pos, end - pos));
+        break;
+      case protocol::frontend::kSync:
+      case protocol::frontend::kFlush:
+        break;
+      default:
+        return false;
+    }
+    pos = end;
+  }
+  return pos == bytes.size() && !middle->empty();
+}
+
 }  // namespace
 
 class JournalApplier::Impl {
@@ -645,12 +892,9 @@ class JournalApplier::Impl {
         }
       }
     }
-    size_t next = 0;
     // Catch-up returns now and then (its metrics, a stop request); the command applies it all.
     const uint64_t most = hooks != nullptr ? kMaxPerPass : UINT64_MAX;
-    while (next < ready && r.failure.empty() && r.applied + r.skipped < most) {
-      next = apply_batch(next, ready, &r);
-    }
+    const size_t next = ready > 0 ? apply_pipelined(ready, most, &r) : 0;
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(next));
     // Group commit: at the end of the command, else at most every kFlushEvery (the target's
     // record covers the rest).
@@ -1123,22 +1367,41 @@ class JournalApplier::Impl {
 
   // One entry of a pipelined batch: what was sent for it and how its answers are split.
   struct Planned {
-    Pending* p = nullptr;
+    Pending* p = nullptr;      // nullptr: found recorded on the target, skipped
     UnitScan scan;
     Wrap wrap = Wrap::kRecordAfter;
     bool marker = false;       // its record on the target is part of the request
+    // The wrap's BEGIN and record and the unit's statements are one request (shape_transaction,
+    // shape_autocommit); the suffix is the engine's COMMIT.
+    bool merged = false;
+    // Nothing may be sent after it before its answers are in: it may end inside a transaction
+    // block (whatever ran next would run in it), its record follows it, or it changes the
+    // session's state (the connection is re-keyed).
+    bool barrier = false;
     uint32_t prepare = 0;      // 1: a Close/Parse/Sync ahead of it
-    uint32_t prefix = 0;       // 1: BEGIN; <record>
-    uint32_t want = 0;         // the unit's own ReadyForQuery count
-    uint32_t suffix = 0;       // 1: COMMIT (autocommit wrap)
+    uint32_t prefix = 0;       // 1: BEGIN; <record> as a request of its own
+    uint32_t want = 0;         // the unit's own ReadyForQuery count (1 when merged)
+    uint32_t suffix = 0;       // 1: the engine's COMMIT
     bool stripped = false;     // the unit's BEGIN request was replaced by the wrap's
     std::vector<std::pair<std::string, std::string>> preparing;
-    std::vector<std::string> notes;
   };
 
-  // `BEGIN` and the entry's record as one request answered by one ReadyForQuery (the outcomes
-  // BEGIN, INSERT 0 1, as the simple Query "BEGIN; INSERT .." gives), on statements prepared once
-  // per connection: the record's INSERT .. ON CONFLICT is not parsed and planned per entry.
+  // Consecutive entries on one connection sent as one request. Up to two are outstanding on a
+  // connection: the next one is sent while the answers to the one before are read (pass()).
+  struct Batch {
+    std::string key;
+    Connection* c = nullptr;
+    std::vector<Planned> plan;
+    size_t from = 0;           // pending_[from, to): its entries (skipped ones included)
+    size_t to = 0;
+    uint32_t want = 0;         // ReadyForQuery messages that answer its request
+    bool barrier = false;      // its last entry is a barrier
+    std::vector<std::string> open_notes;  // from opening the connection, for its first entry
+  };
+
+  // `BEGIN` and the entry's record (the outcomes BEGIN, INSERT 0 1, as the simple Query
+  // "BEGIN; INSERT .." gives), on statements prepared once per connection: the record's INSERT ..
+  // ON CONFLICT is not parsed and planned per entry. No Sync: the caller ends the request.
   void append_marked_begin(Connection& c, const JournalEntry& e, std::string& out) const {
     static constexpr std::string_view kBegin = "pgtandem_replay_begin";
     static constexpr std::string_view kMark = "pgtandem_replay_mark";
@@ -1160,7 +1423,6 @@ class JournalApplier::Impl {
     const protocol::Value params[2] = {protocol::Value::of(key), protocol::Value::of(seq)};
     protocol::encode_bind(out, "", kMark, {}, params, {});
     protocol::encode(out, protocol::Execute{});
-    protocol::encode(out, protocol::Sync{});
   }
 
   std::string marker_sql(const JournalEntry& e) const {
@@ -1169,33 +1431,145 @@ class JournalApplier::Impl {
            ") ON CONFLICT (session) DO UPDATE SET seq = EXCLUDED.seq, applied_at = now()";
   }
 
-  // Applies pending_[from, to) from `from` on: the entries that share its connection, up to the
-  // batch limits, as one pipelined request (the target runs them in order). Returns the index
-  // after the last entry settled; r->failure set when one failed (it and the rest stay pending).
-  size_t apply_batch(size_t from, size_t to, PassResult* r) {
+  // Applies pending_[0, ready) in order, at most `most` entries, pipelined: batch k+1 is sent
+  // while the answers to batch k are read, so the target never waits for us between batches.
+  // Returns how many entries from the front are settled; r->failure set when one failed (it and
+  // every entry after it stay pending: what of them the target ran, its record tells).
+  size_t apply_pipelined(size_t ready, uint64_t most, PassResult* r) {
+    size_t next = 0;       // the next entry to plan
+    size_t settled = 0;    // pending_[0, settled) are done
+    uint64_t planned = 0;
+    std::optional<Batch> inflight;  // sent; its answers not read yet
+    while (r->failure.empty()) {
+      const bool more = next < ready && planned < most;
+      // A batch goes behind the one in flight only on the same connection (entries of other
+      // connections must not overtake it) and only if that one surely ends outside a
+      // transaction block and needs nothing after its answers.
+      if (inflight && (!more || inflight->barrier ||
+                       connection_key(pending_[next].e) != inflight->key)) {
+        if (!finish_batch(*inflight, r)) return inflight->from;
+        settled = inflight->to;
+        inflight.reset();
+        continue;
+      }
+      if (!more) break;
+      if (opts_.dry_run) {
+        next = settled = dry_run_entry(next, r);
+        ++planned;
+        continue;
+      }
+      Batch b;
+      const size_t after = plan_batch(next, ready, inflight.has_value(), &b, r);
+      if (!r->failure.empty()) return next;
+      if (after == next) {
+        // Its first entry cannot be planned: the one in flight first, then it fails alone.
+        if (!inflight) return next;  // (not reached: without one in flight, plan_batch fails)
+        if (!finish_batch(*inflight, r)) return inflight->from;
+        settled = inflight->to;
+        inflight.reset();
+        continue;
+      }
+      planned += after - next;
+      next = after;
+      if (b.want == 0) {
+        // Every entry was found recorded on the target: done once what is before them is.
+        if (inflight) {
+          inflight->to = after;
+        } else {
+          settled = after;
+        }
+        continue;
+      }
+      Exchange x = run_pipelined(*b.c, request_, inflight ? inflight->want : 0);
+      if (!x.ok) return fail_sent(inflight ? *inflight : b, x.error, r);
+      if (b.c->markers) b.c->unflushed = true;
+      if (inflight) {
+        if (!settle_answers(*inflight, x, r)) {
+          // Cannot happen (a non-barrier entry ends with the engine's COMMIT); should it, the
+          // batch just sent ran inside that transaction: stop, the target's record tells.
+          return fail_sent(b, "an entry left a transaction open under a pipelined batch", r);
+        }
+        settled = inflight->to;
+      }
+      inflight = std::move(b);
+    }
+    if (inflight) {
+      if (!finish_batch(*inflight, r)) return inflight->from;
+      settled = inflight->to;
+    }
+    return settled;
+  }
+
+  // A failed exchange: the entries from `b` on stay pending.
+  size_t fail_sent(const Batch& b, const std::string& error, PassResult* r) {
+    const bool markers = b.c->markers;
+    r->failure = entry_label(pending_[b.from].e) + ": " + error +
+                 " (sent: some entries may have been applied" +
+                 (markers ? ", the target's record tells which)"
+                          : "; the next run applies them again)") +
+                 "; replay stopped here";
+    fail_entry(r->failure);
+    drop(b.key);
+    return b.from;
+  }
+
+  // --dry-run: one entry, checked and reported, no I/O.
+  size_t dry_run_entry(size_t i, PassResult* r) {
+    std::string error;
+    const JournalEntry& e = pending_[i].e;
+    UnitScan scan;
+    std::vector<UnitScan> state_scans;
+    if (!validate(e, &scan, &state_scans, &error)) {
+      r->failure = entry_label(e) + ": " + error;
+      fail_entry(r->failure);
+      return i;
+    }
+    report_ << "would apply: seq=" << e.seq << " target=" << e.target
+            << " session=" << e.session.id << (e.uncertain ? " uncertain" : "") << " sql=\""
+            << printable(e.unit.first_sql) << "\"\n";
+    ++s_.applied;
+    settle(e.seq);
+    return i + 1;
+  }
+
+  // The last batch in flight on its connection: reads its answers, settles its entries, and does
+  // what a barrier needs after them. False on a failure (r->failure).
+  bool finish_batch(Batch& b, PassResult* r) {
+    Exchange x = run_pipelined(*b.c, {}, b.want);
+    if (!x.ok) {
+      fail_sent(b, x.error, r);
+      return false;
+    }
+    const bool idle = settle_answers(b, x, r);
+    after_barrier(b, idle);
+    return true;
+  }
+
+  Exchange run_pipelined(Connection& c, std::string_view out, uint32_t want) {
+    Exchange fallback;
+    fallback.error = "internal error";
+    return run_sync(io_,
+                    exchange_pipelined(*c.socket, c.buf, read_chunk_, out, want, opts_.unit_timeout),
+                    fallback);
+  }
+
+  // Plans pending_[from, to) from `from` on: the entries that share its connection, up to the
+  // batch limits, into request_ and `b`. Returns the index after the last entry planned; `from`
+  // itself with r->failure set when the first entry cannot be applied, or without (and nothing
+  // planned) when that must wait for the batch in flight (`inflight`) to be finished.
+  size_t plan_batch(size_t from, size_t to, bool inflight, Batch* b, PassResult* r) {
     std::string error;
     const JournalEntry& first = pending_[from].e;
-    if (opts_.dry_run) {
-      UnitScan scan;
-      std::vector<UnitScan> state_scans;
-      if (!validate(first, &scan, &state_scans, &error)) {
-        r->failure = entry_label(first) + ": " + error;
-        fail_entry(r->failure);
-        return from;
-      }
-      report_ << "would apply: seq=" << first.seq << " target=" << first.target
-              << " session=" << first.session.id << (first.uncertain ? " uncertain" : "")
-              << " sql=\"" << printable(first.unit.first_sql) << "\"\n";
-      ++s_.applied;
-      settle(first.seq);
-      return from + 1;
-    }
-    const std::string key = connection_key(first);
+    b->key = connection_key(first);
+    b->from = from;
+    request_.clear();
+    const std::string& key = b->key;
     const config::Target* target = cfg_.find_target(first.target);
     const TargetEndpoint* te = nullptr;
     for (const auto& candidate : endpoints_)
       if (candidate.name == first.target) te = &candidate;
     auto fail_at = [&](size_t i, const std::string& what) {
+      if (inflight) return from;  // after the batch in flight
       r->failure = entry_label(pending_[i].e) + ": " + what + "; replay stopped here";
       fail_entry(r->failure);
       drop(key);
@@ -1205,21 +1579,21 @@ class JournalApplier::Impl {
       return fail_at(from, "no target named \"" + first.target + "\" in the config (not applied)");
 
     Connection* c = nullptr;
-    std::vector<std::string> open_notes;
     if (auto it = connections_.find(key); it != connections_.end()) c = it->second.get();
     if (c == nullptr) {
+      if (inflight) return from;  // (another connection: the driver finishes that one first)
       UnitScan scan;
       std::vector<UnitScan> state_scans;
       if (!validate(first, &scan, &state_scans, &error)) return fail_at(from, error);
       c = open_connection(first, key, *te, *target, &error);
       if (c == nullptr) return fail_at(from, error);
-      if (!run_state(*c, first, state_scans, &open_notes, &error)) return fail_at(from, error);
+      if (!run_state(*c, first, state_scans, &b->open_notes, &error)) return fail_at(from, error);
     }
+    b->c = c;
     c->last_use = ++use_clock_;
 
-    // Plan the batch: the request and, per entry, how many answers belong to it.
-    std::string request;
-    std::vector<Planned> plan;
+    std::string& request = request_;
+    std::vector<Planned>& plan = b->plan;
     size_t i = from;
     for (; i < to && plan.size() < kMaxBatchEntries && request.size() < kMaxBatchBytes; ++i) {
       Pending& p = pending_[i];
@@ -1244,79 +1618,101 @@ class JournalApplier::Impl {
           continue;
         }
       }
-      // (Re)prepare what the unit binds without parsing it itself, and make room for what it
-      // parses first. Close of a statement that does not exist is not an error.
-      std::string prep;
-      for (const auto& name : pl.scan.parses_first) {
-        protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
-        c->statements.erase(name);
-      }
-      for (const auto& name : pl.scan.needs) {
-        const std::string* parse = nullptr;
-        for (const auto& [pname, pbytes] : e.session.prepared)
-          if (pname == name) parse = &pbytes;
-        if (parse == nullptr) continue;  // not journaled: the target answers as it will
-        auto known = c->statements.find(name);
-        if (known != c->statements.end() && known->second == *parse) continue;
-        protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
-        prep += *parse;
-        pl.preparing.emplace_back(name, *parse);
-        c->statements[name] = *parse;  // expected; corrected when the answers say otherwise
-      }
-      if (!prep.empty()) {
-        protocol::encode(prep, protocol::Sync{});
-        request += prep;
-        pl.prepare = 1;
-      }
-      // Only units that surely end outside a transaction block are pipelined with what follows
-      // (BEGIN..COMMIT, plain DML): any other may leave one open, and whatever ran after it would
-      // run inside it. Such a unit ends the batch, and its record follows once it is known idle.
-      const Wrap shape = wrap_for(e.unit);
-      const bool ends_batch = shape == Wrap::kRecordAfter;
-      pl.wrap = c->markers ? shape : Wrap::kRecordAfter;
-      pl.marker = c->markers;
-      size_t skip = 0;
-      if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
-        append_marked_begin(*c, e, request);
-        pl.prefix = 1;
-        if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
-      }
-      request.append(e.unit.bytes, skip, std::string::npos);
-      pl.want = e.unit.responses > 0 ? e.unit.responses : pl.scan.requests;
-      if (skip > 0 && pl.want > 1) {
-        pl.stripped = true;
-        --pl.want;
-      } else if (skip > 0) {
-        request.insert(request.size() - (e.unit.bytes.size() - skip), e.unit.bytes, 0, skip);
-      }
-      if (pl.marker && pl.wrap == Wrap::kAutocommit) {
-        protocol::encode(request, protocol::Query{"COMMIT"});
-        pl.suffix = 1;
-      }
-      forget_statements(*c, pl.scan);
-      for (const auto& [name, parse] : pl.preparing) c->statements[name] = parse;
+      plan_entry(*c, e, &pl);
       plan.push_back(std::move(pl));
-      // A unit that changes the session's state ends the batch: the connection's state is no
-      // longer the one its key names, so it is re-keyed (or closed) before anything else runs.
-      if (ends_batch || (e.unit.session_state && !plan.back().scan.only_prepares)) {
+      if (plan.back().barrier) {
         ++i;
         break;
       }
     }
-    uint32_t want = 0;
+    b->to = i;
     for (const auto& pl : plan)
-      if (pl.p != nullptr) want += pl.prepare + pl.prefix + pl.want + pl.suffix;
-    if (want == 0) return i;  // all recorded on the target already
-    Exchange x = run_exchange(*c, request, want);
-    if (!x.ok) {
-      // Which entries of the request the target ran is unknown here: with its record on the
-      // target, the next connection reads it and skips them; without, they are applied again.
-      return fail_at(from, x.error + " (sent: some entries may have been applied" +
-                               std::string(c->markers ? ", the target's record tells which)"
-                                                      : "; the next run applies them again)"));
+      if (pl.p != nullptr) b->want += pl.prepare + pl.prefix + pl.want + pl.suffix;
+    b->barrier = !plan.empty() && plan.back().barrier;
+    return i;
+  }
+
+  // Appends one entry's messages to request_ and says how its answers are split.
+  void plan_entry(Connection& c, const JournalEntry& e, Planned* pl) {
+    std::string& request = request_;
+    // (Re)prepare what the unit binds without parsing it itself, and make room for what it
+    // parses first. Close of a statement that does not exist is not an error.
+    const size_t prep_at = request.size();
+    for (const auto& name : pl->scan.parses_first) {
+      protocol::encode(request, protocol::Close{protocol::kTargetStatement, name});
+      c.statements.erase(name);
     }
-    if (c->markers) c->unflushed = true;
-    // Split the answers: each part ends with a ReadyForQuery.
+    for (const auto& name : pl->scan.needs) {
+      const std::string* parse = nullptr;
+      for (const auto& [pname, pbytes] : e.session.prepared)
+        if (pname == name) parse = &pbytes;
+      if (parse == nullptr) continue;  // not journaled: the target answers as it will
+      auto known = c.statements.find(name);
+      if (known != c.statements.end() && known->second == *parse) continue;
+      protocol::encode(request, protocol::Close{protocol::kTargetStatement, name});
+      request += *parse;
+      pl->preparing.emplace_back(name, *parse);
+      c.statements[name] = *parse;  // expected; corrected when the answers say otherwise
+    }
+    if (request.size() > prep_at) {
+      protocol::encode(request, protocol::Sync{});
+      pl->prepare = 1;
+    }
+    const Wrap shape = wrap_for(e.unit);
+    pl->wrap = c.markers ? shape : Wrap::kRecordAfter;
+    pl->marker = c.markers;
+    // Only units that surely end outside a transaction block are followed by anything before
+    // their answers are in: BEGIN..COMMIT and plain DML, ended by the engine's own COMMIT (or,
+    // without the target's record, plain DML as it is). Any other may leave a block open.
+    pl->barrier = shape == Wrap::kRecordAfter || (!c.markers && shape != Wrap::kAutocommit) ||
+                  (e.unit.session_state && !pl->scan.only_prepares);
+    if (pl->marker && pl->wrap != Wrap::kRecordAfter) {
+      const bool merged = pl->wrap == Wrap::kTransaction ? shape_transaction(e, &middle_)
+                                                         : shape_autocommit(e, &middle_);
+      if (merged) {
+        // [BEGIN, record, the unit's statements, Sync] [COMMIT]: two answers per entry instead
+        // of one per statement; the statements' Syncs (each a flush and a ReadyForQuery on the
+        // target) go. Whatever fails in the first request, the COMMIT ends the block.
+        append_marked_begin(c, e, request);
+        request += middle_;
+        protocol::encode(request, protocol::Sync{});
+        protocol::encode(request, protocol::Query{"COMMIT"});
+        pl->merged = true;
+        pl->want = 1;
+        pl->suffix = 1;
+      } else {
+        append_marked_begin(c, e, request);
+        protocol::encode(request, protocol::Sync{});
+        pl->prefix = 1;
+        size_t skip = pl->wrap == Wrap::kTransaction ? leading_begin(e.unit.bytes) : 0;
+        pl->want = e.unit.responses > 0 ? e.unit.responses : pl->scan.requests;
+        if (skip > 0 && pl->want > 1) {
+          pl->stripped = true;
+          --pl->want;
+        } else {
+          skip = 0;
+        }
+        request.append(e.unit.bytes, skip, std::string::npos);
+        if (pl->wrap == Wrap::kAutocommit) {
+          protocol::encode(request, protocol::Query{"COMMIT"});
+          pl->suffix = 1;
+        } else {
+          pl->barrier = true;  // its own COMMIT request may not end the block (an error before it)
+        }
+      }
+    } else {
+      request += e.unit.bytes;
+      pl->want = e.unit.responses > 0 ? e.unit.responses : pl->scan.requests;
+    }
+    forget_statements(c, pl->scan);
+    for (const auto& [name, parse] : pl->preparing) c.statements[name] = parse;
+  }
+
+  // Splits a batch's answers by entry (each part ends with a ReadyForQuery), compares each
+  // entry's outcomes with the primary's, reports and settles it. False if an entry left a
+  // transaction block open (rolled back by after_barrier, for a barrier).
+  bool settle_answers(Batch& b, const Exchange& x, PassResult* r) {
+    Connection& c = *b.c;
     size_t ready = 0;
     size_t out_at = 0;
     auto take = [&](uint32_t parts, std::vector<Outcome>* outs, char* status) {
@@ -1329,8 +1725,10 @@ class JournalApplier::Impl {
         if (status != nullptr) *status = st;
       }
     };
-    bool open_txn = false;
-    for (auto& pl : plan) {
+    bool idle = true;
+    std::vector<std::string> open_notes = std::move(b.open_notes);
+    b.open_notes.clear();
+    for (auto& pl : b.plan) {
       if (pl.p == nullptr) continue;
       const JournalEntry& e = pl.p->e;
       std::vector<std::string> notes = std::move(open_notes);
@@ -1338,31 +1736,55 @@ class JournalApplier::Impl {
       std::vector<Outcome> prep_out, prefix_out, unit_out, suffix_out;
       char status = protocol::kTxIdle;
       take(pl.prepare, &prep_out, nullptr);
-      take(pl.prefix, &prefix_out, nullptr);
-      take(pl.want, &unit_out, &status);
-      take(pl.suffix, &suffix_out, pl.wrap == Wrap::kAutocommit ? &status : nullptr);
-      if (pl.stripped && !prefix_out.empty()) {
-        // The wrap's BEGIN answered for the unit's own.
-        unit_out.insert(unit_out.begin(), prefix_out.front());
-        prefix_out.erase(prefix_out.begin());
+      if (pl.merged) {
+        // BEGIN and the record answer first; an error among them is the record's failure, and
+        // nothing after it in the request ran.
+        std::vector<Outcome> group;
+        take(1, &group, &status);
+        size_t n = 0;
+        while (n < group.size() && n < 2 && !group[n].is_error()) ++n;
+        if (n < group.size() && n < 2) ++n;  // the error
+        prefix_out.assign(group.begin(), group.begin() + static_cast<std::ptrdiff_t>(n));
+        unit_out.assign(group.begin() + static_cast<std::ptrdiff_t>(n), group.end());
+        if (pl.wrap == Wrap::kTransaction) {
+          // The wrap's BEGIN answers for the unit's, the engine's COMMIT for the unit's.
+          if (!prefix_out.empty() && !prefix_out.front().is_error()) {
+            unit_out.insert(unit_out.begin(), prefix_out.front());
+            prefix_out.erase(prefix_out.begin());
+          }
+          take(pl.suffix, &unit_out, &status);
+        } else {
+          take(pl.suffix, &suffix_out, &status);
+        }
+        if (prefix_out.size() + (pl.wrap == Wrap::kTransaction ? 1 : 0) < 2)
+          notes.push_back("recording on the target failed: no answer to it");
+      } else {
+        take(pl.prefix, &prefix_out, nullptr);
+        take(pl.want, &unit_out, &status);
+        take(pl.suffix, &suffix_out, pl.wrap == Wrap::kAutocommit ? &status : nullptr);
+        if (pl.stripped && !prefix_out.empty()) {
+          // The wrap's BEGIN answered for the unit's own.
+          unit_out.insert(unit_out.begin(), prefix_out.front());
+          prefix_out.erase(prefix_out.begin());
+        }
       }
       for (const auto& o : prep_out) {
         if (o.is_error()) {
           notes.push_back("preparing statements failed: " + o.sqlstate);
-          for (const auto& [name, parse] : pl.preparing) c->statements.erase(name);
+          for (const auto& [name, parse] : pl.preparing) c.statements.erase(name);
         }
       }
       for (const auto& o : prefix_out) {
         if (!o.is_error()) continue;
         notes.push_back("recording on the target failed: " + o.sqlstate);
-        c->mark_prepared = false;  // prepared again (Close first) before the next entry
+        c.mark_prepared = false;  // prepared again (Close first) before the next entry
       }
       for (const auto& o : suffix_out)
         if (o.is_error()) notes.push_back("recording on the target failed: " + o.sqlstate);
       if (status != protocol::kTxIdle) {
         notes.push_back(std::string("left a transaction open on the target (status ") + status +
                         "), rolled back");
-        open_txn = true;
+        idle = false;
       }
       // The wrap's own BEGIN and the unit's (now only a warning) answer alike: the tags match.
       const std::vector<Outcome>& primary = e.unit.primary;
@@ -1384,19 +1806,29 @@ class JournalApplier::Impl {
       }
       settle(e.seq);
     }
-    if (open_txn) {
+    return idle;
+  }
+
+  // After a batch's answers, with nothing behind it on the connection: rolls back a transaction
+  // an entry left open, records a last unit that is recorded after it ran, and re-keys the
+  // connection when that unit changed the session's state.
+  void after_barrier(Batch& b, bool idle) {
+    const std::string& key = b.key;
+    Connection& c = *b.c;
+    if (!idle) {
       std::string rollback;
       protocol::encode(rollback, protocol::Query{"ROLLBACK"});
-      Exchange rb = run_exchange(*c, rollback, 1);
+      Exchange rb = run_exchange(c, rollback, 1);
       if (!rb.ok) drop(key);
     }
+    if (b.plan.empty()) return;
     // The last unit's record, once it is known to have left no transaction open.
-    const Planned& last = plan.back();
+    const Planned& last = b.plan.back();
     if (last.p != nullptr && last.marker && last.wrap == Wrap::kRecordAfter &&
         connections_.count(key) != 0) {
       std::string q;
       protocol::encode(q, protocol::Query{marker_sql(last.p->e)});
-      Exchange mx = run_exchange(*c, q, 1);
+      Exchange mx = run_exchange(c, q, 1);
       if (!mx.ok) drop(key);
     }
     // The last unit changed the session's state: the connection now runs with it.
@@ -1413,7 +1845,6 @@ class JournalApplier::Impl {
         close(*node.mapped());
       }
     }
-    return i;
   }
 
   const config::Config& cfg_;
@@ -1444,6 +1875,10 @@ class JournalApplier::Impl {
   std::map<std::string, size_t> epochs_;          // process -> order of first appearance
   std::map<uint64_t, uint64_t> fingerprints_;     // seq -> fingerprint, above the applied-state
   std::set<uint64_t> unapplied_;                  // read, not applied yet
+  // Reused buffers: the request being planned, a shaped unit's statements, socket reads.
+  std::string request_;
+  std::string middle_;
+  std::string read_chunk_ = std::string(kReadChunk, '\0');
   Clock::time_point last_flush_ = Clock::now();
 };
 
