@@ -1,10 +1,8 @@
 // `pgtandem replay` and the engine automatic catch-up shares (JournalApplier): applies a journal's
 // unapplied entries in commit order on pipelined connections and records what it applied.
-// The wire exchange is in replay_wire.cc, what the engine reads in an entry (named statements,
-// the wrap, the pipelined shapes) in replay_units.cc. Size: ~1,400 lines, most of it the engine
-// class read top to bottom (sessions rebuilt from journal state, the pipelined batch, the
-// applied-state file and the target's record, the report); its members share the connection and
-// batch state, so splitting it further would mean a private header of the whole class.
+// Size: ~1,500 lines, one engine read top to bottom (the wire exchange, sessions rebuilt from
+// journal state, the pipelined batch, the applied-state file and the target's record, the
+// report); the seam to split along is the wire exchange (top) vs the engine.
 #include "proxy/mirror/replay.h"
 
 #include <fcntl.h>
@@ -42,15 +40,11 @@
 #include "protocol/messages.h"
 #include "proxy/auth/backend_login.h"
 #include "proxy/mirror/journal.h"
-#include "proxy/mirror/replay_units.h"
-#include "proxy/mirror/replay_wire.h"
 #include "proxy/telemetry/log.h"
 #include "proxy/net/upstream.h"
 
 namespace pgtandem::proxy {
 namespace {
-
-using namespace replay_detail;  // the wire exchange and the entry reading (replay_wire.h, replay_units.h)
 
 using namespace asio::experimental::awaitable_operators;
 using policy::Outcome;
@@ -119,6 +113,280 @@ T run_sync(asio::io_context& io, asio::awaitable<T> op, T on_exception) {
   io.restart();
   io.run();
   return result ? std::move(*result) : std::move(on_exception);
+}
+
+// ------------------------------------------------------------------------------------------------
+// What a unit's frontend messages need from, and do to, the connection's named statements.
+
+struct UnitScan {
+  uint32_t requests = 0;  // Query and Sync messages: each is answered by one ReadyForQuery
+  // Named statements bound or described before the unit parses or closes them: they must exist.
+  std::vector<std::string> needs;
+  // Named statements the unit parses before using them otherwise: they must not exist yet (the
+  // Parse succeeded on the primary), though an earlier entry may have prepared them here.
+  std::vector<std::string> parses_first;
+  // Named statements the unit parses or closes: unknown afterwards (the Parse may have failed).
+  std::vector<std::string> touched;
+  bool may_deallocate = false;  // a simple Query that may DEALLOCATE or DISCARD
+  // Only Parse/Close/Describe/Sync/Flush: the mirror keeps such a session-state unit out of the
+  // session's state (prepared statements travel in `prepared`).
+  bool only_prepares = true;
+};
+
+bool contains_word_ci(std::string_view text, std::string_view word) {
+  if (text.size() < word.size()) return false;
+  for (size_t i = 0; i + word.size() <= text.size(); ++i) {
+    size_t k = 0;
+    while (k < word.size() && std::tolower(static_cast<unsigned char>(text[i + k])) == word[k]) ++k;
+    if (k == word.size()) return true;
+  }
+  return false;
+}
+
+bool scan_unit(std::string_view bytes, UnitScan* out, std::string* error) {
+  using protocol::Direction;
+  using protocol::Status;
+  *out = UnitScan{};
+  if (bytes.empty()) {
+    *error = "no messages";
+    return false;
+  }
+  std::set<std::string> seen;
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    auto h = protocol::decode_header(bytes.substr(pos), Direction::kFrontend, protocol::Limits{});
+    if (h.status == Status::kInvalid) {
+      *error = "invalid message at offset " + std::to_string(pos);
+      return false;
+    }
+    if (h.status == Status::kNeedMore || bytes.size() - pos < h.header.frame_size()) {
+      *error = "truncated message at offset " + std::to_string(pos);
+      return false;
+    }
+    std::string_view body = bytes.substr(pos + protocol::kHeaderSize, h.header.body_size());
+    bool ok = true;
+    const char type = h.header.type;
+    if (type != protocol::frontend::kParse && type != protocol::frontend::kClose &&
+        type != protocol::frontend::kDescribe && type != protocol::frontend::kSync &&
+        type != protocol::frontend::kFlush)
+      out->only_prepares = false;
+    switch (type) {
+      case protocol::frontend::kQuery: {
+        protocol::Query q;
+        ok = protocol::decode(body, q);
+        ++out->requests;
+        if (ok && (contains_word_ci(q.sql, "deallocate") || contains_word_ci(q.sql, "discard")))
+          out->may_deallocate = true;
+        break;
+      }
+      case protocol::frontend::kSync:
+        ++out->requests;
+        break;
+      case protocol::frontend::kParse: {
+        protocol::Parse p;
+        ok = protocol::decode(body, p);
+        if (ok && !p.name.empty()) {
+          std::string name(p.name);
+          if (seen.insert(name).second) out->parses_first.push_back(name);
+          out->touched.push_back(std::move(name));
+        }
+        break;
+      }
+      case protocol::frontend::kClose: {
+        protocol::Close c;
+        ok = protocol::decode(body, c);
+        if (ok && c.target == protocol::kTargetStatement && !c.name.empty()) {
+          seen.emplace(c.name);
+          out->touched.emplace_back(c.name);
+        }
+        break;
+      }
+      case protocol::frontend::kBind: {
+        protocol::Bind b;
+        ok = protocol::decode(body, b);
+        if (ok && !b.statement.empty() && seen.emplace(b.statement).second)
+          out->needs.emplace_back(b.statement);
+        break;
+      }
+      case protocol::frontend::kDescribe: {
+        protocol::Describe d;
+        ok = protocol::decode(body, d);
+        if (ok && d.target == protocol::kTargetStatement && !d.name.empty() &&
+            seen.emplace(d.name).second)
+          out->needs.emplace_back(d.name);
+        break;
+      }
+      case protocol::frontend::kTerminate:
+      case protocol::frontend::kPassword:
+        *error = std::string("unexpected ") +
+                 std::string(protocol::message_name(Direction::kFrontend, h.header.type)) +
+                 " message";
+        return false;
+      default:
+        break;
+    }
+    if (!ok) {
+      *error = "malformed " +
+               std::string(protocol::message_name(Direction::kFrontend, h.header.type)) +
+               " message at offset " + std::to_string(pos);
+      return false;
+    }
+    pos += h.header.frame_size();
+  }
+  return true;
+}
+
+// The stored Parse of a named statement must be exactly one Parse message of that name.
+bool check_prepared(const std::string& name, std::string_view bytes, std::string* error) {
+  auto h = protocol::decode_header(bytes, protocol::Direction::kFrontend, protocol::Limits{});
+  protocol::Parse p;
+  if (h.status != protocol::Status::kComplete || h.header.type != protocol::frontend::kParse ||
+      h.header.frame_size() != bytes.size() ||
+      !protocol::decode(bytes.substr(protocol::kHeaderSize), p) || p.name != name) {
+    *error = "prepared statement \"" + name + "\" is not a single Parse message of that name";
+    return false;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------------
+// One exchange on a logged-in connection: send messages, read until `want` ReadyForQuery.
+
+struct Exchange {
+  bool ok = false;
+  std::string error;                // I/O or protocol failure
+  std::vector<Outcome> outcomes;    // per statement, as the primary's are recorded
+  std::vector<std::string> errors;  // "SQLSTATE: message" of each ErrorResponse
+  char status = protocol::kTxIdle;  // of the last ReadyForQuery
+  uint32_t ready = 0;
+  // At each ReadyForQuery: how many outcomes came before it, and its status (pipelined batches
+  // split their answers by these).
+  std::vector<std::pair<size_t, char>> readies;
+  std::vector<std::string> first_values;  // the first column of each DataRow
+};
+
+asio::awaitable<void> send_part(Socket& s, std::string_view out, boost::system::error_code* ec) {
+  auto [e, n] = co_await asio::async_write(s, asio::buffer(out.data(), out.size()), kNoThrow);
+  (void)n;
+  *ec = e;
+  if (e) {
+    boost::system::error_code ignored;
+    s.cancel(ignored);  // wake the reader
+  }
+}
+
+// Why reading stopped; wakes the writer, which would otherwise wait for a server that is gone.
+void receive_failed(Socket& s, Exchange* r, std::string what) {
+  r->error = std::move(what);
+  boost::system::error_code ignored;
+  s.cancel(ignored);
+}
+
+// Consumes the whole messages at the start of `buf`; true once `want` ReadyForQuery arrived or
+// on a failure (r->error).
+bool consume_answers(Socket& s, std::string& buf, uint32_t want, Exchange* r) {
+  const protocol::Limits limits;
+  size_t pos = 0;
+  bool done = false;
+  while (!done) {
+    auto h = protocol::decode_header(std::string_view(buf).substr(pos),
+                                     protocol::Direction::kBackend, limits);
+    if (h.status == protocol::Status::kInvalid) {
+      receive_failed(s, r, "invalid message from the server");
+      return true;
+    }
+    if (h.status == protocol::Status::kNeedMore || buf.size() - pos < h.header.frame_size()) break;
+    std::string_view body(buf.data() + pos + protocol::kHeaderSize, h.header.body_size());
+    pos += h.header.frame_size();
+    switch (h.header.type) {
+      case protocol::backend::kCommandComplete: {
+        protocol::CommandComplete c;
+        if (!protocol::decode(body, c)) {
+          receive_failed(s, r, "malformed CommandComplete from the server");
+          return true;
+        }
+        r->outcomes.push_back(Outcome{std::string(c.tag), ""});
+        break;
+      }
+      case protocol::backend::kErrorResponse: {
+        protocol::ErrorResponse e;
+        if (!protocol::decode(body, e)) {
+          receive_failed(s, r, "malformed ErrorResponse from the server");
+          return true;
+        }
+        r->outcomes.push_back(Outcome{"", std::string(e.sqlstate())});
+        r->errors.push_back(std::string(e.sqlstate()) + ": " + std::string(e.message()));
+        break;
+      }
+      case protocol::backend::kReadyForQuery: {
+        protocol::ReadyForQuery z;
+        if (!protocol::decode(body, z)) {
+          receive_failed(s, r, "malformed ReadyForQuery from the server");
+          return true;
+        }
+        r->status = z.status;
+        r->readies.emplace_back(r->outcomes.size(), z.status);
+        if (++r->ready == want) {
+          r->ok = true;
+          done = true;
+        }
+        break;
+      }
+      case protocol::backend::kDataRow: {
+        protocol::DataRow row;
+        if (protocol::decode(body, row)) {
+          for (const auto& v : row.columns) {
+            r->first_values.emplace_back(v.data);
+            break;
+          }
+        }
+        break;
+      }
+      default:
+        break;  // ParseComplete, NoticeResponse, CopyInResponse, ...: not outcomes
+    }
+  }
+  buf.erase(0, pos);
+  return done;
+}
+
+asio::awaitable<void> receive_part(Socket& s, std::string& buf, uint32_t want, Exchange* r) {
+  std::string chunk(kReadChunk, '\0');
+  while (!consume_answers(s, buf, want, r)) {
+    auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk), kNoThrow);
+    if (ec) {
+      receive_failed(
+          s, r,
+          ec == asio::error::eof ? "the server closed the connection" : "read: " + ec.message());
+      co_return;
+    }
+    buf.append(chunk.data(), n);
+  }
+}
+
+asio::awaitable<Exchange> exchange(Socket& s, std::string& buf, std::string_view out, uint32_t want,
+                                   std::chrono::milliseconds timeout) {
+  Exchange r;
+  boost::system::error_code wec;
+  // Sending and reading at once: a unit with many statements can produce more answers than the
+  // socket buffers hold before the server has read all of it.
+  if (timeout.count() > 0) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+    auto v = co_await ((send_part(s, out, &wec) && receive_part(s, buf, want, &r)) ||
+                       timer.async_wait(kNoThrow));
+    if (v.index() == 1) {
+      r.ok = false;
+      r.error = "timed out after " + std::to_string(timeout.count()) + " ms";
+      co_return r;
+    }
+  } else {
+    co_await (send_part(s, out, &wec) && receive_part(s, buf, want, &r));
+  }
+  if (wec) {
+    r.ok = false;
+    r.error = "write: " + wec.message();
+  }
+  co_return r;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -258,6 +526,65 @@ int64_t line_time(std::string_view line) {
   return static_cast<int64_t>(::timegm(&tm));
 }
 
+// How an entry is sent so that its record on the target commits with it (replay.h):
+//   kTransaction: BEGIN; <record> first, the unit's own BEGIN only warns, its COMMIT commits both;
+//   kAutocommit: BEGIN; <record>, the unit, COMMIT;
+//   kRecordAfter: the unit as it is, the record in a transaction of its own after it.
+enum class Wrap { kTransaction, kAutocommit, kRecordAfter };
+
+Wrap wrap_for(const policy::MirrorUnit& u) {
+  if (u.primary.empty()) return Wrap::kRecordAfter;
+  const auto name = [](const Outcome& o) { return protocol::command_tag_name(o.tag); };
+  const std::string_view first = name(u.primary.front());
+  const std::string_view last = name(u.primary.back());
+  if ((first == "BEGIN" || first == "START TRANSACTION") && last == "COMMIT") {
+    for (size_t i = 1; i + 1 < u.primary.size(); ++i) {
+      const std::string_view n = name(u.primary[i]);
+      if (n == "COMMIT" || n == "ROLLBACK" || n == "BEGIN" || n == "PREPARE TRANSACTION" ||
+          n == "START TRANSACTION")
+        return Wrap::kRecordAfter;
+    }
+    return Wrap::kTransaction;
+  }
+  if (u.transaction || u.session_state) return Wrap::kRecordAfter;
+  for (const auto& o : u.primary) {
+    if (o.is_error()) return Wrap::kRecordAfter;
+    const std::string_view n = name(o);
+    if (n != "INSERT" && n != "UPDATE" && n != "DELETE" && n != "MERGE" && n != "SELECT" &&
+        n != "COPY")
+      return Wrap::kRecordAfter;
+  }
+  return Wrap::kAutocommit;
+}
+
+// The unit's first request when it is only its BEGIN (one statement: a Query without another
+// statement, or one Execute up to the Sync, preparing nothing): its length, else 0. The wrap's
+// own `BEGIN; <record>` then replaces it, instead of preceding it (a second BEGIN would only warn,
+// once per entry in the target's log).
+size_t leading_begin(std::string_view bytes) {
+  size_t pos = 0;
+  int executes = 0;
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
+    if (end > bytes.size()) return 0;
+    if (type == protocol::frontend::kQuery) {
+      if (pos != 0) return 0;
+      protocol::Query q;
+      if (!protocol::decode(bytes.substr(pos + protocol::kHeaderSize, end - pos - protocol::kHeaderSize), q))
+        return 0;
+      std::string_view sql = q.sql;
+      while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back()))))
+        sql.remove_suffix(1);
+      return sql.find(';') == std::string_view::npos ? end : 0;
+    }
+    if (type == protocol::frontend::kParse || type == protocol::frontend::kClose) return 0;
+    if (type == protocol::frontend::kExecute) ++executes;
+    if (type == protocol::frontend::kSync) return executes == 1 ? end : 0;
+    pos = end;
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -318,9 +645,12 @@ class JournalApplier::Impl {
         }
       }
     }
+    size_t next = 0;
     // Catch-up returns now and then (its metrics, a stop request); the command applies it all.
     const uint64_t most = hooks != nullptr ? kMaxPerPass : UINT64_MAX;
-    const size_t next = ready > 0 ? apply_pipelined(ready, most, &r) : 0;
+    while (next < ready && r.failure.empty() && r.applied + r.skipped < most) {
+      next = apply_batch(next, ready, &r);
+    }
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(next));
     // Group commit: at the end of the command, else at most every kFlushEvery (the target's
     // record covers the rest).
@@ -793,41 +1123,22 @@ class JournalApplier::Impl {
 
   // One entry of a pipelined batch: what was sent for it and how its answers are split.
   struct Planned {
-    Pending* p = nullptr;      // nullptr: found recorded on the target, skipped
+    Pending* p = nullptr;
     UnitScan scan;
     Wrap wrap = Wrap::kRecordAfter;
     bool marker = false;       // its record on the target is part of the request
-    // The wrap's BEGIN and record and the unit's statements are one request (shape_transaction,
-    // shape_autocommit); the suffix is the engine's COMMIT.
-    bool merged = false;
-    // Nothing may be sent after it before its answers are in: it may end inside a transaction
-    // block (whatever ran next would run in it), its record follows it, or it changes the
-    // session's state (the connection is re-keyed).
-    bool barrier = false;
     uint32_t prepare = 0;      // 1: a Close/Parse/Sync ahead of it
-    uint32_t prefix = 0;       // 1: BEGIN; <record> as a request of its own
-    uint32_t want = 0;         // the unit's own ReadyForQuery count (1 when merged)
-    uint32_t suffix = 0;       // 1: the engine's COMMIT
+    uint32_t prefix = 0;       // 1: BEGIN; <record>
+    uint32_t want = 0;         // the unit's own ReadyForQuery count
+    uint32_t suffix = 0;       // 1: COMMIT (autocommit wrap)
     bool stripped = false;     // the unit's BEGIN request was replaced by the wrap's
     std::vector<std::pair<std::string, std::string>> preparing;
+    std::vector<std::string> notes;
   };
 
-  // Consecutive entries on one connection sent as one request. Up to two are outstanding on a
-  // connection: the next one is sent while the answers to the one before are read (pass()).
-  struct Batch {
-    std::string key;
-    Connection* c = nullptr;
-    std::vector<Planned> plan;
-    size_t from = 0;           // pending_[from, to): its entries (skipped ones included)
-    size_t to = 0;
-    uint32_t want = 0;         // ReadyForQuery messages that answer its request
-    bool barrier = false;      // its last entry is a barrier
-    std::vector<std::string> open_notes;  // from opening the connection, for its first entry
-  };
-
-  // `BEGIN` and the entry's record (the outcomes BEGIN, INSERT 0 1, as the simple Query
-  // "BEGIN; INSERT .." gives), on statements prepared once per connection: the record's INSERT ..
-  // ON CONFLICT is not parsed and planned per entry. No Sync: the caller ends the request.
+  // `BEGIN` and the entry's record as one request answered by one ReadyForQuery (the outcomes
+  // BEGIN, INSERT 0 1, as the simple Query "BEGIN; INSERT .." gives), on statements prepared once
+  // per connection: the record's INSERT .. ON CONFLICT is not parsed and planned per entry.
   void append_marked_begin(Connection& c, const JournalEntry& e, std::string& out) const {
     static constexpr std::string_view kBegin = "pgtandem_replay_begin";
     static constexpr std::string_view kMark = "pgtandem_replay_mark";
@@ -849,6 +1160,7 @@ class JournalApplier::Impl {
     const protocol::Value params[2] = {protocol::Value::of(key), protocol::Value::of(seq)};
     protocol::encode_bind(out, "", kMark, {}, params, {});
     protocol::encode(out, protocol::Execute{});
+    protocol::encode(out, protocol::Sync{});
   }
 
   std::string marker_sql(const JournalEntry& e) const {
@@ -857,145 +1169,33 @@ class JournalApplier::Impl {
            ") ON CONFLICT (session) DO UPDATE SET seq = EXCLUDED.seq, applied_at = now()";
   }
 
-  // Applies pending_[0, ready) in order, at most `most` entries, pipelined: batch k+1 is sent
-  // while the answers to batch k are read, so the target never waits for us between batches.
-  // Returns how many entries from the front are settled; r->failure set when one failed (it and
-  // every entry after it stay pending: what of them the target ran, its record tells).
-  size_t apply_pipelined(size_t ready, uint64_t most, PassResult* r) {
-    size_t next = 0;       // the next entry to plan
-    size_t settled = 0;    // pending_[0, settled) are done
-    uint64_t planned = 0;
-    std::optional<Batch> inflight;  // sent; its answers not read yet
-    while (r->failure.empty()) {
-      const bool more = next < ready && planned < most;
-      // A batch goes behind the one in flight only on the same connection (entries of other
-      // connections must not overtake it) and only if that one surely ends outside a
-      // transaction block and needs nothing after its answers.
-      if (inflight && (!more || inflight->barrier ||
-                       connection_key(pending_[next].e) != inflight->key)) {
-        if (!finish_batch(*inflight, r)) return inflight->from;
-        settled = inflight->to;
-        inflight.reset();
-        continue;
-      }
-      if (!more) break;
-      if (opts_.dry_run) {
-        next = settled = dry_run_entry(next, r);
-        ++planned;
-        continue;
-      }
-      Batch b;
-      const size_t after = plan_batch(next, ready, inflight.has_value(), &b, r);
-      if (!r->failure.empty()) return next;
-      if (after == next) {
-        // Its first entry cannot be planned: the one in flight first, then it fails alone.
-        if (!inflight) return next;  // (not reached: without one in flight, plan_batch fails)
-        if (!finish_batch(*inflight, r)) return inflight->from;
-        settled = inflight->to;
-        inflight.reset();
-        continue;
-      }
-      planned += after - next;
-      next = after;
-      if (b.want == 0) {
-        // Every entry was found recorded on the target: done once what is before them is.
-        if (inflight) {
-          inflight->to = after;
-        } else {
-          settled = after;
-        }
-        continue;
-      }
-      Exchange x = run_pipelined(*b.c, request_, inflight ? inflight->want : 0);
-      if (!x.ok) return fail_sent(inflight ? *inflight : b, x.error, r);
-      if (b.c->markers) b.c->unflushed = true;
-      if (inflight) {
-        if (!settle_answers(*inflight, x, r)) {
-          // Cannot happen (a non-barrier entry ends with the engine's COMMIT); should it, the
-          // batch just sent ran inside that transaction: stop, the target's record tells.
-          return fail_sent(b, "an entry left a transaction open under a pipelined batch", r);
-        }
-        settled = inflight->to;
-      }
-      inflight = std::move(b);
-    }
-    if (inflight) {
-      if (!finish_batch(*inflight, r)) return inflight->from;
-      settled = inflight->to;
-    }
-    return settled;
-  }
-
-  // A failed exchange: the entries from `b` on stay pending.
-  size_t fail_sent(const Batch& b, const std::string& error, PassResult* r) {
-    const bool markers = b.c->markers;
-    r->failure = entry_label(pending_[b.from].e) + ": " + error +
-                 " (sent: some entries may have been applied" +
-                 (markers ? ", the target's record tells which)"
-                          : "; the next run applies them again)") +
-                 "; replay stopped here";
-    fail_entry(r->failure);
-    drop(b.key);
-    return b.from;
-  }
-
-  // --dry-run: one entry, checked and reported, no I/O.
-  size_t dry_run_entry(size_t i, PassResult* r) {
-    std::string error;
-    const JournalEntry& e = pending_[i].e;
-    UnitScan scan;
-    std::vector<UnitScan> state_scans;
-    if (!validate(e, &scan, &state_scans, &error)) {
-      r->failure = entry_label(e) + ": " + error;
-      fail_entry(r->failure);
-      return i;
-    }
-    report_ << "would apply: seq=" << e.seq << " target=" << e.target
-            << " session=" << e.session.id << (e.uncertain ? " uncertain" : "") << " sql=\""
-            << printable(e.unit.first_sql) << "\"\n";
-    ++s_.applied;
-    settle(e.seq);
-    return i + 1;
-  }
-
-  // The last batch in flight on its connection: reads its answers, settles its entries, and does
-  // what a barrier needs after them. False on a failure (r->failure).
-  bool finish_batch(Batch& b, PassResult* r) {
-    Exchange x = run_pipelined(*b.c, {}, b.want);
-    if (!x.ok) {
-      fail_sent(b, x.error, r);
-      return false;
-    }
-    const bool idle = settle_answers(b, x, r);
-    after_barrier(b, idle);
-    return true;
-  }
-
-  Exchange run_pipelined(Connection& c, std::string_view out, uint32_t want) {
-    Exchange fallback;
-    fallback.error = "internal error";
-    return run_sync(io_,
-                    exchange_pipelined(*c.socket, c.buf, read_chunk_, out, want, opts_.unit_timeout),
-                    fallback);
-  }
-
-  // Plans pending_[from, to) from `from` on: the entries that share its connection, up to the
-  // batch limits, into request_ and `b`. Returns the index after the last entry planned; `from`
-  // itself with r->failure set when the first entry cannot be applied, or without (and nothing
-  // planned) when that must wait for the batch in flight (`inflight`) to be finished.
-  size_t plan_batch(size_t from, size_t to, bool inflight, Batch* b, PassResult* r) {
+  // Applies pending_[from, to) from `from` on: the entries that share its connection, up to the
+  // batch limits, as one pipelined request (the target runs them in order). Returns the index
+  // after the last entry settled; r->failure set when one failed (it and the rest stay pending).
+  size_t apply_batch(size_t from, size_t to, PassResult* r) {
     std::string error;
     const JournalEntry& first = pending_[from].e;
-    b->key = connection_key(first);
-    b->from = from;
-    request_.clear();
-    const std::string& key = b->key;
+    if (opts_.dry_run) {
+      UnitScan scan;
+      std::vector<UnitScan> state_scans;
+      if (!validate(first, &scan, &state_scans, &error)) {
+        r->failure = entry_label(first) + ": " + error;
+        fail_entry(r->failure);
+        return from;
+      }
+      report_ << "would apply: seq=" << first.seq << " target=" << first.target
+              << " session=" << first.session.id << (first.uncertain ? " uncertain" : "")
+              << " sql=\"" << printable(first.unit.first_sql) << "\"\n";
+      ++s_.applied;
+      settle(first.seq);
+      return from + 1;
+    }
+    const std::string key = connection_key(first);
     const config::Target* target = cfg_.find_target(first.target);
     const TargetEndpoint* te = nullptr;
     for (const auto& candidate : endpoints_)
       if (candidate.name == first.target) te = &candidate;
     auto fail_at = [&](size_t i, const std::string& what) {
-      if (inflight) return from;  // after the batch in flight
       r->failure = entry_label(pending_[i].e) + ": " + what + "; replay stopped here";
       fail_entry(r->failure);
       drop(key);
@@ -1005,21 +1205,21 @@ class JournalApplier::Impl {
       return fail_at(from, "no target named \"" + first.target + "\" in the config (not applied)");
 
     Connection* c = nullptr;
+    std::vector<std::string> open_notes;
     if (auto it = connections_.find(key); it != connections_.end()) c = it->second.get();
     if (c == nullptr) {
-      if (inflight) return from;  // (another connection: the driver finishes that one first)
       UnitScan scan;
       std::vector<UnitScan> state_scans;
       if (!validate(first, &scan, &state_scans, &error)) return fail_at(from, error);
       c = open_connection(first, key, *te, *target, &error);
       if (c == nullptr) return fail_at(from, error);
-      if (!run_state(*c, first, state_scans, &b->open_notes, &error)) return fail_at(from, error);
+      if (!run_state(*c, first, state_scans, &open_notes, &error)) return fail_at(from, error);
     }
-    b->c = c;
     c->last_use = ++use_clock_;
 
-    std::string& request = request_;
-    std::vector<Planned>& plan = b->plan;
+    // Plan the batch: the request and, per entry, how many answers belong to it.
+    std::string request;
+    std::vector<Planned> plan;
     size_t i = from;
     for (; i < to && plan.size() < kMaxBatchEntries && request.size() < kMaxBatchBytes; ++i) {
       Pending& p = pending_[i];
@@ -1044,101 +1244,79 @@ class JournalApplier::Impl {
           continue;
         }
       }
-      plan_entry(*c, e, &pl);
+      // (Re)prepare what the unit binds without parsing it itself, and make room for what it
+      // parses first. Close of a statement that does not exist is not an error.
+      std::string prep;
+      for (const auto& name : pl.scan.parses_first) {
+        protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
+        c->statements.erase(name);
+      }
+      for (const auto& name : pl.scan.needs) {
+        const std::string* parse = nullptr;
+        for (const auto& [pname, pbytes] : e.session.prepared)
+          if (pname == name) parse = &pbytes;
+        if (parse == nullptr) continue;  // not journaled: the target answers as it will
+        auto known = c->statements.find(name);
+        if (known != c->statements.end() && known->second == *parse) continue;
+        protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
+        prep += *parse;
+        pl.preparing.emplace_back(name, *parse);
+        c->statements[name] = *parse;  // expected; corrected when the answers say otherwise
+      }
+      if (!prep.empty()) {
+        protocol::encode(prep, protocol::Sync{});
+        request += prep;
+        pl.prepare = 1;
+      }
+      // Only units that surely end outside a transaction block are pipelined with what follows
+      // (BEGIN..COMMIT, plain DML): any other may leave one open, and whatever ran after it would
+      // run inside it. Such a unit ends the batch, and its record follows once it is known idle.
+      const Wrap shape = wrap_for(e.unit);
+      const bool ends_batch = shape == Wrap::kRecordAfter;
+      pl.wrap = c->markers ? shape : Wrap::kRecordAfter;
+      pl.marker = c->markers;
+      size_t skip = 0;
+      if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
+        append_marked_begin(*c, e, request);
+        pl.prefix = 1;
+        if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
+      }
+      request.append(e.unit.bytes, skip, std::string::npos);
+      pl.want = e.unit.responses > 0 ? e.unit.responses : pl.scan.requests;
+      if (skip > 0 && pl.want > 1) {
+        pl.stripped = true;
+        --pl.want;
+      } else if (skip > 0) {
+        request.insert(request.size() - (e.unit.bytes.size() - skip), e.unit.bytes, 0, skip);
+      }
+      if (pl.marker && pl.wrap == Wrap::kAutocommit) {
+        protocol::encode(request, protocol::Query{"COMMIT"});
+        pl.suffix = 1;
+      }
+      forget_statements(*c, pl.scan);
+      for (const auto& [name, parse] : pl.preparing) c->statements[name] = parse;
       plan.push_back(std::move(pl));
-      if (plan.back().barrier) {
+      // A unit that changes the session's state ends the batch: the connection's state is no
+      // longer the one its key names, so it is re-keyed (or closed) before anything else runs.
+      if (ends_batch || (e.unit.session_state && !plan.back().scan.only_prepares)) {
         ++i;
         break;
       }
     }
-    b->to = i;
+    uint32_t want = 0;
     for (const auto& pl : plan)
-      if (pl.p != nullptr) b->want += pl.prepare + pl.prefix + pl.want + pl.suffix;
-    b->barrier = !plan.empty() && plan.back().barrier;
-    return i;
-  }
-
-  // Appends one entry's messages to request_ and says how its answers are split.
-  void plan_entry(Connection& c, const JournalEntry& e, Planned* pl) {
-    std::string& request = request_;
-    // (Re)prepare what the unit binds without parsing it itself, and make room for what it
-    // parses first. Close of a statement that does not exist is not an error.
-    const size_t prep_at = request.size();
-    for (const auto& name : pl->scan.parses_first) {
-      protocol::encode(request, protocol::Close{protocol::kTargetStatement, name});
-      c.statements.erase(name);
+      if (pl.p != nullptr) want += pl.prepare + pl.prefix + pl.want + pl.suffix;
+    if (want == 0) return i;  // all recorded on the target already
+    Exchange x = run_exchange(*c, request, want);
+    if (!x.ok) {
+      // Which entries of the request the target ran is unknown here: with its record on the
+      // target, the next connection reads it and skips them; without, they are applied again.
+      return fail_at(from, x.error + " (sent: some entries may have been applied" +
+                               std::string(c->markers ? ", the target's record tells which)"
+                                                      : "; the next run applies them again)"));
     }
-    for (const auto& name : pl->scan.needs) {
-      const std::string* parse = nullptr;
-      for (const auto& [pname, pbytes] : e.session.prepared)
-        if (pname == name) parse = &pbytes;
-      if (parse == nullptr) continue;  // not journaled: the target answers as it will
-      auto known = c.statements.find(name);
-      if (known != c.statements.end() && known->second == *parse) continue;
-      protocol::encode(request, protocol::Close{protocol::kTargetStatement, name});
-      request += *parse;
-      pl->preparing.emplace_back(name, *parse);
-      c.statements[name] = *parse;  // expected; corrected when the answers say otherwise
-    }
-    if (request.size() > prep_at) {
-      protocol::encode(request, protocol::Sync{});
-      pl->prepare = 1;
-    }
-    const Wrap shape = wrap_for(e.unit);
-    pl->wrap = c.markers ? shape : Wrap::kRecordAfter;
-    pl->marker = c.markers;
-    // Only units that surely end outside a transaction block are followed by anything before
-    // their answers are in: BEGIN..COMMIT and plain DML, ended by the engine's own COMMIT (or,
-    // without the target's record, plain DML as it is). Any other may leave a block open.
-    pl->barrier = shape == Wrap::kRecordAfter || (!c.markers && shape != Wrap::kAutocommit) ||
-                  (e.unit.session_state && !pl->scan.only_prepares);
-    if (pl->marker && pl->wrap != Wrap::kRecordAfter) {
-      const bool merged = pl->wrap == Wrap::kTransaction ? shape_transaction(e, &middle_)
-                                                         : shape_autocommit(e, &middle_);
-      if (merged) {
-        // [BEGIN, record, the unit's statements, Sync] [COMMIT]: two answers per entry instead
-        // of one per statement; the statements' Syncs (each a flush and a ReadyForQuery on the
-        // target) go. Whatever fails in the first request, the COMMIT ends the block.
-        append_marked_begin(c, e, request);
-        request += middle_;
-        protocol::encode(request, protocol::Sync{});
-        protocol::encode(request, protocol::Query{"COMMIT"});
-        pl->merged = true;
-        pl->want = 1;
-        pl->suffix = 1;
-      } else {
-        append_marked_begin(c, e, request);
-        protocol::encode(request, protocol::Sync{});
-        pl->prefix = 1;
-        size_t skip = pl->wrap == Wrap::kTransaction ? leading_begin(e.unit.bytes) : 0;
-        pl->want = e.unit.responses > 0 ? e.unit.responses : pl->scan.requests;
-        if (skip > 0 && pl->want > 1) {
-          pl->stripped = true;
-          --pl->want;
-        } else {
-          skip = 0;
-        }
-        request.append(e.unit.bytes, skip, std::string::npos);
-        if (pl->wrap == Wrap::kAutocommit) {
-          protocol::encode(request, protocol::Query{"COMMIT"});
-          pl->suffix = 1;
-        } else {
-          pl->barrier = true;  // its own COMMIT request may not end the block (an error before it)
-        }
-      }
-    } else {
-      request += e.unit.bytes;
-      pl->want = e.unit.responses > 0 ? e.unit.responses : pl->scan.requests;
-    }
-    forget_statements(c, pl->scan);
-    for (const auto& [name, parse] : pl->preparing) c.statements[name] = parse;
-  }
-
-  // Splits a batch's answers by entry (each part ends with a ReadyForQuery), compares each
-  // entry's outcomes with the primary's, reports and settles it. False if an entry left a
-  // transaction block open (rolled back by after_barrier, for a barrier).
-  bool settle_answers(Batch& b, const Exchange& x, PassResult* r) {
-    Connection& c = *b.c;
+    if (c->markers) c->unflushed = true;
+    // Split the answers: each part ends with a ReadyForQuery.
     size_t ready = 0;
     size_t out_at = 0;
     auto take = [&](uint32_t parts, std::vector<Outcome>* outs, char* status) {
@@ -1151,10 +1329,8 @@ class JournalApplier::Impl {
         if (status != nullptr) *status = st;
       }
     };
-    bool idle = true;
-    std::vector<std::string> open_notes = std::move(b.open_notes);
-    b.open_notes.clear();
-    for (auto& pl : b.plan) {
+    bool open_txn = false;
+    for (auto& pl : plan) {
       if (pl.p == nullptr) continue;
       const JournalEntry& e = pl.p->e;
       std::vector<std::string> notes = std::move(open_notes);
@@ -1162,55 +1338,31 @@ class JournalApplier::Impl {
       std::vector<Outcome> prep_out, prefix_out, unit_out, suffix_out;
       char status = protocol::kTxIdle;
       take(pl.prepare, &prep_out, nullptr);
-      if (pl.merged) {
-        // BEGIN and the record answer first; an error among them is the record's failure, and
-        // nothing after it in the request ran.
-        std::vector<Outcome> group;
-        take(1, &group, &status);
-        size_t n = 0;
-        while (n < group.size() && n < 2 && !group[n].is_error()) ++n;
-        if (n < group.size() && n < 2) ++n;  // the error
-        prefix_out.assign(group.begin(), group.begin() + static_cast<std::ptrdiff_t>(n));
-        unit_out.assign(group.begin() + static_cast<std::ptrdiff_t>(n), group.end());
-        if (pl.wrap == Wrap::kTransaction) {
-          // The wrap's BEGIN answers for the unit's, the engine's COMMIT for the unit's.
-          if (!prefix_out.empty() && !prefix_out.front().is_error()) {
-            unit_out.insert(unit_out.begin(), prefix_out.front());
-            prefix_out.erase(prefix_out.begin());
-          }
-          take(pl.suffix, &unit_out, &status);
-        } else {
-          take(pl.suffix, &suffix_out, &status);
-        }
-        if (prefix_out.size() + (pl.wrap == Wrap::kTransaction ? 1 : 0) < 2)
-          notes.push_back("recording on the target failed: no answer to it");
-      } else {
-        take(pl.prefix, &prefix_out, nullptr);
-        take(pl.want, &unit_out, &status);
-        take(pl.suffix, &suffix_out, pl.wrap == Wrap::kAutocommit ? &status : nullptr);
-        if (pl.stripped && !prefix_out.empty()) {
-          // The wrap's BEGIN answered for the unit's own.
-          unit_out.insert(unit_out.begin(), prefix_out.front());
-          prefix_out.erase(prefix_out.begin());
-        }
+      take(pl.prefix, &prefix_out, nullptr);
+      take(pl.want, &unit_out, &status);
+      take(pl.suffix, &suffix_out, pl.wrap == Wrap::kAutocommit ? &status : nullptr);
+      if (pl.stripped && !prefix_out.empty()) {
+        // The wrap's BEGIN answered for the unit's own.
+        unit_out.insert(unit_out.begin(), prefix_out.front());
+        prefix_out.erase(prefix_out.begin());
       }
       for (const auto& o : prep_out) {
         if (o.is_error()) {
           notes.push_back("preparing statements failed: " + o.sqlstate);
-          for (const auto& [name, parse] : pl.preparing) c.statements.erase(name);
+          for (const auto& [name, parse] : pl.preparing) c->statements.erase(name);
         }
       }
       for (const auto& o : prefix_out) {
         if (!o.is_error()) continue;
         notes.push_back("recording on the target failed: " + o.sqlstate);
-        c.mark_prepared = false;  // prepared again (Close first) before the next entry
+        c->mark_prepared = false;  // prepared again (Close first) before the next entry
       }
       for (const auto& o : suffix_out)
         if (o.is_error()) notes.push_back("recording on the target failed: " + o.sqlstate);
       if (status != protocol::kTxIdle) {
         notes.push_back(std::string("left a transaction open on the target (status ") + status +
                         "), rolled back");
-        idle = false;
+        open_txn = true;
       }
       // The wrap's own BEGIN and the unit's (now only a warning) answer alike: the tags match.
       const std::vector<Outcome>& primary = e.unit.primary;
@@ -1232,29 +1384,19 @@ class JournalApplier::Impl {
       }
       settle(e.seq);
     }
-    return idle;
-  }
-
-  // After a batch's answers, with nothing behind it on the connection: rolls back a transaction
-  // an entry left open, records a last unit that is recorded after it ran, and re-keys the
-  // connection when that unit changed the session's state.
-  void after_barrier(Batch& b, bool idle) {
-    const std::string& key = b.key;
-    Connection& c = *b.c;
-    if (!idle) {
+    if (open_txn) {
       std::string rollback;
       protocol::encode(rollback, protocol::Query{"ROLLBACK"});
-      Exchange rb = run_exchange(c, rollback, 1);
+      Exchange rb = run_exchange(*c, rollback, 1);
       if (!rb.ok) drop(key);
     }
-    if (b.plan.empty()) return;
     // The last unit's record, once it is known to have left no transaction open.
-    const Planned& last = b.plan.back();
+    const Planned& last = plan.back();
     if (last.p != nullptr && last.marker && last.wrap == Wrap::kRecordAfter &&
         connections_.count(key) != 0) {
       std::string q;
       protocol::encode(q, protocol::Query{marker_sql(last.p->e)});
-      Exchange mx = run_exchange(c, q, 1);
+      Exchange mx = run_exchange(*c, q, 1);
       if (!mx.ok) drop(key);
     }
     // The last unit changed the session's state: the connection now runs with it.
@@ -1271,6 +1413,7 @@ class JournalApplier::Impl {
         close(*node.mapped());
       }
     }
+    return i;
   }
 
   const config::Config& cfg_;
@@ -1301,10 +1444,6 @@ class JournalApplier::Impl {
   std::map<std::string, size_t> epochs_;          // process -> order of first appearance
   std::map<uint64_t, uint64_t> fingerprints_;     // seq -> fingerprint, above the applied-state
   std::set<uint64_t> unapplied_;                  // read, not applied yet
-  // Reused buffers: the request being planned, a shaped unit's statements, socket reads.
-  std::string request_;
-  std::string middle_;
-  std::string read_chunk_ = std::string(kReadChunk, '\0');
   Clock::time_point last_flush_ = Clock::now();
 };
 

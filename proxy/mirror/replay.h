@@ -13,12 +13,8 @@
 // pgpass format). On a fresh connection the `state` units run first; before each unit, the named
 // statements it binds are prepared from the entry's `prepared` Parse messages unless the
 // connection already holds them with the same bytes. Consecutive entries on one connection go as
-// one pipelined request (up to 64 entries or 256 KB), and the next such batch is sent while the
-// answers to the one before are read, so the target never waits for us; each transaction still
-// commits on its own. A BEGIN..COMMIT (or plain DML) entry of extended-query messages is sent as
-// two requests, its statements without their own Syncs and then the engine's COMMIT; an entry
-// that may end inside a transaction block is a barrier: nothing follows it before its answers
-// (docs/design.md, "Catch-up"). The unit's outcomes (CommandComplete tags,
+// one pipelined request (up to 64 entries or 256 KB): one round trip, the target runs them in
+// order, each transaction still commits on its own. The unit's outcomes (CommandComplete tags,
 // error SQLSTATEs) are compared with the primary's: a difference is a divergence, reported and
 // counted, and replay goes on. A failure to apply (cannot connect or log in, connection lost, a
 // malformed entry) stops replay at that entry.

@@ -92,22 +92,9 @@ class CatchupTest : public ProxyTest {
   }
 
   void TearDown() override {
-    if (!new_cluster().running()) {
-      try {
-        new_cluster().start();
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "cannot restart new: " << e.what();
-      }
-    }
+    restart_new_if_stopped();
     ProxyTest::TearDown();
-    for (const auto& db : databases_) {
-      for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
-        try {
-          if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
-        } catch (const std::exception&) {
-        }
-      }
-    }
+    drop_databases(databases_);
   }
 
   std::string make_db(const std::string& base) {

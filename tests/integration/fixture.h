@@ -60,6 +60,11 @@ class ProxyTest : public ClusterTest {
   ProxyProcess& start_proxy(ProxyOptions options);
   ProxyProcess& start_proxy() { return start_proxy(Env::get().default_proxy_options()); }
   void TearDown() override;
+  // A test that stopped `new` (an outage) and failed before starting it again must not leave it
+  // stopped for the next test: start it (a failure of its own if it cannot).
+  void restart_new_if_stopped();
+  // Drops these databases on both clusters (WITH FORCE; a cluster that is down is skipped).
+  static void drop_databases(const std::vector<std::string>& dbs);
 
  private:
   std::vector<std::unique_ptr<ProxyProcess>> proxies_;

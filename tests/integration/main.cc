@@ -116,6 +116,28 @@ void ProxyTest::TearDown() {
   ClusterTest::TearDown();
 }
 
+void ProxyTest::restart_new_if_stopped() {
+  PgCluster& n = Env::get().new_cluster();
+  if (n.running()) return;
+  try {
+    n.start();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "cannot restart new: " << e.what();
+  }
+}
+
+void ProxyTest::drop_databases(const std::vector<std::string>& dbs) {
+  Env& env = Env::get();
+  for (const auto& db : dbs) {
+    for (PgCluster* c : {&env.old_cluster(), &env.new_cluster()}) {
+      try {
+        if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+      } catch (const std::exception&) {
+      }
+    }
+  }
+}
+
 }  // namespace pgtandem::it
 
 int main(int argc, char** argv) {

@@ -53,13 +53,7 @@ class MirrorSafetyTest : public ProxyTest {
     dir_ = std::make_unique<TempDir>("pgtandem-safety-it");
   }
   void TearDown() override {
-    if (!new_cluster().running()) {
-      try {
-        new_cluster().start();
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "cannot restart new: " << e.what();
-      }
-    }
+    restart_new_if_stopped();
     ProxyTest::TearDown();
     for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
       try {

@@ -167,22 +167,9 @@ class MirrorTest : public ProxyTest {
                    file_size(journal_), tail(read_file(journal_), 3000).c_str());
     }
     // A failed test must not leave new stopped for the next one.
-    if (HasFailure() && !new_cluster().running()) {
-      try {
-        new_cluster().start();
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "cannot restart new: " << e.what();
-      }
-    }
+    if (HasFailure()) restart_new_if_stopped();
     ProxyTest::TearDown();  // stops the proxies (their mirror connections close)
-    for (const auto& db : databases_) {
-      for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
-        try {
-          if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
-        } catch (const std::exception&) {
-        }
-      }
-    }
+    drop_databases(databases_);
   }
 
   // A fresh database with the same name on both clusters, `setup` run directly on both.

@@ -1,6 +1,7 @@
 // pgtandem's own behaviour: bounded memory on large results, startup timeout and connection
 // limits, Unix socket listener, target down, admin HTTP, command line.
 #include <poll.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <regex>
@@ -59,6 +60,37 @@ TEST_P(LargeResultTest, StreamsWithBoundedMemory) {
 
 // A client that stops reading mid-result: pgtandem must stop reading from the server too
 // (backpressure) instead of buffering what the server keeps producing.
+// A thousand clients need two thousand descriptors and more: pgtandem raises its soft open-file
+// limit to the hard limit at start (the usual soft limit, 1024, would refuse the 500th client).
+TEST_F(ProxyTest, OpenFileLimitRaisedToTheHardLimit) {
+  // pgtandem inherits a low soft limit from this process for the start.
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &mine), 0);
+  ASSERT_GT(mine.rlim_max, 1024u) << "the hard limit leaves nothing to raise";
+  rlimit low = mine;
+  low.rlim_cur = 1024;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  ProxyProcess* started = nullptr;
+  try {
+    started = &start_proxy();
+  } catch (...) {
+    ::setrlimit(RLIMIT_NOFILE, &mine);
+    throw;
+  }
+  ::setrlimit(RLIMIT_NOFILE, &mine);
+  ProxyProcess& p = *started;
+  std::string soft, hard;
+  std::istringstream limits(read_file("/proc/" + std::to_string(p.pid()) + "/limits"));
+  for (std::string line; std::getline(limits, line);) {
+    if (line.rfind("Max open files", 0) != 0) continue;
+    std::istringstream fields(line.substr(std::string("Max open files").size()));
+    fields >> soft >> hard;
+  }
+  ASSERT_FALSE(soft.empty());
+  EXPECT_EQ(soft, hard);
+  EXPECT_EQ(soft, std::to_string(mine.rlim_max));
+}
+
 TEST_F(ProxyTest, SlowClientGetsBackpressure) {
   ProxyProcess& p = start_proxy();
   ConnPtr c = connect(p.endpoint().conninfo());

@@ -124,25 +124,6 @@ class ReplayTest : public ClusterTest {
     return e;
   }
 
-  // A BEGIN..COMMIT unit as pgbench -M prepared sends it: Bind/Execute/Sync of named statements
-  // (BEGIN, an INSERT of `id`, an UPDATE of the counter, END), journaled with their Parse.
-  JournalEntry txn_extended(const std::string& session, uint32_t id) {
-    JournalEntry e = entry(session, "postgres");
-    e.session.prepared = {{"b", parse_msg("b", "BEGIN;", {})},
-                          {"ins", parse_msg("ins", "INSERT INTO t (id, v) VALUES ($1, 'p')", {23})},
-                          {"upd", parse_msg("upd", "UPDATE c SET n = n + 1", {})},
-                          {"e", parse_msg("e", "END;", {})}};
-    e.unit.bytes = bind_execute_sync("b", {}, {}) +
-                   bind_execute_sync("ins", {1}, {int4_binary(id)}) +
-                   bind_execute_sync("upd", {}, {}) + bind_execute_sync("e", {}, {});
-    e.unit.responses = 4;
-    e.unit.primary = {{"BEGIN", ""}, {"INSERT 0 1", ""}, {"UPDATE 1", ""}, {"COMMIT", ""}};
-    e.unit.binds = {"b", "ins", "upd", "e"};
-    e.unit.transaction = true;
-    e.unit.first_sql = "BEGIN;";
-    return e;
-  }
-
   void append(std::vector<JournalEntry> entries) {
     std::string error;
     auto j = Journal::open(journal_path_, FsyncPolicy::kAlways, 100, &error);
@@ -343,39 +324,6 @@ TEST_F(ReplayTest, UnitLeavingATransactionOpenIsRolledBackAndReported) {
             std::string::npos)
       << last_report_;
   EXPECT_EQ(rows(), "2:after:-");
-}
-
-TEST_F(ReplayTest, EntryFailingInThePipelineLeavesTheNextOnesAppliedOnceInOrder) {
-  // 150 BEGIN..COMMIT entries go as pipelined batches (64 entries each, the next sent before the
-  // answers to the one before are read; each entry's statements in one request, its COMMIT in
-  // the next). Entry 70 fails on the target (its row is already there): it alone is rolled back;
-  // every entry after it, in the same batch and in the batch already sent behind it, is applied
-  // once, in order.
-  new_cluster().exec("INSERT INTO " + schema_ + ".t (id, v) VALUES (70, 'already there')");
-  std::vector<JournalEntry> entries;
-  for (uint32_t id = 1; id <= 150; ++id) entries.push_back(txn_extended("A", id));
-  append(std::move(entries));
-  ReplaySummary s;
-  EXPECT_EQ(replay(&s), 2) << last_report_;
-  EXPECT_EQ(s.applied, 150u);
-  EXPECT_EQ(s.divergences, 1u);
-  EXPECT_EQ(s.failures, 0u);
-  EXPECT_NE(last_report_.find("divergence: seq=70 target=new session=A: primary=[BEGIN, INSERT 0 "
-                              "1, UPDATE 1, COMMIT] target=[BEGIN, ERROR 23505, ROLLBACK]"),
-            std::string::npos)
-      << last_report_;
-  // The counter counts every entry but the failed one: each ran once.
-  EXPECT_EQ(counter(), "149");
-  EXPECT_EQ(new_cluster().query_value("SELECT count(*) || ' ' || sum(id) FROM " + schema_ +
-                                      ".t WHERE v = 'p'"),
-            "149 " + std::to_string(150 * 151 / 2 - 70));
-  EXPECT_EQ(new_cluster().query_value("SELECT v FROM " + schema_ + ".t WHERE id = 70"),
-            "already there");
-  // Recorded: again, nothing is applied.
-  EXPECT_EQ(replay(&s), 0) << last_report_;
-  EXPECT_EQ(s.applied, 0u);
-  EXPECT_EQ(s.already_applied, 150u);
-  EXPECT_EQ(counter(), "149");
 }
 
 TEST_F(ReplayTest, WrongPasswordIsAFailureNotADivergence) {

@@ -31,22 +31,9 @@ constexpr milliseconds kDeadline{120000};
 class RoutingTest : public ProxyTest {
  protected:
   void TearDown() override {
-    if (HasFailure() && !new_cluster().running()) {
-      try {
-        new_cluster().start();
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "cannot restart new: " << e.what();
-      }
-    }
+    if (HasFailure()) restart_new_if_stopped();
     ProxyTest::TearDown();
-    for (const auto& db : databases_) {
-      for (PgCluster* c : {&old_cluster(), &new_cluster()}) {
-        try {
-          if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
-        } catch (const std::exception&) {
-        }
-      }
-    }
+    drop_databases(databases_);
   }
 
   // A database on both clusters with whoami = the cluster's name, readable by everyone.

@@ -29,14 +29,7 @@ class ShadowTest : public ProxyTest {
  protected:
   void TearDown() override {
     ProxyTest::TearDown();
-    for (const auto &db : databases_) {
-      for (PgCluster *c : {&old_cluster(), &new_cluster()}) {
-        try {
-          if (c->running()) c->exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
-        } catch (const std::exception &) {
-        }
-      }
-    }
+    drop_databases(databases_);
   }
 
   // A database on both clusters with the same table t (ids 1..10).
