@@ -663,7 +663,7 @@ bool Server::start(std::string* error) {
       // `last_assigned` is read after `drained`, so a drained answer's numbers are in it.
       std::string drain;
       auto& answers = im.state.mirror.answers;
-      if (query == "drain=start" || query.starts_with("drain=")) {
+      if (query.starts_with("drain=")) {
         uint64_t token = 0;
         if (query == "drain=start") {
           token = answers.flip();

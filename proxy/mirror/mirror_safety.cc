@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "config/config.h"
+#include "policy/migrate/marks.h"
 #include "proxy/mirror/journal.h"
 #include "proxy/mirror/mirror_shared.h"
 #include "proxy/telemetry/log.h"
@@ -386,9 +387,11 @@ size_t MirrorSafety::clear_listed(std::string_view kind, const std::vector<std::
 }
 
 size_t MirrorSafety::clear_if(std::string_view kind, const std::vector<std::string>* ids) {
+  // The id as the commands form it from /status (MarkView::id: the times as status_members() prints them).
   auto id_of = [](const RepairMark& m) {
-    return m.kind + "|" + m.target + "|" + log::utc_timestamp_ms(m.from_ms) + "|" +
-           (m.to_ms != 0 ? log::utc_timestamp_ms(m.to_ms) : std::string());
+    return policy::migrate::MarkView{m.kind, m.target, log::utc_timestamp_ms(m.from_ms),
+                                     m.to_ms != 0 ? log::utc_timestamp_ms(m.to_ms) : std::string()}
+        .id();
   };
   std::lock_guard lock(mu_);
   const size_t before = marks_.size();
