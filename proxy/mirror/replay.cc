@@ -1,8 +1,10 @@
 // `pgtandem replay` and the engine automatic catch-up shares (JournalApplier): applies a journal's
 // unapplied entries in commit order on pipelined connections and records what it applied.
-// Size: ~1,500 lines, one engine read top to bottom (the wire exchange, sessions rebuilt from
+// The wire exchange is in replay_wire.cc, the scan of a unit's named statements in
+// replay_units.cc. Size: ~1,270 lines, the engine read top to bottom (sessions rebuilt from
 // journal state, the pipelined batch, the applied-state file and the target's record, the
-// report); the seam to split along is the wire exchange (top) vs the engine.
+// report); its members share the connection and batch state, so splitting it further would mean
+// a private header of the whole class.
 #include "proxy/mirror/replay.h"
 
 #include <fcntl.h>
@@ -40,11 +42,15 @@
 #include "protocol/messages.h"
 #include "proxy/auth/backend_login.h"
 #include "proxy/mirror/journal.h"
+#include "proxy/mirror/replay_units.h"
+#include "proxy/mirror/replay_wire.h"
 #include "proxy/telemetry/log.h"
 #include "proxy/net/upstream.h"
 
 namespace pgtandem::proxy {
 namespace {
+
+using namespace replay_detail;  // the wire exchange and the unit scan (replay_wire.h, replay_units.h)
 
 using namespace asio::experimental::awaitable_operators;
 using policy::Outcome;
@@ -113,280 +119,6 @@ T run_sync(asio::io_context& io, asio::awaitable<T> op, T on_exception) {
   io.restart();
   io.run();
   return result ? std::move(*result) : std::move(on_exception);
-}
-
-// ------------------------------------------------------------------------------------------------
-// What a unit's frontend messages need from, and do to, the connection's named statements.
-
-struct UnitScan {
-  uint32_t requests = 0;  // Query and Sync messages: each is answered by one ReadyForQuery
-  // Named statements bound or described before the unit parses or closes them: they must exist.
-  std::vector<std::string> needs;
-  // Named statements the unit parses before using them otherwise: they must not exist yet (the
-  // Parse succeeded on the primary), though an earlier entry may have prepared them here.
-  std::vector<std::string> parses_first;
-  // Named statements the unit parses or closes: unknown afterwards (the Parse may have failed).
-  std::vector<std::string> touched;
-  bool may_deallocate = false;  // a simple Query that may DEALLOCATE or DISCARD
-  // Only Parse/Close/Describe/Sync/Flush: the mirror keeps such a session-state unit out of the
-  // session's state (prepared statements travel in `prepared`).
-  bool only_prepares = true;
-};
-
-bool contains_word_ci(std::string_view text, std::string_view word) {
-  if (text.size() < word.size()) return false;
-  for (size_t i = 0; i + word.size() <= text.size(); ++i) {
-    size_t k = 0;
-    while (k < word.size() && std::tolower(static_cast<unsigned char>(text[i + k])) == word[k]) ++k;
-    if (k == word.size()) return true;
-  }
-  return false;
-}
-
-bool scan_unit(std::string_view bytes, UnitScan* out, std::string* error) {
-  using protocol::Direction;
-  using protocol::Status;
-  *out = UnitScan{};
-  if (bytes.empty()) {
-    *error = "no messages";
-    return false;
-  }
-  std::set<std::string> seen;
-  size_t pos = 0;
-  while (pos < bytes.size()) {
-    auto h = protocol::decode_header(bytes.substr(pos), Direction::kFrontend, protocol::Limits{});
-    if (h.status == Status::kInvalid) {
-      *error = "invalid message at offset " + std::to_string(pos);
-      return false;
-    }
-    if (h.status == Status::kNeedMore || bytes.size() - pos < h.header.frame_size()) {
-      *error = "truncated message at offset " + std::to_string(pos);
-      return false;
-    }
-    std::string_view body = bytes.substr(pos + protocol::kHeaderSize, h.header.body_size());
-    bool ok = true;
-    const char type = h.header.type;
-    if (type != protocol::frontend::kParse && type != protocol::frontend::kClose &&
-        type != protocol::frontend::kDescribe && type != protocol::frontend::kSync &&
-        type != protocol::frontend::kFlush)
-      out->only_prepares = false;
-    switch (type) {
-      case protocol::frontend::kQuery: {
-        protocol::Query q;
-        ok = protocol::decode(body, q);
-        ++out->requests;
-        if (ok && (contains_word_ci(q.sql, "deallocate") || contains_word_ci(q.sql, "discard")))
-          out->may_deallocate = true;
-        break;
-      }
-      case protocol::frontend::kSync:
-        ++out->requests;
-        break;
-      case protocol::frontend::kParse: {
-        protocol::Parse p;
-        ok = protocol::decode(body, p);
-        if (ok && !p.name.empty()) {
-          std::string name(p.name);
-          if (seen.insert(name).second) out->parses_first.push_back(name);
-          out->touched.push_back(std::move(name));
-        }
-        break;
-      }
-      case protocol::frontend::kClose: {
-        protocol::Close c;
-        ok = protocol::decode(body, c);
-        if (ok && c.target == protocol::kTargetStatement && !c.name.empty()) {
-          seen.emplace(c.name);
-          out->touched.emplace_back(c.name);
-        }
-        break;
-      }
-      case protocol::frontend::kBind: {
-        protocol::Bind b;
-        ok = protocol::decode(body, b);
-        if (ok && !b.statement.empty() && seen.emplace(b.statement).second)
-          out->needs.emplace_back(b.statement);
-        break;
-      }
-      case protocol::frontend::kDescribe: {
-        protocol::Describe d;
-        ok = protocol::decode(body, d);
-        if (ok && d.target == protocol::kTargetStatement && !d.name.empty() &&
-            seen.emplace(d.name).second)
-          out->needs.emplace_back(d.name);
-        break;
-      }
-      case protocol::frontend::kTerminate:
-      case protocol::frontend::kPassword:
-        *error = std::string("unexpected ") +
-                 std::string(protocol::message_name(Direction::kFrontend, h.header.type)) +
-                 " message";
-        return false;
-      default:
-        break;
-    }
-    if (!ok) {
-      *error = "malformed " +
-               std::string(protocol::message_name(Direction::kFrontend, h.header.type)) +
-               " message at offset " + std::to_string(pos);
-      return false;
-    }
-    pos += h.header.frame_size();
-  }
-  return true;
-}
-
-// The stored Parse of a named statement must be exactly one Parse message of that name.
-bool check_prepared(const std::string& name, std::string_view bytes, std::string* error) {
-  auto h = protocol::decode_header(bytes, protocol::Direction::kFrontend, protocol::Limits{});
-  protocol::Parse p;
-  if (h.status != protocol::Status::kComplete || h.header.type != protocol::frontend::kParse ||
-      h.header.frame_size() != bytes.size() ||
-      !protocol::decode(bytes.substr(protocol::kHeaderSize), p) || p.name != name) {
-    *error = "prepared statement \"" + name + "\" is not a single Parse message of that name";
-    return false;
-  }
-  return true;
-}
-
-// ------------------------------------------------------------------------------------------------
-// One exchange on a logged-in connection: send messages, read until `want` ReadyForQuery.
-
-struct Exchange {
-  bool ok = false;
-  std::string error;                // I/O or protocol failure
-  std::vector<Outcome> outcomes;    // per statement, as the primary's are recorded
-  std::vector<std::string> errors;  // "SQLSTATE: message" of each ErrorResponse
-  char status = protocol::kTxIdle;  // of the last ReadyForQuery
-  uint32_t ready = 0;
-  // At each ReadyForQuery: how many outcomes came before it, and its status (pipelined batches
-  // split their answers by these).
-  std::vector<std::pair<size_t, char>> readies;
-  std::vector<std::string> first_values;  // the first column of each DataRow
-};
-
-asio::awaitable<void> send_part(Socket& s, std::string_view out, boost::system::error_code* ec) {
-  auto [e, n] = co_await asio::async_write(s, asio::buffer(out.data(), out.size()), kNoThrow);
-  (void)n;
-  *ec = e;
-  if (e) {
-    boost::system::error_code ignored;
-    s.cancel(ignored);  // wake the reader
-  }
-}
-
-// Why reading stopped; wakes the writer, which would otherwise wait for a server that is gone.
-void receive_failed(Socket& s, Exchange* r, std::string what) {
-  r->error = std::move(what);
-  boost::system::error_code ignored;
-  s.cancel(ignored);
-}
-
-// Consumes the whole messages at the start of `buf`; true once `want` ReadyForQuery arrived or
-// on a failure (r->error).
-bool consume_answers(Socket& s, std::string& buf, uint32_t want, Exchange* r) {
-  const protocol::Limits limits;
-  size_t pos = 0;
-  bool done = false;
-  while (!done) {
-    auto h = protocol::decode_header(std::string_view(buf).substr(pos),
-                                     protocol::Direction::kBackend, limits);
-    if (h.status == protocol::Status::kInvalid) {
-      receive_failed(s, r, "invalid message from the server");
-      return true;
-    }
-    if (h.status == protocol::Status::kNeedMore || buf.size() - pos < h.header.frame_size()) break;
-    std::string_view body(buf.data() + pos + protocol::kHeaderSize, h.header.body_size());
-    pos += h.header.frame_size();
-    switch (h.header.type) {
-      case protocol::backend::kCommandComplete: {
-        protocol::CommandComplete c;
-        if (!protocol::decode(body, c)) {
-          receive_failed(s, r, "malformed CommandComplete from the server");
-          return true;
-        }
-        r->outcomes.push_back(Outcome{std::string(c.tag), ""});
-        break;
-      }
-      case protocol::backend::kErrorResponse: {
-        protocol::ErrorResponse e;
-        if (!protocol::decode(body, e)) {
-          receive_failed(s, r, "malformed ErrorResponse from the server");
-          return true;
-        }
-        r->outcomes.push_back(Outcome{"", std::string(e.sqlstate())});
-        r->errors.push_back(std::string(e.sqlstate()) + ": " + std::string(e.message()));
-        break;
-      }
-      case protocol::backend::kReadyForQuery: {
-        protocol::ReadyForQuery z;
-        if (!protocol::decode(body, z)) {
-          receive_failed(s, r, "malformed ReadyForQuery from the server");
-          return true;
-        }
-        r->status = z.status;
-        r->readies.emplace_back(r->outcomes.size(), z.status);
-        if (++r->ready == want) {
-          r->ok = true;
-          done = true;
-        }
-        break;
-      }
-      case protocol::backend::kDataRow: {
-        protocol::DataRow row;
-        if (protocol::decode(body, row)) {
-          for (const auto& v : row.columns) {
-            r->first_values.emplace_back(v.data);
-            break;
-          }
-        }
-        break;
-      }
-      default:
-        break;  // ParseComplete, NoticeResponse, CopyInResponse, ...: not outcomes
-    }
-  }
-  buf.erase(0, pos);
-  return done;
-}
-
-asio::awaitable<void> receive_part(Socket& s, std::string& buf, uint32_t want, Exchange* r) {
-  std::string chunk(kReadChunk, '\0');
-  while (!consume_answers(s, buf, want, r)) {
-    auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk), kNoThrow);
-    if (ec) {
-      receive_failed(
-          s, r,
-          ec == asio::error::eof ? "the server closed the connection" : "read: " + ec.message());
-      co_return;
-    }
-    buf.append(chunk.data(), n);
-  }
-}
-
-asio::awaitable<Exchange> exchange(Socket& s, std::string& buf, std::string_view out, uint32_t want,
-                                   std::chrono::milliseconds timeout) {
-  Exchange r;
-  boost::system::error_code wec;
-  // Sending and reading at once: a unit with many statements can produce more answers than the
-  // socket buffers hold before the server has read all of it.
-  if (timeout.count() > 0) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-    auto v = co_await ((send_part(s, out, &wec) && receive_part(s, buf, want, &r)) ||
-                       timer.async_wait(kNoThrow));
-    if (v.index() == 1) {
-      r.ok = false;
-      r.error = "timed out after " + std::to_string(timeout.count()) + " ms";
-      co_return r;
-    }
-  } else {
-    co_await (send_part(s, out, &wec) && receive_part(s, buf, want, &r));
-  }
-  if (wec) {
-    r.ok = false;
-    r.error = "write: " + wec.message();
-  }
-  co_return r;
 }
 
 // ------------------------------------------------------------------------------------------------
