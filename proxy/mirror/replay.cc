@@ -289,6 +289,30 @@ Wrap wrap_for(const policy::MirrorUnit& u) {
   return Wrap::kAutocommit;
 }
 
+// The record of an applied entry, which refuses an entry the target already recorded. A
+// connection dropped with its request still running (a unit timeout, a SIGKILLed pgtandem)
+// leaves a backend that may commit that entry after the next connection read the records; the
+// next connection's record of the same entry waits for that backend's row lock, then finds
+// seq >= its own and fails with kAlreadyRecorded, so its transaction (the entry) rolls back
+// instead of applying the entry a second time. The error is an input-syntax one of a value only
+// this statement builds ('<seq> already applied'); evaluated only in that branch (a Var in it,
+// so the planner never folds it).
+constexpr std::string_view kAlreadyRecorded = "22P02";
+
+bool already_recorded(const std::vector<Outcome>& record_answers) {
+  for (const auto& o : record_answers)
+    if (o.sqlstate == kAlreadyRecorded) return true;
+  return false;
+}
+
+std::string record_sql(const std::string& session, const std::string& seq) {
+  return std::string("INSERT INTO ") + kMarkerTable + " AS m (session, seq) VALUES (" + session +
+         ", " + seq +
+         ") ON CONFLICT (session) DO UPDATE SET seq = CASE WHEN m.seq < EXCLUDED.seq THEN "
+         "EXCLUDED.seq ELSE (EXCLUDED.seq::text || ' already applied')::bigint END, "
+         "applied_at = now()";
+}
+
 // The unit's first request when it is only its BEGIN (one statement: a Query without another
 // statement, or one Execute up to the Sync, preparing nothing): its length, else 0. The wrap's
 // own `BEGIN; <record>` then replaces it, instead of preceding it (a second BEGIN would only warn,
@@ -875,10 +899,7 @@ class JournalApplier::Impl {
     static constexpr std::string_view kBegin = "pgtandem_replay_begin";
     static constexpr std::string_view kMark = "pgtandem_replay_mark";
     if (!c.mark_prepared) {
-      static const std::string mark_sql =
-          std::string("INSERT INTO ") + kMarkerTable +
-          " (session, seq) VALUES ($1, $2::bigint) ON CONFLICT (session) DO UPDATE SET seq = "
-          "EXCLUDED.seq, applied_at = now()";
+      static const std::string mark_sql = record_sql("$1", "$2::bigint");
       protocol::encode(out, protocol::Close{protocol::kTargetStatement, kBegin});
       protocol::encode(out, protocol::Close{protocol::kTargetStatement, kMark});
       protocol::encode_parse(out, kBegin, "BEGIN", {});
@@ -896,9 +917,7 @@ class JournalApplier::Impl {
   }
 
   std::string marker_sql(const JournalEntry& e) const {
-    return std::string("INSERT INTO ") + kMarkerTable + " (session, seq) VALUES (" +
-           sql_literal(marker_key(e)) + ", " + std::to_string(e.seq) +
-           ") ON CONFLICT (session) DO UPDATE SET seq = EXCLUDED.seq, applied_at = now()";
+    return record_sql(sql_literal(marker_key(e)), std::to_string(e.seq));
   }
 
   // Applies pending_[from, to) from `from` on: the entries that share its connection, up to the
@@ -1078,6 +1097,18 @@ class JournalApplier::Impl {
         unit_out.insert(unit_out.begin(), prefix_out.front());
         prefix_out.erase(prefix_out.begin());
       }
+      if (already_recorded(prefix_out)) {
+        // Another connection's backend committed this entry after this one read the records
+        // (record_sql): the entry rolled back here, it is applied once.
+        if (status != protocol::kTxIdle) open_txn = true;
+        ++s_.already_applied;
+        ++r->skipped;
+        report_ << "note: " << entry_label(e)
+                << " was committed by an earlier connection's backend after this run read the "
+                   "target's records; not applied again\n";
+        settle(e.seq);
+        continue;
+      }
       for (const auto& o : prep_out) {
         if (o.is_error()) {
           notes.push_back("preparing statements failed: " + o.sqlstate);
@@ -1130,6 +1161,15 @@ class JournalApplier::Impl {
       protocol::encode(q, protocol::Query{marker_sql(last.p->e)});
       Exchange mx = run_exchange(*c, q, 1);
       if (!mx.ok) drop(key);
+      if (mx.ok && already_recorded(mx.outcomes)) {
+        // Recorded after the unit, not with it (it may leave a transaction open): an earlier
+        // connection's backend recorded it meanwhile, so it ran there too. Not silent.
+        ++s_.divergences;
+        ++r->divergences;
+        report_ << "divergence: " << entry_label(last.p->e)
+                << ": the target had recorded it already (an earlier connection's backend "
+                   "committed it late): it may have been applied twice; verify its tables\n";
+      }
     }
     // The last unit changed the session's state: the connection now runs with it.
     if (last.p != nullptr && last.p->e.unit.session_state && !last.scan.only_prepares &&

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "protocol/messages.h"
 #include "proxy/mirror/journal.h"
@@ -339,6 +340,70 @@ TEST_F(ReplayTest, WrongPasswordIsAFailureNotADivergence) {
   EXPECT_NE(last_report_.find("28P01"), std::string::npos) << last_report_;
   EXPECT_EQ(rows(), "");
 }
+
+// A connection dropped with its batch still running on the target (a unit timeout here; a
+// SIGKILLed pgtandem in catch-up) leaves a backend that may commit the entry after the next
+// connection read the target's record. The next connection's record of the same entry then
+// waits for that backend; once it commits, the record refuses (the entry is already applied)
+// and the entry is rolled back, not applied a second time. Against a record that only
+// overwrites (ON CONFLICT DO UPDATE SET seq = EXCLUDED.seq), the counter ends at 2.
+class ReplayRaceTest : public ReplayTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(ReplayRaceTest, EntryOfADroppedConnectionCommittedLateIsNotAppliedAgain) {
+  const bool extended = GetParam();
+  JournalEntry e = entry("A", "postgres");  // may create the target's record table
+  if (extended) {
+    e.session.prepared = {{"bump", parse_msg("bump", "UPDATE c SET n = n + $1", {23})}};
+    e.unit.bytes = bind_execute_sync("bump", {1}, {int4_binary(1)});
+    e.unit.binds = {"bump"};
+  } else {
+    e.unit.bytes = query_msg("UPDATE c SET n = n + 1");
+  }
+  e.unit.responses = 1;
+  e.unit.primary = {{"UPDATE 1", ""}};
+  e.unit.first_sql = "UPDATE c SET n = n + 1";
+  append({std::move(e)});
+
+  // Hold the counter's row: the entry's UPDATE waits on it.
+  ConnPtr holder = connect(new_cluster().conninfo());
+  exec(holder.get(), "BEGIN");
+  exec(holder.get(), "SELECT n FROM " + schema_ + ".c FOR UPDATE");
+
+  ReplaySummary s1;
+  ReplayOptions first;
+  first.unit_timeout = std::chrono::milliseconds(300);
+  EXPECT_EQ(replay(&s1, nullptr, first), 1) << last_report_;
+  EXPECT_EQ(s1.failures, 1u) << last_report_;
+  const std::string waiting =
+      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+  EXPECT_EQ(new_cluster().query_value(waiting), "1");  // the dropped connection's backend
+
+  // The next run reads the record (nothing committed yet) and sends the entry again.
+  ReplaySummary s2;
+  int code = -1;
+  std::string report;
+  std::thread second([&] {
+    std::ostringstream r;
+    code = proxy::run_replay(cfg_, journal_path_, ReplayOptions{}, r, &s2);
+    report = r.str();
+  });
+  const bool both_wait = poll_until(
+      [&] { return new_cluster().query_value(waiting) == "2"; }, std::chrono::milliseconds(20000));
+  exec(holder.get(), "COMMIT");  // the first backend's entry commits now
+  second.join();
+  last_report_ = report;
+  ASSERT_TRUE(both_wait) << report;
+  EXPECT_EQ(code, 0) << report;
+  EXPECT_EQ(s2.applied, 0u) << report;
+  EXPECT_EQ(s2.already_applied, 1u) << report;
+  EXPECT_EQ(s2.divergences, 0u) << report;
+  EXPECT_EQ(counter(), "1") << report;
+}
+
+INSTANTIATE_TEST_SUITE_P(Protocols, ReplayRaceTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return std::string(p.param ? "Extended" : "Simple");
+                         });
 
 }  // namespace
 }  // namespace pgtandem::it
