@@ -313,6 +313,42 @@ std::string record_sql(const std::string& session, const std::string& seq) {
          "applied_at = now()";
 }
 
+// The unit's messages from `from` on without their Syncs, when every one is an extended-query
+// message (Parse, Bind, Describe, Execute, Close, Flush, Sync): the whole entry then runs up to
+// one Sync, one ReadyForQuery and one flush on the target instead of one per statement (the
+// target's CPU per entry halves: docs/design.md, "Catch-up"). False for anything else (a simple
+// Query, COPY, a function call): such a unit keeps its requests as they are.
+bool without_syncs(std::string_view bytes, size_t from, std::string* out) {
+  size_t pos = from;
+  const size_t start = out->size();
+  while (pos + protocol::kHeaderSize <= bytes.size()) {
+    const char type = bytes[pos];
+    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
+    if (end > bytes.size()) break;
+    switch (type) {
+      case protocol::frontend::kParse:
+      case protocol::frontend::kBind:
+      case protocol::frontend::kDescribe:
+      case protocol::frontend::kExecute:
+      case protocol::frontend::kClose:
+      case protocol::frontend::kFlush:
+        out->append(bytes, pos, end - pos);
+        break;
+      case protocol::frontend::kSync:
+        break;
+      default:
+        out->resize(start);
+        return false;
+    }
+    pos = end;
+  }
+  if (pos != bytes.size()) {
+    out->resize(start);
+    return false;
+  }
+  return true;
+}
+
 // The unit's first request when it is only its BEGIN (one statement: a Query without another
 // statement, or one Execute up to the Sync, preparing nothing): its length, else 0. The wrap's
 // own `BEGIN; <record>` then replaces it, instead of preceding it (a second BEGIN would only warn,
@@ -888,6 +924,7 @@ class JournalApplier::Impl {
     uint32_t want = 0;         // the unit's own ReadyForQuery count
     uint32_t suffix = 0;       // 1: COMMIT (autocommit wrap)
     bool stripped = false;     // the unit's BEGIN request was replaced by the wrap's
+    bool fused = false;        // the whole entry as one request (append_fused)
     std::vector<std::pair<std::string, std::string>> preparing;
     std::vector<std::string> notes;
   };
@@ -895,15 +932,20 @@ class JournalApplier::Impl {
   // `BEGIN` and the entry's record as one request answered by one ReadyForQuery (the outcomes
   // BEGIN, INSERT 0 1, as the simple Query "BEGIN; INSERT .." gives), on statements prepared once
   // per connection: the record's INSERT .. ON CONFLICT is not parsed and planned per entry.
-  void append_marked_begin(Connection& c, const JournalEntry& e, std::string& out) const {
-    static constexpr std::string_view kBegin = "pgtandem_replay_begin";
-    static constexpr std::string_view kMark = "pgtandem_replay_mark";
+  static constexpr std::string_view kBegin = "pgtandem_replay_begin";
+  static constexpr std::string_view kMark = "pgtandem_replay_mark";
+  static constexpr std::string_view kCommit = "pgtandem_replay_commit";
+
+  void append_marked_begin(Connection& c, const JournalEntry& e, std::string& out,
+                           bool sync = true) const {
     if (!c.mark_prepared) {
       static const std::string mark_sql = record_sql("$1", "$2::bigint");
       protocol::encode(out, protocol::Close{protocol::kTargetStatement, kBegin});
       protocol::encode(out, protocol::Close{protocol::kTargetStatement, kMark});
+      protocol::encode(out, protocol::Close{protocol::kTargetStatement, kCommit});
       protocol::encode_parse(out, kBegin, "BEGIN", {});
       protocol::encode_parse(out, kMark, mark_sql, {});
+      protocol::encode_parse(out, kCommit, "COMMIT", {});
       c.mark_prepared = true;
     }
     protocol::encode_bind(out, "", kBegin, {}, {}, {});
@@ -913,7 +955,43 @@ class JournalApplier::Impl {
     const protocol::Value params[2] = {protocol::Value::of(key), protocol::Value::of(seq)};
     protocol::encode_bind(out, "", kMark, {}, params, {});
     protocol::encode(out, protocol::Execute{});
+    if (sync) protocol::encode(out, protocol::Sync{});
+  }
+
+  // A unit of a BEGIN..COMMIT or autocommit wrap whose primary answers hold no error, made of
+  // extended-query messages only, as one request: `BEGIN; <record>`, its statements, (COMMIT),
+  // one Sync. An error skips the rest to the Sync and leaves the transaction failed: the entry
+  // rolls back as a whole, as it would with a Sync per statement, and the entries pipelined
+  // after it fail on the aborted transaction without effect (apply_batch resends them).
+  bool append_fused(Connection& c, const JournalEntry& e, Wrap wrap, size_t skip,
+                    std::string& out) const {
+    for (const auto& o : e.unit.primary)
+      if (o.is_error()) return false;
+    std::string body;
+    if (!without_syncs(e.unit.bytes, skip, &body)) return false;
+    append_marked_begin(c, e, out, /*sync=*/false);
+    out += body;
+    if (wrap == Wrap::kAutocommit) {
+      protocol::encode_bind(out, "", kCommit, {}, {}, {});
+      protocol::encode(out, protocol::Execute{});
+    }
     protocol::encode(out, protocol::Sync{});
+    return true;
+  }
+
+  // A fused entry's one answer split as its separate requests' would be: `BEGIN; <record>`, the
+  // unit's, and an autocommit wrap's COMMIT (absent when a statement failed: the unit's answers
+  // then end with the error, and the comparison with the primary's reports it).
+  static void split_fused(const Planned& pl, std::vector<Outcome>* prefix,
+                          std::vector<Outcome>* unit, std::vector<Outcome>* suffix) {
+    const auto n = static_cast<std::ptrdiff_t>(std::min<size_t>(2, unit->size()));
+    prefix->insert(prefix->end(), unit->begin(), unit->begin() + n);
+    unit->erase(unit->begin(), unit->begin() + n);
+    if (pl.wrap == Wrap::kAutocommit && unit->size() == pl.p->e.unit.primary.size() + 1 &&
+        !unit->back().is_error() && unit->back().tag == "COMMIT") {
+      suffix->push_back(std::move(unit->back()));
+      unit->pop_back();
+    }
   }
 
   std::string marker_sql(const JournalEntry& e) const {
@@ -1028,6 +1106,21 @@ class JournalApplier::Impl {
       pl.marker = c->markers;
       size_t skip = 0;
       if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
+        if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
+        if (append_fused(*c, e, pl.wrap, skip, request)) {
+          pl.fused = true;
+          pl.stripped = skip > 0;
+          pl.want = 1;
+          forget_statements(*c, pl.scan);
+          for (const auto& [name, parse] : pl.preparing) c->statements[name] = parse;
+          plan.push_back(std::move(pl));
+          if (e.unit.session_state && !plan.back().scan.only_prepares) {
+            ++i;  // as below: the connection's state changes with it
+            break;
+          }
+          continue;
+        }
+        skip = 0;
         append_marked_begin(*c, e, request);
         pl.prefix = 1;
         if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
@@ -1081,7 +1174,9 @@ class JournalApplier::Impl {
       }
     };
     bool open_txn = false;
-    for (auto& pl : plan) {
+    size_t settled_to = i;  // the index after the last entry settled
+    for (size_t k = 0; k < plan.size(); ++k) {
+      Planned& pl = plan[k];
       if (pl.p == nullptr) continue;
       const JournalEntry& e = pl.p->e;
       std::vector<std::string> notes = std::move(open_notes);
@@ -1092,6 +1187,13 @@ class JournalApplier::Impl {
       take(pl.prefix, &prefix_out, nullptr);
       take(pl.want, &unit_out, &status);
       take(pl.suffix, &suffix_out, pl.wrap == Wrap::kAutocommit ? &status : nullptr);
+      if (pl.fused) split_fused(pl, &prefix_out, &unit_out, &suffix_out);
+      if (pl.fused && status != protocol::kTxIdle) {
+        // It failed: the entries pipelined after it ran on its aborted transaction, without
+        // effect, and their statements may not be prepared. They are sent again.
+        settled_to = from + k + 1;
+        c->statements.clear();
+      }
       if (pl.stripped && !prefix_out.empty()) {
         // The wrap's BEGIN answered for the unit's own.
         unit_out.insert(unit_out.begin(), prefix_out.front());
@@ -1107,6 +1209,7 @@ class JournalApplier::Impl {
                 << " was committed by an earlier connection's backend after this run read the "
                    "target's records; not applied again\n";
         settle(e.seq);
+        if (settled_to != i) break;
         continue;
       }
       for (const auto& o : prep_out) {
@@ -1123,8 +1226,10 @@ class JournalApplier::Impl {
       for (const auto& o : suffix_out)
         if (o.is_error()) notes.push_back("recording on the target failed: " + o.sqlstate);
       if (status != protocol::kTxIdle) {
-        notes.push_back(std::string("left a transaction open on the target (status ") + status +
-                        "), rolled back");
+        // A fused entry's failed transaction is its error's (in unit_out), not one it left open.
+        if (!pl.fused)
+          notes.push_back(std::string("left a transaction open on the target (status ") + status +
+                          "), rolled back");
         open_txn = true;
       }
       // The wrap's own BEGIN and the unit's (now only a warning) answer alike: the tags match.
@@ -1146,6 +1251,7 @@ class JournalApplier::Impl {
         report_ << " sql=\"" << printable(e.unit.first_sql) << "\"\n";
       }
       settle(e.seq);
+      if (settled_to != i) break;
     }
     if (open_txn) {
       std::string rollback;
@@ -1154,6 +1260,7 @@ class JournalApplier::Impl {
       if (!rb.ok) drop(key);
     }
     // The last unit's record, once it is known to have left no transaction open.
+    if (settled_to != i) return settled_to;  // the rest was not applied: sent again
     const Planned& last = plan.back();
     if (last.p != nullptr && last.marker && last.wrap == Wrap::kRecordAfter &&
         connections_.count(key) != 0) {

@@ -224,6 +224,45 @@ TEST_F(ReplayTest, StatementErrorOnTheTargetIsADivergenceAndReplayGoesOn) {
   EXPECT_EQ(s.divergences, 0u);
 }
 
+// Extended-protocol entries go as one request each (one Sync), pipelined: one that fails on the
+// target leaves its transaction failed, so the entries sent after it run without effect; they
+// are sent again and applied once, in order, and only the failed one is a divergence.
+TEST_F(ReplayTest, FailedEntryInAPipelinedBatchLeavesTheNextOnesAppliedOnce) {
+  new_cluster().exec("INSERT INTO " + schema_ + ".t (id, v) VALUES (2, 'already there')");
+  JournalEntry txn = entry("A", "postgres");
+  txn.session.prepared = {{"bump", parse_msg("bump", "UPDATE c SET n = n + $1", {23})}};
+  std::string begin_q, commit_q;
+  protocol::encode_parse(begin_q, "", "BEGIN", {});
+  begin_q += bind_execute_sync("", {}, {});
+  protocol::encode_parse(commit_q, "", "COMMIT", {});
+  commit_q += bind_execute_sync("", {}, {});
+  txn.unit.bytes = begin_q + bind_execute_sync("bump", {1}, {int4_binary(5)}) +
+                   bind_execute_sync("bump", {1}, {int4_binary(7)}) + commit_q;
+  txn.unit.responses = 4;
+  txn.unit.primary = {{"BEGIN", ""}, {"UPDATE 1", ""}, {"UPDATE 1", ""}, {"COMMIT", ""}};
+  txn.unit.transaction = true;
+  txn.unit.binds = {"bump"};
+  txn.unit.first_sql = "BEGIN";
+  append({insert_extended("A", "postgres", 1, "one", "a"),
+          insert_extended("A", "postgres", 2, "two", "b"),  // 23505 on the target
+          insert_extended("A", "postgres", 3, "three", "c"), std::move(txn),
+          insert_extended("A", "postgres", 4, "four", "d")});
+  ReplaySummary s;
+  EXPECT_EQ(replay(&s), 2) << last_report_;
+  EXPECT_EQ(s.applied, 5u) << last_report_;
+  EXPECT_EQ(s.divergences, 1u) << last_report_;
+  EXPECT_EQ(s.failures, 0u) << last_report_;
+  EXPECT_NE(last_report_.find("divergence: seq=2 target=new session=A: primary=[INSERT 0 1] "
+                              "target=[ERROR 23505]"),
+            std::string::npos)
+      << last_report_;
+  EXPECT_EQ(rows(), "1:one:61,2:already there:-,3:three:63,4:four:64");
+  EXPECT_EQ(counter(), "12");
+  EXPECT_EQ(replay(&s), 0) << last_report_;
+  EXPECT_EQ(s.already_applied, 5u);
+  EXPECT_EQ(counter(), "12");
+}
+
 TEST_F(ReplayTest, TargetDownStopsWithoutRecordingThePendingEntries) {
   append(
       {simple("A", kScramUser, "INSERT INTO t (id, v) VALUES (1, 'one')", {{"INSERT 0 1", ""}}),
