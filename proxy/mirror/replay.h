@@ -74,6 +74,8 @@ struct ReplaySummary {
   uint64_t failures = 0;          // 0 or 1: replay stops at the first
   uint64_t not_attempted = 0;     // whole lines after the failure, left for the next run
   uint64_t uncertain = 0;         // applied entries marked uncertain in the journal
+  uint64_t groups = 0;            // transactions that committed several entries at once
+  uint64_t groups_retried = 0;    // groups rolled back and sent again one entry at a time
   bool torn_tail = false;         // the last line had no newline (not applied)
   uint64_t last_applied_seq = 0;  // as recorded at the end
 };

@@ -263,6 +263,43 @@ TEST_F(ReplayTest, FailedEntryInAPipelinedBatchLeavesTheNextOnesAppliedOnce) {
   EXPECT_EQ(counter(), "12");
 }
 
+// Once a connection has the statements prepared, entries in a row commit as one transaction
+// (one BEGIN, one COMMIT, one Sync). A group with an entry that fails on the target rolls back
+// as a whole and its entries go again one at a time: the failing one is the only divergence,
+// the others are applied once, and a second run finds all recorded.
+TEST_F(ReplayTest, GroupedEntriesCommitTogetherAndAFailingOneIsJudgedAlone) {
+  new_cluster().exec("INSERT INTO " + schema_ + ".t (id, v) VALUES (6, 'already there')");
+  auto ins = [&](uint32_t id) {
+    return insert_extended("A", "postgres", id, "v" + std::to_string(id),
+                           std::string(1, static_cast<char>('a' + id)));
+  };
+  // "bump" is not prepared yet when its entry comes: the group before it ends there.
+  JournalEntry bump = entry("A", "postgres");
+  bump.session.prepared = {{"bump", parse_msg("bump", "UPDATE c SET n = n + $1", {23})}};
+  bump.unit.bytes = bind_execute_sync("bump", {1}, {int4_binary(3)});
+  bump.unit.responses = 1;
+  bump.unit.primary = {{"UPDATE 1", ""}};
+  bump.unit.binds = {"bump"};
+  bump.unit.first_sql = "UPDATE c SET n = n + $1";
+  append({ins(1), ins(2), ins(3), ins(4), std::move(bump), ins(5), ins(6), ins(7)});
+  ReplaySummary s;
+  EXPECT_EQ(replay(&s), 2) << last_report_;
+  EXPECT_EQ(s.applied, 8u) << last_report_;
+  EXPECT_EQ(s.divergences, 1u) << last_report_;
+  EXPECT_EQ(s.groups, 1u) << last_report_;          // 2, 3, 4
+  EXPECT_EQ(s.groups_retried, 1u) << last_report_;  // 5, 6, 7: 6 fails
+  EXPECT_NE(last_report_.find("divergence: seq=7 target=new session=A: primary=[INSERT 0 1] "
+                              "target=[ERROR 23505]"),
+            std::string::npos)
+      << last_report_;
+  EXPECT_EQ(rows(), "1:v1:62,2:v2:63,3:v3:64,4:v4:65,5:v5:66,6:already there:-,7:v7:68");
+  EXPECT_EQ(counter(), "3");
+  EXPECT_EQ(replay(&s), 0) << last_report_;
+  EXPECT_EQ(s.applied, 0u);
+  EXPECT_EQ(s.already_applied, 8u);
+  EXPECT_EQ(counter(), "3");
+}
+
 TEST_F(ReplayTest, TargetDownStopsWithoutRecordingThePendingEntries) {
   append(
       {simple("A", kScramUser, "INSERT INTO t (id, v) VALUES (1, 'one')", {{"INSERT 0 1", ""}}),
