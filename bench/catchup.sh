@@ -29,6 +29,7 @@
 #                                                 applied-state file is removed; compare the runs
 #   CB_REPLAY_PERF=0                              1: `perf stat` on the apply backend of the last
 #                                                 replay run (context switches, CPU) into the workdir
+#   CB_PIN=0                                      1: new on CPU 1, the rest on CPU 0 (new on a core of its own)
 #   CB_PGTANDEM=build/proxy/pgtandem              the binary (built by scripts/build.sh)
 #   PG_KEEP=1                                     keep the temp dir (logs, journals)
 # `new` is stopped with a fast shutdown (see new_stop).
@@ -70,6 +71,22 @@ new_start() {
   (cd "$w" && pg_as_user "$PG_BIN/pg_ctl" -D "$(pg_datadir new)" -l "$w/new-restart.log" -w -t 60 \
     start >/dev/null)
 }
+
+# CB_PIN=1: `new` (its postmaster, so every backend it forks) on CPU 1, everything else (old,
+# pgbench, pgtandem) on CPU 0: `new` with a core of its own, as on its own machine in a real
+# migration; the load then runs on one core. Unset: all share both cores.
+pin=${CB_PIN:-0}
+pin_pid_tree() {  # pin_pid_tree PID CPU: the process, its threads and its children
+  local pid
+  for pid in "$1" $(ps --ppid "$1" -o pid=); do taskset -a -p -c "$2" "$pid" >/dev/null 2>&1 || true; done
+}
+pin_all() {
+  [[ $pin == 1 ]] || return 0
+  pin_pid_tree "$(head -1 "$(pg_datadir new)/postmaster.pid")" 1
+  pin_pid_tree "$(head -1 "$(pg_datadir old)/postmaster.pid")" 0
+  [[ -z ${PGTANDEM_PID:-} ]] || pin_pid_tree "$PGTANDEM_PID" 0
+}
+on_cpu0() { if [[ $pin == 1 ]]; then taskset -c 0 "$@"; else "$@"; fi; }
 
 reset_data() {
   local t
@@ -133,16 +150,17 @@ reset_data
 export PGTANDEM_TOML_TOP='mirror_writes = true'
 export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"\nreconnect_interval_ms = 200\ncatchup = true'
 pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-catchup
+pin_all
 unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
 pg_log "phase catch-up: pgbench -c $clients -T $duration -M prepared; new down at ${outage_at}s for ${outage}s"
-pgbench -n -c "$clients" -j "$threads" -T "$duration" -M prepared -h 127.0.0.1 -p "$PGTANDEM_PORT" \
+on_cpu0 pgbench -n -c "$clients" -j "$threads" -T "$duration" -M prepared -h 127.0.0.1 -p "$PGTANDEM_PORT" \
   -U postgres bench >"$w/pgbench-catchup.log" 2>&1 &
 bench_pid=$!
 sleep "$outage_at"
 new_stop
 sleep "$outage"
 journaled=$(metric pgtandem_mirror_writes_total 'outcome="journaled"')
-new_start
+new_start; pin_all
 t_back=$(now)
 new_ticks0=$(cpu_ticks new); px_ticks0=$(proc_ticks "$PGTANDEM_PID")
 load_during=''
@@ -207,9 +225,10 @@ reset_data
 export PGTANDEM_TOML_TOP='mirror_writes = true'
 export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"\nreconnect_interval_ms = 200\ncatchup = false'
 pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-replay
+pin_all
 unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
 pg_log "phase replay: pgbench -c $clients -T $replay_duration -M prepared; new down at ${outage_at}s until the end"
-pgbench -n -c "$clients" -j "$threads" -T "$replay_duration" -M prepared -h 127.0.0.1 \
+on_cpu0 pgbench -n -c "$clients" -j "$threads" -T "$replay_duration" -M prepared -h 127.0.0.1 \
   -p "$PGTANDEM_PORT" -U postgres bench >"$w/pgbench-replay.log" 2>&1 &
 bench_pid=$!
 sleep "$outage_at"
@@ -230,12 +249,12 @@ for ((run = 1; run <= replay_runs; run++)); do
     cp -a "$snapshot" "$(pg_datadir new)"
     rm -f "$journal.applied"
   fi
-  new_start
+  new_start; pin_all
   t0=$(now)
   rnew0=$(cpu_ticks new)
   children_cpu
   cpu0=$CHILDREN_CPU
-  "$pgtandem_bin" replay --config "$w/pgtandem-replay/pgtandem.toml" --journal "$journal" \
+  on_cpu0 "$pgtandem_bin" replay --config "$w/pgtandem-replay/pgtandem.toml" --journal "$journal" \
     >"$w/replay-$run.log" 2>&1 &
   replay_pid=$!
   if [[ ${CB_REPLAY_PERF:-0} == 1 && $run == "$replay_runs" ]]; then

@@ -1,10 +1,11 @@
 // `pgtandem replay` and the engine automatic catch-up shares (JournalApplier): applies a journal's
 // unapplied entries in commit order on pipelined connections and records what it applied.
-// The wire exchange is in replay_wire.cc, the scan of a unit's named statements in
-// replay_units.cc. Size: ~1,270 lines, the engine read top to bottom (sessions rebuilt from
-// journal state, the pipelined batch, the applied-state file and the target's record, the
-// report); its members share the connection and batch state, so splitting it further would mean
-// a private header of the whole class.
+// The wire exchange is in replay_wire.cc; what an entry's messages are and how they are sent
+// (its wrap, its statements without their Syncs, the record's SQL) in replay_units.cc, text only.
+// Size: ~1,450 lines, the engine read top to bottom (sessions rebuilt from journal state, the
+// pipelined batch and the grouped transaction, the applied-state file and the target's record,
+// the report); its members share the connection and batch state, so splitting it further would
+// mean a private header of the whole class.
 #include "proxy/mirror/replay.h"
 
 #include <fcntl.h>
@@ -227,7 +228,6 @@ struct Connection {
   bool mark_prepared = false;
 };
 
-constexpr const char* kMarkerTable = "public.pgtandem_mirror_applied";
 constexpr size_t kMaxBatchEntries = 64;
 constexpr size_t kMaxGroupEntries = 32;  // entries committed as one transaction (apply_group)
 constexpr size_t kMaxBatchBytes = 256 * 1024;
@@ -257,153 +257,6 @@ int64_t line_time(std::string_view line) {
   const std::string ts(line.substr(at + 6, 19));
   if (::strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
   return static_cast<int64_t>(::timegm(&tm));
-}
-
-// How an entry is sent so that its record on the target commits with it (replay.h):
-//   kTransaction: BEGIN; <record> first, the unit's own BEGIN only warns, its COMMIT commits both;
-//   kAutocommit: BEGIN; <record>, the unit, COMMIT;
-//   kRecordAfter: the unit as it is, the record in a transaction of its own after it.
-enum class Wrap { kTransaction, kAutocommit, kRecordAfter };
-
-Wrap wrap_for(const policy::MirrorUnit& u) {
-  if (u.primary.empty()) return Wrap::kRecordAfter;
-  const auto name = [](const Outcome& o) { return protocol::command_tag_name(o.tag); };
-  const std::string_view first = name(u.primary.front());
-  const std::string_view last = name(u.primary.back());
-  if ((first == "BEGIN" || first == "START TRANSACTION") && last == "COMMIT") {
-    for (size_t i = 1; i + 1 < u.primary.size(); ++i) {
-      const std::string_view n = name(u.primary[i]);
-      if (n == "COMMIT" || n == "ROLLBACK" || n == "BEGIN" || n == "PREPARE TRANSACTION" ||
-          n == "START TRANSACTION")
-        return Wrap::kRecordAfter;
-    }
-    return Wrap::kTransaction;
-  }
-  if (u.transaction || u.session_state) return Wrap::kRecordAfter;
-  for (const auto& o : u.primary) {
-    if (o.is_error()) return Wrap::kRecordAfter;
-    const std::string_view n = name(o);
-    if (n != "INSERT" && n != "UPDATE" && n != "DELETE" && n != "MERGE" && n != "SELECT" &&
-        n != "COPY")
-      return Wrap::kRecordAfter;
-  }
-  return Wrap::kAutocommit;
-}
-
-// The record of an applied entry, which refuses an entry the target already recorded. A
-// connection dropped with its request still running (a unit timeout, a SIGKILLed pgtandem)
-// leaves a backend that may commit that entry after the next connection read the records; the
-// next connection's record of the same entry waits for that backend's row lock, then finds
-// seq >= its own and fails with kAlreadyRecorded, so its transaction (the entry) rolls back
-// instead of applying the entry a second time. The error is an input-syntax one of a value only
-// this statement builds ('<seq> already applied'); evaluated only in that branch (a Var in it,
-// so the planner never folds it).
-constexpr std::string_view kAlreadyRecorded = "22P02";
-
-bool already_recorded(const std::vector<Outcome>& record_answers) {
-  for (const auto& o : record_answers)
-    if (o.sqlstate == kAlreadyRecorded) return true;
-  return false;
-}
-
-std::string record_sql(const std::string& session, const std::string& seq) {
-  return std::string("INSERT INTO ") + kMarkerTable + " AS m (session, seq) VALUES (" + session +
-         ", " + seq +
-         ") ON CONFLICT (session) DO UPDATE SET seq = CASE WHEN m.seq < EXCLUDED.seq THEN "
-         "EXCLUDED.seq ELSE (EXCLUDED.seq::text || ' already applied')::bigint END, "
-         "applied_at = now()";
-}
-
-// The unit's messages from `from` on without their Syncs, when every one is an extended-query
-// message (Parse, Bind, Describe, Execute, Close, Flush, Sync): the whole entry then runs up to
-// one Sync, one ReadyForQuery and one flush on the target instead of one per statement (the
-// target's CPU per entry halves: docs/design.md, "Catch-up"). False for anything else (a simple
-// Query, COPY, a function call): such a unit keeps its requests as they are.
-bool without_syncs(std::string_view bytes, size_t from, std::string* out) {
-  size_t pos = from;
-  const size_t start = out->size();
-  while (pos + protocol::kHeaderSize <= bytes.size()) {
-    const char type = bytes[pos];
-    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
-    if (end > bytes.size()) break;
-    switch (type) {
-      case protocol::frontend::kParse:
-      case protocol::frontend::kBind:
-      case protocol::frontend::kDescribe:
-      case protocol::frontend::kExecute:
-      case protocol::frontend::kClose:
-      case protocol::frontend::kFlush:
-        out->append(bytes, pos, end - pos);
-        break;
-      case protocol::frontend::kSync:
-        break;
-      default:
-        out->resize(start);
-        return false;
-    }
-    pos = end;
-  }
-  if (pos != bytes.size()) {
-    out->resize(start);
-    return false;
-  }
-  return true;
-}
-
-// The unit's first request when it is only its BEGIN (one statement: a Query without another
-// statement, or one Execute up to the Sync, preparing nothing): its length, else 0. The wrap's
-// own `BEGIN; <record>` then replaces it, instead of preceding it (a second BEGIN would only warn,
-// once per entry in the target's log).
-size_t leading_begin(std::string_view bytes) {
-  size_t pos = 0;
-  int executes = 0;
-  while (pos + protocol::kHeaderSize <= bytes.size()) {
-    const char type = bytes[pos];
-    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
-    if (end > bytes.size()) return 0;
-    if (type == protocol::frontend::kQuery) {
-      if (pos != 0) return 0;
-      protocol::Query q;
-      if (!protocol::decode(bytes.substr(pos + protocol::kHeaderSize, end - pos - protocol::kHeaderSize), q))
-        return 0;
-      std::string_view sql = q.sql;
-      while (!sql.empty() && (sql.back() == ';' || std::isspace(static_cast<unsigned char>(sql.back()))))
-        sql.remove_suffix(1);
-      return sql.find(';') == std::string_view::npos ? end : 0;
-    }
-    if (type == protocol::frontend::kParse || type == protocol::frontend::kClose) return 0;
-    if (type == protocol::frontend::kExecute) ++executes;
-    if (type == protocol::frontend::kSync) return executes == 1 ? end : 0;
-    pos = end;
-  }
-  return 0;
-}
-
-// Where the unit's last request starts when it is only its COMMIT (one Execute up to the final
-// Sync, preparing and closing nothing), else npos. With leading_begin, what a BEGIN..COMMIT unit
-// runs inside its transaction: a grouped entry drops both (the group has its own).
-size_t trailing_commit(std::string_view bytes) {
-  size_t pos = 0;
-  size_t request_start = 0;
-  size_t last_start = std::string_view::npos;
-  int executes = 0;
-  bool plain = true;
-  while (pos + protocol::kHeaderSize <= bytes.size()) {
-    const char type = bytes[pos];
-    const size_t end = pos + 1 + protocol::read_u32(bytes.data() + pos + 1);
-    if (end > bytes.size()) return std::string_view::npos;
-    if (type == protocol::frontend::kParse || type == protocol::frontend::kClose) plain = false;
-    if (type == protocol::frontend::kExecute) ++executes;
-    if (type == protocol::frontend::kSync) {
-      last_start = (plain && executes == 1 && end == bytes.size()) ? request_start
-                                                                    : std::string_view::npos;
-      request_start = end;
-      executes = 0;
-      plain = true;
-    }
-    pos = end;
-  }
-  return pos == bytes.size() ? last_start : std::string_view::npos;
 }
 
 }  // namespace
