@@ -29,7 +29,7 @@ UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
 INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);'
 mark='INSERT INTO m (session, seq) VALUES (:client_id::text, :seq) ON CONFLICT (session) DO UPDATE SET seq = EXCLUDED.seq, applied_at = now();'
 d=$PG_WORKDIR
-{ echo '\set seq random(1, 1000000000)'; echo 'SET synchronous_commit = off;' >/dev/null; echo 'BEGIN;'; echo "$mark"; echo "$body"; echo 'END;'; } > $d/single.sql
+{ echo '\set seq random(1, 1000000000)'; echo 'BEGIN;'; echo "$mark"; echo "$body"; echo 'END;'; } > $d/single.sql
 { echo '\set seq random(1, 1000000000)'; echo '\startpipeline'; echo 'BEGIN;'; echo "$mark"; echo "$body"; echo 'END;'; echo '\endpipeline'; } > $d/pipe.sql
 G=${G:-10}
 { echo '\set seq random(1, 1000000000)'; echo 'BEGIN;'; echo "$mark"; for i in $(seq $G); do echo "$body"; done; echo 'END;'; } > $d/group.sql
