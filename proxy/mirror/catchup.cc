@@ -153,6 +153,8 @@ void Catchup::loop() {
     }
     b.applied.fetch_add(r.applied, std::memory_order_relaxed);
     b.skipped.fetch_add(r.skipped, std::memory_order_relaxed);
+    b.groups.fetch_add(r.groups, std::memory_order_relaxed);
+    b.groups_retried.fetch_add(r.groups_retried, std::memory_order_relaxed);
     b.divergences.fetch_add(r.divergences, std::memory_order_relaxed);
     for (uint64_t i = 0; i < r.divergences; ++i) state_.metrics->mirror_divergence("catchup");
     publish(rate);
@@ -221,6 +223,8 @@ std::string mirror_backlog_json(const ServerState& state) {
                     ",\"applied\":" + std::to_string(b.applied.load()) +
                     ",\"skipped_already_applied\":" + std::to_string(b.skipped.load()) +
                     ",\"divergences\":" + std::to_string(b.divergences.load()) +
+                    ",\"groups\":" + std::to_string(b.groups.load()) +
+                    ",\"groups_retried\":" + std::to_string(b.groups_retried.load()) +
                     ",\"rate_per_second\":" + std::to_string(static_cast<int64_t>(b.rate.load())) +
                     ",\"returns_to_live\":" + std::to_string(b.returns_to_live.load()) +
                     "},\"apply_timeout\":{\"timeouts\":" + std::to_string(b.apply_timeouts.load()) +
@@ -250,6 +254,12 @@ std::vector<Metrics::Sample> mirror_backlog_samples(const ServerState& state) {
   counter("pgtandem_mirror_catchup_skipped_total",
           "Journal entries catch-up found already applied (recorded on the target)",
           static_cast<double>(b.skipped.load()));
+  counter("pgtandem_mirror_catchup_groups_total",
+          "Transactions in which catch-up applied several journal entries at once",
+          static_cast<double>(b.groups.load()));
+  counter("pgtandem_mirror_catchup_groups_retried_total",
+          "Catch-up groups rolled back (an entry failed) and applied again one entry at a time",
+          static_cast<double>(b.groups_retried.load()));
   gauge("pgtandem_mirror_catchup_rate", "Entries per second catch-up applied (last 3 s)",
         b.rate.load());
   counter("pgtandem_mirror_catchup_returns_to_live_total",

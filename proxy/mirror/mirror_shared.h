@@ -70,6 +70,8 @@ struct MirrorBacklog {
   std::atomic<int64_t> oldest_unix{0};
   std::atomic<uint64_t> applied{0};
   std::atomic<uint64_t> skipped{0};
+  std::atomic<uint64_t> groups{0};          // transactions that applied several entries at once
+  std::atomic<uint64_t> groups_retried{0};  // of them rolled back, their entries sent one by one
   std::atomic<uint64_t> divergences{0};
   std::atomic<double> rate{0};  // entries per second while catching up (last few seconds)
   // Apply timeout ([mirror] apply_timeout_ms, docs/design.md "Apply timeout"): links whose unit in

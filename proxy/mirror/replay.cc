@@ -990,6 +990,7 @@ class JournalApplier::Impl {
         if (!rb.ok) drop(key);
       }
       ++s_.groups_retried;
+      ++r->groups_retried;
       c.mark_prepared = false;  // prepared again (Close first): the group may have skipped it
       singles_until_ = from + members.size();  // one at a time: each judged on its own
       *done = from;
@@ -1020,6 +1021,7 @@ class JournalApplier::Impl {
       settle(e.seq);
     }
     ++s_.groups;
+    ++r->groups;
     *done = from + members.size();
     return true;
   }

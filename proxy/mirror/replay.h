@@ -85,6 +85,8 @@ struct PassResult {
   uint64_t applied = 0;      // applied in this pass (divergent ones included)
   uint64_t skipped = 0;      // found recorded on the target: applied before
   uint64_t divergences = 0;
+  uint64_t groups = 0;          // transactions that committed several entries (apply_group)
+  uint64_t groups_retried = 0;  // groups rolled back and sent again one entry at a time
   bool failed = false;       // `failure` stopped the pass at an entry (retried by the next one)
   std::string failure;
 };

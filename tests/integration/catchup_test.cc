@@ -25,13 +25,14 @@ using std::chrono::seconds;
 constexpr milliseconds kDeadline{300000};  // the machine is small and shared: be patient
 
 struct Backlog {
-  double entries = 0, bytes = 0, applied_live = 0, journaled = 0, catchup_applied = 0;
+  double entries = 0, bytes = 0, applied_live = 0, journaled = 0, catchup_applied = 0, groups = 0;
   double catchup_skipped = 0, returns = 0, live_state = 0, divergences = 0, rate = 0;
   std::string describe() const {
     std::ostringstream s;
     s << "backlog_entries=" << entries << " backlog_bytes=" << bytes
       << " applied_live=" << applied_live << " journaled=" << journaled
       << " catchup_applied=" << catchup_applied << " catchup_skipped=" << catchup_skipped
+      << " groups=" << groups
       << " returns_to_live=" << returns << " live=" << live_state
       << " divergences=" << divergences << " rate=" << rate;
     return s.str();
@@ -47,6 +48,7 @@ Backlog backlog(const ProxyProcess& p) {
   b.journaled = m.sum("pgtandem_mirror_writes_total", {{"outcome", "journaled"}});
   b.catchup_applied = m.sum("pgtandem_mirror_catchup_applied_total");
   b.catchup_skipped = m.sum("pgtandem_mirror_catchup_skipped_total");
+  b.groups = m.sum("pgtandem_mirror_catchup_groups_total");
   b.returns = m.sum("pgtandem_mirror_catchup_returns_to_live_total");
   b.live_state = m.sum("pgtandem_mirror_catchup_state", {{"state", "live"}});
   b.divergences = m.sum("pgtandem_mirror_divergences_total");
@@ -228,6 +230,8 @@ TEST_F(CatchupTest, NewDownUnderLoadHealsByItself) {
   expect_identical(db, "after catch-up");
   Backlog end = backlog(p);
   EXPECT_GT(end.catchup_applied, 0) << end.describe();
+  // pgbench's prepared TPC-B entries, after each session's first, commit several to a transaction.
+  EXPECT_GT(end.groups, 0) << end.describe();
   EXPECT_EQ(end.divergences, 0) << end.describe() << "\n" << tail(p.log_text(), 3000);
   std::fprintf(stderr, "[catchup] %ld transactions (%.0f tps); %s\n", s.processed, s.tps,
                end.describe().c_str());
