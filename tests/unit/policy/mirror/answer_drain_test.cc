@@ -120,7 +120,9 @@ TEST(AnswerDrain, NoRequestForwardedBeforeTheCallIsStillPendingWhenDrained) {
   stop.store(true);
   for (auto& t : threads) t.join();
   EXPECT_EQ(violations.load(), 0);
-  EXPECT_GE(drains.load(), 300);  // the barriers made progress
+  // The barriers made progress. Not "all 300": on a loaded 2-core machine eight spinning threads
+  // reached 277 in the 60 s (a CI run); the naive drain's violations show within milliseconds.
+  EXPECT_GE(drains.load(), 20);
   EXPECT_GT(refused.load(), 0);   // and the refusal (the naive drain's gap) was exercised
   EXPECT_EQ(d.busy(), 0);
 }
