@@ -266,10 +266,11 @@ struct Migrate {
 struct Config {
   std::vector<ListenAddress> listen = {{"127.0.0.1", 6432}};  // at least one
   std::string unix_socket_dir;  // optional: also listen on <dir>/.s.PGSQL.<first listen port>
-  uint32_t workers = 0;         // 0 = one per core
-  // The relay's I/O (issue 17; docs/design.md 4.1): "epoll" (Asio's reactor) or "uring" (a
-  // per-worker io_uring carries the pumps' socket I/O of plain TCP sessions). Restart only.
-  std::string io_backend = "epoll";
+  uint32_t workers = 0;         // 0 = half the cores, at least one (docs/configuration.md)
+  // The relay's I/O (issue 17; docs/design.md 4.1): "uring" (a per-worker io_uring carries the
+  // pumps' socket I/O of plain TCP sessions), "epoll" (Asio's reactor), or "auto": uring where
+  // the kernel and its seccomp profile allow io_uring, else epoll. Restart only.
+  std::string io_backend = "auto";
   std::string primary = "old";  // name of the target that is the source of truth
   // Where pgtandem keeps its state (mirror journal, crash-window marker, needs-repair marks):
   // absolute; the packaging convention (systemd StateDirectory=pgtandem, Debian /var/lib/<pkg>) by

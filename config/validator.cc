@@ -82,7 +82,7 @@ void Validator::validate(const toml::table& root, Config& out) {
     } else if (k == "workers") {
       set_uint(node, "workers", 0, kMaxWorkers, out.workers);
     } else if (k == "io_backend") {
-      set_enum(node, "io_backend", {"epoll", "uring"}, out.io_backend);
+      set_enum(node, "io_backend", {"auto", "epoll", "uring"}, out.io_backend);
     } else if (k == "state_dir") {
       auto v = get_string(node, "state_dir");
       if (v && (v->empty() || (*v)[0] != '/')) {

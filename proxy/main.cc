@@ -84,11 +84,13 @@ int check_config(const std::string& path) {
   const auto& cfg = *result.config;
   std::printf("io_backend: %s%s\n", cfg.io_backend.c_str(),
 #if PGTANDEM_URING_RELAY
-              ""
+              cfg.io_backend == "auto" ? " (uring where io_uring can be set up at start, else epoll)" : ""
 #else
-              cfg.io_backend == "uring" ? " (this build has no liburing relay: pgtandem will refuse to start)" : ""
+              cfg.io_backend == "uring" ? " (this build has no liburing relay: pgtandem will refuse to start)"
+              : cfg.io_backend == "auto" ? " (this build has no liburing relay: epoll)" : ""
 #endif
   );
+
   std::printf("state_dir: %s%s\n", cfg.state_dir.c_str(),
               cfg.mirror_writes ? "" : " (used once mirror_writes is on)");
   std::printf("mirror journal: %s (limit %llu bytes, journal_full = \"%s\")\n",

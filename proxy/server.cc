@@ -178,7 +178,7 @@ void Worker::start() {
 #if PGTANDEM_URING_RELAY
     // io_backend = "uring": the ring is created here, on the thread that alone submits to it
     // (IORING_SETUP_SINGLE_ISSUER); start_server probed the same setup before any worker started.
-    if (state_.config->io_backend == "uring") uring_ = std::make_unique<UringRelay>(io_);
+    if (state_.uring_relay) uring_ = std::make_unique<UringRelay>(io_);
 #endif
     if (uring_) {
       uring_->run_worker();  // the ring waits; it runs Asio's handlers too (uring_relay.cc)
@@ -555,7 +555,11 @@ bool Server::start(std::string* error) {
   }
 
   size_t nworkers = cfg->workers;
-  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  // 0: half the cores, at least one. The proxy shares the machine with what it serves (a
+  // sidecar, the database's host, here PostgreSQL and pgbench): on 2 cores one worker spent
+  // 0.64-0.91x the CPU per transaction of two at 8 clients (bench/README.md, issue 17), as
+  // PgBouncer's one thread does; a dedicated proxy host sets `workers` to its cores.
+  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency() / 2);
   for (size_t i = 0; i < nworkers; ++i) {
     Worker& w = im.workers.emplace_back(i, im.state);
     im.state.workers.push_back(&w);
@@ -609,21 +613,29 @@ bool Server::start(std::string* error) {
     asio::co_spawn(w.io(), im.accept_loop(w, a, false), asio::detached);
   }
 
-  // io_backend = "uring": probe the ring setup the workers will use, so that a kernel (or a
-  // seccomp profile) that refuses it stops pgtandem here, with a message, not a worker thread.
-  if (cfg->io_backend == "uring") {
+  // io_backend: probe the ring setup the workers would use. "uring" stops pgtandem here, with a
+  // message, when a kernel (or a seccomp profile: Docker's default refuses io_uring) refuses it;
+  // "auto" then runs the relay on epoll and says so. The liburing relay spent less CPU per
+  // transaction than epoll in all eight cells of bench/run.sh (bench/README.md, issue 17).
+  if (cfg->io_backend != "epoll") {
+    std::string why;
 #if PGTANDEM_URING_RELAY
     try {
       asio::io_context probe_io(1);
       UringRelay probe(probe_io);
+      im.state.uring_relay = true;
     } catch (const std::exception& e) {
-      *error = std::string("io_backend = \"uring\": cannot set up io_uring: ") + e.what();
-      return false;
+      why = std::string("cannot set up io_uring: ") + e.what();
     }
 #else
-    *error = "io_backend = \"uring\": this build has no liburing relay (PGTANDEM_URING_RELAY=OFF)";
-    return false;
+    why = "this build has no liburing relay (PGTANDEM_URING_RELAY=OFF)";
 #endif
+    if (!im.state.uring_relay && cfg->io_backend == "uring") {
+      *error = "io_backend = \"uring\": " + why;
+      return false;
+    }
+    if (!im.state.uring_relay)
+      log::warn("io_backend = \"auto\": the relay runs on epoll", {{"reason", why}});
   }
 
   im.admin_token = cfg->admin.token;
@@ -736,8 +748,8 @@ bool Server::start(std::string* error) {
   }
   log::info("pgtandem started",
             {{"version", PGTANDEM_VERSION},
-             {"io_backend", cfg->io_backend == "uring" ? std::string("uring")
-                                                        : std::string(PGTANDEM_IO_BACKEND)},
+             {"io_backend", im.state.uring_relay ? std::string("uring")
+                                                  : std::string(PGTANDEM_IO_BACKEND)},
              {"listen", listen_desc},
              {"workers", std::to_string(nworkers)},
              {"primary", cfg->primary},

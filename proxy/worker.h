@@ -73,6 +73,9 @@ struct ServerState {
   std::shared_ptr<const config::Config> config;
   std::atomic<std::shared_ptr<const ConfigSnapshot>> snapshot;
   std::atomic<uint64_t> snapshot_generation{0};
+  // The relay's I/O as resolved at start (io_backend "auto" becomes uring or epoll): true when
+  // the workers run the liburing relay.
+  bool uring_relay = false;
   std::vector<TargetEndpoint> targets;  // index = target id (also the WorkerStats index)
   size_t primary = 0;
   protocol::Limits limits;

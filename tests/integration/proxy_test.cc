@@ -62,6 +62,32 @@ TEST_P(LargeResultTest, StreamsWithBoundedMemory) {
 // (backpressure) instead of buffering what the server keeps producing.
 // A thousand clients need two thousand descriptors and more: pgtandem raises its soft open-file
 // limit to the hard limit at start (the usual soft limit, 1024, would refuse the 500th client).
+// io_backend = "auto" (the default) resolves at start: the liburing relay where the ring can be set
+// up, else epoll with a warning that names why. The start line says which, and it matches the
+// setting the harness wrote (PGTANDEM_TEST_IO_BACKEND) or, unset, the resolution.
+TEST_F(ProxyTest, IoBackendIsResolvedAtStartAndLogged) {
+  ProxyProcess& p = start_proxy();
+  ASSERT_TRUE(poll_until([&] { return p.log_text().find("pgtandem started") != std::string::npos; },
+                         milliseconds(10000)));
+  const std::string log = p.log_text();
+  const std::string line = log.substr(log.find("pgtandem started"), 400);
+  const bool uring = line.find("io_backend=uring") != std::string::npos;
+  const bool fell_back = log.find("the relay runs on epoll") != std::string::npos;
+  const char* env = std::getenv("PGTANDEM_TEST_IO_BACKEND");
+  const std::string set = env != nullptr && *env != '\0' ? env : "auto";
+  if (set == "epoll") {
+    EXPECT_FALSE(uring) << line;
+    EXPECT_FALSE(fell_back) << log;
+  } else if (set == "uring") {
+    EXPECT_TRUE(uring) << line;
+  } else {
+    EXPECT_NE(uring, fell_back) << "auto: uring, or epoll with the reason\n" << log;
+  }
+  // The relay works either way.
+  ConnPtr c = connect(p.endpoint().conninfo());
+  EXPECT_EQ(query_value(c.get(), "SELECT 40 + 2"), "42");
+}
+
 TEST_F(ProxyTest, OpenFileLimitRaisedToTheHardLimit) {
   // pgtandem inherits a low soft limit from this process for the start.
   rlimit mine{};

@@ -79,7 +79,8 @@ std::string ProxyProcess::render_config() const {
   };
   t << "primary = \"" << options_.primary << "\"\n";
   t << "workers = " << options_.workers << "\n";
-  // PGTANDEM_TEST_IO_BACKEND=uring runs the same suite on the liburing relay (issue 17).
+  // PGTANDEM_TEST_IO_BACKEND=epoll|uring runs the suite on that relay backend (issue 17); unset,
+  // the default ("auto": uring where the kernel allows it).
   if (const char* backend = std::getenv("PGTANDEM_TEST_IO_BACKEND"); backend && *backend) {
     t << "io_backend = \"" << backend << "\"\n";
   }

@@ -102,6 +102,7 @@ TEST(ConfigLoad, DefaultsWhenOnlyTargetsAreGiven) {
   const Config& c = *r.config;
   EXPECT_EQ(c.primary, "old");
   EXPECT_EQ(c.workers, 0u);
+  EXPECT_EQ(c.io_backend, "auto");
   ASSERT_EQ(c.listen.size(), 1u);
   EXPECT_EQ(c.listen[0].host, "127.0.0.1");
   EXPECT_EQ(c.listen[0].port, 6432);
