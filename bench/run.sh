@@ -9,12 +9,16 @@
 #     --workloads "select tpcb"   select = pgbench -S, tpcb = built-in TPC-B-like
 #     --modes "simple prepared"   pgbench -M
 #     --scale N          pgbench scale (default 10)
-#     --workers N        pgtandem workers (default 2)
+#     --workers N        pgtandem workers (default 0: pgtandem's own default, half the cores)
 #     --io-uring         also build pgtandem with -DPGTANDEM_IO_URING=ON (build-bench-uring) and
 #                        run it side by side with the epoll build
 #     --mirror           pgtandem with mirror_writes = true (TPC-B's writes also go to `new`)
 #     --baseline BIN     also run this pgtandem binary (e.g. the previous commit's) side by side
 #     --uring-relay      also run the same pgtandem binary with io_backend = "uring" (pgtandem-uring)
+#     --epoll-relay      also run it with io_backend = "epoll" (pgtandem-epoll; `pgtandem` runs the
+#                        default, "auto": the liburing relay where the kernel allows it)
+#     --epoll-workers N  pgtandem-epoll's workers (default: --workers), e.g. 2 for the defaults of
+#                        before (epoll, one worker per core)
 #     --tls              servers with ssl = on; adds direct-tls (pgbench sslmode=require) and
 #                        pgtandem-tls (TLS on both legs: [tls] mode = require, targets sslmode =
 #                        require); the other targets stay in clear text (sslmode=disable)
@@ -37,7 +41,8 @@ clients_list="1 8"
 workloads="select tpcb"
 modes="simple prepared"
 scale=10
-workers=2
+workers=0
+epoll_workers=
 io_uring=0
 pgbouncer=1
 boost=0
@@ -45,6 +50,7 @@ mirror=0
 build=1
 baseline_bin=
 uring_relay=0
+epoll_relay=0
 tls=0
 pgtandem_bin=
 out=
@@ -63,11 +69,13 @@ while (($#)); do
     --mirror) mirror=1; shift ;;
     --baseline) baseline_bin=$(realpath "$2"); shift 2 ;;
     --uring-relay) uring_relay=1; shift ;;
+    --epoll-relay) epoll_relay=1; shift ;;
+    --epoll-workers) epoll_workers=$2; shift 2 ;;
     --tls) tls=1; shift ;;
     --pgtandem) pgtandem_bin=$(realpath "$2"); build=0; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) out=$2; shift 2 ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -156,6 +164,13 @@ if ((uring_relay)); then
   targets+=(pgtandem-uring)
   port_of[pgtandem-uring]=$PGTANDEM_PORT
   pid_of[pgtandem-uring]=$PGTANDEM_PID
+fi
+if ((epoll_relay)); then
+  PGTANDEM_TOML_TOP="${PGTANDEM_TOML_TOP:-}"$'\nio_backend = "epoll"' \
+    pgtandem_start "$pgtandem_bin" old new "${epoll_workers:-$workers}" pgtandem-epoll
+  targets+=(pgtandem-epoll)
+  port_of[pgtandem-epoll]=$PGTANDEM_PORT
+  pid_of[pgtandem-epoll]=$PGTANDEM_PID
 fi
 if [[ -n $baseline_bin ]]; then
   pgtandem_start "$baseline_bin" old new "$workers" pgtandem-base
