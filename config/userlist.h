@@ -50,6 +50,16 @@ class Userlist {
  public:
   Userlist() = default;
   explicit Userlist(std::vector<UserEntry> entries);
+  // index_ holds views into entries_' strings: a copy indexes its own (a copied index pointed
+  // into the source's strings, freed with it: ASan's heap-use-after-free in Userlist::find). A
+  // move keeps the vector's buffer, so the views stay valid.
+  Userlist(const Userlist& other) : Userlist(other.entries_) {}
+  Userlist& operator=(const Userlist& other) {
+    if (this != &other) *this = Userlist(other.entries_);
+    return *this;
+  }
+  Userlist(Userlist&&) noexcept = default;
+  Userlist& operator=(Userlist&&) noexcept = default;
   const UserEntry* find(std::string_view user) const;
   size_t size() const { return entries_.size(); }
 
