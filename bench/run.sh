@@ -153,31 +153,19 @@ fi
 # With --tls the servers offer TLS: the clear-text targets say so (the baseline binary may predate
 # sslmode, and never uses TLS).
 ((tls == 0)) || export PGTANDEM_TOML_TARGET='sslmode = "disable"'
-pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem
+# start_target NAME BIN WORKERS [TOML-TOP-LINE]: one more pgtandem under test, on the same servers.
+start_target() {
+  PGTANDEM_TOML_TOP="${PGTANDEM_TOML_TOP:-}${4:+$'\n'$4}" pgtandem_start "$2" old new "$3" "$1"
+  targets+=("$1")
+  port_of[$1]=$PGTANDEM_PORT
+  pid_of[$1]=$PGTANDEM_PID
+}
+start_target pgtandem "$pgtandem_bin" "$workers"
 unset PGTANDEM_TOML_TARGET
-targets+=(pgtandem)
-port_of[pgtandem]=$PGTANDEM_PORT
-pid_of[pgtandem]=$PGTANDEM_PID
-if ((uring_relay)); then
-  PGTANDEM_TOML_TOP="${PGTANDEM_TOML_TOP:-}"$'\nio_backend = "uring"' \
-    pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-uring
-  targets+=(pgtandem-uring)
-  port_of[pgtandem-uring]=$PGTANDEM_PORT
-  pid_of[pgtandem-uring]=$PGTANDEM_PID
-fi
-if ((epoll_relay)); then
-  PGTANDEM_TOML_TOP="${PGTANDEM_TOML_TOP:-}"$'\nio_backend = "epoll"' \
-    pgtandem_start "$pgtandem_bin" old new "${epoll_workers:-$workers}" pgtandem-epoll
-  targets+=(pgtandem-epoll)
-  port_of[pgtandem-epoll]=$PGTANDEM_PORT
-  pid_of[pgtandem-epoll]=$PGTANDEM_PID
-fi
-if [[ -n $baseline_bin ]]; then
-  pgtandem_start "$baseline_bin" old new "$workers" pgtandem-base
-  targets+=(pgtandem-base)
-  port_of[pgtandem-base]=$PGTANDEM_PORT
-  pid_of[pgtandem-base]=$PGTANDEM_PID
-fi
+((uring_relay == 0)) || start_target pgtandem-uring "$pgtandem_bin" "$workers" 'io_backend = "uring"'
+((epoll_relay == 0)) ||
+  start_target pgtandem-epoll "$pgtandem_bin" "${epoll_workers:-$workers}" 'io_backend = "epoll"'
+[[ -z $baseline_bin ]] || start_target pgtandem-base "$baseline_bin" "$workers"
 if ((tls)); then
   targets+=(direct-tls)
   port_of[direct-tls]=$(pg_port old)
@@ -196,12 +184,7 @@ if ((tls)); then
   pid_of[pgtandem-tls]=$PGTANDEM_PID
   tls_client[pgtandem-tls]=1
 fi
-if ((io_uring)); then
-  pgtandem_start "$uring_bin" old new "$workers" pgtandem-uring
-  targets+=(pgtandem-uring)
-  port_of[pgtandem-uring]=$PGTANDEM_PORT
-  pid_of[pgtandem-uring]=$PGTANDEM_PID
-fi
+((io_uring == 0)) || start_target pgtandem-uring "$uring_bin" "$workers"
 
 # --- runs ---------------------------------------------------------------------------------------
 # bench_one TARGET WORKLOAD MODE CLIENTS SECONDS

@@ -616,6 +616,18 @@ class JournalApplier::Impl {
   }
 
   // After a unit or state unit ran: what it did to the named statements we track.
+  // The Parse the entry's session journaled for a named statement, or null.
+  static const std::string* journaled_parse(const JournalEntry& e, const std::string& name) {
+    for (const auto& [pname, pbytes] : e.session.prepared)
+      if (pname == name) return &pbytes;
+    return nullptr;
+  }
+  // The connection has `name` prepared from exactly this Parse.
+  static bool prepared_as(const Connection& c, const std::string& name, const std::string& parse) {
+    auto known = c.statements.find(name);
+    return known != c.statements.end() && known->second == parse;
+  }
+
   static void forget_statements(Connection& c, const UnitScan& scan) {
     if (scan.may_deallocate) {
       c.statements.clear();
@@ -863,8 +875,7 @@ class JournalApplier::Impl {
   // after it fail on the aborted transaction without effect (apply_batch resends them).
   bool append_fused(Connection& c, const JournalEntry& e, Wrap wrap, size_t skip,
                     std::string& out) const {
-    for (const auto& o : e.unit.primary)
-      if (o.is_error()) return false;
+    if (any_error(e.unit.primary)) return false;
     std::string body;
     if (!without_syncs(e.unit.bytes, skip, &body)) return false;
     append_marked_begin(c, e, out, /*sync=*/false);
@@ -928,17 +939,10 @@ class JournalApplier::Impl {
       if (!scan.parses_first.empty() || !scan.touched.empty() || scan.may_deallocate) break;
       bool prepared = true;
       for (const auto& name : scan.needs) {
-        auto known = c.statements.find(name);
-        const std::string* parse = nullptr;
-        for (const auto& [pname, pbytes] : e.session.prepared)
-          if (pname == name) parse = &pbytes;
-        if (known == c.statements.end() || parse == nullptr || known->second != *parse)
-          prepared = false;
+        const std::string* parse = journaled_parse(e, name);
+        prepared = prepared && parse != nullptr && prepared_as(c, name, *parse);
       }
-      if (!prepared) break;
-      bool clean = true;
-      for (const auto& o : e.unit.primary) clean = clean && !o.is_error();
-      if (!clean) break;
+      if (!prepared || any_error(e.unit.primary)) break;
       const Wrap wrap = wrap_for(e.unit);
       size_t lead = 0;
       size_t tail = e.unit.bytes.size();
@@ -953,10 +957,12 @@ class JournalApplier::Impl {
       } else if (wrap != Wrap::kAutocommit) {
         break;
       }
-      std::string part;
-      append_record(e, part);
-      if (!without_syncs(std::string_view(e.unit.bytes).substr(0, tail), lead, &part)) break;
-      body += part;
+      const size_t mark = body.size();
+      append_record(e, body);
+      if (!without_syncs(std::string_view(e.unit.bytes).substr(0, tail), lead, &body)) {
+        body.resize(mark);
+        break;
+      }
       members.push_back({&p, statements + 1, first});
     }
     if (members.size() < 2) return false;
@@ -1113,12 +1119,9 @@ class JournalApplier::Impl {
         c->statements.erase(name);
       }
       for (const auto& name : pl.scan.needs) {
-        const std::string* parse = nullptr;
-        for (const auto& [pname, pbytes] : e.session.prepared)
-          if (pname == name) parse = &pbytes;
+        const std::string* parse = journaled_parse(e, name);
         if (parse == nullptr) continue;  // not journaled: the target answers as it will
-        auto known = c->statements.find(name);
-        if (known != c->statements.end() && known->second == *parse) continue;
+        if (prepared_as(*c, name, *parse)) continue;
         protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
         prep += *parse;
         pl.preparing.emplace_back(name, *parse);
@@ -1136,48 +1139,40 @@ class JournalApplier::Impl {
       const bool ends_batch = shape == Wrap::kRecordAfter;
       pl.wrap = c->markers ? shape : Wrap::kRecordAfter;
       pl.marker = c->markers;
-      size_t skip = 0;
-      if (pl.marker && pl.wrap != Wrap::kRecordAfter) {
-        if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
-        if (append_fused(*c, e, pl.wrap, skip, request)) {
-          pl.fused = true;
-          pl.stripped = skip > 0;
-          pl.want = 1;
-          forget_statements(*c, pl.scan);
-          for (const auto& [name, parse] : pl.preparing) c->statements[name] = parse;
-          plan.push_back(std::move(pl));
-          // The connection's state changes with it (as below), or it prepared what the
-          // entries after it bind: those may go as one transaction (apply_group) next.
-          if ((e.unit.session_state && !plan.back().scan.only_prepares) ||
-              plan.back().prepare > 0) {
-            ++i;
-            break;
-          }
-          continue;
+      const bool wrapped = pl.marker && pl.wrap != Wrap::kRecordAfter;
+      const size_t skip =
+          wrapped && pl.wrap == Wrap::kTransaction ? leading_begin(e.unit.bytes) : 0;
+      if (wrapped && append_fused(*c, e, pl.wrap, skip, request)) {
+        pl.fused = true;
+        pl.stripped = skip > 0;
+        pl.want = 1;
+      } else {
+        if (wrapped) {
+          append_marked_begin(*c, e, request);
+          pl.prefix = 1;
         }
-        skip = 0;
-        append_marked_begin(*c, e, request);
-        pl.prefix = 1;
-        if (pl.wrap == Wrap::kTransaction) skip = leading_begin(e.unit.bytes);
-      }
-      request.append(e.unit.bytes, skip, std::string::npos);
-      pl.want = e.unit.responses > 0 ? e.unit.responses : pl.scan.requests;
-      if (skip > 0 && pl.want > 1) {
-        pl.stripped = true;
-        --pl.want;
-      } else if (skip > 0) {
-        request.insert(request.size() - (e.unit.bytes.size() - skip), e.unit.bytes, 0, skip);
-      }
-      if (pl.marker && pl.wrap == Wrap::kAutocommit) {
-        protocol::encode(request, protocol::Query{"COMMIT"});
-        pl.suffix = 1;
+        request.append(e.unit.bytes, skip, std::string::npos);
+        pl.want = e.unit.responses > 0 ? e.unit.responses : pl.scan.requests;
+        if (skip > 0 && pl.want > 1) {
+          pl.stripped = true;
+          --pl.want;
+        } else if (skip > 0) {
+          request.insert(request.size() - (e.unit.bytes.size() - skip), e.unit.bytes, 0, skip);
+        }
+        if (wrapped && pl.wrap == Wrap::kAutocommit) {
+          protocol::encode(request, protocol::Query{"COMMIT"});
+          pl.suffix = 1;
+        }
       }
       forget_statements(*c, pl.scan);
       for (const auto& [name, parse] : pl.preparing) c->statements[name] = parse;
       plan.push_back(std::move(pl));
       // A unit that changes the session's state ends the batch: the connection's state is no
       // longer the one its key names, so it is re-keyed (or closed) before anything else runs.
-      if (ends_batch || (e.unit.session_state && !plan.back().scan.only_prepares)) {
+      // So does a fused entry that prepared statements: the entries after it that bind them may
+      // then go as one transaction (apply_group).
+      if (ends_batch || (e.unit.session_state && !plan.back().scan.only_prepares) ||
+          (plan.back().fused && plan.back().prepare > 0)) {
         ++i;
         break;
       }

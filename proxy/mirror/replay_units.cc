@@ -171,6 +171,12 @@ bool already_recorded(const std::vector<Outcome>& record_answers) {
   return false;
 }
 
+bool any_error(const std::vector<Outcome>& outcomes) {
+  for (const auto& o : outcomes)
+    if (o.is_error()) return true;
+  return false;
+}
+
 std::string record_sql(const std::string& session, const std::string& seq) {
   return std::string("INSERT INTO ") + kMarkerTable + " AS m (session, seq) VALUES (" + session +
          ", " + seq +

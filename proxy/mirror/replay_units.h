@@ -49,6 +49,7 @@ Wrap wrap_for(const policy::MirrorUnit& u);
 // The record's failure when the target already holds the entry (record_sql).
 inline constexpr std::string_view kAlreadyRecorded = "22P02";
 bool already_recorded(const std::vector<policy::Outcome>& record_answers);
+bool any_error(const std::vector<policy::Outcome>& outcomes);
 // INSERT .. ON CONFLICT of the record, refusing a seq the target already holds; `session` and
 // `seq` are SQL expressions (literals or parameters).
 std::string record_sql(const std::string& session, const std::string& seq);
