@@ -1,11 +1,11 @@
 // `pgtandem replay` and the engine automatic catch-up shares (JournalApplier): applies a journal's
 // unapplied entries in commit order on pipelined connections and records what it applied.
-// The wire exchange is in replay_wire.cc; what an entry's messages are and how they are sent
-// (its wrap, its statements without their Syncs, the record's SQL) in replay_units.cc, text only.
-// Size: ~1,450 lines, the engine read top to bottom (sessions rebuilt from journal state, the
-// pipelined batch and the grouped transaction, the applied-state file and the target's record,
-// the report); its members share the connection and batch state, so splitting it further would
-// mean a private header of the whole class.
+// Beside it: the wire exchange (replay_wire.cc), the applied-state file (replay_state.cc), and
+// what an entry's messages are and how they are sent (replay_units.cc, text only). Size: ~1,360
+// lines, the engine read top to bottom (sessions rebuilt from journal state, the pipelined batch
+// and the grouped transaction, the target's record, the report); its members share the
+// connection and batch state, so splitting it further would mean a private header of the whole
+// class.
 #include "proxy/mirror/replay.h"
 
 #include <fcntl.h>
@@ -43,6 +43,7 @@
 #include "protocol/messages.h"
 #include "proxy/auth/backend_login.h"
 #include "proxy/mirror/journal.h"
+#include "proxy/mirror/replay_state.h"
 #include "proxy/mirror/replay_units.h"
 #include "proxy/mirror/replay_wire.h"
 #include "proxy/telemetry/log.h"
@@ -58,7 +59,6 @@ using policy::Outcome;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxSqlInReport = 120;
-constexpr const char* kAppliedHeader = "pgtandem replay applied-state v1";
 constexpr size_t kSummaryWidth = 31;  // the longest label plus one
 
 // ------------------------------------------------------------------------------------------------
@@ -120,89 +120,6 @@ T run_sync(asio::io_context& io, asio::awaitable<T> op, T on_exception) {
   io.restart();
   io.run();
   return result ? std::move(*result) : std::move(on_exception);
-}
-
-// ------------------------------------------------------------------------------------------------
-// Applied-state file
-
-struct AppliedState {
-  uint64_t seq = 0;
-  uint64_t fingerprint = 0;
-};
-
-bool read_applied(const std::string& path, AppliedState* out, std::string* error) {
-  *out = AppliedState{};
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return true;  // nothing applied yet
-    *error = errno_text("cannot read " + path);
-    return false;
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = errno_text("cannot read " + path);
-    return false;
-  }
-  std::string header, seq_word, fp_word, seq_text, fp_text;
-  std::getline(in, header);
-  in >> seq_word >> seq_text >> fp_word >> fp_text;
-  auto number = [](const std::string& text, int base, uint64_t* v) {
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *v, base);
-    return ec == std::errc() && end == text.data() + text.size() && !text.empty();
-  };
-  if (header != kAppliedHeader || seq_word != "seq" || fp_word != "fingerprint" ||
-      fp_text.size() != 16 || !number(seq_text, 10, &out->seq) ||
-      !number(fp_text, 16, &out->fingerprint)) {
-    *out = AppliedState{};
-    *error = path + " is not a pgtandem replay applied-state file";
-    return false;
-  }
-  return true;
-}
-
-bool write_applied(const std::string& path, const AppliedState& state, std::string* error) {
-  std::string text = std::string(kAppliedHeader) + "\nseq " + std::to_string(state.seq) +
-                     "\nfingerprint " + hex16(state.fingerprint) + "\n";
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    *error = errno_text("cannot create " + tmp);
-    return false;
-  }
-  const char* p = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    ssize_t w = ::write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      *error = errno_text("cannot write " + tmp);
-      ::close(fd);
-      return false;
-    }
-    p += w;
-    left -= static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0) {
-    *error = errno_text("cannot fsync " + tmp);
-    ::close(fd);
-    return false;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    *error = errno_text("cannot rename " + tmp + " to " + path);
-    return false;
-  }
-  // The rename is durable only once the directory is synced.
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || ::fsync(dfd) != 0) {
-    *error = errno_text("cannot fsync directory " + dir);
-    if (dfd >= 0) ::close(dfd);
-    return false;
-  }
-  ::close(dfd);
-  return true;
 }
 
 // ------------------------------------------------------------------------------------------------
