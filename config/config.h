@@ -252,6 +252,11 @@ struct Migrate {
   uint32_t commit_grace_ms = 50;     // docs/migration.md, "the answer still on its way"
   uint32_t watermark_timeout_ms = 60000;
   uint32_t recheck_delay_ms = 1000;  // verify: pause before a differing chunk is checked again
+  // Backfill (docs/migration.md): "snapshot" copies whole tables from one exported snapshot of
+  // the primary under the mirror fence; "chunked" copies key-ordered chunks under row locks and
+  // the mirror barrier; "auto": snapshot where every pgtandem offers the fence, else chunked.
+  std::string backfill_mode = "auto";
+  uint32_t fence_lease_ms = 15000;  // snapshot backfill: the fence ends this long after a last renew
   // HOST:PORT of every running pgtandem's admin listener (the mirror barrier, progress reports,
   // clearing marks). Empty: this config's own [admin] listener.
   std::vector<std::string> admins;

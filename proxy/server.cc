@@ -41,6 +41,7 @@
 #include "proxy/control/catalog_loader.h"
 #include "proxy/net/uring_relay.h"
 #include "proxy/mirror/catchup.h"
+#include "proxy/mirror/mirror_fence.h"
 #include "proxy/mirror/journal.h"
 #include "proxy/mirror/mirror_link.h"
 #include "proxy/mirror/mirror_safety.h"
@@ -210,6 +211,7 @@ struct Server::Impl {
   std::string unix_socket_path;
   std::unique_ptr<Reloader> reloader;
   std::unique_ptr<Catchup> catchup;  // automatic catch-up of the mirror journal
+  std::unique_ptr<MirrorFence> fence;  // a snapshot backfill's fence (needs catch-up)
   std::unique_ptr<Cutover> cutover;  // issue 14; null when mirroring was off at start
   bool stopped = false;
   std::string admin_token;  // [admin] token, or token_file's contents (read at start)
@@ -365,6 +367,7 @@ bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
       return false;
     }
     catchup->start();
+    fence = std::make_unique<MirrorFence>(state, m.journal_max_bytes);
     ServerState* st = &state;
     metrics->set_extra_source([st] { return mirror_backlog_samples(*st); });
   }
@@ -705,6 +708,13 @@ bool Server::start(std::string* error) {
     handlers.mirror_clear = [&im](std::string_view path, std::string_view body) {
       return im.mirror_clear(path, body);
     };
+    handlers.mirror_fence = [&im](std::string_view query) {
+      if (!im.fence)
+        return AdminReply{409, "application/json",
+                          "{\"error\":\"the mirror fence needs mirror_writes and [mirror] catchup on at start\"}\n"};
+      auto r = im.fence->handle(query);
+      return AdminReply{r.status, "application/json", r.body + "\n"};
+    };
     handlers.token = im.admin_token;
     im.admin = std::make_unique<AdminServer>(cfg->admin.listen_host, cfg->admin.listen_port,
                                              std::move(handlers));
@@ -800,6 +810,7 @@ void Server::stop() {
   if (impl_->reloader) impl_->reloader->stop();
   if (impl_->admin) impl_->admin->stop();
   if (impl_->cutover) impl_->cutover->stop_agent();
+  impl_->fence.reset();  // a pause opens, a fence ends (catch-up applies its journal later)
   if (impl_->catchup) impl_->catchup->stop();
   // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
   // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)

@@ -46,6 +46,10 @@ void Validator::validate_migrate(const toml::table& table, Migrate& out) {
       set_uint(node, "migrate.watermark_timeout_ms", 1, kMaxTimeoutMs, out.watermark_timeout_ms);
     } else if (k == "recheck_delay_ms") {
       set_uint(node, "migrate.recheck_delay_ms", 0, kMaxTimeoutMs, out.recheck_delay_ms);
+    } else if (k == "backfill_mode") {
+      set_enum(node, "migrate.backfill_mode", {"auto", "snapshot", "chunked"}, out.backfill_mode);
+    } else if (k == "fence_lease_ms") {
+      set_uint(node, "migrate.fence_lease_ms", 500, 600000, out.fence_lease_ms);
     } else if (k == "admins") {
       set_string_list(node, "migrate.admins", out.admins);
       if (const auto* array = node.as_array()) {

@@ -344,7 +344,7 @@ Response AdminServer::Impl::handle(const Request& req) {
   const bool is_mirror_clear =
       path == "/mirror/crash-window/clear" || path == "/mirror/needs-repair/clear";
   const bool is_post_path = path == "/reload" || path == "/breaker/reset" || path == "/cutover" ||
-                            path == "/migrate/progress" || is_mirror_clear;
+                            path == "/migrate/progress" || path == "/mirror/fence" || is_mirror_clear;
   const bool is_get_path = path == "/metrics" || path == "/healthz" ||
                            (path == "/readyz" && handlers_.ready) ||
                            (path == "/status" && handlers_.status) ||
@@ -361,6 +361,7 @@ Response AdminServer::Impl::handle(const Request& req) {
                        (path == "/breaker/reset" && handlers_.breaker_reset) ||
                        (path == "/cutover" && handlers_.cutover) ||
                        (path == "/migrate/progress" && handlers_.migrate_progress) ||
+                       (path == "/mirror/fence" && handlers_.mirror_fence) ||
                        (is_mirror_clear && handlers_.mirror_clear))) {
     if (req.method() != http::verb::post) {
       res = text_response(http::status::method_not_allowed, version, "method not allowed\n");
@@ -389,6 +390,7 @@ Response AdminServer::Impl::handle(const Request& req) {
                              : path == "/cutover"          ? handlers_.cutover(query)
                              : path == "/migrate/progress" ? handlers_.migrate_progress(req.body())
                              : is_mirror_clear             ? handlers_.mirror_clear(path, req.body())
+                             : path == "/mirror/fence"     ? handlers_.mirror_fence(query)
                                                            : handlers_.breaker_reset(query));
           } catch (...) {
             res = text_response(http::status::internal_server_error, version, "internal error\n");

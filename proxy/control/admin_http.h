@@ -46,6 +46,9 @@ struct AdminHandlers {
   // "{}" clears every mark of that kind; {"marks":["kind|target|from|to",...]} (ids as /status
   // shows them, policy/migrate/marks.h) clears only those. Unset: 404.
   std::function<AdminReply(std::string_view path, std::string_view body)> mirror_clear;
+  // POST /mirror/fence?action=pause|arm|renew|release|status&... (issue 13, a snapshot
+  // backfill's fence: proxy/mirror/mirror_fence.h); blocking while a pause waits. Unset: 404.
+  std::function<AdminReply(std::string_view query)> mirror_fence;
   // The bearer token the POST endpoints require; "" = none configured: they answer 403.
   std::string token;
 };

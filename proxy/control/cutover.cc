@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "proxy/mirror/journal.h"
+#include "proxy/mirror/mirror_fence.h"
 #include "proxy/mirror/mirror_safety.h"
 #include "proxy/telemetry/log.h"
 #include "proxy/worker.h"
@@ -97,16 +98,7 @@ std::string Cutover::check_file_primary(const std::string& file_primary) const {
          "pgtandem cutover --to " + file_primary;
 }
 
-bool Cutover::drained() const {
-  const auto& order = state_.mirror.order;
-  const auto& backlog = state_.mirror.backlog;
-  // With catch-up, journaled writes are part of the mirror: drained means applied, so a switch
-  // never leaves entries for the old target behind in the journal.
-  const bool caught_up = !backlog.enabled || (backlog.entries.load() == 0 &&
-                                              backlog.state.load() == MirrorBacklog::kLive);
-  return caught_up && state_.mirror.queue_bytes.load() <= 0 &&
-         order.done_through() >= order.last_assigned();
-}
+bool Cutover::drained() const { return mirror_settled(state_); }
 
 void Cutover::gates(const CutoverRequest& req, const std::vector<ReplicaRow>& live,
                     CutoverReport* rep) {

@@ -1,9 +1,10 @@
 // pgtandem backfill --config FILE [--tables ...] [--jobs N] [--max-rate ROWS/S] [--chunk-rows N]
-// [--chunk-memory BYTES]
+// [--chunk-memory BYTES] [--mode auto|snapshot|chunked] [--fence-lease-ms MS]
 // [--state-dir DIR] [--admin HOST:PORT]... (issue 13).
 //
 // Copies every table from the primary to the other target while clients keep writing through
-// pgtandem. Each table is split into key ranges (one per job for a large table), each range is
+// pgtandem. By default from one snapshot under the mirror fence (snapshot_backfill.h); where a
+// pgtandem does not offer the fence, or with --mode chunked, as below. Each table is split into key ranges (one per job for a large table), each range is
 // copied in key-ordered chunks of --chunk-rows, each chunk under the invariant of
 // docs/migration.md (copy_chunk: rows locked FOR SHARE on the primary, COPY streamed into a
 // staging table, the mirror barrier, the upsert, then the locks released). After each chunk the
@@ -26,6 +27,7 @@
 #include "proxy/migrate/commands.h"
 #include "proxy/migrate/chunk_copy.h"
 #include "proxy/migrate/common.h"
+#include "proxy/migrate/snapshot_backfill.h"
 
 namespace pgtandem::proxy::migrate {
 
@@ -41,20 +43,6 @@ bool overlap_enabled(int64_t max_rate) {
   return max_rate == 0 && (off == nullptr || off[0] == '\0' || off[0] == '0');
 }
 constexpr int kAttempts = 4;  // per chunk, with 1, 2, 4 s pauses: then the command stops
-
-std::string file_name(const std::string& table) {
-  std::string out;
-  for (unsigned char c : table) {
-    if (std::isalnum(c) || c == '_' || c == '.' || c == '-') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out + ".json";
-}
 
 struct TableJob {
   const pm::Table* table = nullptr;
@@ -76,6 +64,7 @@ class Backfill {
   int run();
 
  private:
+  bool run_chunked(PgConn& p, const std::vector<const pm::Table*>& tables, int64_t* rows);
   bool plan(PgConn& p, const std::vector<const pm::Table*>& tables, std::string* error);
   void worker();
   bool next_item(bool replica, Item* out);
@@ -100,8 +89,6 @@ class Backfill {
 };
 
 bool Backfill::plan(PgConn& p, const std::vector<const pm::Table*>& tables, std::string* error) {
-  const std::string dir = state_dir(ctx_.opt) + "/backfill";
-  ::mkdir(dir.c_str(), 0755);
   const auto order = pm::copy_order(tables);
   std::set<std::string> selected;
   for (const pm::Table* t : order) selected.insert(t->qualified());
@@ -111,7 +98,7 @@ bool Backfill::plan(PgConn& p, const std::vector<const pm::Table*>& tables, std:
     job.table = t;
     job.sql = table_sql(*t);
     job.index = jobs_.size();
-    job.path = dir + "/" + file_name(t->qualified());
+    job.path = checkpoint_path(ctx_.opt, t->qualified());
     for (const auto& r : t->references)
       if (r != t->qualified() && selected.count(r)) job.parents.insert(r);
     std::string text, why;
@@ -360,22 +347,13 @@ void Backfill::worker() {
   }
 }
 
-int Backfill::run() {
+// The chunked copy: plan (checkpoints), the barrier's first watermark, the workers.
+bool Backfill::run_chunked(PgConn& p, const std::vector<const pm::Table*>& tables, int64_t* rows) {
   std::string error;
-  auto p = PgConn::open(ctx_.primary, &error);
-  pm::Schema schema;
-  std::vector<const pm::Table*> tables;
-  if (!p || !fetch_schema(*p, &schema, &error) || !select_tables(schema, ctx_.opt.tables, &tables, &error) ||
-      !plan(*p, tables, &error)) {
+  if (!plan(p, tables, &error)) {
     std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
     audit(ctx_.opt, "backfill", 1, pm::Json::object().set("error", pm::Json::string(error)));
-    return 1;
-  }
-  p.reset();
-  if (ctx_.mirror_writes && !barrier_.enabled() && !ctx_.opt.no_watermark) {
-    error = "mirror_writes is on but no pgtandem admin endpoint is known: give --admin HOST:PORT for every running pgtandem (or --no-watermark with writes stopped)";
-    std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
-    return 1;
+    return false;
   }
   if (barrier_.enabled()) {
     Watermark w;
@@ -383,7 +361,7 @@ int Backfill::run() {
       if (!fetch_watermark(a, &w, &error)) {
         std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
         audit(ctx_.opt, "backfill", 1, pm::Json::object().set("error", pm::Json::string(error)));
-        return 1;
+        return false;
       }
     }
   }
@@ -405,8 +383,54 @@ int Backfill::run() {
   const size_t n = std::min<size_t>(ctx_.opt.jobs, std::max<size_t>(1, items_.size()));
   for (size_t i = 0; i < n; ++i) threads.emplace_back([this] { worker(); });
   for (auto& t : threads) t.join();
+  for (const auto& job : jobs_) *rows += job.checkpoint.rows();
+  return true;
+}
+
+int Backfill::run() {
+  std::string error;
+  auto p = PgConn::open(ctx_.primary, &error);
+  pm::Schema schema;
+  std::vector<const pm::Table*> tables;
+  if (!p || !fetch_schema(*p, &schema, &error) || !select_tables(schema, ctx_.opt.tables, &tables, &error)) {
+    std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
+    audit(ctx_.opt, "backfill", 1, pm::Json::object().set("error", pm::Json::string(error)));
+    return 1;
+  }
+  if (ctx_.mirror_writes && !barrier_.enabled() && !ctx_.opt.no_watermark) {
+    error = "mirror_writes is on but no pgtandem admin endpoint is known: give --admin HOST:PORT for every running pgtandem (or --no-watermark with writes stopped)";
+    std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
+    return 1;
+  }
+  // The snapshot copy first (auto, snapshot); the chunked copy where the fence is not offered.
+  std::string mode = ctx_.opt.mode;
   int64_t rows = 0;
-  for (const auto& job : jobs_) rows += job.checkpoint.rows();
+  SnapshotResult snap;
+  if (mode != "chunked") {
+    progress_ = std::make_unique<Progress>("backfill", state_dir(ctx_.opt) + "/backfill-state.json", &ctx_);
+    progress_->start();
+    snap = snapshot_backfill(ctx_, pm::copy_order(tables), *progress_);
+    if (snap.unavailable && mode == "auto") {
+      std::printf("snapshot copy unavailable (%s): copying in key-ordered chunks under row locks instead\n",
+                  snap.why.c_str());
+      progress_->stop();
+      progress_.reset();
+      mode = "chunked";
+    } else {
+      mode = "snapshot";
+      if (!snap.ok) error_ = snap.why;
+      rows_total_ = snap.rows_this_run;
+      for (const pm::Table* t : tables) {
+        std::string text;
+        std::optional<pm::Checkpoint> c;
+        if (read_whole_file(checkpoint_path(ctx_.opt, t->qualified()), &text)) c = pm::decode_checkpoint(text);
+        if (c) rows += c->rows();
+      }
+    }
+  }
+  if (mode == "chunked" && !run_chunked(*p, tables, &rows)) return 1;
+  p.reset();
+
   // Serial and identity columns: mirrored INSERTs draw from the other target's own sequences, and
   // the copy does not call nextval there; at the end every sequence is set to at least the
   // primary's value (docs/migration.md, "Serial and identity columns").
@@ -429,9 +453,14 @@ int Backfill::run() {
   const int code = error_.empty() ? 0 : 1;
   progress_->finish(code, error_);
   if (code == 0) {
-    std::printf("backfill complete: %zu tables, %s rows (%s this run) in %.1f s\n", jobs_.size(),
+    std::printf("backfill complete: %zu tables, %s rows (%s this run) in %.1f s\n", tables.size(),
                 pm::format_count(rows).c_str(), pm::format_count(rows_total_.load()).c_str(), secs);
-    if (barrier_.enabled())
+    if (mode == "snapshot" && snap.tables_this_run > 0)
+      std::printf("snapshot copy: %lld tables from one snapshot, traffic paused %.0f ms at most, %lld "
+                  "mirrored writes journaled meanwhile and applied on top\n",
+                  static_cast<long long>(snap.tables_this_run), snap.pause_ms,
+                  static_cast<long long>(snap.journal_entries));
+    if (mode == "chunked" && barrier_.enabled())
       std::printf("mirror barrier: %lld chunks after the answers drained, %lld after the %d ms grace\n",
                   static_cast<long long>(barrier_.drained()), static_cast<long long>(barrier_.by_grace()),
                   ctx_.opt.commit_grace_ms);
@@ -443,7 +472,8 @@ int Backfill::run() {
   }
   audit(ctx_.opt, "backfill", code,
         pm::Json::object()
-            .set("tables", pm::Json::integer(static_cast<int64_t>(jobs_.size())))
+            .set("mode", pm::Json::string(mode))
+            .set("tables", pm::Json::integer(static_cast<int64_t>(tables.size())))
             .set("rows", pm::Json::integer(rows))
             .set("rows_this_run", pm::Json::integer(rows_total_.load()))
             .set("sequences_raised", pm::Json::integer(sequences_raised))
@@ -459,7 +489,7 @@ int backfill_main(int argc, char** argv) {
   std::string error;
   if (!parse_options(argc, argv,
                      {"--config", "--user", "--dbname", "--tables", "--jobs", "--max-rate", "--chunk-rows", "--chunk-memory", "--state-dir",
-                      "--admin", "--no-watermark", "--commit-grace-ms", "--watermark-timeout-ms"},
+                      "--admin", "--no-watermark", "--commit-grace-ms", "--watermark-timeout-ms", "--mode", "--fence-lease-ms"},
                      &opt, &error)) {
     std::fprintf(stderr, "pgtandem backfill: %s\n", error.c_str());
     return 2;

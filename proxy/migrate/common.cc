@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -84,6 +85,16 @@ bool parse_options(int argc, char** argv, const std::vector<std::string>& allowe
     else if (flag == "--state-dir") o->state_dir = v;
     else if (flag == "--admin") o->admins.push_back(v);
     else if (flag == "--report") o->report = v;
+    else if (flag == "--mode") {
+      if (v != "auto" && v != "snapshot" && v != "chunked") {
+        *error = "--mode must be auto, snapshot or chunked, not '" + v + "'";
+        return false;
+      }
+      o->mode = v;
+    } else if (flag == "--fence-lease-ms") {
+      if (!number(500)) return false;
+      o->fence_lease_ms = static_cast<int>(std::min<int64_t>(n, 600000));
+    }
     else if (flag == "--allow-cast") o->allowed_casts.push_back(v);
     else if (flag == "--jobs") {
       if (!number(1)) return false;
@@ -150,12 +161,30 @@ void apply_migrate_section(const config::Migrate& m, Options* o) {
   if (unset("--commit-grace-ms")) o->commit_grace_ms = static_cast<int>(m.commit_grace_ms);
   if (unset("--watermark-timeout-ms")) o->watermark_timeout_ms = static_cast<int>(m.watermark_timeout_ms);
   if (unset("--recheck-delay-ms")) o->recheck_delay_ms = static_cast<int>(m.recheck_delay_ms);
+  if (unset("--mode")) o->mode = m.backfill_mode;
+  if (unset("--fence-lease-ms")) o->fence_lease_ms = static_cast<int>(m.fence_lease_ms);
   if (unset("--admin")) o->admins = m.admins;
   if (unset("--state-dir")) o->state_dir = m.state_dir;
   o->use_admin_token = m.use_admin_token;
 }
 
 }  // namespace
+
+std::string checkpoint_path(const Options& opt, const std::string& table) {
+  const std::string dir = state_dir(opt) + "/backfill";
+  ::mkdir(dir.c_str(), 0755);
+  std::string out;
+  for (unsigned char c : table) {
+    if (std::isalnum(c) || c == '_' || c == '.' || c == '-') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return dir + "/" + out + ".json";
+}
 
 bool make_context(const Options& opt, const std::string& app, Context* ctx, std::string* error) {
   ctx->opt = opt;

@@ -45,6 +45,8 @@ struct Options {
   int commit_grace_ms = 50;         // see docs/migration.md, "the answer still on its way"
   int watermark_timeout_ms = 60000;
   int recheck_delay_ms = 1000;
+  std::string mode = "auto";    // backfill: --mode auto|snapshot|chunked ([migrate] backfill_mode)
+  int fence_lease_ms = 15000;   // backfill: --fence-lease-ms ([migrate] fence_lease_ms)
   std::string report;  // verify: where to write; repair: what to read
   std::vector<std::string> allowed_casts;  // preflight: "old_type->new_type"
   bool use_admin_token = true;             // [migrate] use_admin_token (no flag)
@@ -120,6 +122,8 @@ bool raise_sequence(ConnPair& pair, const pm::Sequence& s, bool* raised, std::st
 // --state-dir, else [migrate] state_dir (by default the proxy's state_dir; never the working
 // directory), created (with its parents, 0700) if missing; "" with *error when it cannot be.
 std::string state_dir(const Options& opt, std::string* error = nullptr);
+// <state-dir>/backfill/<table>.json: a table's backfill checkpoint (both copy modes).
+std::string checkpoint_path(const Options& opt, const std::string& table);
 // Writes <state-dir>/<name> atomically (temp file + rename).
 bool write_file_atomic(const std::string& path, const std::string& content, std::string* error);
 bool read_whole_file(const std::string& path, std::string* out);

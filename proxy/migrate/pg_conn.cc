@@ -254,6 +254,82 @@ bool PgConn::copy_buffer_to(PgConn& dest, const std::string& copy_in_sql, const 
   return ok;
 }
 
+bool PgConn::copy_stream_to(PgConn& dest, const std::string& copy_out_sql, const std::string& copy_in_sql,
+                            const std::function<bool(int64_t, int64_t, std::string*)>& tick,
+                            int64_t* rows, int64_t* bytes, std::string* error) {
+  constexpr int64_t kTickRows = 4096;
+  *rows = *bytes = 0;
+  ResultPtr in(PQexec(dest.conn_, copy_in_sql.c_str()));
+  if (!in || PQresultStatus(in.get()) != PGRES_COPY_IN) {
+    *error = in ? dest.spec_.label + ": " + trim(PQresultErrorMessage(in.get()))
+                : dest.err("COPY FROM STDIN failed");
+    return false;
+  }
+  bool ok = true, out_open = false;
+  ResultPtr out(PQexec(conn_, copy_out_sql.c_str()));
+  if (!out || PQresultStatus(out.get()) != PGRES_COPY_OUT) {
+    *error = out ? spec_.label + ": " + trim(PQresultErrorMessage(out.get())) : err("COPY TO STDOUT failed");
+    ok = false;
+  } else {
+    out_open = true;
+  }
+  int64_t tick_rows = 0, tick_bytes = 0;
+  while (ok && out_open) {
+    char* buf = nullptr;
+    const int n = PQgetCopyData(conn_, &buf, 0);
+    if (n == -1) {
+      out_open = false;
+      std::string out_error;
+      if (!drain_results(&out_error)) {
+        *error = out_error;
+        ok = false;
+      }
+      break;
+    }
+    if (n < 0) {
+      *error = err("COPY out failed");
+      ok = false;
+      break;
+    }
+    ok = PQputCopyData(dest.conn_, buf, n) == 1;
+    PQfreemem(buf);
+    if (!ok) {
+      *error = dest.err("COPY in failed");
+      break;
+    }
+    ++*rows;
+    *bytes += n;
+    ++tick_rows;
+    tick_bytes += n;
+    if (tick_rows >= kTickRows) {
+      ok = tick(tick_rows, tick_bytes, error);
+      tick_rows = tick_bytes = 0;
+    }
+  }
+  if (ok && (tick_rows > 0 || tick_bytes > 0)) ok = tick(tick_rows, tick_bytes, error);
+  if (out_open) {  // stopped early: cancel the rest, leave this connection usable (ROLLBACK next)
+    if (PGcancel* c = PQgetCancel(conn_)) {
+      char why[256];
+      PQcancel(c, why, sizeof why);
+      PQfreeCancel(c);
+    }
+    char* buf = nullptr;
+    while (PQgetCopyData(conn_, &buf, 0) >= 0) PQfreemem(buf);
+    std::string ignored;
+    drain_results(&ignored);
+  }
+  if (PQputCopyEnd(dest.conn_, ok ? nullptr : "source failed") != 1 && ok) {
+    *error = dest.err("COPY end failed");
+    ok = false;
+  }
+  std::string in_error;
+  if (!dest.drain_results(&in_error) && ok) {
+    *error = in_error;
+    ok = false;
+  }
+  return ok;
+}
+
 std::string PgConn::server_version() {
   const char* v = PQparameterStatus(conn_, "server_version");
   return v ? v : "?";

@@ -70,6 +70,7 @@ bool Catchup::try_return_to_live(bool progressing) {
   auto& b = state_.mirror.backlog;
   std::unique_lock lock(b.mu);  // no append can happen while it is held
   if (!b.journaling.load(std::memory_order_acquire)) return true;
+  if (b.fenced.load()) return false;  // the fence holds the journal
   if (b.hung_links.load(std::memory_order_acquire) > 0) {
     // A link's unit in flight has had no answer past the apply timeout: entries after it wait for
     // its fate, so nothing may be held in memory for a flip that cannot come (nor flip early).
@@ -126,6 +127,16 @@ void Catchup::loop() {
     {
       std::lock_guard lock(mu_);
       if (stopping_) break;
+    }
+    // The mirror fence (mirror_fence.h): nothing is applied while it holds; the fence goes on only
+    // once this thread parked with its generation (so no pass that read the journal before it runs).
+    const uint64_t gen = b.fence_gen.load();
+    if (b.fenced.load()) {
+      b.parked_gen.store(gen);
+      b.state.store(MirrorBacklog::kFenced, std::memory_order_relaxed);
+      publish(0);
+      wait(kIdlePoll);
+      continue;
     }
     const auto pass_start = Clock::now();
     PassResult r = applier_->pass(&hooks);
@@ -202,6 +213,7 @@ void Catchup::loop() {
 namespace pgtandem::proxy {
 
 namespace {
+const char* fence_state_name(int s) { return s == 1 ? "paused" : s == 2 ? "armed" : "idle"; }
 double oldest_age(const MirrorBacklog& b) {
   const int64_t oldest = b.oldest_unix.load(std::memory_order_relaxed);
   if (oldest == 0 || b.entries.load(std::memory_order_relaxed) == 0) return 0;
@@ -230,7 +242,10 @@ std::string mirror_backlog_json(const ServerState& state) {
                     "},\"apply_timeout\":{\"timeouts\":" + std::to_string(b.apply_timeouts.load()) +
                     ",\"hung_links\":" + std::to_string(b.hung_links.load()) +
                     ",\"unresolved_units\":" + std::to_string(b.apply_timeout_unresolved.load()) +
-                    "}";
+                    "},\"fence\":{\"state\":\"" + fence_state_name(b.fence_state.load()) + "\"" +
+                    ",\"through\":" + std::to_string(b.fence_through.load()) +
+                    ",\"fences\":" + std::to_string(b.fences.load()) +
+                    ",\"expired\":" + std::to_string(b.fences_expired.load()) + "}";
   return out;
 }
 
@@ -275,11 +290,22 @@ std::vector<Metrics::Sample> mirror_backlog_samples(const ServerState& state) {
         "Mirror links waiting past apply_timeout_ms for the answer to their unit in flight",
         static_cast<double>(b.hung_links.load()));
   const int current = b.state.load();
-  for (int s = MirrorBacklog::kLive; s <= MirrorBacklog::kWaiting; ++s) {
+  for (int s = MirrorBacklog::kLive; s <= MirrorBacklog::kFenced; ++s) {
     out.push_back({"pgtandem_mirror_catchup_state",
-                   "Catch-up state: live, journaling, catching_up, waiting_for_target (1 = current)",
+                   "Catch-up state: live, journaling, catching_up, waiting_for_target, fenced (1 = current)",
                    false, "state", MirrorBacklog::state_name(s), s == current ? 1.0 : 0.0});
   }
+  const int fence = b.fence_state.load();
+  for (int s = 0; s <= 2; ++s) {
+    out.push_back({"pgtandem_mirror_fence_state",
+                   "Mirror fence of a snapshot backfill: idle, paused, armed (1 = current)", false,
+                   "state", fence_state_name(s), s == fence ? 1.0 : 0.0});
+  }
+  counter("pgtandem_mirror_fences_total", "Mirror fences armed (snapshot backfills)",
+          static_cast<double>(b.fences.load()));
+  counter("pgtandem_mirror_fences_expired_total",
+          "Mirror fences ended by their lease or the journal's size instead of released",
+          static_cast<double>(b.fences_expired.load()));
   return out;
 }
 

@@ -50,7 +50,7 @@ struct MirrorBacklog {
   std::atomic<uint64_t> drain_mark{0};
   std::atomic<uint64_t> returns_to_live{0};
   // Written by the catch-up thread, read by /status and the metrics.
-  enum State : int { kLive = 0, kJournaling = 1, kCatchingUp = 2, kWaiting = 3 };
+  enum State : int { kLive = 0, kJournaling = 1, kCatchingUp = 2, kWaiting = 3, kFenced = 4 };
   // For /status, the metrics' label and the cutover's journal gate.
   static const char* state_name(int s) {
     switch (s) {
@@ -60,6 +60,8 @@ struct MirrorBacklog {
         return "catching_up";
       case kWaiting:
         return "waiting_for_target";
+      case kFenced:
+        return "fenced";
       default:
         return "live";
     }
@@ -81,6 +83,18 @@ struct MirrorBacklog {
   std::atomic<int64_t> hung_links{0};
   std::atomic<uint64_t> apply_timeouts{0};
   std::atomic<uint64_t> apply_timeout_unresolved{0};
+  // The mirror fence (proxy/mirror/mirror_fence.h; a snapshot backfill, docs/migration.md): while
+  // `fenced`, every link journals and catch-up applies nothing. Catch-up parks before the fence
+  // may journal anything: it stores in `parked_gen` the `fence_gen` it read along with `fenced`,
+  // and the fence waits for its own generation there, so no pass that began before it is running.
+  std::atomic<bool> fenced{false};
+  std::atomic<uint64_t> fence_gen{0};
+  std::atomic<uint64_t> parked_gen{0};
+  // For /status and the metrics (written by the fence).
+  std::atomic<int> fence_state{0};  // 0 idle, 1 paused, 2 armed
+  std::atomic<uint64_t> fence_through{0};   // the last unit number before the fence
+  std::atomic<uint64_t> fences{0};          // fences armed
+  std::atomic<uint64_t> fences_expired{0};  // ended by a lease or the journal's size, not released
 };
 
 struct MirrorShared {

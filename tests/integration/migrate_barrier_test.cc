@@ -132,7 +132,7 @@ int MigrateBarrierTest::answer_in_flight(ProxyProcess& p, const std::string& db,
   ProcessResult bf;
   std::thread runner([&] {
     bf = command("backfill", p.config_path(), db,
-                   {"--chunk-rows", "100", "--jobs", "1", "--commit-grace-ms", std::to_string(grace_ms), "--admin",
+                   {"--chunk-rows", "100", "--jobs", "1", "--mode", "chunked", "--commit-grace-ms", std::to_string(grace_ms), "--admin",
                     "127.0.0.1:" + std::to_string(p.admin_port())},
                    milliseconds(120000));
     done = true;

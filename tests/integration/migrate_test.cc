@@ -113,14 +113,14 @@ TEST_F(MigrateTest, BackfillKilledMidwayResumes) {
   const std::string state = dir_->file("state-" + db);
   ChildProcess child;
   child.spawn({pgtandem_binary(), "backfill", "--config", cfg, "--user", "postgres", "--dbname", db, "--state-dir",
-               state, "--chunk-rows", "500", "--max-rate", "6000", "--jobs", "2"},
+               state, "--chunk-rows", "500", "--max-rate", "6000", "--jobs", "2", "--mode", "chunked"},
               dir_->file("backfill1.log"));
   ASSERT_TRUE(poll_until([&] { return std::stol(count(new_cluster(), db, "big")) >= 3000; }, milliseconds(30000)));
   child.kill_and_reap();
   const long copied = std::stol(count(new_cluster(), db, "big"));
   EXPECT_LT(copied, 30000);
   // A row the first run copied changes on old meanwhile: the resumed run must not lose anything.
-  auto again = command("backfill", cfg, db, {"--chunk-rows", "2000", "--jobs", "2"});
+  auto again = command("backfill", cfg, db, {"--chunk-rows", "2000", "--jobs", "2", "--mode", "chunked"});
   ASSERT_EQ(again.exit_code, 0) << again.describe();
   EXPECT_NE(again.out.find("resuming from"), std::string::npos) << again.out;
   EXPECT_EQ(count(new_cluster(), db, "big"), "30000");
@@ -130,7 +130,7 @@ TEST_F(MigrateTest, BackfillKilledMidwayResumes) {
   // new stopped in the middle of a backfill: a clear error naming it, then the same command
   // continues. (The rate cap keeps the run going long enough to stop new under it.)
   old_cluster().exec("INSERT INTO big SELECT g, 'q', 'late' FROM generate_series(1, 5000) g", db);
-  const std::vector<std::string> fresh = {"--tables", "big", "--state-dir", dir_->file("fresh")};
+  const std::vector<std::string> fresh = {"--tables", "big", "--state-dir", dir_->file("fresh"), "--mode", "chunked"};
   std::vector<std::string> slow = fresh;
   slow.insert(slow.end(), {"--chunk-rows", "1000", "--jobs", "1", "--max-rate", "4000"});
   ProcessResult down;
@@ -177,7 +177,8 @@ TEST_F(MigrateTest, TableWithoutKeyCopiedWholeUnderLock) {
     }
   });
   std::this_thread::sleep_for(milliseconds(300));
-  auto bf = command("backfill", p.config_path(), db, {"--admin", "127.0.0.1:" + std::to_string(p.admin_port())});
+  auto bf = command("backfill", p.config_path(), db,
+                    {"--admin", "127.0.0.1:" + std::to_string(p.admin_port()), "--mode", "chunked"});
   std::this_thread::sleep_for(milliseconds(300));
   stop = true;
   writer.join();
@@ -306,7 +307,7 @@ int MigrateTest::writers_scenario(const std::string& name, const std::vector<std
 }
 
 TEST_F(MigrateTest, RandomizedWritersInsideTheChunkBeingCopied) {
-  EXPECT_EQ(writers_scenario("writers", {}), 0) << last_report_;
+  EXPECT_EQ(writers_scenario("writers", {"--mode", "chunked"}), 0) << last_report_;
 }
 
 // The naive copy's race, made deterministic: a mirrored UPDATE is held in flight on `new` while
@@ -347,7 +348,7 @@ int MigrateTest::held_write_scenario(const std::string& name, bool barrier, bool
                    "wait_event = 'advisory' AND datname = '" + db + "'") == "1";
       },
       milliseconds(10000)));
-  std::vector<std::string> args = {"--chunk-rows", "100", "--jobs", "1", "--admin",
+  std::vector<std::string> args = {"--chunk-rows", "100", "--jobs", "1", "--mode", "chunked", "--admin",
                                    "127.0.0.1:" + std::to_string(p.admin_port())};
   if (!barrier) args.insert(args.end(), {"--no-watermark", "--commit-grace-ms", "0"});
   std::atomic<bool> done{false};
@@ -483,7 +484,7 @@ TEST_F(MigrateTest, EveryKindOfBuiltInType) {
   const std::string cfg = plain_config();
   // Chunks of 2 rows: the one with the 1.28 MB row is larger than --chunk-memory and is streamed
   // through the staging table, the others go straight into the table.
-  auto bf = command("backfill", cfg, db, {"--chunk-rows", "2", "--chunk-memory", "100000"});
+  auto bf = command("backfill", cfg, db, {"--chunk-rows", "2", "--chunk-memory", "100000", "--mode", "chunked"});
   ASSERT_EQ(bf.exit_code, 0) << bf.describe();
   auto v = command("verify", cfg, db);
   EXPECT_EQ(v.exit_code, 0) << v.describe();

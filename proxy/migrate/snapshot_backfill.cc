@@ -1,0 +1,600 @@
+// The snapshot backfill (snapshot_backfill.h; the argument: docs/migration.md, "Snapshot
+// backfill"). One run is one cut:
+//   1. every pgtandem pauses at transaction boundaries until its mirror applied everything
+//      (POST /mirror/fence?action=pause, in parallel);
+//   2. the primary exports a snapshot: it holds exactly the writes the mirrors applied;
+//   3. every pgtandem arms its fence (later mirrored writes go to its journal) and resumes;
+//   4. the tables are TRUNCATEd on the other target in one statement and COPYed there from the
+//      snapshot by --jobs connections (large tables in key ranges), with no lock on the primary;
+//   5. a table counts as copied (its checkpoint says done) only once a renew of every fence that
+//      started after its last COMMIT succeeded: the fence held throughout;
+//   6. the fences are released and catch-up applies the journal on top of the copies; the run
+//      waits until every mirror is live again.
+// A run killed anywhere leaves the primary untouched; the fence's lease ends, catch-up applies
+// the journal, and the same command takes a new cut for every table not recorded done.
+#include "proxy/migrate/snapshot_backfill.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace pgtandem::proxy::migrate {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kPauseTimeoutMs = 5000;  // per pgtandem: in-flight transactions must end within it
+constexpr int kPauseLeaseMs = 3000;    // a pause the tool never armed ends by itself after this
+constexpr int kCutAttempts = 3;        // pauses that timed out under load are tried again
+constexpr int kPartAttempts = 3;       // a part whose copy failed (connection lost) is retried
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+struct FenceReply {
+  int status = 0;  // 0: not answered
+  std::optional<pm::Json> json;
+  std::string error;
+  std::string str(const char* key) const {
+    const pm::Json* v = json ? json->get(key) : nullptr;
+    return v ? v->as_string() : std::string();
+  }
+  int64_t num(const char* key) const {
+    const pm::Json* v = json ? json->get(key) : nullptr;
+    return v ? v->as_int() : 0;
+  }
+};
+
+FenceReply fence_call(const Context& ctx, const std::string& admin, const std::string& query) {
+  FenceReply r;
+  std::string body;
+  std::vector<std::string> headers;
+  if (!ctx.admin_token.empty()) headers.push_back("Authorization: Bearer " + ctx.admin_token);
+  if (!admin_request(admin, "POST", "/mirror/fence?" + query, headers, "", kPauseTimeoutMs + 5000,
+                     &r.status, &body, &r.error)) {
+    r.status = 0;
+    return r;
+  }
+  r.json = pm::Json::parse(body);
+  if (r.status != 200) {
+    const std::string e = r.str("error");
+    r.error = "pgtandem " + admin + ": " + (e.empty() ? "answered " + std::to_string(r.status) : e);
+  }
+  return r;
+}
+
+struct TableState {
+  const pm::Table* table = nullptr;
+  pm::TableSql sql;
+  std::string path;  // checkpoint
+  std::set<std::string> parents;
+  int parts = 0, parts_done = 0;
+  int64_t rows = 0;
+  Clock::time_point committed;  // the last part's COMMIT returned before this
+  bool confirmed = false;
+  bool todo = false;
+};
+
+struct Part {
+  size_t table = 0;
+  std::optional<pm::KeyRange> range;  // nullopt: the whole table
+};
+
+class SnapshotBackfill {
+ public:
+  SnapshotBackfill(const Context& ctx, Progress& progress) : ctx_(ctx), progress_(progress) {}
+  SnapshotResult run(const std::vector<const pm::Table*>& tables);
+
+ private:
+  bool pause_all(SnapshotResult* res);
+  bool arm_all(std::string* error);
+  void release_all();
+  bool renew_round();
+  void renewer();
+  void confirm(Clock::time_point before);
+  void confirm_table(TableState& t);
+  bool wait_caught_up(SnapshotResult* res);
+  bool plan_parts(PgConn& p, std::string* error);
+  void worker();
+  bool next_part(bool replica, Part* out);
+  bool copy_part(PgConn& p, PgConn& n, const Part& part, std::string* error);
+  bool throttle(int64_t rows);
+  void fail(const std::string& why);
+
+  const Context& ctx_;
+  Progress& progress_;
+  std::vector<TableState> tables_;
+  std::deque<Part> parts_;
+  std::mutex mu_;
+  std::atomic<bool> abort_{false};
+  std::string error_;
+  std::string snapshot_;
+  // The fences: one per pgtandem (admins_[i], ids_[i]); none when nothing mirrors.
+  bool fenced_ = false;
+  std::vector<std::string> admins_, ids_;
+  std::thread renew_thread_;
+  std::condition_variable renew_cv_;
+  bool renew_stop_ = false;
+  std::atomic<int64_t> rows_total_{0};
+  Clock::time_point started_ = Clock::now();
+};
+
+void SnapshotBackfill::fail(const std::string& why) {
+  std::lock_guard lock(mu_);
+  if (error_.empty()) error_ = why;
+  abort_ = true;
+}
+
+bool SnapshotBackfill::pause_all(SnapshotResult* res) {
+  const std::string q = "action=pause&timeout_ms=" + std::to_string(kPauseTimeoutMs) +
+                        "&lease_ms=" + std::to_string(kPauseLeaseMs);
+  for (int attempt = 1;; ++attempt) {
+    std::vector<FenceReply> replies(admins_.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < admins_.size(); ++i)
+      threads.emplace_back([&, i] { replies[i] = fence_call(ctx_, admins_[i], q); });
+    for (auto& t : threads) t.join();
+    bool all = true, unavailable = false, retry = false;
+    std::string why;
+    ids_.assign(admins_.size(), "");
+    for (size_t i = 0; i < replies.size(); ++i) {
+      const FenceReply& r = replies[i];
+      if (r.status == 200) {
+        ids_[i] = r.str("id");
+        res->pause_ms = std::max(res->pause_ms, static_cast<double>(r.num("pause_ms")));
+        continue;
+      }
+      all = false;
+      if (why.empty()) why = r.error;
+      // 404: a pgtandem without the fence; 403: no token there; 409 without a fence held: catch-up
+      // off. Those cannot be waited out.
+      if (r.status == 404 || r.status == 403 ||
+          (r.status == 409 && r.error.find("catchup") != std::string::npos))
+        unavailable = true;
+      if (r.status == 503 || (r.status == 409 && r.error.find("already held") != std::string::npos))
+        retry = true;
+    }
+    if (all) return true;
+    release_all();
+    if (unavailable) {
+      res->unavailable = true;
+      res->why = why;
+      return false;
+    }
+    if (!retry || attempt >= kCutAttempts) {
+      res->why = "cannot pause traffic for the snapshot: " + why;
+      return false;
+    }
+    std::fprintf(stderr, "pgtandem backfill: %s; trying again in %d s\n", why.c_str(), attempt);
+    std::this_thread::sleep_for(std::chrono::seconds(attempt));
+  }
+}
+
+bool SnapshotBackfill::arm_all(std::string* error) {
+  for (size_t i = 0; i < admins_.size(); ++i) {
+    auto r = fence_call(ctx_, admins_[i],
+                        "action=arm&id=" + ids_[i] + "&lease_ms=" + std::to_string(ctx_.opt.fence_lease_ms));
+    if (r.status != 200) {
+      *error = "cannot arm the mirror fence: " + r.error;
+      return false;
+    }
+  }
+  return true;
+}
+
+void SnapshotBackfill::release_all() {
+  for (size_t i = 0; i < admins_.size(); ++i) {
+    if (ids_.size() <= i || ids_[i].empty()) continue;
+    auto r = fence_call(ctx_, admins_[i], "action=release&id=" + ids_[i]);
+    if (r.status != 200 && r.status != 409)
+      std::fprintf(stderr, "pgtandem backfill: releasing the fence: %s (its lease ends it)\n", r.error.c_str());
+  }
+}
+
+// Every fence renewed: true only if each still held (the same fence since it was armed).
+bool SnapshotBackfill::renew_round() {
+  for (size_t i = 0; i < admins_.size(); ++i) {
+    auto r = fence_call(ctx_, admins_[i],
+                        "action=renew&id=" + ids_[i] + "&lease_ms=" + std::to_string(ctx_.opt.fence_lease_ms));
+    if (r.status != 200) {
+      fail("the mirror fence ended before the copy did (" + r.error +
+           "); tables copied after that are copied again by the next run");
+      return false;
+    }
+  }
+  return true;
+}
+
+void SnapshotBackfill::renewer() {
+  const auto every = std::chrono::milliseconds(std::max(100, ctx_.opt.fence_lease_ms / 5));
+  std::unique_lock lock(mu_);
+  while (!renew_stop_) {
+    renew_cv_.wait_for(lock, every);
+    if (renew_stop_) break;
+    lock.unlock();
+    const auto round = Clock::now();
+    const bool held = renew_round();
+    lock.lock();
+    if (!held) break;
+    confirm(round);
+  }
+}
+
+// Under mu_: every table whose last COMMIT returned before `before` (a moment every fence was
+// held at, or any moment without fences) is copied for good.
+void SnapshotBackfill::confirm(Clock::time_point before) {
+  for (auto& t : tables_)
+    if (t.todo && !t.confirmed && t.parts > 0 && t.parts_done == t.parts && t.committed < before)
+      confirm_table(t);
+}
+
+void SnapshotBackfill::confirm_table(TableState& t) {
+  pm::Checkpoint c;
+  c.table = t.table->qualified();
+  c.key = t.sql.key;
+  c.ranges.push_back({pm::KeyRange{}, std::nullopt, t.rows, true});
+  std::string e;
+  if (!write_file_atomic(t.path, pm::encode_checkpoint(c), &e)) {
+    if (error_.empty()) error_ = "checkpoint " + t.path + ": " + e;
+    abort_ = true;
+    return;
+  }
+  t.confirmed = true;
+  progress_.table_done(c.table);
+}
+
+bool SnapshotBackfill::plan_parts(PgConn& p, std::string* error) {
+  for (size_t i = 0; i < tables_.size(); ++i) {
+    TableState& t = tables_[i];
+    if (!t.todo) continue;
+    const int64_t est = t.table->estimated_rows;
+    std::vector<pm::Key> bounds;
+    if (!t.sql.key.empty() && ctx_.opt.jobs > 1 && est > 2 * ctx_.opt.chunk_rows) {
+      // Split points from a page sample of the snapshot (cheap; the parts need not be equal).
+      const double pct = std::clamp(100.0 * 50000.0 / static_cast<double>(est), 0.01, 100.0);
+      char pct_text[32];
+      std::snprintf(pct_text, sizeof pct_text, "%.4f", pct);
+      Rows sample;
+      if (!p.query("SELECT " + pm::column_list(t.sql.key) + " FROM " + pm::qualified_name(t.sql.schema, t.sql.name) +
+                       " TABLESAMPLE SYSTEM (" + pct_text + ") ORDER BY " + pm::key_order(t.sql),
+                   &sample, error))
+        return false;
+      const size_t parts = static_cast<size_t>(ctx_.opt.jobs);
+      for (size_t k = 1; k < parts && !sample.rows.empty(); ++k) {
+        const auto& row = sample.rows[k * sample.rows.size() / parts];
+        pm::Key key;
+        for (const auto& v : row) key.push_back(v.value_or(""));
+        if (bounds.empty() || bounds.back() != key) bounds.push_back(std::move(key));
+      }
+    }
+    if (bounds.empty()) {
+      parts_.push_back({i, std::nullopt});
+      t.parts = 1;
+    } else {
+      for (auto& r : pm::ranges_from_boundaries(bounds)) parts_.push_back({i, std::move(r)});
+      t.parts = static_cast<int>(bounds.size() + 1);
+    }
+  }
+  return true;
+}
+
+// Without session_replication_role = replica on the other target, a table's parts wait until the
+// tables it references are copied (their foreign keys are checked).
+bool SnapshotBackfill::next_part(bool replica, Part* out) {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (abort_ || parts_.empty()) return false;
+      for (size_t i = 0; i < parts_.size(); ++i) {
+        const TableState& t = tables_[parts_[i].table];
+        bool ready = true;
+        for (const auto& other : tables_)
+          if (!replica && other.todo && t.parents.count(other.table->qualified()) &&
+              other.parts_done < other.parts)
+            ready = false;
+        if (!ready) continue;
+        *out = parts_[i];
+        parts_.erase(parts_.begin() + static_cast<long>(i));
+        return true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+bool SnapshotBackfill::throttle(int64_t rows) {
+  const int64_t total = rows_total_ += rows;
+  if (ctx_.opt.max_rate <= 0) return !abort_;
+  for (;;) {
+    const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
+    const double allowed = elapsed * static_cast<double>(ctx_.opt.max_rate);
+    if (static_cast<double>(total) <= allowed || abort_) return !abort_;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(
+        200, static_cast<int64_t>((static_cast<double>(total) - allowed) * 1000.0 / ctx_.opt.max_rate) + 1)));
+  }
+}
+
+bool SnapshotBackfill::copy_part(PgConn& p, PgConn& n, const Part& part, std::string* error) {
+  TableState& t = tables_[part.table];
+  const std::string name = t.table->qualified();
+  const std::string table = pm::qualified_name(t.sql.schema, t.sql.name);
+  const std::string cols = pm::column_list(t.sql.columns);
+  // The table path (no executor) for a whole table, as pg_dump; a range goes through a query.
+  const std::string out = part.range ? "COPY (SELECT " + cols + " FROM " + table + " WHERE " +
+                                           pm::range_predicate(t.sql, *part.range) + ") TO STDOUT"
+                                     : "COPY " + table + " (" + cols + ") TO STDOUT";
+  std::string e;
+  if (!n.exec("BEGIN", &e)) {
+    *error = e;
+    return false;
+  }
+  int64_t rows = 0, bytes = 0;
+  auto tick = [&](int64_t r, int64_t b, std::string* why) {
+    progress_.add(name, r, b, 0);
+    if (!throttle(r)) {
+      *why = "stopped";
+      return false;
+    }
+    return true;
+  };
+  std::string ignored;
+  if (!p.copy_stream_to(n, out, pm::copy_into_table_sql(t.sql), tick, &rows, &bytes, error) ||
+      !n.exec("COMMIT", error)) {
+    if (n.ok()) n.exec("ROLLBACK", &ignored);
+    progress_.add(name, -rows, -bytes, 0);  // counted again by the retry or the next run
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  progress_.add(name, 0, 0, 1);
+  t.rows += rows;
+  t.parts_done++;
+  t.committed = Clock::now();
+  if (!fenced_ && t.parts_done == t.parts) confirm_table(t);  // no fence: committed is copied
+  return true;
+}
+
+void SnapshotBackfill::worker() {
+  std::unique_ptr<PgConn> p, n;
+  bool replica = false;
+  auto connect = [&](std::string* e) {
+    p = PgConn::open(ctx_.primary, e);
+    if (!p || !p->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT " +
+                           pm::quote_literal(snapshot_),
+                       e))
+      return false;
+    n = PgConn::open(ctx_.secondary, e);
+    if (!n) return false;
+    std::string ignored;
+    replica = n->exec("SET session_replication_role = replica", &ignored);
+    return true;
+  };
+  std::string e;
+  bool connected = connect(&e);
+  Part part;
+  while (next_part(connected && replica, &part)) {
+    bool ok = false;
+    for (int attempt = 1; attempt <= kPartAttempts && !abort_; ++attempt) {
+      if (!connected || !p->ok() || !n->ok()) connected = connect(&e);
+      if (connected && copy_part(*p, *n, part, &e)) {
+        ok = true;
+        break;
+      }
+      if (abort_) break;
+      if (attempt < kPartAttempts) {
+        std::fprintf(stderr, "pgtandem backfill: %s: %s; retrying in %d s\n",
+                     tables_[part.table].table->qualified().c_str(), e.c_str(), attempt);
+        std::this_thread::sleep_for(std::chrono::seconds(attempt));
+      }
+    }
+    if (!ok) {
+      fail(tables_[part.table].table->qualified() + ": " + e);
+      return;
+    }
+  }
+}
+
+// After the release: every pgtandem's catch-up applies what the fence held back; the run ends
+// when each is live again (a verify right after then sees `new` complete). Fails only when a
+// catch-up makes no progress for the watermark timeout.
+bool SnapshotBackfill::wait_caught_up(SnapshotResult* res) {
+  for (size_t i = 0; i < admins_.size(); ++i) {
+    int64_t last_left = -1;
+    auto last_move = Clock::now();
+    bool printed = false;
+    for (;;) {
+      auto r = fence_call(ctx_, admins_[i], "action=status");
+      if (r.status != 200) {
+        res->why = "after the copy: " + r.error;
+        return false;
+      }
+      const int64_t left = r.num("backlog_entries");
+      if (r.str("catchup") == "live" && left == 0) break;
+      if (!printed) {
+        std::printf("mirror %s: applying %lld writes journaled during the copy\n", admins_[i].c_str(),
+                    static_cast<long long>(left));
+        std::fflush(stdout);
+        printed = true;
+        res->journal_entries += left;
+      }
+      if (left != last_left) {
+        last_left = left;
+        last_move = Clock::now();
+      } else if (ms_since(last_move) > ctx_.opt.watermark_timeout_ms) {
+        res->why = "pgtandem " + admins_[i] + ": catch-up made no progress for " +
+                   std::to_string(ctx_.opt.watermark_timeout_ms) + " ms (" + std::to_string(left) +
+                   " entries left, catch-up " + r.str("catchup") + "); the copy is complete, the mirror is behind";
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return true;
+}
+
+SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables) {
+  SnapshotResult res;
+  // Which tables this cut copies: those not recorded done, and any done table that references
+  // one of them (TRUNCATE takes a referenced table only with its referencing ones).
+  std::set<std::string> selected;
+  for (const pm::Table* t : tables) selected.insert(t->qualified());
+  for (const pm::Table* t : tables) {
+    TableState s;
+    s.table = t;
+    s.sql = table_sql(*t);
+    s.path = checkpoint_path(ctx_.opt, t->qualified());
+    for (const auto& r : t->references)
+      if (r != t->qualified() && selected.count(r)) s.parents.insert(r);
+    std::string text;
+    std::optional<pm::Checkpoint> c;
+    if (read_whole_file(s.path, &text)) c = pm::decode_checkpoint(text);
+    s.todo = !(c && c->key == s.sql.key && c->done());
+    if (!s.todo) s.rows = c->rows();
+    tables_.push_back(std::move(s));
+  }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (auto& t : tables_)
+      for (const auto& other : tables_)
+        if (!t.todo && other.todo && t.parents.count(other.table->qualified())) {
+          t.todo = true;
+          changed = true;
+        }
+  }
+  int64_t resumed = 0;
+  std::vector<std::string> todo_names;
+  for (auto& t : tables_) {
+    progress_.table_started(t.table->qualified(), t.table->estimated_rows);
+    if (t.todo) {
+      todo_names.push_back(pm::qualified_name(t.sql.schema, t.sql.name));
+      continue;
+    }
+    resumed += t.rows;
+    if (t.rows > 0) progress_.add(t.table->qualified(), t.rows, 0, 0);
+    progress_.table_done(t.table->qualified());
+  }
+  if (resumed > 0)
+    std::printf("resuming from %s/backfill: %zu tables already copied (%s rows)\n", state_dir(ctx_.opt).c_str(),
+                tables_.size() - todo_names.size(), pm::format_count(resumed).c_str());
+  if (todo_names.empty()) {
+    res.ok = true;
+    return res;
+  }
+
+  // The cut.
+  fenced_ = ctx_.mirror_writes && !ctx_.opt.no_watermark;
+  if (fenced_) {
+    admins_ = ctx_.opt.admins;
+    if (ctx_.admin_token.empty()) {
+      res.unavailable = true;
+      res.why = "the mirror fence is a POST to pgtandem's admin API, which needs [admin] token or token_file";
+      return res;
+    }
+  }
+  std::string e;
+  auto snap_conn = PgConn::open(ctx_.primary, &e);
+  auto new_conn = PgConn::open(ctx_.secondary, &e);
+  if (!snap_conn || !new_conn) {
+    res.why = e;
+    return res;
+  }
+  if (fenced_ && !pause_all(&res)) return res;
+  Rows snap;
+  if (!snap_conn->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &e) ||
+      !snap_conn->query("SELECT pg_export_snapshot()", &snap, &e) || snap.rows.empty()) {
+    release_all();
+    res.why = "exporting a snapshot on the primary: " + e;
+    return res;
+  }
+  snapshot_ = snap.at(0, 0);
+  if (fenced_ && !arm_all(&e)) {
+    release_all();
+    res.why = e;
+    return res;
+  }
+  if (fenced_) {
+    std::printf("snapshot %s taken with every mirror applied (pause %.0f ms at most); mirrored writes "
+                "are journaled until the copy ends\n",
+                snapshot_.c_str(), res.pause_ms);
+    std::fflush(stdout);
+    renew_thread_ = std::thread([this] { renewer(); });
+  }
+  auto finish = [&](bool copied) {
+    if (renew_thread_.joinable()) {
+      {
+        std::lock_guard lock(mu_);
+        renew_stop_ = true;
+      }
+      renew_cv_.notify_all();
+      renew_thread_.join();
+    }
+    if (copied && fenced_) {
+      // The last tables: confirmed by one more renew after their COMMITs.
+      const auto round = Clock::now();
+      if (renew_round()) {
+        std::lock_guard lock(mu_);
+        confirm(round);
+      }
+    }
+    release_all();
+    std::string ignored;
+    snap_conn->exec("ROLLBACK", &ignored);
+  };
+
+  // Every table of the cut emptied on the other target, in one statement (foreign keys among
+  // them allow that). What it held came from mirrored writes up to the cut, which the snapshot
+  // holds too. Its checkpoints go first: a chunked run must not trust ranges emptied here.
+  for (const auto& t : tables_)
+    if (t.todo) std::remove(t.path.c_str());
+  std::string ignored;
+  new_conn->exec("SET session_replication_role = replica", &ignored);
+  std::string list;
+  for (const auto& n : todo_names) list += (list.empty() ? "" : ", ") + n;
+  if (!new_conn->exec("SET lock_timeout = '30s'", &e) || !new_conn->exec("TRUNCATE ONLY " + list, &e)) {
+    finish(false);
+    res.why = "emptying the tables on the other target: " + e +
+              (e.find("foreign key") != std::string::npos
+                   ? " (name the referencing tables in --tables too, or use --mode chunked)"
+                   : "");
+    return res;
+  }
+  if (!plan_parts(*snap_conn, &e)) {
+    finish(false);
+    res.why = e;
+    return res;
+  }
+  std::vector<std::thread> threads;
+  const size_t n = std::min<size_t>(static_cast<size_t>(ctx_.opt.jobs), std::max<size_t>(1, parts_.size()));
+  for (size_t i = 0; i < n; ++i) threads.emplace_back([this] { worker(); });
+  for (auto& t : threads) t.join();
+  finish(error_.empty());
+  for (const auto& t : tables_) {
+    if (!t.todo || !t.confirmed) continue;
+    res.rows_this_run += t.rows;
+    res.tables_this_run++;
+  }
+  bool all = true;
+  for (const auto& t : tables_) all = all && (!t.todo || t.confirmed);
+  if (!error_.empty() || !all) {
+    res.why = error_.empty() ? "the fence could not confirm every table" : error_;
+    return res;
+  }
+  if (fenced_ && !wait_caught_up(&res)) return res;
+  res.ok = true;
+  return res;
+}
+
+}  // namespace
+
+SnapshotResult snapshot_backfill(const Context& ctx, const std::vector<const pm::Table*>& tables,
+                                 Progress& progress) {
+  SnapshotBackfill b(ctx, progress);
+  return b.run(tables);
+}
+
+}  // namespace pgtandem::proxy::migrate

@@ -1,0 +1,253 @@
+#include "proxy/mirror/mirror_fence.h"
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+
+#include "proxy/telemetry/log.h"
+#include "proxy/worker.h"
+
+namespace pgtandem::proxy {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+// A lease is at least this long and at most this long (a tool asks for its own within).
+constexpr int64_t kMinLeaseMs = 200, kMaxLeaseMs = 600000;
+// How long arm waits for catch-up to park (it polls every few ms when idle).
+constexpr auto kParkTimeout = std::chrono::seconds(5);
+
+struct Query {
+  std::string action, id;
+  int64_t timeout_ms = 5000, lease_ms = 10000;
+};
+
+Query parse(std::string_view q) {
+  Query out;
+  while (!q.empty()) {
+    const size_t amp = q.find('&');
+    const std::string_view kv = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    const size_t eq = kv.find('=');
+    const std::string_view k = kv.substr(0, eq);
+    const std::string_view v = eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1);
+    auto number = [&](int64_t* n) { std::from_chars(v.data(), v.data() + v.size(), *n); };
+    if (k == "action") out.action = std::string(v);
+    if (k == "id") out.id = std::string(v);
+    if (k == "timeout_ms") number(&out.timeout_ms);
+    if (k == "lease_ms") number(&out.lease_ms);
+  }
+  out.lease_ms = std::clamp(out.lease_ms, kMinLeaseMs, kMaxLeaseMs);
+  out.timeout_ms = std::clamp<int64_t>(out.timeout_ms, 1, 60000);
+  return out;
+}
+
+std::string new_id() {
+  std::random_device rd;
+  std::mt19937_64 g((uint64_t{rd()} << 32) ^ rd());
+  static const char* hex = "0123456789abcdef";
+  std::string id;
+  for (uint64_t v = g(), i = 0; i < 16; ++i, v >>= 4) id += hex[v & 15];
+  return id;
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+MirrorFence::Reply error(int status, const std::string& why) {
+  return {status, "{\"error\":" + quote(why) + "}"};
+}
+
+}  // namespace
+
+bool mirror_settled(const ServerState& state) {
+  const auto& order = state.mirror.order;
+  const auto& backlog = state.mirror.backlog;
+  // With catch-up, journaled writes are part of the mirror: settled means applied.
+  const bool caught_up = !backlog.enabled || (backlog.entries.load() == 0 &&
+                                              backlog.state.load() == MirrorBacklog::kLive);
+  return caught_up && state.mirror.queue_bytes.load() <= 0 &&
+         order.done_through() >= order.last_assigned();
+}
+
+MirrorFence::MirrorFence(ServerState& state, uint64_t journal_max_bytes)
+    : state_(state), journal_max_bytes_(journal_max_bytes) {
+  thread_ = std::thread([this] { watch(); });
+}
+
+MirrorFence::~MirrorFence() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    if (st_ == State::kPaused) state_.control.pause.open();
+    if (st_ == State::kArmed) end("pgtandem is stopping", false);
+    st_ = State::kIdle;
+    state_.mirror.backlog.fence_state.store(0);
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+MirrorFence::Reply MirrorFence::handle(std::string_view query) {
+  const Query q = parse(query);
+  if (q.action == "pause") return pause(q.timeout_ms, q.lease_ms);
+  if (q.action == "arm") return arm(q.id, q.lease_ms);
+  if (q.action == "renew") return renew(q.id, q.lease_ms);
+  if (q.action == "release") return release(q.id);
+  if (q.action == "status") return status();
+  return error(400, "action must be pause, arm, renew, release or status");
+}
+
+std::string MirrorFence::state_json() const {
+  const auto& b = state_.mirror.backlog;
+  const char* st = st_ == State::kPaused ? "paused" : st_ == State::kArmed ? "armed" : "idle";
+  return std::string("\"state\":\"") + st + "\",\"catchup\":\"" +
+         MirrorBacklog::state_name(b.state.load()) + "\",\"backlog_entries\":" +
+         std::to_string(b.entries.load()) + ",\"through\":" + std::to_string(through_) +
+         ",\"last_assigned\":" + std::to_string(state_.mirror.order.last_assigned()) +
+         ",\"done_through\":" + std::to_string(state_.mirror.order.done_through());
+}
+
+MirrorFence::Reply MirrorFence::pause(int64_t timeout_ms, int64_t lease_ms) {
+  std::lock_guard lock(mu_);
+  auto& b = state_.mirror.backlog;
+  if (!b.enabled)
+    return error(409, "the mirror fence needs [mirror] catchup = true (and mirror_writes on at start)");
+  if (st_ != State::kIdle) return error(409, "a mirror fence is already held (id " + id_ + ")");
+  auto& gate = state_.control.pause;
+  if (gate.closed()) return error(409, "traffic is paused by a cutover");
+  if (b.journaling.load()) return error(503, "the mirror is catching up on its journal; try again once it is live");
+  gate.close();
+  const auto start = Clock::now();
+  while (gate.in_flight() > 0 || !mirror_settled(state_)) {
+    if (Clock::now() - start > std::chrono::milliseconds(timeout_ms)) {
+      const int64_t in_flight = gate.in_flight();
+      const bool settled = mirror_settled(state_);
+      gate.open();
+      return error(503, "the pause timed out after " + std::to_string(timeout_ms) + " ms: " +
+                            std::to_string(in_flight) + " transaction(s) still running, mirror " +
+                            (settled ? "settled" : "not settled"));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  st_ = State::kPaused;
+  id_ = new_id();
+  through_ = state_.mirror.order.last_assigned();
+  deadline_ = Clock::now() + std::chrono::milliseconds(lease_ms);
+  b.fence_state.store(1);
+  const int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  log::info("mirror fence: traffic paused", {{"id", id_}, {"through", std::to_string(through_)},
+                                             {"pause_ms", std::to_string(ms)}});
+  return {200, "{\"id\":" + quote(id_) + "," + state_json() + ",\"pause_ms\":" + std::to_string(ms) + "}"};
+}
+
+MirrorFence::Reply MirrorFence::arm(const std::string& id, int64_t lease_ms) {
+  std::lock_guard lock(mu_);
+  if (st_ != State::kPaused || id != id_)
+    return error(409, id == last_id_ ? "the pause ended: " + last_end_ : "no pause with this id");
+  auto& b = state_.mirror.backlog;
+  // Catch-up must not run a pass from before the fence over entries journaled after it: it parks
+  // first (with this generation), and only then may anything be journaled.
+  const uint64_t gen = b.fence_gen.fetch_add(1) + 1;
+  b.fenced.store(true);
+  const auto start = Clock::now();
+  while (b.parked_gen.load() != gen) {
+    if (Clock::now() - start > kParkTimeout) {
+      b.fenced.store(false);
+      state_.control.pause.open();
+      st_ = State::kIdle;
+      b.fence_state.store(0);
+      last_id_ = id_;
+      last_end_ = "catch-up did not park within 5 s";
+      return error(503, last_end_);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  {
+    std::unique_lock journal_lock(b.mu);  // as catch-up's flips: no link journals meanwhile
+    b.journaling.store(true, std::memory_order_release);
+  }
+  st_ = State::kArmed;
+  deadline_ = Clock::now() + std::chrono::milliseconds(lease_ms);
+  b.fence_through.store(through_);
+  b.fence_state.store(2);
+  b.fences.fetch_add(1);
+  state_.control.pause.open();
+  log::info("mirror fence armed: mirrored writes are journaled until it is released",
+            {{"id", id_}, {"through", std::to_string(through_)}});
+  return {200, "{\"id\":" + quote(id_) + "," + state_json() + "}"};
+}
+
+MirrorFence::Reply MirrorFence::renew(const std::string& id, int64_t lease_ms) {
+  std::lock_guard lock(mu_);
+  if (st_ != State::kArmed || id != id_)
+    return error(409, id == last_id_ ? "the fence ended: " + last_end_ : "no fence with this id");
+  deadline_ = Clock::now() + std::chrono::milliseconds(lease_ms);
+  return {200, "{\"id\":" + quote(id_) + "," + state_json() + "}"};
+}
+
+MirrorFence::Reply MirrorFence::release(const std::string& id) {
+  std::lock_guard lock(mu_);
+  if (id.empty() || (id != id_ && id != last_id_)) return error(409, "no fence with this id");
+  if (id == id_ && st_ == State::kPaused) {
+    state_.control.pause.open();
+    st_ = State::kIdle;
+    state_.mirror.backlog.fence_state.store(0);
+    last_id_ = id_;
+    last_end_ = "released while paused";
+    log::info("mirror fence: pause released, no fence", {{"id", id_}});
+  } else if (id == id_ && st_ == State::kArmed) {
+    end("released", false);
+  }
+  return {200, "{\"id\":" + quote(id) + ",\"ended\":" + quote(last_end_) + "," + state_json() + "}"};
+}
+
+MirrorFence::Reply MirrorFence::status() {
+  std::lock_guard lock(mu_);
+  return {200, "{\"id\":" + quote(st_ == State::kIdle ? "" : id_) + "," + state_json() + "}"};
+}
+
+void MirrorFence::end(const std::string& why, bool expired) {
+  auto& b = state_.mirror.backlog;
+  b.fenced.store(false);  // catch-up applies the journal, then returns every link to live
+  b.fence_state.store(0);
+  if (expired) b.fences_expired.fetch_add(1);
+  st_ = State::kIdle;
+  last_id_ = id_;
+  last_end_ = why;
+  if (expired)
+    log::warn("mirror fence ended: catch-up applies the journal", {{"id", id_}, {"why", why}});
+  else
+    log::info("mirror fence ended: catch-up applies the journal", {{"id", id_}, {"why", why}});
+}
+
+void MirrorFence::watch() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(20));
+    if (stopping_) break;
+    const auto now = Clock::now();
+    if (st_ == State::kPaused && now > deadline_) {
+      state_.control.pause.open();
+      st_ = State::kIdle;
+      state_.mirror.backlog.fence_state.store(0);
+      last_id_ = id_;
+      last_end_ = "the pause's lease ran out before the fence was armed";
+      log::warn("mirror fence: pause lease ran out; traffic resumes, no fence", {{"id", id_}});
+    } else if (st_ == State::kArmed && now > deadline_) {
+      end("its lease ran out (the tool stopped renewing it)", true);
+    } else if (st_ == State::kArmed && journal_max_bytes_ > 0 &&
+               state_.mirror.backlog.bytes.load() > journal_max_bytes_ / 2) {
+      end("the journal passed half of [mirror] journal_max_bytes", true);
+    }
+  }
+}
+
+}  // namespace pgtandem::proxy

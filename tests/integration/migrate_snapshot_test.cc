@@ -1,0 +1,259 @@
+// The snapshot backfill and the mirror fence (issue 13; docs/migration.md, "Snapshot backfill"):
+// - randomized writers through pgtandem while whole tables are copied from one snapshot: exact
+//   with the fence, and not without it (the naive cut: mirrored writes land on the emptied table
+//   and are lost under the copy);
+// - the backfill SIGKILLed while the fence holds: the fence's lease ends, catch-up applies what
+//   was journaled, clients never notice, and the same command copies the rest from a new cut;
+// - two pgtandem replicas, writers through both: one cut pauses both;
+// - the fence's admin API: a pause that is never armed ends by itself.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "tests/integration/migrate_fixture.h"
+
+namespace pgtandem::it {
+
+namespace {
+
+// Writers through one or more pgtandems: non-commutative updates, deletes and upserts of rows
+// of their own (writer w owns the ids = w mod 4), until stop.
+struct Writers {
+  std::atomic<bool> stop{false};
+  std::atomic<long> ops{0};
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors;
+
+  void start(const std::vector<std::string>& conninfos, int rows) {
+    errors.resize(4);
+    for (int w = 0; w < 4; ++w) {
+      threads.emplace_back([this, w, rows, conninfo = conninfos[w % conninfos.size()]] {
+        try {
+          ConnPtr c = connect(conninfo);
+          std::mt19937 rng(977 + w);
+          while (!stop) {
+            const int id = 4 * static_cast<int>(rng() % (rows / 4)) + w + (w == 0 ? 4 : 0);
+            const std::string ids = std::to_string(id);
+            switch (rng() % 4) {
+              case 0:
+              case 1:
+                exec(c.get(), "UPDATE t SET v = (v * 31 + " + std::to_string(rng() % 1000) +
+                                  ") % 1000000007 WHERE id = " + ids);
+                break;
+              case 2:
+                exec(c.get(), "DELETE FROM t WHERE id = " + ids);
+                break;
+              default:
+                exec(c.get(), "INSERT INTO t VALUES (" + ids + ", 7, " + std::to_string(w) +
+                                  ") ON CONFLICT (id) DO UPDATE SET v = t.v * 3 + 1");
+            }
+            ++ops;
+            std::this_thread::sleep_for(milliseconds(2));
+          }
+        } catch (const std::exception& e) {
+          errors[w] = e.what();
+        }
+      });
+    }
+  }
+  void finish() {
+    stop = true;
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+};
+
+}  // namespace
+
+class MigrateSnapshotTest : public MigrateTest {
+ protected:
+  // A mirroring pgtandem with a journal of its own (several may run side by side).
+  ProxyProcess& start_replica(const std::string& name) {
+    ProxyOptions o = Env::get().default_proxy_options();
+    o.section_lines[""].push_back("mirror_writes = true");
+    o.section_lines["admin"].push_back("token = \"migrate-it-token\"");
+    o.extra_toml = "[mirror]\njournal_path = \"" + dir_->file(name + ".journal") + "\"\n";
+    return start_proxy(o);
+  }
+  static std::string admin(ProxyProcess& p) { return "127.0.0.1:" + std::to_string(p.admin_port()); }
+  static HttpResponse fence_request(ProxyProcess& p, const std::string& query, const std::string& token) {
+    return http_request(p.admin_port(), "POST", "/mirror/fence?" + query, {"Authorization: Bearer " + token});
+  }
+  static std::string fence(ProxyProcess& p, const std::string& query) {
+    return fence_request(p, query, "migrate-it-token").body;
+  }
+  // The largest "rows" of a run's state document (0: none yet).
+  static long rows_reported(const std::string& path) {
+    const std::string doc = read_file(path);
+    long most = 0;
+    for (size_t at = doc.find("\"rows\":"); at != std::string::npos; at = doc.find("\"rows\":", at + 1))
+      most = std::max(most, std::strtol(doc.c_str() + at + 7, nullptr, 10));
+    return most;
+  }
+
+  std::string table_db(const std::string& name, int rows) {
+    const std::string db = make_db(name);
+    const char* schema = "CREATE TABLE t (id int PRIMARY KEY, v bigint NOT NULL, w int NOT NULL)";
+    old_cluster().exec(schema, db);
+    new_cluster().exec(schema, db);
+    old_cluster().exec("INSERT INTO t SELECT g, g, g % 4 FROM generate_series(1, " + std::to_string(rows) + ") g;"
+                       "ANALYZE t",
+                       db);
+    return db;
+  }
+
+  // Writers during a snapshot backfill (--max-rate stretches the copy over ~1 s of writes);
+  // returns verify's exit code. `fenced` false: --no-watermark, the naive cut.
+  int snapshot_writers(const std::string& name, bool fenced, ProcessResult* bf) {
+    const std::string db = table_db(name, 8000);
+    ProxyProcess& p = start_replica(name);
+    Writers writers;
+    writers.start({p.endpoint().conninfo("", db)}, 8000);
+    std::this_thread::sleep_for(milliseconds(300));
+    std::vector<std::string> args = {"--mode", "snapshot", "--jobs", "2", "--chunk-rows", "1000",
+                                     "--max-rate", "8000", "--admin", admin(p)};
+    if (!fenced) args.push_back("--no-watermark");
+    *bf = command("backfill", p.config_path(), db, args, milliseconds(60000));
+    std::this_thread::sleep_for(milliseconds(300));
+    writers.finish();
+    for (const auto& e : writers.errors) EXPECT_EQ(e, "");
+    EXPECT_GT(writers.ops.load(), 200);
+    wait_mirror(p);
+    auto v = command("verify", p.config_path(), db, {"--recheck-delay-ms", "200"});
+    last_report_ = bf->out + bf->err + "\n" + v.out + "\n" + read_file(dir_->file("state-" + db) + "/verify-report.json");
+    status_ = http_get(p.admin_port(), "/status").body;
+    metrics_ = p.metrics();
+    p.stop();
+    return v.exit_code;
+  }
+};
+
+TEST_F(MigrateSnapshotTest, RandomizedWritersDuringTheCopyExactWithTheFenceNotWithout) {
+  ProcessResult bf;
+  EXPECT_EQ(snapshot_writers("snap_fenced", true, &bf), 0) << last_report_;
+  EXPECT_EQ(bf.exit_code, 0) << bf.describe();
+  EXPECT_NE(bf.out.find("snapshot copy: 1 tables from one snapshot"), std::string::npos) << bf.out;
+  EXPECT_NE(bf.out.find("mirrored writes journaled meanwhile and applied on top"), std::string::npos) << bf.out;
+  // Writes went on during the copy: they waited in the journal and catch-up applied them.
+  EXPECT_EQ(metrics_.sum("pgtandem_mirror_fences_total"), 1) << metrics_.text();
+  EXPECT_EQ(metrics_.sum("pgtandem_mirror_fences_expired_total"), 0) << metrics_.text();
+  EXPECT_GT(metrics_.sum("pgtandem_mirror_catchup_applied_total"), 20) << metrics_.text();
+  EXPECT_EQ(metrics_.sum("pgtandem_mirror_fence_state", {{"state", "idle"}}), 1) << metrics_.text();
+  EXPECT_NE(status_.find("\"fence\":{\"state\":\"idle\""), std::string::npos) << status_;
+  // The journal applied on top of the copy met every row as the primary had it: no divergence
+  // (the writes before the backfill, on rows new did not hold yet, are counted apart).
+  EXPECT_NE(status_.find("\"skipped_already_applied\":0,\"divergences\":0"), std::string::npos) << status_;
+
+  // The naive cut: the same copy with no fence. Mirrored writes reach the emptied table before
+  // the copy commits (an UPDATE finds no row), or collide with it: rows differ.
+  EXPECT_EQ(snapshot_writers("snap_naive", false, &bf), 1) << last_report_;
+}
+
+// Killed while the fence holds: the lease ends it, catch-up applies the journal, the writers
+// never notice; the same command takes a new cut and copies what was not confirmed.
+TEST_F(MigrateSnapshotTest, KilledWhileFencedTheLeaseEndsItAndTheRunResumes) {
+  const std::string db = table_db("snap_kill", 30000);
+  ProxyProcess& p = start_replica("snap_kill");
+  Writers writers;
+  writers.start({p.endpoint().conninfo("", db)}, 30000);
+  std::this_thread::sleep_for(milliseconds(300));
+  const std::string state = dir_->file("state-" + db);
+  ChildProcess child;
+  child.spawn({pgtandem_binary(), "backfill", "--config", p.config_path(), "--user", "postgres", "--dbname", db,
+               "--state-dir", state, "--mode", "snapshot", "--jobs", "2", "--max-rate", "4000",
+               "--fence-lease-ms", "1000", "--admin", admin(p)},
+              dir_->file("snap_kill.log"));
+  ASSERT_TRUE(poll_until([&] { return fence(p, "action=status").find("\"state\":\"armed\"") != std::string::npos; },
+                         milliseconds(30000)))
+      << read_file(dir_->file("snap_kill.log"));
+  // Some rows streamed (not yet committed: each part is one transaction on new).
+  ASSERT_TRUE(poll_until([&] { return rows_reported(state + "/backfill-state.json") >= 2000; },
+                         milliseconds(30000), milliseconds(100)));
+  child.kill_and_reap();
+  // The lease (1 s) ends the fence; catch-up applies the journal and returns to live.
+  EXPECT_TRUE(poll_until(
+      [&] {
+        const std::string s = fence(p, "action=status");
+        return s.find("\"state\":\"idle\"") != std::string::npos && s.find("\"catchup\":\"live\"") != std::string::npos;
+      },
+      milliseconds(30000)));
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_fences_expired_total"), 1);
+  // The killed copy never committed: new holds only what the writers' upserts put there.
+  EXPECT_LT(std::stol(count(new_cluster(), db, "t")), 30000 / 4);
+  auto again = command("backfill", p.config_path(), db, {"--mode", "snapshot", "--jobs", "2", "--admin", admin(p)});
+  EXPECT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_NE(again.out.find("snapshot copy: 1 tables"), std::string::npos) << again.out;
+  // Done tables are skipped by a third run (nothing to cut).
+  auto third = command("backfill", p.config_path(), db, {"--mode", "snapshot", "--admin", admin(p)});
+  EXPECT_EQ(third.exit_code, 0) << third.describe();
+  EXPECT_NE(third.out.find("1 tables already copied"), std::string::npos) << third.out;
+  writers.finish();
+  for (const auto& e : writers.errors) EXPECT_EQ(e, "");
+  wait_mirror(p);
+  auto v = command("verify", p.config_path(), db, {"--recheck-delay-ms", "200"});
+  EXPECT_EQ(v.exit_code, 0) << v.describe();
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_fences_total"), 2);
+}
+
+// Two pgtandems, writers through both: the cut pauses both before the snapshot, and both fences
+// hold the writes made through them.
+TEST_F(MigrateSnapshotTest, OneCutAcrossTwoReplicas) {
+  const std::string db = table_db("snap_two", 8000);
+  ProxyProcess& a = start_replica("snap_two_a");
+  ProxyProcess& b = start_replica("snap_two_b");
+  Writers writers;
+  writers.start({a.endpoint().conninfo("", db), b.endpoint().conninfo("", db)}, 8000);
+  std::this_thread::sleep_for(milliseconds(300));
+  auto bf = command("backfill", a.config_path(), db,
+                    {"--mode", "snapshot", "--jobs", "2", "--max-rate", "8000", "--admin", admin(a), "--admin", admin(b)});
+  writers.finish();
+  EXPECT_EQ(bf.exit_code, 0) << bf.describe();
+  for (const auto& e : writers.errors) EXPECT_EQ(e, "");
+  wait_mirror(a);
+  wait_mirror(b);
+  auto v = command("verify", a.config_path(), db, {"--recheck-delay-ms", "200"});
+  EXPECT_EQ(v.exit_code, 0) << v.describe();
+  EXPECT_EQ(a.metrics().sum("pgtandem_mirror_fences_total"), 1);
+  EXPECT_EQ(b.metrics().sum("pgtandem_mirror_fences_total"), 1);
+}
+
+// The admin API on its own: a pause that is never armed ends after its lease and traffic goes on;
+// an arm with a stale id is refused; a fence needs the token.
+TEST_F(MigrateSnapshotTest, FenceApiPauseLeaseEndsAndStaleIdsAreRefused) {
+  const std::string db = table_db("snap_api", 10);
+  ProxyProcess& p = start_replica("snap_api");
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  const std::string paused = fence(p, "action=pause&timeout_ms=2000&lease_ms=500");
+  ASSERT_NE(paused.find("\"state\":\"paused\""), std::string::npos) << paused;
+  const size_t at = paused.find("\"id\":\"") + 6;
+  const std::string id = paused.substr(at, paused.find('"', at) - at);
+  // A client's statement waits at the gate while paused, and runs once the lease ends.
+  const auto start = std::chrono::steady_clock::now();
+  exec(c.get(), "UPDATE t SET v = v + 1 WHERE id = 1");
+  const auto waited = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(waited, 200) << "the statement did not wait at the paused gate";
+  EXPECT_NE(fence(p, "action=status").find("\"state\":\"idle\""), std::string::npos);
+  const std::string late = fence(p, "action=arm&id=" + id + "&lease_ms=1000");
+  EXPECT_NE(late.find("the pause ended"), std::string::npos) << late;
+  EXPECT_NE(fence(p, "action=renew&id=nope").find("no fence with this id"), std::string::npos);
+  EXPECT_EQ(fence_request(p, "action=pause", "wrong-token").status, 401);
+  // Paused, armed, released: the write made while armed reaches new through catch-up.
+  const std::string p2 = fence(p, "action=pause&timeout_ms=2000&lease_ms=5000");
+  const size_t at2 = p2.find("\"id\":\"") + 6;
+  const std::string id2 = p2.substr(at2, p2.find('"', at2) - at2);
+  EXPECT_NE(fence(p, "action=arm&id=" + id2 + "&lease_ms=5000").find("\"state\":\"armed\""), std::string::npos);
+  exec(c.get(), "UPDATE t SET v = 424242 WHERE id = 2");
+  EXPECT_TRUE(poll_until([&] { return fence(p, "action=status").find("\"backlog_entries\":1") != std::string::npos; },
+                         milliseconds(10000)));
+  EXPECT_EQ(new_cluster().query_value("SELECT count(*) FROM t WHERE v = 424242", db), "0");  // held back
+  EXPECT_NE(fence(p, "action=release&id=" + id2).find("\"ended\":\"released\""), std::string::npos);
+  EXPECT_TRUE(poll_until([&] { return fence(p, "action=status").find("\"catchup\":\"live\"") != std::string::npos; },
+                         milliseconds(10000)));
+  // new has no rows of t (never backfilled): the UPDATE applied there matched none, as mirrored.
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_catchup_applied_total"), 1);
+}
+
+}  // namespace pgtandem::it
