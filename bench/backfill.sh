@@ -20,6 +20,7 @@
 # Environment: BF_PGTANDEM (binary; default build/proxy/pgtandem), BF_SCALE=50, BF_JOBS=2,
 # BF_CHUNK_ROWS (backfill --chunk-rows; default the command's), BF_TPCB_RATE=100 (tps),
 # BF_TPCB_SECONDS=30, BF_MAX_RATE="20000" (rows/s; several: one backfill run each),
+# BF_MODE=auto|snapshot|chunked (backfill --mode; auto: the snapshot copy under the mirror fence).
 # BF_SKIP_TPCB=1 to leave that part out. BF_WAL_LEVEL=replica: both servers at wal_level replica
 # (see below) instead of the throwaway clusters' minimal. PGTANDEM_BACKFILL_NO_OVERLAP=1 (passed to pgtandem
 # backfill) copies one chunk at a time, for an A/B of the overlapped chunks.
@@ -86,11 +87,13 @@ load_before=$(load)
 # 1. pgtandem backfill (through a running pgtandem: the mirror barrier reads its watermark).
 export PGTANDEM_TOML_TOP='mirror_writes = true'
 export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
+export PGTANDEM_TOML_ADMIN='token = "bench"'  # the snapshot copy's fence is a POST
+mode=(--mode "${BF_MODE:-auto}")
 pgtandem_start "$bin" old new 2 pgtandem
 conf=$PG_WORKDIR/pgtandem/pgtandem.toml
 c0=$(cpu_now)
 t0=$(now)
-"$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" \
+"$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" "${mode[@]}" \
   --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill.log" 2>&1 ||
   { tail -n 30 "$PG_WORKDIR/backfill.log" >&2; pg_die "backfill failed"; }
 t_backfill=$(secs "$t0" "$(now)")
@@ -148,7 +151,7 @@ echo
 echo "pgbench -i -s $scale: $rows rows; jobs $jobs; wal_level $(pg_psql new -tAc 'SHOW wal_level' postgres); load average before $load_before, after $load_after"
 echo "verify exit $verify_rc (0: identical)"
 echo
-grep -h '^mirror barrier' "$PG_WORKDIR/backfill.log" || true
+grep -h '^mirror barrier\|^snapshot\|^mirror .*journaled' "$PG_WORKDIR/backfill.log" || true
 echo "on new during the backfill: $autovac"
 echo
 cpu_cols() { local a; read -r -a a <<<"$1"; printf '%s / %s / %s | %s' "${a[0]}" "${a[1]}" "${a[2]}" "${a[3]}"; }
@@ -190,7 +193,7 @@ for rate in $max_rate; do
     pg_psql new -c "TRUNCATE $t" bench >/dev/null
   done
   rm -rf "$PG_WORKDIR/state/backfill"
-  "$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" \
+  "$bin" backfill --config "$conf" --user postgres --dbname bench --jobs "$jobs" "${chunk[@]}" "${mode[@]}" \
     --max-rate "$rate" --state-dir "$PG_WORKDIR/state" >"$PG_WORKDIR/backfill-tpcb-$rate.log" 2>&1 &
   bf=$!
   tpcb "tpcb_backfill_$rate"

@@ -456,10 +456,10 @@ int Backfill::run() {
     std::printf("backfill complete: %zu tables, %s rows (%s this run) in %.1f s\n", tables.size(),
                 pm::format_count(rows).c_str(), pm::format_count(rows_total_.load()).c_str(), secs);
     if (mode == "snapshot" && snap.tables_this_run > 0)
-      std::printf("snapshot copy: %lld tables from one snapshot, traffic paused %.0f ms at most, %lld "
-                  "mirrored writes journaled meanwhile and applied on top\n",
-                  static_cast<long long>(snap.tables_this_run), snap.pause_ms,
-                  static_cast<long long>(snap.journal_entries));
+      std::printf("snapshot copy: %lld tables from one snapshot (%lld in binary COPY), traffic paused %.0f ms "
+                  "at most, %lld mirrored writes journaled meanwhile and applied on top\n",
+                  static_cast<long long>(snap.tables_this_run), static_cast<long long>(snap.tables_binary),
+                  snap.pause_ms, static_cast<long long>(snap.journal_entries));
     if (mode == "chunked" && barrier_.enabled())
       std::printf("mirror barrier: %lld chunks after the answers drained, %lld after the %d ms grace\n",
                   static_cast<long long>(barrier_.drained()), static_cast<long long>(barrier_.by_grace()),

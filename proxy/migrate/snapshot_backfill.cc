@@ -5,7 +5,7 @@
 //   2. the primary exports a snapshot: it holds exactly the writes the mirrors applied;
 //   3. every pgtandem arms its fence (later mirrored writes go to its journal) and resumes;
 //   4. the tables are TRUNCATEd on the other target in one statement and COPYed there from the
-//      snapshot by --jobs connections (large tables in key ranges), with no lock on the primary;
+//      snapshot by --jobs connections (large tables in ranges of pages), with no lock on the primary;
 //   5. a table counts as copied (its checkpoint says done) only once a renew of every fence that
 //      started after its last COMMIT succeeded: the fence held throughout;
 //   6. the fences are released and catch-up applies the journal on top of the copies; the run
@@ -13,6 +13,8 @@
 // A run killed anywhere leaves the primary untouched; the fence's lease ends, catch-up applies
 // the journal, and the same command takes a new cut for every table not recorded done.
 #include "proxy/migrate/snapshot_backfill.h"
+
+#include <csignal>
 
 #include <algorithm>
 #include <atomic>
@@ -32,6 +34,11 @@ constexpr int kPauseTimeoutMs = 5000;  // per pgtandem: in-flight transactions m
 constexpr int kPauseLeaseMs = 3000;    // a pause the tool never armed ends by itself after this
 constexpr int kCutAttempts = 3;        // pauses that timed out under load are tried again
 constexpr int kPartAttempts = 3;       // a part whose copy failed (connection lost) is retried
+
+// SIGINT or SIGTERM: the copy stops, the fences are released at once (not left to their lease),
+// and the run exits resumable.
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_interrupt(int) { g_interrupted.store(true); }
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -79,11 +86,32 @@ struct TableState {
   Clock::time_point committed;  // the last part's COMMIT returned before this
   bool confirmed = false;
   bool todo = false;
+  bool binary = false;  // COPY in binary format (binary_ok)
 };
+
+// Binary COPY skips the text output and input functions on both servers (8-25% of a COPY's CPU
+// here). Only where it cannot change a value: every column's type is the same built-in type on
+// both sides (an OID below FirstNormalObjectId: arrays and records name their element types by
+// OID, which differ for user types) with binary I/O. Anything else goes as text, which also
+// carries the casts preflight approved.
+bool binary_ok(PgConn& p, PgConn& n, const pm::TableSql& t, bool* ok, std::string* error) {
+  const std::string sql =
+      "SELECT a.attname, a.atttypid::int, (ty.typsend <> 0 AND ty.typreceive <> 0) FROM pg_attribute a "
+      "JOIN pg_type ty ON ty.oid = a.atttypid WHERE a.attrelid = " +
+      pm::quote_literal(pm::qualified_name(t.schema, t.name)) +
+      "::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attname";
+  Rows a, b;
+  if (!p.query(sql, &a, error) || !n.query(sql, &b, error)) return false;
+  *ok = a.rows.size() == b.rows.size() && a.rows.size() == t.columns.size();
+  for (size_t i = 0; *ok && i < a.rows.size(); ++i)
+    *ok = a.rows[i] == b.rows[i] && std::atoll(a.at(i, 1).c_str()) < 16384 && a.at(i, 2) == "t";
+  return true;
+}
 
 struct Part {
   size_t table = 0;
-  std::optional<pm::KeyRange> range;  // nullopt: the whole table
+  int64_t from_block = -1;  // -1: the whole table
+  int64_t to_block = -1;    // exclusive; -1: to the end
 };
 
 class SnapshotBackfill {
@@ -100,7 +128,7 @@ class SnapshotBackfill {
   void confirm(Clock::time_point before);
   void confirm_table(TableState& t);
   bool wait_caught_up(SnapshotResult* res);
-  bool plan_parts(PgConn& p, std::string* error);
+  bool plan_parts(PgConn& p, PgConn& n, std::string* error);
   void worker();
   bool next_part(bool replica, Part* out);
   bool copy_part(PgConn& p, PgConn& n, const Part& part, std::string* error);
@@ -249,37 +277,32 @@ void SnapshotBackfill::confirm_table(TableState& t) {
   progress_.table_done(c.table);
 }
 
-bool SnapshotBackfill::plan_parts(PgConn& p, std::string* error) {
+// A large table is split into --jobs ranges of heap pages, each read by a TID range scan (as
+// pgcopydb splits tables by ctid): sequential, no index, and a key is not needed.
+bool SnapshotBackfill::plan_parts(PgConn& p, PgConn& n, std::string* error) {
   for (size_t i = 0; i < tables_.size(); ++i) {
     TableState& t = tables_[i];
     if (!t.todo) continue;
-    const int64_t est = t.table->estimated_rows;
-    std::vector<pm::Key> bounds;
-    if (!t.sql.key.empty() && ctx_.opt.jobs > 1 && est > 2 * ctx_.opt.chunk_rows) {
-      // Split points from a page sample of the snapshot (cheap; the parts need not be equal).
-      const double pct = std::clamp(100.0 * 50000.0 / static_cast<double>(est), 0.01, 100.0);
-      char pct_text[32];
-      std::snprintf(pct_text, sizeof pct_text, "%.4f", pct);
-      Rows sample;
-      if (!p.query("SELECT " + pm::column_list(t.sql.key) + " FROM " + pm::qualified_name(t.sql.schema, t.sql.name) +
-                       " TABLESAMPLE SYSTEM (" + pct_text + ") ORDER BY " + pm::key_order(t.sql),
-                   &sample, error))
+    if (!binary_ok(p, n, t.sql, &t.binary, error)) return false;
+    int64_t blocks = 0;
+    const int64_t parts = ctx_.opt.jobs;
+    if (parts > 1 && t.table->estimated_rows > 2 * ctx_.opt.chunk_rows) {
+      Rows r;
+      if (!p.query("SELECT pg_relation_size(" +
+                       pm::quote_literal(pm::qualified_name(t.sql.schema, t.sql.name)) +
+                       "::regclass) / current_setting('block_size')::bigint",
+                   &r, error))
         return false;
-      const size_t parts = static_cast<size_t>(ctx_.opt.jobs);
-      for (size_t k = 1; k < parts && !sample.rows.empty(); ++k) {
-        const auto& row = sample.rows[k * sample.rows.size() / parts];
-        pm::Key key;
-        for (const auto& v : row) key.push_back(v.value_or(""));
-        if (bounds.empty() || bounds.back() != key) bounds.push_back(std::move(key));
-      }
+      blocks = std::atoll(r.at(0, 0).c_str());
     }
-    if (bounds.empty()) {
-      parts_.push_back({i, std::nullopt});
+    if (blocks < 2 * parts) {
+      parts_.push_back({i, -1, -1});
       t.parts = 1;
-    } else {
-      for (auto& r : pm::ranges_from_boundaries(bounds)) parts_.push_back({i, std::move(r)});
-      t.parts = static_cast<int>(bounds.size() + 1);
+      continue;
     }
+    for (int64_t k = 0; k < parts; ++k)
+      parts_.push_back({i, k * blocks / parts, k + 1 == parts ? -1 : (k + 1) * blocks / parts});
+    t.parts = static_cast<int>(parts);
   }
   return true;
 }
@@ -309,6 +332,7 @@ bool SnapshotBackfill::next_part(bool replica, Part* out) {
 }
 
 bool SnapshotBackfill::throttle(int64_t rows) {
+  if (g_interrupted.load()) fail("interrupted");
   const int64_t total = rows_total_ += rows;
   if (ctx_.opt.max_rate <= 0) return !abort_;
   for (;;) {
@@ -325,10 +349,19 @@ bool SnapshotBackfill::copy_part(PgConn& p, PgConn& n, const Part& part, std::st
   const std::string name = t.table->qualified();
   const std::string table = pm::qualified_name(t.sql.schema, t.sql.name);
   const std::string cols = pm::column_list(t.sql.columns);
-  // The table path (no executor) for a whole table, as pg_dump; a range goes through a query.
-  const std::string out = part.range ? "COPY (SELECT " + cols + " FROM " + table + " WHERE " +
-                                           pm::range_predicate(t.sql, *part.range) + ") TO STDOUT"
-                                     : "COPY " + table + " (" + cols + ") TO STDOUT";
+  // The table path (no executor) for a whole table, as pg_dump; a range of pages goes through a
+  // query (a TID range scan).
+  std::string out = "COPY " + table + " (" + cols + ") TO STDOUT";
+  if (part.from_block >= 0) {
+    std::string where = "ctid >= '(" + std::to_string(part.from_block) + ",0)'::tid";
+    if (part.to_block >= 0) where += " AND ctid < '(" + std::to_string(part.to_block) + ",0)'::tid";
+    out = "COPY (SELECT " + cols + " FROM " + table + " WHERE " + where + ") TO STDOUT";
+  }
+  std::string in = pm::copy_into_table_sql(t.sql);
+  if (t.binary) {
+    out += " WITH (FORMAT binary)";
+    in += " WITH (FORMAT binary)";
+  }
   std::string e;
   if (!n.exec("BEGIN", &e)) {
     *error = e;
@@ -344,11 +377,15 @@ bool SnapshotBackfill::copy_part(PgConn& p, PgConn& n, const Part& part, std::st
     return true;
   };
   std::string ignored;
-  if (!p.copy_stream_to(n, out, pm::copy_into_table_sql(t.sql), tick, &rows, &bytes, error) ||
+  if (!p.copy_stream_to(n, out, in, tick, &rows, &bytes, error) ||
       !n.exec("COMMIT", error)) {
     if (n.ok()) n.exec("ROLLBACK", &ignored);
     progress_.add(name, -rows, -bytes, 0);  // counted again by the retry or the next run
     return false;
+  }
+  if (t.binary && rows >= 1) {  // binary COPY: the trailer is a message of its own
+    rows -= 1;
+    progress_.add(name, -1, 0, 0);
   }
   std::lock_guard lock(mu_);
   progress_.add(name, 0, 0, 1);
@@ -415,7 +452,7 @@ bool SnapshotBackfill::wait_caught_up(SnapshotResult* res) {
       }
       const int64_t left = r.num("backlog_entries");
       if (r.str("catchup") == "live" && left == 0) break;
-      if (!printed) {
+      if (!printed && left > 0) {
         std::printf("mirror %s: applying %lld writes journaled during the copy\n", admins_[i].c_str(),
                     static_cast<long long>(left));
         std::fflush(stdout);
@@ -563,7 +600,7 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
                    : "");
     return res;
   }
-  if (!plan_parts(*snap_conn, &e)) {
+  if (!plan_parts(*snap_conn, *new_conn, &e)) {
     finish(false);
     res.why = e;
     return res;
@@ -577,6 +614,7 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
     if (!t.todo || !t.confirmed) continue;
     res.rows_this_run += t.rows;
     res.tables_this_run++;
+    res.tables_binary += t.binary ? 1 : 0;
   }
   bool all = true;
   for (const auto& t : tables_) all = all && (!t.todo || t.confirmed);
@@ -593,8 +631,17 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
 
 SnapshotResult snapshot_backfill(const Context& ctx, const std::vector<const pm::Table*>& tables,
                                  Progress& progress) {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old_int {}, old_term {};
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   SnapshotBackfill b(ctx, progress);
-  return b.run(tables);
+  SnapshotResult r = b.run(tables);
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  return r;
 }
 
 }  // namespace pgtandem::proxy::migrate

@@ -23,6 +23,7 @@ struct SnapshotResult {
   bool ok = false;
   int64_t rows_this_run = 0;
   int64_t tables_this_run = 0;
+  int64_t tables_binary = 0;    // of them copied in binary format
   int64_t journal_entries = 0;  // writes the fence held back, then applied by catch-up
   double pause_ms = 0;          // the longest pause of one pgtandem
 };
