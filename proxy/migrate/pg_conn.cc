@@ -1,5 +1,7 @@
 #include "proxy/migrate/pg_conn.h"
 
+#include <cstring>
+
 #include "policy/migrate/sql.h"
 
 namespace pgtandem::proxy::migrate {
@@ -254,26 +256,49 @@ bool PgConn::copy_buffer_to(PgConn& dest, const std::string& copy_in_sql, const 
   return ok;
 }
 
-bool PgConn::copy_stream_to(PgConn& dest, const std::string& copy_out_sql, const std::string& copy_in_sql,
+namespace {
+// COPY BINARY: the 11-byte signature, the flags field and the header extension length (0).
+constexpr char kBinaryHeader[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0',
+                                    0, 0, 0, 0, 0, 0, 0, 0};
+constexpr char kBinaryTrailer[2] = {'\377', '\377'};
+}  // namespace
+
+bool PgConn::copy_fanout_to(const std::vector<PgConn*>& dests, const std::string& copy_out_sql,
+                            const std::string& copy_in_sql, bool binary,
                             const std::function<bool(int64_t, int64_t, std::string*)>& tick,
                             int64_t* rows, int64_t* bytes, std::string* error) {
   constexpr int64_t kTickRows = 4096;
+  constexpr int64_t kBatchRows = 512;  // rows to one destination before the next one's turn
   *rows = *bytes = 0;
-  ResultPtr in(PQexec(dest.conn_, copy_in_sql.c_str()));
-  if (!in || PQresultStatus(in.get()) != PGRES_COPY_IN) {
-    *error = in ? dest.spec_.label + ": " + trim(PQresultErrorMessage(in.get()))
-                : dest.err("COPY FROM STDIN failed");
-    return false;
+  bool ok = true;
+  size_t opened = 0;
+  for (PgConn* d : dests) {
+    ResultPtr in(PQexec(d->conn_, copy_in_sql.c_str()));
+    if (!in || PQresultStatus(in.get()) != PGRES_COPY_IN) {
+      *error = in ? d->spec_.label + ": " + trim(PQresultErrorMessage(in.get())) : d->err("COPY FROM STDIN failed");
+      ok = false;
+      break;
+    }
+    ++opened;
+    if (binary && PQputCopyData(d->conn_, kBinaryHeader, sizeof kBinaryHeader) != 1) {
+      *error = d->err("COPY in failed");
+      ok = false;
+      break;
+    }
   }
-  bool ok = true, out_open = false;
-  ResultPtr out(PQexec(conn_, copy_out_sql.c_str()));
-  if (!out || PQresultStatus(out.get()) != PGRES_COPY_OUT) {
-    *error = out ? spec_.label + ": " + trim(PQresultErrorMessage(out.get())) : err("COPY TO STDOUT failed");
-    ok = false;
-  } else {
-    out_open = true;
+  bool out_open = false;
+  if (ok) {
+    ResultPtr out(PQexec(conn_, copy_out_sql.c_str()));
+    if (!out || PQresultStatus(out.get()) != PGRES_COPY_OUT) {
+      *error = out ? spec_.label + ": " + trim(PQresultErrorMessage(out.get())) : err("COPY TO STDOUT failed");
+      ok = false;
+    } else {
+      out_open = true;
+    }
   }
-  int64_t tick_rows = 0, tick_bytes = 0;
+  int64_t tick_rows = 0, tick_bytes = 0, in_batch = 0;
+  size_t turn = 0;
+  bool first = true;
   while (ok && out_open) {
     char* buf = nullptr;
     const int n = PQgetCopyData(conn_, &buf, 0);
@@ -291,16 +316,38 @@ bool PgConn::copy_stream_to(PgConn& dest, const std::string& copy_out_sql, const
       ok = false;
       break;
     }
-    ok = PQputCopyData(dest.conn_, buf, n) == 1;
+    const char* data = buf;
+    int len = n;
+    if (binary && first) {  // the source's header rides on its first row
+      if (len < static_cast<int>(sizeof kBinaryHeader) || std::memcmp(data, kBinaryHeader, 11) != 0) {
+        PQfreemem(buf);
+        *error = err("COPY BINARY out: unexpected header");
+        ok = false;
+        break;
+      }
+      data += sizeof kBinaryHeader;
+      len -= static_cast<int>(sizeof kBinaryHeader);
+    }
+    first = false;
+    if (binary && len == 2 && std::memcmp(data, kBinaryTrailer, 2) == 0) {  // the source's trailer
+      PQfreemem(buf);
+      continue;
+    }
+    PgConn* d = dests[turn];
+    ok = len == 0 || PQputCopyData(d->conn_, data, len) == 1;
     PQfreemem(buf);
     if (!ok) {
-      *error = dest.err("COPY in failed");
+      *error = d->err("COPY in failed");
       break;
     }
     ++*rows;
     *bytes += n;
     ++tick_rows;
     tick_bytes += n;
+    if (++in_batch >= kBatchRows) {
+      in_batch = 0;
+      turn = (turn + 1) % dests.size();
+    }
     if (tick_rows >= kTickRows) {
       ok = tick(tick_rows, tick_bytes, error);
       tick_rows = tick_bytes = 0;
@@ -318,14 +365,21 @@ bool PgConn::copy_stream_to(PgConn& dest, const std::string& copy_out_sql, const
     std::string ignored;
     drain_results(&ignored);
   }
-  if (PQputCopyEnd(dest.conn_, ok ? nullptr : "source failed") != 1 && ok) {
-    *error = dest.err("COPY end failed");
-    ok = false;
-  }
-  std::string in_error;
-  if (!dest.drain_results(&in_error) && ok) {
-    *error = in_error;
-    ok = false;
+  for (size_t i = 0; i < opened; ++i) {
+    PgConn* d = dests[i];
+    if (ok && binary && PQputCopyData(d->conn_, kBinaryTrailer, sizeof kBinaryTrailer) != 1) {
+      *error = d->err("COPY in failed");
+      ok = false;
+    }
+    if (PQputCopyEnd(d->conn_, ok ? nullptr : "source failed") != 1 && ok) {
+      *error = d->err("COPY end failed");
+      ok = false;
+    }
+    std::string in_error;
+    if (!d->drain_results(&in_error) && ok) {
+      *error = in_error;
+      ok = false;
+    }
   }
   return ok;
 }

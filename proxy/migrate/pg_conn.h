@@ -71,11 +71,15 @@ class PgConn {
                       bool rest_open, int64_t* rows, int64_t* bytes, std::string* last_line,
                       std::string* error);
 
-  // A snapshot backfill's copy: `copy_in_sql` (COPY ... FROM STDIN) opened on `dest`, then
-  // `copy_out_sql` here, streamed row by row into it. `tick(rows, bytes)` runs every few thousand
-  // rows and at the end with the rows and bytes since its last call (progress, the rate cap); if
-  // it returns false the copy stops (its error). *rows, *bytes: the totals.
-  bool copy_stream_to(PgConn& dest, const std::string& copy_out_sql, const std::string& copy_in_sql,
+  // A snapshot backfill's copy: `copy_in_sql` (COPY ... FROM STDIN) opened on every connection
+  // of `dests`, then `copy_out_sql` here, streamed row by row into them, batches of rows to each
+  // in turn: one read of the table (the table path, a sequential scan) feeds several backends on
+  // the other side, which is where a load spends its CPU. `binary`: both are FORMAT binary (each
+  // destination gets a header and a trailer of its own). `tick(rows, bytes)` runs every few
+  // thousand rows and at the end with the rows and bytes since its last call (progress, the rate
+  // cap); if it returns false the copy stops (its error). *rows, *bytes: the totals.
+  bool copy_fanout_to(const std::vector<PgConn*>& dests, const std::string& copy_out_sql,
+                      const std::string& copy_in_sql, bool binary,
                       const std::function<bool(int64_t rows, int64_t bytes, std::string* error)>& tick,
                       int64_t* rows, int64_t* bytes, std::string* error);
 

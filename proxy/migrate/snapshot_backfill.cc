@@ -5,7 +5,8 @@
 //   2. the primary exports a snapshot: it holds exactly the writes the mirrors applied;
 //   3. every pgtandem arms its fence (later mirrored writes go to its journal) and resumes;
 //   4. the tables are TRUNCATEd on the other target in one statement and COPYed there from the
-//      snapshot by --jobs connections (large tables in ranges of pages), with no lock on the primary;
+//      snapshot by --jobs workers (a large table read once, its rows spread over --jobs backends
+//      there), with no lock on the primary;
 //   5. a table counts as copied (its checkpoint says done) only once a renew of every fence that
 //      started after its last COMMIT succeeded: the fence held throughout;
 //   6. the fences are released and catch-up applies the journal on top of the copies; the run
@@ -110,8 +111,7 @@ bool binary_ok(PgConn& p, PgConn& n, const pm::TableSql& t, bool* ok, std::strin
 
 struct Part {
   size_t table = 0;
-  int64_t from_block = -1;  // -1: the whole table
-  int64_t to_block = -1;    // exclusive; -1: to the end
+  size_t fanout = 1;  // backends on the other target the table's rows are spread over
 };
 
 class SnapshotBackfill {
@@ -131,7 +131,7 @@ class SnapshotBackfill {
   bool plan_parts(PgConn& p, PgConn& n, std::string* error);
   void worker();
   bool next_part(bool replica, Part* out);
-  bool copy_part(PgConn& p, PgConn& n, const Part& part, std::string* error);
+  bool copy_part(PgConn& p, const std::vector<PgConn*>& ns, const Part& part, std::string* error);
   bool throttle(int64_t rows);
   void fail(const std::string& why);
 
@@ -277,32 +277,17 @@ void SnapshotBackfill::confirm_table(TableState& t) {
   progress_.table_done(c.table);
 }
 
-// A large table is split into --jobs ranges of heap pages, each read by a TID range scan (as
-// pgcopydb splits tables by ctid): sequential, no index, and a key is not needed.
+// Every table is read once, by the table path (a sequential scan, as pg_dump; a TID range scan
+// per part cost 1.7x as much here: no page-at-a-time visibility). A large table's rows are
+// spread over --jobs backends on the other target, where a load spends its CPU.
 bool SnapshotBackfill::plan_parts(PgConn& p, PgConn& n, std::string* error) {
   for (size_t i = 0; i < tables_.size(); ++i) {
     TableState& t = tables_[i];
     if (!t.todo) continue;
     if (!binary_ok(p, n, t.sql, &t.binary, error)) return false;
-    int64_t blocks = 0;
-    const int64_t parts = ctx_.opt.jobs;
-    if (parts > 1 && t.table->estimated_rows > 2 * ctx_.opt.chunk_rows) {
-      Rows r;
-      if (!p.query("SELECT pg_relation_size(" +
-                       pm::quote_literal(pm::qualified_name(t.sql.schema, t.sql.name)) +
-                       "::regclass) / current_setting('block_size')::bigint",
-                   &r, error))
-        return false;
-      blocks = std::atoll(r.at(0, 0).c_str());
-    }
-    if (blocks < 2 * parts) {
-      parts_.push_back({i, -1, -1});
-      t.parts = 1;
-      continue;
-    }
-    for (int64_t k = 0; k < parts; ++k)
-      parts_.push_back({i, k * blocks / parts, k + 1 == parts ? -1 : (k + 1) * blocks / parts});
-    t.parts = static_cast<int>(parts);
+    const bool large = ctx_.opt.jobs > 1 && t.table->estimated_rows > 2 * ctx_.opt.chunk_rows;
+    parts_.push_back({i, large ? static_cast<size_t>(ctx_.opt.jobs) : 1});
+    t.parts = 1;
   }
   return true;
 }
@@ -344,28 +329,25 @@ bool SnapshotBackfill::throttle(int64_t rows) {
   }
 }
 
-bool SnapshotBackfill::copy_part(PgConn& p, PgConn& n, const Part& part, std::string* error) {
+bool SnapshotBackfill::copy_part(PgConn& p, const std::vector<PgConn*>& ns, const Part& part,
+                                 std::string* error) {
   TableState& t = tables_[part.table];
   const std::string name = t.table->qualified();
-  const std::string table = pm::qualified_name(t.sql.schema, t.sql.name);
-  const std::string cols = pm::column_list(t.sql.columns);
-  // The table path (no executor) for a whole table, as pg_dump; a range of pages goes through a
-  // query (a TID range scan).
-  std::string out = "COPY " + table + " (" + cols + ") TO STDOUT";
-  if (part.from_block >= 0) {
-    std::string where = "ctid >= '(" + std::to_string(part.from_block) + ",0)'::tid";
-    if (part.to_block >= 0) where += " AND ctid < '(" + std::to_string(part.to_block) + ",0)'::tid";
-    out = "COPY (SELECT " + cols + " FROM " + table + " WHERE " + where + ") TO STDOUT";
-  }
-  std::string in = pm::copy_into_table_sql(t.sql);
-  if (t.binary) {
-    out += " WITH (FORMAT binary)";
-    in += " WITH (FORMAT binary)";
-  }
-  std::string e;
-  if (!n.exec("BEGIN", &e)) {
-    *error = e;
-    return false;
+  const std::string format = t.binary ? " WITH (FORMAT binary)" : "";
+  const std::string out = "COPY " + pm::qualified_name(t.sql.schema, t.sql.name) + " (" +
+                          pm::column_list(t.sql.columns) + ") TO STDOUT" + format;
+  const std::string in = pm::copy_into_table_sql(t.sql) + format;
+  std::string e, ignored;
+  auto rollback = [&] {
+    for (PgConn* n : ns)
+      if (n->ok()) n->exec("ROLLBACK", &ignored);
+  };
+  for (PgConn* n : ns) {
+    if (!n->exec("BEGIN", &e)) {
+      *error = e;
+      rollback();
+      return false;
+    }
   }
   int64_t rows = 0, bytes = 0;
   auto tick = [&](int64_t r, int64_t b, std::string* why) {
@@ -376,16 +358,14 @@ bool SnapshotBackfill::copy_part(PgConn& p, PgConn& n, const Part& part, std::st
     }
     return true;
   };
-  std::string ignored;
-  if (!p.copy_stream_to(n, out, in, tick, &rows, &bytes, error) ||
-      !n.exec("COMMIT", error)) {
-    if (n.ok()) n.exec("ROLLBACK", &ignored);
+  bool ok = p.copy_fanout_to(ns, out, in, t.binary, tick, &rows, &bytes, error);
+  // The backends' transactions commit one after the other; a failure before the last leaves the
+  // table unconfirmed (the next cut empties it and copies it again).
+  for (size_t i = 0; ok && i < ns.size(); ++i) ok = ns[i]->exec("COMMIT", error);
+  if (!ok) {
+    rollback();
     progress_.add(name, -rows, -bytes, 0);  // counted again by the retry or the next run
     return false;
-  }
-  if (t.binary && rows >= 1) {  // binary COPY: the trailer is a message of its own
-    rows -= 1;
-    progress_.add(name, -1, 0, 0);
   }
   std::lock_guard lock(mu_);
   progress_.add(name, 0, 0, 1);
@@ -397,19 +377,26 @@ bool SnapshotBackfill::copy_part(PgConn& p, PgConn& n, const Part& part, std::st
 }
 
 void SnapshotBackfill::worker() {
-  std::unique_ptr<PgConn> p, n;
-  bool replica = false;
+  std::unique_ptr<PgConn> p;
+  std::vector<std::unique_ptr<PgConn>> ns;
+  bool replica = true;
+  auto open_new = [&](std::string* e) {
+    auto n = PgConn::open(ctx_.secondary, e);
+    if (!n) return false;
+    std::string ignored;
+    replica = n->exec("SET session_replication_role = replica", &ignored) && replica;
+    ns.push_back(std::move(n));
+    return true;
+  };
   auto connect = [&](std::string* e) {
+    ns.clear();
+    replica = true;
     p = PgConn::open(ctx_.primary, e);
     if (!p || !p->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT " +
                            pm::quote_literal(snapshot_),
                        e))
       return false;
-    n = PgConn::open(ctx_.secondary, e);
-    if (!n) return false;
-    std::string ignored;
-    replica = n->exec("SET session_replication_role = replica", &ignored);
-    return true;
+    return open_new(e);
   };
   std::string e;
   bool connected = connect(&e);
@@ -417,8 +404,13 @@ void SnapshotBackfill::worker() {
   while (next_part(connected && replica, &part)) {
     bool ok = false;
     for (int attempt = 1; attempt <= kPartAttempts && !abort_; ++attempt) {
-      if (!connected || !p->ok() || !n->ok()) connected = connect(&e);
-      if (connected && copy_part(*p, *n, part, &e)) {
+      bool healthy = connected && p->ok();
+      for (const auto& n : ns) healthy = healthy && n->ok();
+      if (!healthy) connected = connect(&e);
+      while (connected && ns.size() < part.fanout) connected = open_new(&e);
+      std::vector<PgConn*> dests;
+      for (size_t i = 0; connected && i < part.fanout; ++i) dests.push_back(ns[i].get());
+      if (connected && copy_part(*p, dests, part, &e)) {
         ok = true;
         break;
       }
