@@ -268,7 +268,7 @@ bool PgConn::copy_fanout_to(const std::vector<PgConn*>& dests, const std::string
                             const std::function<bool(int64_t, int64_t, std::string*)>& tick,
                             int64_t* rows, int64_t* bytes, std::string* error) {
   constexpr int64_t kTickRows = 4096;
-  constexpr int64_t kBatchRows = 512;  // rows to one destination before the next one's turn
+  constexpr int64_t kBatchRows = 8192;  // rows to one destination before the next one's turn (512: the backends met on the same index pages, 16% more CPU on new)
   *rows = *bytes = 0;
   bool ok = true;
   size_t opened = 0;

@@ -26,7 +26,7 @@ struct Preflight {
   // Privileges: reading (and locking rows FOR SHARE / the table SHARE, which need UPDATE) on the
   // primary; writing and temporary tables on the other target.
   void privileges(PgConn& p, PgConn& n, const std::vector<const pm::Table*>& tables) {
-    std::vector<std::string> missing;
+    std::vector<std::string> missing, no_truncate;
     std::string e;
     for (const pm::Table* t : tables) {
       const std::string name = pm::quote_literal(pm::qualified_name(t->schema, t->name));
@@ -40,9 +40,22 @@ struct Preflight {
                             ": row and table locks of backfill and repair)");
       }
       Rows w;
-      if (n.query("SELECT has_table_privilege(" + name + ", 'SELECT,INSERT,UPDATE,DELETE')", &w, &e) &&
-          !w.rows.empty() && w.at(0, 0) != "t")
-        missing.push_back("SELECT, INSERT, UPDATE, DELETE on " + t->qualified() + " (" + ctx.secondary_name + ")");
+      if (n.query("SELECT has_table_privilege(" + name + ", 'SELECT,INSERT,UPDATE,DELETE'), has_table_privilege(" +
+                      name + ", 'TRUNCATE')",
+                  &w, &e) &&
+          !w.rows.empty()) {
+        if (w.at(0, 0) != "t")
+          missing.push_back("SELECT, INSERT, UPDATE, DELETE on " + t->qualified() + " (" + ctx.secondary_name + ")");
+        if (w.at(0, 1) != "t") no_truncate.push_back(t->qualified());
+      }
+    }
+    // The snapshot copy empties a table before it loads it; without TRUNCATE only the chunked
+    // copy works (backfill --mode chunked), so this is a warning, not a failure.
+    if (!no_truncate.empty()) {
+      std::string list;
+      for (const auto& t : no_truncate) list += (list.empty() ? "" : ", ") + t;
+      print_check('!', "TRUNCATE missing on " + ctx.secondary_name + " for " + list +
+                           ": the snapshot backfill needs it; backfill --mode chunked does not");
     }
     Rows temp;
     if (n.query("SELECT has_database_privilege(current_database(), 'TEMP')", &temp, &e) && temp.at(0, 0) != "t")

@@ -71,11 +71,12 @@ struct Writers {
 class MigrateSnapshotTest : public MigrateTest {
  protected:
   // A mirroring pgtandem with a journal of its own (several may run side by side).
-  ProxyProcess& start_replica(const std::string& name) {
+  ProxyProcess& start_replica(const std::string& name, bool catchup = true) {
     ProxyOptions o = Env::get().default_proxy_options();
     o.section_lines[""].push_back("mirror_writes = true");
     o.section_lines["admin"].push_back("token = \"migrate-it-token\"");
     o.extra_toml = "[mirror]\njournal_path = \"" + dir_->file(name + ".journal") + "\"\n";
+    if (!catchup) o.extra_toml += "catchup = false\n";
     return start_proxy(o);
   }
   static std::string admin(ProxyProcess& p) { return "127.0.0.1:" + std::to_string(p.admin_port()); }
@@ -254,6 +255,24 @@ TEST_F(MigrateSnapshotTest, FenceApiPauseLeaseEndsAndStaleIdsAreRefused) {
                          milliseconds(10000)));
   // new has no rows of t (never backfilled): the UPDATE applied there matched none, as mirrored.
   EXPECT_EQ(p.metrics().sum("pgtandem_mirror_catchup_applied_total"), 1);
+}
+
+// A pgtandem without catch-up offers no fence: "auto" copies in chunks instead and says why;
+// "snapshot" refuses with the reason, and nothing was paused or emptied.
+TEST_F(MigrateSnapshotTest, WithoutCatchupAutoFallsBackToTheChunkedCopy) {
+  const std::string db = table_db("snap_nocatchup", 3000);
+  ProxyProcess& p = start_replica("snap_nocatchup", false);
+  auto snap = command("backfill", p.config_path(), db, {"--mode", "snapshot", "--admin", admin(p)});
+  EXPECT_EQ(snap.exit_code, 1) << snap.describe();
+  EXPECT_NE(snap.err.find("the mirror fence needs mirror_writes and [mirror] catchup on at start"), std::string::npos)
+      << snap.err;
+  auto aut = command("backfill", p.config_path(), db, {"--admin", admin(p)});
+  EXPECT_EQ(aut.exit_code, 0) << aut.describe();
+  EXPECT_NE(aut.out.find("snapshot copy unavailable"), std::string::npos) << aut.out;
+  EXPECT_NE(aut.out.find("copying in key-ordered chunks under row locks instead"), std::string::npos) << aut.out;
+  EXPECT_NE(aut.out.find("mirror barrier:"), std::string::npos) << aut.out;
+  auto v = command("verify", p.config_path(), db);
+  EXPECT_EQ(v.exit_code, 0) << v.describe();
 }
 
 }  // namespace pgtandem::it
