@@ -247,9 +247,13 @@ bool make_context(const Options& opt, const std::string& app, Context* ctx, std:
 
 namespace {
 
+// The system's schemas, and pgtandem's own bookkeeping on a target: the cutover's control schema
+// and the record of journal entries replay and catch-up applied (kMarkerTable, created on the
+// target catch-up writes to; after a cutover that is the primary, and a verify must not ask the
+// other target for it).
 const char* kSystemSchemas =
-    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
-    "AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgtandem_control') AND n.nspname NOT LIKE 'pg\\_toast%' "
+    "AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND NOT (n.nspname = 'public' AND c.relname = 'pgtandem_mirror_applied')";
 
 std::string key_of(const Row& r) { return *r[0] + "." + *r[1]; }
 
@@ -284,7 +288,7 @@ bool fetch_schema(PgConn& conn, pm::Schema* out, std::string* error) {
                   "ON pn.oid = pc.relnamespace WHERE k.contype = 'f' AND " + sys,
                   &fks, error) ||
       !conn.query("SELECT schemaname, sequencename, data_type::text FROM pg_sequences WHERE "
-                  "schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+                  "schemaname NOT IN ('pg_catalog', 'information_schema', 'pgtandem_control') ORDER BY 1, 2",
                   &seqs, error) ||
       !conn.query("SELECT extname, extversion FROM pg_extension ORDER BY 1", &exts, error)) {
     return false;
