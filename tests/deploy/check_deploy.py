@@ -518,10 +518,12 @@ def main():
 
     # ---------------------------------------------------------------- Prometheus rules
     # Most metrics are defined in metrics.cc; scrape-time gauges (Metrics::add_gauge) in server.cc;
-    # the migration commands' gauges (issue 13) are rendered by policy/migrate/run_board.cc.
+    # the migration commands' gauges (issue 13) are rendered by policy/migrate/run_board.cc; catch-up's
+    # and the mirror fence's by proxy/mirror/catchup.cc.
     metrics_cc = "".join(
         (repo / f).read_text()
-        for f in ("proxy/telemetry/metrics.cc", "proxy/server.cc", "policy/migrate/run_board.cc")
+        for f in ("proxy/telemetry/metrics.cc", "proxy/server.cc", "policy/migrate/run_board.cc",
+                  "proxy/mirror/catchup.cc")
     )
     exported, histograms = exported_metrics(metrics_cc)
     c.check(len(exported) >= 20 and len(histograms) >= 2,
