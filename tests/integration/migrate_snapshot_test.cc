@@ -9,7 +9,10 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <csignal>
 #include <random>
 #include <thread>
 
@@ -192,6 +195,20 @@ TEST_F(MigrateSnapshotTest, KilledWhileFencedTheLeaseEndsItAndTheRunResumes) {
   EXPECT_EQ(p.metrics().sum("pgtandem_mirror_fences_expired_total"), 1);
   // The killed copy never committed: new holds only what the writers' upserts put there.
   EXPECT_LT(std::stol(count(new_cluster(), db, "t")), 30000 / 4);
+  // SIGTERM (or Ctrl-C) releases the fence at once, not after its lease (15 s by default here).
+  ChildProcess term;
+  term.spawn({pgtandem_binary(), "backfill", "--config", p.config_path(), "--user", "postgres", "--dbname", db,
+              "--state-dir", state, "--mode", "snapshot", "--max-rate", "2000", "--admin", admin(p)},
+             dir_->file("snap_term.log"));
+  ASSERT_TRUE(poll_until([&] { return fence(p, "action=status").find("\"state\":\"armed\"") != std::string::npos; },
+                         milliseconds(30000)))
+      << read_file(dir_->file("snap_term.log"));
+  ASSERT_TRUE(term.signal_and_wait(SIGTERM, milliseconds(10000)));
+  EXPECT_TRUE(WIFEXITED(term.raw_status()) && WEXITSTATUS(term.raw_status()) == 1) << term.exit_description();
+  EXPECT_NE(read_file(dir_->file("snap_term.log")).find("interrupted"), std::string::npos)
+      << read_file(dir_->file("snap_term.log"));
+  EXPECT_NE(fence(p, "action=status").find("\"state\":\"idle\""), std::string::npos);
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_fences_expired_total"), 1);  // released, not expired
   auto again = command("backfill", p.config_path(), db, {"--mode", "snapshot", "--jobs", "2", "--admin", admin(p)});
   EXPECT_EQ(again.exit_code, 0) << again.describe();
   EXPECT_NE(again.out.find("snapshot copy: 1 tables"), std::string::npos) << again.out;
@@ -204,7 +221,7 @@ TEST_F(MigrateSnapshotTest, KilledWhileFencedTheLeaseEndsItAndTheRunResumes) {
   wait_mirror(p);
   auto v = command("verify", p.config_path(), db, {"--recheck-delay-ms", "200"});
   EXPECT_EQ(v.exit_code, 0) << v.describe();
-  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_fences_total"), 2);
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_fences_total"), 3);
 }
 
 // Two pgtandems, writers through both: the cut pauses both before the snapshot, and both fences
