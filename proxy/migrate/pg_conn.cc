@@ -202,6 +202,14 @@ bool PgConn::copy_out_buffered(const std::string& copy_out_sql, size_t max_bytes
   return true;  // more than max_bytes: the rest is still to be read
 }
 
+int PgConn::next_copy_row(char** buf, std::string* error) {
+  const int n = PQgetCopyData(conn_, buf, 0);  // blocking: never 0
+  if (n > 0) return n;
+  if (n == -1) return drain_results(error) ? 0 : -1;
+  *error = err("COPY out failed");
+  return -1;
+}
+
 bool PgConn::copy_buffer_to(PgConn& dest, const std::string& copy_in_sql, const std::string& data,
                             bool rest_open, int64_t* rows, int64_t* bytes, std::string* last_line,
                             std::string* error) {
@@ -215,19 +223,10 @@ bool PgConn::copy_buffer_to(PgConn& dest, const std::string& copy_in_sql, const 
   if (!ok) *error = dest.err("COPY in failed");
   while (ok && rest_open) {
     char* buf = nullptr;
-    const int n = PQgetCopyData(conn_, &buf, 0);
-    if (n == -1) {
-      rest_open = false;
-      std::string out_error;
-      if (!drain_results(&out_error)) {
-        *error = out_error;
-        ok = false;
-      }
-      break;
-    }
-    if (n < 0) {
-      *error = err("COPY out failed");
-      ok = false;
+    const int n = next_copy_row(&buf, error);
+    if (n <= 0) {
+      rest_open = n < 0;  // an error leaves the rest to be drained below
+      ok = n == 0;
       break;
     }
     ++*rows;
@@ -301,19 +300,10 @@ bool PgConn::copy_fanout_to(const std::vector<PgConn*>& dests, const std::string
   bool first = true;
   while (ok && out_open) {
     char* buf = nullptr;
-    const int n = PQgetCopyData(conn_, &buf, 0);
-    if (n == -1) {
-      out_open = false;
-      std::string out_error;
-      if (!drain_results(&out_error)) {
-        *error = out_error;
-        ok = false;
-      }
-      break;
-    }
-    if (n < 0) {
-      *error = err("COPY out failed");
-      ok = false;
+    const int n = next_copy_row(&buf, error);
+    if (n <= 0) {
+      out_open = n < 0;  // an error leaves the rest to be cancelled below
+      ok = n == 0;
       break;
     }
     const char* data = buf;

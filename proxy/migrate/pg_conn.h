@@ -88,6 +88,9 @@ class PgConn {
  private:
   PgConn(PGconn* c, ConnSpec spec) : conn_(c), spec_(std::move(spec)) {}
   std::string err(const std::string& what) const;
+  // The next row of this connection's COPY out: > 0 its length (*buf, for PQfreemem); 0 the COPY
+  // ended and its result was read; -1 an error (*error).
+  int next_copy_row(char** buf, std::string* error);
   bool drain_results(std::string* error);
   PGconn* conn_;
   ConnSpec spec_;

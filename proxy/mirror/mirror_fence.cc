@@ -161,11 +161,7 @@ MirrorFence::Reply MirrorFence::arm(const std::string& id, int64_t lease_ms) {
   while (b.parked_gen.load() != gen) {
     if (Clock::now() - start > kParkTimeout) {
       b.fenced.store(false);
-      state_.control.pause.open();
-      st_ = State::kIdle;
-      b.fence_state.store(0);
-      last_id_ = id_;
-      last_end_ = "catch-up did not park within 5 s";
+      unpause("catch-up did not park within 5 s");
       return error(503, last_end_);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -197,11 +193,7 @@ MirrorFence::Reply MirrorFence::release(const std::string& id) {
   std::lock_guard lock(mu_);
   if (id.empty() || (id != id_ && id != last_id_)) return error(409, "no fence with this id");
   if (id == id_ && st_ == State::kPaused) {
-    state_.control.pause.open();
-    st_ = State::kIdle;
-    state_.mirror.backlog.fence_state.store(0);
-    last_id_ = id_;
-    last_end_ = "released while paused";
+    unpause("released while paused");
     log::info("mirror fence: pause released, no fence", {{"id", id_}});
   } else if (id == id_ && st_ == State::kArmed) {
     end("released", false);
@@ -212,6 +204,14 @@ MirrorFence::Reply MirrorFence::release(const std::string& id) {
 MirrorFence::Reply MirrorFence::status() {
   std::lock_guard lock(mu_);
   return {200, "{\"id\":" + quote(st_ == State::kIdle ? "" : id_) + "," + state_json() + "}"};
+}
+
+void MirrorFence::unpause(const std::string& why) {
+  state_.control.pause.open();
+  st_ = State::kIdle;
+  state_.mirror.backlog.fence_state.store(0);
+  last_id_ = id_;
+  last_end_ = why;
 }
 
 void MirrorFence::end(const std::string& why, bool expired) {
@@ -235,11 +235,7 @@ void MirrorFence::watch() {
     if (stopping_) break;
     const auto now = Clock::now();
     if (st_ == State::kPaused && now > deadline_) {
-      state_.control.pause.open();
-      st_ = State::kIdle;
-      state_.mirror.backlog.fence_state.store(0);
-      last_id_ = id_;
-      last_end_ = "the pause's lease ran out before the fence was armed";
+      unpause("the pause's lease ran out before the fence was armed");
       log::warn("mirror fence: pause lease ran out; traffic resumes, no fence", {{"id", id_}});
     } else if (st_ == State::kArmed && now > deadline_) {
       end("its lease ran out (the tool stopped renewing it)", true);

@@ -57,6 +57,7 @@ class MirrorFence {
   Reply renew(const std::string& id, int64_t lease_ms);
   Reply release(const std::string& id);
   Reply status();
+  void unpause(const std::string& why);            // under mu_, State::kPaused: no fence
   void end(const std::string& why, bool expired);  // under mu_, State::kArmed
   void watch();                                    // the lease thread
   std::string state_json() const;                  // under mu_
