@@ -301,3 +301,38 @@ TEST_F(MigrateSnapshotTest, WithoutCatchupAutoFallsBackToTheChunkedCopy) {
 }
 
 }  // namespace pgtandem::it
+
+namespace pgtandem::it {
+
+// `new` stopped in the middle of a snapshot copy: a clear error naming it, then the same command
+// takes a new snapshot and copies the table (no fence here: nothing mirrors).
+TEST_F(MigrateSnapshotTest, NewStoppedDuringTheCopyClearErrorThenResume) {
+  const std::string db = table_db("snap_down", 30000);
+  const std::string cfg = plain_config();
+  const std::string state = dir_->file("state-" + db);
+  ProcessResult down;
+  std::atomic<bool> done{false};
+  std::thread runner([&] {
+    down = command("backfill", cfg, db, {"--mode", "snapshot", "--jobs", "1", "--max-rate", "4000"},
+                   milliseconds(90000));
+    done = true;
+  });
+  const bool started = poll_until([&] { return rows_reported(state + "/backfill-state.json") >= 4000; },
+                                  milliseconds(30000), milliseconds(50));
+  EXPECT_TRUE(started);
+  EXPECT_FALSE(done.load()) << "the capped run finished before new was stopped";
+  new_cluster().stop();
+  runner.join();
+  EXPECT_EQ(down.exit_code, 1) << down.describe();
+  EXPECT_NE(down.err.find("new (127.0.0.1:" + std::to_string(new_cluster().port()) + ")"), std::string::npos)
+      << down.err;
+  EXPECT_NE(down.err.find("run the same command again to continue"), std::string::npos) << down.err;
+  new_cluster().start();
+  auto resumed = command("backfill", cfg, db, {"--mode", "snapshot"});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.describe();
+  EXPECT_EQ(count(new_cluster(), db, "t"), "30000");
+  auto v = command("verify", cfg, db);
+  EXPECT_EQ(v.exit_code, 0) << v.describe();
+}
+
+}  // namespace pgtandem::it
