@@ -26,56 +26,19 @@
 #include <set>
 #include <thread>
 
+#include "proxy/migrate/fence_client.h"
+
 namespace pgtandem::proxy::migrate {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kPauseTimeoutMs = 5000;  // per pgtandem: in-flight transactions must end within it
-constexpr int kPauseLeaseMs = 3000;    // a pause the tool never armed ends by itself after this
-constexpr int kCutAttempts = 3;        // pauses that timed out under load are tried again
 constexpr int kPartAttempts = 3;       // a part whose copy failed (connection lost) is retried
 
 // SIGINT or SIGTERM: the copy stops, the fences are released at once (not left to their lease),
 // and the run exits resumable.
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_interrupt(int) { g_interrupted.store(true); }
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-struct FenceReply {
-  int status = 0;  // 0: not answered
-  std::optional<pm::Json> json;
-  std::string error;
-  std::string str(const char* key) const {
-    const pm::Json* v = json ? json->get(key) : nullptr;
-    return v ? v->as_string() : std::string();
-  }
-  int64_t num(const char* key) const {
-    const pm::Json* v = json ? json->get(key) : nullptr;
-    return v ? v->as_int() : 0;
-  }
-};
-
-FenceReply fence_call(const Context& ctx, const std::string& admin, const std::string& query) {
-  FenceReply r;
-  std::string body;
-  std::vector<std::string> headers;
-  if (!ctx.admin_token.empty()) headers.push_back("Authorization: Bearer " + ctx.admin_token);
-  if (!admin_request(admin, "POST", "/mirror/fence?" + query, headers, "", kPauseTimeoutMs + 5000,
-                     &r.status, &body, &r.error)) {
-    r.status = 0;
-    return r;
-  }
-  r.json = pm::Json::parse(body);
-  if (r.status != 200) {
-    const std::string e = r.str("error");
-    r.error = "pgtandem " + admin + ": " + (e.empty() ? "answered " + std::to_string(r.status) : e);
-  }
-  return r;
-}
 
 struct TableState {
   const pm::Table* table = nullptr;
@@ -120,14 +83,10 @@ class SnapshotBackfill {
   SnapshotResult run(const std::vector<const pm::Table*>& tables);
 
  private:
-  bool pause_all(SnapshotResult* res);
-  bool arm_all(std::string* error);
-  void release_all();
   bool renew_round();
   void renewer();
   void confirm(Clock::time_point before);
   void confirm_table(TableState& t);
-  bool wait_caught_up(SnapshotResult* res);
   bool plan_parts(PgConn& p, PgConn& n, std::string* error);
   void worker();
   bool next_part(bool replica, Part* out);
@@ -143,9 +102,9 @@ class SnapshotBackfill {
   std::atomic<bool> abort_{false};
   std::string error_;
   std::string snapshot_;
-  // The fences: one per pgtandem (admins_[i], ids_[i]); none when nothing mirrors.
+  // The fences, one per running pgtandem; none when nothing mirrors.
   bool fenced_ = false;
-  std::vector<std::string> admins_, ids_;
+  std::unique_ptr<FenceClient> fence_;
   std::thread renew_thread_;
   std::condition_variable renew_cv_;
   bool renew_stop_ = false;
@@ -159,84 +118,13 @@ void SnapshotBackfill::fail(const std::string& why) {
   abort_ = true;
 }
 
-bool SnapshotBackfill::pause_all(SnapshotResult* res) {
-  const std::string q = "action=pause&timeout_ms=" + std::to_string(kPauseTimeoutMs) +
-                        "&lease_ms=" + std::to_string(kPauseLeaseMs);
-  for (int attempt = 1;; ++attempt) {
-    std::vector<FenceReply> replies(admins_.size());
-    std::vector<std::thread> threads;
-    for (size_t i = 0; i < admins_.size(); ++i)
-      threads.emplace_back([&, i] { replies[i] = fence_call(ctx_, admins_[i], q); });
-    for (auto& t : threads) t.join();
-    bool all = true, unavailable = false, retry = false;
-    std::string why;
-    ids_.assign(admins_.size(), "");
-    for (size_t i = 0; i < replies.size(); ++i) {
-      const FenceReply& r = replies[i];
-      if (r.status == 200) {
-        ids_[i] = r.str("id");
-        res->pause_ms = std::max(res->pause_ms, static_cast<double>(r.num("pause_ms")));
-        continue;
-      }
-      all = false;
-      if (why.empty()) why = r.error;
-      // 404: a pgtandem without the fence; 403: no token there; 409 without a fence held: catch-up
-      // off. Those cannot be waited out.
-      if (r.status == 404 || r.status == 403 ||
-          (r.status == 409 && r.error.find("catchup") != std::string::npos))
-        unavailable = true;
-      if (r.status == 503 || (r.status == 409 && r.error.find("already held") != std::string::npos))
-        retry = true;
-    }
-    if (all) return true;
-    release_all();
-    if (unavailable) {
-      res->unavailable = true;
-      res->why = why;
-      return false;
-    }
-    if (!retry || attempt >= kCutAttempts) {
-      res->why = "cannot pause traffic for the snapshot: " + why;
-      return false;
-    }
-    std::fprintf(stderr, "pgtandem backfill: %s; trying again in %d s\n", why.c_str(), attempt);
-    std::this_thread::sleep_for(std::chrono::seconds(attempt));
-  }
-}
-
-bool SnapshotBackfill::arm_all(std::string* error) {
-  for (size_t i = 0; i < admins_.size(); ++i) {
-    auto r = fence_call(ctx_, admins_[i],
-                        "action=arm&id=" + ids_[i] + "&lease_ms=" + std::to_string(ctx_.opt.fence_lease_ms));
-    if (r.status != 200) {
-      *error = "cannot arm the mirror fence: " + r.error;
-      return false;
-    }
-  }
-  return true;
-}
-
-void SnapshotBackfill::release_all() {
-  for (size_t i = 0; i < admins_.size(); ++i) {
-    if (ids_.size() <= i || ids_[i].empty()) continue;
-    auto r = fence_call(ctx_, admins_[i], "action=release&id=" + ids_[i]);
-    if (r.status != 200 && r.status != 409)
-      std::fprintf(stderr, "pgtandem backfill: releasing the fence: %s (its lease ends it)\n", r.error.c_str());
-  }
-}
-
 // Every fence renewed: true only if each still held (the same fence since it was armed).
 bool SnapshotBackfill::renew_round() {
-  for (size_t i = 0; i < admins_.size(); ++i) {
-    auto r = fence_call(ctx_, admins_[i],
-                        "action=renew&id=" + ids_[i] + "&lease_ms=" + std::to_string(ctx_.opt.fence_lease_ms));
-    if (r.status != 200) {
-      fail("the mirror fence ended before the copy did (" + r.error +
-           "); tables copied after that are copied again by the next run");
-      return false;
-    }
-  }
-  return true;
+  std::string e;
+  if (fence_->renew_all(&e)) return true;
+  fail("the mirror fence ended before the copy did (" + e +
+       "); tables copied after that are copied again by the next run");
+  return false;
 }
 
 void SnapshotBackfill::renewer() {
@@ -428,44 +316,6 @@ void SnapshotBackfill::worker() {
   }
 }
 
-// After the release: every pgtandem's catch-up applies what the fence held back; the run ends
-// when each is live again (a verify right after then sees `new` complete). Fails only when a
-// catch-up makes no progress for the watermark timeout.
-bool SnapshotBackfill::wait_caught_up(SnapshotResult* res) {
-  for (size_t i = 0; i < admins_.size(); ++i) {
-    int64_t last_left = -1;
-    auto last_move = Clock::now();
-    bool printed = false;
-    for (;;) {
-      auto r = fence_call(ctx_, admins_[i], "action=status");
-      if (r.status != 200) {
-        res->why = "after the copy: " + r.error;
-        return false;
-      }
-      const int64_t left = r.num("backlog_entries");
-      if (r.str("catchup") == "live" && left == 0) break;
-      if (!printed && left > 0) {
-        std::printf("mirror %s: applying %lld writes journaled during the copy\n", admins_[i].c_str(),
-                    static_cast<long long>(left));
-        std::fflush(stdout);
-        printed = true;
-        res->journal_entries += left;
-      }
-      if (left != last_left) {
-        last_left = left;
-        last_move = Clock::now();
-      } else if (ms_since(last_move) > ctx_.opt.watermark_timeout_ms) {
-        res->why = "pgtandem " + admins_[i] + ": catch-up made no progress for " +
-                   std::to_string(ctx_.opt.watermark_timeout_ms) + " ms (" + std::to_string(left) +
-                   " entries left, catch-up " + r.str("catchup") + "); the copy is complete, the mirror is behind";
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  return true;
-}
-
 SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables) {
   SnapshotResult res;
   // Which tables this cut copies: those not recorded done, and any done table that references
@@ -518,7 +368,7 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
   // The cut.
   fenced_ = ctx_.mirror_writes && !ctx_.opt.no_watermark;
   if (fenced_) {
-    admins_ = ctx_.opt.admins;
+    fence_ = std::make_unique<FenceClient>(ctx_, ctx_.opt.admins);
     if (ctx_.admin_token.empty()) {
       res.unavailable = true;
       res.why = "the mirror fence is a POST to pgtandem's admin API, which needs [admin] token or token_file";
@@ -532,17 +382,17 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
     res.why = e;
     return res;
   }
-  if (fenced_ && !pause_all(&res)) return res;
+  if (fenced_ && !fence_->pause_all(&res.pause_ms, &res.unavailable, &res.why)) return res;
   Rows snap;
   if (!snap_conn->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &e) ||
       !snap_conn->query("SELECT pg_export_snapshot()", &snap, &e) || snap.rows.empty()) {
-    release_all();
+    if (fence_) fence_->release_all();
     res.why = "exporting a snapshot on the primary: " + e;
     return res;
   }
   snapshot_ = snap.at(0, 0);
-  if (fenced_ && !arm_all(&e)) {
-    release_all();
+  if (fenced_ && !fence_->arm_all(&e)) {
+    fence_->release_all();
     res.why = e;
     return res;
   }
@@ -570,7 +420,7 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
         confirm(round);
       }
     }
-    release_all();
+    if (fence_) fence_->release_all();
     std::string ignored;
     snap_conn->exec("ROLLBACK", &ignored);
   };
@@ -614,7 +464,7 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
     res.why = error_.empty() ? "the fence could not confirm every table" : error_;
     return res;
   }
-  if (fenced_ && !wait_caught_up(&res)) return res;
+  if (fenced_ && !fence_->wait_caught_up(&res.journal_entries, &res.why)) return res;
   res.ok = true;
   return res;
 }
