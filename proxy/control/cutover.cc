@@ -229,6 +229,15 @@ CutoverReport Cutover::run(const CutoverRequest& req) {
   rep.time = std::chrono::system_clock::now();
   rep.to = req.to;
   rep.forced = req.force;
+  // A snapshot backfill's fence holds the same pause gate and the mirror's journal: no cutover
+  // (not even forced) may open the gate under its snapshot or switch the primary under its copy.
+  if (state_.mirror.backlog.fence_state.load() != 0) {
+    rep.result = "refused";
+    rep.reason = "a snapshot backfill's mirror fence is held on this replica (POST /mirror/fence?action=status); "
+                 "let the backfill finish or stop it";
+    finish(rep);
+    return rep;
+  }
   if (!store_) {
     rep.result = "error";
     rep.reason = "no control database configured (set $PGTANDEM_CONTROL_USER or [classifier] catalog_user)";

@@ -83,8 +83,11 @@ void Cutover::agent_step() {
     state_.metrics->set_cutover_epoch(row->epoch);
     heartbeat(true, "switch");
   }
+  // A snapshot backfill's fence holds the pause gate here: this replica does not join (it never
+  // acks, and the coordinator aborts at its timeout) rather than open the gate under the snapshot.
   if (row->phase == "pause" && !ours && !agent_paused_ && row->epoch >= epoch_.load() &&
-      row->started_ms > 0 && unix_ms() - row->started_ms < kOrphanPauseMs) {
+      row->started_ms > 0 && unix_ms() - row->started_ms < kOrphanPauseMs &&
+      state_.mirror.backlog.fence_state.load() == 0) {
     state_.control.pause.close();
     agent_paused_ = true;
     agent_pause_start_ = SteadyClock::now();

@@ -295,16 +295,18 @@ TEST_F(CutoverTest, CommitTimestampsShowNoSplitAcrossThreeReplicas) {
   for (int i = 0; i < 3; ++i) {
     threads.emplace_back([&, i] {
       benches[i] = run_pgbench(replicas[i]->endpoint(),
-                               {"-n", "-c", "2", "-j", "1", "-T", "10", "-f", script}, db,
+                               {"-n", "-c", "2", "-j", "1", "-T", "10", "-R", "250", "-f", script}, db,
                                milliseconds(300000));
     });
   }
   std::this_thread::sleep_for(milliseconds(3000));
   // Autocommit inserts make thousands of mirror units a second: the lag gate (in units) is not
-  // what this test is about; the pause drains whatever lag there is before the switch.
-  HttpResponse to_new = cutover(*replicas[0], "to=new&max_lag=1000000");
+  // what this test is about; the pause drains whatever lag there is before the switch. Unpaced,
+  // the mirror fell 13,000 units behind once in a CI-like run (the other shard beside it) and the
+  // pause timed out: the clients are paced (-R), and the pause may take longer than the default.
+  HttpResponse to_new = cutover(*replicas[0], "to=new&max_lag=1000000&timeout_ms=30000");
   std::this_thread::sleep_for(milliseconds(2500));
-  HttpResponse to_old = cutover(*replicas[2], "to=old&max_lag=1000000");
+  HttpResponse to_old = cutover(*replicas[2], "to=old&max_lag=1000000&timeout_ms=30000");
   for (auto& t : threads) t.join();
   EXPECT_NE(to_new.body.find("\"result\":\"ok\""), std::string::npos) << to_new.body;
   EXPECT_NE(to_old.body.find("\"result\":\"ok\""), std::string::npos) << to_old.body;

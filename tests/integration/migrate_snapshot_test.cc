@@ -74,12 +74,13 @@ struct Writers {
 class MigrateSnapshotTest : public MigrateTest {
  protected:
   // A mirroring pgtandem with a journal of its own (several may run side by side).
-  ProxyProcess& start_replica(const std::string& name, bool catchup = true) {
+  ProxyProcess& start_replica(const std::string& name, bool catchup = true, const std::string& more_toml = "") {
     ProxyOptions o = Env::get().default_proxy_options();
     o.section_lines[""].push_back("mirror_writes = true");
     o.section_lines["admin"].push_back("token = \"migrate-it-token\"");
     o.extra_toml = "[mirror]\njournal_path = \"" + dir_->file(name + ".journal") + "\"\n";
     if (!catchup) o.extra_toml += "catchup = false\n";
+    o.extra_toml += more_toml;
     return start_proxy(o);
   }
   static std::string admin(ProxyProcess& p) { return "127.0.0.1:" + std::to_string(p.admin_port()); }
@@ -250,7 +251,16 @@ TEST_F(MigrateSnapshotTest, OneCutAcrossTwoReplicas) {
 // an arm with a stale id is refused; a fence needs the token.
 TEST_F(MigrateSnapshotTest, FenceApiPauseLeaseEndsAndStaleIdsAreRefused) {
   const std::string db = table_db("snap_api", 10);
-  ProxyProcess& p = start_replica("snap_api");
+  // A control user, so that this pgtandem offers the cutover (refused under the fence, below); its
+  // control schema goes at the end, whatever happens (a later test's pgtandem would read it).
+  struct DropControl {
+    PgCluster* clusters[2];
+    ~DropControl() {
+      for (PgCluster* c : clusters)
+        if (c->running()) c->exec("DROP SCHEMA IF EXISTS pgtandem_control CASCADE");
+    }
+  } drop_control{{&old_cluster(), &new_cluster()}};
+  ProxyProcess& p = start_replica("snap_api", true, "[classifier]\ncatalog_user = \"postgres\"\n");
   ConnPtr c = connect(p.endpoint().conninfo("", db));
   const std::string paused = fence(p, "action=pause&timeout_ms=2000&lease_ms=500");
   ASSERT_NE(paused.find("\"state\":\"paused\""), std::string::npos) << paused;
@@ -275,6 +285,10 @@ TEST_F(MigrateSnapshotTest, FenceApiPauseLeaseEndsAndStaleIdsAreRefused) {
   EXPECT_TRUE(poll_until([&] { return fence(p, "action=status").find("\"backlog_entries\":1") != std::string::npos; },
                          milliseconds(10000)));
   EXPECT_EQ(new_cluster().query_value("SELECT count(*) FROM t WHERE v = 424242", db), "0");  // held back
+  // No cutover, not even forced, under a fence: it would open the gate and switch the primary.
+  const auto cut = http_request(p.admin_port(), "POST", "/cutover?to=new&force=1",
+                                {"Authorization: Bearer migrate-it-token"});
+  EXPECT_NE(cut.body.find("mirror fence is held"), std::string::npos) << cut.status << " " << cut.body;
   EXPECT_NE(fence(p, "action=release&id=" + id2).find("\"ended\":\"released\""), std::string::npos);
   EXPECT_TRUE(poll_until([&] { return fence(p, "action=status").find("\"catchup\":\"live\"") != std::string::npos; },
                          milliseconds(10000)));
