@@ -78,8 +78,8 @@ bool FenceClient::pause_all(double* pause_ms, bool* unavailable_out, std::string
       all = false;
       if (why.empty()) why = r.error;
       // 404: a pgtandem without the fence; 403: no token there; 409 without a fence held: catch-up
-      // off. Those cannot be waited out.
-      if (r.status == 404 || r.status == 403 ||
+      // off; 507: its journal file too near its limit. Those cannot be waited out.
+      if (r.status == 404 || r.status == 403 || r.status == 507 ||
           (r.status == 409 && r.error.find("catchup") != std::string::npos))
         unavailable = true;
       if (r.status == 503 || (r.status == 409 && r.error.find("already held") != std::string::npos))

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <random>
 
+#include "proxy/mirror/journal.h"
 #include "proxy/telemetry/log.h"
 #include "proxy/worker.h"
 
@@ -123,6 +124,12 @@ MirrorFence::Reply MirrorFence::pause(int64_t timeout_ms, int64_t lease_ms) {
   auto& gate = state_.control.pause;
   if (gate.closed()) return error(409, "traffic is paused by a cutover");
   if (b.journaling.load()) return error(503, "the mirror is catching up on its journal; try again once it is live");
+  // The limit counts the journal file, applied entries included: a fence that starts with the file
+  // past half of it could fill it (mirroring would stop). 507: no retry mends that.
+  const uint64_t file = state_.mirror.journal ? state_.mirror.journal->bytes() : 0;
+  if (journal_max_bytes_ > 0 && file >= journal_max_bytes_ / 2)
+    return error(507, "the mirror journal file holds " + std::to_string(file) +
+                          " bytes, half of [mirror] journal_max_bytes or more: a fence could fill it");
   gate.close();
   const auto start = Clock::now();
   while (gate.in_flight() > 0 || !mirror_settled(state_)) {
@@ -239,9 +246,11 @@ void MirrorFence::watch() {
       log::warn("mirror fence: pause lease ran out; traffic resumes, no fence", {{"id", id_}});
     } else if (st_ == State::kArmed && now > deadline_) {
       end("its lease ran out (the tool stopped renewing it)", true);
-    } else if (st_ == State::kArmed && journal_max_bytes_ > 0 &&
-               state_.mirror.backlog.bytes.load() > journal_max_bytes_ / 2) {
-      end("the journal passed half of [mirror] journal_max_bytes", true);
+    } else if (st_ == State::kArmed && journal_max_bytes_ > 0 && state_.mirror.journal &&
+               state_.mirror.journal->bytes() >= journal_max_bytes_ / 4 * 3) {
+      // The journal's limit counts the file: the fence ends with a quarter of it left for the
+      // writes catch-up meets before every link is live again.
+      end("the journal file reached 3/4 of [mirror] journal_max_bytes", true);
     }
   }
 }

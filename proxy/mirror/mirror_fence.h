@@ -12,10 +12,11 @@
 //   action=renew&id=X&lease_ms=L  the tool is alive; 409 once the fence ended (why in the reply).
 //   action=release&id=X  catch-up applies the journal on top of the copies and returns to live.
 //   action=status  the fence, catch-up's state and the backlog.
-// A fence ends by itself when its lease runs out (a killed tool) or when the backlog passes half
-// of [mirror] journal_max_bytes (the journal's limit would stop mirroring): catch-up then applies
-// the journal. Either way nothing is lost; the tool learns it at its next renew and counts no
-// table copied after it.
+// A fence ends by itself when its lease runs out (a killed tool) or when the journal file reaches
+// 3/4 of [mirror] journal_max_bytes (the limit counts the file; at it mirroring would stop):
+// catch-up then applies the journal. Either way nothing is lost; the tool learns it at its next
+// renew and counts no table copied after it. A pause is refused (507) while the file is already
+// at half the limit.
 #pragma once
 
 #include <chrono>
@@ -36,7 +37,7 @@ bool mirror_settled(const ServerState& state);
 
 class MirrorFence {
  public:
-  // `journal_max_bytes`: [mirror] journal_max_bytes (the fence ends at half of it).
+  // `journal_max_bytes`: [mirror] journal_max_bytes (see above).
   MirrorFence(ServerState& state, uint64_t journal_max_bytes);
   ~MirrorFence();  // opens a pause, ends a fence
   MirrorFence(const MirrorFence&) = delete;

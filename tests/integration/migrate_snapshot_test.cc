@@ -350,3 +350,52 @@ TEST_F(MigrateSnapshotTest, NewStoppedDuringTheCopyClearErrorThenResume) {
 }
 
 }  // namespace pgtandem::it
+
+namespace pgtandem::it {
+
+// The journal's limit counts the file. A fence ends when the file reaches 3/4 of it, the run stops
+// with the reason, and nothing is lost: catch-up applies the journal, mirroring goes on (it never
+// reached the limit). With the file past half the limit the fence is not offered: `auto` copies
+// in chunks instead.
+TEST_F(MigrateSnapshotTest, JournalNearItsLimitEndsTheFenceThenAutoCopiesInChunks) {
+  const std::string db = table_db("snap_limit", 30000);
+  ProxyProcess& p = start_replica("snap_limit", true, "journal_max_bytes = 262144\n");
+  std::atomic<bool> stop{false};
+  std::atomic<long> writes{0};
+  std::string writer_error;
+  std::thread writer([&] {  // about 100 writes a second, each a journal entry under the fence
+    try {
+      ConnPtr c = connect(p.endpoint().conninfo("", db));
+      for (int i = 0; !stop; ++i) {
+        exec(c.get(), "UPDATE t SET v = (v * 31 + 7) % 1000000007 WHERE id = " + std::to_string(1 + i % 30000));
+        ++writes;
+        std::this_thread::sleep_for(milliseconds(10));
+      }
+    } catch (const std::exception& e) {
+      writer_error = e.what();
+    }
+  });
+  std::this_thread::sleep_for(milliseconds(300));
+  auto bf = command("backfill", p.config_path(), db,
+                    {"--mode", "snapshot", "--max-rate", "1500", "--fence-lease-ms", "1000", "--admin", admin(p)},
+                    milliseconds(90000));
+  EXPECT_EQ(bf.exit_code, 1) << bf.describe();
+  EXPECT_NE(bf.err.find("the mirror fence ended before the copy did"), std::string::npos) << bf.err;
+  EXPECT_NE(bf.err.find("3/4 of [mirror] journal_max_bytes"), std::string::npos) << bf.err;
+  EXPECT_TRUE(poll_until([&] { return fence(p, "action=status").find("\"catchup\":\"live\"") != std::string::npos; },
+                         milliseconds(30000)));
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_fences_expired_total"), 1);
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_needs_repair"), 0) << "mirroring must not have stopped";
+  auto aut = command("backfill", p.config_path(), db, {"--admin", admin(p)});
+  EXPECT_EQ(aut.exit_code, 0) << aut.describe();
+  EXPECT_NE(aut.out.find("snapshot copy unavailable"), std::string::npos) << aut.out;
+  EXPECT_NE(aut.out.find("half of [mirror] journal_max_bytes or more"), std::string::npos) << aut.out;
+  stop = true;
+  writer.join();
+  EXPECT_EQ(writer_error, "");
+  wait_mirror(p);
+  auto v = command("verify", p.config_path(), db);
+  EXPECT_EQ(v.exit_code, 0) << v.describe();
+}
+
+}  // namespace pgtandem::it
