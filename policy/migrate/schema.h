@@ -25,6 +25,7 @@ struct Table {
   std::vector<std::vector<std::string>> unique_keys;  // unique, non-partial, plain-column indexes
   std::vector<std::string> references;  // "schema.table" of every table a foreign key points to
   int64_t estimated_rows = 0;           // pg_class.reltuples (planning only)
+  bool partitioned = false;  // a partitioned table: its rows are its partitions' (COPY TO needs a query)
 
   std::string qualified() const { return schema + "." + name; }
   const Column* column(const std::string& n) const;

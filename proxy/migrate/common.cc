@@ -263,7 +263,7 @@ bool fetch_schema(PgConn& conn, pm::Schema* out, std::string* error) {
   *out = {};
   Rows tables, columns, indexes, fks, seqs, exts;
   const std::string sys = kSystemSchemas;
-  if (!conn.query("SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c "
+  if (!conn.query("SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint, c.relkind = 'p' FROM pg_class c "
                   "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
                   "AND NOT c.relispartition AND " + sys + " ORDER BY 1, 2",
                   &tables, error) ||
@@ -299,6 +299,7 @@ bool fetch_schema(PgConn& conn, pm::Schema* out, std::string* error) {
     t.schema = *r[0];
     t.name = *r[1];
     t.estimated_rows = std::atoll(r[2]->c_str());
+    t.partitioned = r[3] && *r[3] == "t";
     index[key_of(r)] = out->tables.size();
     out->tables.push_back(std::move(t));
   }

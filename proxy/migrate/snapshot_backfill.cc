@@ -222,8 +222,12 @@ bool SnapshotBackfill::copy_part(PgConn& p, const std::vector<PgConn*>& ns, cons
   TableState& t = tables_[part.table];
   const std::string name = t.table->qualified();
   const std::string format = t.binary ? " WITH (FORMAT binary)" : "";
-  const std::string out = "COPY " + pm::qualified_name(t.sql.schema, t.sql.name) + " (" +
-                          pm::column_list(t.sql.columns) + ") TO STDOUT" + format;
+  // A partitioned table has no rows of its own: COPY TO reads it only through a query.
+  const std::string table = pm::qualified_name(t.sql.schema, t.sql.name);
+  const std::string cols = pm::column_list(t.sql.columns);
+  const std::string out = (t.table->partitioned ? "COPY (SELECT " + cols + " FROM " + table + ")"
+                                                : "COPY " + table + " (" + cols + ")") +
+                          " TO STDOUT" + format;
   const std::string in = pm::copy_into_table_sql(t.sql) + format;
   std::string e, ignored;
   auto rollback = [&] {
@@ -350,7 +354,9 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
   for (auto& t : tables_) {
     progress_.table_started(t.table->qualified(), t.table->estimated_rows);
     if (t.todo) {
-      todo_names.push_back(pm::qualified_name(t.sql.schema, t.sql.name));
+      // ONLY: an inheritance parent's COPY holds its own rows, not its children's (they are tables
+      // of their own); a partitioned table is emptied with its partitions.
+      todo_names.push_back((t.table->partitioned ? "" : "ONLY ") + pm::qualified_name(t.sql.schema, t.sql.name));
       continue;
     }
     resumed += t.rows;
@@ -434,7 +440,7 @@ SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables
   new_conn->exec("SET session_replication_role = replica", &ignored);
   std::string list;
   for (const auto& n : todo_names) list += (list.empty() ? "" : ", ") + n;
-  if (!new_conn->exec("SET lock_timeout = '30s'", &e) || !new_conn->exec("TRUNCATE ONLY " + list, &e)) {
+  if (!new_conn->exec("SET lock_timeout = '30s'", &e) || !new_conn->exec("TRUNCATE " + list, &e)) {
     finish(false);
     res.why = "emptying the tables on the other target: " + e +
               (e.find("foreign key") != std::string::npos

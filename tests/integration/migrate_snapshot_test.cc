@@ -399,3 +399,35 @@ TEST_F(MigrateSnapshotTest, JournalNearItsLimitEndsTheFenceThenAutoCopiesInChunk
 }
 
 }  // namespace pgtandem::it
+
+namespace pgtandem::it {
+
+// A partitioned table (COPY TO reads it only through a query; TRUNCATE takes its partitions) and an
+// inheritance parent with a child (each table holds its own rows: ONLY for both).
+TEST_F(MigrateSnapshotTest, PartitionedAndInheritedTables) {
+  const std::string db = make_db("snap_parts");
+  const char* schema =
+      "CREATE TABLE m (id int, part int, v text, PRIMARY KEY (id, part)) PARTITION BY LIST (part);"
+      "CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1); CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2);"
+      "CREATE TABLE parent (id int PRIMARY KEY, v text); CREATE TABLE child (extra int) INHERITS (parent);"
+      "ALTER TABLE child ADD PRIMARY KEY (id)";
+  old_cluster().exec(schema, db);
+  new_cluster().exec(schema, db);
+  old_cluster().exec("INSERT INTO m SELECT g, 1 + g % 2, md5(g::text) FROM generate_series(1, 5000) g;"
+                     "INSERT INTO parent SELECT g, 'p' FROM generate_series(1, 100) g;"
+                     "INSERT INTO child SELECT g, 'c', g FROM generate_series(1001, 1200) g",
+                     db);
+  // Stale rows on new the copy must replace, in a partition and in the child.
+  new_cluster().exec("INSERT INTO m VALUES (1, 2, 'stale'); INSERT INTO child VALUES (1001, 'stale', 0)", db);
+  const std::string cfg = plain_config();
+  auto bf = command("backfill", cfg, db, {"--mode", "snapshot"});
+  ASSERT_EQ(bf.exit_code, 0) << bf.describe();
+  EXPECT_EQ(count(new_cluster(), db, "m"), "5000");
+  EXPECT_EQ(count(new_cluster(), db, "m2"), "2500");
+  EXPECT_EQ(count(new_cluster(), db, "ONLY parent"), "100");
+  EXPECT_EQ(count(new_cluster(), db, "child"), "200");
+  auto v = command("verify", cfg, db);
+  EXPECT_EQ(v.exit_code, 0) << v.describe();
+}
+
+}  // namespace pgtandem::it
