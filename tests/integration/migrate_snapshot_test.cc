@@ -402,20 +402,22 @@ TEST_F(MigrateSnapshotTest, JournalNearItsLimitEndsTheFenceThenAutoCopiesInChunk
 
 namespace pgtandem::it {
 
-// A partitioned table (COPY TO reads it only through a query; TRUNCATE takes its partitions) and an
-// inheritance parent with a child (each table holds its own rows: ONLY for both).
-TEST_F(MigrateSnapshotTest, PartitionedAndInheritedTables) {
+// A partitioned table (COPY TO reads it only through a query; TRUNCATE takes its partitions), an
+// inheritance parent with a child (each table holds its own rows: ONLY for both), and a table
+// without a key (the snapshot copies it whole, no lock needed).
+TEST_F(MigrateSnapshotTest, PartitionedInheritedAndKeylessTables) {
   const std::string db = make_db("snap_parts");
   const char* schema =
       "CREATE TABLE m (id int, part int, v text, PRIMARY KEY (id, part)) PARTITION BY LIST (part);"
       "CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1); CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2);"
       "CREATE TABLE parent (id int PRIMARY KEY, v text); CREATE TABLE child (extra int) INHERITS (parent);"
-      "ALTER TABLE child ADD PRIMARY KEY (id)";
+      "ALTER TABLE child ADD PRIMARY KEY (id); CREATE TABLE log (who text, what text)";
   old_cluster().exec(schema, db);
   new_cluster().exec(schema, db);
   old_cluster().exec("INSERT INTO m SELECT g, 1 + g % 2, md5(g::text) FROM generate_series(1, 5000) g;"
                      "INSERT INTO parent SELECT g, 'p' FROM generate_series(1, 100) g;"
-                     "INSERT INTO child SELECT g, 'c', g FROM generate_series(1001, 1200) g",
+                     "INSERT INTO child SELECT g, 'c', g FROM generate_series(1001, 1200) g;"
+                     "INSERT INTO log SELECT 'u' || (g % 7), 'dup' FROM generate_series(1, 3000) g",
                      db);
   // Stale rows on new the copy must replace, in a partition and in the child.
   new_cluster().exec("INSERT INTO m VALUES (1, 2, 'stale'); INSERT INTO child VALUES (1001, 'stale', 0)", db);
@@ -426,6 +428,7 @@ TEST_F(MigrateSnapshotTest, PartitionedAndInheritedTables) {
   EXPECT_EQ(count(new_cluster(), db, "m2"), "2500");
   EXPECT_EQ(count(new_cluster(), db, "ONLY parent"), "100");
   EXPECT_EQ(count(new_cluster(), db, "child"), "200");
+  EXPECT_EQ(count(new_cluster(), db, "log"), "3000");  // no key: copied whole from the snapshot
   auto v = command("verify", cfg, db);
   EXPECT_EQ(v.exit_code, 0) << v.describe();
 }
