@@ -101,16 +101,24 @@ bool FenceClient::pause_all(double* pause_ms, bool* unavailable_out, std::string
   }
 }
 
-bool FenceClient::arm_all(std::string* error) {
+// `action` (arm, renew) with a fresh lease on every fence, in turn; false at the first refusal.
+bool FenceClient::each_with_lease(const char* action, std::string* error) {
   for (size_t i = 0; i < admins_.size(); ++i) {
     auto r = fence_call(ctx_, admins_[i],
-                        "action=arm&id=" + ids_[i] + "&lease_ms=" + std::to_string(ctx_.opt.fence_lease_ms));
+                        std::string("action=") + action + "&id=" + ids_[i] + "&lease_ms=" +
+                            std::to_string(ctx_.opt.fence_lease_ms));
     if (r.status != 200) {
-      *error = "cannot arm the mirror fence: " + r.error;
+      *error = r.error;
       return false;
     }
   }
   return true;
+}
+
+bool FenceClient::arm_all(std::string* error) {
+  if (each_with_lease("arm", error)) return true;
+  *error = "cannot arm the mirror fence: " + *error;
+  return false;
 }
 
 void FenceClient::release_all() {
@@ -122,17 +130,7 @@ void FenceClient::release_all() {
   }
 }
 
-bool FenceClient::renew_all(std::string* error) {
-  for (size_t i = 0; i < admins_.size(); ++i) {
-    auto r = fence_call(ctx_, admins_[i],
-                        "action=renew&id=" + ids_[i] + "&lease_ms=" + std::to_string(ctx_.opt.fence_lease_ms));
-    if (r.status != 200) {
-      *error = r.error;
-      return false;
-    }
-  }
-  return true;
-}
+bool FenceClient::renew_all(std::string* error) { return each_with_lease("renew", error); }
 
 // After the release: every pgtandem's catch-up applies what the fence held back; the run ends
 // when each is live again (a verify right after then sees `new` complete). Fails only when a

@@ -29,6 +29,7 @@ class FenceClient {
   bool wait_caught_up(int64_t* entries, std::string* error);
 
  private:
+  bool each_with_lease(const char* action, std::string* error);
   const Context& ctx_;
   std::vector<std::string> admins_, ids_;
 };
