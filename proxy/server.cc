@@ -712,7 +712,15 @@ bool Server::start(std::string* error) {
       if (!im.fence)
         return AdminReply{409, "application/json",
                           "{\"error\":\"the mirror fence needs mirror_writes and [mirror] catchup on at start\"}\n"};
-      auto r = im.fence->handle(query);
+      MirrorFence::Request req;
+      for_each_query_param(query, [&](std::string_view k, std::string_view v) {
+        auto number = [&](int64_t* n) { std::from_chars(v.data(), v.data() + v.size(), *n); };
+        if (k == "action") req.action = std::string(v);
+        if (k == "id") req.id = std::string(v);
+        if (k == "timeout_ms") number(&req.timeout_ms);
+        if (k == "lease_ms") number(&req.lease_ms);
+      });
+      auto r = im.fence->handle(req);
       return AdminReply{r.status, "application/json", r.body + "\n"};
     };
     handlers.token = im.admin_token;
@@ -1156,13 +1164,8 @@ AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
     req.shadow_window_s = c.shadow_window_s;
     req.verify_max_age_s = c.verify_max_age_s;
   }
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view kv = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    const size_t eq = kv.find('=');
-    const std::string_view k = kv.substr(0, eq);
-    const std::string v(eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1));
+  for_each_query_param(query, [&](std::string_view k, std::string_view value) {
+    const std::string v(value);
     if (k == "to") req.to = v;
     if (k == "force") req.force = v == "1" || v == "true";
     if (k == "timeout_ms" && !v.empty()) req.timeout_ms = std::atoll(v.c_str());
@@ -1170,7 +1173,7 @@ AdminReply Server::Impl::cutover_via_admin(std::string_view query) {
     if (k == "max_lag" && !v.empty()) req.max_mirror_lag = std::atoll(v.c_str());
     if (k == "verify_max_age_s" && !v.empty()) req.verify_max_age_s = std::atoll(v.c_str());
     if (k == "shadow_window_s" && !v.empty()) req.shadow_window_s = std::max(1LL, std::atoll(v.c_str()));
-  }
+  });
   if (req.to.empty()) {
     reply.status = 400;
     reply.content_type = "text/plain; charset=utf-8";

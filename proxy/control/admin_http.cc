@@ -332,6 +332,17 @@ asio::awaitable<void> AdminServer::Impl::serve(tcp::socket socket) {
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
+void for_each_query_param(std::string_view query,
+                          const std::function<void(std::string_view, std::string_view)>& fn) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view kv = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = kv.find('=');
+    fn(kv.substr(0, eq), eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1));
+  }
+}
+
 Response AdminServer::Impl::handle(const Request& req) {
   std::string_view path(req.target().data(), req.target().size());
   std::string_view query;

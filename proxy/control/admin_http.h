@@ -53,6 +53,11 @@ struct AdminHandlers {
   std::string token;
 };
 
+// Calls fn(key, value) for each `key=value` of a query string ("a=1&b=2"; a key without '=' has
+// an empty value; no percent-decoding: the endpoints' values are names and numbers).
+void for_each_query_param(std::string_view query,
+                          const std::function<void(std::string_view key, std::string_view value)>& fn);
+
 // Compares in time that depends only on the length of `given` (never stops at the first
 // difference), so a client cannot find the token byte by byte by timing.
 bool constant_time_equal(std::string_view given, std::string_view expected);

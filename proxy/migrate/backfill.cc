@@ -175,15 +175,7 @@ bool Backfill::next_item(bool replica, Item* out) {
 }
 
 void Backfill::throttle(int64_t rows) {
-  const int64_t total = rows_total_ += rows;
-  if (ctx_.opt.max_rate <= 0) return;
-  for (;;) {
-    const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
-    const double allowed = elapsed * static_cast<double>(ctx_.opt.max_rate);
-    if (static_cast<double>(total) <= allowed || abort_) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(
-        std::min<int64_t>(1000, static_cast<int64_t>((total - allowed) * 1000.0 / ctx_.opt.max_rate) + 1)));
-  }
+  wait_for_rate_cap(rows_total_ += rows, ctx_.opt.max_rate, started_, abort_, 1000);
 }
 
 bool Backfill::record(const Item& item, const ChunkResult& result, std::string* error, bool throttle_now) {

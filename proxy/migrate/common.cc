@@ -15,6 +15,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "config/pgpass.h"
 
@@ -169,6 +170,18 @@ void apply_migrate_section(const config::Migrate& m, Options* o) {
 }
 
 }  // namespace
+
+void wait_for_rate_cap(int64_t total, int64_t rows_per_s, std::chrono::steady_clock::time_point started,
+                       const std::atomic<bool>& stop, int64_t max_step_ms) {
+  if (rows_per_s <= 0) return;
+  for (;;) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double allowed = elapsed * static_cast<double>(rows_per_s);
+    if (static_cast<double>(total) <= allowed || stop) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(
+        max_step_ms, static_cast<int64_t>((static_cast<double>(total) - allowed) * 1000.0 / rows_per_s) + 1)));
+  }
+}
 
 std::string checkpoint_path(const Options& opt, const std::string& table) {
   const std::string dir = state_dir(opt) + "/backfill";

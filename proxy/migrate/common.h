@@ -122,6 +122,11 @@ bool raise_sequence(ConnPair& pair, const pm::Sequence& s, bool* raised, std::st
 // --state-dir, else [migrate] state_dir (by default the proxy's state_dir; never the working
 // directory), created (with its parents, 0700) if missing; "" with *error when it cannot be.
 std::string state_dir(const Options& opt, std::string* error = nullptr);
+// --max-rate: sleeps until `total` rows since `started` fit in `rows_per_s` (0: no cap), in steps
+// of at most `max_step_ms`, or until `stop` is set (both backfill copies).
+void wait_for_rate_cap(int64_t total, int64_t rows_per_s, std::chrono::steady_clock::time_point started,
+                       const std::atomic<bool>& stop, int64_t max_step_ms);
+
 // <state-dir>/backfill/<table>.json: a table's backfill checkpoint (both copy modes).
 std::string checkpoint_path(const Options& opt, const std::string& table);
 // Writes <state-dir>/<name> atomically (temp file + rename).

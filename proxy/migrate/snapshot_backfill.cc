@@ -206,15 +206,8 @@ bool SnapshotBackfill::next_part(bool replica, Part* out) {
 
 bool SnapshotBackfill::throttle(int64_t rows) {
   if (g_interrupted.load()) fail("interrupted");
-  const int64_t total = rows_total_ += rows;
-  if (ctx_.opt.max_rate <= 0) return !abort_;
-  for (;;) {
-    const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
-    const double allowed = elapsed * static_cast<double>(ctx_.opt.max_rate);
-    if (static_cast<double>(total) <= allowed || abort_) return !abort_;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(
-        200, static_cast<int64_t>((static_cast<double>(total) - allowed) * 1000.0 / ctx_.opt.max_rate) + 1)));
-  }
+  wait_for_rate_cap(rows_total_ += rows, ctx_.opt.max_rate, started_, abort_, 200);
+  return !abort_;
 }
 
 bool SnapshotBackfill::copy_part(PgConn& p, const std::vector<PgConn*>& ns, const Part& part,

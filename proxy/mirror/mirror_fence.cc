@@ -1,7 +1,6 @@
 #include "proxy/mirror/mirror_fence.h"
 
 #include <algorithm>
-#include <charconv>
 #include <random>
 
 #include "proxy/mirror/journal.h"
@@ -17,31 +16,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kMinLeaseMs = 200, kMaxLeaseMs = 600000;
 // How long arm waits for catch-up to park (it polls every few ms when idle).
 constexpr auto kParkTimeout = std::chrono::seconds(5);
-
-struct Query {
-  std::string action, id;
-  int64_t timeout_ms = 5000, lease_ms = 10000;
-};
-
-Query parse(std::string_view q) {
-  Query out;
-  while (!q.empty()) {
-    const size_t amp = q.find('&');
-    const std::string_view kv = q.substr(0, amp);
-    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
-    const size_t eq = kv.find('=');
-    const std::string_view k = kv.substr(0, eq);
-    const std::string_view v = eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1);
-    auto number = [&](int64_t* n) { std::from_chars(v.data(), v.data() + v.size(), *n); };
-    if (k == "action") out.action = std::string(v);
-    if (k == "id") out.id = std::string(v);
-    if (k == "timeout_ms") number(&out.timeout_ms);
-    if (k == "lease_ms") number(&out.lease_ms);
-  }
-  out.lease_ms = std::clamp(out.lease_ms, kMinLeaseMs, kMaxLeaseMs);
-  out.timeout_ms = std::clamp<int64_t>(out.timeout_ms, 1, 60000);
-  return out;
-}
 
 std::string new_id() {
   std::random_device rd;
@@ -95,8 +69,9 @@ MirrorFence::~MirrorFence() {
   if (thread_.joinable()) thread_.join();
 }
 
-MirrorFence::Reply MirrorFence::handle(std::string_view query) {
-  const Query q = parse(query);
+MirrorFence::Reply MirrorFence::handle(Request q) {
+  q.lease_ms = std::clamp(q.lease_ms, kMinLeaseMs, kMaxLeaseMs);
+  q.timeout_ms = std::clamp<int64_t>(q.timeout_ms, 1, 60000);
   if (q.action == "pause") return pause(q.timeout_ms, q.lease_ms);
   if (q.action == "arm") return arm(q.id, q.lease_ms);
   if (q.action == "renew") return renew(q.id, q.lease_ms);

@@ -47,9 +47,13 @@ class MirrorFence {
     int status = 200;
     std::string body;  // JSON
   };
-  // One admin request (the query string of POST /mirror/fence). Blocking (a pause waits for the
-  // transactions in flight): the admin thread's.
-  Reply handle(std::string_view query);
+  // One admin request (POST /mirror/fence's query, parsed by the admin glue). Blocking (a pause
+  // waits for the transactions in flight): the admin thread's.
+  struct Request {
+    std::string action, id;
+    int64_t timeout_ms = 5000, lease_ms = 10000;  // clamped to 1..60000 and 200..600000
+  };
+  Reply handle(Request request);
 
  private:
   enum class State { kIdle, kPaused, kArmed };
