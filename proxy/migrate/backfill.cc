@@ -412,12 +412,7 @@ int Backfill::run() {
       mode = "snapshot";
       if (!snap.ok) error_ = snap.why;
       rows_total_ = snap.rows_this_run;
-      for (const pm::Table* t : tables) {
-        std::string text;
-        std::optional<pm::Checkpoint> c;
-        if (read_whole_file(checkpoint_path(ctx_.opt, t->qualified()), &text)) c = pm::decode_checkpoint(text);
-        if (c) rows += c->rows();
-      }
+      rows = snap.rows;
     }
   }
   if (mode == "chunked" && !run_chunked(*p, tables, &rows)) return 1;

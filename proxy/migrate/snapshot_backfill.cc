@@ -45,9 +45,9 @@ struct TableState {
   pm::TableSql sql;
   std::string path;  // checkpoint
   std::set<std::string> parents;
-  int parts = 0, parts_done = 0;
   int64_t rows = 0;
-  Clock::time_point committed;  // the last part's COMMIT returned before this
+  bool copied = false;          // its copy committed on the other target (every backend's)
+  Clock::time_point committed;  // that COMMIT returned before this
   bool confirmed = false;
   bool todo = false;
   bool binary = false;  // COPY in binary format (binary_ok)
@@ -83,6 +83,7 @@ class SnapshotBackfill {
   SnapshotResult run(const std::vector<const pm::Table*>& tables);
 
  private:
+  SnapshotResult cut(const std::vector<const pm::Table*>& tables);
   bool renew_round();
   void renewer();
   void confirm(Clock::time_point before);
@@ -146,7 +147,7 @@ void SnapshotBackfill::renewer() {
 // held at, or any moment without fences) is copied for good.
 void SnapshotBackfill::confirm(Clock::time_point before) {
   for (auto& t : tables_)
-    if (t.todo && !t.confirmed && t.parts > 0 && t.parts_done == t.parts && t.committed < before)
+    if (t.todo && !t.confirmed && t.copied && t.committed < before)
       confirm_table(t);
 }
 
@@ -175,7 +176,6 @@ bool SnapshotBackfill::plan_parts(PgConn& p, PgConn& n, std::string* error) {
     if (!binary_ok(p, n, t.sql, &t.binary, error)) return false;
     const bool large = ctx_.opt.jobs > 1 && t.table->estimated_rows > 2 * ctx_.opt.chunk_rows;
     parts_.push_back({i, large ? static_cast<size_t>(ctx_.opt.jobs) : 1});
-    t.parts = 1;
   }
   return true;
 }
@@ -192,7 +192,7 @@ bool SnapshotBackfill::next_part(bool replica, Part* out) {
         bool ready = true;
         for (const auto& other : tables_)
           if (!replica && other.todo && t.parents.count(other.table->qualified()) &&
-              other.parts_done < other.parts)
+              !other.copied)
             ready = false;
         if (!ready) continue;
         *out = parts_[i];
@@ -255,9 +255,9 @@ bool SnapshotBackfill::copy_part(PgConn& p, const std::vector<PgConn*>& ns, cons
   std::lock_guard lock(mu_);
   progress_.add(name, 0, 0, 1);
   t.rows += rows;
-  t.parts_done++;
+  t.copied = true;
   t.committed = Clock::now();
-  if (!fenced_ && t.parts_done == t.parts) confirm_table(t);  // no fence: committed is copied
+  if (!fenced_) confirm_table(t);  // no fence: committed is copied
   return true;
 }
 
@@ -314,6 +314,13 @@ void SnapshotBackfill::worker() {
 }
 
 SnapshotResult SnapshotBackfill::run(const std::vector<const pm::Table*>& tables) {
+  SnapshotResult res = cut(tables);
+  for (const auto& t : tables_)
+    if (!t.todo || t.confirmed) res.rows += t.rows;
+  return res;
+}
+
+SnapshotResult SnapshotBackfill::cut(const std::vector<const pm::Table*>& tables) {
   SnapshotResult res;
   // Which tables this cut copies: those not recorded done, and any done table that references
   // one of them (TRUNCATE takes a referenced table only with its referencing ones).

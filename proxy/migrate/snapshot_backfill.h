@@ -21,6 +21,7 @@ struct SnapshotResult {
   bool unavailable = false;
   std::string why;    // unavailable, or the failure (resumable: the same command continues)
   bool ok = false;
+  int64_t rows = 0;  // of every table recorded copied, by this run or an earlier one
   int64_t rows_this_run = 0;
   int64_t tables_this_run = 0;
   int64_t tables_binary = 0;    // of them copied in binary format
