@@ -242,7 +242,8 @@ std::string mirror_backlog_json(const ServerState& state) {
                     "},\"apply_timeout\":{\"timeouts\":" + std::to_string(b.apply_timeouts.load()) +
                     ",\"hung_links\":" + std::to_string(b.hung_links.load()) +
                     ",\"unresolved_units\":" + std::to_string(b.apply_timeout_unresolved.load()) +
-                    "},\"fence\":{\"state\":\"" + fence_state_name(b.fence_state.load()) + "\"" +
+                    "},\"lost_answer_unresolved_units\":" +
+                    std::to_string(b.lost_answer_unresolved.load()) + ",\"fence\":{\"state\":\"" + fence_state_name(b.fence_state.load()) + "\"" +
                     ",\"through\":" + std::to_string(b.fence_through.load()) +
                     ",\"fences\":" + std::to_string(b.fences.load()) +
                     ",\"expired\":" + std::to_string(b.fences_expired.load()) + "}";
@@ -286,6 +287,10 @@ std::vector<Metrics::Sample> mirror_backlog_samples(const ServerState& state) {
   counter("pgtandem_mirror_apply_timeout_unresolved_total",
           "Mirrored units of unknown fate after an apply timeout (needs-repair mark, not reapplied)",
           static_cast<double>(b.apply_timeout_unresolved.load()));
+  counter("pgtandem_mirror_lost_answer_unresolved_total",
+          "Mirrored units whose connection broke before their answer said whether they committed "
+          "(needs-repair mark, not reapplied)",
+          static_cast<double>(b.lost_answer_unresolved.load()));
   gauge("pgtandem_mirror_hung_links",
         "Mirror links waiting past apply_timeout_ms for the answer to their unit in flight",
         static_cast<double>(b.hung_links.load()));

@@ -511,7 +511,6 @@ asio::awaitable<void> MirrorLink::apply() {
     if (!rec) read_ok = co_await read_outcomes(1, &ignored, nullptr);
   }
   if (!read_ok) {
-    // Whether the target applied the units before the connection broke cannot be known.
     connected_ = false;
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -520,8 +519,8 @@ asio::awaitable<void> MirrorLink::apply() {
                     : "no answer after the apply timeout");
       co_return;
     }
-    degrade("connection_lost", ec ? ec.message() : "connection closed while applying");
-    for (auto& unit : in_flight_) journal(unit, "connection_lost", degraded_detail_, !ec);
+    // What the answers read before the break prove settles each unit (mirror_link_timeout.cc).
+    settle_lost_answer(ec, n, outcomes);
     co_return;
   }
   if (joined) state_.metrics->mirror_coalesced(in_flight_.size());

@@ -134,6 +134,15 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   void give_up_hang(uint64_t gen);
   void end_watch();
   void unresolved(std::string_view why);
+  // The connection broke before the whole answer to in_flight_ came (the write failed after
+  // `written` bytes, or the read did after `outcomes`): units answered in full applied, units the
+  // target refused or ended (57P01 at a fast shutdown) and the ones after them did not (journaled),
+  // and from the first unit whose answers stop without an error their fate is unknown (marked for
+  // repair, as unresolved() does). Leaves in_flight_ to run()'s accounting.
+  void settle_lost_answer(const boost::system::error_code& write_ec, std::size_t written,
+                          const std::vector<policy::Outcome>& outcomes);
+  // Marks in_flight_[from..] for repair (kind: the mark's), done in commit order, counted failed.
+  void mark_unknown_fate(std::size_t from, std::string_view kind, std::string_view what);
   // After journaling (or on another connection), the statements the session's units bind may be
   // missing on the link's connection: prepares them ahead of the units in flight.
   asio::awaitable<bool> reprepare();

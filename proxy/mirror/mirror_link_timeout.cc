@@ -1,7 +1,10 @@
-// The mirror link's apply timeout ([mirror] apply_timeout_ms; docs/design.md, "Apply timeout"):
-// a unit in flight with no answer past the timeout moves the session to the journal while the unit
-// waits for its answer; one that never gets it is marked for repair, neither journaled (it could
-// apply twice) nor dropped. Kept apart from mirror_link.cc (the live path) on purpose.
+// Units whose answer does not come, kept apart from mirror_link.cc (the live path) on purpose:
+//   - the apply timeout ([mirror] apply_timeout_ms; docs/design.md, "Apply timeout"): a unit in
+//     flight with no answer past the timeout moves the session to the journal while the unit waits
+//     for its answer; one that never gets it is marked for repair, neither journaled (it could
+//     apply twice) nor dropped;
+//   - a connection lost while applying (settle_lost_answer): the answers that came settle what
+//     they prove; the rest is marked the same way.
 #include <algorithm>
 #include <chrono>
 #include <mutex>
@@ -100,29 +103,9 @@ void MirrorLink::unresolved(std::string_view why) {
   // marked for verify/repair instead, naming the session, the units and the window.
   auto& b = state_.mirror.backlog;
   if (in_flight_.empty()) return;
-  std::string detail = "session " + context_.session_id + ": " + std::to_string(in_flight_.size()) +
-                       " mirrored unit(s), commit order " + std::to_string(in_flight_.front().seq) +
-                       ".." + std::to_string(in_flight_.back().seq) + ", first statement \"" +
-                       in_flight_.front().first_sql.substr(0, 120) +
-                       "\", sent to the target, which did not answer (" + std::string(why) +
-                       "): they may or may not have committed there";
-  log::error("mirrored writes of unknown fate after an apply timeout: the target needs verify/repair",
-             {{"session", context_.session_id},
-              {"target", state_.targets[target_].name},
-              {"detail", detail}});
-  b.apply_timeout_unresolved.fetch_add(in_flight_.size(), std::memory_order_relaxed);
-  if (state_.mirror.safety) {
-    RepairMark mark;
-    mark.kind = "apply_timeout";
-    mark.target = state_.targets[target_].name;
-    mark.from_ms = hung_since_ms_;
-    mark.to_ms = unix_ms();
-    mark.detail = std::move(detail);
-    state_.mirror.safety->add_mark(std::move(mark));
-  }
+  mark_unknown_fate(0, "apply_timeout",
+                    "sent to the target, which did not answer (" + std::string(why) + ")");
   for (auto& unit : in_flight_) {
-    state_.metrics->mirror_write(MirrorOutcome::kFailed);
-    state_.mirror.order.done(unit.seq);
     account(-static_cast<int64_t>(unit.bytes.size()));  // (run() skips an empty in_flight_)
   }
   in_flight_.clear();
@@ -131,6 +114,92 @@ void MirrorLink::unresolved(std::string_view why) {
   if (hung_) {
     hung_ = false;
     b.hung_links.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void MirrorLink::mark_unknown_fate(size_t from, std::string_view kind, std::string_view what) {
+  auto& b = state_.mirror.backlog;
+  if (from >= in_flight_.size()) return;
+  const size_t count = in_flight_.size() - from;
+  std::string detail = "session " + context_.session_id + ": " + std::to_string(count) +
+                       " mirrored unit(s), commit order " + std::to_string(in_flight_[from].seq) +
+                       ".." + std::to_string(in_flight_.back().seq) + ", first statement \"" +
+                       in_flight_[from].first_sql.substr(0, 120) + "\", " + std::string(what) +
+                       ": they may or may not have committed there";
+  log::error("mirrored writes of unknown fate: the target needs verify/repair",
+             {{"session", context_.session_id},
+              {"target", state_.targets[target_].name},
+              {"kind", kind},
+              {"detail", detail}});
+  (kind == "apply_timeout" ? b.apply_timeout_unresolved : b.lost_answer_unresolved)
+      .fetch_add(count, std::memory_order_relaxed);
+  if (state_.mirror.safety) {
+    RepairMark mark;
+    mark.kind = std::string(kind);
+    mark.target = state_.targets[target_].name;
+    mark.from_ms = hung_since_ms_;
+    mark.to_ms = unix_ms();
+    mark.detail = std::move(detail);
+    state_.mirror.safety->add_mark(std::move(mark));
+  }
+  for (size_t i = from; i < in_flight_.size(); ++i) {
+    state_.metrics->mirror_write(MirrorOutcome::kFailed);
+    state_.mirror.order.done(in_flight_[i].seq);
+  }
+}
+
+// A connection lost while applying (docs/design.md, "A connection lost while applying"). The
+// target answers a unit's statements in order, and a unit is one transaction, so the answers that
+// did arrive tell most fates apart:
+//   - every answer of the unit, its COMMIT's included: it committed (PostgreSQL sends the
+//     CommandComplete of a COMMIT after the commit, and processes no interrupt in between);
+//   - an error the primary did not have: the transaction did not commit there (a fast shutdown or
+//     pg_terminate_backend ends a backend with FATAL 57P01, before a request it had not started,
+//     or in place of the statement it was running), and the target ran nothing after it;
+//   - answers that stop without an error (a killed backend, a crash, a reset): unknown. The
+//     statements may have run, their answers lost in the server's buffer. These units, and every
+//     one sent after them, are marked for repair, never sent again (twice applied is a silent
+//     divergence) nor dropped silently.
+// A write that failed before a byte went out left nothing to the target; one that failed midway
+// may have carried whole units: unknown.
+void MirrorLink::settle_lost_answer(const boost::system::error_code& write_ec, size_t written,
+                                    const std::vector<policy::Outcome>& outcomes) {
+  const std::string detail = write_ec ? write_ec.message() : "connection closed while applying";
+  degrade("connection_lost", detail);
+  size_t settled = 0;  // in_flight_[0, settled) applied
+  bool unknown = false;
+  if (write_ec) {
+    unknown = written > 0;
+  } else {
+    const auto now = std::chrono::steady_clock::now();
+    size_t next = 0;
+    for (; settled < in_flight_.size(); ++settled) {
+      auto& unit = in_flight_[settled];
+      const size_t take = std::min(unit.primary.size(), outcomes.size() - next);
+      const std::span<const policy::Outcome> mine(outcomes.data() + next, take);
+      next += take;
+      bool failed = false;
+      for (size_t i = 0; i < mine.size(); ++i) {
+        if (mine[i].is_error() && !unit.primary[i].is_error()) failed = true;
+      }
+      if (failed) break;
+      if (take < unit.primary.size()) {
+        unknown = true;
+        break;
+      }
+      worker_.stats().mirror_lag.observe(now - unit.primary_done);
+      compare(unit, mine);
+      applied(unit);
+    }
+  }
+  if (unknown) {
+    mark_unknown_fate(settled, "lost_answer",
+                      "sent to the target; the connection closed (" + detail +
+                          ") before their answer came");
+    return;
+  }
+  for (size_t i = settled; i < in_flight_.size(); ++i) {
+    journal(in_flight_[i], "connection_lost", detail, false);
   }
 }
 

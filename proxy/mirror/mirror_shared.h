@@ -83,6 +83,9 @@ struct MirrorBacklog {
   std::atomic<int64_t> hung_links{0};
   std::atomic<uint64_t> apply_timeouts{0};
   std::atomic<uint64_t> apply_timeout_unresolved{0};
+  // Units sent live whose connection broke before their answer said whether they committed
+  // (MirrorLink::settle_lost_answer): a needs-repair mark each time, never sent again.
+  std::atomic<uint64_t> lost_answer_unresolved{0};
   // The mirror fence (proxy/mirror/mirror_fence.h; a snapshot backfill, docs/migration.md): while
   // `fenced`, every link journals and catch-up applies nothing. Catch-up parks before the fence
   // may journal anything: it stores in `parked_gen` the `fence_gen` it read along with `fenced`,
