@@ -27,6 +27,7 @@
 #include "policy/mirror/mirror_order.h"
 #include "proxy/telemetry/stats.h"
 #include "proxy/net/stream.h"
+#include "proxy/net/pump_buffer.h"
 #include "policy/sql/classifier.h"
 #include "policy/sql/classifier_cache.h"
 #include "policy/shadow/mismatch_table.h"
@@ -116,6 +117,9 @@ class Worker {
   // The worker's ring when io_backend = "uring" (proxy/net/uring_relay.h), else null; set on the
   // worker thread before it runs anything.
   UringRelay* uring() { return uring_.get(); }
+  // The pumps' buffers (proxy/net/pump_buffer.h); worker thread only.
+  BufferPool& frontend_buffers() { return frontend_buffers_; }
+  BufferPool& backend_buffers() { return backend_buffers_; }
 
   // Sessions served by this worker now; read by other workers' acceptors to balance load.
   std::atomic<uint32_t>& sessions() { return sessions_; }
@@ -144,8 +148,11 @@ class Worker {
  private:
   size_t index_;
   ServerState& state_;
-  // Before io_: destroyed after it (sessions still in io_'s handlers release their legs into it).
+  // Before io_: destroyed after it (sessions still in io_'s handlers release their legs and
+  // buffers into them).
   std::unique_ptr<UringRelay> uring_;
+  BufferPool frontend_buffers_{kFrontendBufferSize, kPoolMaxIdle};
+  BufferPool backend_buffers_{kBackendBufferSize, kPoolMaxIdle};
   asio::io_context io_{1};
   WorkerStats stats_;
   policy::ClassificationCache classification_cache_;

@@ -115,6 +115,8 @@ class UringLeg {
   // nothing yet (async_wait for it); `ec` is set (eof, or the socket's error) once everything
   // received before the end has been taken.
   std::size_t take(void* data, std::size_t size, boost::system::error_code& ec);
+  // take() has something now (bytes, eof or an error): no need to wait.
+  bool ready() const { return head_ >= 0 || eof_ || error_ != 0; }
 
   // Completes with no error when take() has something (bytes, eof or an error); with
   // operation_aborted when cancelled (cancel(), close(), or the handler's cancellation slot).

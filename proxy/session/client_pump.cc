@@ -50,18 +50,25 @@ asio::awaitable<void> Session::pump_frontend() {
       boost::system::error_code ec;
       size_t n = 0;
       if (UringLeg* leg = client_.uring()) {
-        // On the ring: take what arrived; wait only when nothing has (no syscall either way).
-        n = leg->take(fbuf_.data() + end, fbuf_.size() - end, ec);
-        while (n == 0 && !ec) {
-          auto [wec, wn] = co_await leg->async_wait(
-              asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
-          if (wec) {
-            ec = wec;
-            break;
+        // On the ring: take what arrived; wait only when nothing has (no syscall either way). A
+        // pump with nothing to scan waits without a buffer (proxy/net/pump_buffer.h).
+        for (;;) {
+          if (!leg->ready()) {
+            if (end == 0) fbuf_.give_back();
+            auto [wec, wn] = co_await leg->async_wait(
+                asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
+            if (wec) {
+              ec = wec;
+              break;
+            }
+            continue;
           }
+          fbuf_.hold();
           n = leg->take(fbuf_.data() + end, fbuf_.size() - end, ec);
+          if (n > 0 || ec) break;
         }
       } else {
+        fbuf_.hold();  // (given back only on the ring; a flip may have left it)
         auto [rec, rn] = co_await relay_read_some(
             client_, asio::buffer(fbuf_.data() + end, fbuf_.size() - end), wait_first, &inq,
             asio::bind_cancellation_slot(drain_signal_.slot(), kNoThrow));
@@ -282,10 +289,9 @@ bool Session::resize_frontend_buffer(size_t end, size_t keep_limit) {
       close_backend();
       return false;
     }
-    fbuf_.resize(std::min(fbuf_.size() * 2, keep_limit));
+    fbuf_.resize(std::min(fbuf_.size() * 2, keep_limit), end);
   } else if (end == 0 && fbuf_.size() > 4 * kFrontendBufferSize) {
-    fbuf_.resize(kFrontendBufferSize);
-    fbuf_.shrink_to_fit();
+    fbuf_.resize(kFrontendBufferSize, 0);  // back to a pooled block
   }
   return true;
 }

@@ -63,7 +63,7 @@ struct Session::BackendVisitor {
 
 asio::awaitable<void> Session::pump_backend() {
   FrameScanner scanner(protocol::Direction::kBackend, state_.limits, kKeepLimit);
-  char* buf = bbuf_.get();
+  char* buf = bbuf_.data();
   size_t end = bend_;
   bool unscanned = end > 0;
   LatencyHistogram* latency = &stats_.query_latency[target_];
@@ -90,16 +90,25 @@ asio::awaitable<void> Session::pump_backend() {
       boost::system::error_code ec;
       size_t n = 0;
       if (UringLeg* leg = backend_.uring()) {
-        n = leg->take(buf + end, kBackendBufferSize - end, ec);
-        while (n == 0 && !ec) {
-          auto [wec, wn] = co_await leg->async_wait(kNoThrow);
-          if (wec) {
-            ec = wec;
-            break;
+        // As the client pump: no buffer held while there is nothing to scan and nothing arrived.
+        for (;;) {
+          if (!leg->ready()) {
+            if (end == 0) bbuf_.give_back();
+            auto [wec, wn] = co_await leg->async_wait(kNoThrow);
+            if (wec) {
+              ec = wec;
+              break;
+            }
+            continue;
           }
-          n = leg->take(buf + end, kBackendBufferSize - end, ec);
+          bbuf_.hold();
+          n = leg->take(bbuf_.data() + end, kBackendBufferSize - end, ec);
+          if (n > 0 || ec) break;
         }
+        buf = bbuf_.data();  // null only with `ec` and nothing kept (end == 0)
       } else {
+        bbuf_.hold();  // (given back only on the ring; a flip may have left it)
+        buf = bbuf_.data();
         auto [rec, rn] = co_await relay_read_some(
             backend_, asio::buffer(buf + end, kBackendBufferSize - end), wait_first, &inq,
             kNoThrow);

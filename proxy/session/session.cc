@@ -100,15 +100,17 @@ void Session::close_backend() {
 
 // The pumps' buffers, with what each side sent right behind the login.
 void Session::adopt_login_leftovers() {
-  fbuf_.resize(kFrontendBufferSize);
-  bbuf_ = std::make_unique_for_overwrite<char[]>(kBackendBufferSize);
+  fbuf_.bind(worker_.frontend_buffers());
+  bbuf_.bind(worker_.backend_buffers());
+  fbuf_.hold();
+  bbuf_.hold();
   // Bytes the client sent right behind its last login message belong to the session.
   if (!in_.empty() && in_.size() <= kFrontendBufferSize) {
     std::memcpy(fbuf_.data(), in_.data(), in_.size());
     fend_ = in_.size();
   }
   if (!backend_login_leftover_.empty() && backend_login_leftover_.size() <= kBackendBufferSize) {
-    std::memcpy(bbuf_.get(), backend_login_leftover_.data(), backend_login_leftover_.size());
+    std::memcpy(bbuf_.data(), backend_login_leftover_.data(), backend_login_leftover_.size());
     bend_ = backend_login_leftover_.size();
   }
   in_.clear();

@@ -49,10 +49,8 @@ using protocol::Status;
 using Clock = std::chrono::steady_clock;
 inline constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
-// Per-direction buffers. Messages up to kKeepLimit are seen whole (policy can read them); larger
-// ones stream through in buffer-sized pieces, so a 500 MB result never costs more than this.
-inline constexpr size_t kFrontendBufferSize = 16 * 1024;
-inline constexpr size_t kBackendBufferSize = 32 * 1024;
+// Messages up to kKeepLimit are seen whole (policy can read them); the pumps' buffers
+// (kFrontendBufferSize, kBackendBufferSize) are the worker's (proxy/net/pump_buffer.h).
 inline constexpr size_t kKeepLimit = 8 * 1024;
 // During login, messages are small; anything larger than this is streamed and ends the login
 // relay (the server itself will reject it).
@@ -171,8 +169,10 @@ class Session final : public policy::RequestTrackerHost {
   // alongside one of them may have been deferred past a reactor turn, so its "empty" is not trusted).
   uint32_t client_writes_ = 0;
   uint32_t backend_writes_ = 0;
-  std::vector<char> fbuf_;  // grows past its initial size only to hold a whole message to mirror
-  std::unique_ptr<char[]> bbuf_;
+  // Held only while bytes are in the pump's hands on the liburing relay (proxy/net/pump_buffer.h);
+  // fbuf_ grows past the pool's size only to hold a whole message to mirror.
+  PumpBuffer fbuf_;
+  PumpBuffer bbuf_;
   size_t fend_ = 0;
   size_t bend_ = 0;
   // Request boundaries, routability and the requests in flight (outstanding()).
