@@ -458,6 +458,16 @@ void MirrorLink::give_back(bool broken, bool mirrors_writes) {
   wake_.cancel();  // units queued meanwhile
 }
 
+bool MirrorLink::refused_on_target(const policy::MirrorUnit& unit,
+                                   std::span<const policy::Outcome> mine) {
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (mine[i].is_error() && (i >= unit.primary.size() || !unit.primary[i].is_error())) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void MirrorLink::applied(policy::MirrorUnit& unit) {
   remember_state(unit);
   state_.metrics->mirror_write(MirrorOutcome::kApplied);
@@ -541,13 +551,7 @@ asio::awaitable<void> MirrorLink::apply() {
     next += take;
     worker_.stats().mirror_lag.observe(now - unit.primary_done);
     compare(unit, mine);
-    bool mirror_failed = false;
-    for (size_t i = 0; i < mine.size(); ++i) {
-      if (mine[i].is_error() && (i >= unit.primary.size() || !unit.primary[i].is_error())) {
-        mirror_failed = true;
-      }
-    }
-    if (mirror_failed) {
+    if (refused_on_target(unit, mine)) {
       // The target refused what the primary accepted: the unit did not apply (a unit is one
       // transaction), so it is journaled for an operator or a later replay, and the session's
       // later writes follow it there: applied directly they would overtake it.

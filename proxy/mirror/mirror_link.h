@@ -107,6 +107,9 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   asio::awaitable<void> wait_for_order(uint64_t after);
   void order_done(uint64_t seq);
   void applied(policy::MirrorUnit& unit);
+  // An error in the target's answers that the primary's answers do not have at that place.
+  static bool refused_on_target(const policy::MirrorUnit& unit,
+                                std::span<const policy::Outcome> mine);
   // `status`, if given: the last ReadyForQuery's transaction status.
   asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<policy::Outcome>* out,
                                       char* status);

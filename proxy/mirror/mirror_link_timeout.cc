@@ -178,11 +178,7 @@ void MirrorLink::settle_lost_answer(const boost::system::error_code& write_ec, s
       const size_t take = std::min(unit.primary.size(), outcomes.size() - next);
       const std::span<const policy::Outcome> mine(outcomes.data() + next, take);
       next += take;
-      bool failed = false;
-      for (size_t i = 0; i < mine.size(); ++i) {
-        if (mine[i].is_error() && !unit.primary[i].is_error()) failed = true;
-      }
-      if (failed) break;
+      if (refused_on_target(unit, mine)) break;
       if (take < unit.primary.size()) {
         unknown = true;
         break;
