@@ -188,26 +188,28 @@ fi
 
 # --- runs ---------------------------------------------------------------------------------------
 # bench_one TARGET WORKLOAD MODE CLIENTS SECONDS
-#   -> "tps lat_ms txns client_cpu_us server_cpu_us proxy_cpu_us" (proxy: - for direct)
+#   -> "tps lat_ms txns client_cpu_us server_cpu_us proxy_cpu_us proxy_sys_us" (proxy: - for direct)
 # server CPU covers both clusters (old, and new in case pgtandem mirrors to it).
 bench_one() {
   local target=$1 workload=$2 mode=$3 c=$4 secs=$5
   local -a args=(-n -M "$mode" -c "$c" -j "$((c < 2 ? c : 2))" -T "$secs"
     -h 127.0.0.1 -p "${port_of[$target]}" -U postgres)
   [[ $workload == select ]] && args+=(-S)
-  local pid=${pid_of[$target]:-} proxy0=0 proxy1=0 srv0 srv1 res
+  local pid=${pid_of[$target]:-} proxy0=0 proxy1=0 sys0=0 sys1=0 srv0 srv1 res
   srv0=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new)))
   [[ -z $pid ]] || proxy0=$(pg_cpu_us "$pid")
+  [[ -z $pid ]] || sys0=$(pg_sys_us "$pid")
   res=$(
     [[ -z ${tls_client[$target]:-} ]] || export PGSSLMODE=require
     pg_pgbench "$PG_WORKDIR/last-pgbench.log" "${args[@]}" bench
   )
   [[ -z $pid ]] || proxy1=$(pg_cpu_us "$pid")
+  [[ -z $pid ]] || sys1=$(pg_sys_us "$pid")
   srv1=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new)))
   if [[ -n $pid ]]; then
-    echo "$res $((srv1 - srv0)) $((proxy1 - proxy0))"
+    echo "$res $((srv1 - srv0)) $((proxy1 - proxy0)) $((sys1 - sys0))"
   else
-    echo "$res $((srv1 - srv0)) -"
+    echo "$res $((srv1 - srv0)) - -"
   fi
 }
 
@@ -227,7 +229,7 @@ for t in "${targets[@]}"; do
   bench_one "$t" select simple 8 2 >/dev/null
 done
 
-printf 'round\tworkload\tmode\tclients\ttarget\ttps\tlat_ms\ttxns\tclient_cpu_us\tserver_cpu_us\tproxy_cpu_us\n' \
+printf 'round\tworkload\tmode\tclients\ttarget\ttps\tlat_ms\ttxns\tclient_cpu_us\tserver_cpu_us\tproxy_cpu_us\tproxy_sys_us\n' \
   >"$raw"
 for ((r = 1; r <= rounds; r++)); do
   # Rotate the order of targets each round so no target always runs first or last in a cell.
@@ -239,9 +241,9 @@ for ((r = 1; r <= rounds; r++)); do
     for m in "${mode_arr[@]}"; do
       for c in "${clients_arr[@]}"; do
         for t in "${order[@]}"; do
-          read -r tps lat txns ccpu scpu pcpu <<<"$(bench_one "$t" "$w" "$m" "$c" "$duration")"
-          printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$m" "$c" "$t" "$tps" \
-            "$lat" "$txns" "$ccpu" "$scpu" "$pcpu" >>"$raw"
+          read -r tps lat txns ccpu scpu pcpu psys <<<"$(bench_one "$t" "$w" "$m" "$c" "$duration")"
+          printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$m" "$c" "$t" "$tps" \
+            "$lat" "$txns" "$ccpu" "$scpu" "$pcpu" "$psys" >>"$raw"
           pg_log "round $r/$rounds $w -M $m -c $c $t: $tps tps, $lat ms"
         done
       done
@@ -311,8 +313,8 @@ def fmt(v, f):
 
 print(header)
 print("| workload | -M | c | target | tps | avg lat ms | tps vs direct | +lat us (c=1) "
-      "| proxy CPU us/txn | total CPU us/txn | CPU-bound vs direct |")
-print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+      "| proxy CPU us/txn | of it kernel | total CPU us/txn | CPU-bound vs direct |")
+print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for (w, m, c) in sorted(by_cell, key=lambda k: (k[0] != "select", k[1] != "simple", k[2])):
     cell = by_cell[(w, m, c)]
     direct = cell.get("direct", {})
@@ -329,14 +331,18 @@ for (w, m, c) in sorted(by_cell, key=lambda k: (k[0] != "select", k[1] != "simpl
                  if paired and c == 1 and t != "direct" else None)
         pcpu = [num(x["proxy_cpu_us"]) / max(int(x["txns"]), 1) for x in runs.values()
                 if x["proxy_cpu_us"] != "-"]
+        psys = [num(x.get("proxy_sys_us", "-")) / max(num(x["proxy_cpu_us"]), 1) for x in runs.values()
+                if x["proxy_cpu_us"] != "-" and x.get("proxy_sys_us", "-") not in ("-", "")]
         tcpu = med(total_cpu(x) for x in runs.values())
         cpu_ratio = med(total_cpu(direct[rd]) / total_cpu(runs[rd]) for rd in paired) if paired else None
         print(f"| {w} | {m} | {c} | {t} | {tps:,.0f} | {lat:.3f} | {fmt(ratio, '%.2fx')} | "
-              f"{fmt(added, '%+.0f')} | {fmt(med(pcpu) if pcpu else None, '%.1f')} | {tcpu:.1f} | "
+              f"{fmt(added, '%+.0f')} | {fmt(med(pcpu) if pcpu else None, '%.1f')} | "
+              f"{fmt(med(psys) * 100 if psys else None, '%.0f%%')} | {tcpu:.1f} | "
               f"{fmt(cpu_ratio, '%.2fx')} |")
 print()
 print("tps and latency: medians over the rounds. tps vs direct and +lat: ratio or difference to the direct"
-      " run of the same round, then the median. proxy CPU: the proxy's utime+stime per transaction."
+      " run of the same round, then the median. proxy CPU: the proxy's utime+stime per transaction;"
+      " of it kernel: its stime's share (what no change in the proxy's own code removes)."
       " total CPU: pgbench + both PostgreSQL clusters + the proxy, per transaction. CPU-bound vs direct:"
       " direct's total CPU / this target's, the tps ratio to expect when the cores are the limit; at"
       " c=8 it holds steady on a busy machine where tps does not.")

@@ -17,8 +17,21 @@ bool starts_transaction(const Outcome& o) {
   return o.tag == "BEGIN" || o.tag == "START TRANSACTION";
 }
 
-// Tags that end or split a transaction block: only the last outcome may be one (COMMIT).
+// Tags that end or split a transaction block: only the last outcome may be one (COMMIT). Checked
+// for every statement of every mirrored transaction: the first letter rules out the usual
+// UPDATE / INSERT / SELECT / DELETE before any comparison.
 bool ends_transaction(const Outcome& o) {
+  if (o.tag.empty()) return false;
+  switch (o.tag[0]) {
+    case 'B':
+    case 'C':
+    case 'P':
+    case 'R':
+    case 'S':
+      break;
+    default:
+      return false;
+  }
   return o.tag == "COMMIT" || o.tag == "ROLLBACK" || o.tag == "PREPARE TRANSACTION" ||
          o.tag == "COMMIT PREPARED" || o.tag == "ROLLBACK PREPARED" || starts_transaction(o);
 }
@@ -97,42 +110,55 @@ TransactionBatch::Kind joinable(const MirrorUnit& unit) {
 bool TransactionBatch::add(const MirrorUnit& unit) {
   const Kind kind = joinable(unit);
   if (kind == Kind::kEmpty || (kind_ != Kind::kEmpty && kind != kind_)) return false;
+  unseal();
+  if (kind_ == Kind::kEmpty && kind == Kind::kSimple) body_.append(protocol::kHeaderSize, '\0');
   kind_ = kind;
   ++units_;
   const std::string_view bytes = unit.bytes;
+  // Extended: the messages between Syncs are copied a run at a time, not one by one.
+  size_t run = 0;
   for (size_t pos = 0; pos < bytes.size();) {
     const uint32_t length = protocol::read_u32(bytes.data() + pos + 1);
     if (kind == Kind::kSimple) {
       body_.append(bytes.substr(pos + protocol::kHeaderSize, length - 5));  // the text, no NUL
       body_.append("\n;");
-    } else if (bytes[pos] != fe::kSync) {
-      body_.append(bytes.substr(pos, 1 + length));
+    } else if (bytes[pos] == fe::kSync) {
+      body_.append(bytes.substr(run, pos - run));
+      run = pos + 1 + length;
     }
     pos += 1 + length;
   }
+  if (kind == Kind::kExtended) body_.append(bytes.substr(run));  // (empty: it ends with a Sync)
   return true;
 }
 
+// The request is built in place: body_ already starts with the Query's header (simple), and the
+// end (its NUL, or the one Sync) is appended here and taken off again by the next add().
 const std::string& TransactionBatch::request() {
-  request_.clear();
+  static const std::string kNone;
+  if (sealed_ > 0 || kind_ == Kind::kEmpty) return kind_ == Kind::kEmpty ? kNone : body_;
   if (kind_ == Kind::kSimple) {
-    request_.reserve(protocol::kHeaderSize + body_.size() + 1);
-    const size_t start = protocol::begin_message(request_, fe::kQuery);
-    request_.append(body_);
-    request_.push_back('\0');
-    protocol::end_message(request_, start);
-  } else if (kind_ == Kind::kExtended) {
-    request_.reserve(body_.size() + protocol::kHeaderSize);
-    request_.append(body_);
-    protocol::encode(request_, protocol::Sync{});
+    body_.push_back('\0');
+    sealed_ = 1;
+    body_[0] = fe::kQuery;
+    protocol::end_message(body_, 0);
+  } else {
+    protocol::encode(body_, protocol::Sync{});
+    sealed_ = protocol::kHeaderSize;
   }
-  return request_;
+  return body_;
+}
+
+void TransactionBatch::unseal() {
+  body_.resize(body_.size() - sealed_);
+  sealed_ = 0;
 }
 
 void TransactionBatch::clear() {
   kind_ = Kind::kEmpty;
   units_ = 0;
   body_.clear();
+  sealed_ = 0;
 }
 
 }  // namespace pgtandem::policy

@@ -47,13 +47,16 @@ class TransactionBatch {
 
   Kind kind() const { return kind_; }
   size_t units() const { return units_; }
-  size_t bytes() const { return body_.size(); }
+  size_t bytes() const { return body_.size() - sealed_; }
 
  private:
+  void unseal();
   Kind kind_ = Kind::kEmpty;
   size_t units_ = 0;
-  std::string body_;  // simple: the joined texts; extended: the messages without Syncs
-  std::string request_;
+  // simple: the Query's header, then the joined texts; extended: the messages without Syncs.
+  // request() ends it in place (sealed_ bytes: the text's NUL, or the Sync).
+  std::string body_;
+  size_t sealed_ = 0;
 };
 
 }  // namespace pgtandem::policy

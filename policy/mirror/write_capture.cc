@@ -79,8 +79,10 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
         // Extended-protocol messages without a Sync before a Query: the Query's ReadyForQuery
         // answers them too, so they belong to one request.
         r = std::move(open_);
-        open_ = Request{};
+        open_ = fresh_request();
         open_has_messages_ = false;
+      } else {
+        r = fresh_request();
       }
       protocol::Query q;
       Classification c;
@@ -125,20 +127,23 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
     case fe::kBind: {
       open_has_messages_ = true;
       open_.bytes.append(message);
-      protocol::Bind b;
+      // Only the statement's name: the parameters are the mirror's bytes, never read here (a
+      // Bind the server finds malformed fails there, and what it fails is not mirrored).
+      std::string_view portal;
+      std::string_view statement;
       Classification c;  // kUnknown unless we know the statement
-      if (protocol::decode(body, b)) {
-        if (b.statement.empty()) {
+      if (protocol::decode_bind_names(body, &portal, &statement)) {
+        if (statement.empty()) {
           c = unnamed_;
-        } else if (const Classification* found = find_statement(b.statement)) {
+        } else if (const Classification* found = find_statement(statement)) {
           c = *found;
         }
-        if (!b.statement.empty() && c.kind != StatementKind::kRead) {
-          open_.binds.emplace_back(b.statement);
+        if (!statement.empty() && c.kind != StatementKind::kRead) {
+          open_.binds.emplace_back(statement);
         }
         // A skipped request is logged: name it by its statement's text.
-        const std::string* parse = c.primary_only && open_.first_sql.empty() && !b.statement.empty()
-                                       ? parse_message(b.statement)
+        const std::string* parse = c.primary_only && open_.first_sql.empty() && !statement.empty()
+                                       ? parse_message(statement)
                                        : nullptr;
         protocol::Parse p;
         if (parse != nullptr &&
@@ -176,7 +181,7 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
       open_.responses = 1;
       open_.synced = true;
       close_request(std::move(open_));
-      open_ = Request{};
+      open_ = fresh_request();
       open_has_messages_ = false;
       return;
     case fe::kFunctionCall: {
@@ -222,7 +227,7 @@ const Classification* WriteCapture::find_statement(std::string_view name) const 
   };
   bool decided = false;
   const Classification* c = search(open_, decided);
-  for (auto r = inflight_.rbegin(); !decided && r != inflight_.rend(); ++r) c = search(*r, decided);
+  for (size_t i = inflight_.size(); !decided && i > 0; --i) c = search(inflight_.at(i - 1), decided);
   return decided ? c : prepared_.find(name);
 }
 
@@ -231,8 +236,8 @@ void WriteCapture::close_request(Request&& r) { inflight_.push_back(std::move(r)
 bool WriteCapture::forwarded() {
   // Requests closed since the last forward are the unsent ones at the back.
   size_t fresh = 0;
-  for (auto r = inflight_.rbegin(); r != inflight_.rend() && !r->sent; ++r) {
-    r->sent = true;
+  for (size_t i = inflight_.size(); i > 0 && !inflight_.at(i - 1).sent; --i) {
+    inflight_.at(i - 1).sent = true;
     ++fresh;
   }
   if (fresh != 1 || inflight_.size() != 1 || open_has_messages_ || txn_status_ == 'I') return false;
@@ -308,6 +313,7 @@ bool WriteCapture::on_backend(const protocol::Header& header, std::string_view b
       }
       skipped_now_ = false;
       finish_request(std::move(r), z.status, now);
+      recycle(std::move(r));  // a read: not kept by finish_request
       txn_status_ = z.status;
       return !released_.empty() || skipped_now_;
     }
@@ -341,6 +347,7 @@ void WriteCapture::finish_request(Request&& r, char status,
   // The session's named statements follow what the primary was sent, in message order; a Parse
   // the primary rejected leaves a name the server does not know, which only makes a later Bind
   // fail there too.
+  if (!r.statement_ops.empty()) ++parse_generation_;
   for (auto& op : r.statement_ops) {
     switch (op.kind) {
       case StatementOp::kAdd:
@@ -377,7 +384,7 @@ void WriteCapture::finish_request(Request&& r, char status,
         if (!txn_.empty()) ++stats_.skipped_rollback;
         release_statements(txn_, now);
       }
-      txn_.clear();
+      recycle_all(txn_);
       mirror_in_txn_ = false;
       txn_primary_only_ = false;
     }
@@ -389,14 +396,15 @@ void WriteCapture::finish_request(Request&& r, char status,
     const bool ended_in_rollback =
         r.txn_control && !r.outcomes.empty() && r.outcomes.back().tag == "ROLLBACK";
     const bool rolled_back = !commits(r.outcomes) && (has_error(r.outcomes) || ended_in_rollback);
-    std::vector<Request> one;
-    one.push_back(std::move(r));
+    one_.clear();
+    one_.push_back(std::move(r));
     if (rolled_back) {
       ++stats_.skipped_rollback;
-      release_statements(one, now);
-      return;
+      release_statements(one_, now);
+    } else {
+      release(one_, now);
     }
-    release(one, now);
+    recycle_all(one_);
     return;
   }
   if (now_in_txn) {
@@ -407,7 +415,7 @@ void WriteCapture::finish_request(Request&& r, char status,
     if (committed_midway) {
       // COMMIT AND CHAIN, or "COMMIT; BEGIN; ..." in one request: what came before is committed.
       release(txn_, now);
-      txn_.clear();
+      recycle_all(txn_);
       // The mirror is now inside the transaction that request opened: however it ends on the
       // primary, the rest must reach the mirror to end it there too.
       mirror_in_txn_ = true;
@@ -425,7 +433,7 @@ void WriteCapture::finish_request(Request&& r, char status,
     ++stats_.skipped_rollback;
     release_statements(txn_, now);
   }
-  txn_.clear();
+  recycle_all(txn_);
   mirror_in_txn_ = false;
   txn_primary_only_ = false;
 }
@@ -587,6 +595,43 @@ void WriteCapture::release_statements(const std::vector<Request>& requests,
   std::vector<Request> one;
   one.push_back(std::move(r));
   release(one, now);
+}
+
+void WriteCapture::RequestFifo::grow() {
+  std::vector<Request> slots(slots_.empty() ? 8 : slots_.size() * 2);
+  for (size_t i = 0; i < size_; ++i) slots[i] = std::move(at(i));
+  slots_.swap(slots);
+  head_ = 0;
+}
+
+WriteCapture::Request WriteCapture::fresh_request() {
+  if (spare_.empty()) return Request{};
+  Request r = std::move(spare_.back());
+  spare_.pop_back();
+  return r;
+}
+
+void WriteCapture::recycle(Request&& r) {
+  // Nothing worth keeping (moved from): dropped.
+  if (spare_.size() >= kSpareRequests || (r.bytes.capacity() <= 15 && r.outcomes.capacity() == 0)) {
+    return;
+  }
+  static_cast<RequestHead&>(r) = RequestHead{};
+  r.bytes.clear();
+  r.binds.clear();
+  r.outcomes.clear();
+  r.statement_ops.clear();
+  r.statement_messages.clear();
+  r.first_sql.clear();
+  // A COPY or a huge batch does not pin its memory for the session's life.
+  if (r.bytes.capacity() > kMaxKeptBytes) r.bytes = std::string();
+  if (r.outcomes.capacity() > 64) r.outcomes = std::vector<Outcome>();
+  spare_.push_back(std::move(r));
+}
+
+void WriteCapture::recycle_all(std::vector<Request>& requests) {
+  for (auto& r : requests) recycle(std::move(r));
+  requests.clear();
 }
 
 std::vector<MirrorUnit> WriteCapture::take() {

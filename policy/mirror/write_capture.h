@@ -29,7 +29,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -122,6 +121,9 @@ class WriteCapture {
   const PreparedStatements& prepared() const { return prepared_; }
   // The Parse message of a named statement, as the client sent it (for journal entries).
   const std::string* parse_message(std::string_view name) const;
+  // Changes whenever a named statement's Parse message does (added, replaced, closed): a caller
+  // that copied one at a generation knows it is still current while the generation stays.
+  uint64_t parse_generation() const { return parse_generation_; }
   // Every named statement's Parse message (name -> bytes): a primary flip prepares them all.
   const std::unordered_map<std::string, std::string>& parse_messages() const {
     return parse_messages_;
@@ -144,8 +146,8 @@ class WriteCapture {
     Classification classification;  // kAdd
     std::string parse;               // kAdd by a protocol Parse: the message
   };
-  struct Request {
-    std::string bytes;
+  // A request's scalar fields: recycle() resets them all at once. Containers go in Request.
+  struct RequestHead {
     uint32_t responses = 0;
     StatementKind kind = StatementKind::kRead;
     bool session_state = false;
@@ -157,16 +159,58 @@ class WriteCapture {
     bool sent = false;          // forwarded() saw it closed
     bool synced = false;        // an extended-protocol batch ended by its Sync
     bool sync_ignored = false;  // ... whose Sync the server ignored: COPY IN started
+    uint32_t statement_completions = 0;  // of statement_messages, by the primary
+  };
+  // Only containers here (recycle() empties each, keeping its capacity): scalars go in RequestHead.
+  struct Request : RequestHead {
+    std::string bytes;
     std::vector<std::string> binds;
     std::vector<Outcome> outcomes;
     std::vector<StatementOp> statement_ops;
-    // Every Parse and Close message in order (the bytes only where the mirror needs them), and
-    // how many the primary completed: it completes them in order and skips the rest of a batch
+    // Every Parse and Close message in order (the bytes only where the mirror needs them); the
+    // primary completes them in order (statement_completions) and skips the rest of a batch
     // after an error.
     std::vector<std::string> statement_messages;
-    uint32_t statement_completions = 0;
     std::string first_sql;
   };
+
+  // The requests in flight, oldest first: a ring whose slots are reused (std::deque allocates and
+  // frees a node every other request of this size, on every session's path).
+  class RequestFifo {
+   public:
+    bool empty() const { return size_ == 0; }
+    size_t size() const { return size_; }
+    Request& front() { return slots_[head_]; }
+    Request& back() { return at(size_ - 1); }
+    // The i-th oldest.
+    Request& at(size_t i) { return slots_[(head_ + i) & (slots_.size() - 1)]; }
+    const Request& at(size_t i) const { return slots_[(head_ + i) & (slots_.size() - 1)]; }
+    void push_back(Request&& r) {
+      if (size_ == slots_.size()) grow();
+      ++size_;
+      back() = std::move(r);
+    }
+    // The front is dropped (callers move it out first).
+    void pop_front() {
+      head_ = (head_ + 1) & (slots_.size() - 1);
+      --size_;
+    }
+
+   private:
+    void grow();
+    std::vector<Request> slots_;  // a power of two in size, or empty
+    size_t head_ = 0;
+    size_t size_ = 0;
+  };
+
+  // A request with default fields, with the buffers of one done with when there is one.
+  Request fresh_request();
+  // Keeps a request done with for its buffers' capacity: its RequestHead reset, its containers
+  // emptied (one with nothing worth keeping is dropped).
+  void recycle(Request&& r);
+  void recycle_all(std::vector<Request>& requests);
+  static constexpr size_t kSpareRequests = 16;
+  static constexpr size_t kMaxKeptBytes = 64 * 1024;
 
   Classification classify(std::string_view sql);
   const Classification* find_statement(std::string_view name) const;
@@ -192,8 +236,10 @@ class WriteCapture {
   Classification last_classification_;
   Request open_;                  // extended-protocol batch being built (until Sync)
   bool open_has_messages_ = false;
-  std::deque<Request> inflight_;  // closed, sent to the primary, awaiting ReadyForQuery
+  RequestFifo inflight_;          // closed, sent to the primary, awaiting ReadyForQuery
   std::vector<Request> txn_;      // requests of the current explicit transaction
+  std::vector<Request> spare_;    // done with, kept for their buffers (recycle())
+  std::vector<Request> one_;      // an autocommit request on its way to release()
   char txn_status_ = 'I';
   bool mirror_in_txn_ = false;    // a released unit left the mirror inside the current transaction
   // The current transaction holds a request mixing primary-only calls with what the mirror needs:
@@ -201,6 +247,7 @@ class WriteCapture {
   bool txn_primary_only_ = false;
   PreparedStatements prepared_;
   std::unordered_map<std::string, std::string> parse_messages_;  // name -> Parse bytes
+  uint64_t parse_generation_ = 0;
   // Named statements prepared on the primary in a request or transaction that did not reach the
   // mirror (rolled back, or read-only), not yet prepared there: name -> Parse bytes. They are
   // prepared on the mirror lazily, just before the first released unit that binds them. Sending

@@ -101,16 +101,22 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
       order_done(u.seq);  // a reserved number: nothing will apply it
       continue;
     }
-    // Keep the Parse of every statement a unit binds: a journal entry must carry it.
+    // Keep the Parse of every statement a unit binds: a journal entry must carry it. One copied
+    // at the capture's current parse generation is current: no lookup, no comparison.
+    const uint64_t generation = capture.parse_generation();
     for (const auto& name : u.binds) {
-      const std::string* parse = capture.parse_message(name);
-      if (parse == nullptr) continue;
       auto it = std::find_if(parses_.begin(), parses_.end(),
                              [&](const auto& p) { return p.first == name; });
+      const size_t at = static_cast<size_t>(it - parses_.begin());
+      if (it != parses_.end() && parses_checked_[at] == generation) continue;
+      const std::string* parse = capture.parse_message(name);
+      if (parse == nullptr) continue;
       if (it == parses_.end()) {
         parses_.emplace_back(name, *parse);
-      } else if (it->second != *parse) {
-        it->second = *parse;
+        parses_checked_.push_back(generation);
+      } else {
+        if (it->second != *parse) it->second = *parse;
+        parses_checked_[at] = generation;
       }
     }
     if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
@@ -500,11 +506,21 @@ asio::awaitable<void> MirrorLink::apply() {
   const bool joined = batch_.units() == in_flight_.size() &&
                       (in_flight_.size() > 1 || in_flight_.front().responses > 1);
   const std::string& wire = joined ? batch_.request() : in_flight_.front().bytes;
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(wire), kNoThrow);
-  std::vector<policy::Outcome> outcomes;
-  size_t expected = 0;
-  for (const auto& unit : in_flight_) expected += unit.primary.size();
-  outcomes.reserve(expected);
+  // One send straight on the descriptor (Stream::try_send: an Asio write that completes at once
+  // still posts its completion, an extra handler and reactor turn per request); the rest, when
+  // the target's socket buffer is full, through Asio.
+  boost::system::error_code ec;
+  std::size_t n = 0;
+  if (!socket_.tls()) n = socket_.try_send(wire.data(), wire.size(), ec);
+  if (!ec && n < wire.size()) {
+    auto [wec, wn] = co_await asio::async_write(
+        socket_, asio::buffer(wire.data() + n, wire.size() - n), kNoThrow);
+    ec = wec;
+    n += wn;
+  }
+  // (A member, reused: no allocation per request.)
+  std::vector<policy::Outcome>& outcomes = outcomes_;
+  outcomes.clear();
   bool read_ok = false;
   char status = 'I';
   if (!ec) {
@@ -611,6 +627,7 @@ asio::awaitable<void> MirrorLink::run() {
   for (;;) {
     while (queue_.empty() || lent_) {
       if (finished_ && !lent_) {
+        stop_watch();
         if (connected_) {
           std::string terminate;
           protocol::end_message(terminate,

@@ -133,9 +133,12 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // flight keep waiting for their answer; past the give-up time the connection is closed, and
   // units that got no answer are marked for repair (unresolved()), neither journaled nor dropped.
   void watch_apply();
-  void on_hang(uint64_t gen);
-  void give_up_hang(uint64_t gen);
+  void arm_watch();
+  void on_watch();
+  void on_hang();
+  void give_up_hang();
   void end_watch();
+  void stop_watch();  // the link is done: the timer's wait ends now
   void unresolved(std::string_view why);
   // The connection broke before the whole answer to in_flight_ came (the write failed after
   // `written` bytes, or the read did after `outcomes`): units answered in full applied, units the
@@ -156,8 +159,10 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   size_t target_;
   Socket socket_;
   asio::steady_timer wake_;
-  asio::steady_timer hang_timer_;  // the apply timeout's watch
-  uint64_t watch_gen_ = 0;         // a watch's expiry acts only for the apply that armed it
+  asio::steady_timer hang_timer_;  // the apply timeout's watch (lazy: see watch_apply())
+  static constexpr auto kNoWatch = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point watch_deadline_ = kNoWatch;  // of the apply in flight
+  bool watch_armed_ = false;       // hang_timer_ has a wait in progress
   bool hung_ = false;              // the unit(s) in flight outlived the apply timeout
   int64_t hung_since_ms_ = 0;      // Unix ms the unit(s) in flight were sent
   std::deque<policy::MirrorUnit> queue_;
@@ -169,6 +174,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   BackendKey key_;
   std::vector<policy::MirrorUnit> in_flight_;  // being applied, in order
   policy::TransactionBatch batch_;              // in_flight_ as one request, when it can be
+  std::vector<policy::Outcome> outcomes_;       // the target's answers to in_flight_ (apply)
   bool finished_ = false;
   bool connected_ = false;
   // Once one unit of the session could not be applied, every later one is journaled too, so that
@@ -181,6 +187,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
   size_t state_bytes_ = 0;
   std::vector<std::pair<std::string, std::string>> parses_;  // name -> Parse, for binds
+  // parses_[i] was the capture's at this parse generation (WriteCapture::parse_generation).
+  std::vector<uint64_t> parses_checked_;
   // Set once the link journaled a unit or reconnected: binds are prepared again (once per name
   // and connection, in reprepared_) before the units that use them.
   bool reprepare_ = false;

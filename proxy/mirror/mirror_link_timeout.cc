@@ -30,20 +30,43 @@ std::chrono::milliseconds give_up_after(std::chrono::milliseconds timeout) {
 }
 }  // namespace
 
+// The watch is lazy (as Envoy's and the kernel's timers are): one timer wait per link for as long
+// as applies keep coming, re-armed only when it expires, for the deadline of the apply then in
+// flight. Arming and cancelling it per apply cost a timer-queue insertion, a cancelled handler and,
+// when the link's was the worker's earliest timer, a timerfd_settime on each (bench/README.md,
+// "Mirroring off the client's path").
 void MirrorLink::watch_apply() {
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   hung_since_ms_ = unix_ms();
-  const uint64_t gen = ++watch_gen_;
-  hang_timer_.expires_after(std::chrono::milliseconds(m.apply_timeout_ms));
-  hang_timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code ec) {
-    if (!ec) self->on_hang(gen);
+  watch_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(m.apply_timeout_ms);
+  if (!watch_armed_) arm_watch();
+}
+
+void MirrorLink::arm_watch() {
+  watch_armed_ = true;
+  hang_timer_.expires_at(watch_deadline_);
+  hang_timer_.async_wait([self = shared_from_this()](boost::system::error_code) {
+    self->on_watch();
   });
 }
 
+void MirrorLink::on_watch() {
+  watch_armed_ = false;
+  if (watch_deadline_ == kNoWatch) return;  // nothing in flight: armed again by the next apply
+  if (std::chrono::steady_clock::now() < watch_deadline_) {
+    arm_watch();  // a later apply's deadline
+    return;
+  }
+  if (hung_) {
+    give_up_hang();
+  } else {
+    on_hang();
+  }
+}
+
 void MirrorLink::end_watch() {
-  ++watch_gen_;  // a handler already queued does nothing
-  hang_timer_.cancel();
+  watch_deadline_ = kNoWatch;  // an armed wait finds nothing to watch and stops
   if (!hung_) return;
   hung_ = false;
   state_.mirror.backlog.hung_links.fetch_sub(1, std::memory_order_acq_rel);
@@ -51,8 +74,13 @@ void MirrorLink::end_watch() {
             {{"session", context_.session_id}, {"target", state_.targets[target_].name}});
 }
 
-void MirrorLink::on_hang(uint64_t gen) {
-  if (gen != watch_gen_ || !busy_ || hung_) return;
+void MirrorLink::stop_watch() {
+  watch_deadline_ = kNoWatch;
+  hang_timer_.cancel();  // its handler holds the link
+}
+
+void MirrorLink::on_hang() {
+  if (!busy_ || hung_) return;
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   auto& b = state_.mirror.backlog;
@@ -81,16 +109,15 @@ void MirrorLink::on_hang(uint64_t gen) {
     queue_.pop_front();
     account(-size);
   }
-  const uint64_t next = ++watch_gen_;
-  hang_timer_.expires_after(give_up_after(std::chrono::milliseconds(m.apply_timeout_ms)) -
-                            std::chrono::milliseconds(m.apply_timeout_ms));
-  hang_timer_.async_wait([self = shared_from_this(), next](boost::system::error_code ec) {
-    if (!ec) self->give_up_hang(next);
-  });
+  watch_deadline_ = std::chrono::steady_clock::now() +
+                    give_up_after(std::chrono::milliseconds(m.apply_timeout_ms)) -
+                    std::chrono::milliseconds(m.apply_timeout_ms);
+  if (!watch_armed_) arm_watch();
 }
 
-void MirrorLink::give_up_hang(uint64_t gen) {
-  if (gen != watch_gen_ || !hung_) return;
+void MirrorLink::give_up_hang() {
+  if (!hung_) return;
+  watch_deadline_ = kNoWatch;
   log::warn("mirror target still silent: giving up on the units in flight",
             {{"session", context_.session_id}, {"target", state_.targets[target_].name}});
   boost::system::error_code ignored;

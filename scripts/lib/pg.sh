@@ -343,6 +343,16 @@ pg_stat_ticks() {
   if ((children)); then PG_TICKS=$((PG_TICKS + f[13] + f[14])); fi
 }
 
+# Its system (kernel) time alone, in microseconds: how much of a proxy's CPU no user-space change
+# can remove.
+pg_sys_us() {
+  local stat
+  read -r stat <"/proc/$1/stat" || return 1
+  local -a f
+  read -r -a f <<<"${stat##*) }"
+  echo $((f[12] * 1000000 / PG_CLK_TCK))
+}
+
 # CPU time (user+system) of a process in microseconds.
 pg_cpu_us() {
   pg_stat_ticks "$1" || return 1
