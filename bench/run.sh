@@ -268,7 +268,8 @@ dirty=$([[ -z $(git status --porcelain 2>/dev/null) ]] || echo " (+uncommitted c
   echo "- command: \`bench/run.sh --duration $duration --rounds $rounds --clients \"$clients_list\"" \
     "--workloads \"$workloads\" --modes \"$modes\" --scale $scale --workers $workers$( ((io_uring == 0)) ||
       echo ' --io-uring')$( ((boost == 0)) || echo ' --boost')$( ((mirror == 0)) ||
-      echo ' --mirror')$( ((tls == 0)) || echo ' --tls')$([[ -z $baseline_bin ]] ||
+      echo ' --mirror')$( ((tls == 0)) || echo ' --tls')$( ((epoll_relay == 0)) ||
+      echo " --epoll-relay${epoll_workers:+ --epoll-workers $epoll_workers}")$([[ -z $baseline_bin ]] ||
       echo " --baseline $baseline_bin")\`"
   echo "- pgtandem: $("$pgtandem_bin" --version 2>&1 | head -n 1)$( ((io_uring == 0)) ||
     echo " and $("$uring_bin" --version 2>&1 | head -n 1)"), commit $commit$dirty," \
