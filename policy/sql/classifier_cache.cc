@@ -25,7 +25,12 @@ void ClassificationCache::check_generation(const ClassifierOptions& opts) {
 const Classification* ClassificationCache::find(std::string_view sql,
                                                 const ClassifierOptions& opts) {
   check_generation(opts);
-  auto it = index_.find(key_of(sql, opts.standard_conforming_strings));
+  return find_keyed(sql, opts, key_of(sql, opts.standard_conforming_strings));
+}
+
+const Classification* ClassificationCache::find_keyed(std::string_view sql,
+                                                      const ClassifierOptions& opts, uint64_t key) {
+  auto it = index_.find(key);
   if (it != index_.end()) {
     Entry& e = entries_[it->second];
     // The hash only finds the slot; the text decides (a collision must not turn a write into a
@@ -65,9 +70,13 @@ void ClassificationCache::evict_one() {
 void ClassificationCache::insert(std::string_view sql, const ClassifierOptions& opts,
                                  const Classification& c) {
   check_generation(opts);
+  insert_keyed(sql, opts, c, key_of(sql, opts.standard_conforming_strings));
+}
+
+void ClassificationCache::insert_keyed(std::string_view sql, const ClassifierOptions& opts,
+                                       const Classification& c, uint64_t key) {
   if (c.uses_session_prepared) return;
   if (sql.size() > limits_.max_statement_bytes || sql.size() > limits_.max_bytes) return;
-  const uint64_t key = key_of(sql, opts.standard_conforming_strings);
   auto it = index_.find(key);
   if (it != index_.end()) {
     // Same key: the same text again, or a hash collision; the newer one takes the slot.
@@ -108,14 +117,34 @@ void ClassificationCache::clear() {
   index_.clear();
   hand_ = 0;
   bytes_ = 0;
+  seen_.clear();
+}
+
+bool ClassificationCache::seen_before(uint64_t key) {
+  if (seen_.empty()) seen_.assign(kSeenSlots, 0);
+  uint64_t& slot = seen_[key & (kSeenSlots - 1)];
+  const uint64_t mark = key | 1;
+  if (slot == mark) {
+    slot = 0;
+    return true;
+  }
+  slot = mark;  // a later text with the same slot takes it: it is only a hint
+  return false;
+}
+
+Classification ClassificationCache::classify_through(std::string_view sql,
+                                                     const ClassifierOptions& opts) {
+  check_generation(opts);
+  const uint64_t key = key_of(sql, opts.standard_conforming_strings);
+  if (const Classification* hit = find_keyed(sql, opts, key)) return *hit;
+  const Classification c = classify(sql, opts);
+  if (seen_before(key)) insert_keyed(sql, opts, c, key);
+  return c;
 }
 
 Classification classify_cached(std::string_view sql, const ClassifierOptions& opts,
                                ClassificationCache* cache) {
-  if (const Classification* hit = cache->find(sql, opts)) return *hit;
-  const Classification c = classify(sql, opts);
-  cache->insert(sql, opts, c);
-  return c;
+  return cache->classify_through(sql, opts);
 }
 
 }  // namespace pgtandem::policy

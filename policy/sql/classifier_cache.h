@@ -3,6 +3,12 @@
 // lexer pass or a parse. CLOCK eviction, bounded by entries and by bytes of text. Not thread-safe:
 // one per worker (or per session), passed explicitly.
 //
+// classify_cached() admits a text at its second sighting, as TinyLFU's doorkeeper does: a
+// direct-mapped table of the hashes seen once. Texts that carry their own literals (pgbench
+// -M simple, most hand-written SQL) are never seen twice; copying each into the cache, and evicting
+// a useful entry for it, was 4k instructions of a mirrored TPC-B transaction (bench/README.md,
+// "Mirroring's instructions"). A text that does repeat is classified once more before it is cached.
+//
 // Statements classified from the session's prepared statements (EXECUTE) are never cached; the
 // session's named statements themselves live in PreparedStatements (classifier.h).
 #pragma once
@@ -33,6 +39,9 @@ class ClassificationCache {
   const Classification* find(std::string_view sql, const ClassifierOptions& opts);
   void insert(std::string_view sql, const ClassifierOptions& opts, const Classification& c);
   void clear();
+  // classify() through the cache (classify_cached): one hash of the text for the lookup, the
+  // admission and the insertion.
+  Classification classify_through(std::string_view sql, const ClassifierOptions& opts);
 
   size_t size() const { return index_.size(); }
   size_t bytes() const { return bytes_; }
@@ -53,6 +62,13 @@ class ClassificationCache {
   static uint64_t key_of(std::string_view sql, bool standard_conforming_strings);
   void check_generation(const ClassifierOptions& opts);
   void evict_one();
+  const Classification* find_keyed(std::string_view sql, const ClassifierOptions& opts, uint64_t key);
+  void insert_keyed(std::string_view sql, const ClassifierOptions& opts, const Classification& c,
+                    uint64_t key);
+  // The doorkeeper: true when `key` was seen once already (and then forgets it), else notes it.
+  bool seen_before(uint64_t key);
+  static constexpr size_t kSeenSlots = 4096;  // 32 KB
+  std::vector<uint64_t> seen_;                // key | 1 per slot; 0: empty
 
   Limits limits_;
   std::vector<Entry> entries_;

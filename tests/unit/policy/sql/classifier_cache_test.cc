@@ -13,6 +13,9 @@ TEST(ClassificationCache, HitReturnsWhatClassifySays) {
   const std::string_view sql = "SELECT nextval('s')";
   const Classification first = classify_cached(sql, opts, &cache);
   EXPECT_EQ(cache.misses(), 1u);
+  EXPECT_EQ(cache.size(), 0u);  // seen once: not cached yet (the doorkeeper)
+  EXPECT_EQ(classify_cached(sql, opts, &cache), first);
+  EXPECT_EQ(cache.misses(), 2u);
   EXPECT_EQ(cache.hits(), 0u);
   const Classification second = classify_cached(sql, opts, &cache);
   EXPECT_EQ(cache.hits(), 1u);
@@ -26,6 +29,7 @@ TEST(ClassificationCache, HitReturnsWhatClassifySays) {
 TEST(ClassificationCache, TextMustMatchExactly) {
   ClassificationCache cache;
   const ClassifierOptions opts;
+  classify_cached("SELECT 1", opts, &cache);
   classify_cached("SELECT 1", opts, &cache);
   EXPECT_EQ(cache.find("SELECT 1 ", opts), nullptr);
   EXPECT_EQ(cache.find("select 1", opts), nullptr);
@@ -51,6 +55,8 @@ TEST(ClassificationCache, GenerationChangeDropsEverything) {
   ClassifierOptions opts;
   opts.catalog = &catalog;
   EXPECT_EQ(classify_cached("SELECT f()", opts, &cache).kind, StatementKind::kWrite);
+  EXPECT_EQ(classify_cached("SELECT f()", opts, &cache).kind, StatementKind::kWrite);
+  ASSERT_NE(cache.find("SELECT f()", opts), nullptr);
   catalog.add("public", "f", Volatility::kStable);
   opts.generation = 1;
   EXPECT_EQ(cache.find("SELECT f()", opts), nullptr);
@@ -80,14 +86,17 @@ TEST(ClassificationCache, BoundedByEntriesAndBytes) {
   const ClassifierOptions opts;
   for (int i = 0; i < 100; ++i) {
     classify_cached("SELECT " + std::to_string(i), opts, &cache);
+    classify_cached("SELECT " + std::to_string(i), opts, &cache);  // admitted at the second
     EXPECT_LE(cache.size(), 8u);
     EXPECT_LE(cache.bytes(), 200u);
   }
   EXPECT_GT(cache.evictions(), 0u);
   const std::string big = "SELECT '" + std::string(120, 'x') + "'";
   classify_cached(big, opts, &cache);
+  classify_cached(big, opts, &cache);
   EXPECT_EQ(cache.find(big, opts), nullptr);  // longer than max_statement_bytes
   for (int i = 0; i < 20; ++i) {
+    classify_cached("SELECT '" + std::string(60, 'a' + i % 26) + "'", opts, &cache);
     classify_cached("SELECT '" + std::string(60, 'a' + i % 26) + "'", opts, &cache);
     EXPECT_LE(cache.bytes(), 200u);
   }
@@ -99,16 +108,46 @@ TEST(ClassificationCache, RecentlyUsedEntriesSurvive) {
   ClassificationCache cache(limits);
   const ClassifierOptions opts;
   classify_cached("SELECT 0", opts, &cache);
+  classify_cached("SELECT 0", opts, &cache);
   for (int i = 1; i < 50; ++i) {
     ASSERT_NE(cache.find("SELECT 0", opts), nullptr) << i;  // referenced: second chance
     classify_cached("SELECT " + std::to_string(i), opts, &cache);
+    classify_cached("SELECT " + std::to_string(i), opts, &cache);
   }
+}
+
+TEST(ClassificationCache, TextsSeenOnceAreNotCachedNorEvictAnything) {
+  ClassificationCache::Limits limits;
+  limits.max_entries = 4;
+  ClassificationCache cache(limits);
+  const ClassifierOptions opts;
+  for (int i = 0; i < 4; ++i) {
+    classify_cached("SELECT " + std::to_string(i), opts, &cache);
+    classify_cached("SELECT " + std::to_string(i), opts, &cache);
+  }
+  ASSERT_EQ(cache.size(), 4u);
+  // A run of statements that each carry their own literals (pgbench -M simple): each is
+  // classified, none is copied into the cache, and the entries in it stay.
+  for (int i = 100; i < 10100; ++i) {
+    const std::string sql = "UPDATE t SET v = v + " + std::to_string(i) + " WHERE k = 7";
+    EXPECT_EQ(classify_cached(sql, opts, &cache).kind, StatementKind::kWrite);
+  }
+  EXPECT_EQ(cache.evictions(), 0u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NE(cache.find("SELECT " + std::to_string(i), opts), nullptr) << i;
+  }
+  // The same text twice in a row is cached at once, even right after the run.
+  classify_cached("UPDATE t SET v = 0", opts, &cache);
+  classify_cached("UPDATE t SET v = 0", opts, &cache);
+  EXPECT_NE(cache.find("UPDATE t SET v = 0", opts), nullptr);
 }
 
 TEST(ClassificationCache, ClearEmpties) {
   ClassificationCache cache;
   const ClassifierOptions opts;
   classify_cached("SELECT 1", opts, &cache);
+  classify_cached("SELECT 1", opts, &cache);
+  ASSERT_EQ(cache.size(), 1u);
   cache.clear();
   EXPECT_EQ(cache.size(), 0u);
   EXPECT_EQ(cache.bytes(), 0u);
