@@ -15,6 +15,11 @@ namespace pgtandem::proxy {
 namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kIdlePoll = std::chrono::milliseconds(5);
+// With nothing journaled and nothing to apply, the idle look backs off to this: a pass every 5 ms
+// forever was 200 wake-ups a second of an idle proxy (and of one that mirrors live, which is the
+// usual state), each a futex pair and the pass's look at the journal. Once sessions journal, the
+// look is every kIdlePoll again; the first entries wait at most this long for it.
+constexpr auto kIdleMax = std::chrono::milliseconds(100);
 constexpr auto kRateWindow = std::chrono::seconds(3);
 // Catch-up starts draining once fewer entries than this are left to read.
 constexpr uint64_t kDrainBelow = 2048;
@@ -123,6 +128,7 @@ void Catchup::loop() {
   std::deque<std::pair<Clock::time_point, uint64_t>> window;
   auto last_failure_log = Clock::time_point{};
   auto last_progress_log = Clock::time_point{};
+  std::chrono::milliseconds idle_wait = kIdlePoll;
   for (;;) {
     {
       std::lock_guard lock(mu_);
@@ -204,7 +210,12 @@ void Catchup::loop() {
                  {"applied", std::to_string(b.applied.load())},
                  {"draining", b.draining.load() ? "yes" : "no"}});
     }
-    if (r.applied + r.skipped == 0) wait(kIdlePoll);
+    if (r.applied + r.skipped > 0 || b.journaling.load(std::memory_order_acquire)) {
+      idle_wait = kIdlePoll;
+    } else {
+      idle_wait = std::min(idle_wait * 2, kIdleMax);
+    }
+    if (r.applied + r.skipped == 0) wait(idle_wait);
   }
 }
 

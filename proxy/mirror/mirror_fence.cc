@@ -72,12 +72,22 @@ MirrorFence::~MirrorFence() {
 MirrorFence::Reply MirrorFence::handle(Request q) {
   q.lease_ms = std::clamp(q.lease_ms, kMinLeaseMs, kMaxLeaseMs);
   q.timeout_ms = std::clamp<int64_t>(q.timeout_ms, 1, 60000);
-  if (q.action == "pause") return pause(q.timeout_ms, q.lease_ms);
-  if (q.action == "arm") return arm(q.id, q.lease_ms);
-  if (q.action == "renew") return renew(q.id, q.lease_ms);
-  if (q.action == "release") return release(q.id);
-  if (q.action == "status") return status();
-  return error(400, "action must be pause, arm, renew, release or status");
+  Reply reply;
+  if (q.action == "pause") {
+    reply = pause(q.timeout_ms, q.lease_ms);
+  } else if (q.action == "arm") {
+    reply = arm(q.id, q.lease_ms);
+  } else if (q.action == "renew") {
+    reply = renew(q.id, q.lease_ms);
+  } else if (q.action == "release") {
+    reply = release(q.id);
+  } else if (q.action == "status") {
+    return status();
+  } else {
+    return error(400, "action must be pause, arm, renew, release or status");
+  }
+  cv_.notify_all();  // the watcher sleeps while there is nothing to watch
+  return reply;
 }
 
 std::string MirrorFence::state_json() const {
@@ -213,6 +223,12 @@ void MirrorFence::end(const std::string& why, bool expired) {
 void MirrorFence::watch() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
+    // Nothing paused or armed: asleep until handle() changes that (it notifies), not a look every
+    // 20 ms for the proxy's whole life.
+    if (st_ == State::kIdle) {
+      cv_.wait(lock, [this] { return stopping_ || st_ != State::kIdle; });
+      if (stopping_) break;
+    }
     cv_.wait_for(lock, std::chrono::milliseconds(20));
     if (stopping_) break;
     const auto now = Clock::now();
