@@ -163,6 +163,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   static constexpr auto kNoWatch = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point watch_deadline_ = kNoWatch;  // of the apply in flight
   bool watch_armed_ = false;       // hang_timer_ has a wait in progress
+  uint64_t watch_gen_ = 0;         // of that wait (one replaced by arm_watch() is ignored)
   bool hung_ = false;              // the unit(s) in flight outlived the apply timeout
   int64_t hung_since_ms_ = 0;      // Unix ms the unit(s) in flight were sent
   std::deque<policy::MirrorUnit> queue_;

@@ -34,20 +34,23 @@ std::chrono::milliseconds give_up_after(std::chrono::milliseconds timeout) {
 // as applies keep coming, re-armed only when it expires, for the deadline of the apply then in
 // flight. Arming and cancelling it per apply cost a timer-queue insertion, a cancelled handler and,
 // when the link's was the worker's earliest timer, a timerfd_settime on each (bench/README.md,
-// "Mirroring off the client's path").
+// "Mirroring's instructions (issue 17)").
 void MirrorLink::watch_apply() {
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   hung_since_ms_ = unix_ms();
   watch_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(m.apply_timeout_ms);
-  if (!watch_armed_) arm_watch();
+  // Re-armed only when the wait in progress ends after this deadline: after a hang's give-up
+  // time, or a reload that shortened apply_timeout_ms.
+  if (!watch_armed_ || hang_timer_.expiry() > watch_deadline_) arm_watch();
 }
 
 void MirrorLink::arm_watch() {
   watch_armed_ = true;
+  const uint64_t gen = ++watch_gen_;  // a wait replaced here completes aborted: ignored
   hang_timer_.expires_at(watch_deadline_);
-  hang_timer_.async_wait([self = shared_from_this()](boost::system::error_code) {
-    self->on_watch();
+  hang_timer_.async_wait([self = shared_from_this(), gen](boost::system::error_code) {
+    if (gen == self->watch_gen_) self->on_watch();
   });
 }
 
@@ -112,7 +115,7 @@ void MirrorLink::on_hang() {
   watch_deadline_ = std::chrono::steady_clock::now() +
                     give_up_after(std::chrono::milliseconds(m.apply_timeout_ms)) -
                     std::chrono::milliseconds(m.apply_timeout_ms);
-  if (!watch_armed_) arm_watch();
+  if (!watch_armed_ || hang_timer_.expiry() > watch_deadline_) arm_watch();
 }
 
 void MirrorLink::give_up_hang() {

@@ -384,6 +384,67 @@ TEST_F(CatchupTest, HungNewJournalsAfterApplyTimeout) {
                end.describe().c_str());
 }
 
+// One session hangs twice (SIGSTOP, SIGCONT, SIGSTOP again within a minute): the second hang is
+// noticed within apply_timeout_ms too. After the first, the link's lazy watch waits for the give-up
+// time (60 s later); the next apply's earlier deadline must re-arm it, or the second hang goes
+// unnoticed (no journaling, the link's queue growing) until that wait ends (mirror_link_timeout.cc).
+TEST_F(CatchupTest, HungTwiceNoticedTwice) {
+  const std::string db = make_db("hungtwice");
+  if (HasFailure()) return;
+  constexpr int kTimeoutMs = 1000;
+  ProxyProcess& p = start_mirror_proxy("apply_timeout_ms = " + std::to_string(kTimeoutMs) + "\n");
+  ProcessResult bench;
+  std::atomic<bool> bench_done{false};
+  std::thread t([&] {
+    bench = run_pgbench(p.endpoint(), {"-c", "1", "-T", "50", "-R", "100", "-M", "prepared"}, db,
+                        milliseconds(600000));
+    bench_done = true;
+  });
+  auto timeouts = [&] { return p.metrics().sum("pgtandem_mirror_apply_timeouts_total"); };
+  auto hang = [&](int round) -> long long {
+    const double live_before = backlog(p).applied_live;
+    if (!poll_until([&] { return backlog(p).applied_live > live_before + 50; }, milliseconds(60000),
+                    milliseconds(100))) {
+      ADD_FAILURE() << "round " << round << ": not mirroring live " << backlog(p).describe();
+      return -1;
+    }
+    const std::vector<pid_t> pids = mirror_backends(db, 1);
+    if (pids.empty() || bench_done) {
+      ADD_FAILURE() << "round " << round << ": backends=" << pids.size()
+                    << " load ended=" << bench_done.load();
+      return -1;
+    }
+    const double before = timeouts();
+    for (pid_t pid : pids) new_cluster().signal_backend(pid, SIGSTOP);
+    const auto at = std::chrono::steady_clock::now();
+    const bool noticed =
+        poll_until([&] { return timeouts() >= before + 1; }, milliseconds(90000), milliseconds(50));
+    const auto took =
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - at).count();
+    for (pid_t pid : pids) new_cluster().signal_backend(pid, SIGCONT);
+    EXPECT_TRUE(noticed) << "round " << round << " " << backlog(p).describe();
+    std::fprintf(stderr, "[hung-twice] round %d: noticed after %lld ms\n", round,
+                 static_cast<long long>(took));
+    EXPECT_TRUE(poll_until([&] { return p.metrics().sum("pgtandem_mirror_hung_links") == 0; },
+                           kDeadline, milliseconds(100)));
+    Backlog b;
+    EXPECT_TRUE(wait_caught_up(p, &b)) << b.describe() << "\n" << tail(p.log_text(), 3000);
+    return took;
+  };
+  const long long first = hang(1);
+  const long long second = hang(2);
+  t.join();
+  ASSERT_GE(first, 0);
+  ASSERT_GE(second, 0);
+  EXPECT_LT(first, kTimeoutMs + 10000);
+  EXPECT_LT(second, kTimeoutMs + 10000) << "the second hang waited for the first one's give-up time";
+  ASSERT_TRUE(bench.ok()) << bench.describe();
+  Backlog b;
+  ASSERT_TRUE(wait_caught_up(p, &b)) << b.describe();
+  expect_identical(db, "after two hangs");
+  EXPECT_EQ(p.metrics().sum("pgtandem_mirror_apply_timeout_unresolved_total"), 0);
+}
+
 // The same hang, ended by a crash of new instead (a hung backend SIGKILLed: the postmaster
 // restarts every backend): the units in flight never got an answer, and whether they committed
 // cannot be known, so they are neither applied again nor dropped silently: a needs-repair mark
