@@ -135,18 +135,17 @@ bool TransactionBatch::add(const MirrorUnit& unit) {
 // The request is built in place: body_ already starts with the Query's header (simple), and the
 // end (its NUL, or the one Sync) is appended here and taken off again by the next add().
 const std::string& TransactionBatch::request() {
-  static const std::string kNone;
-  if (sealed_ > 0 || kind_ == Kind::kEmpty) return kind_ == Kind::kEmpty ? kNone : body_;
+  if (sealed_ > 0) return body_;  // asked again: already whole
   if (kind_ == Kind::kSimple) {
     body_.push_back('\0');
     sealed_ = 1;
     body_[0] = fe::kQuery;
     protocol::end_message(body_, 0);
-  } else {
+  } else if (kind_ == Kind::kExtended) {
     protocol::encode(body_, protocol::Sync{});
     sealed_ = protocol::kHeaderSize;
   }
-  return body_;
+  return body_;  // empty for an empty batch
 }
 
 void TransactionBatch::unseal() {

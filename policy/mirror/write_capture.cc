@@ -613,7 +613,9 @@ WriteCapture::Request WriteCapture::fresh_request() {
 
 void WriteCapture::recycle(Request&& r) {
   // Nothing worth keeping (moved from): dropped.
-  if (spare_.size() >= kSpareRequests || (r.bytes.capacity() <= 15 && r.outcomes.capacity() == 0)) {
+  constexpr size_t kInlineCapacity = std::string().capacity();  // no heap buffer to keep
+  if (spare_.size() >= kSpareRequests ||
+      (r.bytes.capacity() <= kInlineCapacity && r.outcomes.capacity() == 0)) {
     return;
   }
   static_cast<RequestHead&>(r) = RequestHead{};

@@ -87,6 +87,12 @@ class CatchupTest : public ProxyTest {
     return pids;
   }
 
+  // The hung-`new` tests' proxy: mirroring with catch-up and a short apply timeout.
+  static constexpr int kTimeoutMs = 1000;
+  ProxyProcess& start_apply_timeout_proxy() {
+    return start_mirror_proxy("apply_timeout_ms = " + std::to_string(kTimeoutMs) + "\n");
+  }
+
   void SetUp() override {
     ProxyTest::SetUp();
     if (HasFatalFailure()) return;
@@ -316,8 +322,7 @@ TEST_F(CatchupTest, KilledDuringCatchupFinishesAfterRestart) {
 TEST_F(CatchupTest, HungNewJournalsAfterApplyTimeout) {
   const std::string db = make_db("hung");
   if (HasFailure()) return;
-  constexpr int kTimeoutMs = 1000;
-  ProxyProcess& p = start_mirror_proxy("apply_timeout_ms = " + std::to_string(kTimeoutMs) + "\n");
+  ProxyProcess& p = start_apply_timeout_proxy();
   ProcessResult bench;
   std::atomic<bool> bench_done{false};
   std::thread t([&] {
@@ -391,8 +396,7 @@ TEST_F(CatchupTest, HungNewJournalsAfterApplyTimeout) {
 TEST_F(CatchupTest, HungTwiceNoticedTwice) {
   const std::string db = make_db("hungtwice");
   if (HasFailure()) return;
-  constexpr int kTimeoutMs = 1000;
-  ProxyProcess& p = start_mirror_proxy("apply_timeout_ms = " + std::to_string(kTimeoutMs) + "\n");
+  ProxyProcess& p = start_apply_timeout_proxy();
   ProcessResult bench;
   std::atomic<bool> bench_done{false};
   std::thread t([&] {
