@@ -105,18 +105,15 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
     // at the capture's current parse generation is current: no lookup, no comparison.
     const uint64_t generation = capture.parse_generation();
     for (const auto& name : u.binds) {
-      auto it = std::find_if(parses_.begin(), parses_.end(),
-                             [&](const auto& p) { return p.first == name; });
-      const size_t at = static_cast<size_t>(it - parses_.begin());
-      if (it != parses_.end() && parses_checked_[at] == generation) continue;
+      KnownParse* known = find_parse(name);
+      if (known != nullptr && known->generation == generation) continue;
       const std::string* parse = capture.parse_message(name);
       if (parse == nullptr) continue;
-      if (it == parses_.end()) {
-        parses_.emplace_back(name, *parse);
-        parses_checked_.push_back(generation);
+      if (known == nullptr) {
+        parses_.push_back({name, *parse, generation});
       } else {
-        if (it->second != *parse) it->second = *parse;
-        parses_checked_[at] = generation;
+        if (known->parse != *parse) known->parse = *parse;
+        known->generation = generation;
       }
     }
     if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
@@ -148,6 +145,13 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
     queue_.push_back(std::move(u));
   }
   wake_.cancel();
+}
+
+MirrorLink::KnownParse* MirrorLink::find_parse(std::string_view name) {
+  for (auto& p : parses_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
 }
 
 void MirrorLink::journal_pending(std::string_view reason) {
@@ -239,9 +243,7 @@ bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
   e.session.params = context_.params;
   e.session.state = state_units_;
   for (const auto& name : unit.binds) {
-    auto it = std::find_if(parses_.begin(), parses_.end(),
-                           [&](const auto& p) { return p.first == name; });
-    if (it != parses_.end()) e.session.prepared.push_back(*it);
+    if (const KnownParse* known = find_parse(name)) e.session.prepared.emplace_back(name, known->parse);
   }
   remember_state(unit);
   const uint64_t seq = unit.seq;
@@ -606,11 +608,10 @@ asio::awaitable<bool> MirrorLink::reprepare() {
       if (std::find(reprepared_.begin(), reprepared_.end(), name) != reprepared_.end()) continue;
       reprepared_.push_back(name);
       if (parses(unit.bytes, name)) continue;
-      auto it = std::find_if(parses_.begin(), parses_.end(),
-                             [&](const auto& p) { return p.first == name; });
-      if (it == parses_.end()) continue;
+      const KnownParse* known = find_parse(name);
+      if (known == nullptr) continue;
       protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
-      prep += it->second;
+      prep += known->parse;
     }
   }
   if (prep.empty()) co_return true;

@@ -187,9 +187,15 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   size_t rend_ = 0;
   std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
   size_t state_bytes_ = 0;
-  std::vector<std::pair<std::string, std::string>> parses_;  // name -> Parse, for binds
-  // parses_[i] was the capture's at this parse generation (WriteCapture::parse_generation).
-  std::vector<uint64_t> parses_checked_;
+  // The Parse of every statement the session's units bind (journal entries carry it), as the
+  // capture had it at `generation` (WriteCapture::parse_generation: unchanged means still current).
+  struct KnownParse {
+    std::string name;
+    std::string parse;
+    uint64_t generation = 0;
+  };
+  KnownParse* find_parse(std::string_view name);
+  std::vector<KnownParse> parses_;
   // Set once the link journaled a unit or reconnected: binds are prepared again (once per name
   // and connection, in reprepared_) before the units that use them.
   bool reprepare_ = false;
