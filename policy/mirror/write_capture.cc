@@ -613,7 +613,8 @@ WriteCapture::Request WriteCapture::fresh_request() {
 
 void WriteCapture::recycle(Request&& r) {
   // Nothing worth keeping (moved from): dropped.
-  constexpr size_t kInlineCapacity = std::string().capacity();  // no heap buffer to keep
+  // Not constexpr: libstdc++ 12 under clang cannot evaluate it at compile time.
+  const size_t kInlineCapacity = std::string().capacity();  // no heap buffer to keep
   if (spare_.size() >= kSpareRequests ||
       (r.bytes.capacity() <= kInlineCapacity && r.outcomes.capacity() == 0)) {
     return;
