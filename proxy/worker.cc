@@ -1,0 +1,94 @@
+// A worker's thread and what it keeps for the process: the sessions it adopts, the mirror links
+// started on it (journaled at shutdown), the drain signals. The data path itself is in session/.
+#include "proxy/worker.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include "proxy/mirror/journal.h"
+#include "proxy/mirror/mirror_link.h"
+#include "proxy/mirror/mirror_safety.h"
+#include "proxy/net/uring_relay.h"
+#include "proxy/session/session.h"
+
+namespace pgtandem::proxy {
+
+ServerState::ServerState() = default;
+ServerState::~ServerState() = default;
+
+Worker::Worker(size_t index, ServerState& state) : index_(index), state_(state) {}
+Worker::~Worker() = default;
+
+void Worker::adopt(int family, int protocol, int fd) {
+  sessions_.fetch_add(1, std::memory_order_relaxed);
+  asio::post(io_, [this, family, protocol, fd] {
+    Socket socket(io_, asio::generic::stream_protocol(family, protocol), fd);
+    asio::co_spawn(
+        io_,
+        [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
+          state_.metrics->client_connected();
+          co_await run_session(*this, std::move(s));
+          state_.metrics->client_disconnected();
+          state_.clients.fetch_sub(1, std::memory_order_relaxed);
+          sessions_.fetch_sub(1, std::memory_order_relaxed);
+        },
+        asio::detached);
+  });
+}
+
+void Worker::add_mirror_link(const std::shared_ptr<MirrorLink>& link) {
+  if (mirror_links_.size() >= 64 && mirror_links_.size() % 64 == 0) {
+    std::erase_if(mirror_links_, [](const auto& w) { return w.expired(); });
+  }
+  mirror_links_.push_back(link);
+}
+
+void Worker::journal_pending_mirror_writes() {
+  for (auto& weak : mirror_links_) {
+    if (auto link = weak.lock()) link->journal_pending("shutdown");
+  }
+  mirror_links_.clear();
+}
+
+void Worker::wake_for_drain() {
+  // Copied first: a woken session may unregister while the signals are emitted.
+  std::vector<asio::cancellation_signal*> signals(drain_signals_.begin(), drain_signals_.end());
+  for (auto* signal : signals) {
+    if (drain_signals_.count(signal) != 0) signal->emit(asio::cancellation_type::terminal);
+  }
+}
+
+bool Worker::mirror_links_drained() {
+  std::erase_if(mirror_links_, [](const auto& w) { return w.expired(); });
+  for (auto& weak : mirror_links_) {
+    if (auto link = weak.lock(); link && !link->drained()) return false;
+  }
+  return true;
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(io_);
+#if PGTANDEM_URING_RELAY
+    // io_backend = "uring": the ring is created here, on the thread that alone submits to it
+    // (IORING_SETUP_SINGLE_ISSUER); start_server probed the same setup before any worker started.
+    if (state_.uring_relay) uring_ = std::make_unique<UringRelay>(io_);
+#endif
+    if (uring_) {
+      uring_->run_worker();  // the ring waits; it runs Asio's handlers too (uring_relay.cc)
+      uring_->shut_down();
+    } else {
+      io_.run();
+    }
+  });
+}
+
+void Worker::stop() { io_.stop(); }
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace pgtandem::proxy
