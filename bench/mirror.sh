@@ -28,6 +28,11 @@
 #                        diagnostic that models `new` on other hardware: the mirror's database work
 #                        then yields the CPU to the primary's. Pgpool-II waits for `new` on every
 #                        statement, so do not compare (c)/(d) from such a run.
+#   MB_FLOOR=0           1: the fixed-rate phase also runs `floor`: mirroring off, while a second
+#                        pgbench (at MB_NEW_NICE, like new) replays the same TPC-B at the same rate
+#                        straight on new: what new's repeat of the writes costs the client's
+#                        latency on these cores when pgtandem's own mirror work costs nothing (the
+#                        bound for moving the mirror links to lower-priority threads)
 #   MB_OUT=              results dir (default build-mbench/mirror-results/<timestamp>)
 #   PG_KEEP=1            keep the temp dir (server, pgtandem and pgpool logs)
 set -euo pipefail
@@ -46,6 +51,7 @@ rate=${MB_RATE:-}
 build=${MB_BUILD:-1}
 boost=${MB_BOOST:-0}
 new_nice=${MB_NEW_NICE:-}
+floor=${MB_FLOOR:-0}
 build_dir=$root/build-mbench
 pgtandem_bin=${MB_PGTANDEM:-$build_dir/proxy/pgtandem}
 out=${MB_OUT:-$build_dir/mirror-results/$(date +%Y%m%d-%H%M%S)}
@@ -385,21 +391,32 @@ shell_children_us() {
 run_one() {
   local phase=$1 r=$2 t=$3 secs=$4 rt=${5:-}
   reset_data
+  local via=$t bg=''
+  [[ $t != floor ]] || via=off
   local -a args=(-n -M "$mode" -c "$clients" -j "$threads" -T "$secs"
-    -h 127.0.0.1 -p "${port_of[$t]}" -U postgres)
+    -h 127.0.0.1 -p "${port_of[$via]}" -U postgres)
   local logp=$w/txlog-$phase-$r-$t
   [[ -z $rt ]] || args+=(-R "$rt" -l --log-prefix "$logp")
-  local pid=${pid_of[$t]:-} load1 snap0=$w/m0.json snap1=$w/m1.json
+  local pid=${pid_of[$via]:-} load1 snap0=$w/m0.json snap1=$w/m1.json
   load1=$(cut -d' ' -f1 /proc/loadavg)
   [[ $t != mirror ]] || python3 "$w/metrics.py" snap "$metrics_url" >"$snap0"
   local c0 c1 s0 s1 px0=0 px1=0
   read -r -a c0 <<<"$(python3 "$w/cpu.py" "$old_pm" "$new_pm" ${pid:+"$pid"})"
   shell_children_us
   s0=$CHILD_US
+  if [[ $t == floor ]]; then
+    # new repeats the writes as the mirror would, at new's nice, driven by a pgbench of its own.
+    nice -n "${new_nice:-0}" pgbench -n -M "$mode" -c "$clients" -j "$threads" -T "$secs" -R "$rt" \
+      -h 127.0.0.1 -p "$new_port" -U postgres bench >"$w/pgbench-$phase-$r-floor-new.log" 2>&1 &
+    bg=$!
+  fi
   local res
   res=$(pg_pgbench "$w/pgbench-$phase-$r-$t.log" "${args[@]}" bench)
   shell_children_us
   s1=$CHILD_US
+  if [[ -n $bg ]]; then
+    wait "$bg" || { tail -n 20 "$w/pgbench-$phase-$r-floor-new.log" >&2; pg_die "floor: pgbench on new failed"; }
+  fi
   [[ $t != mirror ]] || mirror_drain
   read -r -a c1 <<<"$(python3 "$w/cpu.py" "$old_pm" "$new_pm" ${pid:+"$pid"})"
   [[ -z $pid ]] || { px0=${c0[2]}; px1=${c1[2]}; }
@@ -469,6 +486,7 @@ if [[ -z $rate ]]; then
 fi
 pg_log "fixed rate: $rate tps"
 targets=(direct off mirror)
+((floor == 0)) || targets+=(floor)
 for ((r = 1; r <= rounds; r++)); do
   for ((i = 0; i < ${#targets[@]}; i++)); do
     run_one rate "$r" "${targets[$(((i + r - 1) % ${#targets[@]}))]}" "$rate_duration" "$rate"
@@ -493,6 +511,8 @@ journal_bytes=$(stat -c %s "$mirror_journal" 2>/dev/null || echo 0)
   echo "- TPC-B, pgbench -n -M $mode -c $clients -j $threads, scale $scale, fresh \`pgbench -i\` on" \
     "both before every run; max: -T $duration; fixed rate: -R $rate -T $rate_duration; median of" \
     "$rounds interleaved rounds; all TCP 127.0.0.1"
+  ((floor == 0)) || echo "- (e): mirroring off while \`pgbench -R $rate\` runs the same TPC-B straight on new" \
+    "at nice ${new_nice:-0} (MB_FLOOR=1)"
   echo "- load average before/after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg)$( ((boost == 0)) ||
     echo ' (bench at nice -20)')"
   echo "- mirror journal after the run: $journal_bytes bytes${new_nice:+; new at nice $new_nice (diagnostic run)}"
@@ -517,13 +537,16 @@ def cpu(t, c):  # CPU us per transaction, median
     v = [float(x[c]) / float(x["txns"]) for x in runs[("max", t)].values() if float(x["txns"]) > 0]
     return med(v) if v else 0.0
 names = {"direct": "(a) direct old", "off": "(b) pgtandem, mirroring off",
-         "mirror": "(c) pgtandem, mirroring on", "pgpool": "(d) Pgpool-II native replication"}
+         "mirror": "(c) pgtandem, mirroring on", "pgpool": "(d) Pgpool-II native replication",
+         "floor": "(e) mirroring off, new replaying the writes beside it"}
 print(open(sys.argv[3]).read())
 print("| config | max tps | vs direct | (c)/(d) | fixed-rate avg ms | p99 ms | avg vs (b) | p99 vs (b) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for t in ["direct", "off", "mirror", "pgpool"]:
-    tps = med(col("max", t, "tps"))
-    vs = ratio("max", t, "direct", "tps")
+for t in ["direct", "off", "mirror", "pgpool", "floor"]:
+    if not runs[("max", t)] and not runs[("rate", t)]:
+        continue
+    tps = med(col("max", t, "tps")) if runs[("max", t)] else float("nan")
+    vs = ratio("max", t, "direct", "tps") if runs[("max", t)] else float("nan")
     cd = f"{ratio('max', 'mirror', 'pgpool', 'tps'):.2f}x" if t in ("mirror", "pgpool") else ""
     if runs[("rate", t)]:
         avg = f"{med(col('rate', t, 'lat_ms')):.2f}"
