@@ -6,7 +6,8 @@
 #
 # Environment: MI_PGTANDEM (binary; default build-lead/proxy/pgtandem), MI_TXNS=400 (per client,
 # 2 clients, per mode), MI_MODES="simple prepared", MI_TOP=25 (functions listed for mirroring on),
-# MI_KEEP (a directory: the callgrind outputs are copied there).
+# MI_KEEP (a directory: the callgrind outputs are copied there), MI_LINK_THREADS ([mirror]
+# link_threads; default pgtandem's: 1. Callgrind counts every thread's instructions).
 # What a start and a stop with no client cost (the config, TLS contexts, threads: ~17 M
 # instructions, 21k per transaction of a 800-transaction run) is measured once per setting and
 # subtracted, as bench/relay-instructions.sh does; before 2026-12-07 it was not, which made the
@@ -40,7 +41,7 @@ for mirror in off on; do
   export PGTANDEM_TOML_TOP='io_backend = "epoll"'
   if [[ $mirror == on ]]; then
     export PGTANDEM_TOML_TOP=$'io_backend = "epoll"\nmirror_writes = true'
-    export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
+    export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'"${MI_LINK_THREADS:+$'\n'link_threads = $MI_LINK_THREADS}"
   fi
   name=mi-$mirror
   pgtandem_callgrind_start "$bin" "$name-idle"

@@ -28,6 +28,9 @@
 #                        diagnostic that models `new` on other hardware: the mirror's database work
 #                        then yields the CPU to the primary's. Pgpool-II waits for `new` on every
 #                        statement, so do not compare (c)/(d) from such a run.
+#   MB_LINK_THREADS=     [mirror] link_threads of the mirroring pgtandem (default: its default, 1)
+#   MB_INLINE=0          1: adds (c0), a second mirroring pgtandem with link_threads = 0 (the links
+#                        on the clients' worker, as before issue 17), interleaved with (c)
 #   MB_FLOOR=0           1: the fixed-rate phase also runs `floor`: mirroring off, while a second
 #                        pgbench (at MB_NEW_NICE, like new) replays the same TPC-B at the same rate
 #                        straight on new: what new's repeat of the writes costs the client's
@@ -52,6 +55,8 @@ build=${MB_BUILD:-1}
 boost=${MB_BOOST:-0}
 new_nice=${MB_NEW_NICE:-}
 floor=${MB_FLOOR:-0}
+link_threads=${MB_LINK_THREADS:-}
+inline=${MB_INLINE:-0}
 build_dir=$root/build-mbench
 pgtandem_bin=${MB_PGTANDEM:-$build_dir/proxy/pgtandem}
 out=${MB_OUT:-$build_dir/mirror-results/$(date +%Y%m%d-%H%M%S)}
@@ -245,12 +250,21 @@ pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-off
 port_of[off]=$PGTANDEM_PORT pid_of[off]=$PGTANDEM_PID
 
 export PGTANDEM_TOML_TOP='mirror_writes = true'
-export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'
+export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"'"${link_threads:+$'\n'link_threads = $link_threads}"
 pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-mirror
 unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
 port_of[mirror]=$PGTANDEM_PORT pid_of[mirror]=$PGTANDEM_PID
-metrics_url=http://127.0.0.1:$PGTANDEM_ADMIN_PORT/metrics
+declare -A metrics_of=()
+metrics_of[mirror]=http://127.0.0.1:$PGTANDEM_ADMIN_PORT/metrics
 mirror_journal=$PG_WORKDIR/pgtandem-mirror/mirror.journal
+if ((inline)); then
+  export PGTANDEM_TOML_TOP='mirror_writes = true'
+  export PGTANDEM_TOML_TAIL=$'[mirror]\njournal_path = "@DIR@/mirror.journal"\nlink_threads = 0'
+  pgtandem_start "$pgtandem_bin" old new "$workers" pgtandem-inline
+  unset PGTANDEM_TOML_TOP PGTANDEM_TOML_TAIL
+  port_of[inline]=$PGTANDEM_PORT pid_of[inline]=$PGTANDEM_PID
+  metrics_of[inline]=http://127.0.0.1:$PGTANDEM_ADMIN_PORT/metrics
+fi
 
 # Pgpool-II in native replication mode: every write on old, then on new (backend 0 is the main
 # node). Trust auth, no pool_hba/pool_passwd, no health or streaming checks, no failover, no
@@ -335,9 +349,9 @@ pgpool_start
 # --- one run ------------------------------------------------------------------------------------
 # Wait until pgtandem's mirror queue is empty and nothing runs on new (the last units applied).
 mirror_drain() {
-  local deadline=$((SECONDS + 120)) quiet=0 q act
+  local url=$1 deadline=$((SECONDS + 120)) quiet=0 q act
   while ((SECONDS < deadline)); do
-    q=$(python3 "$w/metrics.py" queue "$metrics_url")
+    q=$(python3 "$w/metrics.py" queue "$url")
     act=$(pg_psql new -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
       AND pid <> pg_backend_pid() AND state NOT LIKE 'idle%'" bench)
     if [[ $q == 0 && $act == 0 ]]; then
@@ -399,7 +413,8 @@ run_one() {
   [[ -z $rt ]] || args+=(-R "$rt" -l --log-prefix "$logp")
   local pid=${pid_of[$via]:-} load1 snap0=$w/m0.json snap1=$w/m1.json
   load1=$(cut -d' ' -f1 /proc/loadavg)
-  [[ $t != mirror ]] || python3 "$w/metrics.py" snap "$metrics_url" >"$snap0"
+  local murl=${metrics_of[$t]:-}
+  [[ -z $murl ]] || python3 "$w/metrics.py" snap "$murl" >"$snap0"
   local c0 c1 s0 s1 px0=0 px1=0
   read -r -a c0 <<<"$(python3 "$w/cpu.py" "$old_pm" "$new_pm" ${pid:+"$pid"})"
   shell_children_us
@@ -417,7 +432,7 @@ run_one() {
   if [[ -n $bg ]]; then
     wait "$bg" || { tail -n 20 "$w/pgbench-$phase-$r-floor-new.log" >&2; pg_die "floor: pgbench on new failed"; }
   fi
-  [[ $t != mirror ]] || mirror_drain
+  [[ -z $murl ]] || mirror_drain "$murl"
   read -r -a c1 <<<"$(python3 "$w/cpu.py" "$old_pm" "$new_pm" ${pid:+"$pid"})"
   [[ -z $pid ]] || { px0=${c0[2]}; px1=${c1[2]}; }
   local tps lat txns pgb_cpu='' p50=- p99=- max=- lag=- check=-
@@ -428,18 +443,19 @@ run_one() {
     read -r lat p50 p99 max lag _ <<<"$(python3 "$w/lat.py" "$logp")"
     rm -f "$logp".*
   fi
-  if [[ $t == mirror ]]; then
-    python3 "$w/metrics.py" snap "$metrics_url" >"$snap1"
-    python3 - "$phase" "$r" "$(python3 "$w/metrics.py" diff "$snap0" "$snap1")" >>"$lagj" <<'EOF'
+  if [[ -n $murl ]]; then
+    python3 "$w/metrics.py" snap "$murl" >"$snap1"
+    python3 - "$phase" "$r" "$(python3 "$w/metrics.py" diff "$snap0" "$snap1")" "$t" >>"$lagj" <<'EOF'
 import json, sys
-d = json.loads(sys.argv[3]); d["phase"] = sys.argv[1]; d["round"] = int(sys.argv[2]); print(json.dumps(d))
+d = json.loads(sys.argv[3]); d["phase"] = sys.argv[1]; d["round"] = int(sys.argv[2]); d["target"] = sys.argv[4]
+print(json.dumps(d))
 EOF
   fi
-  if [[ $t == mirror || $t == pgpool ]]; then
+  if [[ -n $murl || $t == pgpool ]]; then
     local cs
     cs=$(check_same)
     check=${cs%% *}
-    if [[ $check != same && $t == mirror ]]; then
+    if [[ $check != same && -n $murl ]]; then
       # Writes the mirror could not apply in time went to the journal (by design, for `pgtandem
       # replay`): then old and new are expected to differ until a replay.
       local journaled
@@ -473,6 +489,7 @@ done
 
 # --- phase 1: maximum throughput ------------------------------------------------------------------
 targets=(direct off mirror pgpool)
+((inline == 0)) || targets+=(inline)
 for ((r = 1; r <= rounds; r++)); do
   for ((i = 0; i < ${#targets[@]}; i++)); do
     run_one max "$r" "${targets[$(((i + r - 1) % ${#targets[@]}))]}" "$duration"
@@ -486,6 +503,7 @@ if [[ -z $rate ]]; then
 fi
 pg_log "fixed rate: $rate tps"
 targets=(direct off mirror)
+((inline == 0)) || targets+=(inline)
 ((floor == 0)) || targets+=(floor)
 for ((r = 1; r <= rounds; r++)); do
   for ((i = 0; i < ${#targets[@]}; i++)); do
@@ -493,7 +511,7 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
-for t in off mirror pgpool; do
+for t in off mirror pgpool $( ((inline == 0)) || echo inline); do
   kill -0 "${pid_of[$t]}" 2>/dev/null || pg_die "$t exited during the run"
 done
 journal_bytes=$(stat -c %s "$mirror_journal" 2>/dev/null || echo 0)
@@ -504,7 +522,8 @@ journal_bytes=$(stat -c %s "$mirror_journal" 2>/dev/null || echo 0)
     "($(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n 1)), kernel $(uname -r)"
   echo "- command: \`MB_DURATION=$duration MB_RATE_DURATION=$rate_duration MB_ROUNDS=$rounds" \
     "MB_CLIENTS=$clients MB_THREADS=$threads MB_SCALE=$scale MB_MODE=$mode MB_WORKERS=$workers" \
-    "MB_BOOST=$boost${new_nice:+ MB_NEW_NICE=$new_nice} bench/mirror.sh\`"
+    "MB_BOOST=$boost${new_nice:+ MB_NEW_NICE=$new_nice}${link_threads:+ MB_LINK_THREADS=$link_threads}" \
+    "$( ((floor == 0)) || echo 'MB_FLOOR=1 ')bench/mirror.sh\`"
   echo "- pgtandem $("$pgtandem_bin" --version 2>&1 | head -n 1), commit $commit$dirty, Release," \
     "workers=$workers; $("$PG_BIN/postgres" --version) (fsync=off) x2;" \
     "$(/usr/sbin/pgpool --version 2>&1 | head -n 1) native_replication; $(pgbench --version)"
@@ -538,16 +557,17 @@ def cpu(t, c):  # CPU us per transaction, median
     return med(v) if v else 0.0
 names = {"direct": "(a) direct old", "off": "(b) pgtandem, mirroring off",
          "mirror": "(c) pgtandem, mirroring on", "pgpool": "(d) Pgpool-II native replication",
-         "floor": "(e) mirroring off, new replaying the writes beside it"}
+         "floor": "(e) mirroring off, new replaying the writes beside it",
+         "inline": "(c0) mirroring on, links on the client's worker (link_threads = 0)"}
 print(open(sys.argv[3]).read())
 print("| config | max tps | vs direct | (c)/(d) | fixed-rate avg ms | p99 ms | avg vs (b) | p99 vs (b) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for t in ["direct", "off", "mirror", "pgpool", "floor"]:
+for t in ["direct", "off", "mirror", "inline", "pgpool", "floor"]:
     if not runs[("max", t)] and not runs[("rate", t)]:
         continue
     tps = med(col("max", t, "tps")) if runs[("max", t)] else float("nan")
     vs = ratio("max", t, "direct", "tps") if runs[("max", t)] else float("nan")
-    cd = f"{ratio('max', 'mirror', 'pgpool', 'tps'):.2f}x" if t in ("mirror", "pgpool") else ""
+    cd = f"{ratio('max', t if t != 'pgpool' else 'mirror', 'pgpool', 'tps'):.2f}x" if t in ("mirror", "inline", "pgpool") else ""
     if runs[("rate", t)]:
         avg = f"{med(col('rate', t, 'lat_ms')):.2f}"
         p99 = f"{med(col('rate', t, 'p99_ms')):.2f}"
@@ -564,12 +584,14 @@ print("CPU per transaction at maximum throughput (us, median; proxy = pgtandem p
 print()
 print("| config | pgbench | proxy | postgres old | postgres new | total |")
 print("|---|---:|---:|---:|---:|---:|")
-for t in ["direct", "off", "mirror", "pgpool"]:
+for t in ["direct", "off", "mirror", "inline", "pgpool"]:
+    if not runs[("max", t)]:
+        continue
     v = [cpu(t, c) for c in ("cpu_pgbench_us", "cpu_proxy_us", "cpu_old_us", "cpu_new_us")]
     print(f"| {names[t]} | {v[0]:.0f} | {v[1]:.0f} | {v[2]:.0f} | {v[3]:.0f} | {sum(v):.0f} |")
 print()
 for phase in ("max", "rate"):
-    ds = [d for d in lag if d["phase"] == phase]
+    ds = [d for d in lag if d["phase"] == phase and d.get("target", "mirror") == "mirror"]
     if not ds:
         continue
     buckets = defaultdict(float)

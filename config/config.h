@@ -106,6 +106,11 @@ struct Mirror {
   // backlog in the background and returns every session to live mirroring. Off: the journal waits
   // for `pgtandem replay` and a degraded session journals until it ends. Restart-only.
   bool catchup = true;
+  // Threads of their own for the mirror links (issue 17; docs/design.md 4.2), at nice `link_nice`
+  // so that the relay's threads win the cores on a busy machine. 0: each link runs on its
+  // client's worker (as before). Restart-only.
+  uint32_t link_threads = 1;
+  uint32_t link_nice = 10;
 };
 
 // Statement classification knobs.

@@ -435,6 +435,22 @@ bool Server::start(std::string* error) {
     im.state.workers.push_back(&w);
     im.metrics->add_worker(&w.stats());
   }
+  // The mirror links' threads (docs/design.md 4.2): at a lower priority, so the relay wins the
+  // cores. No more of them than workers.
+  const size_t homes = std::min<size_t>(cfg->mirror.link_threads, nworkers);
+  for (size_t i = 0; i < homes; ++i) {
+    Worker& h = im.mirror_homes.emplace_back(nworkers + i, im.state);
+    h.make_mirror_home(static_cast<int>(cfg->mirror.link_nice));
+    im.metrics->add_worker(&h.stats());
+  }
+  if (homes > 0) {
+    size_t i = 0;
+    for (Worker& w : im.workers) {
+      auto it = im.mirror_homes.begin();
+      std::advance(it, i++ % homes);
+      w.set_mirror_home(&*it);
+    }
+  }
 
   // Each worker gets its own SO_REUSEPORT listener per TCP address, so accepting never crosses
   // threads; the Unix socket (no SO_REUSEPORT for AF_UNIX) is served by worker 0.
@@ -625,6 +641,7 @@ bool Server::start(std::string* error) {
                 {{"config", im.options.config_path}, {"error", watch_error}});
     }
   }
+  for (Worker& w : im.mirror_homes) w.start();
   for (Worker& w : im.workers) w.start();
   std::string listen_desc;
   for (const auto& a : cfg->listen) {
@@ -637,6 +654,7 @@ bool Server::start(std::string* error) {
                                                   : std::string(PGTANDEM_IO_BACKEND)},
              {"listen", listen_desc},
              {"workers", std::to_string(nworkers)},
+             {"mirror_link_threads", std::to_string(im.mirror_homes.size())},
              {"primary", cfg->primary},
              {"mirror_writes", cfg->mirror_writes ? "on" : "off"},
              {"admin", cfg->admin.enabled()
@@ -687,11 +705,13 @@ void Server::stop() {
   if (impl_->cutover) impl_->cutover->stop_agent();
   impl_->fence.reset();  // a pause opens, a fence ends (catch-up applies its journal later)
   if (impl_->catchup) impl_->catchup->stop();
-  // Mirror writes not yet applied go to the journal, on each worker's own thread, before the
-  // event loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.)
-  if (impl_->state.mirror.journal) {
+  // Mirror writes not yet applied go to the journal, on each link's own thread, before the event
+  // loops stop: stopping abandons the links' queues. (A graceful drain is issue 6.) Links on the
+  // sessions' workers first; then the workers stop (no session pushes any more), then the links
+  // on their own threads journal what they were given, inbox included.
+  auto journal_on = [](std::list<Worker>& ws) {
     std::vector<std::future<void>> done;
-    for (Worker& w : impl_->workers) {
+    for (Worker& w : ws) {
       auto p = std::make_shared<std::promise<void>>();
       done.push_back(p->get_future());
       asio::post(w.io(), [&w, p] {
@@ -703,12 +723,22 @@ void Server::stop() {
     for (auto& f : done) {
       if (f.wait_for(std::chrono::seconds(5)) != std::future_status::ready) all = false;
     }
+    return all;
+  };
+  const bool mirroring = impl_->state.mirror.journal != nullptr;
+  bool all = !mirroring || journal_on(impl_->workers);
+  for (Worker& w : impl_->workers) w.stop();
+  for (Worker& w : impl_->workers) w.join();
+  if (mirroring) all = journal_on(impl_->mirror_homes) && all;
+  if (mirroring) {
     // Every queue is in the journal now: no crash window to report at the next start.
     if (all && impl_->state.mirror.safety) impl_->state.mirror.safety->clean_stop();
     if (!all) log::error("mirror queues not all journaled at stop: the crash window stays marked");
   }
-  for (Worker& w : impl_->workers) w.stop();
-  for (Worker& w : impl_->workers) w.join();
+  for (Worker& w : impl_->mirror_homes) w.stop();
+  for (Worker& w : impl_->mirror_homes) w.join();
+  for (Worker& w : impl_->workers) w.close_mirror_links();
+  for (Worker& w : impl_->mirror_homes) w.close_mirror_links();
   if (!impl_->unix_socket_path.empty()) ::unlink(impl_->unix_socket_path.c_str());
   impl_->unix_socket_path.clear();
 }
@@ -818,18 +848,10 @@ asio::awaitable<void> Server::Impl::drain_wait(std::chrono::steady_clock::time_p
   bool mirror_drained = true;
   if (state.mirror.journal) {
     for (;;) {
-      std::vector<std::future<bool>> checks;
-      for (Worker& w : workers) {
-        auto p = std::make_shared<std::promise<bool>>();
-        checks.push_back(p->get_future());
-        asio::post(w.io(), [&w, p] { p->set_value(w.mirror_links_drained()); });
-      }
+      // (drained() is an atomic of each link: read here, on the main thread.)
       mirror_drained = true;
-      for (auto& f : checks) {
-        mirror_drained = mirror_drained &&
-                         f.wait_for(std::chrono::seconds(1)) == std::future_status::ready &&
-                         f.get();
-      }
+      for (Worker& w : workers) mirror_drained = mirror_drained && w.mirror_links_drained();
+      for (Worker& w : mirror_homes) mirror_drained = mirror_drained && w.mirror_links_drained();
       if (mirror_drained || steady_clock::now() >= deadline) break;
       timer.expires_after(std::chrono::milliseconds(50));
       co_await timer.async_wait(kNoThrow);

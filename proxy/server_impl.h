@@ -55,6 +55,9 @@ struct Server::Impl {
   std::unique_ptr<asio::signal_set> signals;
   ServerState state;
   std::unique_ptr<Metrics> metrics;
+  // Declared before `workers`, so destroyed after them: a session's coroutine, destroyed with its
+  // worker's io_context, may hold the last reference to a link whose timers are on a home's.
+  std::list<Worker> mirror_homes;  // [mirror] link_threads: the links' threads
   std::list<Worker> workers;
   std::list<Acceptor> acceptors;
   std::unique_ptr<AdminServer> admin;

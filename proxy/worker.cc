@@ -7,11 +7,19 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
 #include "proxy/mirror/journal.h"
 #include "proxy/mirror/mirror_link.h"
 #include "proxy/mirror/mirror_safety.h"
 #include "proxy/net/uring_relay.h"
 #include "proxy/session/session.h"
+#include "proxy/telemetry/log.h"
 
 namespace pgtandem::proxy {
 
@@ -39,17 +47,32 @@ void Worker::adopt(int family, int protocol, int fd) {
 }
 
 void Worker::add_mirror_link(const std::shared_ptr<MirrorLink>& link) {
+  std::lock_guard lock(mirror_links_mu_);
   if (mirror_links_.size() >= 64 && mirror_links_.size() % 64 == 0) {
     std::erase_if(mirror_links_, [](const auto& w) { return w.expired(); });
   }
   mirror_links_.push_back(link);
 }
 
-void Worker::journal_pending_mirror_writes() {
-  for (auto& weak : mirror_links_) {
-    if (auto link = weak.lock()) link->journal_pending("shutdown");
+namespace {
+std::vector<std::shared_ptr<MirrorLink>> live(std::mutex& mu,
+                                              std::vector<std::weak_ptr<MirrorLink>>& links) {
+  std::lock_guard lock(mu);
+  std::erase_if(links, [](const auto& w) { return w.expired(); });
+  std::vector<std::shared_ptr<MirrorLink>> out;
+  for (auto& weak : links) {
+    if (auto link = weak.lock()) out.push_back(std::move(link));
   }
-  mirror_links_.clear();
+  return out;
+}
+}  // namespace
+
+void Worker::journal_pending_mirror_writes() {
+  for (auto& link : live(mirror_links_mu_, mirror_links_)) link->journal_pending("shutdown");
+}
+
+void Worker::close_mirror_links() {
+  for (auto& link : live(mirror_links_mu_, mirror_links_)) link->close();
 }
 
 void Worker::wake_for_drain() {
@@ -61,9 +84,8 @@ void Worker::wake_for_drain() {
 }
 
 bool Worker::mirror_links_drained() {
-  std::erase_if(mirror_links_, [](const auto& w) { return w.expired(); });
-  for (auto& weak : mirror_links_) {
-    if (auto link = weak.lock(); link && !link->drained()) return false;
+  for (auto& link : live(mirror_links_mu_, mirror_links_)) {
+    if (!link->drained()) return false;
   }
   return true;
 }
@@ -71,6 +93,15 @@ bool Worker::mirror_links_drained() {
 void Worker::start() {
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
+    if (mirror_home_role_) {
+      // This thread only (Linux: a thread's nice is its own); the relay's threads keep theirs.
+      if (nice_ != 0 && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice_) != 0) {
+        log::warn("mirror link thread: nice not applied",
+                  {{"nice", std::to_string(nice_)}, {"error", std::strerror(errno)}});
+      }
+      io_.run();
+      return;
+    }
 #if PGTANDEM_URING_RELAY
     // io_backend = "uring": the ring is created here, on the thread that alone submits to it
     // (IORING_SETUP_SINGLE_ISSUER); start_server probed the same setup before any worker started.

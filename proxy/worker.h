@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -125,7 +126,8 @@ class Worker {
   std::atomic<uint32_t>& sessions() { return sessions_; }
 
   // Mirror links started on this worker (weak: a link lives as long as its queue). On stop, what
-  // they have not applied is journaled instead of dropped.
+  // they have not applied is journaled instead of dropped. Any thread (a link is registered with
+  // its home, which may be another thread's).
   void add_mirror_link(const std::shared_ptr<MirrorLink>& link);
   void journal_pending_mirror_writes();
 
@@ -135,8 +137,22 @@ class Worker {
   void register_drain(asio::cancellation_signal* signal) { drain_signals_.insert(signal); }
   void unregister_drain(asio::cancellation_signal* signal) { drain_signals_.erase(signal); }
   void wake_for_drain();
-  // Every mirror link started here has applied its queue (or is gone); on the worker thread.
+  // Every mirror link started here has applied its queue (or is gone); any thread.
   bool mirror_links_drained();
+  // After every thread stopped: closes the links' sockets, which may be registered with another
+  // worker's io_context (a link lent to a session there) that is destroyed first.
+  void close_mirror_links();
+
+  // Mirror link threads ([mirror] link_threads, docs/design.md 4.2): a worker in the role of a
+  // home for mirror links runs no sessions and no ring, at nice `nice` (set on its thread). A
+  // session worker's links run on its home (itself when there is none).
+  void make_mirror_home(int nice) {
+    mirror_home_role_ = true;
+    nice_ = nice;
+  }
+  bool is_mirror_home() const { return mirror_home_role_; }
+  void set_mirror_home(Worker* home) { mirror_home_ = home; }
+  Worker& mirror_home() { return mirror_home_ != nullptr ? *mirror_home_ : *this; }
 
   // Starts serving `socket` (created on any io_context) on this worker's thread.
   void adopt(int protocol_family, int protocol, int fd);
@@ -157,7 +173,11 @@ class Worker {
   WorkerStats stats_;
   policy::ClassificationCache classification_cache_;
   std::atomic<uint32_t> sessions_{0};
-  std::vector<std::weak_ptr<MirrorLink>> mirror_links_;  // touched on the worker thread only
+  std::mutex mirror_links_mu_;
+  std::vector<std::weak_ptr<MirrorLink>> mirror_links_;  // under mirror_links_mu_
+  bool mirror_home_role_ = false;
+  int nice_ = 0;
+  Worker* mirror_home_ = nullptr;
   std::unordered_set<asio::cancellation_signal*> drain_signals_;  // worker thread only
   std::thread thread_;
 };

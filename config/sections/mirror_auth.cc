@@ -42,6 +42,10 @@ void Validator::validate_mirror(const toml::table& table, Mirror& out) {
       set_uint(node, "mirror.apply_timeout_ms", 10, kMaxTimeoutMs, out.apply_timeout_ms);
     } else if (k == "catchup") {
       set_bool(node, "mirror.catchup", out.catchup);
+    } else if (k == "link_threads") {
+      set_uint(node, "mirror.link_threads", 0, 64, out.link_threads);
+    } else if (k == "link_nice") {
+      set_uint(node, "mirror.link_nice", 0, 19, out.link_nice);
     } else {
       unknown_key(key, "in [mirror]");
     }

@@ -256,6 +256,8 @@ std::vector<ConfigChange> diff_configs(const config::Config& before, const confi
   d.field("mirror.journal_full_timeout_ms", mb.journal_full_timeout_ms,
           ma.journal_full_timeout_ms);
   d.field("mirror.reconnect_interval_ms", mb.reconnect_interval_ms, ma.reconnect_interval_ms);
+  d.field("mirror.link_threads", mb.link_threads, ma.link_threads, true);
+  d.field("mirror.link_nice", mb.link_nice, ma.link_nice, true);
 
   d.field("auth.mode", before.auth.mode, after.auth.mode, true);
   d.field("auth.file", before.auth.file, after.auth.file);

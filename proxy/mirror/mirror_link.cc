@@ -3,6 +3,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -53,41 +55,50 @@ uint32_t count_responses(std::string_view bytes) {
 }
 }  // namespace
 
-std::shared_ptr<MirrorLink> MirrorLink::start(Worker& worker, MirrorContext context,
-                                              size_t target) {
-  auto link = std::make_shared<MirrorLink>(worker, std::move(context), target);
-  worker.add_mirror_link(link);
-  asio::co_spawn(worker.io(), [link]() { return link->run(); }, asio::detached);
+std::shared_ptr<MirrorLink> MirrorLink::start_on(Worker& home, MirrorContext context,
+                                                 size_t target, bool moves) {
+  auto link = std::make_shared<MirrorLink>(home, std::move(context), target, moves);
+  home.add_mirror_link(link);
+  asio::co_spawn(home.io(), [link]() { return link->run(); }, asio::detached);
   return link;
 }
 
+std::shared_ptr<MirrorLink> MirrorLink::start(Worker& worker, MirrorContext context,
+                                              size_t target) {
+  Worker& home = worker.mirror_home();
+  return start_on(home, std::move(context), target, &home != &worker);
+}
+
 std::shared_ptr<MirrorLink> MirrorLink::start_like(const MirrorLink& model, size_t target) {
-  auto link = start(model.worker_, model.context_, target);
+  auto link = start_on(model.worker_, model.context_, target, model.moves_);
+  std::lock_guard lock(model.state_mu_);
   link->state_units_ = model.state_units_;
   link->state_bytes_ = model.state_bytes_;
   return link;
 }
 
-MirrorLink::MirrorLink(Worker& worker, MirrorContext context, size_t target)
-    : worker_(worker),
-      state_(worker.state()),
+MirrorLink::MirrorLink(Worker& home, MirrorContext context, size_t target, bool moves)
+    : worker_(home),
+      moves_(moves),
+      state_(home.state()),
       context_(std::move(context)),
       target_(target),
-      socket_(worker.io()),
-      wake_(worker.io()),
-      hang_timer_(worker.io()) {}
+      socket_(home.io()),
+      wake_(home.io()),
+      hang_timer_(home.io()) {}
 
 bool MirrorLink::over_limit() const {
   // [mirror] may change on reload; the snapshot holds the current one.
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
-  return queued_bytes_ > m.session_queue_bytes ||
+  return static_cast<uint64_t>(queued_bytes_.load(std::memory_order_relaxed)) >
+             m.session_queue_bytes ||
          static_cast<uint64_t>(state_.mirror.queue_bytes.load(std::memory_order_relaxed)) >
              m.global_queue_bytes;
 }
 
 void MirrorLink::account(int64_t delta) {
-  queued_bytes_ += delta;
+  queued_bytes_.fetch_add(delta, std::memory_order_relaxed);
   state_.mirror.queue_bytes.fetch_add(delta, std::memory_order_relaxed);
 }
 
@@ -95,55 +106,99 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   pushed_ += units.size();
-  for (auto& u : units) {
-    // The journal filled up with journal_full = "stop": writes are no longer mirrored (counted).
-    if (stopped_drops(state_.mirror, u.session_state, *state_.metrics)) {
-      order_done(u.seq);  // a reserved number: nothing will apply it
-      continue;
-    }
-    // Keep the Parse of every statement a unit binds: a journal entry must carry it. One copied
-    // at the capture's current parse generation is current: no lookup, no comparison.
-    const uint64_t generation = capture.parse_generation();
-    for (const auto& name : u.binds) {
-      KnownParse* known = find_parse(name);
-      if (known != nullptr && known->generation == generation) continue;
-      const std::string* parse = capture.parse_message(name);
-      if (parse == nullptr) continue;
-      if (known == nullptr) {
-        parses_.push_back({name, *parse, generation});
-      } else {
-        if (known->parse != *parse) known->parse = *parse;
-        known->generation = generation;
+  bool handed = false;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& u : units) {
+      // The journal filled up with journal_full = "stop": writes are no longer mirrored (counted).
+      if (stopped_drops(state_.mirror, u.session_state, *state_.metrics)) {
+        order_done(u.seq);  // a reserved number: nothing will apply it
+        continue;
       }
+      // Keep the Parse of every statement a unit binds: a journal entry must carry it. One copied
+      // at the capture's current parse generation is current: no lookup, no comparison.
+      if (!u.binds.empty()) {
+        const uint64_t generation = capture.parse_generation();
+        std::lock_guard parse_lock(parse_mu_);
+        for (const auto& name : u.binds) {
+          KnownParse* known = find_parse(name);
+          if (known != nullptr && known->generation == generation) continue;
+          const std::string* parse = capture.parse_message(name);
+          if (parse == nullptr) continue;
+          if (known == nullptr) {
+            parses_.push_back({name, *parse, generation});
+          } else {
+            if (known->parse != *parse) known->parse = *parse;
+            known->generation = generation;
+          }
+        }
+      }
+      if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
+      if (u.seq == 0) {  // else numbered when its lone COMMIT was forwarded (Session::on_forward)
+        using Follow = policy::MirrorOrder::Follow;
+        const auto numbered = state_.mirror.order.assign(
+            u.writes ? Follow::kEverything : Follow::kNothing, u.forward_mark);
+        u.seq = numbered.seq;
+        u.after = numbered.after;
+      }
+      const uint64_t size = u.bytes.size();
+      const bool full =
+          static_cast<uint64_t>(queued_bytes_.load(std::memory_order_relaxed)) + size >
+              m.session_queue_bytes ||
+          static_cast<uint64_t>(state_.mirror.queue_bytes.load(std::memory_order_relaxed)) + size >
+              m.global_queue_bytes;
+      account(static_cast<int64_t>(size));
+      outstanding_.fetch_add(1, std::memory_order_acq_rel);
+      inbox_.push_back({std::move(u), full && m.overflow == "journal"});
+      handed = true;
     }
-    if (u.nondeterministic) state_.metrics->mirror_nondeterministic();
-    if (u.seq == 0) {  // else numbered when its lone COMMIT was forwarded (Session::on_forward)
-      using Follow = policy::MirrorOrder::Follow;
-      const auto numbered = state_.mirror.order.assign(
-          u.writes ? Follow::kEverything : Follow::kNothing, u.forward_mark);
-      u.seq = numbered.seq;
-      u.after = numbered.after;
-    }
-    const uint64_t size = u.bytes.size();
-    const bool full = queued_bytes_ + size > m.session_queue_bytes ||
-                      static_cast<uint64_t>(state_.mirror.queue_bytes.load(
-                          std::memory_order_relaxed)) + size > m.global_queue_bytes;
-    if (full && m.overflow == "journal" && !degraded_) {
+  }
+  if (handed) request_intake();
+}
+
+void MirrorLink::request_intake() {
+  if (worker_.io().get_executor().running_in_this_thread()) {
+    intake();
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (intake_posted_) return;
+    intake_posted_ = true;
+  }
+  asio::post(worker_.io(), [self = shared_from_this()] { self->intake(); });
+}
+
+void MirrorLink::intake() {
+  {
+    std::lock_guard lock(mu_);
+    intake_posted_ = false;
+    intake_.swap(inbox_);
+  }
+  for (auto& p : intake_) {
+    policy::MirrorUnit& u = p.unit;
+    if (p.full && !degraded_.load(std::memory_order_relaxed)) {
       // The queue is bounded: rather than grow or drop, the write goes to the journal, and the
       // session's later writes follow it there to keep their order.
       degrade("queue_full", "mirror queue over its byte limit");
     }
     // (A hung link journals at once, ahead of nothing: its queue went to the journal at the hang.)
+    const int64_t size = static_cast<int64_t>(u.bytes.size());
+    // (Not while lent: the borrower may be connecting, and journal() touches what connect() sets;
+    // the unit waits in the queue and run() journals it after give_back.)
     if (journaling() && queue_.empty() && (!busy_ || hung_) &&
+        !lent_.load(std::memory_order_acquire) &&
         journal(u, "session_degraded",
                 degraded_ ? degraded_reason_ + ": " + degraded_detail_
                           : "mirror backlog being caught up",
                 false, !hung_)) {
+      account(-size);
+      settled(1);
       continue;
     }
-    account(static_cast<int64_t>(size));
     queue_.push_back(std::move(u));
   }
+  intake_.clear();
   wake_.cancel();
 }
 
@@ -155,8 +210,14 @@ MirrorLink::KnownParse* MirrorLink::find_parse(std::string_view name) {
 }
 
 void MirrorLink::journal_pending(std::string_view reason) {
-  // Runs on the worker while the link's coroutine is suspended (or done): it never resumes after
-  // this, so the unit it was applying is journaled as uncertain, the queued ones as they are.
+  // Runs on the home while the link's coroutine is suspended (or done): it never resumes after
+  // this, so the unit it was applying is journaled as uncertain, the queued ones (and the inbox's,
+  // after them) as they are.
+  {
+    std::lock_guard lock(mu_);
+    for (auto& p : inbox_) queue_.push_back(std::move(p.unit));
+    inbox_.clear();
+  }
   if (hung_) {
     // Sent to a target that has not answered for apply_timeout_ms: it may still commit them.
     unresolved("pgtandem stopped while the target had not answered");
@@ -173,19 +234,28 @@ void MirrorLink::journal_pending(std::string_view reason) {
     queue_.pop_front();
     account(-size);
   }
-  finished_ = true;
+  stopped_ = true;
+  outstanding_.store(0, std::memory_order_release);
+  finished_.store(true, std::memory_order_release);
 }
 
 void MirrorLink::finish() {
-  finished_ = true;
-  wake_.cancel();
+  finished_.store(true, std::memory_order_release);
+  request_intake();  // wakes the coroutine, which closes once its queue is applied
+}
+
+void MirrorLink::close() {
+  boost::system::error_code ignored;
+  socket_.close(ignored);
 }
 
 void MirrorLink::degrade(std::string reason, std::string detail) {
-  if (degraded_) return;
-  degraded_ = true;
+  // The link's thread, or a borrower's give_back: the first reason stays (never written again).
+  std::lock_guard lock(degrade_mu_);
+  if (degraded_.load(std::memory_order_relaxed)) return;
   degraded_reason_ = std::move(reason);
   degraded_detail_ = std::move(detail);
+  degraded_.store(true, std::memory_order_release);
   log::warn("mirror degraded: session writes go to the journal",
             {{"session", context_.session_id},
              {"target", state_.targets[target_].name},
@@ -213,6 +283,7 @@ bool only_prepares(std::string_view bytes) {
 
 void MirrorLink::remember_state(const policy::MirrorUnit& unit) {
   if (!unit.session_state || only_prepares(unit.bytes)) return;
+  std::lock_guard lock(state_mu_);
   state_units_.push_back(unit.bytes);
   state_bytes_ += unit.bytes.size();
   // Bounded: a session that SETs forever keeps its most recent settings.
@@ -241,9 +312,17 @@ bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
   e.session.user = context_.user;
   e.session.database = context_.database;
   e.session.params = context_.params;
-  e.session.state = state_units_;
-  for (const auto& name : unit.binds) {
-    if (const KnownParse* known = find_parse(name)) e.session.prepared.emplace_back(name, known->parse);
+  {
+    std::lock_guard state_lock(state_mu_);
+    e.session.state = state_units_;
+  }
+  if (!unit.binds.empty()) {
+    std::lock_guard parse_lock(parse_mu_);
+    for (const auto& name : unit.binds) {
+      if (const KnownParse* known = find_parse(name)) {
+        e.session.prepared.emplace_back(name, known->parse);
+      }
+    }
   }
   remember_state(unit);
   const uint64_t seq = unit.seq;
@@ -290,7 +369,8 @@ asio::awaitable<bool> MirrorLink::connect(std::string* error) {
                      .count(),
         std::memory_order_relaxed);
   };
-  socket_ = Socket(worker_.io());
+  // On the io_context of whoever connects: the home's, or a borrower's (lend()).
+  socket_ = Socket(co_await asio::this_coro::executor);
   auto ec = co_await connect_target(socket_, target,
                                     std::chrono::milliseconds(cfg.limits.connect_timeout_ms));
   if (ec) {
@@ -321,8 +401,7 @@ asio::awaitable<bool> MirrorLink::connect(std::string* error) {
   rend_ = r.leftover.size() <= rbuf_.size() ? r.leftover.size() : 0;
   if (rend_ > 0) std::memcpy(rbuf_.data(), r.leftover.data(), rend_);
   // A reconnection (after a routed read lost the connection): the session's settings again.
-  bool replayed = true;
-  if (!state_units_.empty()) replayed = co_await replay_state();
+  bool replayed = co_await replay_state();
   if (!replayed) {
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -332,7 +411,7 @@ asio::awaitable<bool> MirrorLink::connect(std::string* error) {
   if (epoch_ > 0) reprepare_ = true;
   reprepared_.clear();
   ++epoch_;
-  connected_ = true;
+  connected_.store(true, std::memory_order_release);
   co_return true;
 }
 #pragma GCC diagnostic pop
@@ -423,7 +502,12 @@ void MirrorLink::compare(const policy::MirrorUnit& unit,
 }
 
 asio::awaitable<bool> MirrorLink::replay_state() {
-  for (const auto& unit : state_units_) {
+  std::vector<std::string> units;
+  {
+    std::lock_guard lock(state_mu_);
+    units = state_units_;
+  }
+  for (const auto& unit : units) {
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit), kNoThrow);
     if (ec) co_return false;
     std::vector<policy::Outcome> outcomes;
@@ -437,23 +521,31 @@ asio::awaitable<bool> MirrorLink::replay_state() {
 }
 
 asio::awaitable<Socket*> MirrorLink::lend(std::string* error) {
-  lent_ = true;
+  // Only a drained link lends (callers check can_lend()): its coroutine then waits for units and
+  // touches neither the socket nor the read buffer until give_back.
+  if (!drained()) {
+    *error = "the mirror link is applying writes";
+    co_return nullptr;
+  }
+  lent_.store(true, std::memory_order_release);
   // (No co_await inside && or ||: GCC 12 miscompiles coroutines that do that.)
-  if (!connected_) {
-    const bool ok = co_await connect(error);
+  if (!connected_.load(std::memory_order_acquire)) {
+    const bool ok = co_await connect(error);  // on the borrower's io_context
     if (!ok) {
-      lent_ = false;
-      wake_.cancel();
+      if (moves_) socket_.rehome(worker_.io().get_executor());
+      lent_.store(false, std::memory_order_release);
+      request_intake();
       co_return nullptr;
     }
+  } else if (moves_) {
+    socket_.rehome(co_await asio::this_coro::executor);
   }
   co_return &socket_;
 }
 
 void MirrorLink::give_back(bool broken, bool mirrors_writes) {
-  lent_ = false;
   if (broken) {
-    connected_ = false;
+    connected_.store(false, std::memory_order_release);
     rend_ = 0;
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -463,7 +555,9 @@ void MirrorLink::give_back(bool broken, bool mirrors_writes) {
       degrade("connection_lost", "connection lost during a routed read");
     }
   }
-  wake_.cancel();  // units queued meanwhile
+  if (moves_) socket_.rehome(worker_.io().get_executor());
+  lent_.store(false, std::memory_order_release);
+  request_intake();  // units queued meanwhile
 }
 
 bool MirrorLink::refused_on_target(const policy::MirrorUnit& unit,
@@ -483,7 +577,7 @@ void MirrorLink::applied(policy::MirrorUnit& unit) {
 }
 
 asio::awaitable<void> MirrorLink::apply() {
-  if (!connected_) {
+  if (!connected_.load(std::memory_order_relaxed)) {
     std::string error;
     if (!co_await connect(&error)) {
       degrade(error.starts_with("login failed") ? "login_failed" : "target_unavailable", error);
@@ -495,7 +589,7 @@ asio::awaitable<void> MirrorLink::apply() {
   if (reprepare_) {
     const bool prepared = co_await reprepare();
     if (!prepared) {
-      connected_ = false;
+      connected_.store(false, std::memory_order_release);
       boost::system::error_code ignored;
       socket_.close(ignored);
       degrade("connection_lost", "connection closed while preparing statements");
@@ -539,7 +633,7 @@ asio::awaitable<void> MirrorLink::apply() {
     if (!rec) read_ok = co_await read_outcomes(1, &ignored, nullptr);
   }
   if (!read_ok) {
-    connected_ = false;
+    connected_.store(false, std::memory_order_release);
     boost::system::error_code ignored;
     socket_.close(ignored);
     if (hung_) {
@@ -626,10 +720,11 @@ asio::awaitable<bool> MirrorLink::reprepare() {
 asio::awaitable<void> MirrorLink::run() {
   auto self = shared_from_this();  // the link lives until its queue is drained
   for (;;) {
-    while (queue_.empty() || lent_) {
-      if (finished_ && !lent_) {
+    while (queue_.empty() || lent_.load(std::memory_order_acquire)) {
+      if (finished_.load(std::memory_order_acquire) && !lent_.load(std::memory_order_acquire) &&
+          queue_.empty() && drained()) {
         stop_watch();
-        if (connected_) {
+        if (connected_.load(std::memory_order_relaxed)) {
           std::string terminate;
           protocol::end_message(terminate,
                                 protocol::begin_message(terminate, protocol::frontend::kTerminate));
@@ -646,13 +741,14 @@ asio::awaitable<void> MirrorLink::run() {
       // Commit order across sessions: what committed on the primary before this transaction
       // began is applied first (policy/mirror/mirror_order.h).
       co_await wait_for_order(queue_.front().after);
-      if (queue_.empty() || lent_) continue;  // journaled at shutdown meanwhile
+      if (queue_.empty() || lent_.load(std::memory_order_acquire)) continue;  // (shutdown)
     }
     busy_ = true;
     in_flight_.clear();
     in_flight_.push_back(std::move(queue_.front()));
     queue_.pop_front();
     int64_t bytes = static_cast<int64_t>(in_flight_.front().bytes.size());
+    size_t taken = 1;  // units of this turn: settled at its end
     // (Checked after the wait: a unit journaled before this one in commit order set journaling
     // before it counted as done, so this one follows it into the journal.)
     if (journaling()) {
@@ -666,6 +762,7 @@ asio::awaitable<void> MirrorLink::run() {
         queue_.push_front(std::move(in_flight_.front()));
         in_flight_.clear();
         busy_ = false;
+        taken = 0;
         wake_.expires_after(std::chrono::milliseconds(1));
         co_await wake_.async_wait(kNoThrow);
         continue;
@@ -688,6 +785,7 @@ asio::awaitable<void> MirrorLink::run() {
           queue_.pop_front();
         }
       }
+      taken = in_flight_.size();
       co_await apply();
       end_watch();
     }
@@ -695,6 +793,8 @@ asio::awaitable<void> MirrorLink::run() {
     if (!in_flight_.empty()) account(-bytes);  // empty: journal_pending() accounted for them
     in_flight_.clear();
     busy_ = false;
+    // Last: once drained() sees it, a lend may take the socket.
+    if (taken > 0 && !stopped_) settled(taken);  // (after journal_pending() nothing is pending)
   }
 }
 

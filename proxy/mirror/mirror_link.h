@@ -2,14 +2,24 @@
 // of its own to the other target, compares each outcome with the primary's, and journals whatever
 // it cannot apply. The client never waits for it: units are queued and applied by a coroutine of
 // their own, which outlives the client session until its queue is drained.
+//
+// Threads (docs/design.md 4.2): the link runs on its home, a mirror link thread at a lower
+// priority ([mirror] link_threads), or its session's worker when there is none. The session's side
+// (push, finish, the drained/lend checks, lend and give_back) runs on the session's worker; the
+// link's side (intake, run, apply, the apply timeout, journal_pending) on the home. They meet in
+// the inbox (under mu_), a few atomics, and the lend: a lend happens only while the link is
+// drained (its coroutine waits and touches nothing the borrower uses), and moves the socket to the
+// borrower's io_context by its descriptor (Stream::rehome); give_back moves it home.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <utility>
@@ -38,32 +48,43 @@ struct MirrorContext {
 class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
  public:
   // Creates the link and starts its coroutine on the worker.
+  // Creates the link on `worker`'s mirror home and starts its coroutine there.
   static std::shared_ptr<MirrorLink> start(Worker& worker, MirrorContext context, size_t target);
 
   // A link to `target` with `model`'s login and session settings (startup parameters and the
   // SET-like units it applied), nothing queued: shadow rechecks run on such short-lived links.
   static std::shared_ptr<MirrorLink> start_like(const MirrorLink& model, size_t target);
 
-  MirrorLink(Worker& worker, MirrorContext context, size_t target);
+  // `home`: where the link runs; `moves`: it is another thread than the sessions' (a lend moves the
+  // socket to the borrower's io_context and back).
+  MirrorLink(Worker& home, MirrorContext context, size_t target, bool moves);
 
-  // Queues units released by the capture (never blocks). `capture` supplies the Parse messages of
-  // the statements the units bind, for journal entries.
+  // Queues units released by the capture (never blocks; the session's worker). `capture` supplies
+  // the Parse messages of the statements the units bind, for journal entries. The units are
+  // numbered here, in the session's order, and handed to the link's thread through the inbox.
   void push(std::vector<policy::MirrorUnit> units, const policy::WriteCapture& capture);
   // The client session ended: apply what is queued, then close.
   void finish();
-  // pgtandem is stopping: everything not yet applied goes to the journal now (on the worker).
+  // pgtandem is stopping: everything not yet applied goes to the journal now (on the home).
   void journal_pending(std::string_view reason);
-  // Nothing queued and nothing in flight: every write of the session is on the target.
-  bool drained() const { return queue_.empty() && !busy_; }
+  // Nothing pushed that is not applied or journaled: every write of the session is on the target.
+  // Any thread; once true, what the link's thread did with the socket happened before.
+  bool drained() const { return outstanding_.load(std::memory_order_acquire) == 0; }
   bool over_limit() const;
+  // After every thread stopped (Server::stop): closes the socket.
+  void close();
 
   // Routed reads (issue 4) borrow the link's connection: it carries the session's replayed state
   // (startup parameters, SET, prepared statements) and, once drained, every write the session
   // made, so a read served on it sees the session's own writes. Only while drained and healthy.
-  bool can_lend() const { return drained() && !lent_ && !journaling() && !finished_; }
-  bool lent() const { return lent_; }
+  bool can_lend() const {
+    return drained() && !lent_.load(std::memory_order_acquire) && !journaling() &&
+           !finished_.load(std::memory_order_acquire);
+  }
+  bool lent() const { return lent_.load(std::memory_order_acquire); }
   // Connects (and logs in) if needed. nullptr if the target cannot be reached: the link itself is
-  // not degraded by that (no write was lost), but the target is marked down for a while.
+  // not degraded by that (no write was lost), but the target is marked down for a while. The
+  // socket is the borrower's (its io_context's) until give_back.
   asio::awaitable<Socket*> lend(std::string* error);
   // Bytes already read from the lent socket beyond the last answer (the borrower continues them).
   std::vector<char>& read_buffer() { return rbuf_; }
@@ -81,12 +102,12 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   void retarget(size_t target, BackendKey key) {
     target_ = target;
     key_ = key;
-    connected_ = true;
+    connected_.store(true, std::memory_order_release);
     ++epoch_;  // another connection: what routed reads prepared is not there
     rend_ = 0;
     if (rbuf_.empty()) rbuf_.resize(16 * 1024);
   }
-  bool connected() const { return connected_; }
+  bool connected() const { return connected_.load(std::memory_order_acquire); }
   // Incremented at every new connection: what was prepared on the previous one is gone.
   uint64_t epoch() const { return epoch_; }
   // Units ever pushed (writes and session state): a shadow read sampled at one count compares
@@ -97,6 +118,21 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   void order_ready();
 
  private:
+  // A unit handed over by push(); `full`: the queues were over their limit with overflow =
+  // "journal" (the session degrades there, in order).
+  struct Pushed {
+    policy::MirrorUnit unit;
+    bool full = false;
+  };
+  // On the link's thread: takes the inbox into the queue (or the journal, as push() once did).
+  void intake();
+  // Runs intake() on the link's thread: at once when called there, else posted (one post in
+  // flight at a time).
+  void request_intake();
+  // `n` pushed units are applied, journaled or marked: drained() counts them no more.
+  void settled(size_t n) { outstanding_.fetch_sub(n, std::memory_order_acq_rel); }
+  static std::shared_ptr<MirrorLink> start_on(Worker& home, MirrorContext context, size_t target,
+                                              bool moves);
   asio::awaitable<void> run();
   asio::awaitable<bool> connect(std::string* error);
   asio::awaitable<bool> replay_state();
@@ -125,7 +161,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // every link); without, once the link degraded (for good).
   bool journaling() const {
     const auto& b = state_.mirror.backlog;
-    return b.enabled ? b.journaling.load(std::memory_order_acquire) : degraded_;
+    return b.enabled ? b.journaling.load(std::memory_order_acquire)
+                     : degraded_.load(std::memory_order_acquire);
   }
   // Apply timeout ([mirror] apply_timeout_ms; docs/design.md "Apply timeout"): watch_apply() arms
   // the watch when a unit goes out, end_watch() ends it once apply() returned. Past the timeout
@@ -153,10 +190,11 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // missing on the link's connection: prepares them ahead of the units in flight.
   asio::awaitable<bool> reprepare();
 
-  Worker& worker_;
+  Worker& worker_;  // the home: the link's io_context, timers and stats
+  const bool moves_;
   ServerState& state_;
   MirrorContext context_;
-  size_t target_;
+  std::atomic<size_t> target_;  // written by retarget() while lent (a flip)
   Socket socket_;
   asio::steady_timer wake_;
   asio::steady_timer hang_timer_;  // the apply timeout's watch (lazy: see watch_apply())
@@ -166,26 +204,36 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   uint64_t watch_gen_ = 0;         // of that wait (one replaced by arm_watch() is ignored)
   bool hung_ = false;              // the unit(s) in flight outlived the apply timeout
   int64_t hung_since_ms_ = 0;      // Unix ms the unit(s) in flight were sent
-  std::deque<policy::MirrorUnit> queue_;
-  uint64_t queued_bytes_ = 0;
-  bool busy_ = false;
-  bool lent_ = false;
+  std::mutex mu_;
+  std::vector<Pushed> inbox_;      // under mu_: pushed, not yet taken in
+  bool intake_posted_ = false;     // under mu_
+  std::vector<Pushed> intake_;     // the link's thread: the inbox being taken in
+  std::atomic<uint64_t> outstanding_{0};  // pushed, not yet settled (drained())
+  std::deque<policy::MirrorUnit> queue_;   // the link's thread
+  std::atomic<int64_t> queued_bytes_{0};
+  bool busy_ = false;                      // the link's thread
+  bool stopped_ = false;                   // the link's thread: journal_pending() ran
+  std::atomic<bool> lent_{false};
   uint64_t epoch_ = 0;
-  uint64_t pushed_ = 0;
+  uint64_t pushed_ = 0;  // the session's worker
   BackendKey key_;
   std::vector<policy::MirrorUnit> in_flight_;  // being applied, in order
   policy::TransactionBatch batch_;              // in_flight_ as one request, when it can be
   std::vector<policy::Outcome> outcomes_;       // the target's answers to in_flight_ (apply)
-  bool finished_ = false;
-  bool connected_ = false;
+  std::atomic<bool> finished_{false};
+  std::atomic<bool> connected_{false};
   // Once one unit of the session could not be applied, every later one is journaled too, so that
   // replay applies them after it, in the session's order.
-  bool degraded_ = false;
+  std::atomic<bool> degraded_{false};
+  std::mutex degrade_mu_;  // degrade() may run on a borrower's thread (give_back)
   std::string degraded_reason_;
   std::string degraded_detail_;
   std::vector<char> rbuf_;
   size_t rend_ = 0;
-  std::vector<std::string> state_units_;  // session-state units applied so far (journal context)
+  // Session-state units applied so far (journal context), under state_mu_: start_like() copies
+  // them on a session's worker.
+  mutable std::mutex state_mu_;
+  std::vector<std::string> state_units_;
   size_t state_bytes_ = 0;
   // The Parse of every statement the session's units bind (journal entries carry it), as the
   // capture had it at `generation` (WriteCapture::parse_generation: unchanged means still current).
@@ -194,7 +242,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
     std::string parse;
     uint64_t generation = 0;
   };
-  KnownParse* find_parse(std::string_view name);
+  KnownParse* find_parse(std::string_view name);  // under parse_mu_
+  std::mutex parse_mu_;  // push() records, the link's thread reads (journal, reprepare)
   std::vector<KnownParse> parses_;
   // Set once the link journaled a unit or reconnected: binds are prepared again (once per name
   // and connection, in reprepared_) before the units that use them.

@@ -111,6 +111,7 @@ void MirrorLink::on_hang() {
     journal(queue_.front(), "apply_timeout", detail, false);
     queue_.pop_front();
     account(-size);
+    settled(1);
   }
   watch_deadline_ = std::chrono::steady_clock::now() +
                     give_up_after(std::chrono::milliseconds(m.apply_timeout_ms)) -

@@ -9,6 +9,7 @@
 #include <boost/asio/generic/stream_protocol.hpp>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <concepts>
@@ -132,6 +133,39 @@ class Stream {
   }
   // Takes the socket off the ring (a flip hands it to the mirror link, which reads it with Asio).
   void detach_uring() { uring_.release(); }
+  // Moves a plain socket to another io_context (`ex`'s) by its descriptor: it leaves its reactor
+  // and joins the other's (an epoll_ctl each). Nothing may be pending on it; it is taken off the
+  // ring. A mirror link lends its socket this way to a session on another thread
+  // (proxy/mirror/mirror_link.h). A TLS stream is not moved (OpenSSL's Asio stream stays bound to
+  // its io_context's timers): its borrower uses it from its own thread, which Asio allows (the
+  // reactor locks; completions go to the borrower's executor), at a thread hop per operation. A
+  // closed socket just takes the new executor; one Asio cannot move is closed (the next use fails
+  // as on a lost connection, which its owner handles).
+  void rehome(const executor_type& ex) {
+    uring_.release();
+    if (tls_ != nullptr) return;
+    if (!socket_.is_open()) {
+      socket_ = RawSocket(ex);
+      return;
+    }
+    const int fd0 = socket_.native_handle();
+    int domain = 0;
+    int protocol = 0;
+    socklen_t len = sizeof(domain);
+    ::getsockopt(fd0, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    len = sizeof(protocol);
+    ::getsockopt(fd0, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
+    boost::system::error_code ec;
+    const int fd = socket_.release(ec);
+    RawSocket moved(ex);
+    if (!ec) {
+      moved.assign(asio::generic::stream_protocol(domain, protocol), fd, ec);
+      if (ec) ::close(fd);
+    } else {
+      socket_.close(ec);
+    }
+    socket_ = std::move(moved);
+  }
   void shutdown(asio::socket_base::shutdown_type what, boost::system::error_code& ec) {
     raw().shutdown(what, ec);
   }

@@ -111,7 +111,20 @@ std::string ProxyProcess::render_config() const {
   // Port 0 disables the admin listener (otherwise it would default to 9930 and collide).
   t << "\n[admin]\nlisten = \"127.0.0.1:" << (options_.admin ? admin_port_ : 0) << "\"\n";
   extra_lines("admin");
-  if (!options_.extra_toml.empty()) t << "\n" << options_.extra_toml << "\n";
+  // PGTANDEM_TEST_MIRROR_LINK_THREADS=N sets [mirror] link_threads (issue 17: 0 runs the mirror
+  // links on their sessions' workers, as before) unless the test sets it itself.
+  std::string extra = options_.extra_toml;
+  if (const char* n = std::getenv("PGTANDEM_TEST_MIRROR_LINK_THREADS");
+      n && *n && extra.find("link_threads") == std::string::npos) {
+    const std::string line = std::string("link_threads = ") + n + "\n";
+    const size_t at = extra.rfind("[mirror]\n", 0) == 0 ? 0 : extra.find("\n[mirror]\n");
+    if (at == std::string::npos) {
+      extra += "\n[mirror]\n" + line;
+    } else {
+      extra.insert(extra.find("[mirror]\n", at) + 9, line);
+    }
+  }
+  if (!extra.empty()) t << "\n" << extra << "\n";
   return t.str();
 }
 

@@ -73,6 +73,8 @@ journal_fsync = "always"
 journal_fsync_interval_ms = 50
 reconnect_interval_ms = 250
 apply_timeout_ms = 1500
+link_threads = 2
+link_nice = 19
 [classifier]
 read_only_functions = ["my_pure_fn", "app.lookup"]
 writing_functions = ["audit.log_event"]
@@ -91,6 +93,8 @@ unknown_function_is_write = false
   EXPECT_EQ(c.mirror.journal_fsync_interval_ms, 50u);
   EXPECT_EQ(c.mirror.reconnect_interval_ms, 250u);
   EXPECT_EQ(c.mirror.apply_timeout_ms, 1500u);
+  EXPECT_EQ(c.mirror.link_threads, 2u);
+  EXPECT_EQ(c.mirror.link_nice, 19u);
   ASSERT_EQ(c.classifier.read_only_functions.size(), 2u);
   EXPECT_EQ(c.classifier.read_only_functions[1], "app.lookup");
   ASSERT_EQ(c.classifier.writing_functions.size(), 1u);
@@ -124,6 +128,21 @@ writing_functions = ["", 3]
   EXPECT_EQ(got[7].rfind("t.toml:9:26: classifier.writing_functions element must be a string", 0),
             0u)
       << got[7];
+}
+
+TEST(MirrorConfig, LinkThreadsDefaultAndRange) {
+  auto d = load_string(std::string("mirror_writes = true\n") + kTargets);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.config->mirror.link_threads, 1u);  // one thread of their own, at nice 10
+  EXPECT_EQ(d.config->mirror.link_nice, 10u);
+  auto r = load_string(std::string("[mirror]\nlink_threads = 65\nlink_nice = 20\n") + kTargets,
+                       "t.toml");
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_EQ(r.errors[0].to_string().rfind("t.toml:2:16: mirror.link_threads must be in", 0), 0u)
+      << r.errors[0].to_string();
+  EXPECT_EQ(r.errors[1].to_string().rfind("t.toml:3:13: mirror.link_nice must be in", 0), 0u)
+      << r.errors[1].to_string();
 }
 
 }  // namespace
