@@ -1,5 +1,7 @@
-// A worker: one thread, one io_context (concurrency hint 1: no internal locking), its own
-// listeners, and the sessions it serves. Nothing on the data path is shared between workers.
+// A worker: one thread, one io_context, its own listeners, and the sessions it serves. Nothing on
+// the data path is shared between workers. (The io_context's concurrency hint 1 is an optimisation
+// hint only: Asio keeps its scheduler and reactor locks, which posts from other threads and a
+// mirror link's socket moving between a worker and its home rely on; docs/design.md 4.2.)
 #pragma once
 
 #include <boost/asio/cancellation_signal.hpp>
