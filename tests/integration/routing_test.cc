@@ -271,7 +271,10 @@ TEST_F(RoutingTest, ReadYourWritesWhileTheLinkAppliesOnItsOwnThread) {
   ASSERT_NE(at, std::string::npos);
   o.extra_toml.insert(at + 9, "link_threads = 1\n");
   ProxyProcess& p = start_proxy(o);
-  ASSERT_NE(p.log_text().find("mirror_link_threads=1"), std::string::npos) << tail(p.log_text());
+  // (The start line may follow the listener by a moment.)
+  ASSERT_TRUE(poll_until(
+      [&] { return p.log_text().find("mirror_link_threads=1") != std::string::npos; }, kDeadline))
+      << tail(p.log_text());
   const unsigned seed = std::random_device{}();
   std::printf("[seed] ReadYourWritesWhileTheLinkAppliesOnItsOwnThread: %u\n", seed);
   constexpr int kSessions = 6;
