@@ -71,6 +71,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Any thread; once true, what the link's thread did with the socket happened before.
   bool drained() const { return outstanding_.load(std::memory_order_acquire) == 0; }
   bool over_limit() const;
+  // The queues would be over a limit of `m` with `more` bytes added (push checks each unit).
+  bool over_limit(const config::Mirror& m, uint64_t more) const;
   // After every thread stopped (Server::stop): closes the socket.
   void close();
 

@@ -41,10 +41,13 @@ std::shared_ptr<MirrorLink> MirrorLink::start_like(const MirrorLink& model, size
 bool MirrorLink::over_limit() const {
   // [mirror] may change on reload; the snapshot holds the current one.
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
-  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
-  return static_cast<uint64_t>(queued_bytes_.load(std::memory_order_relaxed)) >
+  return over_limit(snap ? snap->config->mirror : state_.config->mirror, 0);
+}
+
+bool MirrorLink::over_limit(const config::Mirror& m, uint64_t more) const {
+  return static_cast<uint64_t>(queued_bytes_.load(std::memory_order_relaxed)) + more >
              m.session_queue_bytes ||
-         static_cast<uint64_t>(state_.mirror.queue_bytes.load(std::memory_order_relaxed)) >
+         static_cast<uint64_t>(state_.mirror.queue_bytes.load(std::memory_order_relaxed)) + more >
              m.global_queue_bytes;
 }
 
@@ -88,11 +91,7 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
         u.after = numbered.after;
       }
       const uint64_t size = u.bytes.size();
-      const bool full =
-          static_cast<uint64_t>(queued_bytes_.load(std::memory_order_relaxed)) + size >
-              m.session_queue_bytes ||
-          static_cast<uint64_t>(state_.mirror.queue_bytes.load(std::memory_order_relaxed)) + size >
-              m.global_queue_bytes;
+      const bool full = over_limit(m, size);
       account(static_cast<int64_t>(size));
       outstanding_.fetch_add(1, std::memory_order_acq_rel);
       inbox_.push_back({std::move(u), full && m.overflow == "journal"});
