@@ -18,7 +18,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <map>
+#include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -275,7 +278,44 @@ std::string describe_difference(const std::string& a, const std::string& b) {
          ", first difference at " + std::to_string(i) + ":\n  " + around(a) + "\n  " + around(b);
 }
 
+namespace {
+// Whether 127.0.0.1:port can be bound now.
+bool can_bind(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail(errno_text("socket"));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+}  // namespace
+
+// Below the kernel's ephemeral range (scripts/lib/pg.sh does the same): a port the kernel picked
+// for `bind(0)` is in that range, where any client socket of a test running beside this one (CI
+// runs two shards at once, pgbench opens hundreds) may take it as its local port between this
+// call and the server's bind ("Address already in use": a flake seen in CI).
 uint16_t free_tcp_port() {
+  static std::mutex mu;
+  static std::set<uint16_t> given;  // never the same port twice in one run
+  static std::mt19937 rng{std::random_device{}()};
+  std::lock_guard lock(mu);
+  unsigned lo = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  range >> lo;
+  const unsigned hi = std::min(lo - 1, 32000u);
+  if (hi > 15000) {
+    std::uniform_int_distribution<unsigned> pick(15000, hi);
+    for (int attempt = 0; attempt < 500; ++attempt) {
+      const auto port = static_cast<uint16_t>(pick(rng));
+      if (given.count(port) != 0 || !can_bind(port)) continue;
+      given.insert(port);
+      return port;
+    }
+  }
+  // No room below the ephemeral range: the kernel's pick.
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) fail(errno_text("socket"));
   sockaddr_in addr{};
