@@ -13,6 +13,7 @@ namespace be = protocol::backend;
 
 WriteCapture::WriteCapture(Options options) : options_(std::move(options)) {
   unnamed_.kind = StatementKind::kUnknown;
+  open_ = fresh_request();
 }
 
 Classification WriteCapture::classify(std::string_view sql) {
@@ -74,7 +75,7 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
   last_sql_ = nullptr;
   switch (header.type) {
     case fe::kQuery: {
-      Request r;
+      RequestPtr r;
       if (open_has_messages_) {
         // Extended-protocol messages without a Sync before a Query: the Query's ReadyForQuery
         // answers them too, so they belong to one request.
@@ -89,16 +90,16 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
       if (protocol::decode(body, q)) {
         c = classify(q.sql);
       }
-      note(r, c, q.sql);
+      note(*r, c, q.sql);
       // Reads are never mirrored: only requests that may be copy their bytes.
-      if (r.kind != StatementKind::kRead) r.bytes.append(message);
-      r.responses = 1;
+      if (r->kind != StatementKind::kRead) r->bytes.append(message);
+      r->responses = 1;
       close_request(std::move(r));
       return;
     }
     case fe::kParse: {
       open_has_messages_ = true;
-      open_.bytes.append(message);
+      open_->bytes.append(message);
       protocol::Parse p;
       Classification c;
       if (protocol::decode(body, p)) {
@@ -112,21 +113,21 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
         as_request.txn = TxnControl::kNone;  // preparing BEGIN starts no transaction
         as_request.nondeterministic = false;
         as_request.may_use_defaults = false;
-        note(open_, as_request, p.query, false);
+        note(*open_, as_request, p.query, false);
       }
       const bool mirror_needs = !p.name.empty() && c.kind != StatementKind::kRead;
-      open_.statement_messages.emplace_back(mirror_needs ? std::string(message) : std::string());
+      open_->statement_messages.emplace_back(mirror_needs ? std::string(message) : std::string());
       if (p.name.empty()) {
         unnamed_ = c;
       } else {
-        open_.statement_ops.push_back(
+        open_->statement_ops.push_back(
             {StatementOp::kAdd, std::string(p.name), c, std::string(message)});
       }
       return;
     }
     case fe::kBind: {
       open_has_messages_ = true;
-      open_.bytes.append(message);
+      open_->bytes.append(message);
       // Only the statement's name: the parameters are the mirror's bytes, never read here (a
       // Bind the server finds malformed fails there, and what it fails is not mirrored).
       std::string_view portal;
@@ -139,34 +140,34 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
           c = *found;
         }
         if (!statement.empty() && c.kind != StatementKind::kRead) {
-          open_.binds.emplace_back(statement);
+          open_->binds.emplace_back(statement);
         }
         // A skipped request is logged: name it by its statement's text.
-        const std::string* parse = c.primary_only && open_.first_sql.empty() && !statement.empty()
+        const std::string* parse = c.primary_only && open_->first_sql.empty() && !statement.empty()
                                        ? parse_message(statement)
                                        : nullptr;
         protocol::Parse p;
         if (parse != nullptr &&
             protocol::decode(std::string_view(*parse).substr(protocol::kHeaderSize), p)) {
-          open_.first_sql.assign(p.query.substr(0, options_.max_sql_in_unit));
+          open_->first_sql.assign(p.query.substr(0, options_.max_sql_in_unit));
         }
       }
-      note(open_, c, {});
+      note(*open_, c, {});
       return;
     }
     case fe::kClose: {
       open_has_messages_ = true;
-      open_.bytes.append(message);
+      open_->bytes.append(message);
       protocol::Close cl;
       const bool statement =
           protocol::decode(body, cl) && cl.target == protocol::kTargetStatement && !cl.name.empty();
-      open_.statement_messages.emplace_back(statement ? std::string(message) : std::string());
+      open_->statement_messages.emplace_back(statement ? std::string(message) : std::string());
       if (statement) {
-        open_.statement_ops.push_back({StatementOp::kRemove, std::string(cl.name), {}, {}});
+        open_->statement_ops.push_back({StatementOp::kRemove, std::string(cl.name), {}, {}});
         // Closing must reach the mirror too, or a later Parse of the same name fails there.
         Classification state;
         state.kind = StatementKind::kSessionState;
-        note(open_, state, {}, false);
+        note(*open_, state, {}, false);
       }
       return;
     }
@@ -174,25 +175,25 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
     case fe::kExecute:
     case fe::kFlush:
       open_has_messages_ = true;
-      open_.bytes.append(message);
+      open_->bytes.append(message);
       return;
     case fe::kSync:
-      open_.bytes.append(message);
-      open_.responses = 1;
-      open_.synced = true;
+      open_->bytes.append(message);
+      open_->responses = 1;
+      open_->synced = true;
       close_request(std::move(open_));
       open_ = fresh_request();
       open_has_messages_ = false;
       return;
     case fe::kFunctionCall: {
-      Request r;
-      r.bytes.append(message);
-      r.kind = StatementKind::kUnknown;  // a fast-path call can do anything
-      r.responses = 1;
+      RequestPtr r = fresh_request();
+      r->bytes.append(message);
+      r->kind = StatementKind::kUnknown;  // a fast-path call can do anything
+      r->responses = 1;
       protocol::FunctionCall call;
       if (protocol::decode(body, call) && is_primary_only_function_oid(call.function_oid)) {
-        r.primary_only = true;
-        r.first_sql = "fast-path call of function " + std::to_string(call.function_oid);
+        r->primary_only = true;
+        r->first_sql = "fast-path call of function " + std::to_string(call.function_oid);
       }
       close_request(std::move(r));
       return;
@@ -202,7 +203,7 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
     case fe::kCopyFail:
       // COPY data follows the Query (or Execute) that started the COPY.
       if (open_has_messages_) {
-        open_.bytes.append(message);
+        open_->bytes.append(message);
       } else if (!inflight_.empty()) {
         Request& r = inflight_.back();
         if (r.kind != StatementKind::kRead) r.bytes.append(message);
@@ -226,12 +227,12 @@ const Classification* WriteCapture::find_statement(std::string_view name) const 
     return nullptr;
   };
   bool decided = false;
-  const Classification* c = search(open_, decided);
+  const Classification* c = search(*open_, decided);
   for (size_t i = inflight_.size(); !decided && i > 0; --i) c = search(inflight_.at(i - 1), decided);
   return decided ? c : prepared_.find(name);
 }
 
-void WriteCapture::close_request(Request&& r) { inflight_.push_back(std::move(r)); }
+void WriteCapture::close_request(RequestPtr r) { inflight_.push_back(std::move(r)); }
 
 bool WriteCapture::forwarded() {
   // Requests closed since the last forward are the unsent ones at the back.
@@ -249,7 +250,7 @@ WriteCapture::Request* WriteCapture::answering() {
   // The server answers requests in order. With nothing sent up to a Sync waiting, the answer is
   // to the batch being built: the client flushed before its Sync.
   if (!inflight_.empty()) return &inflight_.front();
-  return open_has_messages_ ? &open_ : nullptr;
+  return open_has_messages_ ? open_.get() : nullptr;
 }
 
 void WriteCapture::absorb(Request& into, Request&& from) {
@@ -305,15 +306,15 @@ bool WriteCapture::on_backend(const protocol::Header& header, std::string_view b
         txn_status_ = z.status;
         return false;
       }
-      Request r = std::move(inflight_.front());
-      inflight_.pop_front();
-      if (r.sync_ignored && !inflight_.empty()) {
-        absorb(r, std::move(inflight_.front()));
-        inflight_.pop_front();
+      RequestPtr r = inflight_.pop_front();
+      if (r->sync_ignored && !inflight_.empty()) {
+        RequestPtr next = inflight_.pop_front();
+        absorb(*r, std::move(*next));
+        recycle(std::move(next));
       }
       skipped_now_ = false;
-      finish_request(std::move(r), z.status, now);
-      recycle(std::move(r));  // a read: not kept by finish_request
+      finish_request(r, z.status, now);
+      if (r) recycle(std::move(r));  // a read: not kept by finish_request
       txn_status_ = z.status;
       return !released_.empty() || skipped_now_;
     }
@@ -342,8 +343,9 @@ bool commits(const std::vector<Outcome>& outcomes) {
 
 }  // namespace
 
-void WriteCapture::finish_request(Request&& r, char status,
+void WriteCapture::finish_request(RequestPtr& request, char status,
                                   std::chrono::steady_clock::time_point now) {
+  Request& r = *request;
   // The session's named statements follow what the primary was sent, in message order; a Parse
   // the primary rejected leaves a name the server does not know, which only makes a later Bind
   // fail there too.
@@ -397,7 +399,7 @@ void WriteCapture::finish_request(Request&& r, char status,
         r.txn_control && !r.outcomes.empty() && r.outcomes.back().tag == "ROLLBACK";
     const bool rolled_back = !commits(r.outcomes) && (has_error(r.outcomes) || ended_in_rollback);
     one_.clear();
-    one_.push_back(std::move(r));
+    one_.push_back(std::move(request));
     if (rolled_back) {
       ++stats_.skipped_rollback;
       release_statements(one_, now);
@@ -411,7 +413,7 @@ void WriteCapture::finish_request(Request&& r, char status,
     // BEGIN, or a statement inside the transaction (failed ones too: the mirror must reach the
     // same state through the same ROLLBACK TO SAVEPOINT).
     const bool committed_midway = r.txn_control && commits(r.outcomes) && !txn_primary_only_;
-    txn_.push_back(std::move(r));
+    txn_.push_back(std::move(request));
     if (committed_midway) {
       // COMMIT AND CHAIN, or "COMMIT; BEGIN; ..." in one request: what came before is committed.
       release(txn_, now);
@@ -424,7 +426,7 @@ void WriteCapture::finish_request(Request&& r, char status,
   }
   // The transaction ended in this request.
   const bool committed = commits(r.outcomes) || mirror_in_txn_;
-  txn_.push_back(std::move(r));
+  txn_.push_back(std::move(request));
   if (txn_primary_only_) {
     end_transaction_unmirrored(now);
   } else if (committed) {
@@ -462,7 +464,7 @@ void WriteCapture::skip_primary_only(Request& r, bool in_transaction) {
   kept.statement_messages = std::move(r.statement_messages);
   kept.statement_completions = r.statement_completions;
   kept.first_sql = std::move(r.first_sql);
-  r = std::move(kept);
+  r = std::move(kept);  // (rare: primary-only calls)
 }
 
 // A transaction holding a request that mixes primary-only calls with writes ended: only its
@@ -471,23 +473,24 @@ void WriteCapture::skip_primary_only(Request& r, bool in_transaction) {
 void WriteCapture::end_transaction_unmirrored(std::chrono::steady_clock::time_point now) {
   release_statements(txn_, now);
   if (!mirror_in_txn_) return;
-  Request rollback;
-  protocol::encode(rollback.bytes, protocol::Query{"ROLLBACK"});
-  rollback.responses = 1;
-  rollback.kind = StatementKind::kTransactionControl;
-  rollback.txn_control = true;
-  rollback.outcomes.push_back(Outcome{"ROLLBACK", {}});
-  rollback.first_sql = "ROLLBACK";
-  std::vector<Request> one;
+  RequestPtr rollback = fresh_request();
+  protocol::encode(rollback->bytes, protocol::Query{"ROLLBACK"});
+  rollback->responses = 1;
+  rollback->kind = StatementKind::kTransactionControl;
+  rollback->txn_control = true;
+  rollback->outcomes.push_back(Outcome{"ROLLBACK", {}});
+  rollback->first_sql = "ROLLBACK";
+  std::vector<RequestPtr> one;
   one.push_back(std::move(rollback));
   release(one, now);
+  recycle_all(one);
 }
 
-void WriteCapture::release_deferred_parses(const std::vector<Request>& requests,
+void WriteCapture::release_deferred_parses(const std::vector<RequestPtr>& requests,
                                            std::chrono::steady_clock::time_point now) {
   MirrorUnit u;
   for (const auto& r : requests) {
-    for (const auto& name : r.binds) {
+    for (const auto& name : r->binds) {
       auto it = deferred_parses_.find(name);
       if (it == deferred_parses_.end()) continue;
       u.bytes += it->second;
@@ -497,7 +500,7 @@ void WriteCapture::release_deferred_parses(const std::vector<Request>& requests,
   // What the released requests do to named statements reaches the mirror with them: a name they
   // close or prepare again is no longer a deferred one.
   for (const auto& r : requests) {
-    for (const auto& op : r.statement_ops) {
+    for (const auto& op : r->statement_ops) {
       if (op.kind == StatementOp::kClear) {
         deferred_parses_.clear();
       } else {
@@ -515,7 +518,7 @@ void WriteCapture::release_deferred_parses(const std::vector<Request>& requests,
   released_.push_back(std::move(u));
 }
 
-void WriteCapture::release(std::vector<Request>& requests,
+void WriteCapture::release(std::vector<RequestPtr>& requests,
                            std::chrono::steady_clock::time_point now) {
   if (requests.empty()) return;
   if (!deferred_parses_.empty()) release_deferred_parses(requests, now);
@@ -523,15 +526,16 @@ void WriteCapture::release(std::vector<Request>& requests,
   size_t total = 0;
   size_t outcomes = 0;
   for (const auto& r : requests) {
-    total += r.bytes.size();
-    outcomes += r.outcomes.size();
+    total += r->bytes.size();
+    outcomes += r->outcomes.size();
   }
   u.bytes.reserve(total);
   u.primary.reserve(outcomes);
   bool txn_control = false;
   bool state = false;
   bool writes = false;
-  for (auto& r : requests) {
+  for (auto& request : requests) {
+    Request& r = *request;
     u.bytes += r.bytes;
     u.responses += r.responses;
     for (auto& o : r.outcomes) u.primary.push_back(std::move(o));
@@ -550,7 +554,7 @@ void WriteCapture::release(std::vector<Request>& requests,
   u.primary_done = now;
   // The request that committed carried no write of its own: every write of the unit had completed
   // on the primary before it was forwarded.
-  u.lone_commit = requests.size() > 1 && requests.back().kind < StatementKind::kWrite;
+  u.lone_commit = requests.size() > 1 && requests.back()->kind < StatementKind::kWrite;
   ++stats_.released;
   if (u.nondeterministic) ++stats_.nondeterministic;
   released_.push_back(std::move(u));
@@ -558,17 +562,17 @@ void WriteCapture::release(std::vector<Request>& requests,
 
 // Named statements are not transactional: a Parse or Close the primary completed stands after the
 // request or transaction around it was rolled back, so the mirror gets those messages alone.
-void WriteCapture::release_statements(const std::vector<Request>& requests,
+void WriteCapture::release_statements(const std::vector<RequestPtr>& requests,
                                       std::chrono::steady_clock::time_point now) {
   // Named statements are not transactional, so what the primary completed of them must reach the
   // mirror; but a Parse is deferred until a released unit binds the statement (see
   // deferred_parses_), and closing a deferred statement needs nothing on the mirror.
-  Request r;
+  RequestPtr r;
   for (const auto& held : requests) {
     const size_t done =
-        std::min<size_t>(held.statement_completions, held.statement_messages.size());
+        std::min<size_t>(held->statement_completions, held->statement_messages.size());
     for (size_t i = 0; i < done; ++i) {
-      const std::string& m = held.statement_messages[i];
+      const std::string& m = held->statement_messages[i];
       if (m.size() <= protocol::kHeaderSize) continue;
       const std::string_view body = std::string_view(m).substr(protocol::kHeaderSize);
       if (m[0] == protocol::frontend::kParse) {
@@ -584,55 +588,51 @@ void WriteCapture::release_statements(const std::vector<Request>& requests,
           continue;
         }
       }
-      r.bytes += m;
+      if (!r) r = fresh_request();
+      r->bytes += m;
     }
   }
-  if (r.bytes.empty()) return;
-  protocol::encode(r.bytes, protocol::Sync{});
-  r.responses = 1;
-  r.kind = StatementKind::kSessionState;
-  r.session_state = true;
-  std::vector<Request> one;
+  if (!r) return;
+  protocol::encode(r->bytes, protocol::Sync{});
+  r->responses = 1;
+  r->kind = StatementKind::kSessionState;
+  r->session_state = true;
+  std::vector<RequestPtr> one;
   one.push_back(std::move(r));
   release(one, now);
+  recycle_all(one);
 }
 
 void WriteCapture::RequestFifo::grow() {
-  std::vector<Request> slots(slots_.empty() ? 8 : slots_.size() * 2);
-  for (size_t i = 0; i < size_; ++i) slots[i] = std::move(at(i));
+  std::vector<RequestPtr> slots(slots_.empty() ? 8 : slots_.size() * 2);
+  for (size_t i = 0; i < size_; ++i) slots[i] = std::move(slots_[(head_ + i) & (slots_.size() - 1)]);
   slots_.swap(slots);
   head_ = 0;
 }
 
-WriteCapture::Request WriteCapture::fresh_request() {
-  if (spare_.empty()) return Request{};
-  Request r = std::move(spare_.back());
+WriteCapture::RequestPtr WriteCapture::fresh_request() {
+  if (spare_.empty()) return std::make_unique<Request>();
+  RequestPtr r = std::move(spare_.back());
   spare_.pop_back();
   return r;
 }
 
-void WriteCapture::recycle(Request&& r) {
-  // Nothing worth keeping (moved from): dropped.
-  // Not constexpr: libstdc++ 12 under clang cannot evaluate it at compile time.
-  const size_t kInlineCapacity = std::string().capacity();  // no heap buffer to keep
-  if (spare_.size() >= kSpareRequests ||
-      (r.bytes.capacity() <= kInlineCapacity && r.outcomes.capacity() == 0)) {
-    return;
-  }
-  static_cast<RequestHead&>(r) = RequestHead{};
-  r.bytes.clear();
-  r.binds.clear();
-  r.outcomes.clear();
-  r.statement_ops.clear();
-  r.statement_messages.clear();
-  r.first_sql.clear();
+void WriteCapture::recycle(RequestPtr r) {
+  if (!r || spare_.size() >= kSpareRequests) return;
+  static_cast<RequestHead&>(*r) = RequestHead{};
+  r->bytes.clear();
+  r->binds.clear();
+  r->outcomes.clear();
+  r->statement_ops.clear();
+  r->statement_messages.clear();
+  r->first_sql.clear();
   // A COPY or a huge batch does not pin its memory for the session's life.
-  if (r.bytes.capacity() > kMaxKeptBytes) r.bytes = std::string();
-  if (r.outcomes.capacity() > 64) r.outcomes = std::vector<Outcome>();
+  if (r->bytes.capacity() > kMaxKeptBytes) r->bytes = std::string();
+  if (r->outcomes.capacity() > 64) r->outcomes = std::vector<Outcome>();
   spare_.push_back(std::move(r));
 }
 
-void WriteCapture::recycle_all(std::vector<Request>& requests) {
+void WriteCapture::recycle_all(std::vector<RequestPtr>& requests) {
   for (auto& r : requests) recycle(std::move(r));
   requests.clear();
 }

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -109,6 +110,11 @@ class WriteCapture {
                   std::chrono::steady_clock::time_point now);
 
   std::vector<MirrorUnit> take();  // released units, in release order
+  // The same into `out` (emptied first), which keeps the capacity of the vector it had.
+  void take(std::vector<MirrorUnit>& out) {
+    out.clear();
+    out.swap(released_);
+  }
   // Requests skipped as primary-only since the last call, oldest first; at most kMaxPendingSkips
   // are kept (stats().skipped_primary_only counts them all).
   std::vector<PrimaryOnlySkip> take_skips();
@@ -174,41 +180,47 @@ class WriteCapture {
     std::string first_sql;
   };
 
+  // Requests are handed around by pointer: a Request is six containers, and moving one from stage
+  // to stage (batch being built, in flight, held in a transaction, spare) cost more than the rest
+  // of the capture's bookkeeping.
+  using RequestPtr = std::unique_ptr<Request>;
+
   // The requests in flight, oldest first: a ring whose slots are reused (std::deque allocates and
   // frees a node every other request of this size, on every session's path).
   class RequestFifo {
    public:
     bool empty() const { return size_ == 0; }
     size_t size() const { return size_; }
-    Request& front() { return slots_[head_]; }
+    Request& front() { return *slots_[head_]; }
     Request& back() { return at(size_ - 1); }
     // The i-th oldest.
-    Request& at(size_t i) { return slots_[(head_ + i) & (slots_.size() - 1)]; }
-    const Request& at(size_t i) const { return slots_[(head_ + i) & (slots_.size() - 1)]; }
-    void push_back(Request&& r) {
+    Request& at(size_t i) { return *slots_[(head_ + i) & (slots_.size() - 1)]; }
+    const Request& at(size_t i) const { return *slots_[(head_ + i) & (slots_.size() - 1)]; }
+    void push_back(RequestPtr r) {
       if (size_ == slots_.size()) grow();
       ++size_;
-      back() = std::move(r);
+      slots_[(head_ + size_ - 1) & (slots_.size() - 1)] = std::move(r);
     }
-    // The front is dropped (callers move it out first).
-    void pop_front() {
+    RequestPtr pop_front() {
+      RequestPtr r = std::move(slots_[head_]);
       head_ = (head_ + 1) & (slots_.size() - 1);
       --size_;
+      return r;
     }
 
    private:
     void grow();
-    std::vector<Request> slots_;  // a power of two in size, or empty
+    std::vector<RequestPtr> slots_;  // a power of two in size, or empty
     size_t head_ = 0;
     size_t size_ = 0;
   };
 
   // A request with default fields, with the buffers of one done with when there is one.
-  Request fresh_request();
+  RequestPtr fresh_request();
   // Keeps a request done with for its buffers' capacity: its RequestHead reset, its containers
-  // emptied (one with nothing worth keeping is dropped).
-  void recycle(Request&& r);
-  void recycle_all(std::vector<Request>& requests);
+  // emptied (kSpareRequests at most are kept).
+  void recycle(RequestPtr r);
+  void recycle_all(std::vector<RequestPtr>& requests);
   static constexpr size_t kSpareRequests = 16;
   static constexpr size_t kMaxKeptBytes = 64 * 1024;
 
@@ -216,16 +228,17 @@ class WriteCapture {
   const Classification* find_statement(std::string_view name) const;
   // `executes`: a Query or a Bind runs `c`; a Parse or Close only names a statement.
   void note(Request& r, const Classification& c, std::string_view sql, bool executes = true);
-  void close_request(Request&& r);
+  void close_request(RequestPtr r);
   Request* answering();
   static void absorb(Request& into, Request&& from);
-  void finish_request(Request&& r, char status, std::chrono::steady_clock::time_point now);
-  void release(std::vector<Request>& requests, std::chrono::steady_clock::time_point now);
+  // Takes `r` when it keeps it (a write held or released); leaves it otherwise.
+  void finish_request(RequestPtr& r, char status, std::chrono::steady_clock::time_point now);
+  void release(std::vector<RequestPtr>& requests, std::chrono::steady_clock::time_point now);
   // Releases, ahead of `requests`, the deferred Parse messages of the statements they bind; then
   // follows their Close/Parse/DISCARD effects on the deferred set.
-  void release_deferred_parses(const std::vector<Request>& requests,
+  void release_deferred_parses(const std::vector<RequestPtr>& requests,
                                std::chrono::steady_clock::time_point now);
-  void release_statements(const std::vector<Request>& requests,
+  void release_statements(const std::vector<RequestPtr>& requests,
                           std::chrono::steady_clock::time_point now);
   void skip_primary_only(Request& r, bool in_transaction);
   void end_transaction_unmirrored(std::chrono::steady_clock::time_point now);
@@ -234,12 +247,12 @@ class WriteCapture {
   const char* last_sql_ = nullptr;  // see classified(); reset for every frontend message
   size_t last_size_ = 0;
   Classification last_classification_;
-  Request open_;                  // extended-protocol batch being built (until Sync)
+  RequestPtr open_;               // extended-protocol batch being built (until Sync)
   bool open_has_messages_ = false;
   RequestFifo inflight_;          // closed, sent to the primary, awaiting ReadyForQuery
-  std::vector<Request> txn_;      // requests of the current explicit transaction
-  std::vector<Request> spare_;    // done with, kept for their buffers (recycle())
-  std::vector<Request> one_;      // an autocommit request on its way to release()
+  std::vector<RequestPtr> txn_;    // requests of the current explicit transaction
+  std::vector<RequestPtr> spare_;  // done with, kept for their buffers (recycle())
+  std::vector<RequestPtr> one_;    // an autocommit request on its way to release()
   char txn_status_ = 'I';
   bool mirror_in_txn_ = false;    // a released unit left the mirror inside the current transaction
   // The current transaction holds a request mixing primary-only calls with what the mirror needs:

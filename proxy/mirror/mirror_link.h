@@ -61,8 +61,9 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
 
   // Queues units released by the capture (never blocks; the session's worker). `capture` supplies
   // the Parse messages of the statements the units bind, for journal entries. The units are
-  // numbered here, in the session's order, and handed to the link's thread through the inbox.
-  void push(std::vector<policy::MirrorUnit> units, const policy::WriteCapture& capture);
+  // numbered here, in the session's order, and handed to the link's thread through the inbox;
+  // `units` is left empty.
+  void push(std::vector<policy::MirrorUnit>& units, const policy::WriteCapture& capture);
   // The client session ended: apply what is queued, then close.
   void finish();
   // pgtandem is stopping: everything not yet applied goes to the journal now (on the home).

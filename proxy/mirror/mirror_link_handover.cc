@@ -51,7 +51,7 @@ bool MirrorLink::over_limit(const config::Mirror& m, uint64_t more) const {
              m.global_queue_bytes;
 }
 
-void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::WriteCapture& capture) {
+void MirrorLink::push(std::vector<policy::MirrorUnit>& units, const policy::WriteCapture& capture) {
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   pushed_ += units.size();
@@ -98,6 +98,7 @@ void MirrorLink::push(std::vector<policy::MirrorUnit> units, const policy::Write
       handed = true;
     }
   }
+  units.clear();  // (the caller's vector keeps its capacity: no allocation per transaction)
   if (handed) request_intake();
 }
 

@@ -107,7 +107,8 @@ void Session::release_order_reservation() {
 }
 
 void Session::on_capture_ready() {
-  auto units = capture_->take();
+  auto& units = released_;
+  capture_->take(units);
   if (!mirror_writes_) {
     // Routing without mirroring: only the session's state goes to the link (so reads routed there
     // see the same settings and prepared statements). A write is not applied there, so from now on
@@ -128,7 +129,7 @@ void Session::on_capture_ready() {
       order_reserved_ = 0;
     }
   }
-  if (!units.empty()) mirror_->push(std::move(units), *capture_);
+  if (!units.empty()) mirror_->push(units, *capture_);
   const uint64_t skips = capture_->stats().skipped_rollback;
   for (; reported_skips_ < skips; ++reported_skips_) {
     state_.metrics->mirror_write(MirrorOutcome::kSkippedRollback);

@@ -196,6 +196,7 @@ class Session final : public policy::RequestTrackerHost {
   // --- Write mirroring (mirroring.cc): what the client sends and the primary answers feeds the
   // capture, whose released units go to the mirror link. Both are null when mirror_writes is off.
   std::unique_ptr<policy::WriteCapture> capture_;
+  std::vector<policy::MirrorUnit> released_;  // the capture's, on their way to the link (reused)
   std::shared_ptr<const policy::VolatilityCatalog> catalog_;
   std::shared_ptr<MirrorLink> mirror_;
   // Commit order on the mirror (policy/mirror/mirror_order.h): the number reserved for the lone
