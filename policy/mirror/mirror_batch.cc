@@ -55,37 +55,48 @@ bool names_lexing_setting(std::string_view sql) {
   return false;
 }
 
-// Which protocol the unit's messages speak, if it can be sent as part of a batch at all.
-TransactionBatch::Kind joinable(const MirrorUnit& unit) {
-  using Kind = TransactionBatch::Kind;
+// Whether the primary's answers allow joining: a whole BEGIN .. COMMIT, every statement a success,
+// nothing ending the transaction block in between.
+bool joinable_outcomes(const MirrorUnit& unit) {
   const auto& p = unit.primary;
-  if (unit.responses < 1 || p.size() < 2) return Kind::kEmpty;
-  if (!starts_transaction(p.front()) || p.back().tag != "COMMIT") return Kind::kEmpty;
+  if (unit.responses < 1 || p.size() < 2) return false;
+  if (!starts_transaction(p.front()) || p.back().tag != "COMMIT") return false;
   for (size_t i = 0; i < p.size(); ++i) {
-    if (p[i].is_error()) return Kind::kEmpty;
-    if (i > 0 && i + 1 < p.size() && ends_transaction(p[i])) return Kind::kEmpty;
+    if (p[i].is_error()) return false;
+    if (i > 0 && i + 1 < p.size() && ends_transaction(p[i])) return false;
   }
-  // All simple Queries, or all extended-protocol messages ending with a Sync.
+  return true;
+}
+
+}  // namespace
+
+// One pass over the unit's messages checks that they can join (all simple Queries, or all
+// extended-protocol messages ending with a Sync) and appends them; what a unit that turns out not
+// to fit appended is taken off again.
+bool TransactionBatch::add(const MirrorUnit& unit) {
+  if (!joinable_outcomes(unit)) return false;
+  unseal();
+  const size_t before = body_.size();
+  const Kind kind_before = kind_;
+  auto refuse = [&] {
+    body_.resize(before);
+    kind_ = kind_before;
+    return false;
+  };
   const std::string_view bytes = unit.bytes;
-  bool simple = false;
-  bool extended = false;
+  Kind kind = Kind::kEmpty;
   char last = 0;
+  size_t run = 0;  // extended: the messages between Syncs are copied a run at a time
   for (size_t pos = 0; pos < bytes.size();) {
-    if (bytes.size() - pos < protocol::kHeaderSize) return Kind::kEmpty;
+    if (bytes.size() - pos < protocol::kHeaderSize) return refuse();
     const uint32_t length = protocol::read_u32(bytes.data() + pos + 1);
-    if (length < 4 || length > bytes.size() - pos - 1) return Kind::kEmpty;
+    if (length < 4 || length > bytes.size() - pos - 1) return refuse();
     last = bytes[pos];
+    Kind here = Kind::kExtended;
     switch (last) {
-      case fe::kQuery: {
-        simple = true;
-        // The body is the text and its terminating NUL; a NUL inside would end the text early.
-        const std::string_view sql = bytes.substr(pos + protocol::kHeaderSize, length - 4);
-        if (sql.empty() || sql.back() != '\0' || sql.find('\0') != sql.size() - 1) {
-          return Kind::kEmpty;
-        }
-        if (names_lexing_setting(sql)) return Kind::kEmpty;
+      case fe::kQuery:
+        here = Kind::kSimple;
         break;
-      }
       case fe::kParse:
       case fe::kBind:
       case fe::kDescribe:
@@ -93,42 +104,34 @@ TransactionBatch::Kind joinable(const MirrorUnit& unit) {
       case fe::kClose:
       case fe::kFlush:
       case fe::kSync:
-        extended = true;
         break;
       default:
-        return Kind::kEmpty;  // COPY data, fast-path calls: as they are
+        return refuse();  // COPY data, fast-path calls: as they are
     }
-    pos += 1 + length;
-  }
-  if (simple == extended) return Kind::kEmpty;
-  if (extended && last != fe::kSync) return Kind::kEmpty;
-  return simple ? Kind::kSimple : Kind::kExtended;
-}
-
-}  // namespace
-
-bool TransactionBatch::add(const MirrorUnit& unit) {
-  const Kind kind = joinable(unit);
-  if (kind == Kind::kEmpty || (kind_ != Kind::kEmpty && kind != kind_)) return false;
-  unseal();
-  if (kind_ == Kind::kEmpty && kind == Kind::kSimple) body_.append(protocol::kHeaderSize, '\0');
-  kind_ = kind;
-  ++units_;
-  const std::string_view bytes = unit.bytes;
-  // Extended: the messages between Syncs are copied a run at a time, not one by one.
-  size_t run = 0;
-  for (size_t pos = 0; pos < bytes.size();) {
-    const uint32_t length = protocol::read_u32(bytes.data() + pos + 1);
+    if (kind == Kind::kEmpty) {
+      kind = here;
+      if (kind_ != Kind::kEmpty && kind != kind_) return refuse();
+      if (kind_ == Kind::kEmpty && kind == Kind::kSimple) body_.append(protocol::kHeaderSize, '\0');
+      kind_ = kind;
+    } else if (here != kind) {
+      return refuse();  // a mix of simple and extended messages
+    }
     if (kind == Kind::kSimple) {
-      body_.append(bytes.substr(pos + protocol::kHeaderSize, length - 5));  // the text, no NUL
+      // The body is the text and its terminating NUL; a NUL inside would end the text early.
+      const std::string_view sql = bytes.substr(pos + protocol::kHeaderSize, length - 4);
+      if (sql.empty() || sql.back() != '\0' || sql.find('\0') != sql.size() - 1) return refuse();
+      if (names_lexing_setting(sql)) return refuse();
+      body_.append(sql.substr(0, sql.size() - 1));  // the text, no NUL
       body_.append("\n;");
-    } else if (bytes[pos] == fe::kSync) {
+    } else if (last == fe::kSync) {
       body_.append(bytes.substr(run, pos - run));
       run = pos + 1 + length;
     }
     pos += 1 + length;
   }
-  if (kind == Kind::kExtended) body_.append(bytes.substr(run));  // (empty: it ends with a Sync)
+  if (kind == Kind::kEmpty) return refuse();
+  if (kind == Kind::kExtended && last != fe::kSync) return refuse();
+  ++units_;
   return true;
 }
 

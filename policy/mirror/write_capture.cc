@@ -525,12 +525,15 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
   MirrorUnit u;
   size_t total = 0;
   size_t outcomes = 0;
+  size_t binds = 0;
   for (const auto& r : requests) {
     total += r->bytes.size();
     outcomes += r->outcomes.size();
+    binds += r->binds.size();
   }
   u.bytes.reserve(total);
   u.primary.reserve(outcomes);
+  u.binds.reserve(binds);
   bool txn_control = false;
   bool state = false;
   bool writes = false;

@@ -248,6 +248,11 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   KnownParse* find_parse(std::string_view name);  // under parse_mu_
   std::mutex parse_mu_;  // push() records, the link's thread reads (journal, reprepare)
   std::vector<KnownParse> parses_;
+  // push()'s (the session's thread): the names of the last unit whose binds were looked up, and
+  // the capture's parse generation then. A unit binding the same names at the same generation
+  // (a client running its statements again: the usual case) needs no lookup.
+  std::vector<std::string> checked_binds_;
+  uint64_t checked_generation_ = 0;
   // Set once the link journaled a unit or reconnected: binds are prepared again (once per name
   // and connection, in reprepared_) before the units that use them.
   bool reprepare_ = false;

@@ -66,8 +66,11 @@ void MirrorLink::push(std::vector<policy::MirrorUnit>& units, const policy::Writ
       }
       // Keep the Parse of every statement a unit binds: a journal entry must carry it. One copied
       // at the capture's current parse generation is current: no lookup, no comparison.
-      if (!u.binds.empty()) {
+      if (!u.binds.empty() &&
+          (capture.parse_generation() != checked_generation_ || u.binds != checked_binds_)) {
         const uint64_t generation = capture.parse_generation();
+        checked_generation_ = generation;
+        checked_binds_ = u.binds;
         std::lock_guard parse_lock(parse_mu_);
         for (const auto& name : u.binds) {
           KnownParse* known = find_parse(name);

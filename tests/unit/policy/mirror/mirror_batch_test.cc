@@ -217,5 +217,49 @@ TEST(MirrorBatch, SeveralTransactionsOfASessionJoinOneRequest) {
   EXPECT_EQ(got.back().first, proto::frontend::kSync);
 }
 
+// add() checks and copies in one pass: a unit found unfit after some of its messages were
+// appended (a later text changes the lexing, a message of the other protocol, COPY data) leaves
+// the batch exactly as it was, empty or not.
+TEST(MirrorBatch, AUnitRefusedMidwayLeavesTheBatchAsItWas) {
+  const MirrorUnit first = simple_unit({"BEGIN", "UPDATE a SET v = 1", "COMMIT"},
+                                       {ok("BEGIN"), ok("UPDATE 1"), ok("COMMIT")});
+  MirrorUnit lexing = simple_unit({"BEGIN", "SET standard_conforming_strings = off", "COMMIT"},
+                                  {ok("BEGIN"), ok("SET"), ok("COMMIT")});
+  MirrorUnit mixed = simple_unit({"BEGIN", "UPDATE a SET v = 2"}, {ok("BEGIN"), ok("UPDATE 1")});
+  mixed.bytes += bind_execute_sync("P0_2");
+  mixed.primary.push_back(ok("COMMIT"));
+  ++mixed.responses;
+  MirrorUnit copy = simple_unit({"BEGIN", "COPY a FROM STDIN"}, {ok("BEGIN"), ok("COPY 1")});
+  copy.bytes += test::copy_data("1\n") + test::copy_done() + query("COMMIT");
+  copy.primary.push_back(ok("COMMIT"));
+  ++copy.responses;
+  MirrorUnit extended_then_simple;
+  extended_then_simple.bytes = bind_execute_sync("P0_0") + query("COMMIT");
+  extended_then_simple.responses = 2;
+  extended_then_simple.primary = {ok("BEGIN"), ok("COMMIT")};
+
+  for (bool empty : {true, false}) {
+    SCOPED_TRACE(empty ? "empty batch" : "one unit in the batch");
+    TransactionBatch batch;
+    if (!empty) {
+      ASSERT_TRUE(batch.add(first));
+    }
+    const std::string before = batch.request();
+    const auto kind = batch.kind();
+    for (const MirrorUnit* u : {&lexing, &mixed, &copy, &extended_then_simple}) {
+      EXPECT_FALSE(batch.add(*u));
+      EXPECT_EQ(batch.request(), before);
+      EXPECT_EQ(batch.kind(), kind);
+      EXPECT_EQ(batch.units(), empty ? 0u : 1u);
+    }
+    // And it still takes a unit that fits.
+    ASSERT_TRUE(batch.add(first));
+    EXPECT_EQ(batch.units(), empty ? 1u : 2u);
+    EXPECT_EQ(batch.request(), empty ? query("BEGIN\n;UPDATE a SET v = 1\n;COMMIT\n;")
+                                     : query("BEGIN\n;UPDATE a SET v = 1\n;COMMIT\n;"
+                                             "BEGIN\n;UPDATE a SET v = 1\n;COMMIT\n;"));
+  }
+}
+
 }  // namespace
 }  // namespace pgtandem::policy
