@@ -8,6 +8,7 @@
 // cache in classifier_cache.h) is passed in.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -170,17 +171,50 @@ class VolatilityCatalog {
 // PREPARE/Parse, DEALLOCATE/Close or DISCARD ALL.
 class PreparedStatements {
  public:
+  PreparedStatements() = default;
+  // (The memo points into by_name_: never copied along.)
+  PreparedStatements(const PreparedStatements& other) : by_name_(other.by_name_) {}
+  PreparedStatements& operator=(const PreparedStatements& other) {
+    by_name_ = other.by_name_;
+    memo_.fill({});
+    return *this;
+  }
+  PreparedStatements(PreparedStatements&& other) noexcept : by_name_(std::move(other.by_name_)) {
+    other.memo_.fill({});
+  }
+  PreparedStatements& operator=(PreparedStatements&& other) noexcept {
+    by_name_ = std::move(other.by_name_);
+    memo_.fill({});
+    other.memo_.fill({});
+    return *this;
+  }
+
   // For SQL PREPARE pass its classification: the body's kind is taken from prepared_kind.
   void add(std::string_view name, const Classification& c);
   void remove(std::string_view name) {
-    if (auto it = by_name_.find(name); it != by_name_.end()) by_name_.erase(it);
+    if (auto it = by_name_.find(name); it != by_name_.end()) {
+      memo_.fill({});
+      by_name_.erase(it);
+    }
   }
-  void clear() { by_name_.clear(); }
+  void clear() {
+    memo_.fill({});
+    by_name_.clear();
+  }
   const Classification* find(std::string_view name) const;
   size_t size() const { return by_name_.size(); }
 
  private:
   std::unordered_map<std::string, Classification, TransparentStringHash, std::equal_to<>> by_name_;
+  // The statements found last, by a cheap hash of the name: a session binds the same few names
+  // over and over (every Bind is looked up, by the capture and by read routing), and the map's
+  // lookup costs several times this. Entries point into by_name_ (its nodes stay put when it
+  // grows); erasing clears the memo.
+  struct Memo {
+    const std::string* name = nullptr;
+    const Classification* classification = nullptr;
+  };
+  mutable std::array<Memo, 16> memo_{};
 };
 
 struct ClassifierOptions {

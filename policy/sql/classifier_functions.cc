@@ -389,8 +389,14 @@ void PreparedStatements::add(std::string_view name, const Classification& c) {
 }
 
 const Classification* PreparedStatements::find(std::string_view name) const {
+  uint32_t h = 2166136261u;  // FNV-1a: names are short
+  for (const char ch : name) h = (h ^ static_cast<unsigned char>(ch)) * 16777619u;
+  Memo& m = memo_[(h ^ (h >> 16)) & (memo_.size() - 1)];
+  if (m.name != nullptr && *m.name == name) return m.classification;
   auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : &it->second;
+  if (it == by_name_.end()) return nullptr;
+  m = {&it->first, &it->second};
+  return &it->second;
 }
 
 std::string_view to_string(StatementKind kind) {

@@ -208,8 +208,15 @@ auto relay_read_some(Stream& stream, asio::mutable_buffer buffer, bool wait_firs
         using IoExecutor = RawSocket::executor_type;
         using Op = relay_detail::RelayRecvOp<Handler, IoExecutor>;
         const IoExecutor io_ex = socket.get_executor();
-        auto& reactor =
-            asio::use_service<ad::reactor>(asio::query(io_ex, asio::execution::context));
+        // use_service() takes the service registry's lock: looked up once per socket and
+        // io_context (a socket cannot outlive its io_context; a moved one looks again), not once
+        // per read.
+        asio::execution_context& context = asio::query(io_ex, asio::execution::context);
+        if (stream.relay_context != &context) {
+          stream.relay_reactor = &asio::use_service<ad::reactor>(context);
+          stream.relay_context = &context;
+        }
+        ad::reactor& reactor = *static_cast<ad::reactor*>(stream.relay_reactor);
         const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
         auto slot = asio::get_associated_cancellation_slot(handler);
         typename Op::ptr p = {ad::addressof(handler), Op::ptr::allocate(handler), 0};

@@ -95,6 +95,10 @@ class Stream {
   executor_type get_executor() { return socket_.get_executor(); }
   // The socket under TLS, or the plain one: for options, endpoints, close and cancel.
   RawSocket& raw() { return tls_ == nullptr ? socket_ : tls_socket(*tls_); }
+  // proxy/net/relay_read.h's: the reactor of the io_context `relay_context` (looking it up takes
+  // Asio's service registry lock, once per socket and io_context rather than once per read).
+  void* relay_reactor = nullptr;
+  const void* relay_context = nullptr;
   bool tls() const { return tls_ != nullptr; }
   TlsConnection* tls_connection() const { return tls_.get(); }
   // Used by proxy/net/tls.cc: takes the plain socket to run TLS over it.

@@ -2,6 +2,11 @@
 // lists, the session's prepared statements and its standard_conforming_strings.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
 #include "policy/sql/classifier.h"
 
 namespace pgtandem::policy {
@@ -134,6 +139,54 @@ TEST(PreparedStatements, ExecuteUsesTheRegistry) {
   EXPECT_EQ(classify("EXECUTE sel(1)", opts).kind, StatementKind::kUnknown);
   prepared.clear();
   EXPECT_EQ(prepared.size(), 0u);
+}
+
+// find() remembers what it found (a memo of 16 slots, by a hash of the name): against a plain map
+// under random adds, removes, clears, copies and moves, with more names than slots, it answers
+// the same every time (a memo kept across an erase would answer for a statement that is gone).
+TEST(PreparedStatements, FindAgreesWithAPlainMapUnderRandomChanges) {
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::vector<std::string> names;
+  for (int i = 0; i < 40; ++i) names.push_back("P" + std::to_string(i % 7) + "_" + std::to_string(i));
+  names.push_back("");
+  names.push_back(std::string(63, 'x'));
+  PreparedStatements prepared;
+  std::map<std::string, StatementKind> reference;
+  const StatementKind kinds[] = {StatementKind::kRead, StatementKind::kWrite,
+                                 StatementKind::kSessionState, StatementKind::kUnknown};
+  for (int step = 0; step < 20000; ++step) {
+    const std::string& name = names[rng() % names.size()];
+    const unsigned op = rng() % 100;
+    if (op < 20) {
+      Classification c;
+      c.kind = kinds[rng() % 4];
+      prepared.add(name, c);
+      reference[name] = c.kind;
+    } else if (op < 30) {
+      prepared.remove(name);
+      reference.erase(name);
+    } else if (op == 30) {
+      prepared.clear();
+      reference.clear();
+    } else if (op == 31) {
+      PreparedStatements copy = prepared;  // the copy answers alone once the original is gone
+      prepared = PreparedStatements();
+      prepared = copy;
+    } else if (op == 32) {
+      PreparedStatements moved = std::move(prepared);
+      prepared = std::move(moved);
+    } else {
+      const Classification* found = prepared.find(name);
+      const auto it = reference.find(name);
+      ASSERT_EQ(found != nullptr, it != reference.end()) << "step " << step << " " << name;
+      if (found != nullptr) {
+        ASSERT_EQ(found->kind, it->second) << "step " << step << " " << name;
+      }
+    }
+  }
+  EXPECT_EQ(prepared.size(), reference.size());
 }
 
 TEST(PreparedStatements, Names) {
