@@ -522,7 +522,7 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
                            std::chrono::steady_clock::time_point now) {
   if (requests.empty()) return;
   if (!deferred_parses_.empty()) release_deferred_parses(requests, now);
-  MirrorUnit u;
+  MirrorUnit u = fresh_unit();
   size_t total = 0;
   size_t outcomes = 0;
   size_t binds = 0;
@@ -638,6 +638,31 @@ void WriteCapture::recycle(RequestPtr r) {
 void WriteCapture::recycle_all(std::vector<RequestPtr>& requests) {
   for (auto& r : requests) recycle(std::move(r));
   requests.clear();
+}
+
+MirrorUnit WriteCapture::fresh_unit() {
+  if (spare_units_.empty()) return MirrorUnit{};
+  MirrorUnit u = std::move(spare_units_.back());
+  spare_units_.pop_back();
+  return u;
+}
+
+void WriteCapture::give_back(std::vector<MirrorUnit>& units) {
+  for (auto& used : units) {
+    if (spare_units_.size() >= kSpareUnits) break;
+    if (used.bytes.capacity() > kMaxKeptBytes) continue;
+    // Only the buffers are kept: every other field starts from its default, whatever fields
+    // MirrorUnit grows.
+    MirrorUnit u;
+    u.bytes = std::move(used.bytes);
+    u.bytes.clear();
+    u.primary = std::move(used.primary);
+    u.primary.clear();
+    u.binds = std::move(used.binds);
+    u.binds.clear();
+    spare_units_.push_back(std::move(u));
+  }
+  units.clear();
 }
 
 std::vector<MirrorUnit> WriteCapture::take() {

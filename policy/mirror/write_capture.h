@@ -110,6 +110,11 @@ class WriteCapture {
                   std::chrono::steady_clock::time_point now);
 
   std::vector<MirrorUnit> take();  // released units, in release order
+  // Units the mirror is done with, given back for their buffers' capacity: the next releases fill
+  // them instead of allocating (a unit is allocated on the session's thread and applied on the
+  // mirror link's). Takes them all; at most kSpareUnits are kept.
+  void give_back(std::vector<MirrorUnit>& units);
+  static constexpr size_t kSpareUnits = 8;
   // The same into `out` (emptied first), which keeps the capacity of the vector it had.
   void take(std::vector<MirrorUnit>& out) {
     out.clear();
@@ -270,7 +275,10 @@ class WriteCapture {
   // threshold does): that was counted as a divergence and took the session off the live mirror.
   std::unordered_map<std::string, std::string> deferred_parses_;
   Classification unnamed_;        // the unnamed statement's classification
+  // A unit with default fields, with the buffers of one given back when there is one.
+  MirrorUnit fresh_unit();
   std::vector<MirrorUnit> released_;
+  std::vector<MirrorUnit> spare_units_;  // given back, emptied
   std::vector<PrimaryOnlySkip> skips_;
   bool skipped_now_ = false;  // a request was skipped as primary-only in this on_backend()
   CaptureStats stats_;

@@ -602,6 +602,12 @@ asio::awaitable<void> MirrorLink::run() {
     }
     // (Journaled units were moved into their entries: the size was taken before.)
     if (!in_flight_.empty()) account(-bytes);  // empty: journal_pending() accounted for them
+    // Applied units go back to the session's capture for their buffers (journaled ones were
+    // moved into their entries: nothing to give).
+    for (auto& u : in_flight_) {
+      if (spent_.size() >= policy::WriteCapture::kSpareUnits) break;
+      if (!u.bytes.empty() && u.bytes.capacity() <= kMaxSpentBytes) spent_.push_back(std::move(u));
+    }
     in_flight_.clear();
     busy_ = false;
     // Last: once drained() sees it, a lend may take the socket.

@@ -63,7 +63,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // the Parse messages of the statements the units bind, for journal entries. The units are
   // numbered here, in the session's order, and handed to the link's thread through the inbox;
   // `units` is left empty.
-  void push(std::vector<policy::MirrorUnit>& units, const policy::WriteCapture& capture);
+  void push(std::vector<policy::MirrorUnit>& units, policy::WriteCapture& capture);
   // The client session ended: apply what is queued, then close.
   void finish();
   // pgtandem is stopping: everything not yet applied goes to the journal now (on the home).
@@ -211,6 +211,13 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::vector<Pushed> inbox_;      // under mu_: pushed, not yet taken in
   bool intake_posted_ = false;     // under mu_
   std::vector<Pushed> intake_;     // the link's thread: the inbox being taken in
+  // Applied units on their way back to the session's capture, for their buffers
+  // (WriteCapture::give_back): the link's thread collects them (spent_), intake() moves them to
+  // returned_ under mu_, and push() takes them into returning_ and gives them back.
+  std::vector<policy::MirrorUnit> spent_;
+  static constexpr size_t kMaxSpentBytes = 64 * 1024;  // a COPY's buffer is not kept
+  std::vector<policy::MirrorUnit> returned_;  // under mu_
+  std::vector<policy::MirrorUnit> returning_;
   std::atomic<uint64_t> outstanding_{0};  // pushed, not yet settled (drained())
   std::deque<policy::MirrorUnit> queue_;   // the link's thread
   std::atomic<int64_t> queued_bytes_{0};

@@ -51,13 +51,14 @@ bool MirrorLink::over_limit(const config::Mirror& m, uint64_t more) const {
              m.global_queue_bytes;
 }
 
-void MirrorLink::push(std::vector<policy::MirrorUnit>& units, const policy::WriteCapture& capture) {
+void MirrorLink::push(std::vector<policy::MirrorUnit>& units, policy::WriteCapture& capture) {
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
   pushed_ += units.size();
   bool handed = false;
   {
     std::lock_guard lock(mu_);
+    returning_.swap(returned_);
     for (auto& u : units) {
       // The journal filled up with journal_full = "stop": writes are no longer mirrored (counted).
       if (stopped_drops(state_.mirror, u.session_state, *state_.metrics)) {
@@ -102,6 +103,7 @@ void MirrorLink::push(std::vector<policy::MirrorUnit>& units, const policy::Writ
     }
   }
   units.clear();  // (the caller's vector keeps its capacity: no allocation per transaction)
+  if (!returning_.empty()) capture.give_back(returning_);
   if (handed) request_intake();
 }
 
@@ -123,7 +125,12 @@ void MirrorLink::intake() {
     std::lock_guard lock(mu_);
     intake_posted_ = false;
     intake_.swap(inbox_);
+    for (auto& u : spent_) {
+      if (returned_.size() >= policy::WriteCapture::kSpareUnits) break;
+      returned_.push_back(std::move(u));
+    }
   }
+  spent_.clear();
   for (auto& p : intake_) {
     policy::MirrorUnit& u = p.unit;
     if (p.full && !degraded_.load(std::memory_order_relaxed)) {

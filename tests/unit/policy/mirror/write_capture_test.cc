@@ -141,6 +141,64 @@ TEST(WriteCapture, FirstSqlOfATransactionIsItsFirstStatement) {
   EXPECT_EQ(d.units[0].first_sql, "BEGIN");
 }
 
+// Units given back (the mirror link's, for their buffers) are filled again by the next releases:
+// with the same buffers, and with nothing else of what they carried.
+TEST(WriteCapture, UnitsGivenBackAreReusedWithNothingOfTheirPast) {
+  WriteCapture w({});
+  auto request = [&](const std::string& front, const std::string& back) {
+    std::vector<Message> f, b;
+    ASSERT_TRUE(split(front, proto::Direction::kFrontend, &f));
+    ASSERT_TRUE(split(back, proto::Direction::kBackend, &b));
+    for (const auto& m : f) w.on_frontend(m.header, m.whole);
+    w.forwarded();
+    for (const auto& m : b) w.on_backend(m.header, m.body, kNow);
+  };
+  const std::string long_insert = std::string(kInsert) + " -- " + std::string(400, 'x');
+  request(query("BEGIN"), done("BEGIN", 'T'));
+  request(query(long_insert), done("INSERT 0 1", 'T'));
+  request(query("COMMIT"), done("COMMIT", 'I'));
+  std::vector<MirrorUnit> units = w.take();
+  ASSERT_EQ(units.size(), 1u);
+  EXPECT_TRUE(units[0].transaction);
+  EXPECT_TRUE(units[0].writes);
+  EXPECT_TRUE(units[0].lone_commit);
+  // What the proxy sets on a unit, and what the link leaves in it.
+  units[0].seq = 7;
+  units[0].after = 6;
+  units[0].forward_mark = 5;
+  units[0].nondeterministic = true;
+  units[0].binds.push_back("s1");
+  const char* buffer = units[0].bytes.data();
+  w.give_back(units);
+  EXPECT_TRUE(units.empty());
+
+  request(query("SET search_path = public"), done("SET", 'I'));
+  std::vector<MirrorUnit> again = w.take();
+  ASSERT_EQ(again.size(), 1u);
+  const MirrorUnit& u = again[0];
+  EXPECT_EQ(u.bytes.data(), buffer);  // the same buffer, filled again
+  EXPECT_EQ(u.bytes, query("SET search_path = public"));
+  EXPECT_EQ(u.responses, 1u);
+  ASSERT_EQ(u.primary.size(), 1u);
+  EXPECT_EQ(u.primary[0].tag, "SET");
+  EXPECT_TRUE(u.binds.empty());
+  EXPECT_TRUE(u.session_state);
+  EXPECT_FALSE(u.transaction);
+  EXPECT_FALSE(u.writes);
+  EXPECT_FALSE(u.nondeterministic);
+  EXPECT_FALSE(u.lone_commit);
+  EXPECT_EQ(u.seq, 0u);
+  EXPECT_EQ(u.after, 0u);
+  EXPECT_EQ(u.forward_mark, 0u);
+  EXPECT_EQ(u.first_sql, "SET search_path = public");
+
+  // At most kSpareUnits are kept; the rest are freed.
+  std::vector<MirrorUnit> many(WriteCapture::kSpareUnits + 5);
+  for (auto& m : many) m.bytes.assign(100, 'q');
+  w.give_back(many);
+  EXPECT_TRUE(many.empty());
+}
+
 TEST(WriteCapture, TakeEmptiesTheReleasedUnits) {
   WriteCapture w({});
   std::vector<Message> messages;
