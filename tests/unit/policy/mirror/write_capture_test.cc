@@ -88,17 +88,21 @@ TEST(WriteCapture, UnitsAreStampedWithTheTimeOfTheReadyForQuery) {
 
 // The commit order rests on lone COMMITs (policy/mirror/mirror_order.h): forwarded() tells the
 // session when one is on its way, and the unit says whether it ended with one.
+// Feeds one request, says it is forwarded (returns what forwarded() said), then its answer.
+bool feed_request(WriteCapture& w, const std::string& front, const std::string& back) {
+  std::vector<Message> f, b;
+  EXPECT_TRUE(split(front, proto::Direction::kFrontend, &f));
+  EXPECT_TRUE(split(back, proto::Direction::kBackend, &b));
+  for (const auto& m : f) w.on_frontend(m.header, m.whole);
+  const bool lone = w.forwarded();
+  for (const auto& m : b) w.on_backend(m.header, m.body, kNow);
+  return lone;
+}
+
 TEST(WriteCapture, LoneCommitsAreToldAtTheirForwardAndMarkedOnTheirUnit) {
   WriteCapture w({});
-  // Feeds one request, says it is forwarded (returns what forwarded() said), then its answer.
   auto request = [&](const std::string& front, const std::string& back) {
-    std::vector<Message> f, b;
-    EXPECT_TRUE(split(front, proto::Direction::kFrontend, &f));
-    EXPECT_TRUE(split(back, proto::Direction::kBackend, &b));
-    for (const auto& m : f) w.on_frontend(m.header, m.whole);
-    const bool lone = w.forwarded();
-    for (const auto& m : b) w.on_backend(m.header, m.body, kNow);
-    return lone;
+    return feed_request(w, front, back);
   };
   EXPECT_FALSE(request(query("BEGIN"), done("BEGIN", 'T')));
   EXPECT_FALSE(request(query(kInsert), done("INSERT 0 1", 'T')));
@@ -146,12 +150,7 @@ TEST(WriteCapture, FirstSqlOfATransactionIsItsFirstStatement) {
 TEST(WriteCapture, UnitsGivenBackAreReusedWithNothingOfTheirPast) {
   WriteCapture w({});
   auto request = [&](const std::string& front, const std::string& back) {
-    std::vector<Message> f, b;
-    ASSERT_TRUE(split(front, proto::Direction::kFrontend, &f));
-    ASSERT_TRUE(split(back, proto::Direction::kBackend, &b));
-    for (const auto& m : f) w.on_frontend(m.header, m.whole);
-    w.forwarded();
-    for (const auto& m : b) w.on_backend(m.header, m.body, kNow);
+    feed_request(w, front, back);
   };
   const std::string long_insert = std::string(kInsert) + " -- " + std::string(400, 'x');
   request(query("BEGIN"), done("BEGIN", 'T'));
