@@ -1,7 +1,5 @@
 #include "protocol/wire.h"
 
-#include <algorithm>
-
 #include "protocol/wire_detail.h"
 
 namespace pgtandem::protocol {
@@ -76,12 +74,7 @@ bool Reader::bytes(size_t n, std::string_view& v) {
   return true;
 }
 bool Reader::cstring(std::string_view& v) {
-  // Most strings read here are short (command tags, names, field codes): a byte loop over the
-  // first few bytes, memchr past them.
-  size_t nul = pos_;
-  const size_t quick = std::min(data_.size(), pos_ + 16);
-  while (nul < quick && data_[nul] != '\0') ++nul;
-  if (nul == quick) nul = quick < data_.size() ? data_.find('\0', quick) : std::string_view::npos;
+  size_t nul = data_.find('\0', pos_);
   if (nul == std::string_view::npos) return false;
   v = data_.substr(pos_, nul - pos_);
   pos_ = nul + 1;

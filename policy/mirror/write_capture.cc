@@ -608,7 +608,7 @@ void WriteCapture::release_statements(const std::vector<RequestPtr>& requests,
 
 void WriteCapture::RequestFifo::grow() {
   std::vector<RequestPtr> slots(slots_.empty() ? 8 : slots_.size() * 2);
-  for (size_t i = 0; i < size_; ++i) slots[i] = std::move(slots_[(head_ + i) & (slots_.size() - 1)]);
+  for (size_t i = 0; i < size_; ++i) slots[i] = std::move(slot(i));
   slots_.swap(slots);
   head_ = 0;
 }
@@ -667,7 +667,7 @@ void WriteCapture::give_back(std::vector<MirrorUnit>& units) {
 
 std::vector<MirrorUnit> WriteCapture::take() {
   std::vector<MirrorUnit> out;
-  out.swap(released_);
+  take(out);
   return out;
 }
 

@@ -115,6 +115,8 @@ class WriteCapture {
   // mirror link's). Takes them all; at most kSpareUnits are kept.
   void give_back(std::vector<MirrorUnit>& units);
   static constexpr size_t kSpareUnits = 8;
+  // A buffer larger than this (a COPY, a huge batch) is freed, never kept for reuse.
+  static constexpr size_t kMaxKeptBytes = 64 * 1024;
   // The same into `out` (emptied first), which keeps the capacity of the vector it had.
   void take(std::vector<MirrorUnit>& out) {
     out.clear();
@@ -196,24 +198,25 @@ class WriteCapture {
    public:
     bool empty() const { return size_ == 0; }
     size_t size() const { return size_; }
-    Request& front() { return *slots_[head_]; }
+    Request& front() { return at(0); }
     Request& back() { return at(size_ - 1); }
     // The i-th oldest.
-    Request& at(size_t i) { return *slots_[(head_ + i) & (slots_.size() - 1)]; }
+    Request& at(size_t i) { return *slot(i); }
     const Request& at(size_t i) const { return *slots_[(head_ + i) & (slots_.size() - 1)]; }
     void push_back(RequestPtr r) {
       if (size_ == slots_.size()) grow();
       ++size_;
-      slots_[(head_ + size_ - 1) & (slots_.size() - 1)] = std::move(r);
+      slot(size_ - 1) = std::move(r);
     }
     RequestPtr pop_front() {
-      RequestPtr r = std::move(slots_[head_]);
+      RequestPtr r = std::move(slot(0));
       head_ = (head_ + 1) & (slots_.size() - 1);
       --size_;
       return r;
     }
 
    private:
+    RequestPtr& slot(size_t i) { return slots_[(head_ + i) & (slots_.size() - 1)]; }
     void grow();
     std::vector<RequestPtr> slots_;  // a power of two in size, or empty
     size_t head_ = 0;
@@ -227,7 +230,6 @@ class WriteCapture {
   void recycle(RequestPtr r);
   void recycle_all(std::vector<RequestPtr>& requests);
   static constexpr size_t kSpareRequests = 16;
-  static constexpr size_t kMaxKeptBytes = 64 * 1024;
 
   Classification classify(std::string_view sql);
   const Classification* find_statement(std::string_view name) const;

@@ -606,7 +606,10 @@ asio::awaitable<void> MirrorLink::run() {
     // moved into their entries: nothing to give).
     for (auto& u : in_flight_) {
       if (spent_.size() >= policy::WriteCapture::kSpareUnits) break;
-      if (!u.bytes.empty() && u.bytes.capacity() <= kMaxSpentBytes) spent_.push_back(std::move(u));
+      // (A COPY's buffer is freed here rather than held until the next push.)
+      if (!u.bytes.empty() && u.bytes.capacity() <= policy::WriteCapture::kMaxKeptBytes) {
+        spent_.push_back(std::move(u));
+      }
     }
     in_flight_.clear();
     busy_ = false;

@@ -215,7 +215,6 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // (WriteCapture::give_back): the link's thread collects them (spent_), intake() moves them to
   // returned_ under mu_, and push() takes them into returning_ and gives them back.
   std::vector<policy::MirrorUnit> spent_;
-  static constexpr size_t kMaxSpentBytes = 64 * 1024;  // a COPY's buffer is not kept
   std::vector<policy::MirrorUnit> returned_;  // under mu_
   std::vector<policy::MirrorUnit> returning_;
   std::atomic<uint64_t> outstanding_{0};  // pushed, not yet settled (drained())

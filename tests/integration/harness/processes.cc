@@ -279,17 +279,22 @@ std::string describe_difference(const std::string& a, const std::string& b) {
 }
 
 namespace {
-// Whether 127.0.0.1:port can be bound now.
-bool can_bind(uint16_t port) {
+// Binds a TCP socket to 127.0.0.1:port (0: the kernel picks) and closes it; the port bound, or 0
+// when it could not be bound.
+uint16_t bind_loopback(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) fail(errno_text("socket"));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(port);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  uint16_t bound = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    socklen_t len = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) bound = ntohs(addr.sin_port);
+  }
   ::close(fd);
-  return ok;
+  return bound;
 }
 }  // namespace
 
@@ -310,26 +315,15 @@ uint16_t free_tcp_port() {
     std::uniform_int_distribution<unsigned> pick(15000, hi);
     for (int attempt = 0; attempt < 500; ++attempt) {
       const auto port = static_cast<uint16_t>(pick(rng));
-      if (given.count(port) != 0 || !can_bind(port)) continue;
+      if (given.count(port) != 0 || bind_loopback(port) == 0) continue;
       given.insert(port);
       return port;
     }
   }
   // No room below the ephemeral range: the kernel's pick.
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) fail(errno_text("socket"));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    fail(errno_text("bind"));
-  }
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  const uint16_t port = bind_loopback(0);
+  if (port == 0) fail(errno_text("bind"));
+  return port;
 }
 
 std::string read_file(const std::string& path) {
