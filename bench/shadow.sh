@@ -7,7 +7,9 @@
 #
 # "total CPU us/txn" adds pgbench's, both clusters' and the proxy's CPU time per transaction; "CPU-bound vs off"
 # is off's total / this one's - 1: the throughput change to expect when the cores are the limit. It holds on a busy
-# machine where tps does not.
+# machine where tps does not. "relay threads us/txn" is the CPU of pgtandem's session workers (threads pgt-worker-N)
+# alone: the client's path; shadow reads run on the mirror link thread (pgt-link-N) since issue 17 ("-": a
+# pgtandem whose threads have no names).
 #
 # Environment (defaults):
 #   SB_DURATION=10   seconds per pgbench run
@@ -16,6 +18,8 @@
 #   SB_WORKERS=2     pgtandem workers
 #   SB_BUILD=1       build pgtandem in build-sbench first (0: use SB_PGTANDEM as is)
 #   SB_PGTANDEM=     pgtandem binary (default build-sbench/proxy/pgtandem)
+#   SB_BASELINE=     another pgtandem binary: also run it at 100% sampling ("100pct-base"),
+#                    before/after a change in one run
 #   SB_BOOST=0       1: everything at nice -20 (see bench/README.md; root)
 #   SB_OUT=          results dir (default build-sbench/shadow-results/<timestamp>)
 set -euo pipefail
@@ -34,6 +38,7 @@ boost=${SB_BOOST:-0}
 build_dir=$root/build-sbench
 pgtandem_bin=${SB_PGTANDEM:-$build_dir/proxy/pgtandem}
 out=${SB_OUT:-$build_dir/shadow-results/$(date +%Y%m%d-%H%M%S)}
+baseline=${SB_BASELINE:-}
 
 [[ $EUID -eq 0 ]] || { echo "bench/shadow.sh: run as root (postgres runs as user postgres)" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "bench/shadow.sh: pgbench not found" >&2; exit 1; }
@@ -63,27 +68,32 @@ done
 
 declare -A port admin pid
 start_one() {
-  local name=$1 rate=$2
+  local name=$1 rate=$2 bin=${3:-$pgtandem_bin}
   PGTANDEM_TOML_TAIL=''
   if [[ $rate != 0 ]]; then
     PGTANDEM_TOML_TAIL=$'[shadow]\n'"sample_rate = $rate"$'\n'"statement_timeout_ms = 5000"
   fi
-  pgtandem_start "$pgtandem_bin" old new "$workers" "pgtandem-$name"
+  pgtandem_start "$bin" old new "$workers" "pgtandem-$name"
   port[$name]=$PGTANDEM_PORT admin[$name]=$PGTANDEM_ADMIN_PORT pid[$name]=$PGTANDEM_PID
   ((boost == 0)) || pg_boost_pid "$PGTANDEM_PID"
 }
 start_one off 0
 start_one 1pct 0.01
 start_one 100pct 1
+configs=(direct off 1pct 100pct)
+if [[ -n $baseline ]]; then
+  [[ -x $baseline ]] || { echo "bench/shadow.sh: no baseline binary at $baseline" >&2; exit 1; }
+  start_one 100pct-base 1 "$baseline"
+  configs+=(100pct-base)
+fi
 
 metric() {  # metric ADMIN_PORT NAME LABEL_FILTER -> sum of matching samples
   curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" -v f="$3" \
     'index($0, n) == 1 && index($0, f) > 0 { s += $NF } END { printf "%.0f\n", s }'
 }
 
-configs=(direct off 1pct 100pct)
-declare -A tps_list cpu_list total_list
-printf 'round\tconfig\ttps\tlatency_ms\ttransactions\tproxy_cpu_us\ttotal_cpu_us\n' >"$out/raw.tsv"
+declare -A tps_list cpu_list total_list relay_list
+printf 'round\tconfig\ttps\tlatency_ms\ttransactions\tproxy_cpu_us\ttotal_cpu_us\trelay_cpu_us\n' >"$out/raw.tsv"
 for ((r = 0; r < rounds; r++)); do
   for ((i = 0; i < ${#configs[@]}; i++)); do
     cfg=${configs[$(((i + r) % ${#configs[@]}))]}
@@ -93,19 +103,24 @@ for ((r = 0; r < rounds; r++)); do
     else
       p=${port[$cfg]}
       cpu0=$(pg_cpu_us "${pid[$cfg]}")
+      relay0=$(pg_threads_cpu_us "${pid[$cfg]}" pgt-worker-)
     fi
     db0=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new)))
     read -r tps lat txns bench_cpu < <(pg_pgbench "$out/pgbench-$cfg-$r.log" -S -M "$mode" \
       -c "$clients" -j "$threads" -T "$duration" -h 127.0.0.1 -p "$p" -U postgres bench)
-    cpu=0
-    [[ $cfg == direct ]] || cpu=$(($(pg_cpu_us "${pid[$cfg]}") - cpu0))
+    cpu=0 relay=0
+    if [[ $cfg != direct ]]; then
+      cpu=$(($(pg_cpu_us "${pid[$cfg]}") - cpu0))
+      relay=$(($(pg_threads_cpu_us "${pid[$cfg]}" pgt-worker-) - relay0))
+    fi
     db=$(($(pg_cluster_cpu_us old) + $(pg_cluster_cpu_us new) - db0))
     total=$((cpu + db + bench_cpu))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$cfg" "$tps" "$lat" "$txns" "$cpu" "$total" >>"$out/raw.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$cfg" "$tps" "$lat" "$txns" "$cpu" "$total" "$relay" >>"$out/raw.tsv"
     pg_log "round $r $cfg: $tps tps, $lat ms"
     tps_list[$cfg]+="$tps "
     cpu_list[$cfg]+="$(awk -v c="$cpu" -v t="$txns" 'BEGIN { printf "%.1f", t ? c / t : 0 }') "
     total_list[$cfg]+="$(awk -v c="$total" -v t="$txns" 'BEGIN { printf "%.1f", t ? c / t : 0 }') "
+    relay_list[$cfg]+="$(awk -v c="$relay" -v t="$txns" 'BEGIN { printf "%.1f", t ? c / t : 0 }') "
   done
 done
 sleep 2  # the last shadow reads finish
@@ -117,16 +132,18 @@ off=$(median <<<"${tps_list[off]}")
   echo
   echo "commit $commit, $(nproc) cores, pgtandem workers $workers, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "| config | tps (median) | vs shadow off | vs direct | proxy CPU us/txn | total CPU us/txn | CPU-bound vs off | shadow compared | skipped | dropped | mismatches |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| config | tps (median) | vs shadow off | vs direct | proxy CPU us/txn | relay threads us/txn | total CPU us/txn | CPU-bound vs off | shadow compared | skipped | dropped | mismatches |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   direct=$(median <<<"${tps_list[direct]}")
   off_total=$(median <<<"${total_list[off]}")
   for cfg in "${configs[@]}"; do
     t=$(median <<<"${tps_list[$cfg]}")
     if [[ $cfg == direct ]]; then
-      cpu='-' compared='-' skipped='-' dropped='-' mism='-'
+      cpu='-' relay='-' compared='-' skipped='-' dropped='-' mism='-'
     else
       cpu=$(median <<<"${cpu_list[$cfg]}")
+      relay=$(median <<<"${relay_list[$cfg]}")
+      [[ $relay != 0 ]] || relay='-'
       a=${admin[$cfg]}
       compared=$(($(metric "$a" pgtandem_shadow_reads_total 'outcome="match"') + $(metric "$a" pgtandem_shadow_reads_total 'outcome="mismatch"')))
       skipped=$(metric "$a" pgtandem_shadow_reads_total 'outcome="skipped"')
@@ -134,10 +151,10 @@ off=$(median <<<"${tps_list[off]}")
       mism=$(metric "$a" pgtandem_shadow_reads_total 'outcome="mismatch"')
     fi
     tot=$(median <<<"${total_list[$cfg]}")
-    printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$cfg" "$t" \
+    printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$cfg" "$t" \
       "$(awk -v a="$t" -v b="$off" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')" \
       "$(awk -v a="$t" -v b="$direct" 'BEGIN { printf "%.2f", a / b }')" \
-      "$cpu" "$tot" "$(awk -v a="$tot" -v b="$off_total" 'BEGIN { printf "%+.1f%%", (b / a - 1) * 100 }')" \
+      "$cpu" "$relay" "$tot" "$(awk -v a="$tot" -v b="$off_total" 'BEGIN { printf "%+.1f%%", (b / a - 1) * 100 }')" \
       "$compared" "$skipped" "$dropped" "$mism"
   done
   echo

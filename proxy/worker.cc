@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -93,6 +94,12 @@ bool Worker::mirror_links_drained() {
 void Worker::start() {
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
+    // Named for `top -H`, perf and /proc/PID/task/*/comm (15 characters at most): pgt-worker-N,
+    // pgt-link-N (a mirror link thread's index among those threads).
+    const std::string name = mirror_home_role_
+                                 ? "pgt-link-" + std::to_string(index_ - state_.workers.size())
+                                 : "pgt-worker-" + std::to_string(index_);
+    ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
     if (mirror_home_role_) {
       // This thread only (Linux: a thread's nice is its own); the relay's threads keep theirs.
       if (nice_ != 0 && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice_) != 0) {

@@ -87,8 +87,12 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   bool lent() const { return lent_.load(std::memory_order_acquire); }
   // Connects (and logs in) if needed. nullptr if the target cannot be reached: the link itself is
   // not degraded by that (no write was lost), but the target is marked down for a while. The
-  // socket is the borrower's (its io_context's) until give_back.
+  // socket is the borrower's (its io_context's) until give_back. Borrowers on two threads (a
+  // routed read on the session's worker, a shadow read on the link's home) may both see
+  // can_lend(): one wins, the other gets nullptr with `*error == kLentElsewhere` (not a failure
+  // of the target).
   asio::awaitable<Socket*> lend(std::string* error);
+  static constexpr std::string_view kLentElsewhere = "the link's connection is lent";
   // Bytes already read from the lent socket beyond the last answer (the borrower continues them).
   std::vector<char>& read_buffer() { return rbuf_; }
   size_t& read_end() { return rend_; }
@@ -100,6 +104,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // The server's key for the link's connection (to forward cancels once it serves the client).
   const BackendKey& backend_key() const { return key_; }
   size_t target() const { return target_; }
+  // The worker the link runs on (its home): shadow reads run there too, off the client's path.
+  Worker& home() const { return worker_; }
   // A primary flip swapped connections: the link's (lent) socket is now the session's former
   // primary connection, to `target`, with `key`.
   void retarget(size_t target, BackendKey key) {
@@ -115,7 +121,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   uint64_t epoch() const { return epoch_; }
   // Units ever pushed (writes and session state): a shadow read sampled at one count compares
   // against the data the link holds only while the count stays the same.
-  uint64_t pushed() const { return pushed_; }
+  uint64_t pushed() const { return pushed_.load(std::memory_order_acquire); }
   // Called from any thread once the commit order lets the link go on: wakes its wait on its own
   // worker.
   void order_ready();
@@ -224,7 +230,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   bool stopped_ = false;                   // the link's thread: journal_pending() ran
   std::atomic<bool> lent_{false};
   uint64_t epoch_ = 0;
-  uint64_t pushed_ = 0;  // the session's worker
+  // Written by the session's worker only, read by its shadow lane on the home.
+  std::atomic<uint64_t> pushed_{0};
   BackendKey key_;
   std::vector<policy::MirrorUnit> in_flight_;  // being applied, in order
   policy::TransactionBatch batch_;              // in_flight_ as one request, when it can be

@@ -54,7 +54,10 @@ bool MirrorLink::over_limit(const config::Mirror& m, uint64_t more) const {
 void MirrorLink::push(std::vector<policy::MirrorUnit>& units, policy::WriteCapture& capture) {
   const auto snap = state_.snapshot.load(std::memory_order_acquire);
   const auto& m = snap ? snap->config->mirror : state_.config->mirror;
-  pushed_ += units.size();
+  // (One writer: a load and a store, no locked add. Released before the units reach the inbox,
+  // so a shadow read that sees the old count cannot have been overtaken by their apply.)
+  pushed_.store(pushed_.load(std::memory_order_relaxed) + units.size(),
+                std::memory_order_release);
   bool handed = false;
   {
     std::lock_guard lock(mu_);
@@ -182,7 +185,13 @@ asio::awaitable<Socket*> MirrorLink::lend(std::string* error) {
     *error = "the mirror link is applying writes";
     co_return nullptr;
   }
-  lent_.store(true, std::memory_order_release);
+  bool expected = false;
+  if (!lent_.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+    *error = kLentElsewhere;  // the other borrower won (a shadow read on the home, or the session)
+    co_return nullptr;
+  }
+  // (A push between the check and the claim waits in the queue: run() applies nothing while the
+  // link is lent, and the borrower's answer predates that write on both targets alike.)
   // (No co_await inside && or ||: GCC 12 miscompiles coroutines that do that.)
   if (!connected_.load(std::memory_order_acquire)) {
     const bool ok = co_await connect(error);  // on the borrower's io_context

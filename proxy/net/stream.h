@@ -148,6 +148,7 @@ class Stream {
   void rehome(const executor_type& ex) {
     uring_.release();
     if (tls_ != nullptr) return;
+    if (socket_.get_executor() == ex) return;  // already there (a borrower on the link's home)
     if (!socket_.is_open()) {
       socket_ = RawSocket(ex);
       return;

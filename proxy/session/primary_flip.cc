@@ -98,18 +98,23 @@ asio::awaitable<bool> Session::flip_primary(size_t to) {
   // for others moves anyway: closing it would not help, a reconnected client would see the same).
   // (A shadow read may hold the connection: it gives it back within its timeout.)
   const uint64_t committed_before = state_.mirror.order.last_assigned();
-  while ((!mirror_->drained() || mirror_->lent() ||
-          state_.mirror.order.done_through() < committed_before) &&
-         Clock::now() < give_up) {
-    asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
-    co_await t.async_wait(kNoThrow);
-  }
-  if (!mirror_->can_lend()) {
-    co_await refuse_after_flip("the session's mirrored writes are not all applied on the new primary");
-    co_return false;
-  }
   std::string error;
-  Socket* other = co_await mirror_->lend(&error);
+  Socket* other = nullptr;
+  for (;;) {
+    while ((!mirror_->drained() || mirror_->lent() ||
+            state_.mirror.order.done_through() < committed_before) &&
+           Clock::now() < give_up) {
+      asio::steady_timer t(worker_.io(), std::chrono::milliseconds(1));
+      co_await t.async_wait(kNoThrow);
+    }
+    if (!mirror_->can_lend()) {
+      co_await refuse_after_flip("the session's mirrored writes are not all applied on the new primary");
+      co_return false;
+    }
+    other = co_await mirror_->lend(&error);
+    // A shadow read on the link's thread claimed it after the check: wait for it again.
+    if (other != nullptr || error != MirrorLink::kLentElsewhere) break;
+  }
   if (other == nullptr) {
     co_await refuse_after_flip("the new primary is unreachable: " + error);
     co_return false;

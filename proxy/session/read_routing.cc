@@ -171,6 +171,12 @@ asio::awaitable<bool> Session::serve_routed(std::string_view request) {
   std::string error;
   const bool was_connected = mirror_->connected();
   Socket* server = co_await mirror_->lend(&error);
+  if (server == nullptr && error == MirrorLink::kLentElsewhere) {
+    // The session's shadow lane (on the link's thread) claimed the connection after the check:
+    // as if can_lend() had said so then.
+    state_.metrics->route_kept(policy::KeptReason::kReadYourWrites);
+    co_return false;
+  }
   if (!was_connected) {
     state_.metrics->route_secondary_connect(
         secondary, server != nullptr              ? SecondaryConnectOutcome::kOk

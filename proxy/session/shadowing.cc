@@ -182,7 +182,7 @@ void Session::on_shadow_answer(const Header& h, std::string_view body) {
   options.redact_values = c.redact_values;
   options.mismatch_log = c.mismatch_log;
   options.recheck_delay_ms = c.recheck_delay_ms;
-  if (!shadow_lane_) shadow_lane_ = std::make_unique<ShadowLane>(worker_, mirror_);
+  if (!shadow_lane_) shadow_lane_ = std::make_unique<ShadowLane>(mirror_);
   shadow_lane_->submit(std::move(read), std::move(options));
 }
 

@@ -338,11 +338,17 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
                                  std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
   ServerState &state = worker.state();
   const auto limit = std::chrono::milliseconds(options.timeout_ms);
-  const bool ready = co_await wait_for_link(worker, *link, *read, Clock::now() + limit);
-  if (!ready) co_return;
+  const auto give_up = Clock::now() + limit;
   std::string error;
-  Socket *server = co_await link->lend(&error);
-  if (server == nullptr) {
+  Socket *server = nullptr;
+  for (;;) {
+    const bool ready = co_await wait_for_link(worker, *link, *read, give_up);
+    if (!ready) co_return;
+    server = co_await link->lend(&error);
+    if (server != nullptr) break;
+    // The session's thread took the link between the check and the claim (a routed read, a
+    // flip), or pushed a write: wait_for_link judges again (busy, or writes_pending).
+    if (error == MirrorLink::kLentElsewhere || !link->drained()) continue;
     state.metrics->shadow_drop("connect");
     log::debug("shadow read dropped", {{"reason", "connect"}, {"error", error}});
     co_return;
@@ -390,7 +396,9 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
 
 }  // namespace
 
+// The session's worker submits, the lane's coroutine (on the link's home) drains: under mu.
 struct ShadowLane::State {
+  std::mutex mu;
   std::shared_ptr<MirrorLink> link;
   std::deque<std::pair<std::shared_ptr<ShadowRead>, ShadowRunOptions>> queue;
   bool running = false;
@@ -398,46 +406,67 @@ struct ShadowLane::State {
 };
 
 namespace {
-asio::awaitable<void> drain_lane(Worker &worker, std::shared_ptr<ShadowLane::State> lane) {
-  while (!lane->queue.empty()) {
-    auto [read, options] = std::move(lane->queue.front());
-    lane->queue.pop_front();
+asio::awaitable<void> drain_lane(Worker &home, std::shared_ptr<ShadowLane::State> lane) {
+  for (;;) {
+    std::shared_ptr<ShadowRead> read;
+    ShadowRunOptions options;
+    bool closed = false;
+    {
+      std::lock_guard lock(lane->mu);
+      if (lane->queue.empty()) {
+        lane->running = false;
+        co_return;
+      }
+      read = std::move(lane->queue.front().first);
+      options = std::move(lane->queue.front().second);
+      lane->queue.pop_front();
+      closed = lane->closed;
+    }
     queued_bytes.fetch_sub(static_cast<int64_t>(read->request.size()), std::memory_order_relaxed);
-    if (lane->closed) {
-      worker.state().metrics->shadow_drop("session_closed");
+    if (closed) {
+      home.state().metrics->shadow_drop("session_closed");
       continue;
     }
-    co_await run_shadow(worker, lane->link, std::move(read), std::move(options));
+    co_await run_shadow(home, lane->link, std::move(read), std::move(options));
   }
-  lane->running = false;
 }
 }  // namespace
 
-ShadowLane::ShadowLane(Worker &worker, std::shared_ptr<MirrorLink> link)
-    : worker_(worker), state_(std::make_shared<State>()) {
+ShadowLane::ShadowLane(std::shared_ptr<MirrorLink> link)
+    : home_(link->home()), state_(std::make_shared<State>()) {
   state_->link = std::move(link);
 }
 
-bool ShadowLane::full() const { return state_->queue.size() >= kMaxQueued; }
+bool ShadowLane::full() const {
+  std::lock_guard lock(state_->mu);
+  return state_->queue.size() >= kMaxQueued;
+}
 
-void ShadowLane::close() { state_->closed = true; }
+void ShadowLane::close() {
+  std::lock_guard lock(state_->mu);
+  state_->closed = true;
+}
 
 bool ShadowLane::submit(std::shared_ptr<ShadowRead> read, ShadowRunOptions options) {
-  if (full()) {
-    worker_.state().metrics->shadow_drop("queue_full");
-    return false;
-  }
   const auto size = static_cast<int64_t>(read->request.size());
-  if (queued_bytes.fetch_add(size, std::memory_order_relaxed) + size > kMaxQueuedBytes) {
-    queued_bytes.fetch_sub(size, std::memory_order_relaxed);
-    worker_.state().metrics->shadow_drop("memory");
-    return false;
-  }
-  state_->queue.emplace_back(std::move(read), std::move(options));
-  if (!state_->running) {
+  bool start = false;
+  {
+    std::lock_guard lock(state_->mu);
+    if (state_->queue.size() >= kMaxQueued) {
+      home_.state().metrics->shadow_drop("queue_full");
+      return false;
+    }
+    if (queued_bytes.fetch_add(size, std::memory_order_relaxed) + size > kMaxQueuedBytes) {
+      queued_bytes.fetch_sub(size, std::memory_order_relaxed);
+      home_.state().metrics->shadow_drop("memory");
+      return false;
+    }
+    state_->queue.emplace_back(std::move(read), std::move(options));
+    start = !state_->running;
     state_->running = true;
-    asio::co_spawn(worker_.io(), drain_lane(worker_, state_), asio::detached);
   }
+  // (co_spawn posts the coroutine's start to the home's io_context: safe from this thread.)
+  if (start) asio::co_spawn(home_.io(), drain_lane(home_, state_), asio::detached);
   return true;
 }
 

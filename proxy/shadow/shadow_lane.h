@@ -3,8 +3,9 @@
 // two answers are compared (policy/shadow/result_digest.h).
 //
 // The session builds a ShadowRead when it samples a read, feeds it the primary's answer as
-// pump_backend forwards it, and at the primary's ReadyForQuery hands it to start_shadow_read(),
-// which runs it in a coroutine of its own on the worker: the client never waits for it.
+// pump_backend forwards it, and at the primary's ReadyForQuery hands it to its ShadowLane, which
+// runs it on the link's home thread: the client never waits for it, and its worker does not
+// spend the other target's answer. From the hand-over on, only the lane touches the read.
 #pragma once
 
 #include <cstdint>
@@ -58,22 +59,25 @@ struct ShadowRunOptions {
 
 // A session's shadow reads waiting for its link. The link runs one thing at a time (the session's
 // mirrored writes first, routed reads, shadow reads); shadow reads queue here, a few at most, and
-// run one after another off the client's path. A full lane drops the newest sample (counted).
+// run one after another on the link's home (its mirror link thread, at the links' lower
+// priority; the session's worker when [mirror] link_threads = 0): the other target's answer is
+// read, digested and compared there, off the client's path. The session's worker only submits.
+// A full lane drops the newest sample (counted).
 class ShadowLane {
  public:
   static constexpr size_t kMaxQueued = 4;
 
-  ShadowLane(Worker &worker, std::shared_ptr<MirrorLink> link);
+  explicit ShadowLane(std::shared_ptr<MirrorLink> link);
   // False (and the read is counted dropped, reason "queue_full") when kMaxQueued wait already.
   bool submit(std::shared_ptr<ShadowRead> read, ShadowRunOptions options);
   bool full() const;
   // The session ended: what still waits is dropped once the running read is done.
   void close();
 
-  struct State;  // shared with the coroutine that drains it (shadow.cc)
+  struct State;  // shared with the coroutine that drains it (shadow_lane.cc)
 
  private:
-  Worker &worker_;
+  Worker &home_;  // the link's: where the lane's reads run
   std::shared_ptr<State> state_;
 };
 

@@ -359,6 +359,22 @@ pg_cpu_us() {
   echo $((PG_TICKS * 1000000 / PG_CLK_TCK))
 }
 
+# CPU time (user+system) in microseconds of a process's threads whose name starts with PREFIX
+# (pgtandem names its threads pgt-worker-N and pgt-link-N): pg_threads_cpu_us PID PREFIX.
+# 0 when none matches (an older pgtandem's threads are all named "pgtandem").
+pg_threads_cpu_us() {
+  local pid=$1 prefix=$2 task comm stat ticks=0
+  local -a f
+  for task in /proc/"$pid"/task/*; do
+    read -r comm <"$task/comm" 2>/dev/null || continue
+    [[ $comm == "$prefix"* ]] || continue
+    read -r stat <"$task/stat" 2>/dev/null || continue
+    read -r -a f <<<"${stat##*) }"
+    ticks=$((ticks + f[11] + f[12]))
+  done
+  echo $((ticks * 1000000 / PG_CLK_TCK))
+}
+
 # CPU time in microseconds of a PostgreSQL cluster: the postmaster, its live children (backends,
 # background workers) and the children it has reaped. Grows monotonically over the cluster's life.
 # A backend that has exited but is not reaped yet (a zombie) shows no CPU time anywhere, so wait

@@ -7,7 +7,8 @@
 // a "rows" mismatch logged with that row, one not touching it matches); a column added on new
 // ("columns"); a table missing on new ("error"); LIMIT without ORDER BY (skipped, not compared);
 // redact_values; reads after mirrored writes (mirror_writes = true: compared once applied, never a
-// mismatch); a rule's shadow_sample_rate over [shadow] sample_rate; nothing shadowed by default.
+// mismatch); a rule's shadow_sample_rate over [shadow] sample_rate; nothing shadowed by default;
+// the other target's answer spent on the mirror link's thread, not the session's worker.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
@@ -15,6 +16,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/fixture.h"
@@ -431,6 +435,57 @@ TEST_F(ShadowTest, RuleRateWinsOverTheDefault) {
   EXPECT_NE(mismatch_log().find("\"rule\":\"t-reads\""), std::string::npos) << mismatch_log();
   std::this_thread::sleep_for(milliseconds(200));
   EXPECT_EQ(compared(p) + reads(p, "skipped"), 1) << p.metrics().text();
+}
+
+// CPU time (user + system, clock ticks) of pgtandem's thread named `name`; -1 if there is none.
+long thread_ticks(pid_t pid, const std::string &name) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto &task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    if (comm != name) continue;
+    std::string stat;
+    std::getline(std::ifstream(task.path() / "stat"), stat);
+    // After "(comm)": state, then fields 4..; utime and stime are fields 14 and 15.
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    long utime = 0;
+    long stime = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+      if (i == 14) utime = std::stol(field);
+      if (i == 15) stime = std::stol(field);
+    }
+    return utime + stime;
+  }
+  return -1;
+}
+
+// The other target's answer to a shadow read is read, digested and compared on the mirror link's
+// thread (pgt-link-0: [mirror] link_threads = 1, the default, at the links' lower priority), not
+// on the session's worker, whose relay it would slow. Mirroring is off here, so that thread has
+// nothing else to do: its CPU time grows with the shadow reads (each reads 10 rows). Against a
+// lane that runs on the session's worker it stays at zero however many reads are compared.
+TEST_F(ShadowTest, ShadowReadsRunOnTheMirrorLinkThread) {
+  const std::string db = make_db("thread");
+  ProxyProcess &p = start();
+  ConnPtr c = connect(p.endpoint().conninfo("", db));
+  ASSERT_GE(thread_ticks(p.pid(), "pgt-worker-0"), 0) << "threads are not named";
+  const long before = thread_ticks(p.pid(), "pgt-link-0");
+  ASSERT_GE(before, 0) << "no mirror link thread";
+  // Until the thread spent 50 ms (5 ticks) more than at the start, 2,000 reads at a time.
+  constexpr long kTicks = 5;
+  long spent = 0;
+  const auto until = std::chrono::steady_clock::now() + kDeadline;
+  while (spent < kTicks && std::chrono::steady_clock::now() < until) {
+    for (int i = 0; i < 2000; ++i) exec(c.get(), "SELECT id, note FROM t");
+    spent = thread_ticks(p.pid(), "pgt-link-0") - before;
+  }
+  std::printf("[shadow-thread] pgt-link-0 spent %ld ticks on %g compared shadow reads\n", spent,
+              compared(p));
+  EXPECT_GE(spent, kTicks) << p.metrics().text();
+  EXPECT_GT(reads(p, "match"), 100) << p.metrics().text();
+  EXPECT_EQ(reads(p, "mismatch"), 0) << p.metrics().text() << mismatch_log();
 }
 
 TEST_F(ShadowTest, OffByDefault) {
