@@ -18,8 +18,11 @@
 #   SB_WORKERS=2     pgtandem workers
 #   SB_BUILD=1       build pgtandem in build-sbench first (0: use SB_PGTANDEM as is)
 #   SB_PGTANDEM=     pgtandem binary (default build-sbench/proxy/pgtandem)
-#   SB_BASELINE=     another pgtandem binary: also run it at 100% sampling ("100pct-base"),
-#                    before/after a change in one run
+#   SB_RATES="0.01 1"  the sampling rates to run (besides off); a configuration is named by its
+#                    rate as a percentage ("1pct", "100pct")
+#   SB_TOML=         TOML appended to every pgtandem's configuration (e.g. $'[mirror]\nlink_nice = 0')
+#   SB_BASELINE=     another pgtandem binary, run at every rate too ("1pct-base", ...): before and
+#                    after a change in one run
 #   SB_BOOST=0       1: everything at nice -20 (see bench/README.md; root)
 #   SB_OUT=          results dir (default build-sbench/shadow-results/<timestamp>)
 set -euo pipefail
@@ -39,6 +42,7 @@ build_dir=$root/build-sbench
 pgtandem_bin=${SB_PGTANDEM:-$build_dir/proxy/pgtandem}
 out=${SB_OUT:-$build_dir/shadow-results/$(date +%Y%m%d-%H%M%S)}
 baseline=${SB_BASELINE:-}
+rates=${SB_RATES:-0.01 1}
 
 [[ $EUID -eq 0 ]] || { echo "bench/shadow.sh: run as root (postgres runs as user postgres)" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "bench/shadow.sh: pgbench not found" >&2; exit 1; }
@@ -73,19 +77,25 @@ start_one() {
   if [[ $rate != 0 ]]; then
     PGTANDEM_TOML_TAIL=$'[shadow]\n'"sample_rate = $rate"$'\n'"statement_timeout_ms = 5000"
   fi
+  [[ -z ${SB_TOML:-} ]] || PGTANDEM_TOML_TAIL+=$'\n'"$SB_TOML"
   pgtandem_start "$bin" old new "$workers" "pgtandem-$name"
   port[$name]=$PGTANDEM_PORT admin[$name]=$PGTANDEM_ADMIN_PORT pid[$name]=$PGTANDEM_PID
   ((boost == 0)) || pg_boost_pid "$PGTANDEM_PID"
 }
 start_one off 0
-start_one 1pct 0.01
-start_one 100pct 1
-configs=(direct off 1pct 100pct)
-if [[ -n $baseline ]]; then
-  [[ -x $baseline ]] || { echo "bench/shadow.sh: no baseline binary at $baseline" >&2; exit 1; }
-  start_one 100pct-base 1 "$baseline"
-  configs+=(100pct-base)
-fi
+[[ -z $baseline || -x $baseline ]] || { echo "bench/shadow.sh: no baseline binary at $baseline" >&2; exit 1; }
+configs=(direct off)
+top=off
+for rate in $rates; do
+  name=$(awk -v r="$rate" 'BEGIN { printf "%gpct", r * 100 }')
+  start_one "$name" "$rate"
+  configs+=("$name")
+  top=$name
+  if [[ -n $baseline ]]; then
+    start_one "$name-base" "$rate" "$baseline"
+    configs+=("$name-base")
+  fi
+done
 
 metric() {  # metric ADMIN_PORT NAME LABEL_FILTER -> sum of matching samples
   curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" -v f="$3" \
@@ -143,7 +153,7 @@ off=$(median <<<"${tps_list[off]}")
     else
       cpu=$(median <<<"${cpu_list[$cfg]}")
       relay=$(median <<<"${relay_list[$cfg]}")
-      [[ $relay != 0 ]] || relay='-'
+      [[ $relay != 0 && $relay != 0.0 ]] || relay='-'
       a=${admin[$cfg]}
       compared=$(($(metric "$a" pgtandem_shadow_reads_total 'outcome="match"') + $(metric "$a" pgtandem_shadow_reads_total 'outcome="mismatch"')))
       skipped=$(metric "$a" pgtandem_shadow_reads_total 'outcome="skipped"')
@@ -158,5 +168,5 @@ off=$(median <<<"${tps_list[off]}")
       "$compared" "$skipped" "$dropped" "$mism"
   done
   echo
-  echo "Drops at 100% by reason: $(curl -s "http://127.0.0.1:${admin[100pct]}/metrics" | grep '^pgtandem_shadow_drops_total' | sed -E 's/.*reason="([^"]+)"\} (.*)/\1=\2/' | tr '\n' ' ')"
+  echo "Drops at the highest rate ($top) by reason: $(curl -s "http://127.0.0.1:${admin[$top]}/metrics" | grep '^pgtandem_shadow_drops_total' | sed -E 's/.*reason="([^"]+)"\} (.*)/\1=\2/' | tr '\n' ' ')"
 } | tee "$out/results.md"
