@@ -126,26 +126,6 @@ class CatchupTest : public ProxyTest {
     return start_proxy(o);
   }
 
-  std::vector<std::pair<std::string, std::string>> pgbench_state(const PgCluster& c,
-                                                                 const std::string& db) {
-    std::vector<std::pair<std::string, std::string>> r;
-    const std::vector<std::pair<std::string, std::string>> tables = {
-        {"pgbench_accounts", "aid"}, {"pgbench_tellers", "tid"}, {"pgbench_branches", "bid"}};
-    for (const auto& [table, key] : tables) {
-      std::string bal = table == "pgbench_accounts"  ? "abalance"
-                        : table == "pgbench_tellers" ? "tbalance"
-                                                     : "bbalance";
-      r.emplace_back(table + " sum",
-                     c.query_value("SELECT coalesce(sum(" + bal + "), 0) FROM " + table, db));
-      r.emplace_back(table + " md5", c.query_value("SELECT md5(string_agg(t::text, ',' ORDER BY " +
-                                                       key + ")) FROM " + table + " t",
-                                                   db));
-    }
-    r.emplace_back("pgbench_history count",
-                   c.query_value("SELECT count(*) FROM pgbench_history", db));
-    return r;
-  }
-
   void expect_identical(const std::string& db, const std::string& when) {
     auto o = pgbench_state(old_cluster(), db);
     auto n = pgbench_state(new_cluster(), db);

@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/integration/harness/harness.h"
 
@@ -19,6 +21,27 @@ enum class Via { kDirect, kProxy };
 
 inline std::string via_name(const ::testing::TestParamInfo<Via>& info) {
   return info.param == Via::kDirect ? "direct" : "pgtandem";
+}
+
+// The pgbench tables of `db` on `c` in a few values: each table's balance sum and ordered md5, and
+// the history's row count (as (what, value) pairs, comparable between two clusters).
+inline std::vector<std::pair<std::string, std::string>> pgbench_state(const PgCluster& c,
+                                                                      const std::string& db) {
+  std::vector<std::pair<std::string, std::string>> r;
+  const std::vector<std::pair<std::string, std::string>> tables = {
+      {"pgbench_accounts", "aid"}, {"pgbench_tellers", "tid"}, {"pgbench_branches", "bid"}};
+  for (const auto& [table, key] : tables) {
+    std::string bal = table == "pgbench_accounts"  ? "abalance"
+                      : table == "pgbench_tellers" ? "tbalance"
+                                                   : "bbalance";
+    r.emplace_back(table + " sum",
+                   c.query_value("SELECT coalesce(sum(" + bal + "), 0) FROM " + table, db));
+    r.emplace_back(table + " md5", c.query_value("SELECT md5(string_agg(t::text, ',' ORDER BY " +
+                                                     key + ")) FROM " + table + " t",
+                                                 db));
+  }
+  r.emplace_back("pgbench_history count", c.query_value("SELECT count(*) FROM pgbench_history", db));
+  return r;
 }
 
 // Base for tests that need the clusters; dumps log tails when a test failed.
