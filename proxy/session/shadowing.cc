@@ -136,7 +136,7 @@ void Session::consider_shadow(std::string_view request, std::string_view sql, bo
     state_.metrics->shadow_skip(skip);
     return;
   }
-  if (shadow_lane_ && shadow_lane_->full()) {
+  if (shadow_lane_ && shadow_lane_->is_full()) {
     state_.metrics->shadow_drop("queue_full");  // the other target is slower than the primary
     return;
   }

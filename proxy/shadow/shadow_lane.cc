@@ -108,7 +108,7 @@ class MismatchLog {
     std::lock_guard lock(mu_);
     return bucket_.try_take(Clock::now());
   }
-  void append(const std::string &path, const std::string &line) {
+  void write_line(const std::string &path, const std::string &line) {
     std::lock_guard lock(mu_);
     if (path != path_) {
       if (file_ != nullptr) std::fclose(file_);
@@ -272,9 +272,10 @@ asio::awaitable<void> recheck(Worker &worker, std::shared_ptr<MirrorLink> model,
                                           {"rule", read->rule}});
 }
 
-void report(Worker &worker, const std::shared_ptr<MirrorLink> &link,
-            const std::shared_ptr<ShadowRead> &read, const policy::ResultDigest &shadow,
-            const policy::Comparison &c, size_t target, const ShadowRunOptions &options) {
+void report_mismatch(Worker &worker, const std::shared_ptr<MirrorLink> &link,
+                     const std::shared_ptr<ShadowRead> &read, const policy::ResultDigest &shadow,
+                     const policy::Comparison &c, size_t target,
+                     const ShadowRunOptions &options) {
   ServerState &state = worker.state();
   state.metrics->shadow_mismatch(policy::to_string(c.kind));
   const std::string &target_name = state.targets[target].name;
@@ -303,7 +304,7 @@ void report(Worker &worker, const std::shared_ptr<MirrorLink> &link,
              {"detail", c.detail},
              {"statement", read->statement.substr(0, kStatementLog)}});
   if (options.mismatch_log.empty()) return;
-  MismatchLog::get().append(options.mismatch_log,
+  MismatchLog::get().write_line(options.mismatch_log,
                             mismatch_json(*read, shadow, c, target_name, options.redact_values,
                                           unix_ms, fingerprint, normalized));
 }
@@ -390,7 +391,7 @@ asio::awaitable<void> run_shadow(Worker &worker, std::shared_ptr<MirrorLink> lin
     state.metrics->shadow_read(ShadowOutcome::kMatch);
     co_return;
   }
-  report(worker, link, read, shadow, c, target, options);
+  report_mismatch(worker, link, read, shadow, c, target, options);
 }
 
 
@@ -437,7 +438,7 @@ ShadowLane::ShadowLane(std::shared_ptr<MirrorLink> link)
   state_->link = std::move(link);
 }
 
-bool ShadowLane::full() const {
+bool ShadowLane::is_full() const {
   std::lock_guard lock(state_->mu);
   return state_->queue.size() >= kMaxQueued;
 }

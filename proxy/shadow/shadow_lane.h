@@ -70,7 +70,7 @@ class ShadowLane {
   explicit ShadowLane(std::shared_ptr<MirrorLink> link);
   // False (and the read is counted dropped, reason "queue_full") when kMaxQueued wait already.
   bool submit(std::shared_ptr<ShadowRead> read, ShadowRunOptions options);
-  bool full() const;
+  bool is_full() const;
   // The session ended: what still waits is dropped once the running read is done.
   void close();
 
