@@ -277,7 +277,7 @@ bool WriteCapture::on_backend(const protocol::Header& header, std::string_view b
       protocol::CommandComplete cc;
       Request* r = answering();
       if (r != nullptr && protocol::decode(body, cc)) {
-        r->outcomes.push_back(Outcome{std::string(cc.tag), {}});
+        r->outcomes.emplace_back().tag.assign(cc.tag);  // (built in place: no temporary to move)
       }
       return false;
     }
@@ -286,7 +286,7 @@ bool WriteCapture::on_backend(const protocol::Header& header, std::string_view b
       protocol::ErrorResponse e;
       if (Request* r = answering()) {
         std::string_view code = protocol::decode(body, e) ? e.sqlstate() : std::string_view{};
-        r->outcomes.push_back(Outcome{{}, std::string(code.empty() ? "XX000" : code)});
+        r->outcomes.emplace_back().sqlstate.assign(code.empty() ? "XX000" : code);
       }
       return false;
     }

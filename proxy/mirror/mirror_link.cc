@@ -279,13 +279,13 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
       switch (h.type) {
         case protocol::backend::kCommandComplete: {
           protocol::CommandComplete cc;
-          if (protocol::decode(body, cc)) out->push_back({std::string(cc.tag), {}});
+          if (protocol::decode(body, cc)) out->emplace_back().tag.assign(cc.tag);  // in place
           return true;
         }
         case protocol::backend::kErrorResponse: {
           protocol::ErrorResponse e;
           std::string_view code = protocol::decode(body, e) ? e.sqlstate() : "";
-          out->push_back({{}, std::string(code.empty() ? "XX000" : code)});
+          out->emplace_back().sqlstate.assign(code.empty() ? "XX000" : code);
           return true;
         }
         case protocol::backend::kReadyForQuery:
