@@ -1,6 +1,8 @@
-// The mirror link's own thread: the apply loop (run), applying a request and settling its units,
-// the journal, connecting and replaying the session's state. The hand-over with the session's
-// worker is mirror_link_handover.cc; units whose answer does not come, mirror_link_timeout.cc.
+// The mirror link's own thread: the apply loop (run), applying a request, reading and comparing
+// the target's answers and settling the units. Beside it: the link's connection and the session's
+// state on it (mirror_link_connect.cc), what it cannot apply (mirror_link_journal.cc), the
+// hand-over with the session's worker (mirror_link_handover.cc), and units whose answer does not
+// come (mirror_link_timeout.cc).
 #include "proxy/mirror/mirror_link.h"
 
 #include <boost/asio/as_tuple.hpp>
@@ -26,9 +28,6 @@ namespace pgtandem::proxy {
 
 namespace {
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-constexpr size_t kReadBufferSize = 16 * 1024;
-constexpr size_t kMaxStateUnits = 256;
-constexpr size_t kMaxStateBytes = 256 * 1024;
 // A batch: queued transactions of the session sent as one request (policy/mirror/mirror_batch.h).
 constexpr size_t kMaxBatchUnits = 64;
 constexpr size_t kMaxBatchBytes = 256 * 1024;
@@ -41,17 +40,6 @@ std::string describe(std::span<const policy::Outcome> outcomes) {
     s += o.is_error() ? "ERROR " + o.sqlstate : o.tag;
   }
   return s.empty() ? "(no statement)" : s;
-}
-// ReadyForQuery messages a unit's bytes produce: one per Query, one per Sync.
-uint32_t count_responses(std::string_view bytes) {
-  uint32_t n = 0;
-  size_t pos = 0;
-  while (pos + protocol::kHeaderSize <= bytes.size()) {
-    const char type = bytes[pos];
-    if (type == protocol::frontend::kQuery || type == protocol::frontend::kSync) ++n;
-    pos += 1 + protocol::read_u32(bytes.data() + pos + 1);
-  }
-  return n;
 }
 }  // namespace
 
@@ -69,203 +57,6 @@ void MirrorLink::account(int64_t delta) {
   queued_bytes_.fetch_add(delta, std::memory_order_relaxed);
   state_.mirror.queue_bytes.fetch_add(delta, std::memory_order_relaxed);
 }
-
-void MirrorLink::journal_pending(std::string_view reason) {
-  // Runs on the home while the link's coroutine is suspended (or done): it never resumes after
-  // this, so the unit it was applying is journaled as uncertain, the queued ones (and the inbox's,
-  // after them) as they are.
-  {
-    std::lock_guard lock(mu_);
-    for (auto& p : inbox_) queue_.push_back(std::move(p.unit));
-    inbox_.clear();
-  }
-  if (hung_) {
-    // Sent to a target that has not answered for apply_timeout_ms: it may still commit them.
-    unresolved("pgtandem stopped while the target had not answered");
-  }
-  for (auto& unit : in_flight_) {
-    const int64_t size = static_cast<int64_t>(unit.bytes.size());
-    journal(unit, reason, "pgtandem stopped while the target was applying it", true);
-    account(-size);
-  }
-  in_flight_.clear();
-  while (!queue_.empty()) {
-    const int64_t size = static_cast<int64_t>(queue_.front().bytes.size());
-    journal(queue_.front(), reason, "pgtandem stopped before the target applied it", false);
-    queue_.pop_front();
-    account(-size);
-  }
-  stopped_ = true;
-  outstanding_.store(0, std::memory_order_release);
-  finished_.store(true, std::memory_order_release);
-}
-
-void MirrorLink::degrade(std::string reason, std::string detail) {
-  // The link's thread, or a borrower's give_back: the first reason stays (never written again).
-  std::lock_guard lock(degrade_mu_);
-  if (degraded_.load(std::memory_order_relaxed)) return;
-  degraded_reason_ = std::move(reason);
-  degraded_detail_ = std::move(detail);
-  degraded_.store(true, std::memory_order_release);
-  log::warn("mirror degraded: session writes go to the journal",
-            {{"session", context_.session_id},
-             {"target", state_.targets[target_].name},
-             {"reason", degraded_reason_},
-             {"detail", degraded_detail_}});
-}
-
-namespace {
-// Only Parse/Close/Describe/Sync/Flush: prepared statements, which a journal entry carries for
-// what it binds (JournalSession::prepared). Keeping them as state too would prepare twice.
-bool only_prepares(std::string_view bytes) {
-  size_t pos = 0;
-  while (pos + protocol::kHeaderSize <= bytes.size()) {
-    const char type = bytes[pos];
-    if (type != protocol::frontend::kParse && type != protocol::frontend::kClose &&
-        type != protocol::frontend::kDescribe && type != protocol::frontend::kSync &&
-        type != protocol::frontend::kFlush) {
-      return false;
-    }
-    pos += 1 + protocol::read_u32(bytes.data() + pos + 1);
-  }
-  return true;
-}
-}  // namespace
-
-void MirrorLink::remember_state(const policy::MirrorUnit& unit) {
-  if (!unit.session_state || only_prepares(unit.bytes)) return;
-  std::lock_guard lock(state_mu_);
-  state_units_.push_back(unit.bytes);
-  state_bytes_ += unit.bytes.size();
-  // Bounded: a session that SETs forever keeps its most recent settings.
-  while (state_units_.size() > kMaxStateUnits || state_bytes_ > kMaxStateBytes) {
-    state_bytes_ -= state_units_.front().size();
-    state_units_.erase(state_units_.begin());
-  }
-}
-
-bool MirrorLink::journal(policy::MirrorUnit& unit, std::string_view reason,
-                         std::string_view detail, bool uncertain, bool may_hold) {
-  // Catch-up flips back to live only with no append between its last check and the flip, and
-  // starts draining (holding units past its mark) under the same lock held exclusively.
-  auto& backlog = state_.mirror.backlog;
-  std::shared_lock lock(backlog.mu);
-  if (may_hold && backlog.enabled && backlog.draining.load(std::memory_order_acquire) &&
-      unit.seq > backlog.drain_mark.load(std::memory_order_acquire)) {
-    return false;
-  }
-  JournalEntry e;
-  e.target = state_.targets[target_].name;
-  e.reason = std::string(reason);
-  e.detail = std::string(detail);
-  e.uncertain = uncertain;
-  e.session.id = context_.session_id;
-  e.session.user = context_.user;
-  e.session.database = context_.database;
-  e.session.params = context_.params;
-  {
-    std::lock_guard state_lock(state_mu_);
-    e.session.state = state_units_;
-  }
-  if (!unit.binds.empty()) {
-    std::lock_guard parse_lock(parse_mu_);
-    for (const auto& name : unit.binds) {
-      if (const KnownParse* known = find_parse(name)) {
-        e.session.prepared.emplace_back(name, known->parse);
-      }
-    }
-  }
-  remember_state(unit);
-  const uint64_t seq = unit.seq;
-  const auto snap = state_.snapshot.load(std::memory_order_acquire);
-  if (journal_full_stops(state_.mirror, snap ? snap->config->mirror : state_.config->mirror,
-                         e.target, *state_.metrics)) {
-    order_done(seq);  // not journaled: counted as not mirrored (a repair mark)
-    return true;
-  }
-  e.unit = std::move(unit);
-  if (backlog.enabled) backlog.journaling.store(true, std::memory_order_release);
-  const bool ok = state_.mirror.journal != nullptr && state_.mirror.journal->append(std::move(e)) != 0;
-  lock.unlock();
-  // What the entry prepares lands on catch-up's connection, not this one.
-  reprepare_ = true;
-  reprepared_.clear();
-  state_.metrics->mirror_write(ok ? MirrorOutcome::kJournaled : MirrorOutcome::kFailed);
-  if (!ok) {
-    log::error("mirrored write lost: journal unavailable",
-               {{"session", context_.session_id}, {"reason", reason}});
-  }
-  order_done(seq);
-  return true;
-}
-
-// GCC 12 pairs the coroutine frame's operator delete with the aligned_alloc inside Asio's frame
-// allocator once this frame holds a Stream (proxy/net/stream.h): a false positive, the frame is freed
-// by Asio's matching deallocate.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-asio::awaitable<bool> MirrorLink::connect(std::string* error) {
-  const TargetEndpoint& target = state_.targets[target_];
-  const auto& cfg = *state_.config;
-  // A target found down recently is not tried again by every session.
-  const int64_t now_ns = Clock::now().time_since_epoch().count();
-  const int64_t down_until = state_.health.down_until[target_].load(std::memory_order_relaxed);
-  if (now_ns < down_until) {
-    *error = "target marked down after a recent failure";
-    co_return false;
-  }
-  auto mark_down = [&] {
-    state_.health.down_until[target_].store(
-        now_ns + std::chrono::nanoseconds(std::chrono::milliseconds(cfg.mirror.reconnect_interval_ms))
-                     .count(),
-        std::memory_order_relaxed);
-  };
-  // On the io_context of whoever connects: the home's, or a borrower's (lend()).
-  socket_ = Socket(co_await asio::this_coro::executor);
-  auto ec = co_await connect_target(socket_, target,
-                                    std::chrono::milliseconds(cfg.limits.connect_timeout_ms));
-  if (ec) {
-    state_.metrics->upstream_connect_failed(target_);
-    mark_down();
-    *error = ec.message();
-    co_return false;
-  }
-  const config::Target* t = cfg.find_target(target.name);
-  LoginParams p;
-  p.user = context_.user;
-  p.database = context_.database;
-  p.extra = context_.params;
-  p.pgpass = state_.mirror.pgpass.get();
-  p.pgpass_host = pgpass_host(*t);
-  p.pgpass_port = t->port;
-  p.timeout = std::chrono::milliseconds(cfg.limits.connect_timeout_ms);
-  LoginResult r = co_await login_backend(socket_, p);
-  if (!r.ok) {
-    boost::system::error_code ignored;
-    socket_.close(ignored);
-    if (r.error == LoginError::kIo || r.error == LoginError::kTimeout) mark_down();
-    *error = "login failed: " + r.sqlstate + " " + r.message;
-    co_return false;
-  }
-  key_ = r.key;
-  rbuf_.resize(kReadBufferSize);
-  rend_ = r.leftover.size() <= rbuf_.size() ? r.leftover.size() : 0;
-  if (rend_ > 0) std::memcpy(rbuf_.data(), r.leftover.data(), rend_);
-  // A reconnection (after a routed read lost the connection): the session's settings again.
-  bool replayed = co_await replay_state();
-  if (!replayed) {
-    boost::system::error_code ignored;
-    socket_.close(ignored);
-    *error = "replaying the session's state failed";
-    co_return false;
-  }
-  if (epoch_ > 0) reprepare_ = true;
-  reprepared_.clear();
-  ++epoch_;
-  connected_.store(true, std::memory_order_release);
-  co_return true;
-}
-#pragma GCC diagnostic pop
 
 // Reads the target's answers until `responses` ReadyForQuery messages; false on a lost connection.
 asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
@@ -350,25 +141,6 @@ void MirrorLink::compare(const policy::MirrorUnit& unit,
                                   {"statement", unit.first_sql},
                                   {"primary", describe(unit.primary)},
                                   {"mirror", describe(mirror)}});
-}
-
-asio::awaitable<bool> MirrorLink::replay_state() {
-  std::vector<std::string> units;
-  {
-    std::lock_guard lock(state_mu_);
-    units = state_units_;
-  }
-  for (const auto& unit : units) {
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit), kNoThrow);
-    if (ec) co_return false;
-    std::vector<policy::Outcome> outcomes;
-    const bool read = co_await read_outcomes(count_responses(unit), &outcomes, nullptr);
-    if (!read) co_return false;
-    for (const auto& o : outcomes) {
-      if (o.is_error()) co_return false;
-    }
-  }
-  co_return true;
 }
 
 bool MirrorLink::refused_on_target(const policy::MirrorUnit& unit,
@@ -485,47 +257,6 @@ asio::awaitable<void> MirrorLink::apply() {
     }
     applied(unit);
   }
-}
-
-namespace {
-// The unit parses the named statement itself (it must not exist before).
-bool parses(std::string_view bytes, std::string_view name) {
-  size_t pos = 0;
-  while (pos + protocol::kHeaderSize <= bytes.size()) {
-    const uint32_t len = protocol::read_u32(bytes.data() + pos + 1);
-    if (bytes[pos] == protocol::frontend::kParse && pos + 1 + len <= bytes.size()) {
-      protocol::Parse p;
-      if (protocol::decode(bytes.substr(pos + protocol::kHeaderSize, len + 1 - protocol::kHeaderSize), p) &&
-          p.name == name) {
-        return true;
-      }
-    }
-    pos += 1 + len;
-  }
-  return false;
-}
-}  // namespace
-
-asio::awaitable<bool> MirrorLink::reprepare() {
-  std::string prep;
-  for (const auto& unit : in_flight_) {
-    for (const auto& name : unit.binds) {
-      if (std::find(reprepared_.begin(), reprepared_.end(), name) != reprepared_.end()) continue;
-      reprepared_.push_back(name);
-      if (parses(unit.bytes, name)) continue;
-      const KnownParse* known = find_parse(name);
-      if (known == nullptr) continue;
-      protocol::encode(prep, protocol::Close{protocol::kTargetStatement, name});
-      prep += known->parse;
-    }
-  }
-  if (prep.empty()) co_return true;
-  protocol::encode(prep, protocol::Sync{});
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(prep), kNoThrow);
-  if (ec) co_return false;
-  std::vector<policy::Outcome> ignored;
-  const bool read = co_await read_outcomes(1, &ignored, nullptr);
-  co_return read;
 }
 
 asio::awaitable<void> MirrorLink::run() {

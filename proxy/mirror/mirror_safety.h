@@ -143,7 +143,8 @@ class MirrorSafety {
   std::thread sampler_;
 };
 
-// The journal limit at the two places the mirror link meets it (proxy/mirror/mirror_link.cc):
+// The journal limit at the two places the mirror link meets it (proxy/mirror/mirror_link_journal.cc
+// and mirror_link_handover.cc):
 // - before a journal append: true when the journal is at journal_max_bytes and journal_full is
 //   "stop": mirroring stops (once: logged, marked), this write is counted as not mirrored
 //   (outcome="stopped"), and the caller must not append it. The journal ends at most one entry
