@@ -425,6 +425,28 @@ TEST_F(RoutingTest, RoutedAndShadowReadsShareTheLinkAcrossThreads) {
             if (who == "new") ++on_new[s];
           }
         }
+        if (!failures[s].empty()) return;
+        // Then once the link has caught up (on a loaded machine its thread, at nice 10, may lag
+        // the whole burst, keeping every read on old): a tagged read is served on new, and an
+        // untagged one is shadowed and compared there.
+        const std::string tagged_whoami = "SELECT v FROM whoami /*go='new'*/";
+        if (poll_until([&] { return query_value(c.get(), tagged_whoami) == "new"; }, kDeadline)) {
+          ++on_new[s];
+        } else {
+          failures[s] = "the link never caught up: no tagged read was served on new";
+        }
+        const auto matched = [&] {
+          return p.metrics().sum("pgtandem_shadow_reads_total", {{"outcome", "match"}});
+        };
+        const double before = matched();
+        if (!poll_until(
+                [&] {
+                  query_value(c.get(), "SELECT count(*) FROM t WHERE " + range);
+                  return matched() > before;
+                },
+                kDeadline)) {
+          failures[s] = "no shadow read was compared once the link caught up";
+        }
       } catch (const std::exception& e) {
         failures[s] = std::string("error: ") + e.what();
       }
