@@ -305,8 +305,8 @@ void report_mismatch(Worker &worker, const std::shared_ptr<MirrorLink> &link,
              {"statement", read->statement.substr(0, kStatementLog)}});
   if (options.mismatch_log.empty()) return;
   MismatchLog::get().write_line(options.mismatch_log,
-                            mismatch_json(*read, shadow, c, target_name, options.redact_values,
-                                          unix_ms, fingerprint, normalized));
+                                mismatch_json(*read, shadow, c, target_name, options.redact_values,
+                                              unix_ms, fingerprint, normalized));
 }
 
 // Waits (briefly) until the link can run `read`: it may be serving a routed read or an earlier
