@@ -7,11 +7,7 @@ namespace pgtandem::protocol {
 
 namespace {
 
-uint32_t bounded(uint32_t cap, const Limits& limits) {
-  return cap < limits.max_message_size ? cap : limits.max_message_size;
-}
-
-}  // namespace
+using detail::CapKind;
 
 // The table is SocketBackend() in src/backend/tcop/postgres.c (PostgreSQL 14+, unchanged in 15):
 // Q F B P d get PQ_LARGE_MESSAGE_LIMIT; X C D E H S c f get PQ_SMALL_MESSAGE_LIMIT; any other type
@@ -21,14 +17,14 @@ uint32_t bounded(uint32_t cap, const Limits& limits) {
 // PG_MAX_SASL_MESSAGE_LENGTH (1024) inside a SASL exchange (auth-sasl.c). The larger cap is used
 // here; after authentication the server rejects 'p' as an invalid type.
 // Both were also checked against a PostgreSQL 15.20 server (tests/unit/protocol/data/probe_*).
-uint32_t frontend_message_cap(char type, const Limits& limits) {
+constexpr CapKind frontend_cap_kind(char type) {
   switch (type) {
     case frontend::kQuery:
     case frontend::kFunctionCall:
     case frontend::kBind:
     case frontend::kParse:
     case frontend::kCopyData:
-      return bounded(kLargeMessageLimit, limits);
+      return detail::kCapLarge;
     case frontend::kTerminate:
     case frontend::kClose:
     case frontend::kDescribe:
@@ -37,15 +33,16 @@ uint32_t frontend_message_cap(char type, const Limits& limits) {
     case frontend::kSync:
     case frontend::kCopyDone:
     case frontend::kCopyFail:
-      return bounded(kSmallMessageLimit, limits);
+      return detail::kCapSmall;
     case frontend::kPassword:
-      return bounded(kMaxAuthTokenLength, limits);
+      return detail::kCapAuth;
     default:
-      return 0;
+      return detail::kCapNone;
   }
 }
 
-uint32_t backend_message_cap(char type, const Limits& limits) {
+// Backend messages: the types of protocol 3, anything up to the limit.
+constexpr CapKind backend_cap_kind(char type) {
   switch (type) {
     case backend::kAuthentication:
     case backend::kBackendKeyData:
@@ -71,38 +68,45 @@ uint32_t backend_message_cap(char type, const Limits& limits) {
     case backend::kPortalSuspended:
     case backend::kReadyForQuery:
     case backend::kRowDescription:
-      return limits.max_message_size;
+      return detail::kCapAny;
     default:
-      return 0;
+      return detail::kCapNone;
   }
 }
 
-HeaderResult decode_header(std::string_view buf, Direction dir, const Limits& limits) {
-  HeaderResult r;
-  if (buf.empty()) return r;
-  r.header.type = buf[0];
-  // Like the server, judge the type byte before the length: once sync is lost, the length word
-  // is garbage and must not decide anything.
-  uint32_t cap = dir == Direction::kFrontend ? frontend_message_cap(r.header.type, limits)
-                                             : backend_message_cap(r.header.type, limits);
-  if (cap == 0) {
-    r.status = Status::kInvalid;
-    r.error = FrameError::kUnknownType;
-    return r;
+constexpr std::array<std::array<uint8_t, 256>, 2> build_cap_kinds() {
+  std::array<std::array<uint8_t, 256>, 2> t{};
+  for (int b = 0; b < 256; ++b) {
+    t[static_cast<int>(Direction::kFrontend)][b] = frontend_cap_kind(static_cast<char>(b));
+    t[static_cast<int>(Direction::kBackend)][b] = backend_cap_kind(static_cast<char>(b));
   }
-  if (buf.size() < kHeaderSize) return r;
-  r.header.length = read_u32(buf.data() + 1);
-  if (r.header.length < 4) {
-    r.status = Status::kInvalid;
-    r.error = FrameError::kLengthTooSmall;
-  } else if (r.header.length > cap) {
-    // Also a negative int32 on the wire, which the server reports the same way.
-    r.status = Status::kInvalid;
-    r.error = FrameError::kLengthTooLarge;
-  } else {
-    r.status = Status::kComplete;
-  }
-  return r;
+  return t;
+}
+
+}  // namespace
+
+namespace detail {
+// Constant-initialized at compile time from the switches above: no code runs at start-up.
+extern constexpr std::array<std::array<uint8_t, 256>, 2> kCapKinds = build_cap_kinds();
+extern constexpr std::array<uint32_t, 5> kCapLimits = {0, kLargeMessageLimit, kSmallMessageLimit,
+                                                       kMaxAuthTokenLength, UINT32_MAX};
+}  // namespace detail
+
+namespace {
+uint32_t bounded(CapKind kind, const Limits& limits) {
+  const uint32_t cap = detail::kCapLimits[kind];
+  return cap < limits.max_message_size ? cap : limits.max_message_size;
+}
+}  // namespace
+
+uint32_t frontend_message_cap(char type, const Limits& limits) {
+  const CapKind kind = frontend_cap_kind(type);
+  return kind == detail::kCapNone ? 0 : bounded(kind, limits);
+}
+
+uint32_t backend_message_cap(char type, const Limits& limits) {
+  const CapKind kind = backend_cap_kind(type);
+  return kind == detail::kCapNone ? 0 : bounded(kind, limits);
 }
 
 }  // namespace pgtandem::protocol

@@ -3,6 +3,7 @@
 // Pure: bytes in, {Complete | NeedMore | Invalid, consumed} out. No sockets, no allocation.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -63,8 +64,47 @@ struct HeaderResult {
 
 enum class Direction : uint8_t { kFrontend, kBackend };  // frontend: client->server
 
-// Decode the 5-byte header at the start of `buf`. kNeedMore if fewer than 5 bytes.
-HeaderResult decode_header(std::string_view buf, Direction dir, const Limits& limits);
+namespace detail {
+// frontend_message_cap and backend_message_cap as a table, for decode_header: which cap applies to
+// each type byte (one load per message instead of a call and a switch), and the cap of each kind
+// before limits.max_message_size bounds it. Built in framing.cc from the same switches.
+enum CapKind : uint8_t { kCapNone, kCapLarge, kCapSmall, kCapAuth, kCapAny };
+extern const std::array<std::array<uint8_t, 256>, 2> kCapKinds;  // [Direction][type byte]
+extern const std::array<uint32_t, 5> kCapLimits;                   // [CapKind]
+}  // namespace detail
+
+// Decode the 5-byte header at the start of `buf`. kNeedMore if fewer than 5 bytes. Inline: every
+// message of the relay, the capture and the mirror link passes here.
+inline HeaderResult decode_header(std::string_view buf, Direction dir, const Limits& limits) {
+  HeaderResult r;
+  if (buf.empty()) return r;
+  r.header.type = buf[0];
+  // Like the server, judge the type byte before the length: once sync is lost, the length word
+  // is garbage and must not decide anything.
+  const uint8_t kind =
+      detail::kCapKinds[static_cast<uint8_t>(dir)][static_cast<unsigned char>(buf[0])];
+  if (kind == detail::kCapNone) {
+    r.status = Status::kInvalid;
+    r.error = FrameError::kUnknownType;
+    return r;
+  }
+  if (buf.size() < kHeaderSize) return r;
+  r.header.length = read_u32(buf.data() + 1);
+  const uint32_t cap = detail::kCapLimits[kind] < limits.max_message_size
+                           ? detail::kCapLimits[kind]
+                           : limits.max_message_size;
+  if (r.header.length < 4) {
+    r.status = Status::kInvalid;
+    r.error = FrameError::kLengthTooSmall;
+  } else if (r.header.length > cap) {
+    // Also a negative int32 on the wire, which the server reports the same way.
+    r.status = Status::kInvalid;
+    r.error = FrameError::kLengthTooLarge;
+  } else {
+    r.status = Status::kComplete;
+  }
+  return r;
+}
 
 // Tracks message boundaries over a stream forwarded in chunks.
 //

@@ -76,6 +76,7 @@ bool joinable_outcomes(const MirrorUnit& unit) {
 bool TransactionBatch::add(const MirrorUnit& unit) {
   if (!joinable_outcomes(unit)) return false;
   unseal();
+  if (add_synced(unit)) return true;
   const size_t before = body_.size();
   const Kind kind_before = kind_;
   auto refuse = [&] {
@@ -131,6 +132,33 @@ bool TransactionBatch::add(const MirrorUnit& unit) {
   }
   if (kind == Kind::kEmpty) return refuse();
   if (kind == Kind::kExtended && last != fe::kSync) return refuse();
+  ++units_;
+  return true;
+}
+
+// A unit whose request ends the capture recorded (MirrorUnit::sync_ends): every request is
+// extended-protocol messages ended by its one Sync, so the runs between the Syncs are copied
+// without reading the messages again. False, and the batch unchanged, when the unit has no such
+// record, or the batch holds simple Queries, or a recorded end is not a Sync after all.
+bool TransactionBatch::add_synced(const MirrorUnit& unit) {
+  const std::string_view bytes = unit.bytes;
+  const auto& ends = unit.sync_ends;
+  if (ends.empty() || ends.size() != unit.responses || ends.back() != bytes.size() ||
+      kind_ == Kind::kSimple) {
+    return false;
+  }
+  static constexpr std::string_view kSync("S\0\0\0\4", protocol::kHeaderSize);
+  const size_t before = body_.size();
+  size_t begin = 0;
+  for (const uint32_t end : ends) {
+    if (end < begin + kSync.size() || bytes.substr(end - kSync.size(), kSync.size()) != kSync) {
+      body_.resize(before);
+      return false;
+    }
+    body_.append(bytes.substr(begin, end - kSync.size() - begin));
+    begin = end;
+  }
+  kind_ = Kind::kExtended;
   ++units_;
   return true;
 }

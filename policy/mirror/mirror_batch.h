@@ -50,6 +50,7 @@ class TransactionBatch {
   size_t bytes() const { return body_.size() - sealed_; }
 
  private:
+  bool add_synced(const MirrorUnit& unit);
   void unseal();
   Kind kind_ = Kind::kEmpty;
   size_t units_ = 0;

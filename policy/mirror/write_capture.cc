@@ -1,6 +1,7 @@
 #include "policy/mirror/write_capture.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "protocol/message_types.h"
@@ -204,9 +205,11 @@ void WriteCapture::on_frontend(const protocol::Header& header, std::string_view 
       // COPY data follows the Query (or Execute) that started the COPY.
       if (open_has_messages_) {
         open_->bytes.append(message);
+        open_->copy_data = true;
       } else if (!inflight_.empty()) {
         Request& r = inflight_.back();
         if (r.kind != StatementKind::kRead) r.bytes.append(message);
+        r.copy_data = true;
       }
       return;
     default:
@@ -267,6 +270,8 @@ void WriteCapture::absorb(Request& into, Request&& from) {
   for (auto& op : from.statement_ops) into.statement_ops.push_back(std::move(op));
   for (auto& m : from.statement_messages) into.statement_messages.push_back(std::move(m));
   into.statement_completions += from.statement_completions;
+  into.copy_data |= from.copy_data;
+  into.sync_ignored |= from.sync_ignored;
   if (into.first_sql.empty()) into.first_sql = std::move(from.first_sql);
 }
 
@@ -526,14 +531,25 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
   size_t total = 0;
   size_t outcomes = 0;
   size_t binds = 0;
+  // Every request extended-protocol messages ended by their one Sync: where each ends is recorded.
+  bool synced = true;
   for (const auto& r : requests) {
     total += r->bytes.size();
     outcomes += r->outcomes.size();
     binds += r->binds.size();
+    synced = synced && r->synced && !r->sync_ignored && !r->copy_data && r->responses == 1;
   }
   u.bytes.reserve(total);
   u.primary.reserve(outcomes);
   u.binds.reserve(binds);
+  if (synced && total <= UINT32_MAX) {
+    u.sync_ends.resize(requests.size());
+    size_t at = 0;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      at += requests[i]->bytes.size();
+      u.sync_ends[i] = static_cast<uint32_t>(at);
+    }
+  }
   bool txn_control = false;
   bool state = false;
   bool writes = false;
@@ -660,6 +676,8 @@ void WriteCapture::give_back(std::vector<MirrorUnit>& units) {
     u.primary.clear();
     u.binds = std::move(used.binds);
     u.binds.clear();
+    u.sync_ends = std::move(used.sync_ends);
+    u.sync_ends.clear();
     spare_units_.push_back(std::move(u));
   }
   units.clear();

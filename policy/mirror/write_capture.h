@@ -53,6 +53,11 @@ struct Outcome {
 struct MirrorUnit {
   std::string bytes;          // frontend messages, whole, in the order the primary received them
   uint32_t responses = 0;     // ReadyForQuery messages the unit's requests produce
+  // Where each request ends in `bytes`, when the capture saw that every request of the unit is
+  // extended-protocol messages ended by its one Sync; empty otherwise (a simple Query, COPY, a unit
+  // read from the journal). The mirror's batch joins such a unit without reading its messages
+  // again (policy/mirror/mirror_batch.h).
+  std::vector<uint32_t> sync_ends;
   std::vector<Outcome> primary;
   // Named prepared statements the unit binds (so a journal entry can carry their Parse).
   std::vector<std::string> binds;
@@ -172,6 +177,7 @@ class WriteCapture {
     bool sent = false;          // forwarded() saw it closed
     bool synced = false;        // an extended-protocol batch ended by its Sync
     bool sync_ignored = false;  // ... whose Sync the server ignored: COPY IN started
+    bool copy_data = false;     // COPY data, done or fail messages follow its statements
     uint32_t statement_completions = 0;  // of statement_messages, by the primary
   };
   // Only containers here (recycle() empties each, keeping its capacity): scalars go in RequestHead.

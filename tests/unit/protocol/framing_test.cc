@@ -66,6 +66,37 @@ TEST(BackendCap, AllProtocol3Types) {
   }
 }
 
+// decode_header reads the caps from a table built from the two functions' switches: for every
+// type byte, both directions and two limits, it accepts exactly up to the cap they give, and
+// rejects an unknown type before its length.
+TEST(DecodeHeader, TableAgreesWithTheCapFunctions) {
+  for (uint32_t max : {kLargeMessageLimit, uint32_t{5000}}) {
+    Limits limits{.max_message_size = max};
+    for (int t = 0; t < 256; ++t) {
+      const char c = static_cast<char>(t);
+      for (Direction dir : {Direction::kFrontend, Direction::kBackend}) {
+        SCOPED_TRACE(std::to_string(t) + (dir == Direction::kFrontend ? " frontend" : " backend"));
+        const uint32_t cap = dir == Direction::kFrontend ? frontend_message_cap(c, limits)
+                                                         : backend_message_cap(c, limits);
+        auto at_cap = decode_header(header(c, cap == 0 ? 4 : cap), dir, limits);
+        if (cap == 0) {
+          EXPECT_EQ(at_cap.status, Status::kInvalid);
+          EXPECT_EQ(at_cap.error, FrameError::kUnknownType);
+          EXPECT_EQ(decode_header(std::string(1, c), dir, limits).status, Status::kInvalid);
+          continue;
+        }
+        EXPECT_EQ(at_cap.status, Status::kComplete);
+        EXPECT_EQ(at_cap.header.length, cap);
+        auto over = decode_header(header(c, cap + 1), dir, limits);
+        EXPECT_EQ(over.status, Status::kInvalid);
+        EXPECT_EQ(over.error, FrameError::kLengthTooLarge);
+        EXPECT_EQ(decode_header(header(c, 3), dir, limits).error, FrameError::kLengthTooSmall);
+        EXPECT_EQ(decode_header(std::string(1, c), dir, limits).status, Status::kNeedMore);
+      }
+    }
+  }
+}
+
 TEST(DecodeHeader, NeedsFiveBytes) {
   std::string h = header('Q', 10);
   for (size_t n = 0; n < kHeaderSize; ++n) {

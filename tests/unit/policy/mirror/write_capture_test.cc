@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "policy/mirror/mirror_batch.h"
 #include "tests/unit/policy/mirror/write_capture_support.h"
 
 namespace pgtandem::policy::capture_test {
@@ -71,6 +72,96 @@ INSTANTIATE_TEST_SUITE_P(Clients, WriteCaptureSequence, ::testing::ValuesIn(all_
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return info.param.name;
                          });
+
+// The request ends a unit records (MirrorUnit::sync_ends) let the mirror's batch join it without
+// reading its messages: each end follows a Sync, the messages before are extended-protocol ones,
+// and the batch takes or refuses the unit exactly as it does reading the messages (the unit
+// without its ends), alone and behind itself.
+TEST_P(WriteCaptureSequence, RecordedSyncEndsJoinAsTheMessagesDo) {
+  const Case& c = GetParam();
+  Driver d;
+  d.run(c.steps);
+  if (HasFatalFailure()) return;
+  for (size_t i = 0; i < d.units.size(); ++i) {
+    SCOPED_TRACE("unit " + std::to_string(i) + ": " + render(d.units[i].bytes));
+    const MirrorUnit& recorded = d.units[i];
+    if (!recorded.sync_ends.empty()) {
+      EXPECT_EQ(recorded.sync_ends.size(), recorded.responses);
+      std::vector<Message> messages;
+      ASSERT_TRUE(split(recorded.bytes, proto::Direction::kFrontend, &messages));
+      size_t at = 0;
+      size_t next_end = 0;
+      for (const auto& m : messages) {
+        at += m.whole.size();
+        const bool ends_request =
+            next_end < recorded.sync_ends.size() && at == recorded.sync_ends[next_end];
+        EXPECT_EQ(m.header.type == proto::frontend::kSync, ends_request) << "at byte " << at;
+        EXPECT_NE(std::string_view("PBDECHS").find(m.header.type), std::string_view::npos)
+            << "message " << m.header.type;
+        if (ends_request) ++next_end;
+      }
+      EXPECT_EQ(next_end, recorded.sync_ends.size());
+    }
+    MirrorUnit walked = recorded;
+    walked.sync_ends.clear();
+    for (int copies : {1, 2}) {
+      TransactionBatch fast;
+      TransactionBatch slow;
+      bool fast_took = true;
+      bool slow_took = true;
+      for (int k = 0; k < copies; ++k) {
+        fast_took = fast.add(recorded) && fast_took;
+        slow_took = slow.add(walked) && slow_took;
+      }
+      EXPECT_EQ(fast_took, slow_took) << copies << " copies";
+      EXPECT_EQ(fast.units(), slow.units());
+      EXPECT_EQ(fast.kind(), slow.kind());
+      EXPECT_EQ(render(fast.request()), render(slow.request()));
+      EXPECT_EQ(fast.request(), slow.request());
+    }
+  }
+}
+
+// pgbench -M prepared's TPC-B transaction: its unit records where each of its six mirrored
+// requests ends (the SELECT is a read, left out), and joins the batch by them.
+TEST(WriteCapture, APreparedTransactionRecordsItsRequestEnds) {
+  Driver d;
+  std::vector<Step> steps;
+  for (size_t i = 0; i < std::size(kTpcb); ++i) {
+    steps = steps + exchange(prepare("P0_" + std::to_string(i), kTpcb[i]), prepare_done('I'));
+  }
+  const char* tags[] = {"BEGIN", "UPDATE 1", "SELECT 1", "UPDATE 1", "UPDATE 1", "INSERT 0 1",
+                        "COMMIT"};
+  for (size_t i = 0; i < std::size(kTpcb); ++i) {
+    const char status = i + 1 == std::size(kTpcb) ? 'I' : 'T';
+    const std::string name = "P0_" + std::to_string(i);
+    steps = steps + exchange(query_prepared(name, {"1", "2"}),
+                             i == 2 ? prepared_rows("5", status) : prepared_done(tags[i], status));
+  }
+  d.run(steps);
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_FALSE(d.units.empty());
+  const MirrorUnit& u = d.units.back();
+  ASSERT_EQ(u.responses, 6u);
+  ASSERT_EQ(u.sync_ends.size(), 6u);
+  EXPECT_EQ(u.sync_ends.back(), u.bytes.size());
+  TransactionBatch batch;
+  ASSERT_TRUE(batch.add(u));
+  std::vector<Message> joined;
+  ASSERT_TRUE(split(batch.request(), proto::Direction::kFrontend, &joined));
+  size_t syncs = 0;
+  for (const auto& m : joined) syncs += m.header.type == proto::frontend::kSync ? 1 : 0;
+  EXPECT_EQ(syncs, 1u);
+  EXPECT_EQ(batch.request().size(), u.bytes.size() - 5 * 5);  // five Syncs of 5 bytes left out
+
+  // A recorded end that does not follow a Sync (it cannot come from the capture) is not trusted:
+  // the batch reads the messages instead, and refuses nothing it would take.
+  MirrorUnit shifted = u;
+  shifted.sync_ends[2] -= 1;
+  TransactionBatch read;
+  ASSERT_TRUE(read.add(shifted));
+  EXPECT_EQ(read.request(), batch.request());
+}
 
 // ------------------------------------------------------------------------------------------------
 // Single behaviours
