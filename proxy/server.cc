@@ -1,7 +1,8 @@
-// The process: start (listeners, workers, wings, admin wiring), signals, accept, probes, drain and
-// stop. Server::Impl is in proxy/server_impl.h; /status renders in proxy/control/status_json.cc,
-// the admin API's actions run in proxy/control/admin_actions.cc, a worker's thread in
-// proxy/worker.cc.
+// The process: start (listeners, workers, wings, admin wiring), signals, and stop. Beside it:
+// accepting clients (proxy/server_accept.cc), what mirroring needs (proxy/server_mirror.cc), the
+// target probes and the drain (proxy/server_drain.cc). Server::Impl is in proxy/server_impl.h;
+// /status renders in proxy/control/status_json.cc, the admin API's actions run in
+// proxy/control/admin_actions.cc, a worker's thread in proxy/worker.cc.
 #include "proxy/server.h"
 #include "proxy/server_impl.h"
 
@@ -14,10 +15,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/write.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,8 +28,6 @@
 #include <mutex>
 #include <sstream>
 
-#include "protocol/errors.h"
-#include "protocol/startup.h"
 #include "proxy/auth/auth_server.h"
 #include "policy/migrate/divergence.h"
 #include "policy/migrate/run_board.h"
@@ -59,116 +54,9 @@ namespace pgtandem::proxy {
 
 namespace {
 
-using namespace asio::experimental::awaitable_operators;
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-std::string fatal_too_many(std::string_view message) {
-  std::string out;
-  protocol::encode_error_response(out, protocol::Severity::kFatal, protocol::sqlstate::kTooManyConnections, message);
-  return out;
-}
-
-// Reads startup packets until the client's StartupMessage (or CancelRequest) has arrived,
-// answering SSLRequest/GSSENCRequest with 'N' on the way; false on EOF or a malformed packet.
-asio::awaitable<bool> read_startup(Socket& socket) {
-  std::string in;
-  char tmp[1024];
-  for (;;) {
-    while (in.size() < 8) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp), kNoThrow);
-      if (ec) co_return false;
-      in.append(tmp, n);
-    }
-    auto frame = protocol::decode_startup_frame(in);
-    if (frame.status != protocol::Status::kComplete) co_return false;
-    while (in.size() < frame.length) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp), kNoThrow);
-      if (ec) co_return false;
-      in.append(tmp, n);
-    }
-    if (frame.code != protocol::kSslRequestCode && frame.code != protocol::kGssEncRequestCode) {
-      co_return true;
-    }
-    static const char kNo = 'N';
-    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(&kNo, 1), kNoThrow);
-    if (ec) co_return false;
-    in.erase(0, frame.length);
-  }
-}
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(kNoThrow);
-}
-
-// Refuses a connection the way the server does when it is full: it answers an SSLRequest, reads
-// the startup packet, then sends FATAL 53300. Answering before the startup packet would make
-// libpq (sslmode=prefer) report "server sent an error response during SSL exchange" instead of
-// the reason. Bounded to a second, so refused clients cannot hold resources.
-asio::awaitable<void> refuse(Socket socket, std::string bytes) {
-  auto r = co_await (read_startup(socket) || sleep_for(std::chrono::seconds(1)));
-  if (r.index() == 0 && std::get<0>(r)) {
-    co_await asio::async_write(socket, asio::buffer(bytes), kNoThrow);
-  }
-  boost::system::error_code ec;
-  socket.shutdown(asio::socket_base::shutdown_send, ec);
-  socket.close(ec);
-}
-
 }  // namespace
-
-Worker& Server::Impl::pick_worker(Worker& self) {
-  // SO_REUSEPORT spreads connections by a hash of the 4-tuple, which leaves workers unevenly
-  // loaded with few clients (8 pgbench clients on 2 workers often split 6/2). A connection stays
-  // with the worker that accepted it unless another one has at least two fewer sessions.
-  Worker* best = &self;
-  uint32_t best_load = self.sessions().load(std::memory_order_relaxed);
-  for (Worker& w : workers) {
-    uint32_t load = w.sessions().load(std::memory_order_relaxed);
-    if (load + 1 < best_load) {
-      best = &w;
-      best_load = load;
-    }
-  }
-  return *best;
-}
-
-asio::awaitable<void> Server::Impl::accept_loop(Worker& worker, Acceptor& acceptor, bool tcp) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
-    if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
-      // EMFILE and friends: back off briefly instead of spinning.
-      log::warn("accept failed", {{"error", ec.message()}});
-      asio::steady_timer t(worker.io(), std::chrono::milliseconds(50));
-      co_await t.async_wait(kNoThrow);
-      continue;
-    }
-    const auto& limits = config.limits;
-    if (state.clients.load(std::memory_order_relaxed) >= limits.max_client_connections) {
-      metrics->rejected(RejectReason::kTooManyClients);
-      asio::co_spawn(worker.io(), refuse(Socket(std::move(socket)), fatal_too_many("sorry, too many clients already")),
-                     asio::detached);
-      continue;
-    }
-    if (state.unauthenticated.load(std::memory_order_relaxed) >= limits.max_unauthenticated) {
-      metrics->rejected(RejectReason::kTooManyUnauthenticated);
-      asio::co_spawn(worker.io(),
-                     refuse(Socket(std::move(socket)),
-                            fatal_too_many("sorry, too many clients already: pgtandem is at "
-                                           "max_unauthenticated connections still logging in")),
-                     asio::detached);
-      continue;
-    }
-    state.clients.fetch_add(1, std::memory_order_relaxed);
-    state.unauthenticated.fetch_add(1, std::memory_order_relaxed);
-    if (tcp) set_tcp_options(socket);
-    Worker& target = pick_worker(worker);
-    const int family = acceptor.local_endpoint().protocol().family();
-    target.adopt(family, tcp ? IPPROTO_TCP : 0, socket.release());
-  }
-}
 
 // Builds the client TLS context again from the running config's files. A failure keeps the one in
 // use: sessions go on, and the next SIGHUP tries again.
@@ -183,106 +71,6 @@ void Server::Impl::reload_client_tls() {
   }
   state.auth.client_tls.store(std::move(next), std::memory_order_release);
   if (tls.enabled()) log::info("TLS certificates reloaded", {{"cert_file", tls.cert_file}});
-}
-
-// What mirroring needs besides the config: pgtandem's credentials and the journal. At start when
-// mirror_writes is on, or at the first reload that switches it on (before that snapshot is
-// published, so no session that sees mirror_writes can miss them).
-bool Server::Impl::open_mirror(const config::Config& cfg, std::string* error) {
-  const auto& m = cfg.mirror;
-  std::shared_ptr<const config::Pgpass> pgpass;
-  if (!m.credentials_file.empty()) {
-    auto pg = config::load_pgpass_file(m.credentials_file);
-    if (!pg.ok()) {
-      *error = "cannot read mirror.credentials_file: " +
-               (pg.errors.empty() ? std::string("unknown error") : pg.errors.front().to_string());
-      return false;
-    }
-    pgpass = std::make_shared<const config::Pgpass>(std::move(*pg.pgpass));
-  }
-  // The state dir first: its marker says whether the previous process stopped cleanly, and a
-  // state dir that cannot be written is a clear error now, never a journal in the cwd.
-  if (!state.mirror.safety) {
-    auto safety = MirrorSafety::open(cfg.state_dir, error);
-    if (!safety) return false;
-    state.mirror.safety = std::move(safety);
-  }
-  FsyncPolicy policy = m.journal_fsync == "always"  ? FsyncPolicy::kAlways
-                       : m.journal_fsync == "never" ? FsyncPolicy::kNever
-                                                    : FsyncPolicy::kInterval;
-  std::string journal_error;
-  auto journal = Journal::open(m.journal_path, policy, m.journal_fsync_interval_ms, &journal_error);
-  if (!journal) {
-    // Without a journal a write the mirror cannot apply would be lost: refuse to start.
-    *error = "cannot open mirror journal " + m.journal_path + ": " + journal_error;
-    return false;
-  }
-  // File-mode logins read state.mirror.pgpass from the workers: once set at start, it is never replaced.
-  if (!state.mirror.pgpass) state.mirror.pgpass = std::move(pgpass);
-  state.mirror.journal = std::move(journal);
-  Journal* j = state.mirror.journal.get();
-  metrics->set_mirror_sources(&state.mirror.queue_bytes, [j] { return j->bytes(); });
-  watch_mirror_safety();
-  log::info("mirror state", {{"state_dir", cfg.state_dir}, {"journal", m.journal_path}});
-  if (m.catchup && !catchup) {
-    state.mirror.backlog.enabled = true;
-    catchup = std::make_unique<Catchup>(state, cfg);
-    if (!catchup->open(error)) {
-      *error = "mirror catch-up: " + *error;
-      catchup.reset();
-      state.mirror.backlog.enabled = false;
-      return false;
-    }
-    catchup->start();
-    fence = std::make_unique<MirrorFence>(state, m.journal_max_bytes);
-    ServerState* st = &state;
-    metrics->set_extra_source([st] { return mirror_backlog_samples(*st); });
-  }
-  return true;
-}
-
-// The crash-window marker's sampler and the gauges of the journal's limit and needs-repair marks.
-void Server::Impl::watch_mirror_safety() {
-  ServerState* st = &state;
-  MirrorSafety* safety = state.mirror.safety.get();
-  safety->start_sampler([st] {
-    MirrorSample s;
-    const auto snap = st->snapshot.load(std::memory_order_acquire);
-    s.mirroring = snap ? snap->config->mirror_writes : st->config->mirror_writes;
-    const size_t primary = snap ? snap->primary : st->primary;
-    s.target = st->targets.size() == 2 ? st->targets[1 - primary].name
-                                       : st->targets[st->mirror.secondary.load()].name;
-    s.last_assigned = st->mirror.order.last_assigned();
-    s.done_through = st->mirror.order.done_through();
-    s.queue_bytes = st->mirror.queue_bytes.load(std::memory_order_relaxed);
-    return s;
-  });
-  metrics->add_gauge("pgtandem_mirror_journal_limit_bytes",
-                     "[mirror] journal_max_bytes: the journal size at which journal_full applies",
-                     [st] {
-                       const auto snap = st->snapshot.load(std::memory_order_acquire);
-                       const auto& m = snap ? snap->config->mirror : st->config->mirror;
-                       return static_cast<double>(m.journal_max_bytes);
-                     });
-  metrics->add_gauge("pgtandem_mirror_unordered_overlaps",
-                     "Mirrored transactions (ended by a lone COMMIT) applied beside another whose "
-                     "COMMIT crossed theirs (forwarded after, answered before): not ordered "
-                     "against it, by design; they cannot have written the same rows (since start)",
-                     [st] { return static_cast<double>(st->mirror.order.unordered_overlaps()); });
-  metrics->add_gauge("pgtandem_mirror_stopped",
-                     "1 when mirroring stopped because the journal reached its limit "
-                     "(journal_full = \"stop\"); until restart",
-                     [safety] { return safety->stopped() ? 1.0 : 0.0; });
-  metrics->add_gauge("pgtandem_mirror_not_mirrored_writes",
-                     "Writes not mirrored since mirroring stopped at the journal's limit",
-                     [safety] { return static_cast<double>(safety->not_mirrored()); });
-  metrics->add_gauge("pgtandem_mirror_needs_repair",
-                     "Needs-repair marks (crash windows, journal-full stops) not yet cleared",
-                     [safety] { return static_cast<double>(safety->marks().size()); });
-  metrics->add_gauge("pgtandem_mirror_crash_window_seconds",
-                     "Length of the uncleared crash windows (unclean stops while mirroring): "
-                     "writes committed then may be missing on the mirror target; 0 = none",
-                     [safety] { return safety->crash_window_seconds(); });
 }
 
 Server::Server(config::Config config, ServerOptions options) : impl_(std::make_unique<Impl>()) {
@@ -741,130 +529,6 @@ void Server::stop() {
   for (Worker& w : impl_->mirror_homes) w.close_mirror_links();
   if (!impl_->unix_socket_path.empty()) ::unlink(impl_->unix_socket_path.c_str());
   impl_->unix_socket_path.clear();
-}
-
-asio::awaitable<void> Server::Impl::probe_loop() {
-  // Readiness without a probe per request: every target is connected to (TCP only, nothing is
-  // sent, so the server logs nothing) about once a second with a one-second timeout.
-  constexpr auto kPeriod = std::chrono::milliseconds(1000);
-  constexpr auto kTimeout = std::chrono::milliseconds(1000);
-  asio::steady_timer timer(main_io);
-  for (;;) {
-    for (size_t i = 0; i < state.targets.size() && i < kMaxTargets; ++i) {
-      const uint64_t failures = metrics->upstream_connect_failures(i);
-      Socket socket(main_io);
-      const boost::system::error_code ec = co_await connect_target(socket, state.targets[i], kTimeout);
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      if (!ec) failures_at_probe[i].store(failures, std::memory_order_relaxed);
-      const int before = state.health.reachable[i].exchange(ec ? 0 : 1, std::memory_order_relaxed);
-      if (before != (ec ? 0 : 1) && before != -1) {
-        log::write(ec ? log::Level::kWarn : log::Level::kInfo,
-                   ec ? "target unreachable" : "target reachable",
-                   {{"target", state.targets[i].name}, {"error", ec ? ec.message() : ""}});
-      }
-    }
-    timer.expires_after(kPeriod);
-    auto [ec] = co_await timer.async_wait(kNoThrow);
-    if (ec) co_return;
-  }
-}
-
-bool Server::Impl::target_up(size_t target) const {
-  if (target >= kMaxTargets) return false;
-  if (state.health.reachable[target].load(std::memory_order_relaxed) != 1) return false;
-  // A session that failed to connect since the last successful probe: down until the next one.
-  return metrics->upstream_connect_failures(target) ==
-         failures_at_probe[target].load(std::memory_order_relaxed);
-}
-
-bool Server::Impl::ready(std::string* why) const {
-  if (state.control.draining.load(std::memory_order_relaxed)) {
-    *why = "draining (shutting down)";
-    return false;
-  }
-  auto snap = state.snapshot.load(std::memory_order_acquire);
-  if (!snap) {
-    *why = "no config loaded";
-    return false;
-  }
-  const size_t primary = snap->primary;
-  if (state.health.reachable[primary].load(std::memory_order_relaxed) == -1) {
-    *why = "primary " + state.targets[primary].name + " not checked yet";
-    return false;
-  }
-  if (!target_up(primary)) {
-    *why = "primary " + state.targets[primary].name + " (" + state.targets[primary].description +
-           ") is unreachable";
-    return false;
-  }
-  return true;
-}
-
-void Server::Impl::begin_drain() {
-  drain_started = true;
-  auto snap = state.snapshot.load(std::memory_order_acquire);
-  const uint32_t timeout_ms = snap ? snap->config->shutdown.drain_timeout_ms
-                                   : config.shutdown.drain_timeout_ms;
-  const auto start = std::chrono::steady_clock::now();
-  log::info("draining: no new connections, sessions close at their next idle boundary",
-            {{"sessions", std::to_string(state.clients.load())},
-             {"drain_timeout_ms", std::to_string(timeout_ms)}});
-  // Set before the sessions are woken: a woken session must see it.
-  state.control.draining.store(true, std::memory_order_seq_cst);
-  for (Acceptor& a : acceptors) {
-    // Each acceptor belongs to its worker's thread.
-    asio::post(a.get_executor(), [&a] {
-      boost::system::error_code ignored;
-      a.close(ignored);
-    });
-  }
-  if (!unix_socket_path.empty()) {
-    ::unlink(unix_socket_path.c_str());
-    unix_socket_path.clear();
-  }
-  for (Worker& w : workers) asio::post(w.io(), [&w] { w.wake_for_drain(); });
-  asio::co_spawn(main_io, drain_wait(start + std::chrono::milliseconds(timeout_ms)),
-                 asio::detached);
-}
-
-asio::awaitable<void> Server::Impl::drain_wait(std::chrono::steady_clock::time_point deadline) {
-  using std::chrono::steady_clock;
-  const auto start = steady_clock::now();
-  asio::steady_timer timer(main_io);
-  auto elapsed = [&] {
-    return std::chrono::duration<double>(steady_clock::now() - start).count();
-  };
-  // Sessions first: each leaves at its next idle boundary (a late wake-up is harmless).
-  while (state.clients.load(std::memory_order_relaxed) > 0 && steady_clock::now() < deadline) {
-    for (Worker& w : workers) asio::post(w.io(), [&w] { w.wake_for_drain(); });
-    timer.expires_after(std::chrono::milliseconds(50));
-    co_await timer.async_wait(kNoThrow);
-    metrics->set_drain_duration(elapsed());
-  }
-  const uint32_t left = state.clients.load(std::memory_order_relaxed);
-  // Then the mirror: links apply what their sessions queued, within the same deadline; what is
-  // left then is journaled by stop().
-  bool mirror_drained = true;
-  if (state.mirror.journal) {
-    for (;;) {
-      // (drained() is an atomic of each link: read here, on the main thread.)
-      mirror_drained = true;
-      for (Worker& w : workers) mirror_drained = mirror_drained && w.mirror_links_drained();
-      for (Worker& w : mirror_homes) mirror_drained = mirror_drained && w.mirror_links_drained();
-      if (mirror_drained || steady_clock::now() >= deadline) break;
-      timer.expires_after(std::chrono::milliseconds(50));
-      co_await timer.async_wait(kNoThrow);
-    }
-  }
-  metrics->set_drain_duration(elapsed());
-  log::info("drain finished", {{"seconds", format_double(elapsed())},
-                               {"sessions_left", std::to_string(left)},
-                               {"sessions_closed",
-                                std::to_string(metrics->drain_sessions_closed())},
-                               {"mirror", mirror_drained ? "drained" : "journaling the rest"}});
-  drain_finished = true;
-  main_io.stop();
 }
 
 }  // namespace pgtandem::proxy

@@ -1,7 +1,7 @@
 // Server::Impl: the process's parts side by side (workers, listeners, admin, reloader, catch-up,
-// fence, cutover). Shared by the files that implement it: proxy/server.cc (start, stop, accept,
-// drain), proxy/control/status_json.cc (/status) and proxy/control/admin_actions.cc (the admin
-// API's actions). Heavy (Asio): included by those three only.
+// fence, cutover). Shared by the files that implement it: proxy/server.cc (start, stop),
+// server_accept.cc, server_mirror.cc, server_drain.cc, proxy/control/status_json.cc (/status) and
+// proxy/control/admin_actions.cc (the admin API's actions). Heavy (Asio): included by those only.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

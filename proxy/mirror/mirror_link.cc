@@ -60,23 +60,51 @@ void MirrorLink::account(int64_t delta) {
 
 // Reads the target's answers until `responses` ReadyForQuery messages; false on a lost connection.
 asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
-                                                std::vector<policy::Outcome>* out, char* status) {
+                                                std::vector<policy::Outcome>* out, char* status,
+                                                Expected* expected) {
   protocol::FrameScanner scanner(protocol::Direction::kBackend, state_.limits, 8 * 1024);
   struct Visitor {
     std::vector<policy::Outcome>* out;
+    Expected* expected;
     uint32_t remaining;
     char status = 'I';
+    // The next expected outcome, or nullptr past the last.
+    const policy::Outcome* next() const {
+      Expected& e = *expected;
+      while (e.unit < e.units->size()) {
+        const auto& p = (*e.units)[e.unit].primary;
+        if (e.index < p.size()) return &p[e.index];
+        ++e.unit;
+        e.index = 0;
+      }
+      return nullptr;
+    }
+    // True when the answer (a tag, or an error's SQLSTATE) is the next expected one: counted,
+    // not written.
+    bool matches(std::string_view tag, std::string_view sqlstate) {
+      if (expected == nullptr || expected->written) return false;
+      const policy::Outcome* x = next();
+      if (x != nullptr && x->tag == tag && x->sqlstate == sqlstate) {
+        ++expected->index;
+        ++expected->matched;
+        return true;
+      }
+      write_matched(*expected, out);
+      return false;
+    }
     bool on_message(const protocol::Header& h, std::string_view body) {
       switch (h.type) {
         case protocol::backend::kCommandComplete: {
           protocol::CommandComplete cc;
-          if (protocol::decode(body, cc)) out->emplace_back().tag.assign(cc.tag);  // in place
+          if (!protocol::decode(body, cc)) return true;
+          if (!matches(cc.tag, {})) out->emplace_back().tag.assign(cc.tag);  // in place
           return true;
         }
         case protocol::backend::kErrorResponse: {
           protocol::ErrorResponse e;
           std::string_view code = protocol::decode(body, e) ? e.sqlstate() : "";
-          out->emplace_back().sqlstate.assign(code.empty() ? "XX000" : code);
+          if (code.empty()) code = "XX000";
+          if (!matches({}, code)) out->emplace_back().sqlstate.assign(code);
           return true;
         }
         case protocol::backend::kReadyForQuery:
@@ -87,10 +115,12 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
       }
     }
     bool on_stream_start(const protocol::Header& h) {
-      if (h.type == protocol::backend::kErrorResponse) out->push_back({{}, "XX000"});
+      if (h.type == protocol::backend::kErrorResponse && !matches({}, "XX000")) {
+        out->push_back({{}, "XX000"});
+      }
       return true;
     }
-  } v{out, responses};
+  } v{out, expected, responses};
   if (status != nullptr) *status = 'I';
   if (responses == 0) co_return true;
   for (;;) {
@@ -108,6 +138,20 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
         asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_), kNoThrow);
     if (ec) co_return false;
     rend_ += n;
+  }
+}
+
+void MirrorLink::write_matched(Expected& e, std::vector<policy::Outcome>* out) {
+  if (e.written) return;
+  e.written = true;
+  out->clear();
+  size_t left = e.matched;
+  for (const auto& unit : *e.units) {
+    for (const auto& o : unit.primary) {
+      if (left == 0) return;
+      out->push_back(o);
+      --left;
+    }
   }
 }
 
@@ -200,10 +244,13 @@ asio::awaitable<void> MirrorLink::apply() {
   // (A member, reused: no allocation per request.)
   std::vector<policy::Outcome>& outcomes = outcomes_;
   outcomes.clear();
+  Expected& expected = expected_;
+  expected = Expected{&in_flight_};
   bool read_ok = false;
   char status = 'I';
   if (!ec) {
-    read_ok = co_await read_outcomes(joined ? 1 : in_flight_.front().responses, &outcomes, &status);
+    read_ok = co_await read_outcomes(joined ? 1 : in_flight_.front().responses, &outcomes, &status,
+                                     &expected);
   }
   if (read_ok && joined && status == 'E') {
     // A statement failed: the target skipped the rest of the request and left the transaction
@@ -216,6 +263,7 @@ asio::awaitable<void> MirrorLink::apply() {
     if (!rec) read_ok = co_await read_outcomes(1, &ignored, nullptr);
   }
   if (!read_ok) {
+    write_matched(expected, &outcomes);  // what the answers read before the break were
     connected_.store(false, std::memory_order_release);
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -232,6 +280,10 @@ asio::awaitable<void> MirrorLink::apply() {
   // Each unit's answers, in order: as many outcomes as the primary's (a statement answers with
   // one CommandComplete or one ErrorResponse). After an error the target skipped the rest.
   const auto now = Clock::now();
+  // Every answer matched the primary's so far (none written): the answers are the first
+  // `matched` outcomes of the units, in order.
+  const bool all_matched = !expected.written;
+  const size_t answers = all_matched ? expected.matched : outcomes.size();
   size_t next = 0;
   bool failed_before = false;
   for (auto& unit : in_flight_) {
@@ -240,11 +292,16 @@ asio::awaitable<void> MirrorLink::apply() {
       journal(unit, "session_degraded", degraded_reason_ + ": " + degraded_detail_, false);
       continue;
     }
-    const size_t take =
-        joined ? std::min(unit.primary.size(), outcomes.size() - next) : outcomes.size() - next;
-    const std::span<const policy::Outcome> mine(outcomes.data() + next, take);
+    const size_t take = joined ? std::min(unit.primary.size(), answers - next) : answers - next;
+    const std::span<const policy::Outcome> mine =
+        all_matched ? std::span<const policy::Outcome>(unit.primary.data(), take)
+                    : std::span<const policy::Outcome>(outcomes.data() + next, take);
     next += take;
     worker_.stats().mirror_lag.observe(now - unit.primary_done);
+    if (all_matched && take == unit.primary.size()) {
+      applied(unit);  // the target answered exactly as the primary did
+      continue;
+    }
     compare(unit, mine);
     if (refused_on_target(unit, mine)) {
       // The target refused what the primary accepted: the unit did not apply (a unit is one

@@ -155,9 +155,23 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // An error in the target's answers that the primary's answers do not have at that place.
   static bool refused_on_target(const policy::MirrorUnit& unit,
                                 std::span<const policy::Outcome> mine);
-  // `status`, if given: the last ReadyForQuery's transaction status.
+  // What apply() expects the target to answer: the primary's outcomes of `units`, in order.
+  // read_outcomes compares each answer with the next expected one as it reads and writes answers
+  // to `out` only from the first difference on (the matched ones first): answers that all match,
+  // the usual case, build nothing.
+  struct Expected {
+    const std::vector<policy::MirrorUnit>* units = nullptr;
+    size_t unit = 0;  // the next expected outcome: (*units)[unit].primary[index]
+    size_t index = 0;
+    size_t matched = 0;    // answers equal to the expected ones, not written
+    bool written = false;  // a difference was seen: `out` holds every answer read
+  };
+  // `status`, if given: the last ReadyForQuery's transaction status. With `expected`, `out` holds
+  // the answers only if expected->written (else they are the first expected->matched expected).
   asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<policy::Outcome>* out,
-                                      char* status);
+                                      char* status, Expected* expected = nullptr);
+  // Writes the answers matched so far to `out` (and every later one goes there too).
+  static void write_matched(Expected& e, std::vector<policy::Outcome>* out);
   // Returns false, and leaves the unit alone, only with `may_hold` while catch-up drains and the
   // unit is numbered past its mark (MirrorBacklog): such a unit waits in the queue for live.
   bool journal(policy::MirrorUnit& unit, std::string_view reason, std::string_view detail,
@@ -236,6 +250,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::vector<policy::MirrorUnit> in_flight_;  // being applied, in order
   policy::TransactionBatch batch_;              // in_flight_ as one request, when it can be
   std::vector<policy::Outcome> outcomes_;       // the target's answers to in_flight_ (apply)
+  Expected expected_;                           // ... compared as they are read
   std::atomic<bool> finished_{false};
   std::atomic<bool> connected_{false};
   // Once one unit of the session could not be applied, every later one is journaled too, so that

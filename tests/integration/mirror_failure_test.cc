@@ -178,6 +178,51 @@ TEST_F(MirrorTest, DivergenceIsCountedAndTheClientIsUnaffected) {
   EXPECT_EQ(counters(p).divergences, 1);
 }
 
+// The link compares the target's answers with the primary's as it reads them, and writes them down
+// only from the first difference: a transaction that diverges in its third statement is still
+// reported with every statement's answer, the matched ones before it included, whether it was
+// joined into one request (simple Queries) or sent as it came (simple and extended mixed).
+TEST_F(MirrorTest, DivergenceInsideATransactionNamesEveryAnswer) {
+  std::string db = make_db("diverge_txn",
+                           "CREATE TABLE t (id int PRIMARY KEY, v int);"
+                           "INSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g");
+  ProxyProcess& p = start_mirror_proxy();
+  new_cluster().exec("DELETE FROM t WHERE id IN (5, 8)", db);
+  ConnPtr c = client(p, db);
+  exec(c.get(), "BEGIN");
+  exec(c.get(), "UPDATE t SET v = v + 1 WHERE id = 4");
+  exec(c.get(), "UPDATE t SET v = v + 1 WHERE id = 5");
+  exec(c.get(), "COMMIT");
+  exec(c.get(), "BEGIN");
+  exec(c.get(), "UPDATE t SET v = v + 1 WHERE id = 7");
+  {
+    const char* values[] = {"8"};
+    ResultPtr r(PQexecParams(c.get(), "UPDATE t SET v = v + 2 WHERE id = $1", 1, nullptr, values,
+                             nullptr, nullptr, 0));
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQerrorMessage(c.get());
+    EXPECT_STREQ(PQcmdTuples(r.get()), "1");
+  }
+  exec(c.get(), "COMMIT");
+  ASSERT_TRUE(poll_until([&] { return counters(p).divergences >= 2; }, kMirrorDeadline,
+                         milliseconds(100)))
+      << counters(p).describe();
+  const std::string want = "BEGIN, UPDATE 1, UPDATE 0, COMMIT";
+  EXPECT_TRUE(poll_until(
+      [&] {
+        const std::string log = p.log_text();
+        const size_t first = log.find(want);
+        return first != std::string::npos && log.find(want, first + 1) != std::string::npos;
+      },
+      milliseconds(10000)))
+      << tail(p.log_text());
+  Metrics m = p.metrics();
+  EXPECT_EQ(m.sum("pgtandem_mirror_divergences_total", {{"kind", "row_count"}}), 2) << m.text();
+  // The rows that exist on both were updated on both.
+  EXPECT_EQ(new_cluster().query_value("SELECT v FROM t WHERE id = 4", db), "1");
+  EXPECT_EQ(new_cluster().query_value("SELECT v FROM t WHERE id = 7", db), "1");
+  EXPECT_EQ(counters(p).divergences, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 10. The client never waits for the mirror: with the table locked on new, so that the mirror
 // cannot apply anything, clients' writes through pgtandem still complete; once the lock goes, the
