@@ -2,6 +2,8 @@
 
 #include <functional>
 
+#include "policy/sql/statement_shape.h"
+
 namespace pgtandem::policy {
 
 ClassificationCache::ClassificationCache(Limits limits) : limits_(limits) {
@@ -15,6 +17,12 @@ uint64_t ClassificationCache::key_of(std::string_view sql, bool standard_conform
   return standard_conforming_strings ? h : h ^ 0x9e3779b97f4a7c15ull;
 }
 
+std::string_view ClassificationCache::key_text(std::string_view sql,
+                                              const ClassifierOptions& opts) {
+  if (statement_shape(sql, opts.standard_conforming_strings, &shape_)) return shape_;
+  return sql;
+}
+
 void ClassificationCache::check_generation(const ClassifierOptions& opts) {
   if (opts.generation != generation_) {
     clear();
@@ -25,7 +33,8 @@ void ClassificationCache::check_generation(const ClassifierOptions& opts) {
 const Classification* ClassificationCache::find(std::string_view sql,
                                                 const ClassifierOptions& opts) {
   check_generation(opts);
-  return find_keyed(sql, opts, key_of(sql, opts.standard_conforming_strings));
+  const std::string_view text = key_text(sql, opts);
+  return find_keyed(text, opts, key_of(text, opts.standard_conforming_strings));
 }
 
 const Classification* ClassificationCache::find_keyed(std::string_view sql,
@@ -70,7 +79,8 @@ void ClassificationCache::evict_one() {
 void ClassificationCache::insert(std::string_view sql, const ClassifierOptions& opts,
                                  const Classification& c) {
   check_generation(opts);
-  insert_keyed(sql, opts, c, key_of(sql, opts.standard_conforming_strings));
+  const std::string_view text = key_text(sql, opts);
+  insert_keyed(text, opts, c, key_of(text, opts.standard_conforming_strings));
 }
 
 void ClassificationCache::insert_keyed(std::string_view sql, const ClassifierOptions& opts,
@@ -135,10 +145,11 @@ bool ClassificationCache::seen_before(uint64_t key) {
 Classification ClassificationCache::classify_through(std::string_view sql,
                                                      const ClassifierOptions& opts) {
   check_generation(opts);
-  const uint64_t key = key_of(sql, opts.standard_conforming_strings);
-  if (const Classification* hit = find_keyed(sql, opts, key)) return *hit;
-  const Classification c = classify(sql, opts);
-  if (seen_before(key)) insert_keyed(sql, opts, c, key);
+  const std::string_view text = key_text(sql, opts);
+  const uint64_t key = key_of(text, opts.standard_conforming_strings);
+  if (const Classification* hit = find_keyed(text, opts, key)) return *hit;
+  const Classification c = classify(sql, opts);  // the text itself, never its shape
+  if (seen_before(key)) insert_keyed(text, opts, c, key);
   return c;
 }
 

@@ -9,6 +9,10 @@
 // a useful entry for it, was 4k instructions of a mirrored TPC-B transaction (bench/README.md,
 // "Mirroring's instructions"). A text that does repeat is classified once more before it is cached.
 //
+// Entries are keyed by the statement's shape (statement_shape.h: its numbers written as `0`), so
+// texts that differ only in their numbers share one: the first text of a shape is classified, the
+// others of it hit. A text without a shape is keyed by itself.
+//
 // Statements classified from the session's prepared statements (EXECUTE) are never cached; the
 // session's named statements themselves live in PreparedStatements (classifier.h).
 #pragma once
@@ -60,6 +64,10 @@ class ClassificationCache {
   };
 
   static uint64_t key_of(std::string_view sql, bool standard_conforming_strings);
+  // What the entry for `sql` is keyed and compared by: its shape (in shape_, valid until the next
+  // call), or the text itself.
+  std::string_view key_text(std::string_view sql, const ClassifierOptions& opts);
+  std::string shape_;
   void check_generation(const ClassifierOptions& opts);
   void evict_one();
   const Classification* find_keyed(std::string_view sql, const ClassifierOptions& opts, uint64_t key);

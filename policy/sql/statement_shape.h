@@ -1,0 +1,26 @@
+// A statement's shape: its text with every numeric constant written as one `0`, so that the
+// classification cache (classifier_cache.h) holds one entry for the texts a client sends with its
+// own values each time (pgbench -M simple, ORMs that inline numbers, hand-written SQL): they then
+// cost a walk over the bytes and a hash instead of a lexer pass.
+//
+// Numbers never decide a classification, with one exception the shape refuses: EXPLAIN, whose
+// options (ANALYZE 0 / ANALYZE 1) decide whether the statement runs. Everything else is kept byte
+// for byte: words (with any digits in them), quoted identifiers, string literals, parameters ($1),
+// comments, spacing, case. tests/unit/policy/sql/statement_shape_test.cc checks the claim on every
+// statement of the classifier's table, with its numbers replaced.
+//
+// No shape (false: the cache keys on the text itself) when the walk could read the text
+// differently from the server's scanner: standard_conforming_strings off, a backslash anywhere, a
+// dollar quote, an unterminated literal or comment, a NUL byte.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace pgtandem::policy {
+
+// Writes the shape of `sql` to `out` (cleared first; its capacity is reused); false when there is
+// none (see above). A text without numbers is its own shape.
+bool statement_shape(std::string_view sql, bool standard_conforming_strings, std::string* out);
+
+}  // namespace pgtandem::policy
