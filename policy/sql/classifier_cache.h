@@ -9,7 +9,7 @@
 // a useful entry for it, was 4k instructions of a mirrored TPC-B transaction (bench/README.md,
 // "Mirroring's instructions"). A text that does repeat is classified once more before it is cached.
 //
-// Entries are keyed by the statement's shape (statement_shape.h: its numbers written as `0`), so
+// Entries are keyed by the statement's shape (statement_shape.h: its numbers written as `0`/`0.0`), so
 // texts that differ only in their numbers share one: the first text of a shape is classified, the
 // others of it hit. A text without a shape is keyed by itself.
 //

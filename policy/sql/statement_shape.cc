@@ -140,11 +140,20 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
         break;
       }
       case kDigit: {
-        // A numeric constant (not inside a word: words are read whole above): its digits, a
-        // fraction and an exponent become one `0`.
-        size_t j = i + 1;
-        while (j < n && is_digit(p[j])) ++j;
+        // A numeric constant (not inside a word: words are read whole above). An integer that
+        // fits in 32 bits becomes `0`, any other number (a fraction, an exponent, a larger
+        // integer) `0.0`: the server's scanner makes them two kinds of token (ICONST, FCONST),
+        // and its grammar takes only the first in places (varchar(20), FETCH 5), so a text with
+        // the other would not parse.
+        size_t j = i;
+        uint64_t value = 0;
+        while (j < n && is_digit(p[j])) {
+          if (value <= 0x7fffffff) value = value * 10 + static_cast<uint64_t>(p[j] - '0');
+          ++j;
+        }
+        bool integer = value <= 0x7fffffff;
         if (j + 1 < n && p[j] == '.' && is_digit(p[j + 1])) {
+          integer = false;
           j += 2;
           while (j < n && is_digit(p[j])) ++j;
         }
@@ -154,11 +163,12 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
           if (k < n && is_digit(p[k])) {
             while (k < n && is_digit(p[k])) ++k;
             j = k;
+            integer = false;
           }
         }
         if (out->empty()) out->reserve(n);
         out->append(p + kept, i - kept);
-        out->push_back('0');
+        out->append(integer ? std::string_view("0") : std::string_view("0.0"));
         kept = i = j;
         break;
       }

@@ -1,4 +1,5 @@
-// A statement's shape: its text with every numeric constant written as one `0`, so that the
+// A statement's shape: its text with every numeric constant written as `0` (an integer that fits in
+// 32 bits) or `0.0` (any other number: the server's scanner tells the two apart), so that the
 // classification cache (classifier_cache.h) holds one entry for the texts a client sends with its
 // own values each time (pgbench -M simple, ORMs that inline numbers, hand-written SQL): they then
 // cost a walk over the bytes and a hash instead of a lexer pass.
