@@ -8,32 +8,12 @@
 #include <string_view>
 
 #include "policy/sql/classifier.h"
-#include "policy/sql/lexer.h"
 #include "policy/sql/statement_shape.h"
 #include "tests/fuzz/fuzz_check.h"
-
-namespace {
+#include "tests/support/sql_numbers.h"
 
 using namespace pgtandem;
-
-// `sql` with every number the lexer finds replaced by `number`.
-std::string with_numbers(std::string_view sql, std::string_view number) {
-  policy::Lexer lexer(sql);
-  std::string out;
-  size_t copied = 0;
-  for (policy::Token t = lexer.next();
-       t.kind != policy::TokenKind::kEnd && t.kind != policy::TokenKind::kError; t = lexer.next()) {
-    if (t.kind != policy::TokenKind::kNumber) continue;
-    const size_t at = static_cast<size_t>(t.text.data() - sql.data());
-    out.append(sql.substr(copied, at - copied));
-    out.append(number);
-    copied = at + t.text.size();
-  }
-  out.append(sql.substr(copied));
-  return out;
-}
-
-}  // namespace
+using test::with_numbers;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 4096) return 0;  // the parser's time, not the shape's, would bound the run

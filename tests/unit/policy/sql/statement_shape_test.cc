@@ -11,11 +11,13 @@
 
 #include "policy/sql/classifier.h"
 #include "policy/sql/classifier_cache.h"
-#include "policy/sql/lexer.h"
+#include "tests/support/sql_numbers.h"
 #include "tests/unit/policy/sql/classifier_table.h"
 
 namespace pgtandem::policy {
 namespace {
+
+using test::with_numbers;
 
 std::string shape(std::string_view sql, bool scs = true) {
   std::string out;
@@ -78,23 +80,6 @@ TEST(StatementShape, IntegersAndOtherNumbersAreTwoShapes) {
   EXPECT_EQ(shape(b), shape(c));
   EXPECT_EQ(classify(b, opts), classify(c, opts));
   EXPECT_EQ(shape(a), shape("SELECT f(7), CAST(b AS varchar(30)) FROM t"));
-}
-
-// `sql` with every number the lexer finds replaced by `number`.
-std::string with_numbers(std::string_view sql, std::string_view number) {
-  Lexer lexer(sql);
-  std::string out;
-  size_t copied = 0;
-  for (Token t = lexer.next(); t.kind != TokenKind::kEnd && t.kind != TokenKind::kError;
-       t = lexer.next()) {
-    if (t.kind != TokenKind::kNumber) continue;
-    const size_t at = static_cast<size_t>(t.text.data() - sql.data());
-    out.append(sql.substr(copied, at - copied));
-    out.append(number);
-    copied = at + t.text.size();
-  }
-  out.append(sql.substr(copied));
-  return out;
 }
 
 // The claim: two texts of one shape are classified alike. Every statement of the classifier's
