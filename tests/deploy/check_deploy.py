@@ -517,17 +517,19 @@ def main():
             "the image ships deploy/pgtandem.container.toml as /etc/pgtandem/pgtandem.toml")
 
     # ---------------------------------------------------------------- Prometheus rules
-    # Most metrics are defined in metrics.cc; scrape-time gauges (Metrics::add_gauge) in server.cc;
-    # the migration commands' gauges (issue 13) are rendered by policy/migrate/run_board.cc; catch-up's
-    # and the mirror fence's by proxy/mirror/catchup.cc.
-    metrics_cc = "".join(
-        (repo / f).read_text()
-        for f in ("proxy/telemetry/metrics.cc", "proxy/server.cc", "policy/migrate/run_board.cc",
-                  "proxy/mirror/catchup.cc")
-    )
+    # Most metrics are registered in proxy/telemetry/metrics.cc, the scrape-time families (bytes,
+    # latencies, route decisions) in metrics_families.h; scrape-time gauges (Metrics::add_gauge) in
+    # proxy/server*.cc; the migration commands' gauges (issue 13) are rendered by
+    # policy/migrate/run_board.cc; catch-up's and the mirror fence's by proxy/mirror/catchup.cc.
+    metric_files = sorted(
+        set((repo / "proxy/telemetry").glob("metrics*.cc"))
+        | set((repo / "proxy/telemetry").glob("metrics*.h"))
+        | set((repo / "proxy").glob("server*.cc"))
+    ) + [repo / "policy/migrate/run_board.cc", repo / "proxy/mirror/catchup.cc"]
+    metrics_cc = "".join(f.read_text() for f in metric_files)
     exported, histograms = exported_metrics(metrics_cc)
     c.check(len(exported) >= 20 and len(histograms) >= 2,
-            f"found pgtandem's metrics in proxy/telemetry/metrics.cc ({len(exported)} names, histograms {sorted(histograms)})")
+            f"found pgtandem's metrics in proxy/telemetry/metrics*, proxy/server* ({len(exported)} names, histograms {sorted(histograms)})")
     known = exported | PENDING_METRICS | PROMETHEUS_SERIES
 
     alerts_path = deploy / "prometheus/alerts.yaml"
