@@ -271,7 +271,6 @@ void WriteCapture::absorb(Request& into, Request&& from) {
   for (auto& m : from.statement_messages) into.statement_messages.push_back(std::move(m));
   into.statement_completions += from.statement_completions;
   into.copy_data |= from.copy_data;
-  into.sync_ignored |= from.sync_ignored;
   if (into.first_sql.empty()) into.first_sql = std::move(from.first_sql);
 }
 
@@ -537,7 +536,7 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
     total += r->bytes.size();
     outcomes += r->outcomes.size();
     binds += r->binds.size();
-    synced = synced && r->synced && !r->sync_ignored && !r->copy_data && r->responses == 1;
+    synced = synced && r->synced && !r->sync_ignored && !r->copy_data;
   }
   u.bytes.reserve(total);
   u.primary.reserve(outcomes);

@@ -3,6 +3,8 @@
 #include <array>
 #include <cstdint>
 
+#include "policy/sql/lexer.h"
+
 namespace pgtandem::policy {
 
 namespace {
@@ -46,15 +48,6 @@ constexpr std::array<uint8_t, 256> kClass = make_classes();
 uint8_t starts(char c) { return kClass[static_cast<unsigned char>(c)] & kStarts; }
 bool is_digit(char c) { return starts(c) == kDigit; }
 bool continues_word(char c) { return (kClass[static_cast<unsigned char>(c)] & kContinuesWord) != 0; }
-
-bool is_explain(std::string_view word) {
-  constexpr std::string_view kExplain = "explain";
-  if (word.size() != kExplain.size()) return false;
-  for (size_t i = 0; i < word.size(); ++i) {
-    if ((static_cast<unsigned char>(word[i]) | 0x20) != kExplain[i]) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -135,7 +128,7 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
       case kWord: {
         size_t j = i + 1;
         while (j < n && continues_word(p[j])) ++j;
-        if (j - i == 7 && is_explain(sql.substr(i, 7))) return false;
+        if (is_word(Token{TokenKind::kWord, sql.substr(i, j - i)}, "explain")) return false;
         i = j;
         break;
       }

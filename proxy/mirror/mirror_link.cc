@@ -69,7 +69,7 @@ asio::awaitable<bool> MirrorLink::read_outcomes(uint32_t responses,
     uint32_t remaining;
     char status = 'I';
     // The next expected outcome, or nullptr past the last.
-    const policy::Outcome* next() const {
+    const policy::Outcome* next() {
       Expected& e = *expected;
       while (e.unit < e.units->size()) {
         const auto& p = (*e.units)[e.unit].primary;
