@@ -8,7 +8,9 @@
 #include <libpq-fe.h>
 
 #include <chrono>
+#include <exception>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -91,6 +93,33 @@ class RoutingTest : public ProxyTest {
       std::this_thread::sleep_for(milliseconds(20));
     }
     FAIL() << "reload not applied: " << got << " of " << applied << "\n" << tail(p.log_text());
+  }
+
+  // Runs body(s, rng, conn, failure) for sessions s = 0 .. sessions - 1 at once, each on a thread
+  // of its own with its own connection to `db` through `p` and a generator seeded from `seed`.
+  // A session records what went wrong in `failure` (an exception's message too: the harness's
+  // exec and query_value throw) and returns; each session's must stay empty.
+  template <typename Body>
+  static void run_sessions(const ProxyProcess& p, const std::string& db, int sessions,
+                           unsigned seed, Body body) {
+    std::vector<std::string> failures(sessions);
+    std::vector<std::thread> threads;
+    for (int s = 0; s < sessions; ++s) {
+      threads.emplace_back([&, s] {
+        try {
+          std::mt19937 rng(seed + static_cast<unsigned>(s));
+          ConnPtr c = connect(p.endpoint().conninfo("", db));
+          body(s, rng, c.get(), failures[s]);
+        } catch (const std::exception& e) {
+          failures[s] = std::string("error: ") + e.what();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int s = 0; s < sessions; ++s) {
+      EXPECT_EQ(failures[s], "") << "seed " << seed << ", session " << s << "\n"
+                                 << tail(p.log_text());
+    }
   }
 
   std::unique_ptr<TempDir> journal_dir_;

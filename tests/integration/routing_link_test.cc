@@ -41,87 +41,74 @@ TEST_F(RoutingTest, ReadYourWritesWhileTheLinkAppliesOnItsOwnThread) {
   std::printf("[seed] ReadYourWritesWhileTheLinkAppliesOnItsOwnThread: %u\n", seed);
   constexpr int kSessions = 6;
   constexpr int kRounds = 60;
-  std::vector<std::string> failures(kSessions);
   std::vector<int> on_new(kSessions, 0);
-  std::vector<std::thread> threads;
-  for (int s = 0; s < kSessions; ++s) {
-    threads.emplace_back([&, s] {
-     try {  // (the harness's exec and query_value throw on an error: recorded, not fatal)
-      std::mt19937 rng(seed + static_cast<unsigned>(s));
-      ConnPtr c = connect(p.endpoint().conninfo("", db));
-      int written = 0;
-      for (int round = 0; round < kRounds && failures[s].empty(); ++round) {
-        const int n = 1 + static_cast<int>(rng() % 4);  // rows this round
-        const bool block = n > 1 && rng() % 2 == 0;
-        if (block) exec(c.get(), "BEGIN");
-        for (int k = 0; k < n; ++k) {
-          const int id = s * 100000 + ++written;
-          if (rng() % 2 == 0) {
-            exec(c.get(), "INSERT INTO t VALUES (" + std::to_string(id) + ", 'w')");
-          } else {
-            const std::string v = std::to_string(id);
-            ResultPtr r(PQexecParams(c.get(), "INSERT INTO t VALUES ($1::int, 'x')", 1, nullptr,
-                                     std::vector<const char*>{v.c_str()}.data(), nullptr, nullptr,
-                                     0));
-            if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
-              failures[s] = "insert: " + std::string(PQerrorMessage(c.get()));
-              return;
-            }
+  run_sessions(p, db, kSessions, seed,
+               [&](int s, std::mt19937& rng, PGconn* c, std::string& failure) {
+    int written = 0;
+    for (int round = 0; round < kRounds && failure.empty(); ++round) {
+      const int n = 1 + static_cast<int>(rng() % 4);  // rows this round
+      const bool block = n > 1 && rng() % 2 == 0;
+      if (block) exec(c, "BEGIN");
+      for (int k = 0; k < n; ++k) {
+        const int id = s * 100000 + ++written;
+        if (rng() % 2 == 0) {
+          exec(c, "INSERT INTO t VALUES (" + std::to_string(id) + ", 'w')");
+        } else {
+          const std::string v = std::to_string(id);
+          ResultPtr r(PQexecParams(c, "INSERT INTO t VALUES ($1::int, 'x')", 1, nullptr,
+                                   std::vector<const char*>{v.c_str()}.data(), nullptr, nullptr,
+                                   0));
+          if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+            failure = "insert: " + std::string(PQerrorMessage(c));
+            return;
           }
         }
-        if (block) exec(c.get(), "COMMIT");
-        // At random: read at once (the link is still applying: the primary answers), a little
-        // later, when the link may be anywhere between taking the units and settling them, or
-        // after a pause long enough for it to have caught up (the read is served on its socket).
-        const unsigned pause = rng() % 4;
-        if (pause == 1 || pause == 2) {
-          std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
-        } else if (pause == 3) {
-          std::this_thread::sleep_for(std::chrono::microseconds(5000 + rng() % 20000));
-        }
-        const std::string range = "id > " + std::to_string(s * 100000) + " AND id <= " +
-                                  std::to_string(s * 100000 + 99999);
-        std::string got;
-        if (rng() % 2 == 0) {
-          got = query_value(c.get(), "SELECT count(*) FROM t WHERE " + range);
-        } else {
-          ResultPtr r(PQexecParams(c.get(), ("SELECT count(*) FROM t WHERE $1::int = 1 AND " + range).c_str(),
-                                   1, nullptr, std::vector<const char*>{"1"}.data(), nullptr,
-                                   nullptr, 0));
-          got = PQresultStatus(r.get()) == PGRES_TUPLES_OK
-                    ? std::string(PQgetvalue(r.get(), 0, 0))
-                    : "error: " + std::string(PQerrorMessage(c.get()));
-        }
-        if (got != std::to_string(written)) {
-          failures[s] = "round " + std::to_string(round) + ": read " + got + " rows of " +
-                        std::to_string(written) + " written";
-          return;
-        }
-        if (whoami(c.get()) == "new") ++on_new[s];
       }
-      if (!failures[s].empty()) return;
-      // Then once the link has caught up (on a loaded machine its thread, at nice 10, may lag the
-      // whole burst): the read is served on its connection and sees every write.
-      const bool caught_up = poll_until([&] { return whoami(c.get()) == "new"; }, kDeadline);
-      const std::string all = query_value(
-          c.get(), "SELECT count(*) FROM t WHERE id > " + std::to_string(s * 100000) +
-                       " AND id <= " + std::to_string(s * 100000 + 99999));
-      if (!caught_up) {
-        failures[s] = "the link never caught up: no read was served on new";
-      } else if (all != std::to_string(written)) {
-        failures[s] = "after catching up: read " + all + " rows of " + std::to_string(written);
+      if (block) exec(c, "COMMIT");
+      // At random: read at once (the link is still applying: the primary answers), a little
+      // later, when the link may be anywhere between taking the units and settling them, or
+      // after a pause long enough for it to have caught up (the read is served on its socket).
+      const unsigned pause = rng() % 4;
+      if (pause == 1 || pause == 2) {
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+      } else if (pause == 3) {
+        std::this_thread::sleep_for(std::chrono::microseconds(5000 + rng() % 20000));
+      }
+      const std::string range = "id > " + std::to_string(s * 100000) + " AND id <= " +
+                                std::to_string(s * 100000 + 99999);
+      std::string got;
+      if (rng() % 2 == 0) {
+        got = query_value(c, "SELECT count(*) FROM t WHERE " + range);
       } else {
-        ++on_new[s];
+        ResultPtr r(PQexecParams(c, ("SELECT count(*) FROM t WHERE $1::int = 1 AND " + range).c_str(),
+                                 1, nullptr, std::vector<const char*>{"1"}.data(), nullptr,
+                                 nullptr, 0));
+        got = PQresultStatus(r.get()) == PGRES_TUPLES_OK
+                  ? std::string(PQgetvalue(r.get(), 0, 0))
+                  : "error: " + std::string(PQerrorMessage(c));
       }
-     } catch (const std::exception& e) {
-      failures[s] = std::string("error: ") + e.what();
-     }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int s = 0; s < kSessions; ++s) {
-    EXPECT_EQ(failures[s], "") << "seed " << seed << ", session " << s << "\n" << tail(p.log_text());
-  }
+      if (got != std::to_string(written)) {
+        failure = "round " + std::to_string(round) + ": read " + got + " rows of " +
+                  std::to_string(written) + " written";
+        return;
+      }
+      if (whoami(c) == "new") ++on_new[s];
+    }
+    if (!failure.empty()) return;
+    // Then once the link has caught up (on a loaded machine its thread, at nice 10, may lag the
+    // whole burst): the read is served on its connection and sees every write.
+    const bool caught_up = poll_until([&] { return whoami(c) == "new"; }, kDeadline);
+    const std::string all = query_value(c, "SELECT count(*) FROM t WHERE id > " +
+                                               std::to_string(s * 100000) + " AND id <= " +
+                                               std::to_string(s * 100000 + 99999));
+    if (!caught_up) {
+      failure = "the link never caught up: no read was served on new";
+    } else if (all != std::to_string(written)) {
+      failure = "after catching up: read " + all + " rows of " + std::to_string(written);
+    } else {
+      ++on_new[s];
+    }
+  });
   int total_on_new = 0;
   for (int v : on_new) total_on_new += v;
   std::printf("[ryw-threads] seed %u: %d of %d whoami reads served on the link's connection\n",
@@ -154,69 +141,54 @@ TEST_F(RoutingTest, RoutedAndShadowReadsShareTheLinkAcrossThreads) {
   std::printf("[seed] RoutedAndShadowReadsShareTheLinkAcrossThreads: %u\n", seed);
   constexpr int kSessions = 6;
   constexpr int kRounds = 300;
-  std::vector<std::string> failures(kSessions);
   std::vector<int> on_new(kSessions, 0);
-  std::vector<std::thread> threads;
-  for (int s = 0; s < kSessions; ++s) {
-    threads.emplace_back([&, s] {
-      try {  // (the harness's exec and query_value throw on an error: recorded, not fatal)
-        std::mt19937 rng(seed + static_cast<unsigned>(s));
-        ConnPtr c = connect(p.endpoint().conninfo("", db));
-        const std::string range = "id > " + std::to_string(s * 100000) + " AND id <= " +
-                                  std::to_string(s * 100000 + 99999);
-        int written = 0;
-        for (int round = 0; round < kRounds && failures[s].empty(); ++round) {
-          if (rng() % 6 == 0) {
-            exec(c.get(), "INSERT INTO t VALUES (" + std::to_string(s * 100000 + ++written) +
-                              ", 'w')");
-          }
-          // Mostly none: the next read then meets the last one's shadow read starting.
-          if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 4000));
-          const bool tagged = rng() % 2 == 0;
-          const std::string got = query_value(
-              c.get(), "SELECT count(*) FROM t WHERE " + range +
-                           (tagged ? " /*go='new'*/" : ""));
-          if (got != std::to_string(written)) {
-            failures[s] = "round " + std::to_string(round) + (tagged ? " (tagged)" : "") +
-                          ": read " + got + " rows of " + std::to_string(written) + " written";
-            return;
-          }
-          if (rng() % 4 == 0) {
-            const std::string who = query_value(c.get(), "SELECT v FROM whoami /*go='new'*/");
-            if (who == "new") ++on_new[s];
-          }
-        }
-        if (!failures[s].empty()) return;
-        // Then once the link has caught up (on a loaded machine its thread, at nice 10, may lag
-        // the whole burst, keeping every read on old): a tagged read is served on new, and an
-        // untagged one is shadowed and compared there.
-        const std::string tagged_whoami = "SELECT v FROM whoami /*go='new'*/";
-        if (poll_until([&] { return query_value(c.get(), tagged_whoami) == "new"; }, kDeadline)) {
-          ++on_new[s];
-        } else {
-          failures[s] = "the link never caught up: no tagged read was served on new";
-        }
-        const auto matched = [&] {
-          return p.metrics().sum("pgtandem_shadow_reads_total", {{"outcome", "match"}});
-        };
-        const double before = matched();
-        if (!poll_until(
-                [&] {
-                  query_value(c.get(), "SELECT count(*) FROM t WHERE " + range);
-                  return matched() > before;
-                },
-                kDeadline)) {
-          failures[s] = "no shadow read was compared once the link caught up";
-        }
-      } catch (const std::exception& e) {
-        failures[s] = std::string("error: ") + e.what();
+  run_sessions(p, db, kSessions, seed,
+               [&](int s, std::mt19937& rng, PGconn* c, std::string& failure) {
+    const std::string range = "id > " + std::to_string(s * 100000) + " AND id <= " +
+                              std::to_string(s * 100000 + 99999);
+    int written = 0;
+    for (int round = 0; round < kRounds && failure.empty(); ++round) {
+      if (rng() % 6 == 0) {
+        exec(c, "INSERT INTO t VALUES (" + std::to_string(s * 100000 + ++written) + ", 'w')");
       }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int s = 0; s < kSessions; ++s) {
-    EXPECT_EQ(failures[s], "") << "seed " << seed << ", session " << s << "\n" << tail(p.log_text());
-  }
+      // Mostly none: the next read then meets the last one's shadow read starting.
+      if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 4000));
+      const bool tagged = rng() % 2 == 0;
+      const std::string got =
+          query_value(c, "SELECT count(*) FROM t WHERE " + range + (tagged ? " /*go='new'*/" : ""));
+      if (got != std::to_string(written)) {
+        failure = "round " + std::to_string(round) + (tagged ? " (tagged)" : "") + ": read " + got +
+                  " rows of " + std::to_string(written) + " written";
+        return;
+      }
+      if (rng() % 4 == 0) {
+        const std::string who = query_value(c, "SELECT v FROM whoami /*go='new'*/");
+        if (who == "new") ++on_new[s];
+      }
+    }
+    if (!failure.empty()) return;
+    // Then once the link has caught up (on a loaded machine its thread, at nice 10, may lag
+    // the whole burst, keeping every read on old): a tagged read is served on new, and an
+    // untagged one is shadowed and compared there.
+    const std::string tagged_whoami = "SELECT v FROM whoami /*go='new'*/";
+    if (poll_until([&] { return query_value(c, tagged_whoami) == "new"; }, kDeadline)) {
+      ++on_new[s];
+    } else {
+      failure = "the link never caught up: no tagged read was served on new";
+    }
+    const auto matched = [&] {
+      return p.metrics().sum("pgtandem_shadow_reads_total", {{"outcome", "match"}});
+    };
+    const double before = matched();
+    if (!poll_until(
+            [&] {
+              query_value(c, "SELECT count(*) FROM t WHERE " + range);
+              return matched() > before;
+            },
+            kDeadline)) {
+      failure = "no shadow read was compared once the link caught up";
+    }
+  });
   int total_on_new = 0;
   for (int v : on_new) total_on_new += v;
   Metrics m = p.metrics();
