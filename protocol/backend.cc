@@ -153,14 +153,6 @@ void encode(std::string& out, const BackendKeyData& m) {
   end_message(out, start);
 }
 
-bool decode(std::string_view body, CommandComplete& out) {
-  Reader r(body);
-  std::string_view tag;
-  if (!r.cstring(tag) || !r.at_end()) return false;
-  out.tag = tag;
-  return true;
-}
-
 void encode(std::string& out, const CommandComplete& m) {
   size_t start = begin_message(out, CommandComplete::kType);
   put_cstring(out, m.tag);

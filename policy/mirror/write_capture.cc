@@ -362,9 +362,14 @@ void WriteCapture::recycle_all(std::vector<RequestPtr>& requests) {
   requests.clear();
 }
 
-MirrorUnit WriteCapture::fresh_unit() {
-  if (spare_units_.empty()) return MirrorUnit{};
-  MirrorUnit u = std::move(spare_units_.back());
+MirrorUnit& WriteCapture::new_unit() {
+  MirrorUnit& u = released_.emplace_back();
+  if (spare_units_.empty()) return u;
+  UnitBuffers& b = spare_units_.back();
+  u.bytes.swap(b.bytes);
+  u.primary.swap(b.primary);
+  u.binds.swap(b.binds);
+  u.sync_ends.swap(b.sync_ends);
   spare_units_.pop_back();
   return u;
 }
@@ -373,18 +378,17 @@ void WriteCapture::give_back(std::vector<MirrorUnit>& units) {
   for (auto& used : units) {
     if (spare_units_.size() >= kSpareUnits) break;
     if (used.bytes.capacity() > kMaxKeptBytes) continue;
-    // Only the buffers are kept: every other field starts from its default, whatever fields
-    // MirrorUnit grows.
-    MirrorUnit u;
-    u.bytes = std::move(used.bytes);
-    u.bytes.clear();
-    u.primary = std::move(used.primary);
-    u.primary.clear();
-    u.binds = std::move(used.binds);
-    u.binds.clear();
-    u.sync_ends = std::move(used.sync_ends);
-    u.sync_ends.clear();
-    spare_units_.push_back(std::move(u));
+    // Only the buffers are kept: every other field of the next unit starts from its default,
+    // whatever fields MirrorUnit grows.
+    UnitBuffers& b = spare_units_.emplace_back();
+    b.bytes.swap(used.bytes);
+    b.bytes.clear();
+    b.primary.swap(used.primary);
+    b.primary.clear();
+    b.binds.swap(used.binds);
+    b.binds.clear();
+    b.sync_ends.swap(used.sync_ends);
+    b.sync_ends.clear();
   }
   units.clear();
 }

@@ -283,10 +283,19 @@ class WriteCapture {
   // threshold does): that was counted as a divergence and took the session off the live mirror.
   std::unordered_map<std::string, std::string> deferred_parses_;
   Classification unnamed_;        // the unnamed statement's classification
-  // A unit with default fields, with the buffers of one given back when there is one.
-  MirrorUnit fresh_unit();
+  // A unit released now, at the back of released_, with default fields and the buffers of one
+  // given back when there is one. (Built in place: a MirrorUnit is a dozen fields, and moving one
+  // from stage to stage cost more than filling it.)
+  MirrorUnit& new_unit();
+  // What give_back() keeps of a unit: its containers, emptied.
+  struct UnitBuffers {
+    std::string bytes;
+    std::vector<Outcome> primary;
+    std::vector<std::string> binds;
+    std::vector<uint32_t> sync_ends;
+  };
   std::vector<MirrorUnit> released_;
-  std::vector<MirrorUnit> spare_units_;  // given back, emptied
+  std::vector<UnitBuffers> spare_units_;
   std::vector<PrimaryOnlySkip> skips_;
   bool skipped_now_ = false;  // a request was skipped as primary-only in this on_backend()
   CaptureStats stats_;

@@ -213,7 +213,7 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
                            std::chrono::steady_clock::time_point now) {
   if (requests.empty()) return;
   if (!deferred_parses_.empty()) release_deferred_parses(requests, now);
-  MirrorUnit u = fresh_unit();
+  MirrorUnit& u = new_unit();
   size_t total = 0;
   size_t outcomes = 0;
   size_t binds = 0;
@@ -225,9 +225,6 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
     binds += r->binds.size();
     synced = synced && r->synced && !r->sync_ignored && !r->copy_data;
   }
-  u.bytes.reserve(total);
-  u.primary.reserve(outcomes);
-  u.binds.reserve(binds);
   if (synced && total <= UINT32_MAX) {
     u.sync_ends.resize(requests.size());
     size_t at = 0;
@@ -236,6 +233,9 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
       u.sync_ends[i] = static_cast<uint32_t>(at);
     }
   }
+  u.bytes.reserve(total);
+  u.primary.reserve(outcomes);
+  u.binds.reserve(binds);
   bool txn_control = false;
   bool state = false;
   bool writes = false;
@@ -262,7 +262,6 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
   u.lone_commit = requests.size() > 1 && requests.back()->kind < StatementKind::kWrite;
   ++stats_.released;
   if (u.nondeterministic) ++stats_.nondeterministic;
-  released_.push_back(std::move(u));
 }
 
 // Named statements are not transactional: a Parse or Close the primary completed stands after the
