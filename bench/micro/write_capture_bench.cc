@@ -48,7 +48,8 @@ std::string simple_text(int i, int n) {
   const std::string a = std::to_string(1 + n % 100000), d = std::to_string(n % 5000 - 2500);
   switch (i) {
     case 0: return "BEGIN;";
-    case 1: return "UPDATE pgbench_accounts SET abalance = abalance + " + d + " WHERE aid = " + a + ";";
+    case 1:
+      return "UPDATE pgbench_accounts SET abalance = abalance + " + d + " WHERE aid = " + a + ";";
     case 2: return "SELECT abalance FROM pgbench_accounts WHERE aid = " + a + ";";
     case 3: return "UPDATE pgbench_tellers SET tbalance = tbalance + " + d + " WHERE tid = 3;";
     case 4: return "UPDATE pgbench_branches SET bbalance = bbalance + " + d + " WHERE bid = 1;";
@@ -183,7 +184,9 @@ void BM_CaptureTpcbPrepared(benchmark::State& state) {
   warm(capture, t, units);
   size_t released = 0;
   for (auto _ : state) released += run(capture, t, units);
-  if (released != static_cast<size_t>(state.iterations())) state.SkipWithError("not one unit per transaction");
+  if (released != static_cast<size_t>(state.iterations())) {
+    state.SkipWithError("not one unit per transaction");
+  }
 }
 BENCHMARK(BM_CaptureTpcbPrepared);
 
@@ -198,7 +201,9 @@ void BM_CaptureTpcbSimple(benchmark::State& state) {
   size_t released = 0;
   size_t n = 0;
   for (auto _ : state) released += run(capture, ts[n++ % ts.size()], units);
-  if (released != static_cast<size_t>(state.iterations())) state.SkipWithError("not one unit per transaction");
+  if (released != static_cast<size_t>(state.iterations())) {
+    state.SkipWithError("not one unit per transaction");
+  }
 }
 BENCHMARK(BM_CaptureTpcbSimple);
 

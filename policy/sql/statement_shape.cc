@@ -1,7 +1,10 @@
 #include "policy/sql/statement_shape.h"
 
+#include <emmintrin.h>  // SSE2: every x86-64
+
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 #include "policy/sql/lexer.h"
 
@@ -51,7 +54,10 @@ bool continues_word(char c) { return (kClass[static_cast<unsigned char>(c)] & kC
 
 }  // namespace
 
-bool statement_shape(std::string_view sql, bool standard_conforming_strings, std::string* out) {
+namespace detail {
+
+bool statement_shape_bytewise(std::string_view sql, bool standard_conforming_strings,
+                              std::string* out) {
   out->clear();
   if (!standard_conforming_strings) return false;
   const char* const p = sql.data();
@@ -171,6 +177,205 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
     }
   }
   out->append(p + kept, n - kept);
+  return true;
+}
+
+}  // namespace detail
+
+namespace {
+
+// Bytes the fast walk stops at: those that start something other than plain text or a word, or
+// continue a word with a digit or `$` (whether they do is decided there), and `x` (EXPLAIN).
+bool stops(char c) {
+  const uint8_t s = starts(c);
+  return (s != kPlain && s != kWord) || c == 'x' || c == 'X';
+}
+
+// The first byte at or after `i` that stops() the walk, or `n`: 16 bytes at a time.
+size_t next_stop(const char* p, size_t i, size_t n) {
+  const __m128i zero = _mm_set1_epi8('0');
+  const __m128i nine = _mm_set1_epi8(9);
+  const __m128i single = _mm_set1_epi8('\'');
+  const __m128i dbl = _mm_set1_epi8('"');
+  const __m128i dash = _mm_set1_epi8('-');
+  const __m128i slash = _mm_set1_epi8('/');
+  const __m128i dollar = _mm_set1_epi8('$');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i nul = _mm_setzero_si128();
+  const __m128i lower = _mm_set1_epi8(0x20);
+  const __m128i x = _mm_set1_epi8('x');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i d = _mm_sub_epi8(v, zero);
+    __m128i m = _mm_cmpeq_epi8(_mm_min_epu8(d, nine), d);  // '0'..'9'
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, single));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, dbl));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, dash));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, slash));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, dollar));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, backslash));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, nul));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_or_si128(v, lower), x));
+    const int mask = _mm_movemask_epi8(m);
+    if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+  while (i < n && !stops(p[i])) ++i;
+  return i;
+}
+
+bool lower_is(char c, char l) { return (c | 0x20) == l; }
+
+}  // namespace
+
+// The bytewise walk (detail::statement_shape_bytewise) visits every byte; most bytes of a
+// statement are words and spaces that it only steps over. This one goes from stop to stop and
+// does at each what the bytewise walk does there. What it needs to know of the bytes it skipped:
+// whether the byte before a digit or `$` continues a word (then the bytewise walk read it as part
+// of that word and kept it), unless that byte ended a number or a parameter (`token_end`: there
+// the bytewise walk starts afresh). A text that may hold EXPLAIN goes to the bytewise walk whole.
+bool statement_shape(std::string_view sql, bool standard_conforming_strings, std::string* out) {
+  out->clear();
+  if (!standard_conforming_strings) return false;
+  const char* const p = sql.data();
+  const size_t n = sql.size();
+  size_t kept = 0;       // as in the bytewise walk
+  size_t token_end = 0;  // where the last number or parameter ended
+  // The shape is written in place (it is never longer than the text: every number it replaces
+  // has at least the length of its replacement), `written` bytes of it so far; none until the
+  // first number, and a text without one is copied whole at the end.
+  char* shape = nullptr;
+  size_t written = 0;
+  size_t i = 0;
+  for (;;) {
+    i = next_stop(p, i, n);
+    if (i >= n) break;
+    switch (starts(p[i])) {
+      case kPlain:
+      case kWord:
+        // An `x`: EXPLAIN is decided by the bytewise walk.
+        if (i > 0 && lower_is(p[i - 1], 'e') && i + 6 <= n && lower_is(p[i + 1], 'p') &&
+            lower_is(p[i + 2], 'l') && lower_is(p[i + 3], 'a') && lower_is(p[i + 4], 'i') &&
+            lower_is(p[i + 5], 'n')) {
+          return detail::statement_shape_bytewise(sql, standard_conforming_strings, out);
+        }
+        ++i;
+        break;
+      case kRefuse:
+        return false;
+      case kQuote: {
+        const char q = p[i];
+        size_t j = i + 1;
+        for (;;) {
+          if (j >= n || starts(p[j]) == kRefuse) return false;
+          if (p[j] == q) {
+            if (j + 1 < n && p[j + 1] == q) {
+              j += 2;
+              continue;
+            }
+            break;
+          }
+          ++j;
+        }
+        i = j + 1;
+        break;
+      }
+      case kDash:
+        if (i + 1 < n && p[i + 1] == '-') {
+          size_t j = i + 2;
+          while (j < n && p[j] != '\n') {
+            if (starts(p[j]) == kRefuse) return false;
+            ++j;
+          }
+          i = j;
+        } else {
+          ++i;
+        }
+        break;
+      case kSlash:
+        if (i + 1 < n && p[i + 1] == '*') {
+          size_t j = i + 2;
+          int depth = 1;
+          while (depth > 0) {
+            if (j + 1 >= n || starts(p[j]) == kRefuse) return false;
+            if (p[j] == '/' && p[j + 1] == '*') {
+              ++depth;
+              j += 2;
+            } else if (p[j] == '*' && p[j + 1] == '/') {
+              --depth;
+              j += 2;
+            } else {
+              ++j;
+            }
+          }
+          i = j;
+        } else {
+          ++i;
+        }
+        break;
+      case kDollar:
+      case kDigit: {
+        if (i > 0 && i != token_end && continues_word(p[i - 1])) {
+          // Inside a word: kept with the rest of it.
+          ++i;
+          while (i < n && continues_word(p[i])) ++i;
+          break;
+        }
+        if (p[i] == '$') {
+          if (i + 1 >= n || !is_digit(p[i + 1])) return false;
+          i += 2;
+          while (i < n && is_digit(p[i])) ++i;
+          token_end = i;
+          break;
+        }
+        size_t j = i;
+        while (j < n && is_digit(p[j])) ++j;
+        // Nine digits or fewer always fit in 32 bits; only a longer run is added up.
+        bool integer = true;
+        if (j - i > 9) {
+          uint64_t value = 0;
+          for (size_t k = i; k < j && value <= 0x7fffffff; ++k) {
+            value = value * 10 + static_cast<uint64_t>(p[k] - '0');
+          }
+          integer = value <= 0x7fffffff;
+        }
+        if (j + 1 < n && p[j] == '.' && is_digit(p[j + 1])) {
+          integer = false;
+          j += 2;
+          while (j < n && is_digit(p[j])) ++j;
+        }
+        if (j < n && (p[j] == 'e' || p[j] == 'E')) {
+          size_t k = j + 1;
+          if (k < n && (p[k] == '+' || p[k] == '-')) ++k;
+          if (k < n && is_digit(p[k])) {
+            while (k < n && is_digit(p[k])) ++k;
+            j = k;
+            integer = false;
+          }
+        }
+        if (shape == nullptr) {
+          out->resize(n);
+          shape = out->data();
+        }
+        std::memcpy(shape + written, p + kept, i - kept);
+        written += i - kept;
+        if (integer) {
+          shape[written++] = '0';
+        } else {
+          std::memcpy(shape + written, "0.0", 3);
+          written += 3;
+        }
+        kept = i = j;
+        token_end = j;
+        break;
+      }
+    }
+  }
+  if (shape == nullptr) {
+    out->assign(p, n);
+    return true;
+  }
+  std::memcpy(shape + written, p + kept, n - kept);
+  out->resize(written + n - kept);
   return true;
 }
 

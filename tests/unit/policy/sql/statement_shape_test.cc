@@ -122,6 +122,49 @@ TEST(StatementShape, TextsOfOneShapeAreClassifiedAlike) {
   EXPECT_GT(compared, from_table + 1000);
 }
 
+// statement_shape() skips 16 bytes at a time to the next byte that matters; it must give what the
+// bytewise walk gives, shape and refusal, for every text: the classifier's table, every prefix and
+// suffix of it (the 16-byte steps end everywhere), and random texts of the bytes that start or end
+// something, at every length up to 70 (words with digits and `$` in them, numbers ending where a
+// word or parameter begins, `explain` and near misses, quotes, comments, backslashes, NULs).
+TEST(StatementShape, TheFastWalkEqualsTheBytewiseOne) {
+  size_t compared = 0;
+  auto check = [&](std::string_view sql) {
+    for (bool scs : {true, false}) {
+      std::string fast = "garbage";
+      std::string bytewise = "other garbage";
+      const bool a = statement_shape(sql, scs, &fast);
+      const bool b = detail::statement_shape_bytewise(sql, scs, &bytewise);
+      ASSERT_EQ(a, b) << sql;
+      if (a) {
+        ASSERT_EQ(fast, bytewise) << sql;
+      }
+      ++compared;
+    }
+  };
+  for (const table::Row& row : table::kRows) {
+    const std::string_view sql(row.sql);
+    for (size_t k = 0; k <= sql.size(); ++k) {
+      check(sql.substr(0, k));
+      check(sql.substr(k));
+    }
+  }
+  std::mt19937_64 rng(20261207);
+  const std::vector<std::string> pieces = {
+      "a", "b", "x", "X", "e", "E", "_", "$", "0", "1", "9", ".", "+", "-", "--", "/", "/*", "*/",
+      "*", "'", "\"", "''", " ", "\n", ";", "(", ")", "\\", std::string(1, '\0'), "\xc3\xa9",
+      "explain", "EXPLAIN", "eXplain", "xplain", "explai", "explains", "1e5", "2.5", "$1", "t1",
+      "a$1", "12345678901", "0x1F", "max", "exists"};
+  std::string sql;
+  for (int i = 0; i < 200000; ++i) {
+    sql.clear();
+    const size_t parts = rng() % 24;
+    for (size_t k = 0; k < parts && sql.size() < 70; ++k) sql += pieces[rng() % pieces.size()];
+    check(sql);
+  }
+  EXPECT_GT(compared, 400000u);
+}
+
 // In the cache: texts that differ only in their numbers share one entry.
 TEST(StatementShape, TheCacheHoldsOneEntryPerShape) {
   ClassificationCache cache;
