@@ -1,6 +1,8 @@
 #include "policy/sql/statement_shape.h"
 
-#include <emmintrin.h>  // SSE2: every x86-64
+#if defined(__SSE2__)
+#include <emmintrin.h>  // every x86-64
+#endif
 
 #include <array>
 #include <cstdint>
@@ -191,8 +193,9 @@ bool stops(char c) {
   return (s != kPlain && s != kWord) || c == 'x' || c == 'X';
 }
 
-// The first byte at or after `i` that stops() the walk, or `n`: 16 bytes at a time.
+// The first byte at or after `i` that stops() the walk, or `n`: 16 bytes at a time where SSE2 is.
 size_t next_stop(const char* p, size_t i, size_t n) {
+#if defined(__SSE2__)
   const __m128i zero = _mm_set1_epi8('0');
   const __m128i nine = _mm_set1_epi8(9);
   const __m128i single = _mm_set1_epi8('\'');
@@ -219,6 +222,7 @@ size_t next_stop(const char* p, size_t i, size_t n) {
     const int mask = _mm_movemask_epi8(m);
     if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
   }
+#endif
   while (i < n && !stops(p[i])) ++i;
   return i;
 }
