@@ -22,26 +22,14 @@
 #include "policy/sql/classifier_cache.h"
 #include "protocol/framing.h"
 #include "tests/support/messages.h"
+#include "tests/support/pgbench.h"
 
 namespace {
 
 using namespace pgtandem;        // NOLINT
 using namespace pgtandem::test;  // NOLINT: the message builders
 
-// pgbench's TPC-B transaction (`-b tpcb-like`), its statements as -M prepared names them.
-const char* const kStatements[] = {
-    "BEGIN;",
-    "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;",
-    "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
-    "UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;",
-    "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;",
-    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, "
-    "CURRENT_TIMESTAMP);",
-    "END;",
-};
-const char* const kTags[] = {"BEGIN",    "UPDATE 1", "SELECT 1",     "UPDATE 1",
-                             "UPDATE 1", "INSERT 0 1", "COMMIT"};
-constexpr int kCount = 7;
+constexpr int kCount = static_cast<int>(std::size(kTpcb));  // tests/support/pgbench.h
 
 // The same transaction as -M simple sends it: the parameters written into the text.
 std::string simple_text(int i, int n) {
@@ -95,13 +83,13 @@ std::string answer(int i, bool prepared) {
   const char status = i == kCount - 1 ? 'I' : 'T';
   std::string out = prepared ? bind_complete() : std::string();
   if (i == 2) out += (prepared ? std::string() : row_description("abalance")) + data_row("0");
-  return out + command_complete(kTags[i]) + ready(status);
+  return out + command_complete(kTpcbTags[i]) + ready(status);
 }
 
 Transaction prepared_transaction() {
   Transaction t;
   for (int i = 0; i < kCount; ++i) {
-    const std::string name = "P0_" + std::to_string(i + 1);
+    const std::string name = "P_" + std::to_string(i);
     std::string r;
     if (i == 0 || i == kCount - 1) {
       r = bind_msg("", name);
@@ -167,7 +155,7 @@ policy::WriteCapture::Options options(policy::ClassificationCache* cache) {
 void prepare(policy::WriteCapture& capture) {
   Transaction t;
   for (int i = 0; i < kCount; ++i) {
-    t.requests.push_back(parse("P0_" + std::to_string(i + 1), kStatements[i]) + sync_msg());
+    t.requests.push_back(parse("P_" + std::to_string(i), kTpcb[i]) + sync_msg());
     t.answers.push_back(parse_complete() + ready('I'));
   }
   t.index();
@@ -175,18 +163,26 @@ void prepare(policy::WriteCapture& capture) {
   run(capture, t, units);
 }
 
+// The measured loop: `transaction(n)` is the n-th transaction to run (after each one warmed).
+template <typename Transactions>
+void measure(benchmark::State& state, policy::WriteCapture& capture, size_t count,
+             Transactions transaction) {
+  std::vector<policy::MirrorUnit> units;
+  for (size_t i = 0; i < count; ++i) warm(capture, transaction(i), units);
+  size_t released = 0;
+  size_t n = 0;
+  for (auto _ : state) released += run(capture, transaction(n++ % count), units);
+  if (released != static_cast<size_t>(state.iterations())) {
+    state.SkipWithError("not one unit per transaction");
+  }
+}
+
 void BM_CaptureTpcbPrepared(benchmark::State& state) {
   policy::ClassificationCache cache;
   policy::WriteCapture capture(options(&cache));
   prepare(capture);
   const Transaction t = prepared_transaction();
-  std::vector<policy::MirrorUnit> units;
-  warm(capture, t, units);
-  size_t released = 0;
-  for (auto _ : state) released += run(capture, t, units);
-  if (released != static_cast<size_t>(state.iterations())) {
-    state.SkipWithError("not one unit per transaction");
-  }
+  measure(state, capture, 1, [&](size_t) -> const Transaction& { return t; });
 }
 BENCHMARK(BM_CaptureTpcbPrepared);
 
@@ -196,14 +192,7 @@ void BM_CaptureTpcbSimple(benchmark::State& state) {
   // Texts that differ in their numbers, as pgbench's do (they share the cache's entries).
   std::vector<Transaction> ts;
   for (int n = 0; n < 64; ++n) ts.push_back(simple_transaction(n * 7919));
-  std::vector<policy::MirrorUnit> units;
-  for (const auto& t : ts) warm(capture, t, units);
-  size_t released = 0;
-  size_t n = 0;
-  for (auto _ : state) released += run(capture, ts[n++ % ts.size()], units);
-  if (released != static_cast<size_t>(state.iterations())) {
-    state.SkipWithError("not one unit per transaction");
-  }
+  measure(state, capture, ts.size(), [&](size_t i) -> const Transaction& { return ts[i]; });
 }
 BENCHMARK(BM_CaptureTpcbSimple);
 

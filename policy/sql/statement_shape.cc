@@ -54,6 +54,119 @@ uint8_t starts(char c) { return kClass[static_cast<unsigned char>(c)] & kStarts;
 bool is_digit(char c) { return starts(c) == kDigit; }
 bool continues_word(char c) { return (kClass[static_cast<unsigned char>(c)] & kContinuesWord) != 0; }
 
+
+// What both walks read alike. Each returns the index just past what starts at p[i], or kNone when
+// the text has no shape.
+constexpr size_t kNone = static_cast<size_t>(-1);
+
+// A string literal or quoted identifier (p[i] is its quote), kept whole: a doubled quote stays
+// inside.
+size_t past_quoted(const char* p, size_t i, size_t n) {
+  const char q = p[i];
+  size_t j = i + 1;
+  for (;;) {
+    if (j >= n || starts(p[j]) == kRefuse) return kNone;
+    if (p[j] == q) {
+      if (j + 1 < n && p[j + 1] == q) {
+        j += 2;
+        continue;
+      }
+      return j + 1;
+    }
+    ++j;
+  }
+}
+
+// p[i] is `-`: a comment to the end of the line if another follows, kept.
+size_t past_dash(const char* p, size_t i, size_t n) {
+  if (i + 1 >= n || p[i + 1] != '-') return i + 1;
+  size_t j = i + 2;
+  while (j < n && p[j] != '\n') {
+    if (starts(p[j]) == kRefuse) return kNone;
+    ++j;
+  }
+  return j;
+}
+
+// p[i] is `/`: a comment if `*` follows, nested as the server nests them, kept.
+size_t past_slash(const char* p, size_t i, size_t n) {
+  if (i + 1 >= n || p[i + 1] != '*') return i + 1;
+  size_t j = i + 2;
+  int depth = 1;
+  while (depth > 0) {
+    if (j + 1 >= n || starts(p[j]) == kRefuse) return kNone;  // (unterminated)
+    if (p[j] == '/' && p[j + 1] == '*') {
+      ++depth;
+      j += 2;
+    } else if (p[j] == '*' && p[j + 1] == '/') {
+      --depth;
+      j += 2;
+    } else {
+      ++j;
+    }
+  }
+  return j;
+}
+
+// p[i] is `$` outside a word: a parameter ($1) is kept; anything else starts a dollar quote.
+[[gnu::always_inline]] inline size_t past_parameter(const char* p, size_t i, size_t n) {
+  if (i + 1 >= n || !is_digit(p[i + 1])) return kNone;
+  i += 2;
+  while (i < n && is_digit(p[i])) ++i;
+  return i;
+}
+
+// A numeric constant starting at the digit p[i] (not inside a word). An integer that fits in 32
+// bits becomes `0`, any other number (a fraction, an exponent, a larger integer) `0.0`: the
+// server's scanner makes them two kinds of token (ICONST, FCONST), and its grammar takes only the
+// first in places (varchar(20), FETCH 5), so a text with the other would not parse.
+[[gnu::always_inline]] inline size_t past_number(const char* p, size_t i, size_t n, bool* integer) {
+  size_t j = i;
+  while (j < n && is_digit(p[j])) ++j;
+  // Nine digits or fewer always fit in 32 bits; only a longer run is added up.
+  *integer = true;
+  if (j - i > 9) {
+    uint64_t value = 0;
+    for (size_t k = i; k < j && value <= 0x7fffffff; ++k) {
+      value = value * 10 + static_cast<uint64_t>(p[k] - '0');
+    }
+    *integer = value <= 0x7fffffff;
+  }
+  if (j + 1 < n && p[j] == '.' && is_digit(p[j + 1])) {
+    *integer = false;
+    j += 2;
+    while (j < n && is_digit(p[j])) ++j;
+  }
+  if (j < n && (p[j] == 'e' || p[j] == 'E')) {
+    size_t k = j + 1;
+    if (k < n && (p[k] == '+' || p[k] == '-')) ++k;
+    if (k < n && is_digit(p[k])) {
+      while (k < n && is_digit(p[k])) ++k;
+      j = k;
+      *integer = false;
+    }
+  }
+  return j;
+}
+
+// What starts at p[i] when it is a quote, a dash, a slash or a byte the walk refuses (kind: its
+// starts()).
+size_t past_other(uint8_t kind, const char* p, size_t i, size_t n) {
+  switch (kind) {
+    case kQuote:
+      return past_quoted(p, i, n);
+    case kDash:
+      return past_dash(p, i, n);
+    case kSlash:
+      return past_slash(p, i, n);
+    default:
+      return kNone;  // kRefuse
+  }
+}
+
+// A number's replacement.
+std::string_view zero(bool integer) { return integer ? "0" : "0.0"; }
+
 }  // namespace
 
 namespace detail {
@@ -73,65 +186,13 @@ bool statement_shape_bytewise(std::string_view sql, bool standard_conforming_str
         while (i < n && starts(p[i]) == kPlain) ++i;
         break;
       case kRefuse:
-        return false;
-      case kQuote: {
-        // A string literal or quoted identifier, kept whole: a doubled quote stays inside.
-        const char q = p[i];
-        size_t j = i + 1;
-        for (;;) {
-          if (j >= n || starts(p[j]) == kRefuse) return false;
-          if (p[j] == q) {
-            if (j + 1 < n && p[j + 1] == q) {
-              j += 2;
-              continue;
-            }
-            break;
-          }
-          ++j;
-        }
-        i = j + 1;
-        break;
-      }
+      case kQuote:
       case kDash:
-        if (i + 1 < n && p[i + 1] == '-') {
-          // A comment to the end of the line, kept.
-          size_t j = i + 2;
-          while (j < n && p[j] != '\n') {
-            if (starts(p[j]) == kRefuse) return false;
-            ++j;
-          }
-          i = j;
-        } else {
-          ++i;
-        }
-        break;
       case kSlash:
-        if (i + 1 < n && p[i + 1] == '*') {
-          // A comment, nested as the server nests them, kept.
-          size_t j = i + 2;
-          int depth = 1;
-          while (depth > 0) {
-            if (j + 1 >= n || starts(p[j]) == kRefuse) return false;  // (unterminated)
-            if (p[j] == '/' && p[j + 1] == '*') {
-              ++depth;
-              j += 2;
-            } else if (p[j] == '*' && p[j + 1] == '/') {
-              --depth;
-              j += 2;
-            } else {
-              ++j;
-            }
-          }
-          i = j;
-        } else {
-          ++i;
-        }
+        i = past_other(starts(p[i]), p, i, n);
         break;
       case kDollar:
-        // A parameter ($1) is kept; any other `$` outside a word starts a dollar quote.
-        if (i + 1 >= n || !is_digit(p[i + 1])) return false;
-        i += 2;
-        while (i < n && is_digit(p[i])) ++i;
+        i = past_parameter(p, i, n);
         break;
       case kWord: {
         size_t j = i + 1;
@@ -144,39 +205,16 @@ bool statement_shape_bytewise(std::string_view sql, bool standard_conforming_str
         break;
       }
       case kDigit: {
-        // A numeric constant (not inside a word: words are read whole above). An integer that
-        // fits in 32 bits becomes `0`, any other number (a fraction, an exponent, a larger
-        // integer) `0.0`: the server's scanner makes them two kinds of token (ICONST, FCONST),
-        // and its grammar takes only the first in places (varchar(20), FETCH 5), so a text with
-        // the other would not parse.
-        size_t j = i;
-        uint64_t value = 0;
-        while (j < n && is_digit(p[j])) {
-          if (value <= 0x7fffffff) value = value * 10 + static_cast<uint64_t>(p[j] - '0');
-          ++j;
-        }
-        bool integer = value <= 0x7fffffff;
-        if (j + 1 < n && p[j] == '.' && is_digit(p[j + 1])) {
-          integer = false;
-          j += 2;
-          while (j < n && is_digit(p[j])) ++j;
-        }
-        if (j < n && (p[j] == 'e' || p[j] == 'E')) {
-          size_t k = j + 1;
-          if (k < n && (p[k] == '+' || p[k] == '-')) ++k;
-          if (k < n && is_digit(p[k])) {
-            while (k < n && is_digit(p[k])) ++k;
-            j = k;
-            integer = false;
-          }
-        }
+        bool integer = true;
+        const size_t j = past_number(p, i, n, &integer);
         if (out->empty()) out->reserve(n);
         out->append(p + kept, i - kept);
-        out->append(integer ? std::string_view("0") : std::string_view("0.0"));
+        out->append(zero(integer));
         kept = i = j;
         break;
       }
     }
+    if (i == kNone) return false;
   }
   out->append(p + kept, n - kept);
   return true;
@@ -265,56 +303,10 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
         ++i;
         break;
       case kRefuse:
-        return false;
-      case kQuote: {
-        const char q = p[i];
-        size_t j = i + 1;
-        for (;;) {
-          if (j >= n || starts(p[j]) == kRefuse) return false;
-          if (p[j] == q) {
-            if (j + 1 < n && p[j + 1] == q) {
-              j += 2;
-              continue;
-            }
-            break;
-          }
-          ++j;
-        }
-        i = j + 1;
-        break;
-      }
+      case kQuote:
       case kDash:
-        if (i + 1 < n && p[i + 1] == '-') {
-          size_t j = i + 2;
-          while (j < n && p[j] != '\n') {
-            if (starts(p[j]) == kRefuse) return false;
-            ++j;
-          }
-          i = j;
-        } else {
-          ++i;
-        }
-        break;
       case kSlash:
-        if (i + 1 < n && p[i + 1] == '*') {
-          size_t j = i + 2;
-          int depth = 1;
-          while (depth > 0) {
-            if (j + 1 >= n || starts(p[j]) == kRefuse) return false;
-            if (p[j] == '/' && p[j + 1] == '*') {
-              ++depth;
-              j += 2;
-            } else if (p[j] == '*' && p[j + 1] == '/') {
-              --depth;
-              j += 2;
-            } else {
-              ++j;
-            }
-          }
-          i = j;
-        } else {
-          ++i;
-        }
+        i = past_other(starts(p[i]), p, i, n);
         break;
       case kDollar:
       case kDigit: {
@@ -325,37 +317,12 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
           break;
         }
         if (p[i] == '$') {
-          if (i + 1 >= n || !is_digit(p[i + 1])) return false;
-          i += 2;
-          while (i < n && is_digit(p[i])) ++i;
+          i = past_parameter(p, i, n);
           token_end = i;
           break;
         }
-        size_t j = i;
-        while (j < n && is_digit(p[j])) ++j;
-        // Nine digits or fewer always fit in 32 bits; only a longer run is added up.
         bool integer = true;
-        if (j - i > 9) {
-          uint64_t value = 0;
-          for (size_t k = i; k < j && value <= 0x7fffffff; ++k) {
-            value = value * 10 + static_cast<uint64_t>(p[k] - '0');
-          }
-          integer = value <= 0x7fffffff;
-        }
-        if (j + 1 < n && p[j] == '.' && is_digit(p[j + 1])) {
-          integer = false;
-          j += 2;
-          while (j < n && is_digit(p[j])) ++j;
-        }
-        if (j < n && (p[j] == 'e' || p[j] == 'E')) {
-          size_t k = j + 1;
-          if (k < n && (p[k] == '+' || p[k] == '-')) ++k;
-          if (k < n && is_digit(p[k])) {
-            while (k < n && is_digit(p[k])) ++k;
-            j = k;
-            integer = false;
-          }
-        }
+        const size_t j = past_number(p, i, n, &integer);
         if (shape == nullptr) {
           out->resize(n);
           shape = out->data();
@@ -373,6 +340,7 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
         break;
       }
     }
+    if (i == kNone) return false;
   }
   if (shape == nullptr) {
     out->assign(p, n);

@@ -18,6 +18,7 @@
 #include "protocol/message_types.h"
 #include "protocol/messages.h"
 #include "tests/support/messages.h"
+#include "tests/support/pgbench.h"
 
 namespace pgtandem::policy::capture_test {
 
@@ -253,17 +254,7 @@ inline constexpr std::string_view kSelect = "SELECT balance FROM accounts WHERE 
 inline constexpr std::string_view kSelectParam = "SELECT balance FROM accounts WHERE id = $1";
 inline constexpr std::string_view kCopy = "COPY accounts (id, balance) FROM STDIN";
 
-// pgbench's built-in TPC-B script, as -M extended/prepared send it (pgbench 15: P_0 .. P_6).
-inline constexpr std::string_view kTpcb[] = {
-    "BEGIN;",
-    "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;",
-    "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
-    "UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;",
-    "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;",
-    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, "
-    "CURRENT_TIMESTAMP);",
-    "END;",
-};
+// pgbench's built-in TPC-B script: test::kTpcb (tests/support/pgbench.h).
 
 // The table of client sequences, one function per group (write_capture_*_test.cc); all_cases()
 // in write_capture_test.cc runs them all.
