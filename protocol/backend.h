@@ -63,8 +63,8 @@ struct CommandComplete {
   std::string_view tag;  // "INSERT 0 5", "UPDATE 3", "SELECT 7", "CREATE TABLE", ...
   bool operator==(const CommandComplete&) const = default;
 };
-// Inline: every statement's answer passes here, on the relay's path, the capture's and the
-// mirror link's. The body is the tag and its NUL, nothing else.
+// Inline: with mirroring on, every statement's answer passes here twice (the capture reads the
+// primary's, the mirror link the target's). The body is the tag and its NUL, nothing else.
 inline bool decode(std::string_view body, CommandComplete& out) {
   if (body.empty() || body.back() != '\0') return false;
   const std::string_view tag(body.data(), body.size() - 1);

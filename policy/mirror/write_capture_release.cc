@@ -225,6 +225,9 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
     binds += r->binds.size();
     synced = synced && r->synced && !r->sync_ignored && !r->copy_data;
   }
+  u.bytes.reserve(total);
+  u.primary.reserve(outcomes);
+  u.binds.reserve(binds);
   if (synced && total <= UINT32_MAX) {
     u.sync_ends.resize(requests.size());
     size_t at = 0;
@@ -233,9 +236,6 @@ void WriteCapture::release(std::vector<RequestPtr>& requests,
       u.sync_ends[i] = static_cast<uint32_t>(at);
     }
   }
-  u.bytes.reserve(total);
-  u.primary.reserve(outcomes);
-  u.binds.reserve(binds);
   bool txn_control = false;
   bool state = false;
   bool writes = false;
