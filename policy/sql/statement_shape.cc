@@ -54,7 +54,6 @@ uint8_t starts(char c) { return kClass[static_cast<unsigned char>(c)] & kStarts;
 bool is_digit(char c) { return starts(c) == kDigit; }
 bool continues_word(char c) { return (kClass[static_cast<unsigned char>(c)] & kContinuesWord) != 0; }
 
-
 // What both walks read alike. Each returns the index just past what starts at p[i], or kNone when
 // the text has no shape.
 constexpr size_t kNone = static_cast<size_t>(-1);
@@ -234,7 +233,7 @@ bool stops(char c) {
 // The first byte at or after `i` that stops() the walk, or `n`: 16 bytes at a time where SSE2 is.
 size_t next_stop(const char* p, size_t i, size_t n) {
 #if defined(__SSE2__)
-  const __m128i zero = _mm_set1_epi8('0');
+  const __m128i digit0 = _mm_set1_epi8('0');
   const __m128i nine = _mm_set1_epi8(9);
   const __m128i single = _mm_set1_epi8('\'');
   const __m128i dbl = _mm_set1_epi8('"');
@@ -247,7 +246,7 @@ size_t next_stop(const char* p, size_t i, size_t n) {
   const __m128i x = _mm_set1_epi8('x');
   for (; i + 16 <= n; i += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-    const __m128i d = _mm_sub_epi8(v, zero);
+    const __m128i d = _mm_sub_epi8(v, digit0);
     __m128i m = _mm_cmpeq_epi8(_mm_min_epu8(d, nine), d);  // '0'..'9'
     m = _mm_or_si128(m, _mm_cmpeq_epi8(v, single));
     m = _mm_or_si128(m, _mm_cmpeq_epi8(v, dbl));
