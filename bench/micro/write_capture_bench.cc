@@ -196,6 +196,20 @@ void BM_CaptureTpcbSimple(benchmark::State& state) {
 }
 BENCHMARK(BM_CaptureTpcbSimple);
 
+// Autocommit writes, what most applications send between their transactions: pgbench's account
+// update alone, -M prepared, each released as a unit of its own.
+void BM_CaptureAutocommitPrepared(benchmark::State& state) {
+  policy::ClassificationCache cache;
+  policy::WriteCapture capture(options(&cache));
+  prepare(capture);
+  Transaction t;
+  t.requests.push_back(bind_msg("", "P_1", {"-417", "12345"}) + execute() + sync_msg());
+  t.answers.push_back(bind_complete() + command_complete("UPDATE 1") + ready('I'));
+  t.index();
+  measure(state, capture, 1, [&](size_t) -> const Transaction& { return t; });
+}
+BENCHMARK(BM_CaptureAutocommitPrepared);
+
 // The link's side: the released unit joined into one request (as MirrorLink::run does for each
 // unit it takes from its queue).
 void BM_BatchTpcbPrepared(benchmark::State& state) {
