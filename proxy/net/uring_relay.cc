@@ -43,7 +43,7 @@ enum Kind : uint64_t { kRecv = 1, kSend = 2, kCancel = 3 };
 constexpr uint64_t kAsioPoll = 0;  // user_data of the poll on Asio's epoll descriptor
 
 // The worker loop waits in the ring and runs Asio's handlers when Asio has work (see run_worker).
-// That needs four private members of Boost 1.81's scheduler and epoll reactor, reached the one
+// That needs five private members of Boost 1.81's scheduler and epoll reactor, reached the one
 // way C++ allows (an explicit instantiation may name private members). Check them before
 // allowing another Boost version (CMake pins 1.81; proxy/net/relay_read.h depends on it too).
 #if BOOST_VERSION != 108100 || defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
@@ -74,6 +74,11 @@ struct SchedQueue {
   friend type member(SchedQueue);
 };
 template struct Reach<SchedQueue, &ad::scheduler::op_queue_>;
+struct SchedStopped {
+  using type = bool ad::scheduler::*;
+  friend type member(SchedStopped);
+};
+template struct Reach<SchedStopped, &ad::scheduler::stopped_>;
 // A socket's implementation (basic_socket keeps it protected): its reactor registration.
 struct SocketImpl : RawSocket {
   using RawSocket::impl_;
@@ -234,6 +239,10 @@ void UringRelay::run_worker() {
     }
     {
       ad::conditionally_enabled_mutex::scoped_lock lock(sched.*member(SchedMutex{}));
+      // A stop since the loop's check above: io_context::stop() interrupts the reactor only when
+      // it is said to wait, which it is not yet, so the ring would sleep through it. Checked
+      // under the lock stop() takes: a later stop finds the loop waiting and wakes it.
+      if (sched.*member(SchedStopped{})) break;
       auto& queue = sched.*member(SchedQueue{});
       // The reactor's own entry is always there while it does not run; anything more is a
       // handler posted from another thread.
