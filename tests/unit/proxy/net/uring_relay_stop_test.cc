@@ -19,6 +19,7 @@
 #include <chrono>
 #include <future>
 #include <random>
+#include <system_error>
 #include <thread>
 
 namespace pgtandem::proxy {
@@ -27,6 +28,16 @@ namespace {
 #if PGTANDEM_URING_RELAY
 
 TEST(UringRelayStop, AStopAtAnyMomentEndsTheWorkerLoop) {
+  {
+    // Where the kernel refuses the ring pgtandem runs on epoll (io_backend = "auto"): nothing to
+    // test. (Not the case on the machines CI runs on.)
+    asio::io_context probe(1);
+    try {
+      UringRelay relay(probe);
+    } catch (const std::system_error& e) {
+      GTEST_SKIP() << "io_uring refused: " << e.what();
+    }
+  }
   std::mt19937 rng(20261207);
   int hung = 0;
   int rounds = 0;
