@@ -264,8 +264,6 @@ size_t next_stop(const char* p, size_t i, size_t n) {
   return i;
 }
 
-bool lower_is(char c, char l) { return (c | 0x20) == l; }
-
 }  // namespace
 
 // The bytewise walk (detail::statement_shape_bytewise) visits every byte; most bytes of a
@@ -294,9 +292,8 @@ bool statement_shape(std::string_view sql, bool standard_conforming_strings, std
       case kPlain:
       case kWord:
         // An `x`: EXPLAIN is decided by the bytewise walk.
-        if (i > 0 && lower_is(p[i - 1], 'e') && i + 6 <= n && lower_is(p[i + 1], 'p') &&
-            lower_is(p[i + 2], 'l') && lower_is(p[i + 3], 'a') && lower_is(p[i + 4], 'i') &&
-            lower_is(p[i + 5], 'n')) {
+        if (i > 0 && i + 6 <= n &&
+            is_word(Token{TokenKind::kWord, sql.substr(i - 1, 7)}, "explain")) {
           return detail::statement_shape_bytewise(sql, standard_conforming_strings, out);
         }
         ++i;
