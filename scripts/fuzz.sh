@@ -21,7 +21,7 @@ seconds=30
 build_dir=build-fuzz
 targets=()
 all_targets=(fuzz_protocol fuzz_scram_server fuzz_config fuzz_userlist fuzz_journal
-  fuzz_write_capture fuzz_statement_shape)
+  fuzz_write_capture fuzz_statement_shape fuzz_answer_match)
 while (($#)); do
   case $1 in
     --seconds) seconds=$2; shift 2 ;;

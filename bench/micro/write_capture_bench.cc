@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/mirror/answer_match.h"
 #include "policy/mirror/mirror_batch.h"
 #include "policy/mirror/write_capture.h"
 #include "policy/sql/classifier_cache.h"
@@ -238,5 +239,45 @@ void BM_BatchTpcbPrepared(benchmark::State& state) {
   benchmark::DoNotOptimize(bytes);
 }
 BENCHMARK(BM_BatchTpcbPrepared);
+
+// The link's side again: the target's answers to that request (each statement's BindComplete and
+// CommandComplete, one ReadyForQuery at the end of the joined request; the SELECT is a read, never
+// mirrored) read and compared with the primary's outcomes, as MirrorLink::read_outcomes feeds them.
+void BM_AnswersTpcbPrepared(benchmark::State& state) {
+  policy::ClassificationCache cache;
+  policy::WriteCapture capture(options(&cache));
+  prepare(capture);
+  const Transaction t = prepared_transaction();
+  std::vector<policy::MirrorUnit> units;
+  for (size_t i = 0; i < t.fe.size(); ++i) {
+    for (const auto& m : t.fe[i]) capture.on_frontend(m.header, m.whole);
+    capture.forwarded();
+    for (const auto& m : t.be[i]) capture.on_backend(m.header, m.body, kNow);
+  }
+  capture.take(units);
+  if (units.size() != 1) {
+    state.SkipWithError("the transaction was not released as one unit");
+    return;
+  }
+  std::string answers;
+  for (int i = 0; i < kCount; ++i) {
+    if (i != 2) answers += bind_complete() + command_complete(kTpcbTags[i]);
+  }
+  answers += ready('I');
+  policy::AnswerMatch match{protocol::Limits{}};
+  std::vector<policy::Outcome> out;
+  size_t matched = 0;
+  for (auto _ : state) {
+    match.start(1, &units, &out);
+    size_t used = 0;
+    if (match.feed(answers, &used) != policy::AnswerMatch::Step::kDone || !match.all_matched()) {
+      state.SkipWithError("the answers did not all match");
+      return;
+    }
+    matched += match.matched();
+  }
+  benchmark::DoNotOptimize(matched);
+}
+BENCHMARK(BM_AnswersTpcbPrepared);
 
 }  // namespace

@@ -17,7 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -28,6 +28,7 @@
 #include "proxy/auth/backend_login.h"
 #include "proxy/mirror/journal.h"
 #include "proxy/worker.h"
+#include "policy/mirror/answer_match.h"
 #include "policy/mirror/mirror_batch.h"
 #include "policy/mirror/write_capture.h"
 
@@ -155,23 +156,12 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // An error in the target's answers that the primary's answers do not have at that place.
   static bool refused_on_target(const policy::MirrorUnit& unit,
                                 std::span<const policy::Outcome> mine);
-  // What apply() expects the target to answer: the primary's outcomes of `units`, in order.
-  // read_outcomes compares each answer with the next expected one as it reads and writes answers
-  // to `out` only from the first difference on (the matched ones first): answers that all match,
-  // the usual case, build nothing.
-  struct Expected {
-    const std::vector<policy::MirrorUnit>* units = nullptr;
-    size_t unit = 0;  // the next expected outcome: (*units)[unit].primary[index]
-    size_t index = 0;
-    size_t matched = 0;    // answers equal to the expected ones, not written
-    bool written = false;  // a difference was seen: `out` holds every answer read
-  };
-  // `status`, if given: the last ReadyForQuery's transaction status. With `expected`, `out` holds
-  // the answers only if expected->written (else they are the first expected->matched expected).
-  asio::awaitable<bool> read_outcomes(uint32_t responses, std::vector<policy::Outcome>* out,
-                                      char* status, Expected* expected = nullptr);
-  // Writes the answers matched so far to `out` (and every later one goes there too).
-  static void write_matched(Expected& e, std::vector<policy::Outcome>* out);
+  // Reads the target's answers into `m`, which the caller started (the units it expects, or none),
+  // until the request's last ReadyForQuery; false on a lost connection or broken framing.
+  // `status`, if given: that ReadyForQuery's transaction status.
+  asio::awaitable<bool> read_outcomes(policy::AnswerMatch& m, char* status);
+  // Feeds the answers in the read buffer to `m` and drops the bytes it consumed.
+  policy::AnswerMatch::Step feed_answers(policy::AnswerMatch& m);
   // Returns false, and leaves the unit alone, only with `may_hold` while catch-up drains and the
   // unit is numbered past its mark (MirrorBacklog): such a unit waits in the queue for live.
   bool journal(policy::MirrorUnit& unit, std::string_view reason, std::string_view detail,
@@ -238,7 +228,39 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::vector<policy::MirrorUnit> returned_;  // under mu_
   std::vector<policy::MirrorUnit> returning_;
   std::atomic<uint64_t> outstanding_{0};  // pushed, not yet settled (drained())
-  std::deque<policy::MirrorUnit> queue_;   // the link's thread
+  // The link's queue: a vector read from a moving head and emptied whenever it drains (its usual
+  // state), so its capacity is reused; a std::deque allocated and freed a node every other unit.
+  class UnitQueue {
+   public:
+    bool empty() const { return head_ == units_.size(); }
+    size_t size() const { return units_.size() - head_; }
+    policy::MirrorUnit& front() { return units_[head_]; }
+    void pop_front() {
+      if (++head_ < units_.size()) return;
+      units_.clear();  // (the units left are moved-from: nothing of theirs to keep)
+      head_ = 0;
+    }
+    void push_back(policy::MirrorUnit&& u) {
+      // A queue that never drains reclaims its consumed front now and then.
+      if (head_ >= 64 && head_ * 2 >= units_.size()) {
+        units_.erase(units_.begin(), units_.begin() + static_cast<std::ptrdiff_t>(head_));
+        head_ = 0;
+      }
+      units_.push_back(std::move(u));
+    }
+    void push_front(policy::MirrorUnit&& u) {
+      if (head_ > 0) {
+        units_[--head_] = std::move(u);
+      } else {
+        units_.insert(units_.begin(), std::move(u));
+      }
+    }
+
+   private:
+    std::vector<policy::MirrorUnit> units_;
+    size_t head_ = 0;
+  };
+  UnitQueue queue_;  // the link's thread
   std::atomic<int64_t> queued_bytes_{0};
   bool busy_ = false;                      // the link's thread
   bool stopped_ = false;                   // the link's thread: journal_pending() ran
@@ -250,7 +272,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::vector<policy::MirrorUnit> in_flight_;  // being applied, in order
   policy::TransactionBatch batch_;              // in_flight_ as one request, when it can be
   std::vector<policy::Outcome> outcomes_;       // the target's answers to in_flight_ (apply)
-  Expected expected_;                           // ... compared as they are read
+  policy::AnswerMatch answers_;                 // ... compared as they are read
   std::atomic<bool> finished_{false};
   std::atomic<bool> connected_{false};
   // Once one unit of the session could not be applied, every later one is journaled too, so that

@@ -166,7 +166,9 @@ asio::awaitable<bool> MirrorLink::replay_state() {
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(unit), kNoThrow);
     if (ec) co_return false;
     std::vector<policy::Outcome> outcomes;
-    const bool read = co_await read_outcomes(count_responses(unit), &outcomes, nullptr);
+    policy::AnswerMatch answer(state_.limits);
+    answer.start(count_responses(unit), nullptr, &outcomes);
+    const bool read = co_await read_outcomes(answer, nullptr);
     if (!read) co_return false;
     for (const auto& o : outcomes) {
       if (o.is_error()) co_return false;
@@ -193,7 +195,9 @@ asio::awaitable<bool> MirrorLink::reprepare() {
   auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(prep), kNoThrow);
   if (ec) co_return false;
   std::vector<policy::Outcome> ignored;
-  const bool read = co_await read_outcomes(1, &ignored, nullptr);
+  policy::AnswerMatch answer(state_.limits);
+  answer.start(1, nullptr, &ignored);
+  const bool read = co_await read_outcomes(answer, nullptr);
   co_return read;
 }
 

@@ -101,7 +101,10 @@ void MirrorLink::push(std::vector<policy::MirrorUnit>& units, policy::WriteCaptu
       const bool full = over_limit(m, size);
       account(static_cast<int64_t>(size));
       outstanding_.fetch_add(1, std::memory_order_acq_rel);
-      inbox_.push_back({std::move(u), full && m.overflow == "journal"});
+      // (Filled in place: a MirrorUnit moved is a dozen fields, and a temporary moves it twice.)
+      Pushed& pushed = inbox_.emplace_back();
+      pushed.unit = std::move(u);
+      pushed.full = full && m.overflow == "journal";
       handed = true;
     }
   }
@@ -128,9 +131,13 @@ void MirrorLink::intake() {
     std::lock_guard lock(mu_);
     intake_posted_ = false;
     intake_.swap(inbox_);
-    for (auto& u : spent_) {
-      if (returned_.size() >= policy::WriteCapture::kSpareUnits) break;
-      returned_.push_back(std::move(u));
+    if (returned_.empty()) {
+      returned_.swap(spent_);  // (the usual case: push() took the last ones; spent_ is bounded too)
+    } else {
+      for (auto& u : spent_) {
+        if (returned_.size() >= policy::WriteCapture::kSpareUnits) break;
+        returned_.push_back(std::move(u));
+      }
     }
   }
   spent_.clear();

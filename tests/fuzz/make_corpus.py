@@ -328,6 +328,36 @@ def write_capture_seeds():
     return out
 
 
+# ------------------------------------------------------------------------------------------------
+# fuzz_answer_match: a control byte (ReadyForQuery count, units, the answer to change), a cut seed,
+# then a server's answers.
+
+def answer_match_seeds():
+    def cc(tag):
+        return msg("C", cstr(tag))
+
+    def err(code):
+        return msg("E", b"SERROR\0C" + cstr(code) + b"Mboom\0\0")
+
+    def z(status):
+        return msg("Z", status.encode())
+
+    bind = msg("2")
+    tpcb = b"".join(bind + cc(t) for t in ["BEGIN", "UPDATE 1", "UPDATE 1", "UPDATE 1",
+                                           "INSERT 0 1", "COMMIT"]) + z("I")
+    row = msg("D", struct.pack("!hi", 1, 3) + b"abc")
+    return [
+        ("tpcb_joined", bytes([0x10, 7]) + tpcb),
+        ("tpcb_unchanged", bytes([0xf4, 3]) + tpcb),
+        ("three_requests", bytes([0x22, 11]) + cc("SET") + z("I") + row + cc("SELECT 1") + z("T") +
+         cc("COMMIT") + z("I")),
+        ("error_skips_rest", bytes([0x30, 5]) + cc("BEGIN") + err("23505") + z("E")),
+        ("no_code", bytes([0x00, 1]) + msg("E", b"Mno code\0\0") + z("I")),
+        ("streamed_row", bytes([0x00, 9]) + msg("D", struct.pack("!hi", 1, 9000) + b"x" * 100)),
+        ("bad_type", bytes([0x00, 2]) + cc("BEGIN") + b"\x01\0\0\0\5"),
+    ]
+
+
 TARGETS = {
     "fuzz_protocol": protocol_seeds,
     "fuzz_config": config_seeds,
@@ -335,6 +365,7 @@ TARGETS = {
     "fuzz_scram_server": scram_seeds,
     "fuzz_journal": journal_seeds,
     "fuzz_write_capture": write_capture_seeds,
+    "fuzz_answer_match": answer_match_seeds,
 }
 
 
