@@ -7,7 +7,7 @@
 #                and integration tests there
 #   --no-deps    skip scripts/install-deps.sh
 #   --no-fuzz    skip the fuzz targets (by default, after the main ctest, scripts/fuzz.sh builds
-#                them with clang in build-fuzz and runs each FUZZ_SECONDS seconds, default 15,
+#                them with clang in build-fuzz and runs each FUZZ_SECONDS seconds, default 13,
 #                from its checked-in corpus; each target counts as one test)
 #   --no-soak    skip the soak (by default, after the fuzz targets, scripts/soak.sh runs SOAK_MINUTES
 #                minutes, default 2, of load under faults against pgtandem from DIR; it counts as
@@ -74,8 +74,8 @@ run_ctest() {
 # run_fuzz: scripts/fuzz.sh; its `N passed, N failed` (targets) is added to the totals.
 run_fuzz() {
   local log=$logdir/fuzz.log rc=0 summary
-  step "fuzz targets, ${FUZZ_SECONDS:-15}s each (scripts/fuzz.sh)"
-  scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-15}" 2>&1 | tee "$log" || rc=$?
+  step "fuzz targets, ${FUZZ_SECONDS:-13}s each (scripts/fuzz.sh)"
+  scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-13}" 2>&1 | tee "$log" || rc=$?
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
   if [[ -z $summary ]]; then
     echo "test.sh: fuzz.sh did not finish" >&2

@@ -147,15 +147,19 @@ bool TransactionBatch::add_synced(const MirrorUnit& unit) {
       kind_ == Kind::kSimple) {
     return false;
   }
-  static constexpr std::string_view kSync("S\0\0\0\4", protocol::kHeaderSize);
   const size_t before = body_.size();
   size_t begin = 0;
   for (const uint32_t end : ends) {
-    if (end < begin + kSync.size() || bytes.substr(end - kSync.size(), kSync.size()) != kSync) {
+    // The request ends with its Sync ('S', length 4): checked inline, a call to compare five
+    // bytes cost more than the check.
+    const char* sync = end < begin + protocol::kHeaderSize
+                           ? nullptr
+                           : bytes.data() + end - protocol::kHeaderSize;
+    if (sync == nullptr || sync[0] != fe::kSync || protocol::read_u32(sync + 1) != 4) {
       body_.resize(before);
       return false;
     }
-    body_.append(bytes.substr(begin, end - kSync.size() - begin));
+    body_.append(bytes.data() + begin, end - protocol::kHeaderSize - begin);
     begin = end;
   }
   kind_ = Kind::kExtended;
