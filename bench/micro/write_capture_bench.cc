@@ -211,21 +211,27 @@ void BM_CaptureAutocommitPrepared(benchmark::State& state) {
 }
 BENCHMARK(BM_CaptureAutocommitPrepared);
 
-// The link's side: the released unit joined into one request (as MirrorLink::run does for each
-// unit it takes from its queue).
-void BM_BatchTpcbPrepared(benchmark::State& state) {
+// What the link receives: pgbench's TPC-B transaction (-M prepared) released by the capture as
+// one unit (the session forwards each request and reads its answer). False if it was not.
+bool released_tpcb(std::vector<policy::MirrorUnit>& units) {
   policy::ClassificationCache cache;
   policy::WriteCapture capture(options(&cache));
   prepare(capture);
   const Transaction t = prepared_transaction();
-  std::vector<policy::MirrorUnit> units;
-  for (const auto& r : t.fe)
-    for (const auto& m : r) capture.on_frontend(m.header, m.whole);
-  capture.forwarded();
-  for (const auto& a : t.be)
-    for (const auto& m : a) capture.on_backend(m.header, m.body, kNow);
+  for (size_t i = 0; i < t.fe.size(); ++i) {
+    for (const auto& m : t.fe[i]) capture.on_frontend(m.header, m.whole);
+    capture.forwarded();
+    for (const auto& m : t.be[i]) capture.on_backend(m.header, m.body, kNow);
+  }
   capture.take(units);
-  if (units.size() != 1) {
+  return units.size() == 1;
+}
+
+// The link's side: the released unit joined into one request (as MirrorLink::run does for each
+// unit it takes from its queue).
+void BM_BatchTpcbPrepared(benchmark::State& state) {
+  std::vector<policy::MirrorUnit> units;
+  if (!released_tpcb(units)) {
     state.SkipWithError("the transaction was not released as one unit");
     return;
   }
@@ -242,20 +248,10 @@ BENCHMARK(BM_BatchTpcbPrepared);
 
 // The link's side again: the target's answers to that request (each statement's BindComplete and
 // CommandComplete, one ReadyForQuery at the end of the joined request; the SELECT is a read, never
-// mirrored) read and compared with the primary's outcomes, as MirrorLink::read_outcomes feeds them.
+// mirrored) read and compared with the primary's outcomes, as MirrorLink::apply feeds them.
 void BM_AnswersTpcbPrepared(benchmark::State& state) {
-  policy::ClassificationCache cache;
-  policy::WriteCapture capture(options(&cache));
-  prepare(capture);
-  const Transaction t = prepared_transaction();
   std::vector<policy::MirrorUnit> units;
-  for (size_t i = 0; i < t.fe.size(); ++i) {
-    for (const auto& m : t.fe[i]) capture.on_frontend(m.header, m.whole);
-    capture.forwarded();
-    for (const auto& m : t.be[i]) capture.on_backend(m.header, m.body, kNow);
-  }
-  capture.take(units);
-  if (units.size() != 1) {
+  if (!released_tpcb(units)) {
     state.SkipWithError("the transaction was not released as one unit");
     return;
   }
