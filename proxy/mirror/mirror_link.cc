@@ -175,7 +175,7 @@ asio::awaitable<void> MirrorLink::apply() {
   bool read_ok = false;
   char status = 'I';
   // read_outcomes()'s loop, written out: a coroutine called once per request allocates its frame
-  // each time (Asio's recycling cache of two blocks keeps missing it), ~300 instructions.
+  // each time (Asio's recycling cache of two blocks keeps missing it): ~400 instructions a request.
   while (!ec) {
     const auto step = feed_answers(answers_);
     if (step != policy::AnswerMatch::Step::kMore) {
