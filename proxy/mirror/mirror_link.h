@@ -30,6 +30,7 @@
 #include "proxy/worker.h"
 #include "policy/mirror/answer_match.h"
 #include "policy/mirror/mirror_batch.h"
+#include "policy/mirror/unit_queue.h"
 #include "policy/mirror/write_capture.h"
 
 namespace pgtandem::proxy {
@@ -228,39 +229,7 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   std::vector<policy::MirrorUnit> returned_;  // under mu_
   std::vector<policy::MirrorUnit> returning_;
   std::atomic<uint64_t> outstanding_{0};  // pushed, not yet settled (drained())
-  // The link's queue: a vector read from a moving head and emptied whenever it drains (its usual
-  // state), so its capacity is reused; a std::deque allocated and freed a node every other unit.
-  class UnitQueue {
-   public:
-    bool empty() const { return head_ == units_.size(); }
-    size_t size() const { return units_.size() - head_; }
-    policy::MirrorUnit& front() { return units_[head_]; }
-    void pop_front() {
-      if (++head_ < units_.size()) return;
-      units_.clear();  // (the units left are moved-from: nothing of theirs to keep)
-      head_ = 0;
-    }
-    void push_back(policy::MirrorUnit&& u) {
-      // A queue that never drains reclaims its consumed front now and then.
-      if (head_ >= 64 && head_ * 2 >= units_.size()) {
-        units_.erase(units_.begin(), units_.begin() + static_cast<std::ptrdiff_t>(head_));
-        head_ = 0;
-      }
-      units_.push_back(std::move(u));
-    }
-    void push_front(policy::MirrorUnit&& u) {
-      if (head_ > 0) {
-        units_[--head_] = std::move(u);
-      } else {
-        units_.insert(units_.begin(), std::move(u));
-      }
-    }
-
-   private:
-    std::vector<policy::MirrorUnit> units_;
-    size_t head_ = 0;
-  };
-  UnitQueue queue_;  // the link's thread
+  policy::UnitQueue queue_;  // the link's thread (policy/mirror/unit_queue.h)
   std::atomic<int64_t> queued_bytes_{0};
   bool busy_ = false;                      // the link's thread
   bool stopped_ = false;                   // the link's thread: journal_pending() ran
