@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # pgtandem's instructions per TPC-B transaction with write mirroring off and on (valgrind
-# callgrind: a count, not a time, so it holds on a busy machine), and where the mirror's share goes.
+# callgrind: a count, not a time, and far steadier than one; it still moves with the machine's
+# load, which splits reads and adds wake-ups: ~600 more per mirrored transaction beside a build,
+# so compare runs made on an idle machine), and where the mirror's share goes.
 #
 #   bench/mirror-instructions.sh          (root, Debian 12, PostgreSQL 15, valgrind; any cwd)
 #
 # Environment: MI_PGTANDEM (binary; default build-lead/proxy/pgtandem), MI_TXNS=400 (per client,
 # 2 clients, per mode), MI_MODES="simple prepared", MI_TOP=25 (functions listed for mirroring on),
 # MI_KEEP (a directory: the callgrind outputs are copied there), MI_LINK_THREADS ([mirror]
-# link_threads; default pgtandem's: 1. Callgrind counts every thread's instructions).
+# link_threads; default pgtandem's: 1. Callgrind counts every thread's instructions), MI_THREADS=1
+# (then one more run mirroring on, each thread's instructions per transaction: the session's
+# worker and the link's thread apart).
 # What a start and a stop with no client cost (the config, TLS contexts, threads: ~17 M
 # instructions, 21k per transaction of a 800-transaction run) is measured once per setting and
 # subtracted, as bench/relay-instructions.sh does; before 2026-12-07 it was not, which made the
@@ -63,6 +67,46 @@ for mirror in off on; do
   if [[ $mirror == on ]]; then
     echo
     echo "Top $top functions (inclusive instructions, mirroring on):"
-    callgrind_annotate --inclusive=yes "$PGTANDEM_CALLGRIND_OUT" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -n "$top" | cut -c1-160
+    # (|| true: head closes the pipe early, and pipefail made that the script's exit status, 141.)
+    callgrind_annotate --inclusive=yes "$PGTANDEM_CALLGRIND_OUT" 2>/dev/null | grep -E '^ *[0-9,]+ ' |
+      head -n "$top" | cut -c1-160 || true
   fi
 done
+
+# MI_THREADS=1: the same transactions mirrored once more under --separate-threads=yes; each thread's
+# whole count per transaction (its start and idle included, not subtracted), named by what it runs.
+if [[ ${MI_THREADS:-} == 1 ]]; then
+  for c in old new; do
+    pgbench -i -s 1 -q -h 127.0.0.1 -p "$(pg_port "$c")" -U postgres bench >/dev/null 2>&1
+  done
+  pgtandem_start "$bin" old new 1 mi-threads
+  pg_stop_pid "$PGTANDEM_PID"
+  out=$PG_WORKDIR/mi-threads/callgrind.out
+  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" "$bin" \
+    --config "$PG_WORKDIR/mi-threads/pgtandem.toml" >"$PG_WORKDIR/mi-threads/valgrind.log" 2>&1 &
+  vpid=$!
+  pg_wait_tcp "$PGTANDEM_PORT" 60 "$vpid" || pg_die "pgtandem under valgrind did not start"
+  for mode in $modes; do
+    pgbench -n -M "$mode" -c 2 -t "$txns" -h 127.0.0.1 -p "$PGTANDEM_PORT" -U postgres bench \
+      >"$PG_WORKDIR/mi-threads/pgbench-$mode.log" 2>&1 || pg_die "pgbench failed"
+  done
+  sleep 2
+  kill -TERM "$vpid"
+  wait "$vpid" || true
+  echo
+  printf '| thread, mirroring on | instructions per transaction |\n|---|---:|\n'
+  for f in "$out"-*; do
+    report=$(callgrind_annotate --inclusive=yes "$f" 2>/dev/null || true)
+    n=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }' <<<"$report")
+    ((n > 1000000)) || continue  # threads that did next to nothing
+    what="other (${f##*-})"
+    if grep -q 'MirrorLink::run' <<<"$report"; then
+      what="the mirror link's"
+    elif grep -q 'session::Session' <<<"$report"; then
+      what="the session's worker"
+    elif grep -q '(below main)' <<<"$report"; then
+      what="main (start and stop)"
+    fi
+    printf '| %s | %d |\n' "$what" $((n / (2 * txns * nmodes)))
+  done
+fi
