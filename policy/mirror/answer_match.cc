@@ -57,14 +57,19 @@ const Outcome* AnswerMatch::next_expected() {
   return nullptr;
 }
 
+// (Inlined: the loop in feed() calls it once per answer.)
+[[gnu::always_inline]] inline bool AnswerMatch::take_expected(std::string_view tag,
+                                                               std::string_view sqlstate) {
+  const Outcome* x = next_expected();
+  if (x == nullptr || !same(x->tag, tag) || !same(x->sqlstate, sqlstate)) return false;
+  ++index_;
+  ++matched_;
+  return true;
+}
+
 void AnswerMatch::answer(std::string_view tag, std::string_view sqlstate) {
   if (!written_) {
-    const Outcome* x = next_expected();
-    if (x != nullptr && same(x->tag, tag) && same(x->sqlstate, sqlstate)) {
-      ++index_;
-      ++matched_;
-      return;
-    }
+    if (take_expected(tag, sqlstate)) return;
     write_matched();
   }
   Outcome& o = out_->emplace_back();  // (built in place: no temporary to move)
@@ -126,14 +131,9 @@ AnswerMatch::Step AnswerMatch::feed(std::string_view data, size_t* used) {
         // The usual answer: the tag the primary had. An expected tag holds no NUL (the capture
         // decoded it as below), so one equal to the body before its final NUL is a whole tag, and
         // the decode's search for a NUL inside it is not needed.
-        if (!written_ && !body.empty() && body.back() == '\0') {
-          const Outcome* x = next_expected();
-          if (x != nullptr && x->sqlstate.empty() &&
-              same(x->tag, std::string_view(body.data(), body.size() - 1))) {
-            ++index_;
-            ++matched_;
-            break;
-          }
+        if (!written_ && !body.empty() && body.back() == '\0' &&
+            take_expected(std::string_view(body.data(), body.size() - 1), {})) {
+          break;
         }
         protocol::CommandComplete cc;
         if (protocol::decode(body, cc)) answer(cc.tag, {});

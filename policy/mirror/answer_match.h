@@ -57,6 +57,8 @@ class AnswerMatch {
   void write_matched();
 
  private:
+  // True, and counted, when the answer is the next expected one (the caller writes it otherwise).
+  bool take_expected(std::string_view tag, std::string_view sqlstate);
   void answer(std::string_view tag, std::string_view sqlstate);
   const Outcome* next_expected();
 
