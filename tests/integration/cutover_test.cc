@@ -236,11 +236,12 @@ TEST_F(CutoverTest, ThreeReplicasMoveAsOneUnderTpcb) {
     });
   }
   std::this_thread::sleep_for(milliseconds(3000));
-  HttpResponse to_new = cutover(*replicas[0], "to=new");
+  // The lag gate opened, the pause given time: as in ToNewAndBackUnderTpcbWithoutClientErrors.
+  HttpResponse to_new = cutover(*replicas[0], "to=new&max_lag=1000000&timeout_ms=30000");
   std::this_thread::sleep_for(milliseconds(3000));
   std::vector<std::string> statuses;
   for (auto* p : replicas) statuses.push_back(http_get(p->admin_port(), "/status").body);
-  HttpResponse to_old = cutover(*replicas[1], "to=old");
+  HttpResponse to_old = cutover(*replicas[1], "to=old&max_lag=1000000&timeout_ms=30000");
   for (auto& t : threads) t.join();
   std::fprintf(stderr, "[cutover x3] to new: %s[cutover x3] to old: %s", to_new.body.c_str(),
                to_old.body.c_str());
@@ -389,7 +390,9 @@ TEST_F(CutoverTest, AReplicaKilledMidCutoverAbortsItEverywhere) {
   }
   std::this_thread::sleep_for(milliseconds(2000));
   HttpResponse r;
-  std::thread coordinator([&] { r = cutover(*replicas[0], "to=new&timeout_ms=4000"); });
+  // The lag gate opened (unpaced TPC-B may be past it on a loaded machine): the pause must start.
+  std::thread coordinator(
+      [&] { r = cutover(*replicas[0], "to=new&max_lag=1000000&timeout_ms=4000"); });
   const bool pausing = poll_until([&] {
     try {
       return old_cluster().query_value("SELECT phase FROM pgtandem_control.epoch") == "pause";
