@@ -28,7 +28,6 @@ ServerState::ServerState() = default;
 ServerState::~ServerState() = default;
 
 Worker::Worker(size_t index, ServerState& state) : index_(index), state_(state) {}
-Worker::~Worker() = default;
 
 void Worker::adopt(int family, int protocol, int fd) {
   sessions_.fetch_add(1, std::memory_order_relaxed);
@@ -73,8 +72,15 @@ void Worker::journal_pending_mirror_writes() {
 }
 
 void Worker::close_mirror_links() {
-  for (auto& link : live(mirror_links_mu_, mirror_links_)) link->close();
+  for (auto& link : live(mirror_links_mu_, mirror_links_)) {
+    link->close();
+    link->abandon_idle();
+  }
 }
+
+// (The thread has ended: Server::stop() joined it. A link parked idle holds its own coroutine, and
+// the coroutine the link: let go here, before io_ goes, or neither would ever be freed.)
+Worker::~Worker() { close_mirror_links(); }
 
 void Worker::wake_for_drain() {
   // Copied first: a woken session may unregister while the signals are emitted.

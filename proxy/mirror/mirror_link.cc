@@ -271,8 +271,9 @@ asio::awaitable<void> MirrorLink::run() {
         }
         co_return;
       }
-      wake_.expires_at(asio::steady_timer::time_point::max());
-      co_await wake_.async_wait(kNoThrow);
+      // Parked (idle_) until request_intake() resumes it: units, a finish, the socket given back.
+      co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+          [this](auto handler) { idle_.emplace(std::move(handler)); }, asio::use_awaitable);
     }
     if (!journaling() && queue_.front().after > state_.mirror.order.done_through()) {
       // Commit order across sessions: what committed on the primary before this transaction

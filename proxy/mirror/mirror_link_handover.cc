@@ -116,6 +116,13 @@ void MirrorLink::push(std::vector<policy::MirrorUnit>& units, policy::WriteCaptu
 void MirrorLink::request_intake() {
   if (worker_.io().get_executor().running_in_this_thread()) {
     intake();
+    // The caller may be anything on this thread (a push from a session on the same worker, a
+    // give-back): run() resumes after it, not inside it.
+    if (idle_) {
+      auto resume = std::move(*idle_);
+      idle_.reset();
+      asio::post(worker_.io(), std::move(resume));
+    }
     return;
   }
   {
@@ -123,7 +130,15 @@ void MirrorLink::request_intake() {
     if (intake_posted_) return;
     intake_posted_ = true;
   }
-  asio::post(worker_.io(), [self = shared_from_this()] { self->intake(); });
+  asio::post(worker_.io(), [self = shared_from_this()] {
+    self->intake();
+    // A handler of its own, on the link's thread: run() resumes here, as from any completion.
+    if (self->idle_) {
+      auto resume = std::move(*self->idle_);
+      self->idle_.reset();
+      resume();
+    }
+  });
 }
 
 void MirrorLink::intake() {
@@ -165,7 +180,7 @@ void MirrorLink::intake() {
     queue_.push_back(std::move(u));
   }
   intake_.clear();
-  wake_.cancel();
+  wake_.cancel();  // a wait for the commit order looks again; the journaling pause ends
 }
 
 MirrorLink::KnownParse* MirrorLink::find_parse(std::string_view name) {
