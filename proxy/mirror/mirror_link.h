@@ -66,8 +66,11 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Queues units released by the capture (never blocks; the session's worker). `capture` supplies
   // the Parse messages of the statements the units bind, for journal entries. The units are
   // numbered here, in the session's order, and handed to the link's thread through the inbox;
-  // `units` is left empty.
-  void push(std::vector<policy::MirrorUnit>& units, policy::WriteCapture& capture);
+  // `units` is left empty. `m`: the [mirror] settings of the caller's config snapshot (the session
+  // takes a reload between requests; a load of the shared snapshot here cost an atomic
+  // shared_ptr copy per transaction).
+  void push(std::vector<policy::MirrorUnit>& units, policy::WriteCapture& capture,
+            const config::Mirror& m);
   // The client session ended: apply what is queued, then close.
   void finish();
   // pgtandem is stopping: everything not yet applied goes to the journal now (on the home).
@@ -145,6 +148,8 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   // Runs intake() on the link's thread: at once when called there, else posted (one post in
   // flight at a time); then resumes run() if it waits idle.
   void request_intake();
+  // The posting half of request_intake(), for a caller that set intake_posted_ under mu_ itself.
+  void post_intake();
   // `n` pushed units are applied, journaled or marked: drained() counts them no more.
   void settled(size_t n) { outstanding_.fetch_sub(n, std::memory_order_acq_rel); }
   static std::shared_ptr<MirrorLink> start_on(Worker& home, MirrorContext context, size_t target,

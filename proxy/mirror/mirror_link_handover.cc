@@ -51,9 +51,12 @@ bool MirrorLink::over_limit(const config::Mirror& m, uint64_t more) const {
              m.global_queue_bytes;
 }
 
-void MirrorLink::push(std::vector<policy::MirrorUnit>& units, policy::WriteCapture& capture) {
-  const auto snap = state_.snapshot.load(std::memory_order_acquire);
-  const auto& m = snap ? snap->config->mirror : state_.config->mirror;
+void MirrorLink::push(std::vector<policy::MirrorUnit>& units, policy::WriteCapture& capture,
+                      const config::Mirror& m) {
+  // Off the link's thread (the usual case), whether to post the intake is decided under the lock
+  // the units are handed over with (request_intake() would take it again).
+  const bool on_home = worker_.io().get_executor().running_in_this_thread();
+  bool post = false;
   // (One writer: a load and a store, no locked add. Released before the units reach the inbox,
   // so a shadow read that sees the old count cannot have been overtaken by their apply.)
   pushed_.store(pushed_.load(std::memory_order_relaxed) + units.size(),
@@ -107,10 +110,15 @@ void MirrorLink::push(std::vector<policy::MirrorUnit>& units, policy::WriteCaptu
       pushed.full = full && m.overflow == "journal";
       handed = true;
     }
+    if (handed && !on_home && !intake_posted_) post = intake_posted_ = true;
   }
   units.clear();  // (the caller's vector keeps its capacity: no allocation per transaction)
   if (!returning_.empty()) capture.give_back(returning_);
-  if (handed) request_intake();
+  if (post) {
+    post_intake();
+  } else if (handed && on_home) {
+    request_intake();
+  }
 }
 
 void MirrorLink::request_intake() {
@@ -130,6 +138,10 @@ void MirrorLink::request_intake() {
     if (intake_posted_) return;
     intake_posted_ = true;
   }
+  post_intake();
+}
+
+void MirrorLink::post_intake() {
   asio::post(worker_.io(), [self = shared_from_this()] {
     self->intake();
     // A handler of its own, on the link's thread: run() resumes here, as from any completion.

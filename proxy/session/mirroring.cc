@@ -129,7 +129,9 @@ void Session::on_capture_ready() {
       order_reserved_ = 0;
     }
   }
-  if (!units.empty()) mirror_->push(units, *capture_);
+  if (!units.empty()) {
+    mirror_->push(units, *capture_, snap_ ? snap_->config->mirror : state_.config->mirror);
+  }
   const uint64_t skips = capture_->stats().skipped_rollback;
   for (; reported_skips_ < skips; ++reported_skips_) {
     state_.metrics->mirror_write(MirrorOutcome::kSkippedRollback);
