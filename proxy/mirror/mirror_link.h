@@ -224,9 +224,12 @@ class MirrorLink : public std::enable_shared_from_this<MirrorLink> {
   asio::steady_timer wake_;
   // run()'s idle wait (an empty queue, or the socket lent): the coroutine's completion handler,
   // parked until request_intake() resumes it. A wait on wake_ did this before: arming and
-  // cancelling a timer go through the reactor's timer queue under its lock, ~500 instructions per
-  // mirrored transaction that a parked handler does not spend. Only the link's thread touches it.
-  std::optional<asio::detail::awaitable_handler<asio::any_io_executor>> idle_;
+  // cancelling a timer go through the reactor's timer queue under its lock: ~900 instructions per
+  // mirrored transaction more (bench/README.md). Only the link's thread touches it.
+  using IdleHandler = asio::detail::awaitable_handler<asio::any_io_executor>;
+  std::optional<IdleHandler> idle_;
+  // The parked handler, taken out; empty when run() is not idle.
+  std::optional<IdleHandler> take_idle() { return std::exchange(idle_, std::nullopt); }
   asio::steady_timer hang_timer_;  // the apply timeout's watch (lazy: see watch_apply())
   static constexpr auto kNoWatch = std::chrono::steady_clock::time_point::max();
   std::chrono::steady_clock::time_point watch_deadline_ = kNoWatch;  // of the apply in flight

@@ -126,11 +126,7 @@ void MirrorLink::request_intake() {
     intake();
     // The caller may be anything on this thread (a push from a session on the same worker, a
     // give-back): run() resumes after it, not inside it.
-    if (idle_) {
-      auto resume = std::move(*idle_);
-      idle_.reset();
-      asio::post(worker_.io(), std::move(resume));
-    }
+    if (auto resume = take_idle()) asio::post(worker_.io(), std::move(*resume));
     return;
   }
   {
@@ -145,11 +141,7 @@ void MirrorLink::post_intake() {
   asio::post(worker_.io(), [self = shared_from_this()] {
     self->intake();
     // A handler of its own, on the link's thread: run() resumes here, as from any completion.
-    if (self->idle_) {
-      auto resume = std::move(*self->idle_);
-      self->idle_.reset();
-      resume();
-    }
+    if (auto resume = self->take_idle()) (*resume)();
   });
 }
 
